@@ -1,0 +1,268 @@
+"""GLB writer with EXT_mesh_features and EXT_structural_metadata.
+
+A small builder, not a general glTF library: it writes what cim's tiles need (one mesh of
+triangles or points, feature ids, one property table) and nothing it cannot validate. Every buffer
+view starts on an 8-byte boundary, as EXT_structural_metadata requires.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GLB_MAGIC = 0x46546C67
+CHUNK_JSON = 0x4E4F534A
+CHUNK_BIN = 0x004E4942
+
+FLOAT, UNSIGNED_SHORT, UNSIGNED_INT, UNSIGNED_BYTE = 5126, 5123, 5125, 5121
+ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
+TRIANGLES, POINTS = 4, 0
+
+_IDENT = re.compile(r"[^A-Za-z0-9_]")
+
+#: noData sentinels per metadata type, used only for columns that hold nulls
+NO_DATA = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e308, "STRING": ""}
+
+
+def property_id(name: str) -> str:
+    """A schema-safe identifier for an attribute name (``[A-Za-z_][A-Za-z0-9_]*``)."""
+    ident = _IDENT.sub("_", name.strip()) or "_"
+    return ident if not ident[0].isdigit() else "_" + ident
+
+
+@dataclass
+class PropertyTable:
+    """One feature table: columns of ``count`` values with metadata types.
+
+    ``columns`` maps attribute names to arrays (STRING: object array with None for null;
+    numbers: float64 with NaN for null, or int64; BOOLEAN: bool).
+    """
+
+    class_name: str
+    columns: dict[str, np.ndarray]
+    types: dict[str, str]
+    count: int
+    class_description: str = ""
+
+
+@dataclass
+class GltfBuilder:
+    """Accumulates buffer views and accessors, then writes one GLB."""
+
+    json: dict = field(default_factory=lambda: {"asset": {"version": "2.0", "generator": "cim"}})
+    chunks: list[bytes] = field(default_factory=list)
+    offset: int = 0
+
+    def buffer_view(self, data: bytes, target: int | None = None, byte_stride: int | None = None) -> int:
+        pad = (-self.offset) % 8
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.offset += pad
+        view = {"buffer": 0, "byteOffset": self.offset, "byteLength": len(data)}
+        if target is not None:
+            view["target"] = target
+        if byte_stride is not None:
+            view["byteStride"] = byte_stride
+        self.chunks.append(data)
+        self.offset += len(data)
+        views = self.json.setdefault("bufferViews", [])
+        views.append(view)
+        return len(views) - 1
+
+    def accessor(
+        self,
+        array: np.ndarray,
+        component_type: int,
+        type_: str,
+        target: int | None = ARRAY_BUFFER,
+        min_max: bool = False,
+        normalized: bool = False,
+    ) -> int:
+        array = np.ascontiguousarray(array)
+        view = self.buffer_view(array.tobytes(), target)
+        acc: dict = {
+            "bufferView": view,
+            "componentType": component_type,
+            "count": int(array.shape[0]),
+            "type": type_,
+        }
+        if normalized:
+            acc["normalized"] = True
+        if min_max:
+            flat = array.reshape(array.shape[0], -1)
+            acc["min"] = [float(x) for x in flat.min(axis=0)]
+            acc["max"] = [float(x) for x in flat.max(axis=0)]
+        accessors = self.json.setdefault("accessors", [])
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    def use_extension(self, name: str, required: bool = False) -> None:
+        used = self.json.setdefault("extensionsUsed", [])
+        if name not in used:
+            used.append(name)
+        if required:
+            req = self.json.setdefault("extensionsRequired", [])
+            if name not in req:
+                req.append(name)
+
+    def to_glb(self) -> bytes:
+        body = b"".join(self.chunks)
+        body += b"\0" * ((-len(body)) % 4)
+        if body:
+            self.json["buffers"] = [{"byteLength": len(body)}]
+        js = json.dumps(self.json, separators=(",", ":"), allow_nan=False).encode()
+        js += b" " * ((-len(js)) % 4)
+        total = 12 + 8 + len(js) + (8 + len(body) if body else 0)
+        out = [struct.pack("<III", GLB_MAGIC, 2, total), struct.pack("<II", len(js), CHUNK_JSON), js]
+        if body:
+            out += [struct.pack("<II", len(body), CHUNK_BIN), body]
+        return b"".join(out)
+
+
+def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: str = "cim") -> int:
+    """Write ``table`` as EXT_structural_metadata (schema + property table); returns its index."""
+    props: dict[str, dict] = {}
+    values: dict[str, dict] = {}
+    for name, column in table.columns.items():
+        kind = table.types[name]
+        pid = property_id(name)
+        definition: dict = {"name": name}
+        entry: dict = {}
+        if kind == "STRING":
+            strings = [("" if v is None else str(v)).encode("utf-8") for v in column]
+            offsets = np.zeros(len(strings) + 1, dtype=np.uint32)
+            np.cumsum([len(s) for s in strings], out=offsets[1:])
+            definition["type"] = "STRING"
+            if any(v is None for v in column):
+                definition["noData"] = NO_DATA["STRING"]
+            entry["values"] = builder.buffer_view(b"".join(strings))
+            entry["stringOffsets"] = builder.buffer_view(offsets.tobytes())
+            entry["stringOffsetType"] = "UINT32"
+        elif kind == "BOOLEAN":
+            definition["type"] = "BOOLEAN"
+            bits = np.packbits(np.asarray(column, dtype=bool), bitorder="little")
+            entry["values"] = builder.buffer_view(bits.tobytes())
+        elif kind in ("INT32", "INT64"):
+            col = np.asarray(column, dtype=np.float64)
+            null = np.isnan(col)
+            dtype = np.int32 if kind == "INT32" else np.int64
+            data = np.where(null, NO_DATA[kind], np.nan_to_num(col)).astype(dtype)
+            definition.update(type="SCALAR", componentType=kind)
+            if null.any():
+                definition["noData"] = NO_DATA[kind]
+            entry["values"] = builder.buffer_view(data.tobytes())
+        elif kind == "FLOAT64":
+            col = np.asarray(column, dtype=np.float64)
+            null = ~np.isfinite(col)
+            data = np.where(null, NO_DATA[kind], col)
+            definition.update(type="SCALAR", componentType="FLOAT64")
+            if null.any():
+                definition["noData"] = NO_DATA[kind]
+            entry["values"] = builder.buffer_view(data.tobytes())
+        else:
+            raise ValueError(f"unsupported metadata type {kind!r} for {name!r}")
+        props[pid] = definition
+        values[pid] = entry
+    cls: dict = {"properties": props}
+    if table.class_description:
+        cls["description"] = table.class_description
+    ext = builder.json.setdefault("extensions", {}).setdefault(
+        "EXT_structural_metadata", {"schema": {"id": schema_id, "classes": {}}, "propertyTables": []}
+    )
+    ext["schema"]["classes"][table.class_name] = cls
+    ext["propertyTables"].append({"class": table.class_name, "count": int(table.count), "properties": values})
+    builder.use_extension("EXT_structural_metadata")
+    return len(ext["propertyTables"]) - 1
+
+
+def encode_feature_mesh(
+    positions: np.ndarray,
+    normals: np.ndarray,
+    triangles: np.ndarray,
+    feature_ids: np.ndarray,
+    table: PropertyTable,
+    translation: np.ndarray,
+    color: tuple[float, float, float, float] = (0.86, 0.84, 0.80, 1.0),
+) -> bytes:
+    """A GLB of one triangle mesh whose vertices carry feature ids into a property table.
+
+    Parameters
+    ----------
+    positions : (v, 3) float32, glTF axes (y up), relative to ``translation``
+    normals : (v, 3) float32, unit, glTF axes
+    triangles : (t, 3) uint32
+    feature_ids : (v,) int, row of ``table`` for each vertex
+    table : the features' attributes
+    translation : (3,) float64, node translation (the tile centre in glTF axes)
+    """
+    b = GltfBuilder()
+    n_vertices = len(positions)
+    index_type = UNSIGNED_SHORT if n_vertices < 65536 else UNSIGNED_INT
+    idx = triangles.astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32).reshape(-1)
+    a_idx = b.accessor(idx, index_type, "SCALAR", target=ELEMENT_ARRAY_BUFFER)
+    a_pos = b.accessor(positions.astype(np.float32), FLOAT, "VEC3", min_max=True)
+    a_nrm = b.accessor(normals.astype(np.float32), FLOAT, "VEC3")
+    a_fid = b.accessor(feature_ids.astype(np.float32), FLOAT, "SCALAR")
+    pt = add_property_table(b, table)
+    b.use_extension("EXT_mesh_features")
+    b.json["materials"] = [
+        {
+            "name": table.class_name,
+            "pbrMetallicRoughness": {"baseColorFactor": list(color), "metallicFactor": 0.0, "roughnessFactor": 0.9},
+        }
+    ]
+    b.json["meshes"] = [
+        {
+            "primitives": [
+                {
+                    "attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "_FEATURE_ID_0": a_fid},
+                    "indices": a_idx,
+                    "material": 0,
+                    "mode": TRIANGLES,
+                    "extensions": {
+                        "EXT_mesh_features": {
+                            "featureIds": [{"featureCount": int(table.count), "attribute": 0, "propertyTable": pt}]
+                        }
+                    },
+                }
+            ]
+        }
+    ]
+    b.json["nodes"] = [{"mesh": 0, "translation": [float(x) for x in translation]}]
+    b.json["scenes"] = [{"nodes": [0]}]
+    b.json["scene"] = 0
+    return b.to_glb()
+
+
+def read_glb(data: bytes) -> tuple[dict, bytes]:
+    """Split a GLB into its JSON and binary chunk (for tests and tools)."""
+    magic, version, length = struct.unpack_from("<III", data, 0)
+    if magic != GLB_MAGIC or version != 2:
+        raise ValueError("not a glTF 2.0 GLB")
+    jlen, jtype = struct.unpack_from("<II", data, 12)
+    doc = json.loads(data[20 : 20 + jlen])
+    bin_chunk = b""
+    off = 20 + jlen
+    if off < length:
+        blen, _ = struct.unpack_from("<II", data, off)
+        bin_chunk = data[off + 8 : off + 8 + blen]
+    return doc, bin_chunk
+
+
+_DTYPES = {FLOAT: np.float32, UNSIGNED_SHORT: np.uint16, UNSIGNED_INT: np.uint32, UNSIGNED_BYTE: np.uint8, 5120: np.int8, 5122: np.int16}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
+    """Decode one (tightly packed) accessor of a GLB into a numpy array."""
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    dtype = np.dtype(_DTYPES[acc["componentType"]])
+    width = _WIDTH[acc["type"]]
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    arr = np.frombuffer(bin_chunk, dtype=dtype, count=acc["count"] * width, offset=start)
+    return arr.reshape(acc["count"], width) if width > 1 else arr

@@ -1,0 +1,1 @@
+"""Pure numpy kernels: arrays in, arrays out. No file, network or pyproj object creation here."""

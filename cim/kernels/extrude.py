@@ -1,0 +1,216 @@
+"""LOD1 extrusion of footprints into closed prisms (roof + walls), vectorised.
+
+Footprints arrive as GeoArrow-style ragged arrays (one coordinate array plus ring and polygon
+offsets, as ``shapely.to_ragged_array`` gives them), already oriented: exterior rings
+counter-clockwise, holes clockwise, seen from above. Only the roof triangulation touches polygons
+one by one (earcut), and a vectorised fast path takes the common convex quadrilaterals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mapbox_earcut
+import numpy as np
+
+
+@dataclass
+class BuildingMesh:
+    """Triangles of many buildings, grouped by building.
+
+    Attributes
+    ----------
+    positions : (v, 3) float64, local ENU metres
+    normals : (v, 3) float32, unit, ENU
+    triangles : (t, 3) uint32, indices into ``positions``; counter-clockwise seen from outside
+    vertex_offsets : (n + 1,) int64; building ``i`` owns ``positions[vertex_offsets[i]:vertex_offsets[i + 1]]``
+    triangle_offsets : (n + 1,) int64; building ``i`` owns ``triangles[triangle_offsets[i]:...]``
+    """
+
+    positions: np.ndarray
+    normals: np.ndarray
+    triangles: np.ndarray
+    vertex_offsets: np.ndarray
+    triangle_offsets: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return len(self.vertex_offsets) - 1
+
+
+def _ring_ends(ring_offsets: np.ndarray) -> np.ndarray:
+    """(k,) bool: True at each ring's closing coordinate."""
+    last = np.zeros(ring_offsets[-1], dtype=bool)
+    last[ring_offsets[1:] - 1] = True
+    return last
+
+
+def triangulate_polygons(
+    xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Triangulate polygons with holes; returns triangles over the *open* ring vertices.
+
+    Parameters
+    ----------
+    xy : (k, 2) float64, closed rings (first coordinate repeated at each ring's end)
+    ring_offsets : (r + 1,) int, coordinate offsets of rings
+    polygon_offsets : (p + 1,) int, ring offsets of polygons
+
+    Returns
+    -------
+    triangles : (t, 3) int64 indices into the open vertices ``xy[~closing]``, counter-clockwise
+    triangle_polygon : (t,) int64, the polygon each triangle belongs to
+    """
+    ring_len = np.diff(ring_offsets) - 1  # open vertices per ring
+    open_start = np.concatenate([[0], np.cumsum(ring_len)])  # open-vertex offset of each ring
+    open_xy = xy[~_ring_ends(ring_offsets)]
+    n_rings = np.diff(polygon_offsets)
+    first_ring = polygon_offsets[:-1]
+
+    # fast path: one ring of four vertices, convex
+    quad = (n_rings == 1) & (ring_len[first_ring] == 4)
+    if quad.any():
+        s = open_start[first_ring[quad]]
+        p = open_xy[s[:, None] + np.arange(4)]  # (q, 4, 2)
+        e = np.roll(p, -1, axis=1) - p
+        cross = e[:, :, 0] * np.roll(e, -1, axis=1)[:, :, 1] - e[:, :, 1] * np.roll(e, -1, axis=1)[:, :, 0]
+        convex = (cross > 0).all(axis=1)
+        quad[np.flatnonzero(quad)[~convex]] = False
+    tris: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    if quad.any():
+        qi = np.flatnonzero(quad)
+        s = open_start[first_ring[qi]]
+        t = np.stack([np.stack([s, s + 1, s + 2], 1), np.stack([s, s + 2, s + 3], 1)], 1).reshape(-1, 3)
+        tris.append(t)
+        owners.append(np.repeat(qi, 2))
+    for pi in np.flatnonzero(~quad):
+        r0, r1 = polygon_offsets[pi], polygon_offsets[pi + 1]
+        v0, v1 = open_start[r0], open_start[r1]
+        if v1 - v0 < 3:
+            continue
+        ends = (open_start[r0 + 1 : r1 + 1] - v0).astype(np.uint32)
+        idx = mapbox_earcut.triangulate_float64(open_xy[v0:v1], ends)
+        if len(idx):
+            tris.append(idx.reshape(-1, 3).astype(np.int64) + v0)
+            owners.append(np.full(len(idx) // 3, pi, dtype=np.int64))
+    if not tris:
+        return np.empty((0, 3), np.int64), np.empty(0, np.int64)
+    triangles = np.concatenate(tris)
+    owner = np.concatenate(owners)
+    a, b, c = open_xy[triangles[:, 0]], open_xy[triangles[:, 1]], open_xy[triangles[:, 2]]
+    area2 = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    flip = area2 < 0
+    triangles[flip] = triangles[flip][:, [0, 2, 1]]
+    keep = area2 != 0
+    return triangles[keep], owner[keep]
+
+
+def extrude_footprints(
+    ground: np.ndarray,
+    up: np.ndarray,
+    ring_offsets: np.ndarray,
+    polygon_offsets: np.ndarray,
+    polygon_feature: np.ndarray,
+    base: np.ndarray,
+    top: np.ndarray,
+) -> BuildingMesh:
+    """Extrude oriented footprints into LOD1 prisms from ``base`` to ``top``.
+
+    A vertex at height ``h`` above the ellipsoid lies at ``ground + h * up``: exact for
+    ellipsoidal heights, so walls follow the local vertical wherever the building stands.
+
+    Parameters
+    ----------
+    ground : (k, 3) float64, ENU position of each ring coordinate at ellipsoid height 0
+    up : (k, 3) float64, the ellipsoid normal at each coordinate, in ENU
+    ring_offsets, polygon_offsets : ragged offsets of closed rings and polygons
+    polygon_feature : (p,) int, the building each polygon belongs to (non-decreasing)
+    base, top : (n,) float64, base and roof heights of each building
+
+    Returns
+    -------
+    BuildingMesh with flat-shaded roof and wall vertices, grouped by building. No bottom faces.
+    """
+    k = ring_offsets[-1]
+    n = len(base)
+    closing = _ring_ends(ring_offsets)
+    ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
+    poly_of_ring = np.repeat(np.arange(len(polygon_offsets) - 1), np.diff(polygon_offsets))
+    feat = np.asarray(polygon_feature, dtype=np.int64)[poly_of_ring[ring_of]]  # (k,)
+    base = np.asarray(base, dtype=np.float64)
+    top = np.asarray(top, dtype=np.float64)
+
+    # roof: the open ring vertices at roof height
+    roof_src = np.flatnonzero(~closing)
+    roof_pos = ground[roof_src] + top[feat[roof_src], None] * up[roof_src]
+    roof_nrm = up[roof_src]
+    roof_tri, _ = triangulate_polygons(ground[:, :2], ring_offsets, polygon_offsets)
+    roof_feat = feat[roof_src]
+
+    # walls: one quad per ring edge j -> j+1
+    j = np.flatnonzero(~closing)
+    d = ground[j + 1, :2] - ground[j, :2]
+    length = np.hypot(d[:, 0], d[:, 1])
+    j, d, length = j[length > 1e-9], d[length > 1e-9], length[length > 1e-9]
+    ef = feat[j]
+    lo, hi = base[ef, None], top[ef, None]
+    wall_pos = np.stack(
+        [ground[j] + lo * up[j], ground[j + 1] + lo * up[j + 1], ground[j + 1] + hi * up[j + 1], ground[j] + hi * up[j]],
+        axis=1,
+    ).reshape(-1, 3)
+    nrm = np.zeros((len(j), 3))
+    nrm[:, 0] = d[:, 1] / length
+    nrm[:, 1] = -d[:, 0] / length
+    wall_nrm = np.repeat(nrm, 4, axis=0)
+    w0 = len(roof_pos) + 4 * np.arange(len(j))
+    wall_tri = np.concatenate([np.stack([w0, w0 + 1, w0 + 2], 1), np.stack([w0, w0 + 2, w0 + 3], 1)])
+    wall_tri_feat = np.concatenate([ef, ef])
+
+    positions = np.concatenate([roof_pos, wall_pos])
+    normals = np.concatenate([roof_nrm, wall_nrm]).astype(np.float32)
+    vfeat = np.concatenate([roof_feat, np.repeat(ef, 4)])
+    triangles = np.concatenate([roof_tri, wall_tri])
+    tfeat = np.concatenate([roof_feat[roof_tri[:, 0]] if len(roof_tri) else np.empty(0, np.int64), wall_tri_feat])
+
+    # group by building: stable sorts keep roof before walls within a building
+    vorder = np.argsort(vfeat, kind="stable")
+    inverse = np.empty_like(vorder)
+    inverse[vorder] = np.arange(len(vorder))
+    torder = np.argsort(tfeat, kind="stable")
+    del k
+    return BuildingMesh(
+        positions=positions[vorder],
+        normals=normals[vorder],
+        triangles=inverse[triangles[torder]].astype(np.uint32),
+        vertex_offsets=np.searchsorted(vfeat[vorder], np.arange(n + 1)).astype(np.int64),
+        triangle_offsets=np.searchsorted(tfeat[torder], np.arange(n + 1)).astype(np.int64),
+    )
+
+
+def gather_features(mesh: BuildingMesh, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the triangles of some buildings out of a mesh.
+
+    Parameters
+    ----------
+    mesh : BuildingMesh
+    features : (m,) int, building indices, in the order wanted
+
+    Returns
+    -------
+    positions : (v, 3) float64
+    normals : (v, 3) float32
+    triangles : (t, 3) uint32, indices into the returned positions
+    vertex_feature : (v,) int64, index into ``features`` of each vertex's building
+    """
+    features = np.asarray(features, dtype=np.int64)
+    vo, to = mesh.vertex_offsets, mesh.triangle_offsets
+    vcount = vo[features + 1] - vo[features]
+    tcount = to[features + 1] - to[features]
+    new_vstart = np.concatenate([[0], np.cumsum(vcount)[:-1]])
+    vidx = np.repeat(vo[features] - new_vstart, vcount) + np.arange(vcount.sum())
+    tidx = np.repeat(to[features] - np.concatenate([[0], np.cumsum(tcount)[:-1]]), tcount) + np.arange(tcount.sum())
+    shift = np.repeat(vo[features] - new_vstart, tcount)
+    triangles = (mesh.triangles[tidx].astype(np.int64) - shift[:, None]).astype(np.uint32)
+    vertex_feature = np.repeat(np.arange(len(features)), vcount)
+    return mesh.positions[vidx], mesh.normals[vidx], triangles, vertex_feature

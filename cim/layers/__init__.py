@@ -1,0 +1,1 @@
+"""Layer builders: read a source, run kernels and tiling, write a layer's tiles through the store."""

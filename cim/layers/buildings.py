@@ -1,0 +1,296 @@
+"""The buildings layer: footprints → LOD1 prisms → quadtree of GLB tiles → ``tileset.json``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from cim.crs import crs_label, to_lonlat
+from cim.formats.glb import PropertyTable, encode_feature_mesh, property_id
+from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
+from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
+from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
+from cim.sources.dem import sample_dem
+from cim.sources.footprints import FootprintTable
+from cim.store import TileStore, build_key, file_fingerprint
+from cim.tiling.quadtree import TileNode, quadtree_plan
+
+log = logging.getLogger("cim.buildings")
+
+#: progress callback: (stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildingOptions:
+    """How heights and tiles are made.
+
+    Attributes
+    ----------
+    height : attribute with the height in metres (first choice)
+    floors : attribute with the number of floors (second choice, times ``storey_height``)
+    storey_height : metres per floor
+    default_height : metres, for buildings with neither (one warning gives their count)
+    dem : a DEM to stand buildings on (base = lowest ground under the footprint)
+    max_features : most buildings in one tile
+    workers : threads encoding and writing tiles (default: the number of cores)
+    """
+
+    height: str | None = "height"
+    floors: str | None = "floors"
+    storey_height: float = 3.0
+    default_height: float = 10.0
+    dem: Path | None = None
+    max_features: int = 2000
+    workers: int | None = None
+
+
+@dataclass
+class PreparedBuildings:
+    """Buildings in the local frame, ready to tile."""
+
+    mesh: BuildingMesh
+    centres: np.ndarray  # (n, 2) ENU
+    sizes: np.ndarray  # (n,) metres
+    base: np.ndarray  # (n,)
+    top: np.ndarray  # (n,)
+    lonlat_bounds: tuple[float, float, float, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LayerResult:
+    """What a layer build produced, for the city manifest and the CLI summary."""
+
+    id: str
+    kind: str
+    path: Path
+    count: int
+    tiles: int
+    triangles: int
+    bytes: int
+    bounds: dict[str, float]
+    schema: dict[str, str]
+    seconds: float
+    resumed_tiles: int = 0
+    skipped: int = 0
+    repaired: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def building_heights(table: FootprintTable, opts: BuildingOptions) -> tuple[np.ndarray, list[str]]:
+    """Height of each building: the height attribute, else floors × storey height, else default."""
+    n = len(table)
+    heights = np.full(n, np.nan)
+    notes = []
+    if opts.height and opts.height in table.columns and table.types[opts.height] != "STRING":
+        heights = np.asarray(table.columns[opts.height], dtype=np.float64).copy()
+    elif opts.height and opts.height in table.columns:
+        heights = np.array([_to_float(v) for v in table.columns[opts.height]])
+    heights[~(heights > 0)] = np.nan
+    missing = np.isnan(heights)
+    if missing.any() and opts.floors and opts.floors in table.columns:
+        floors = np.array([_to_float(v) for v in table.columns[opts.floors]]) if table.types[opts.floors] == "STRING" else np.asarray(table.columns[opts.floors], dtype=np.float64)
+        use = missing & (floors > 0)
+        heights[use] = floors[use] * opts.storey_height
+        if use.any():
+            notes.append(f"{int(use.sum())} building(s) took their height from {opts.floors!r} × {opts.storey_height} m")
+    missing = np.isnan(heights)
+    if missing.any():
+        heights[missing] = opts.default_height
+        notes.append(f"{int(missing.sum())} of {n} building(s) have no height; used the default {opts.default_height} m")
+    return heights, notes
+
+
+def _to_float(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOptions) -> PreparedBuildings:
+    """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres."""
+    warnings: list[str] = []
+    heights, notes = building_heights(table, opts)
+    warnings += notes
+    n = len(table)
+    parts, part_feature = shapely.get_parts(table.geometries, return_index=True)
+    parts = shapely.orient_polygons(parts, exterior_cw=False)
+    _, coords, (ring_offsets, poly_offsets) = shapely.to_ragged_array(parts)
+    coords = coords[:, :2]
+    ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
+    poly_of_ring = np.repeat(np.arange(len(poly_offsets) - 1), np.diff(poly_offsets))
+    coord_feature = part_feature[poly_of_ring[ring_of]]
+    starts = np.searchsorted(coord_feature, np.arange(n))
+
+    lon, lat = to_lonlat(coords[:, 0], coords[:, 1], table.crs)
+    ground = frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon))))
+    up = up_vectors(lon, lat) @ frame.rotation.T
+
+    if opts.dem is not None:
+        z = sample_dem(opts.dem, coords[:, 0], coords[:, 1], table.crs)
+        with np.errstate(invalid="ignore"):
+            base = np.fmin.reduceat(z, starts)
+        outside = np.isnan(base)
+        if outside.all():
+            raise_outside(table, opts.dem)
+        if outside.any():
+            fill = float(np.nanmedian(base))
+            base[outside] = fill
+            ids = ", ".join(map(str, table.ids[outside][:10]))
+            warnings.append(f"{int(outside.sum())} building(s) lie outside the DEM {Path(opts.dem).name}; base set to the median ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})")
+    else:
+        base = np.zeros(n)
+    top = base + heights
+
+    mesh = extrude_footprints(ground, up, ring_offsets, poly_offsets, part_feature, base, top)
+    xmin = np.minimum.reduceat(ground[:, 0], starts)
+    xmax = np.maximum.reduceat(ground[:, 0], starts)
+    ymin = np.minimum.reduceat(ground[:, 1], starts)
+    ymax = np.maximum.reduceat(ground[:, 1], starts)
+    centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
+    sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
+    bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, warnings)
+
+
+def raise_outside(table: FootprintTable, dem: Path) -> None:
+    from cim.errors import CimInputError
+
+    raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem} (check both files' CRS)")
+
+
+def origin_for(table: FootprintTable, ground_height: float = 0.0) -> LocalFrame:
+    """A local frame at the centre of a footprint table's extent."""
+    xmin, ymin, xmax, ymax = table.bounds
+    lon, lat = to_lonlat(np.array([(xmin + xmax) / 2]), np.array([(ymin + ymax) / 2]), table.crs)
+    return LocalFrame(float(lon[0]), float(lat[0]), ground_height)
+
+
+def build_buildings_layer(
+    table: FootprintTable,
+    out_dir: str | Path,
+    frame: LocalFrame,
+    opts: BuildingOptions | None = None,
+    *,
+    layer_id: str = "buildings",
+    progress: Progress | None = None,
+) -> LayerResult:
+    """Write a buildings layer: ``out_dir/tileset.json`` and ``out_dir/tiles/*.glb``.
+
+    Parameters
+    ----------
+    table : the footprints (see :func:`cim.sources.footprints.read_footprints`)
+    out_dir : the layer folder
+    frame : the city's local frame; the tileset's root transform is its ENU→ECEF matrix
+    opts : heights, DEM, tile size
+    progress : called as ``progress(stage, done, total)``
+    """
+    t0 = time.perf_counter()
+    opts = opts or BuildingOptions()
+    out_dir = Path(out_dir)
+    prep = prepare_buildings(table, frame, opts)
+    for w in prep.warnings:
+        log.warning("%s: %s", table.source.name, w)
+    root = quadtree_plan(prep.centres, prep.sizes, opts.max_features)
+    nodes = list(root.walk())
+    key = build_key(
+        "buildings-1",
+        file_fingerprint(table.source),
+        file_fingerprint(opts.dem) if opts.dem else None,
+        opts.height, opts.floors, opts.storey_height, opts.default_height, opts.max_features,
+        frame.to_dict(),
+    )
+    store = TileStore(out_dir, key)
+    columns = table.columns
+    types = table.types
+
+    def encode(node: TileNode) -> tuple[np.ndarray, np.ndarray, int]:
+        pos, nrm, tri, vfeat = gather_features(prep.mesh, node.features)
+        lo, hi = pos.min(axis=0), pos.max(axis=0)
+        rel = f"tiles/{node.name}.glb"
+        if not store.is_done(rel):
+            centre = (lo + hi) / 2.0
+            ptable = PropertyTable(
+                "building",
+                {name: col[node.features] for name, col in columns.items()},
+                types,
+                len(node.features),
+                "A building footprint extruded to LOD1 (CIM2)",
+            )
+            glb = encode_feature_mesh(
+                enu_to_gltf(pos - centre).astype(np.float32), enu_to_gltf(nrm), tri, vfeat, ptable, enu_to_gltf(centre)
+            )
+            store.write(rel, glb)
+        return lo, hi, len(tri)
+
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    triangles = 0
+    workers = opts.workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, (node, (lo, hi, ntri)) in enumerate(zip(nodes, pool.map(encode, nodes))):
+            bounds[node.name] = (lo, hi)
+            if not node.children:
+                triangles += ntri
+            if progress:
+                progress("tiles", i + 1, len(nodes))
+
+    def tile_json(node: TileNode) -> tuple[dict, np.ndarray, np.ndarray]:
+        lo, hi = bounds[node.name]
+        kids = []
+        for child in node.children:
+            cj, clo, chi = tile_json(child)
+            kids.append(cj)
+            lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
+        tile: dict = {
+            "boundingVolume": {"box": box_from_bounds(lo, hi)},
+            "geometricError": round(node.geometric_error, 3),
+            "refine": "REPLACE",
+            "content": {"uri": f"tiles/{node.name}.glb"},
+        }
+        if kids:
+            tile["children"] = kids
+        return tile, lo, hi
+
+    root_json, lo, hi = tile_json(root)
+    root_json["transform"] = transform_list(frame.matrix())
+    diagonal = float(np.linalg.norm(hi - lo))
+    doc = tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0))
+    store.finish("tileset.json", doc)
+
+    west, south, east, north = prep.lonlat_bounds
+    result = LayerResult(
+        id=layer_id,
+        kind="buildings",
+        path=out_dir,
+        count=len(table),
+        tiles=len(nodes),
+        triangles=triangles,
+        bytes=store.size_on_disk(),
+        bounds={"west": west, "south": south, "east": east, "north": north, "min_height": float(prep.base.min()), "max_height": float(prep.top.max())},
+        schema={name: types[name] for name in columns},
+        seconds=time.perf_counter() - t0,
+        resumed_tiles=store.resumed,
+        skipped=len(table.skipped),
+        repaired=len(table.repaired),
+        warnings=prep.warnings,
+    )
+    log.info(
+        "buildings %s: %d buildings, %d tiles, %d triangles, %.1f MB, %s, %.2f s",
+        layer_id, result.count, result.tiles, triangles, result.bytes / 1e6, crs_label(table.crs), result.seconds,
+    )
+    return result
+
+
+def schema_properties(schema: dict[str, str]) -> dict[str, str]:
+    """Attribute name → the property id under which viewers find it in the tiles."""
+    return {name: property_id(name) for name in schema}

@@ -1,0 +1,198 @@
+"""The library's top-level operations: ``build`` a city from a recipe, ``convert_buildings``.
+
+The CLI is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import cim
+from cim.crs import crs_label, parse_crs
+from cim.errors import CimInputError
+from cim.kernels.frames import LocalFrame
+from cim.layers.buildings import BuildingOptions, LayerResult, Progress, build_buildings_layer, origin_for, schema_properties
+from cim.recipe import LayerSpec, Recipe, load_recipe
+from cim.sources.dem import sample_dem
+from cim.sources.footprints import read_footprints
+from cim.store import atomic_write_json
+
+MANIFEST = "city.json"
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build` or :func:`convert_buildings` made."""
+
+    out: Path
+    layers: list[LayerResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def bytes(self) -> int:
+        return sum(layer.bytes for layer in self.layers)
+
+    def summary(self) -> str:
+        parts = [f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
+        return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
+
+
+def _building_options(spec: LayerSpec) -> BuildingOptions:
+    o = spec.options
+    known = {"height", "floors", "storey_height", "default_height", "dem", "max_features", "crs", "layer", "id_attr"}
+    unknown = set(o) - known
+    if unknown:
+        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(unknown))}")
+    return BuildingOptions(
+        height=o.get("height", "height"),
+        floors=o.get("floors", "floors"),
+        storey_height=float(o.get("storey_height", 3.0)),
+        default_height=float(o.get("default_height", 10.0)),
+        dem=Path(o["dem"]) if o.get("dem") else None,
+        max_features=int(o.get("max_features", 2000)),
+    )
+
+
+def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | None = None) -> BuildReport:
+    """Build every layer of a city recipe into ``out`` and write ``out/city.json``.
+
+    Parameters
+    ----------
+    recipe : a ``city.toml`` path or a loaded :class:`~cim.recipe.Recipe`
+    out : the city's output folder, e.g. ``tiles/tianshui``
+    progress : called as ``progress(stage, done, total)`` while tiles are written
+
+    Examples
+    --------
+    >>> report = cim.build("sample_city/city.toml", "tiles/tianshui")   # doctest: +SKIP
+    >>> print(report.summary())                                        # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(out)
+    frame: LocalFrame | None = None
+    for spec in rec.layers:
+        if spec.kind == "buildings":
+            opts = _building_options(spec)
+            table = read_footprints(spec.source, crs=spec.options.get("crs", rec.crs), layer=spec.options.get("layer"), id_attr=spec.options.get("id_attr", "id"))
+            if frame is None:
+                frame = _city_frame(rec, table, opts)
+            result = build_buildings_layer(table, out / spec.id, frame, opts, layer_id=spec.id, progress=progress)
+            result.warnings = [f"{len(table.skipped)} footprint(s) skipped"] * bool(table.skipped) + result.warnings
+            report.layers.append(result)
+    assert frame is not None
+    report.seconds = time.perf_counter() - t0
+    write_manifest(out, rec.name, rec.title, rec.crs, frame, report.layers, {spec.id: spec for spec in rec.layers})
+    return report
+
+
+def _city_frame(rec: Recipe, table, opts: BuildingOptions) -> LocalFrame:
+    """The city origin: the recipe's, else the centre of the first layer on its ground."""
+    if rec.origin is not None:
+        return LocalFrame(*rec.origin)
+    frame = origin_for(table)
+    if opts.dem is not None:
+        xmin, ymin, xmax, ymax = table.bounds
+        z = sample_dem(opts.dem, np.array([(xmin + xmax) / 2]), np.array([(ymin + ymax) / 2]), table.crs)
+        if np.isfinite(z[0]):
+            frame = LocalFrame(frame.lon, frame.lat, float(z[0]))
+    return frame
+
+
+def write_manifest(
+    out: Path,
+    name: str,
+    title: str,
+    crs: str | None,
+    frame: LocalFrame,
+    layers: list[LayerResult],
+    specs: dict[str, LayerSpec] | None = None,
+) -> dict:
+    """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts."""
+    entries = []
+    for lr in layers:
+        spec = (specs or {}).get(lr.id)
+        entries.append(
+            {
+                "id": lr.id,
+                "kind": lr.kind,
+                "title": spec.title if spec else lr.id.title(),
+                "cim_level": spec.cim_level if spec else 2,
+                "format": "3dtiles",
+                "url": f"{lr.path.relative_to(out).as_posix() + '/' if lr.path != out else ''}tileset.json",
+                "bounds": lr.bounds,
+                "count": lr.count,
+                "id_property": "id",
+                "schema": lr.schema,
+                "properties": schema_properties(lr.schema),
+                "stats": {"tiles": lr.tiles, "triangles": lr.triangles, "bytes": lr.bytes, "seconds": round(lr.seconds, 3), "skipped": lr.skipped, "repaired": lr.repaired},
+            }
+        )
+    bounds = {
+        "west": min(lr.bounds["west"] for lr in layers),
+        "south": min(lr.bounds["south"] for lr in layers),
+        "east": max(lr.bounds["east"] for lr in layers),
+        "north": max(lr.bounds["north"] for lr in layers),
+        "min_height": min(lr.bounds["min_height"] for lr in layers),
+        "max_height": max(lr.bounds["max_height"] for lr in layers),
+    }
+    doc = {
+        "name": name,
+        "title": title,
+        "crs": crs_label(parse_crs(crs)) if crs else None,
+        "generator": f"cim {cim.__version__}",
+        "origin": frame.to_dict(),
+        "bounds": bounds,
+        "layers": entries,
+    }
+    atomic_write_json(out / MANIFEST, doc)
+    return doc
+
+
+def convert_buildings(
+    source: str | Path,
+    out: str | Path,
+    *,
+    crs: object = None,
+    height: str | None = "height",
+    floors: str | None = "floors",
+    storey_height: float = 3.0,
+    default_height: float = 10.0,
+    dem: str | Path | None = None,
+    max_features: int = 2000,
+    id_attr: str = "id",
+    origin: tuple[float, float, float] | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Convert one footprint file into a 3D Tiles 1.1 buildings tileset in ``out``.
+
+    Writes ``out/tileset.json``, ``out/tiles/*.glb`` and a one-layer ``out/city.json`` so that
+    ``cim serve out`` shows it.
+
+    Examples
+    --------
+    >>> cim.convert_buildings("footprints.gpkg", "tiles/footprints", height="HEIGHT")   # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    table = read_footprints(source, crs=crs, id_attr=id_attr)
+    opts = BuildingOptions(height, floors, storey_height, default_height, Path(dem) if dem else None, max_features)
+    if origin is not None:
+        frame = LocalFrame(*origin)
+    else:
+        rec = Recipe(Path(source).stem, Path(source).stem, None, None, [])
+        frame = _city_frame(rec, table, opts)
+    result = build_buildings_layer(table, out, frame, opts, layer_id="buildings", progress=progress)
+    report = BuildReport(out, [result], time.perf_counter() - t0)
+    write_manifest(out, _safe_name(Path(source).stem), Path(source).stem, crs_label(table.crs), frame, [result])
+    return report
+
+
+def _safe_name(stem: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "city"

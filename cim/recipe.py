@@ -1,0 +1,121 @@
+"""City recipes: ``city.toml`` names the city's CRS, origin and layers.
+
+Example::
+
+    [city]
+    name = "tianshui"
+    crs = "EPSG:4544"
+    origin = [105.72, 34.58, 1100.0]   # optional lon, lat, height; default: the data's centre
+
+    [[layers]]
+    id = "buildings"
+    kind = "buildings"
+    source = "data/buildings.gpkg"     # relative to the recipe
+    height = "height"
+    dem = "data/dem.tif"
+    cim_level = 2
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cim.errors import CimIOError, CimRecipeError
+
+KINDS = ("buildings",)
+DEFAULT_CIM_LEVEL = {"buildings": 2, "terrain": 1, "imagery": 1, "pointcloud": 1, "bim": 6}
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class LayerSpec:
+    """One layer of a recipe: ``options`` holds the kind's own keys (height, dem, ...)."""
+
+    id: str
+    kind: str
+    source: Path
+    title: str
+    cim_level: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """A parsed ``city.toml``; paths are absolute."""
+
+    name: str
+    title: str
+    crs: str | None
+    origin: tuple[float, float, float] | None
+    layers: list[LayerSpec]
+    path: Path | None = None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe.
+
+    Raises
+    ------
+    CimIOError
+        The file cannot be read.
+    CimRecipeError
+        It is not valid TOML, or a key is missing or wrong (the message names the key).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CimIOError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CimRecipeError(f"{path}: not valid TOML: {exc}") from None
+    recipe = recipe_from_dict(doc, base=path.parent, where=str(path))
+    recipe.path = path.resolve()
+    return recipe
+
+
+def recipe_from_dict(doc: dict[str, Any], base: Path, where: str = "recipe") -> Recipe:
+    """Build a :class:`Recipe` from parsed TOML; relative sources are resolved against ``base``."""
+    city = doc.get("city")
+    if not isinstance(city, dict):
+        raise CimRecipeError(f"{where}: missing [city] table")
+    name = city.get("name")
+    if not isinstance(name, str) or not _ID.match(name):
+        raise CimRecipeError(f"{where}: [city] name must be a simple identifier, got {name!r}")
+    origin = city.get("origin")
+    if origin is not None:
+        if not (isinstance(origin, list) and len(origin) in (2, 3) and all(isinstance(v, (int, float)) for v in origin)):
+            raise CimRecipeError(f"{where}: [city] origin must be [lon, lat] or [lon, lat, height]")
+        origin = (float(origin[0]), float(origin[1]), float(origin[2]) if len(origin) == 3 else 0.0)
+    layers_raw = doc.get("layers", [])
+    if not isinstance(layers_raw, list) or not layers_raw:
+        raise CimRecipeError(f"{where}: no [[layers]]")
+    layers: list[LayerSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(layers_raw):
+        label = f"{where}: layers[{i}]"
+        if not isinstance(raw, dict):
+            raise CimRecipeError(f"{label}: must be a table")
+        raw = dict(raw)
+        lid, kind, source = raw.pop("id", None), raw.pop("kind", None), raw.pop("source", None)
+        if not isinstance(lid, str) or not _ID.match(lid):
+            raise CimRecipeError(f"{label}: id must be a simple identifier, got {lid!r}")
+        if lid in seen:
+            raise CimRecipeError(f"{label}: duplicate layer id {lid!r}")
+        seen.add(lid)
+        if kind not in KINDS:
+            raise CimRecipeError(f"{label} ({lid}): kind {kind!r} is not one of {', '.join(KINDS)}")
+        if not isinstance(source, str):
+            raise CimRecipeError(f"{label} ({lid}): source (a path) is required")
+        level = raw.pop("cim_level", DEFAULT_CIM_LEVEL[kind])
+        title = raw.pop("title", lid.replace("_", " ").title())
+        for key in ("dem",):
+            if isinstance(raw.get(key), str):
+                raw[key] = (base / raw[key]).resolve()
+        layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), int(level), raw))
+    return Recipe(name, str(city.get("title", name)), city.get("crs"), origin, layers)

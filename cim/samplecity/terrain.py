@@ -1,0 +1,92 @@
+"""The sample city's ground: a deterministic function of position, so every preset is a window
+of the same city and agrees with every other at the same place.
+
+An east-west valley (the Ji river joining the Wei) with a sinuous floor at about 1,100 m falling
+gently eastward, loess hills rising to about 1,700 m north and south, fine gullies on the slopes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the city centre in EPSG:4544 (105.72 E, 34.58 N)
+CENTRE_E, CENTRE_N = 566062.0, 3828235.0
+FLOOR_HEIGHT = 1100.0
+HILL_HEIGHT = 1700.0
+
+
+def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
+    """Uniform [0, 1) values from integer lattice coordinates (a 64-bit mix, splitmix style)."""
+    h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+    h ^= np.uint64(seed) * np.uint64(0x165667B19E3779F9)
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(29)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def value_noise(x: np.ndarray, y: np.ndarray, scale: float, seed: int) -> np.ndarray:
+    """Smooth value noise in [-1, 1] with feature size ``scale`` metres."""
+    gx, gy = x / scale, y / scale
+    ix, iy = np.floor(gx), np.floor(gy)
+    fx, fy = gx - ix, gy - iy
+    fx = fx * fx * (3 - 2 * fx)
+    fy = fy * fy * (3 - 2 * fy)
+    ix = ix.astype(np.int64) + (1 << 40)
+    iy = iy.astype(np.int64) + (1 << 40)
+    v00 = _hash01(ix, iy, seed)
+    v10 = _hash01(ix + 1, iy, seed)
+    v01 = _hash01(ix, iy + 1, seed)
+    v11 = _hash01(ix + 1, iy + 1, seed)
+    v = (v00 * (1 - fx) + v10 * fx) * (1 - fy) + (v01 * (1 - fx) + v11 * fx) * fy
+    return 2.0 * v - 1.0
+
+
+def valley_centre(x: np.ndarray) -> np.ndarray:
+    """Northing of the river's centreline at easting ``x``."""
+    dx = np.asarray(x, dtype=np.float64) - CENTRE_E
+    return CENTRE_N + 450.0 * np.sin(2 * np.pi * dx / 9000.0) + 180.0 * np.sin(2 * np.pi * dx / 3100.0 + 1.0)
+
+
+def valley_half_width(x: np.ndarray) -> np.ndarray:
+    """Half-width (m) of the flat valley floor at easting ``x``."""
+    dx = np.asarray(x, dtype=np.float64) - CENTRE_E
+    return 1500.0 + 350.0 * np.sin(2 * np.pi * dx / 7000.0 + 0.4)
+
+
+def ground_height(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Terrain height (m) at EPSG:4544 ``(x, y)``; float64, same shape as the inputs."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    dx = x - CENTRE_E
+    floor = FLOOR_HEIGHT + 12.0 - 0.0016 * dx
+    d = np.abs(y - valley_centre(x)) - valley_half_width(x)
+    t = np.clip(d / 2200.0, 0.0, 1.0)
+    rise = t * t * (3 - 2 * t)
+    hills = (HILL_HEIGHT - FLOOR_HEIGHT - 60.0) * rise
+    rough = (
+        60.0 * value_noise(x, y, 1400.0, seed + 1)
+        + 25.0 * value_noise(x, y, 520.0, seed + 2)
+        + 8.0 * value_noise(x, y, 160.0, seed + 3)
+    ) * np.clip(rise * 1.5, 0.0, 1.0)
+    gentle = 1.2 * value_noise(x, y, 300.0, seed + 4) + 0.4 * value_noise(x, y, 60.0, seed + 5)
+    dr = np.abs(y - valley_centre(x))
+    channel = -3.5 * np.clip(1.0 - dr / 45.0, 0.0, 1.0)
+    terrace = 4.0 * np.clip((dr - 60.0) / 300.0, 0.0, 1.0)
+    return floor + hills + rough + gentle + channel + terrace
+
+
+def dem_grid(
+    xmin: float, ymin: float, xmax: float, ymax: float, res: float, seed: int = 0, rows_per_strip: int = 512
+) -> np.ndarray:
+    """Rows-north-first float32 DEM grid over the box at ``res`` metres (cell centres)."""
+    width = int(round((xmax - xmin) / res))
+    height = int(round((ymax - ymin) / res))
+    out = np.empty((height, width), dtype=np.float32)
+    xs = xmin + (np.arange(width) + 0.5) * res
+    for r0 in range(0, height, rows_per_strip):
+        r1 = min(height, r0 + rows_per_strip)
+        ys = ymax - (np.arange(r0, r1) + 0.5) * res
+        gx, gy = np.meshgrid(xs, ys)
+        out[r0:r1] = ground_height(gx, gy, seed)
+    return out

@@ -1,0 +1,400 @@
+"""The aiohttp application that serves a built city and the CesiumJS viewer.
+
+Files are served by :func:`serve_file`, not by ``aiohttp.web.FileResponse``: the server must send
+``X.gz`` as ``X`` with ``Content-Encoding: gzip`` when ``X`` is missing, whatever the client's
+``Accept-Encoding`` (FileResponse only negotiates precompressed siblings of an existing file),
+must flag gzip-compressed ``.terrain`` tiles by their magic bytes, and must use the project's own
+content-type table. Doing ETag/304, Range and HEAD by hand is a few lines more and keeps all of
+it in one place. Every filesystem call (resolve, open, stat, read) runs in the loop's default
+executor so a slow disk never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import mimetypes
+import os
+import re
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+from aiohttp import web
+
+from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
+from cim.server.errors import Handler, error_middleware, error_response
+
+__all__ = ["CITY_DIR", "VIEWER_DIR", "content_type_for", "create_app", "run", "serve_file"]
+
+CITY_DIR = web.AppKey("city_dir", Path)
+VIEWER_DIR = web.AppKey("viewer_dir", Path)
+
+#: The repository's ``viewer/`` folder (``cim`` is a namespace package, so no ``cim.__file__``).
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
+CESIUM_BUILD = Path("node_modules", "cesium", "Build", "Cesium")
+
+CONTENT_TYPES: dict[str, str] = {
+    ".json": "application/json",
+    ".geojson": "application/geo+json",
+    ".glb": "model/gltf-binary",
+    ".gltf": "model/gltf+json",
+    ".b3dm": "application/octet-stream",
+    ".i3dm": "application/octet-stream",
+    ".pnts": "application/octet-stream",
+    ".cmpt": "application/octet-stream",
+    ".subtree": "application/octet-stream",
+    ".terrain": "application/vnd.quantized-mesh",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".ktx2": "image/ktx2",
+    ".svg": "image/svg+xml",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".wasm": "application/wasm",
+    ".gz": "application/gzip",
+}
+#: Revalidated on every load, so a rebuilt tileset or an edited viewer shows at once.
+NO_CACHE_SUFFIXES = frozenset({".json", ".html"})
+#: Viewer files that are tooling, not content.
+VIEWER_HIDDEN = frozenset({"package.json", "package-lock.json"})
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_SIZE = 256 * 1024
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": (
+        "ETag, Last-Modified, Content-Length, Content-Range, Content-Encoding, Accept-Ranges"
+    ),
+}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def content_type_for(name: str) -> str:
+    """Return the Content-Type of a file name: the project table, then mimetypes, then bytes."""
+    suffix = Path(name).suffix.lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, encoding = mimetypes.guess_type(name, strict=False)
+    if guessed is None or encoding is not None:
+        return "application/octet-stream"
+    return guessed
+
+
+def cache_control_for(name: str) -> str:
+    """Return the Cache-Control value of a file name."""
+    if Path(name).suffix.lower() in NO_CACHE_SUFFIXES:
+        return "no-cache"
+    return "public, max-age=3600"
+
+
+@dataclass(frozen=True)
+class _OpenFile:
+    """A file opened for one response, with the facts its headers need."""
+
+    handle: BinaryIO
+    size: int
+    mtime: float
+    etag: str
+    gzip_encoded: bool
+
+
+def _safe_relative(path: str) -> tuple[str, ...]:
+    """Split a URL path tail into segments, refusing every way out of the root."""
+    if "\x00" in path or "\\" in path or path.startswith("/"):
+        raise CimForbidden("forbidden path")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise CimForbidden("forbidden path")
+    if not parts or any(p.startswith(".") for p in parts):
+        raise CimNotFound(f"not found: {path}")
+    return parts
+
+
+def _resolve_inside(root: Path, parts: tuple[str, ...]) -> Path:
+    """Resolve ``root/parts`` and refuse it unless it stays under ``root`` after symlinks."""
+    target = root.joinpath(*parts).resolve()
+    if not target.is_relative_to(root):
+        raise CimForbidden("forbidden path")
+    return target
+
+
+def _open_file(root: Path, parts: tuple[str, ...]) -> _OpenFile:
+    """Find and open the file to send (blocking: run it in an executor).
+
+    ``root`` must already be resolved. A missing ``X`` falls back to ``X.gz``; a ``.terrain`` file
+    starting with the gzip magic is flagged as gzip-encoded too.
+    """
+    target = _resolve_inside(root, parts)
+    gzip_encoded = False
+    if not target.exists():
+        gz_parts = (*parts[:-1], parts[-1] + ".gz")
+        target = _resolve_inside(root, gz_parts)
+        gzip_encoded = True
+    if not target.is_file():
+        raise CimNotFound(f"not found: {'/'.join(parts)}")
+    try:
+        handle = target.open("rb")
+    except (FileNotFoundError, NotADirectoryError) as exc:  # removed since the checks above
+        raise CimNotFound(f"not found: {'/'.join(parts)}") from exc
+    except PermissionError as exc:
+        raise CimForbidden(f"forbidden: {'/'.join(parts)}") from exc
+    except OSError as exc:
+        raise CimIOError(f"cannot read {'/'.join(parts)}: {exc.strerror}") from exc
+    try:
+        stat = os.fstat(handle.fileno())
+        if not gzip_encoded and target.suffix == ".terrain":
+            gzip_encoded = handle.read(2) == GZIP_MAGIC
+            handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+    return _OpenFile(handle, stat.st_size, stat.st_mtime, etag, gzip_encoded)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """Weak comparison of an ``If-None-Match`` header against an ETag (RFC 9110 13.1.2)."""
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """Parse one ``bytes=`` range into ``(start, stop)``, stop exclusive.
+
+    Returns ``None`` for a header to ignore (malformed or several ranges: send the whole file).
+    Raises ``ValueError`` when the range cannot be satisfied.
+    """
+    match = _RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        start, stop = max(size - int(last), 0), size
+        if int(last) == 0:
+            raise ValueError("empty suffix range")
+    else:
+        start = int(first)
+        stop = size if last == "" else min(int(last) + 1, size)
+        if last != "" and int(last) < start:
+            return None
+    if start >= size:
+        raise ValueError("range starts past the end")
+    return start, stop
+
+
+async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamResponse:
+    """Send one file under ``root`` with caching, range, precompression and HEAD support.
+
+    Parameters
+    ----------
+    request : aiohttp.web.Request
+        The GET or HEAD request.
+    root : Path
+        Resolved directory served; nothing outside it is ever read.
+    path : str
+        Decoded URL path tail, relative to ``root``.
+
+    Returns
+    -------
+    aiohttp.web.StreamResponse
+        200, 206, 304 or 416.
+
+    Raises
+    ------
+    CimForbidden
+        When the path tries to leave ``root``.
+    CimNotFound
+        When there is no such file (nor ``path + ".gz"``).
+    """
+    loop = asyncio.get_running_loop()
+    parts = _safe_relative(path)
+    opened = await loop.run_in_executor(None, _open_file, root, parts)
+    try:
+        headers = {
+            "Content-Type": content_type_for(parts[-1]),
+            "ETag": opened.etag,
+            "Last-Modified": email.utils.formatdate(opened.mtime, usegmt=True),
+            "Cache-Control": cache_control_for(parts[-1]),
+            "Accept-Ranges": "bytes",
+        }
+        if opened.gzip_encoded:
+            headers["Content-Encoding"] = "gzip"
+        if _not_modified(request, opened):
+            del headers["Content-Type"]
+            return web.Response(status=304, headers=headers)
+        start, stop, status = 0, opened.size, 200
+        range_header = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if range_header and (if_range is None or if_range.strip() == opened.etag):
+            try:
+                byte_range = _byte_range(range_header, opened.size)
+            except ValueError:
+                return error_response(
+                    416, "range not satisfiable", {"Content-Range": f"bytes */{opened.size}"}
+                )
+            if byte_range is not None:
+                start, stop = byte_range
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{opened.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = stop - start
+        await response.prepare(request)
+        if request.method != "HEAD":
+            await _send_bytes(response, opened.handle, start, stop)
+        await response.write_eof()
+        return response
+    finally:
+        await loop.run_in_executor(None, opened.handle.close)
+
+
+def _not_modified(request: web.Request, opened: _OpenFile) -> bool:
+    """Decide a conditional GET; ``If-None-Match`` wins over ``If-Modified-Since``."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        return _etag_matches(if_none_match, opened.etag)
+    since = request.if_modified_since
+    return since is not None and int(opened.mtime) <= since.timestamp()
+
+
+async def _send_bytes(
+    response: web.StreamResponse, handle: BinaryIO, start: int, stop: int
+) -> None:
+    """Copy ``handle[start:stop]`` to the response, reading in the executor chunk by chunk."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, handle.seek, start)
+    remaining = stop - start
+    while remaining > 0:
+        chunk = await loop.run_in_executor(None, handle.read, min(CHUNK_SIZE, remaining))
+        if not chunk:  # the file shrank since fstat: end the body short rather than hang
+            break
+        await response.write(chunk)
+        remaining -= len(chunk)
+
+
+async def _viewer_index(request: web.Request) -> web.StreamResponse:
+    return await serve_file(request, request.app[VIEWER_DIR], "index.html")
+
+
+async def _viewer_file(request: web.Request) -> web.StreamResponse:
+    path = request.match_info["path"]
+    parts = _safe_relative(path)
+    # lower(): on a case-insensitive filesystem /Node_Modules/ would reach the same folder
+    if parts[0].lower() == "node_modules" or "/".join(parts).lower() in VIEWER_HIDDEN:
+        raise CimNotFound(f"not found: {path}")
+    return await serve_file(request, request.app[VIEWER_DIR], path)
+
+
+async def _cesium_file(request: web.Request) -> web.StreamResponse:
+    root = request.app[VIEWER_DIR] / CESIUM_BUILD
+    return await serve_file(request, root, request.match_info["path"])
+
+
+async def _city_file(request: web.Request) -> web.StreamResponse:
+    return await serve_file(request, request.app[CITY_DIR], request.match_info["path"])
+
+
+async def _api_city(request: web.Request) -> web.Response:
+    city_json = request.app[CITY_DIR] / "city.json"
+    try:
+        raw = await asyncio.get_running_loop().run_in_executor(None, city_json.read_bytes)
+    except FileNotFoundError as exc:
+        raise CimNotFound("city.json not found") from exc
+    try:
+        city = json.loads(raw)
+    except ValueError as exc:
+        raise CimError(f"city.json is not valid JSON: {exc}") from exc
+    return web.json_response(city, headers={"Cache-Control": "no-cache"})
+
+
+async def _api_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@web.middleware
+async def _preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every CORS preflight (``OPTIONS``) before routing reaches a handler."""
+    if request.method != "OPTIONS":
+        return await handler(request)
+    requested = request.headers.get("Access-Control-Request-Headers")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type",
+            "Access-Control-Max-Age": "86400",
+            "Allow": "GET, HEAD, OPTIONS",
+        },
+    )
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in CORS_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Application:
+    """Build the application serving one built city and the viewer.
+
+    Parameters
+    ----------
+    city_dir : Path
+        A built city: a folder holding ``city.json`` and its tilesets.
+    viewer_dir : Path, optional
+        The viewer's static files, with CesiumJS under ``node_modules/cesium``; defaults to the
+        repository's ``viewer/`` folder.
+
+    Returns
+    -------
+    aiohttp.web.Application
+        Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city`` and
+        ``/api/health``; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
+
+    Raises
+    ------
+    CimNotFound
+        When ``city_dir`` has no ``city.json``.
+    """
+    city_root = Path(city_dir).resolve()
+    if not (city_root / "city.json").is_file():
+        raise CimNotFound(f"no city.json in {city_dir}")
+    viewer_root = Path(viewer_dir if viewer_dir is not None else DEFAULT_VIEWER_DIR).resolve()
+    app = web.Application(middlewares=[error_middleware, _preflight_middleware])
+    app[CITY_DIR] = city_root
+    app[VIEWER_DIR] = viewer_root
+    app.on_response_prepare.append(_add_cors_headers)
+    app.router.add_get("/api/health", _api_health)
+    app.router.add_get("/api/city", _api_city)
+    app.router.add_get("/city/{path:.*}", _city_file)
+    app.router.add_get("/cesium/{path:.*}", _cesium_file)
+    app.router.add_get("/", _viewer_index)
+    app.router.add_get("/{path:.*}", _viewer_file)
+    return app
+
+
+def run(
+    city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None
+) -> None:
+    """Serve a city until interrupted, after printing its URL.
+
+    Parameters
+    ----------
+    city_dir : Path
+        A built city (see :func:`create_app`).
+    host : str
+        Interface to bind; loopback by default.
+    port : int
+        TCP port.
+    viewer_dir : Path, optional
+        Viewer folder (see :func:`create_app`).
+    """
+    app = create_app(city_dir, viewer_dir)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
+    web.run_app(app, host=host, port=port, print=None)

@@ -1,0 +1,1 @@
+"""Readers: one a format. Each turns a file into numpy arrays and nothing else."""

@@ -1,0 +1,140 @@
+"""Atomic writes and a resumable tile store.
+
+Every file appears whole or not at all: it is written to a temporary name in the same folder,
+flushed, then renamed over the target (``os.replace`` is atomic on POSIX). A layer's finished
+tiles are logged in ``.cim-build.jsonl`` with the build key they were made for, so an
+interrupted build started again with the same inputs and options skips what is already done.
+``tileset.json`` is written last, after every tile it names exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from cim.errors import CimIOError
+
+LOG_NAME = ".cim-build.jsonl"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    For writers that want a file name (GDAL, pyogrio). On error the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # some writers (GDAL) refuse to open an existing file
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: object) -> None:
+    """Write ``obj`` as pretty JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def build_key(*parts: object) -> str:
+    """A stable hash of a build's inputs and options (JSON-serialisable parts)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def file_fingerprint(path: str | Path) -> dict[str, object]:
+    """Name, size and modification time of an input file, for build keys."""
+    st = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class TileStore:
+    """Writes a layer's files atomically and remembers which are done for one build key.
+
+    Parameters
+    ----------
+    root : the layer's folder
+    key : the build key; a log written for another key is discarded
+    """
+
+    def __init__(self, root: str | Path, key: str) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.key = key
+        self._lock = threading.Lock()
+        self._log = self.root / LOG_NAME
+        self.done: set[str] = set()
+        self.resumed = 0
+        if self._log.exists():
+            lines = self._log.read_text().splitlines()
+            if lines and json.loads(lines[0]).get("key") == key:
+                for line in lines[1:]:
+                    with contextlib.suppress(json.JSONDecodeError):  # a torn last line
+                        rel = json.loads(line)["file"]
+                        if (self.root / rel).exists():
+                            self.done.add(rel)
+        if not self.done:
+            atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
+        self.resumed = len(self.done)
+        self.written: set[str] = set(self.done)
+        self.bytes_written = 0
+
+    def is_done(self, rel: str) -> bool:
+        """True when ``rel`` was finished by an earlier run of the same build."""
+        return rel in self.done
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write one tile atomically and log it."""
+        atomic_write_bytes(self.root / rel, data)
+        with self._lock:
+            with open(self._log, "a") as f:
+                f.write(json.dumps({"file": rel}) + "\n")
+            self.written.add(rel)
+            self.bytes_written += len(data)
+
+    def finish(self, tileset_name: str, tileset: dict, content_dir: str = "tiles") -> None:
+        """Write the tileset last, then remove content files of earlier builds it no longer names."""
+        atomic_write_json(self.root / tileset_name, tileset)
+        stale = self.root / content_dir
+        for path in stale.rglob("*") if stale.is_dir() else ():
+            if path.is_file() and path.relative_to(self.root).as_posix() not in self.written:
+                path.unlink()
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -1,0 +1,1 @@
+"""Tiling: plan tile trees and levels of detail (pure functions, no I/O)."""

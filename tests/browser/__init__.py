@@ -1,0 +1,1 @@
+"""Browser tests: headless Chromium drives the CesiumJS viewer against the real server."""

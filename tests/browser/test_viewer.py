@@ -1,0 +1,267 @@
+"""End-to-end: the CesiumJS viewer, served by `python -m cim.server`, on the tiny sample city.
+
+The tests of this module share one page (the `viewer` fixture) and run in file order; the last
+one checks everything the page requested and logged while they ran.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import numpy as np
+import pytest
+
+from .conftest import READY_TIMEOUT_MS, BuiltCity, ViewerPage, open_viewer, run_server
+
+pytestmark = pytest.mark.browser
+
+# Decodes PNGs inside the page (no Pillow needed): distinct colours of the first image, the
+# fraction of pixels that differ between the first and the second, and the centre pixel.
+_IMAGE_STATS_JS = """
+async ([a, b]) => {
+  const decode = async (b64) => {
+    const bin = atob(b64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0);
+    return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  };
+  const ia = await decode(a);
+  const pa = ia.data;
+  const colours = new Set();
+  for (let i = 0; i < pa.length; i += 4) colours.add((pa[i] << 16) | (pa[i + 1] << 8) | pa[i + 2]);
+  const c = 4 * (Math.floor(ia.height / 2) * ia.width + Math.floor(ia.width / 2));
+  const out = { width: ia.width, height: ia.height, distinct: colours.size,
+                centre: [pa[c], pa[c + 1], pa[c + 2]], diff: null };
+  if (b) {
+    const pb = (await decode(b)).data;
+    let changed = 0;
+    for (let i = 0; i < pa.length; i += 4) {
+      const d = Math.abs(pa[i] - pb[i]) + Math.abs(pa[i + 1] - pb[i + 1]) + Math.abs(pa[i + 2] - pb[i + 2]);
+      if (d > 24) changed++;
+    }
+    out.diff = changed / (ia.width * ia.height);
+  }
+  return out;
+}
+"""
+
+
+def image_stats(vp: ViewerPage, png: bytes, other: bytes | None = None) -> dict:
+    enc = [base64.b64encode(png).decode("ascii"), base64.b64encode(other).decode("ascii") if other else None]
+    return vp.page.evaluate(_IMAGE_STATS_JS, enc)
+
+
+def wait_frames(vp: ViewerPage, n: int = 3) -> None:
+    """Request renders and wait until `n` more frames were drawn."""
+    start = vp.page.evaluate("window.cim.frames")
+    vp.page.wait_for_function(
+        f"() => {{ window.cim.viewer.scene.requestRender(); return window.cim.frames >= {start + n}; }}",
+        timeout=60_000,
+        polling=100,
+    )
+
+
+def click_canvas_centre(vp: ViewerPage) -> None:
+    centre = vp.page.evaluate("window.cim.canvasCenter()")
+    vp.page.mouse.click(centre["x"], centre["y"])
+
+
+def panel_rows(vp: ViewerPage) -> dict[str, str]:
+    rows = vp.page.eval_on_selector_all(
+        "#feature-props tr",
+        "rows => rows.map(r => [r.dataset.key, r.querySelector('th').textContent, r.querySelector('td').textContent])",
+    )
+    for key, th, _ in rows:
+        assert key == th, f"row data-key {key!r} does not match its header {th!r}"
+    return {key: td for key, _, td in rows}
+
+
+# --------------------------------------------------------------------------- source data
+
+
+def tallest_building(city: BuiltCity) -> dict:
+    """The tallest building of the source GeoPackage: attributes and a lon/lat inside it."""
+    if city.gpkg is None:
+        pytest.skip("no source GeoPackage for this city")
+    import pyogrio.raw
+    import shapely
+    from pyproj import CRS, Transformer
+
+    meta, _fids, geometry, fields = pyogrio.raw.read(city.gpkg)
+    names = list(meta["fields"])
+    heights = np.asarray(fields[names.index("height")], dtype=float)
+    i = int(np.nanargmax(heights))
+    attrs = {name: _py(values[i]) for name, values in zip(names, fields)}
+    shape = shapely.from_wkb(geometry[i])
+    point = shape.centroid
+    if not shape.contains(point):
+        point = shape.representative_point()
+    src_crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else CRS.from_user_input("EPSG:4544")
+    to_lonlat = Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(point.x, point.y)
+    return {"attrs": attrs, "lon": lon, "lat": lat}
+
+
+def _py(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def assert_shown(key: str, shown: str, expected: object) -> None:
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        assert shown == "", f"{key}: expected empty, panel shows {shown!r}"
+    elif isinstance(expected, bool):
+        assert shown.lower() == str(expected).lower(), f"{key}: {shown!r} != {expected!r}"
+    elif isinstance(expected, int):
+        assert int(shown) == expected, f"{key}: {shown!r} != {expected!r}"
+    elif isinstance(expected, float):
+        assert float(shown) == pytest.approx(expected, rel=1e-6, abs=1e-3), f"{key}: {shown!r} != {expected!r}"
+    else:
+        assert shown == str(expected), f"{key}: {shown!r} != {expected!r}"
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_viewer_loads_every_layer_and_renders(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    tiles_layers = [l["id"] for l in built_city.city["layers"] if l["kind"] in ("buildings", "bim", "pointcloud")]
+    assert tiles_layers, "the sample city has no 3D Tiles layer"
+    assert sorted(page.evaluate("Object.keys(window.cim.layers)")) == sorted(tiles_layers)
+    assert page.evaluate("window.cim.ready") is True
+    listed = page.eval_on_selector_all("#layer-list li", "lis => lis.map(li => li.dataset.layer)")
+    assert listed == [l["id"] for l in built_city.city["layers"]]
+    assert page.text_content("#city-name") == built_city.city.get("title", built_city.city["name"])
+
+    stats = image_stats(viewer, viewer.screenshot("01-home"))
+    assert stats["width"] > 600 and stats["height"] > 400
+    assert stats["distinct"] > 100, f"the canvas looks blank: {stats}"
+
+
+def test_layer_checkbox_hides_and_shows_buildings(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    layer_id = built_city.layer("buildings")["id"]
+    box = page.locator(f"#layer-{layer_id}")
+    shown = viewer.screenshot("02-buildings-on")
+    box.uncheck()
+    assert page.evaluate(f"window.cim.layers[{json.dumps(layer_id)}].show") is False
+    wait_frames(viewer)
+    hidden = viewer.screenshot("03-buildings-off")
+    box.check()
+    assert page.evaluate(f"window.cim.layers[{json.dumps(layer_id)}].show") is True
+    viewer.wait_ready()
+
+    stats = image_stats(viewer, shown, hidden)
+    # The buildings must account for a visible share of the picture.
+    assert stats["diff"] > 0.003, f"hiding the buildings changed almost nothing: {stats}"
+
+
+def test_click_tallest_building_shows_its_attributes(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    target = tallest_building(built_city)
+    layer = built_city.layer("buildings")
+    roof = layer.get("bounds", built_city.city["bounds"])["max_height"]
+
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 250)", [target["lon"], target["lat"], roof])
+    viewer.wait_ready()
+    before = viewer.screenshot("04-tallest-before-click")
+
+    click_canvas_centre(viewer)
+    page.wait_for_function("() => window.cim.selection !== null", timeout=30_000, polling=100)
+    page.wait_for_selector("#feature-body:not([hidden])", timeout=10_000)
+    wait_frames(viewer)
+    after = viewer.screenshot("05-tallest-selected")
+
+    assert page.text_content("#feature-layer") == layer["title"]
+    rows = panel_rows(viewer)
+    expected = target["attrs"]
+    missing = sorted(set(expected) - set(rows))
+    assert not missing, f"panel lacks source attributes {missing}; rows: {rows}"
+    for key, value in expected.items():
+        assert_shown(key, rows[key], value)
+    id_prop = layer.get("id_property", "id")
+    assert page.evaluate("window.cim.selection")[id_prop] == expected[id_prop]
+
+    # pickAt gives the same feature, without selecting.
+    size = page.evaluate("[window.cim.viewer.scene.canvas.clientWidth, window.cim.viewer.scene.canvas.clientHeight]")
+    picked = page.evaluate("([x, y]) => window.cim.pickAt(x, y)", [size[0] / 2, size[1] / 2])
+    assert picked is not None and picked[id_prop] == expected[id_prop]
+
+    # The selected building is highlighted: the picture around the centre changed.
+    stats = image_stats(viewer, after, before)
+    assert stats["diff"] > 0.001, f"selection did not change the picture: {stats}"
+
+
+def test_click_on_empty_ground_clears_the_selection(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    if page.evaluate("window.cim.selection") is None:
+        target = tallest_building(built_city)
+        roof = built_city.city["bounds"]["max_height"]
+        page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 250)", [target["lon"], target["lat"], roof])
+        viewer.wait_ready()
+        click_canvas_centre(viewer)
+        page.wait_for_function("() => window.cim.selection !== null", timeout=30_000, polling=100)
+
+    b = built_city.city["bounds"]
+    # About 2 km west of the city: nothing but the globe under the camera.
+    page.evaluate(
+        "([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 300)",
+        [b["west"] - 0.02, (b["south"] + b["north"]) / 2, b["min_height"]],
+    )
+    viewer.wait_ready()
+    click_canvas_centre(viewer)
+    page.wait_for_function("() => window.cim.selection === null", timeout=30_000, polling=100)
+    assert page.is_hidden("#feature-body")
+    assert page.eval_on_selector_all("#feature-props tr", "rows => rows.length") == 0
+    page.evaluate("window.cim.flyHome(0)")
+    viewer.wait_ready()
+    viewer.screenshot("06-home-again")
+
+
+def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
+    log = viewer.log
+    assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
+    assert any("/city/city.json" in u for u in log.requests)
+    assert any(u.split("?")[0].endswith(".glb") for u in log.requests), "no GLB was requested"
+    assert log.outside(viewer.base_url) == []
+    assert log.console_errors == []
+    assert log.page_errors == []
+    assert viewer.page.evaluate("window.cim.errors") == []
+
+
+def test_unknown_kind_is_skipped_and_broken_layer_is_reported(
+    browser: object, city_copy, tmp_path, built_city: BuiltCity
+) -> None:
+    city_json = city_copy / "city.json"
+    city = json.loads(city_json.read_text())
+    city["layers"].append({"id": "future", "kind": "hologram", "title": "Not yet", "url": "future/"})
+    city["layers"].append(
+        {"id": "missing", "kind": "bim", "title": "Missing BIM", "format": "3dtiles", "url": "missing/tileset.json"}
+    )
+    city_json.write_text(json.dumps(city))
+
+    with run_server(city_copy, tmp_path) as srv:
+        vp = open_viewer(browser, srv.base_url, tmp_path)
+        try:
+            page = vp.page
+            page.wait_for_function("() => window.cim && window.cim.ready", timeout=READY_TIMEOUT_MS, polling=100)
+            errors = page.evaluate("window.cim.errors")
+            assert len(errors) == 1 and "Missing BIM" in errors[0], errors
+            assert "Missing BIM" in page.text_content("#messages")
+            assert page.is_visible("#messages .message")
+            assert built_city.layer("buildings")["id"] in page.evaluate("Object.keys(window.cim.layers)")
+            assert "missing" not in page.evaluate("Object.keys(window.cim.layers)")
+            assert any("hologram" in w for w in vp.log.console_warnings), vp.log.console_warnings
+            assert not any("hologram" in e for e in vp.log.console_errors)
+            assert vp.log.page_errors == []
+            assert vp.log.outside(srv.base_url) == []
+            vp.screenshot("07-broken-layer")
+        finally:
+            page.close()
