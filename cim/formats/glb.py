@@ -266,3 +266,36 @@ def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
     arr = np.frombuffer(bin_chunk, dtype=dtype, count=acc["count"] * width, offset=start)
     return arr.reshape(acc["count"], width) if width > 1 else arr
+
+
+def read_property_table(doc: dict, bin_chunk: bytes, index: int = 0) -> dict[str, list]:
+    """Decode one EXT_structural_metadata property table into ``{property id: values}``.
+
+    Nulls (``noData``) come back as None. Handles the types :func:`add_property_table` writes.
+    """
+    ext = doc["extensions"]["EXT_structural_metadata"]
+    table = ext["propertyTables"][index]
+    cls = ext["schema"]["classes"][table["class"]]["properties"]
+    count = table["count"]
+    views = doc["bufferViews"]
+
+    def view_bytes(i: int) -> bytes:
+        v = views[i]
+        return bin_chunk[v.get("byteOffset", 0) : v.get("byteOffset", 0) + v["byteLength"]]
+
+    out: dict[str, list] = {}
+    for pid, entry in table["properties"].items():
+        d = cls[pid]
+        raw = view_bytes(entry["values"])
+        if d["type"] == "STRING":
+            offs = np.frombuffer(view_bytes(entry["stringOffsets"]), dtype=np.uint32)
+            vals: list = [raw[offs[i] : offs[i + 1]].decode("utf-8") for i in range(count)]
+        elif d["type"] == "BOOLEAN":
+            vals = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:count].astype(bool).tolist()
+        else:
+            dtype = {"INT32": np.int32, "INT64": np.int64, "FLOAT64": np.float64, "FLOAT32": np.float32}[d["componentType"]]
+            vals = np.frombuffer(raw, dtype=dtype, count=count).tolist()
+        if "noData" in d:
+            vals = [None if v == d["noData"] else v for v in vals]
+        out[pid] = vals
+    return out

@@ -1,0 +1,1 @@
+"""The ``cim`` command: a thin click layer over the library."""

@@ -1,0 +1,101 @@
+import logging
+
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from shapely.geometry import Point, Polygon
+
+from cim.errors import CimCRSError, CimIOError
+from cim.sources.footprints import read_footprints
+
+
+def _write(path, geoms, ids, crs="EPSG:4544", extra=None):
+    fields = ["id", *(extra or {})]
+    data = [np.array(ids, dtype=object), *[np.asarray(v) for v in (extra or {}).values()]]
+    wkb = np.array([None if g is None else shapely.to_wkb(g) for g in geoms], dtype=object)
+    pyogrio.raw.write(str(path), wkb, data, fields, driver="GPKG", geometry_type="Unknown", crs=crs, promote_to_multi=False)
+
+
+def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path, caplog):
+    good = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
+    bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])  # self-intersecting: make_valid mends it
+    flat = Polygon([(0, 0), (10, 0), (20, 0)])  # zero area
+    nan = Polygon([(0, 0), (np.nan, 0), (10, 10), (0, 10)])
+    empty = Polygon()
+    point = Point(1, 1)
+    path = tmp_path / "bad.gpkg"
+    _write(path, [good, bowtie, flat, nan, empty, point, None], ["A", "B", "C", "D", "E", "F", "G"], extra={"height": np.arange(7.0)})
+    with caplog.at_level(logging.WARNING, logger="cim"):
+        table = read_footprints(path)
+    assert list(table.ids) == ["A", "B"]
+    assert [i.id for i in table.repaired] == ["B"]
+    skipped = {i.id: i.reason for i in table.skipped}
+    assert set(skipped) == {"C", "D", "E", "F", "G"}
+    assert "NaN" in skipped["D"] and "zero area" in skipped["C"] and "not a polygon" in skipped["F"]
+    assert shapely.is_valid(table.geometries).all() and np.isclose(table.geometries[1].area, 50.0)
+    assert "skipped 5 footprint(s)" in caplog.text and "C (zero area)" in caplog.text
+    assert table.columns["height"].tolist() == [0.0, 1.0]
+
+
+def test_missing_crs_is_a_clear_error(tmp_path):
+    # a shapefile without .prj (GeoJSON always implies WGS84)
+    shp = tmp_path / "nocrs.shp"
+    pyogrio.raw.write(str(shp), np.array([shapely.to_wkb(Polygon([(0, 0), (1, 0), (1, 1)]))], dtype=object), [np.array(["x"], dtype=object)], ["id"], driver="ESRI Shapefile", geometry_type="Polygon")
+    with pytest.raises(CimCRSError, match=r"nocrs\.shp.*declares no CRS"):
+        read_footprints(shp)
+    assert read_footprints(shp, crs="EPSG:4544").crs.to_epsg() == 4544
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.gpkg"
+    bad.write_text("not a geopackage")
+    with pytest.raises(CimIOError, match="notes.gpkg"):
+        read_footprints(bad)
+    with pytest.raises(CimIOError, match="no such file"):
+        read_footprints(tmp_path / "missing.shp")
+
+
+def test_sample_city_footprints_have_typed_attributes(tiny_sources):
+    table = read_footprints(tiny_sources.buildings)
+    assert table.crs.to_epsg() == 4544
+    assert table.types == {"id": "STRING", "name": "STRING", "use": "STRING", "floors": "INT32", "height": "FLOAT64", "year_built": "INT32", "address": "STRING", "district": "STRING"}
+    assert len(table) == tiny_sources.n_buildings and not table.skipped and not table.repaired
+    kinds = set(shapely.get_type_id(table.geometries).tolist())
+    assert kinds == {3, 6}  # polygons and multipolygons
+    assert (shapely.get_num_interior_rings(table.geometries[shapely.get_type_id(table.geometries) == 3]) > 0).any()
+
+
+@pytest.mark.realdata
+def test_dc_buildings_shapefile_without_heights(realdata, tmp_path, caplog):
+    import cim
+
+    with caplog.at_level(logging.WARNING, logger="cim"):
+        report = cim.convert_buildings(realdata / "vector" / "osgearth_dcbuildings.shp", tmp_path / "dc")
+    layer = report.layers[0]
+    assert layer.count == 1251
+    assert any("1251 of 1251 building(s) have no height; used the default 10.0 m" in w for w in layer.warnings)
+    assert caplog.text.count("have no height") == 1  # one warning, with the count
+    # Washington DC, from the NAD83 Maryland .prj
+    b = layer.bounds
+    assert -77.2 < b["west"] < b["east"] < -76.9 and 38.8 < b["south"] < b["north"] < 39.0
+
+
+@pytest.mark.realdata
+def test_urbanopt_heights_from_number_of_stories(realdata, tmp_path):
+    import cim
+    from cim.formats.glb import read_glb, read_property_table
+
+    src = realdata / "vector" / "urbanopt_example_project.json"
+    table = read_footprints(src)
+    n_buildings = int(np.sum(shapely.get_type_id(table.geometries) >= 0))
+    report = cim.convert_buildings(src, tmp_path / "uo", height=None, floors="number_of_stories", storey_height=3.5)
+    layer = report.layers[0]
+    assert layer.count == n_buildings and layer.count >= 13
+    assert not any("default" in w for w in layer.warnings)
+    doc, binary = read_glb((tmp_path / "uo" / "tiles" / "0-0-0.glb").read_bytes())
+    props = read_property_table(doc, binary)
+    stories = dict(zip(props["id"], props["number_of_stories"]))
+    # the building with the most stories is the tallest prism
+    assert max(v for v in stories.values() if v is not None) == np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float))
+    assert layer.bounds["max_height"] == pytest.approx(3.5 * np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float)), rel=1e-6)

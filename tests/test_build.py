@@ -1,0 +1,142 @@
+"""The built tiny city: tileset structure, bounding volumes, metadata, validity, ground, resume."""
+
+import json
+
+import numpy as np
+import pyogrio
+import pytest
+
+import cim
+from cim.formats.glb import read_accessor, read_glb, read_property_table
+from cim.formats.tileset import box_bounds
+from cim.kernels.frames import LocalFrame
+from cim.sources.dem import sample_dem
+from cim.sources.footprints import read_footprints
+from tests.conftest import validate_glbs
+
+
+def _tiles(tile, parent=None):
+    yield tile, parent
+    for child in tile.get("children", []):
+        yield from _tiles(child, tile)
+
+
+def _content_positions(path):
+    """ENU positions of a tile's GLB (node translation applied, glTF y-up turned to z-up)."""
+    doc, binary = read_glb(path.read_bytes())
+    prim = doc["meshes"][0]["primitives"][0]
+    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+    pos = pos + np.array(doc["nodes"][0]["translation"])
+    return np.stack([pos[:, 0], -pos[:, 2], pos[:, 1]], axis=1), doc, binary, prim
+
+
+def test_tileset_is_3d_tiles_1_1_with_enu_root_transform(tiny_city):
+    ts = json.loads((tiny_city / "buildings" / "tileset.json").read_text())
+    manifest = json.loads((tiny_city / "city.json").read_text())
+    assert ts["asset"]["version"] == "1.1"
+    o = manifest["origin"]
+    np.testing.assert_allclose(np.array(ts["root"]["transform"]).reshape(4, 4).T, LocalFrame(o["lon"], o["lat"], o["height"]).matrix(), atol=1e-6)
+    assert 105.6 < o["lon"] < 105.8 and 34.5 < o["lat"] < 34.7 and 1050 < o["height"] < 1200
+    tiles = list(_tiles(ts["root"]))
+    assert len(tiles) > 4, "the small-tile tiny city should have levels of detail"
+    assert all(t["refine"] == "REPLACE" for t, _ in tiles)
+    assert ts["geometricError"] >= ts["root"]["geometricError"] > 0
+    for tile, parent in tiles:
+        assert (tiny_city / "buildings" / tile["content"]["uri"]).exists()
+        if "children" not in tile:
+            assert tile["geometricError"] == 0
+        if parent is not None:
+            assert tile["geometricError"] < parent["geometricError"]
+    files = {p.relative_to(tiny_city / "buildings").as_posix() for p in (tiny_city / "buildings" / "tiles").iterdir()}
+    assert files == {t["content"]["uri"] for t, _ in tiles}  # no stray files, none missing
+
+
+def test_bounding_boxes_contain_content_and_children(tiny_city):
+    ts = json.loads((tiny_city / "buildings" / "tileset.json").read_text())
+    for tile, parent in _tiles(ts["root"]):
+        lo, hi = box_bounds(tile["boundingVolume"]["box"])
+        pos, *_ = _content_positions(tiny_city / "buildings" / tile["content"]["uri"])
+        assert (pos >= lo - 1e-6).all() and (pos <= hi + 1e-6).all(), tile["content"]["uri"]
+        if parent is not None:
+            plo, phi = box_bounds(parent["boundingVolume"]["box"])
+            assert (lo >= plo - 1e-6).all() and (hi <= phi + 1e-6).all()
+
+
+def test_leaves_hold_every_building_once_with_its_source_attributes(tiny_city, tiny_sources):
+    ts = json.loads((tiny_city / "buildings" / "tileset.json").read_text())
+    _, _, _, fields = pyogrio.raw.read(tiny_sources.buildings)[0:4]
+    meta, _, _, data = pyogrio.raw.read(tiny_sources.buildings)
+    source = {str(row[0]): dict(zip(meta["fields"], row)) for row in zip(*data)}
+    seen = {}
+    for tile, _ in _tiles(ts["root"]):
+        pos, doc, binary, prim = _content_positions(tiny_city / "buildings" / tile["content"]["uri"])
+        fids = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])
+        props = read_property_table(doc, binary)
+        ext = prim["extensions"]["EXT_mesh_features"]["featureIds"][0]
+        assert ext["featureCount"] == len(props["id"]) and fids.max() < ext["featureCount"]
+        if "children" in tile:
+            continue
+        for i, fid in enumerate(props["id"]):
+            assert fid not in seen
+            seen[fid] = {k: v[i] for k, v in props.items()}
+    assert set(seen) == set(source)
+    for fid, got in seen.items():
+        want = source[fid]
+        assert got["name"] == want["name"] and got["use"] == want["use"] and got["address"] == want["address"]
+        assert got["floors"] == want["floors"] and got["year_built"] == want["year_built"]
+        assert got["height"] == pytest.approx(want["height"])
+    schema = json.loads((tiny_city / "city.json").read_text())["layers"][0]["schema"]
+    assert schema["height"] == "FLOAT64" and schema["floors"] == "INT32" and schema["id"] == "STRING"
+
+
+def test_every_glb_passes_the_khronos_validator(tiny_city):
+    glbs = sorted((tiny_city / "buildings" / "tiles").glob("*.glb"))
+    reports = validate_glbs(glbs)
+    bad = [r for r in reports if r["errors"]]
+    assert not bad, bad[:3]
+    assert all(r["warnings"] == 0 for r in reports), [r for r in reports if r["warnings"]][:3]
+
+
+def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
+    """Each building's lowest vertex is the lowest ground under its corners: not floating, not sunk."""
+    ts = json.loads((tiny_city / "buildings" / "tileset.json").read_text())
+    manifest = json.loads((tiny_city / "city.json").read_text())
+    frame = LocalFrame(**{"lon": manifest["origin"]["lon"], "lat": manifest["origin"]["lat"], "h": manifest["origin"]["height"]})
+    table = read_footprints(tiny_sources.buildings)
+    import shapely
+
+    ground = {}
+    for fid, g in zip(table.ids, table.geometries):
+        xy = shapely.get_coordinates(g)
+        ground[fid] = np.nanmin(sample_dem(tiny_sources.dem, xy[:, 0], xy[:, 1], table.crs))
+    checked = 0
+    for tile, _ in _tiles(ts["root"]):
+        if "children" in tile:
+            continue
+        pos, doc, binary, prim = _content_positions(tiny_city / "buildings" / tile["content"]["uri"])
+        fids = read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int)
+        ids = read_property_table(doc, binary)["id"]
+        from cim.kernels.frames import ecef_to_geodetic
+
+        _, _, h = ecef_to_geodetic(frame.to_ecef(pos))
+        for i, fid in enumerate(ids):
+            assert h[fids == i].min() == pytest.approx(ground[fid], abs=0.01)
+            checked += 1
+    assert checked == len(table)
+
+
+def test_rebuild_resumes_and_replaces_atomically(tiny_sources, tmp_path):
+    out = tmp_path / "city"
+    first = cim.build(tiny_sources.recipe, out)
+    tile = next((out / "buildings" / "tiles").glob("*.glb"))
+    mtime = tile.stat().st_mtime_ns
+    second = cim.build(tiny_sources.recipe, out)
+    assert second.layers[0].resumed_tiles == first.layers[0].tiles
+    assert tile.stat().st_mtime_ns == mtime  # finished tiles are not rewritten
+    # an interrupted build: one tile lost, the log torn mid-line
+    tile.unlink()
+    log = out / "buildings" / ".cim-build.jsonl"
+    log.write_text(log.read_text() + '{"file": "tiles/x')
+    third = cim.build(tiny_sources.recipe, out)
+    assert tile.exists() and third.layers[0].resumed_tiles == first.layers[0].tiles - 1
+    assert not list(out.rglob(".*.glb*")), "no temporary files left behind"
