@@ -31,7 +31,7 @@ def bilinear_sample(grid: np.ndarray, x0: float, y0: float, dx: float, dy: float
     r1 = np.minimum(r0 + 1, rows - 1)
     fc = col - c0
     fr = row - r0
-    g = grid.astype(np.float64, copy=False)
+    g = grid  # gather in the grid's dtype, compute in float64
     top = g[r0, c0] * (1 - fc) + g[r0, c1] * fc
     bottom = g[r1, c0] * (1 - fc) + g[r1, c1] * fc
     out = top * (1 - fr) + bottom * fr

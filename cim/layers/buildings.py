@@ -134,7 +134,7 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
 
     lon, lat = to_lonlat(coords[:, 0], coords[:, 1], table.crs)
     ground = frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon))))
-    up = up_vectors(lon, lat) @ frame.rotation.T
+    up = frame.rotate_vectors(up_vectors(lon, lat))
 
     if opts.dem is not None:
         z = sample_dem(opts.dem, coords[:, 0], coords[:, 1], table.crs)

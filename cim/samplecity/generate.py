@@ -117,7 +117,7 @@ def _write_dem(path: Path, xmin: float, ymin: float, xmax: float, ymax: float, r
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
-        "compress": "deflate",
+        "compress": "zstd",  # decodes several times faster than deflate
         "predictor": 3,
     }
     with atomic_path(path) as tmp:

@@ -31,7 +31,7 @@ def sample_dem(path: str | Path, x: np.ndarray, y: np.ndarray, crs: CRS) -> np.n
     if not path.exists():
         raise CimIOError(f"{path}: no such DEM")
     try:
-        ds = rasterio.open(path)
+        ds = rasterio.open(path, num_threads="ALL_CPUS")  # GTiff decodes blocks on every core
     except rasterio.errors.RasterioIOError as exc:
         raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
     with ds:
@@ -54,7 +54,11 @@ def sample_dem(path: str | Path, x: np.ndarray, y: np.ndarray, crs: CRS) -> np.n
         win = win.round_offsets().round_lengths().intersection(Window(0, 0, ds.width, ds.height)) if _overlaps(win, ds) else None
         if win is None or win.width <= 0 or win.height <= 0:
             return out
-        grid = ds.read(1, window=win, masked=True).astype(np.float64).filled(np.nan)
+        grid = ds.read(1, window=win)
+        if grid.dtype.kind != "f":
+            grid = grid.astype(np.float32)
+        if ds.nodata is not None:
+            grid[grid == ds.nodata] = np.nan
         wt = ds.window_transform(win)
         return bilinear_sample(grid, wt.c, wt.f, wt.a, -wt.e, x, y)
 

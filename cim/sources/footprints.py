@@ -98,9 +98,9 @@ def _column_type(values: np.ndarray, declared: str) -> tuple[np.ndarray, str]:
         return v, FLOAT64
     if kind == "M":
         return np.array([None if np.isnat(t) else str(t) for t in values], dtype=object), STRING
-    out = np.empty(len(values), dtype=object)
-    for i, x in enumerate(values):
-        out[i] = None if x is None or (isinstance(x, float) and np.isnan(x)) else str(x)
+    out = values.astype(object, copy=True)
+    if not all(type(x) is str or x is None for x in out):  # pyogrio gives str or None; be safe
+        out = np.array([None if x is None or (isinstance(x, float) and np.isnan(x)) else str(x) for x in out], dtype=object)
     return out, STRING
 
 
@@ -154,11 +154,7 @@ def read_footprints(
 
     n = len(wkb)
     if id_attr and id_attr in columns:
-        raw_ids = columns[id_attr]
-        ids = np.array(
-            [f"{path.stem}-{i}" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v if not isinstance(v, float) else int(v)) for i, v in enumerate(raw_ids)],
-            dtype=object,
-        )
+        ids = _ids_from(columns[id_attr], path.stem)
     else:
         ids = np.array([f"{path.stem}-{i}" for i in range(n)], dtype=object)
         if id_attr:
@@ -178,6 +174,18 @@ def read_footprints(
         raise CimInputError(f"{path}: no usable polygon footprints (skipped {len(skipped)})")
     log.info("%s: %d footprints in %s", path.name, len(table), crs_label(file_crs))
     return table
+
+
+def _ids_from(values: np.ndarray, stem: str) -> np.ndarray:
+    """Feature ids as strings; a null id becomes ``<file stem>-<row>``."""
+    if values.dtype == object:
+        ids = values.copy()
+        for i in np.flatnonzero(np.equal(ids, None)):
+            ids[i] = f"{stem}-{i}"
+        return ids
+    if values.dtype.kind == "f":
+        return np.array([f"{stem}-{i}" if np.isnan(v) else str(int(v)) for i, v in enumerate(values)], dtype=object)
+    return values.astype(str).astype(object)
 
 
 def _ids(issues: list[FeatureIssue], most: int = 10) -> str:

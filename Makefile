@@ -1,0 +1,66 @@
+# cim: the two commands a new machine needs are `make demo` and `make test`.
+# Both are idempotent: stamps under .venv/ skip work already done.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PRESET ?= city
+
+.PHONY: demo test install test-deps viewer-deps chromium sample build serve bench clean
+
+demo: install viewer-deps build serve
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "cim needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+test-deps: $(VENV)/.test-installed viewer-deps chromium
+
+viewer/node_modules/.package-lock.json: viewer/package.json viewer/package-lock.json
+	cd viewer && npm ci --no-audit --no-fund
+	@touch $@
+
+viewer-deps: viewer/node_modules/.package-lock.json
+
+# Debian's chromium for the browser tests (Playwright cannot download its own here).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "note: /usr/bin/chromium is missing and this is not root: browser tests will be skipped"; fi
+
+sample_city/city.toml: $(VENV)/.installed
+	$(VENV)/bin/cim sample --preset $(PRESET) sample_city
+
+tiles/tianshui/city.json: sample_city/city.toml
+	$(VENV)/bin/cim build sample_city/city.toml --out tiles/tianshui
+
+sample: sample_city/city.toml
+build: tiles/tianshui/city.json
+
+serve: build viewer-deps
+	@echo "cim: open http://$(HOST):$(PORT)/"
+	$(VENV)/bin/cim serve tiles/tianshui --host $(HOST) --port $(PORT)
+
+test: test-deps
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_buildings.py
+
+clean:
+	rm -rf tiles/tianshui sample_city/data sample_city/city.toml
