@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cim.errors import CimError, CimInputError
+from cim.errors import CimError, CimInputError, CimIOError
 
 console = Console(stderr=True)
 
-#: exit codes: 1 for a user's bad input, 3 for other cim errors (2 is click's usage error)
+#: exit codes: 1 for a user's bad input or unreadable file, 3 for other cim errors (2 is click's usage)
 EXIT_INPUT, EXIT_ERROR = 1, 3
 
 
@@ -36,7 +36,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except CimInputError as exc:
+        except (CimInputError, CimIOError) as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False)
             sys.exit(EXIT_INPUT)
         except CimError as exc:

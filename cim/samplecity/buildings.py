@@ -133,7 +133,7 @@ def _block(out: Footprints, col: int, row: int, bx: float, by: float, yc: float,
                     s = rng.uniform(22.0, 32.0)
                     use = "commercial" if rng.random() < 0.6 else "residential"
                     add([_rect(x, y, s, s * rng.uniform(0.8, 1.2))], use, int(rng.integers(18, 34)))
-        podium = [_rect(0, -h / 2 + 9, w * 0.6, 14.0)]
+        podium = [_rect(0, 0, w * 0.25, 14.0)]  # between the towers
         add(podium, "commercial", int(rng.integers(2, 5)))
     elif kind == "lshape":
         for sx in (-1, 1):
@@ -150,17 +150,18 @@ def _block(out: Footprints, col: int, row: int, bx: float, by: float, yc: float,
         n = int(rng.integers(2, 5))
         for k in range(n):
             x = -w / 2 + w * (k + 0.5) / n
-            add([_rect(x, rng.uniform(-15, 15), w / n - 10, rng.uniform(45.0, h - 16))], "industrial", int(rng.integers(1, 3)))
+            add([_rect(x, rng.uniform(-8, 8), w / n - 10, rng.uniform(45.0, h - 20))], "industrial", int(rng.integers(1, 3)))
     else:  # village: dense low-rise houses
         nx, ny = int(rng.integers(10, 15)), int(rng.integers(7, 10))
         gx, gy = w / nx, h / ny
         for i in range(nx):
             for j in range(ny):
                 if rng.random() < 0.88:
-                    x = -w / 2 + gx * (i + 0.5) + rng.uniform(-1.0, 1.0)
-                    y = -h / 2 + gy * (j + 0.5) + rng.uniform(-1.0, 1.0)
+                    # jitter of at most half the smallest gap: neighbours never overlap
+                    x = -w / 2 + gx * (i + 0.5) + rng.uniform(-0.6, 0.6)
+                    y = -h / 2 + gy * (j + 0.5) + rng.uniform(-0.6, 0.6)
                     use = "residential" if rng.random() < 0.9 else "commercial"
-                    add([_rect(x, y, gx - rng.uniform(1.5, 3.0), gy - rng.uniform(1.5, 3.0))], use, int(rng.integers(1, 4)))
+                    add([_rect(x, y, gx - rng.uniform(2.6, 4.0), gy - rng.uniform(2.6, 4.0))], use, int(rng.integers(1, 4)))
 
 
 def attributes(geoms: list, cols: dict[str, np.ndarray], xmid: float, seed: int = 0) -> dict[str, np.ndarray]:

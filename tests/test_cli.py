@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pyogrio
+import shapely
+from click.testing import CliRunner
+from shapely.geometry import Polygon
+
+from cim.cli.main import cli
+
+
+def test_sample_build_convert_end_to_end(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["sample", "--preset", "tiny", str(tmp_path / "src")])
+    assert r.exit_code == 0, r.output
+    assert "sample tiny: 128 buildings" in r.output
+    r = runner.invoke(cli, ["build", str(tmp_path / "src" / "city.toml"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "buildings: 128 features" in r.output
+    manifest = json.loads((tmp_path / "out" / "city.json").read_text())
+    assert manifest["name"] == "tianshui" and manifest["crs"] == "EPSG:4544"
+    layer = manifest["layers"][0]
+    assert layer["kind"] == "buildings" and layer["cim_level"] == 2 and layer["count"] == 128
+    assert (tmp_path / "out" / layer["url"]).exists()
+
+    r = runner.invoke(cli, ["convert", "buildings", str(tmp_path / "src" / "data" / "buildings.gpkg"), str(tmp_path / "conv"), "--dem", str(tmp_path / "src" / "data" / "dem.tif")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "conv" / "city.json").read_text())["layers"][0]["url"] == "tileset.json"
+
+
+def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path):
+    runner = CliRunner()
+    shp = tmp_path / "nocrs.shp"
+    pyogrio.raw.write(str(shp), np.array([shapely.to_wkb(Polygon([(0, 0), (9, 0), (9, 9)]))], dtype=object), [np.array(["a"], dtype=object)], ["id"], driver="ESRI Shapefile", geometry_type="Polygon")
+    r = runner.invoke(cli, ["convert", "buildings", str(shp), str(tmp_path / "o")])
+    assert r.exit_code == 1
+    assert "error:" in r.output and "nocrs.shp" in r.output and "--crs" in r.output
+    assert "Traceback" not in r.output
+
+    recipe = tmp_path / "city.toml"
+    recipe.write_text('[city]\nname = "x"\n[[layers]]\nid = "b"\nkind = "roads"\nsource = "a.gpkg"\n')
+    r = runner.invoke(cli, ["build", str(recipe)])
+    assert r.exit_code == 1 and "kind 'roads'" in r.output and "city.toml" in r.output
+
+    bad = tmp_path / "broken.gpkg"
+    bad.write_bytes(b"\0" * 100)
+    r = runner.invoke(cli, ["convert", "buildings", str(bad), str(tmp_path / "o2"), "--crs", "EPSG:4544"])
+    assert r.exit_code == 1 and "broken.gpkg" in r.output
+
+    r = runner.invoke(cli, ["convert", "buildings", str(shp), str(tmp_path / "o3"), "--crs", "EPSG:999999"])
+    assert r.exit_code == 1 and "EPSG:999999" in r.output

@@ -1,0 +1,63 @@
+import hashlib
+
+import numpy as np
+import pyogrio
+import rasterio
+import shapely
+
+import cim
+from cim.samplecity.terrain import ground_height
+
+
+def _digest(path):
+    meta, _, wkb, fields = pyogrio.raw.read(path)
+    h = hashlib.sha256()
+    for g in wkb:
+        h.update(g)
+    for col in fields:
+        h.update(repr(list(col)).encode())
+    return h.hexdigest()
+
+
+def test_tiny_is_deterministic_and_a_window_of_the_city(tiny_sources, tmp_path):
+    again = cim.sample("tiny", tmp_path / "again")
+    assert _digest(again.buildings) == _digest(tiny_sources.buildings)
+    with rasterio.open(again.dem) as a, rasterio.open(tiny_sources.dem) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    other = cim.sample("tiny", tmp_path / "seed1", seed=1)
+    assert _digest(other.buildings) != _digest(tiny_sources.buildings)
+
+
+def test_dem_is_a_valley_in_cgcs2000(tiny_sources):
+    with rasterio.open(tiny_sources.dem) as ds:
+        assert ds.crs.to_epsg() == 4544
+        assert ds.res == (1.0, 1.0)
+        z = ds.read(1)
+        assert 1080 < z.min() < z.max() < 1300
+    # the whole city: valley floor about 1,100 m, hills to about 1,700 m
+    x = np.linspace(566062 - 7500, 566062 + 7500, 200)
+    y = np.linspace(3828235 - 4000, 3828235 + 4000, 200)
+    gx, gy = np.meshgrid(x, y)
+    z = ground_height(gx, gy)
+    assert 1080 < z.min() < 1120 and 1600 < z.max() < 1800
+    # the centre (the valley) is low, north and south edges are high
+    assert z[100].mean() < z[0].mean() - 300 and z[100].mean() < z[-1].mean() - 300
+
+
+def test_footprints_are_realistic(tiny_sources):
+    meta, _, wkb, fields = pyogrio.raw.read(tiny_sources.buildings)
+    cols = dict(zip(meta["fields"], fields))
+    assert meta["crs"] == "EPSG:4544"
+    assert list(cols) == ["id", "name", "use", "floors", "height", "year_built", "address", "district"]
+    geoms = shapely.from_wkb(wkb)
+    assert shapely.is_valid(geoms).all()
+    assert len(set(cols["id"])) == len(geoms) == tiny_sources.n_buildings
+    assert {"residential", "commercial"} <= set(cols["use"])
+    assert (cols["height"] >= cols["floors"] * 2.9).all() and (cols["height"] < cols["floors"] * 7).all()
+    assert (cols["year_built"] >= 1950).all() and (cols["year_built"] <= 2025).all()
+    # no two buildings overlap
+    tree = shapely.STRtree(geoms)
+    a, b = tree.query(geoms, predicate="overlaps")
+    assert len(a) == 0
+    assert (shapely.get_num_interior_rings(geoms[shapely.get_type_id(geoms) == 3]) > 0).any()
+    assert (shapely.get_type_id(geoms) == 6).any()
