@@ -35,18 +35,92 @@ def property_id(name: str) -> str:
 
 
 @dataclass
-class PropertyTable:
-    """One feature table: columns of ``count`` values with metadata types.
+class EncodedColumn:
+    """One attribute column, encoded once for the whole layer in its binary metadata form.
 
-    ``columns`` maps attribute names to arrays (STRING: object array with None for null;
-    numbers: float64 with NaN for null, or int64; BOOLEAN: bool).
+    ``values`` is the binary payload per row: for STRING a flat uint8 array with ``offsets``
+    (n + 1, int64); for numbers a typed array with nulls already replaced by ``no_data``; for
+    BOOLEAN a bool array (bit-packed when written).
+    """
+
+    name: str
+    kind: str
+    values: np.ndarray
+    offsets: np.ndarray | None = None
+    no_data: object = None
+
+    def take(self, rows: np.ndarray) -> "EncodedColumn":
+        """The rows ``rows`` of this column (a numpy gather, no Python loop)."""
+        if self.offsets is None:
+            return EncodedColumn(self.name, self.kind, self.values[rows], None, self.no_data)
+        start = self.offsets[rows]
+        length = self.offsets[rows + 1] - start
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(length, out=offsets[1:])
+        index = np.repeat(start - offsets[:-1], length) + np.arange(offsets[-1])
+        return EncodedColumn(self.name, self.kind, self.values[index], offsets, self.no_data)
+
+
+def encode_column(name: str, column: np.ndarray, kind: str) -> EncodedColumn:
+    """Encode one attribute column (STRING: object array with None for null; numbers: float
+    with NaN for null, or int; BOOLEAN: bool) for property tables."""
+    if kind == "STRING":
+        strings = [b"" if v is None else str(v).encode("utf-8") for v in column]
+        offsets = np.zeros(len(strings) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)), out=offsets[1:])
+        values = np.frombuffer(b"".join(strings), dtype=np.uint8)
+        has_null = any(v is None for v in column)
+        return EncodedColumn(name, kind, values, offsets, NO_DATA["STRING"] if has_null else None)
+    if kind == "BOOLEAN":
+        return EncodedColumn(name, kind, np.asarray(column, dtype=bool))
+    if kind in ("INT32", "INT64"):
+        col = np.asarray(column)
+        dtype = np.int32 if kind == "INT32" else np.int64
+        if col.dtype.kind == "f":
+            null = np.isnan(col)
+            data = np.where(null, NO_DATA[kind], np.nan_to_num(col)).astype(dtype)
+            return EncodedColumn(name, kind, data, None, NO_DATA[kind] if null.any() else None)
+        return EncodedColumn(name, kind, col.astype(dtype))
+    if kind == "FLOAT64":
+        col = np.asarray(column, dtype=np.float64)
+        null = ~np.isfinite(col)
+        data = np.where(null, NO_DATA[kind], col)
+        return EncodedColumn(name, kind, data, None, NO_DATA[kind] if null.any() else None)
+    raise ValueError(f"unsupported metadata type {kind!r} for {name!r}")
+
+
+@dataclass
+class FeatureColumns:
+    """A layer's attribute columns, encoded once; :meth:`take` cuts a tile's property table."""
+
+    columns: list[EncodedColumn]
+
+    @classmethod
+    def encode(cls, columns: dict[str, np.ndarray], types: dict[str, str]) -> "FeatureColumns":
+        return cls([encode_column(name, col, types[name]) for name, col in columns.items()])
+
+    def take(self, rows: np.ndarray, class_name: str, description: str = "") -> "PropertyTable":
+        rows = np.asarray(rows, dtype=np.int64)
+        return PropertyTable(class_name, [c.take(rows) for c in self.columns], len(rows), description)
+
+
+@dataclass
+class PropertyTable:
+    """One feature table of ``count`` rows: encoded columns and the class they belong to.
+
+    Build one with ``FeatureColumns.encode(columns, types).take(rows, class_name)``, or
+    :meth:`from_columns` for a one-off table.
     """
 
     class_name: str
-    columns: dict[str, np.ndarray]
-    types: dict[str, str]
+    columns: list[EncodedColumn]
     count: int
     class_description: str = ""
+
+    @classmethod
+    def from_columns(cls, class_name: str, columns: dict[str, np.ndarray], types: dict[str, str], description: str = "") -> "PropertyTable":
+        count = len(next(iter(columns.values()))) if columns else 0
+        return FeatureColumns.encode(columns, types).take(np.arange(count), class_name, description)
 
 
 @dataclass
@@ -127,44 +201,23 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
     """Write ``table`` as EXT_structural_metadata (schema + property table); returns its index."""
     props: dict[str, dict] = {}
     values: dict[str, dict] = {}
-    for name, column in table.columns.items():
-        kind = table.types[name]
-        pid = property_id(name)
-        definition: dict = {"name": name}
+    for col in table.columns:
+        pid = property_id(col.name)
+        definition: dict = {"name": col.name}
         entry: dict = {}
-        if kind == "STRING":
-            strings = [("" if v is None else str(v)).encode("utf-8") for v in column]
-            offsets = np.zeros(len(strings) + 1, dtype=np.uint32)
-            np.cumsum([len(s) for s in strings], out=offsets[1:])
+        if col.kind == "STRING":
             definition["type"] = "STRING"
-            if any(v is None for v in column):
-                definition["noData"] = NO_DATA["STRING"]
-            entry["values"] = builder.buffer_view(b"".join(strings))
-            entry["stringOffsets"] = builder.buffer_view(offsets.tobytes())
+            entry["values"] = builder.buffer_view(col.values.tobytes())
+            entry["stringOffsets"] = builder.buffer_view(col.offsets.astype(np.uint32).tobytes())
             entry["stringOffsetType"] = "UINT32"
-        elif kind == "BOOLEAN":
+        elif col.kind == "BOOLEAN":
             definition["type"] = "BOOLEAN"
-            bits = np.packbits(np.asarray(column, dtype=bool), bitorder="little")
-            entry["values"] = builder.buffer_view(bits.tobytes())
-        elif kind in ("INT32", "INT64"):
-            col = np.asarray(column, dtype=np.float64)
-            null = np.isnan(col)
-            dtype = np.int32 if kind == "INT32" else np.int64
-            data = np.where(null, NO_DATA[kind], np.nan_to_num(col)).astype(dtype)
-            definition.update(type="SCALAR", componentType=kind)
-            if null.any():
-                definition["noData"] = NO_DATA[kind]
-            entry["values"] = builder.buffer_view(data.tobytes())
-        elif kind == "FLOAT64":
-            col = np.asarray(column, dtype=np.float64)
-            null = ~np.isfinite(col)
-            data = np.where(null, NO_DATA[kind], col)
-            definition.update(type="SCALAR", componentType="FLOAT64")
-            if null.any():
-                definition["noData"] = NO_DATA[kind]
-            entry["values"] = builder.buffer_view(data.tobytes())
+            entry["values"] = builder.buffer_view(np.packbits(col.values, bitorder="little").tobytes())
         else:
-            raise ValueError(f"unsupported metadata type {kind!r} for {name!r}")
+            definition.update(type="SCALAR", componentType=col.kind)
+            entry["values"] = builder.buffer_view(col.values.tobytes())
+        if col.no_data is not None:
+            definition["noData"] = col.no_data
         props[pid] = definition
         values[pid] = entry
     cls: dict = {"properties": props}
@@ -187,6 +240,7 @@ def encode_feature_mesh(
     table: PropertyTable,
     translation: np.ndarray,
     color: tuple[float, float, float, float] = (0.86, 0.84, 0.80, 1.0),
+    position_bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """A GLB of one triangle mesh whose vertices carry feature ids into a property table.
 
@@ -198,13 +252,19 @@ def encode_feature_mesh(
     feature_ids : (v,) int, row of ``table`` for each vertex
     table : the features' attributes
     translation : (3,) float64, node translation (the tile centre in glTF axes)
+    position_bounds : the exact float32 (min, max) of ``positions`` when the caller knows them
+        (saves two passes over the vertices)
     """
     b = GltfBuilder()
     n_vertices = len(positions)
     index_type = UNSIGNED_SHORT if n_vertices < 65536 else UNSIGNED_INT
     idx = triangles.astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32).reshape(-1)
     a_idx = b.accessor(idx, index_type, "SCALAR", target=ELEMENT_ARRAY_BUFFER)
-    a_pos = b.accessor(positions.astype(np.float32), FLOAT, "VEC3", min_max=True)
+    a_pos = b.accessor(positions.astype(np.float32), FLOAT, "VEC3", min_max=position_bounds is None)
+    if position_bounds is not None:
+        acc = b.json["accessors"][a_pos]
+        acc["min"] = [float(v) for v in np.asarray(position_bounds[0], dtype=np.float32)]
+        acc["max"] = [float(v) for v in np.asarray(position_bounds[1], dtype=np.float32)]
     a_nrm = b.accessor(normals.astype(np.float32), FLOAT, "VEC3")
     a_fid = b.accessor(feature_ids.astype(np.float32), FLOAT, "SCALAR")
     pt = add_property_table(b, table)

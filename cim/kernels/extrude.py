@@ -130,62 +130,75 @@ def extrude_footprints(
 
     Returns
     -------
-    BuildingMesh with flat-shaded roof and wall vertices, grouped by building. No bottom faces.
+    BuildingMesh with flat-shaded roof and wall vertices, grouped by building (each building's
+    roof vertices, then its wall quads). No bottom faces.
+
+    Notes
+    -----
+    Output slots are computed up front (a building's roof and wall counts give its offsets), so
+    every array is written once by a scatter: no sort of the vertex arrays.
     """
-    k = ring_offsets[-1]
     n = len(base)
     closing = _ring_ends(ring_offsets)
     ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
     poly_of_ring = np.repeat(np.arange(len(polygon_offsets) - 1), np.diff(polygon_offsets))
-    feat = np.asarray(polygon_feature, dtype=np.int64)[poly_of_ring[ring_of]]  # (k,)
+    feat = np.asarray(polygon_feature, dtype=np.int64)[poly_of_ring[ring_of]]  # (k,), non-decreasing
     base = np.asarray(base, dtype=np.float64)
     top = np.asarray(top, dtype=np.float64)
 
-    # roof: the open ring vertices at roof height
-    roof_src = np.flatnonzero(~closing)
-    roof_pos = ground[roof_src] + top[feat[roof_src], None] * up[roof_src]
-    roof_nrm = up[roof_src]
-    roof_tri, _ = triangulate_polygons(ground[:, :2], ring_offsets, polygon_offsets)
-    roof_feat = feat[roof_src]
-
-    # walls: one quad per ring edge j -> j+1
+    # the open ring vertices (roof) and the non-degenerate ring edges j -> j + 1 (walls)
     j = np.flatnonzero(~closing)
+    fj = feat[j]
     d = ground[j + 1, :2] - ground[j, :2]
     length = np.hypot(d[:, 0], d[:, 1])
-    j, d, length = j[length > 1e-9], d[length > 1e-9], length[length > 1e-9]
-    ef = feat[j]
-    lo, hi = base[ef, None], top[ef, None]
-    wall_pos = np.stack(
-        [ground[j] + lo * up[j], ground[j + 1] + lo * up[j + 1], ground[j + 1] + hi * up[j + 1], ground[j] + hi * up[j]],
-        axis=1,
-    ).reshape(-1, 3)
-    nrm = np.zeros((len(j), 3))
-    nrm[:, 0] = d[:, 1] / length
-    nrm[:, 1] = -d[:, 0] / length
-    wall_nrm = np.repeat(nrm, 4, axis=0)
-    w0 = len(roof_pos) + 4 * np.arange(len(j))
-    wall_tri = np.concatenate([np.stack([w0, w0 + 1, w0 + 2], 1), np.stack([w0, w0 + 2, w0 + 3], 1)])
-    wall_tri_feat = np.concatenate([ef, ef])
+    edge = length > 1e-9
+    e, de, le, fe = j[edge], d[edge], length[edge], fj[edge]
 
-    positions = np.concatenate([roof_pos, wall_pos])
-    normals = np.concatenate([roof_nrm, wall_nrm]).astype(np.float32)
-    vfeat = np.concatenate([roof_feat, np.repeat(ef, 4)])
-    triangles = np.concatenate([roof_tri, wall_tri])
-    tfeat = np.concatenate([roof_feat[roof_tri[:, 0]] if len(roof_tri) else np.empty(0, np.int64), wall_tri_feat])
+    # slots: building i owns roof vertices then 4 vertices per wall edge
+    roof_count = np.bincount(fj, minlength=n)
+    edge_count = np.bincount(fe, minlength=n)
+    vstart = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(roof_count + 4 * edge_count, out=vstart[1:])
+    roof_first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(roof_count, out=roof_first[1:])
+    edge_first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(edge_count, out=edge_first[1:])
+    roof_dst = vstart[fj] + (np.arange(len(j)) - roof_first[fj])
+    wall_dst = vstart[fe] + roof_count[fe] + 4 * (np.arange(len(e)) - edge_first[fe])
 
-    # group by building: stable sorts keep roof before walls within a building
-    vorder = np.argsort(vfeat, kind="stable")
-    inverse = np.empty_like(vorder)
-    inverse[vorder] = np.arange(len(vorder))
-    torder = np.argsort(tfeat, kind="stable")
-    del k
-    return BuildingMesh(
-        positions=positions[vorder],
-        normals=normals[vorder],
-        triangles=inverse[triangles[torder]].astype(np.uint32),
-        vertex_offsets=np.searchsorted(vfeat[vorder], np.arange(n + 1)).astype(np.int64),
-        triangle_offsets=np.searchsorted(tfeat[torder], np.arange(n + 1)).astype(np.int64),
-    )
+    n_vertices = int(vstart[-1])
+    positions = np.empty((n_vertices, 3), dtype=np.float64)
+    normals = np.empty((n_vertices, 3), dtype=np.float32)
+    positions[roof_dst] = ground[j] + top[fj, None] * up[j]
+    normals[roof_dst] = up[j]
+    lo, hi = base[fe, None], top[fe, None]
+    positions[wall_dst] = ground[e] + lo * up[e]
+    positions[wall_dst + 1] = ground[e + 1] + lo * up[e + 1]
+    positions[wall_dst + 2] = ground[e + 1] + hi * up[e + 1]
+    positions[wall_dst + 3] = ground[e] + hi * up[e]
+    wall_normal = np.zeros((len(e), 3), dtype=np.float32)
+    wall_normal[:, 0] = de[:, 1] / le
+    wall_normal[:, 1] = -de[:, 0] / le
+    for q in range(4):
+        normals[wall_dst + q] = wall_normal
+
+    # triangles: building i owns its roof triangles then two per wall edge
+    roof_tri, roof_poly = triangulate_polygons(ground[:, :2], ring_offsets, polygon_offsets)
+    roof_tri_feat = np.asarray(polygon_feature, dtype=np.int64)[roof_poly]
+    order = np.argsort(roof_tri_feat, kind="stable")
+    roof_tri, roof_tri_feat = roof_dst[roof_tri[order]], roof_tri_feat[order]
+    roof_tri_count = np.bincount(roof_tri_feat, minlength=n)
+    tstart = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(roof_tri_count + 2 * edge_count, out=tstart[1:])
+    roof_tri_first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(roof_tri_count, out=roof_tri_first[1:])
+    triangles = np.empty((int(tstart[-1]), 3), dtype=np.uint32)
+    triangles[tstart[roof_tri_feat] + (np.arange(len(roof_tri)) - roof_tri_first[roof_tri_feat])] = roof_tri
+    wall_tri_dst = tstart[fe] + roof_tri_count[fe] + 2 * (np.arange(len(e)) - edge_first[fe])
+    w = wall_dst[:, None]
+    triangles[wall_tri_dst] = np.concatenate([w, w + 1, w + 2], axis=1)
+    triangles[wall_tri_dst + 1] = np.concatenate([w, w + 2, w + 3], axis=1)
+    return BuildingMesh(positions, normals, triangles, vstart, tstart)
 
 
 def gather_features(mesh: BuildingMesh, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

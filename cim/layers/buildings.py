@@ -14,11 +14,12 @@ import numpy as np
 import shapely
 
 from cim.crs import crs_label, to_lonlat
-from cim.formats.glb import PropertyTable, encode_feature_mesh, property_id
+from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
 from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
-from cim.sources.dem import sample_dem
+from cim.errors import CimInputError
+from cim.sources.dem import DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable
 from cim.store import TileStore, build_key, file_fingerprint
 from cim.tiling.quadtree import TileNode, quadtree_plan
@@ -117,56 +118,119 @@ def _to_float(v: object) -> float:
         return float("nan")
 
 
-def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOptions) -> PreparedBuildings:
-    """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres."""
+def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, workers: int | None = None) -> PreparedBuildings:
+    """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
+
+    The DEM window under the footprints is read once; then chunks of buildings are projected,
+    sampled and extruded on a thread pool (shapely, pyproj and numpy release the GIL in these
+    calls) and joined in order.
+    """
     warnings: list[str] = []
     heights, notes = building_heights(table, opts)
     warnings += notes
     n = len(table)
-    parts, part_feature = shapely.get_parts(table.geometries, return_index=True)
+    dem = read_dem_window(opts.dem, table.bounds, table.crs) if opts.dem is not None else None
+    workers = workers or opts.workers or os.cpu_count() or 1
+    n_chunks = 1 if n < 4000 else max(1, 2 * workers)
+    edges = np.linspace(0, n, n_chunks + 1).astype(np.int64)
+    chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+    def run(chunk: tuple[int, int]) -> _Chunk:
+        a, b = chunk
+        return _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(pool.map(run, chunks))
+    base = np.concatenate([p.base for p in parts])
+    outside = np.isnan(base)
+    if outside.all() and dem is not None:
+        raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem.path} (check both files' CRS)")
+    if outside.any():
+        fill = float(np.nanmedian(base))
+        ids = ", ".join(map(str, table.ids[outside][:10]))
+        warnings.append(
+            f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name if dem else ''}; base set to the median "
+            f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})"
+        )
+        # redo only those chunks with the filled base: rare, so simplicity wins
+        for i, (a, b) in enumerate(chunks):
+            if outside[a:b].any():
+                parts[i] = _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, fill_base=fill)
+        base = np.concatenate([p.base for p in parts])
+    mesh = _join_meshes([p.mesh for p in parts])
+    bounds = (
+        min(p.lonlat[0] for p in parts), min(p.lonlat[1] for p in parts),
+        max(p.lonlat[2] for p in parts), max(p.lonlat[3] for p in parts),
+    )
+    return PreparedBuildings(
+        mesh,
+        np.concatenate([p.centres for p in parts]),
+        np.concatenate([p.sizes for p in parts]),
+        base,
+        base + heights,
+        bounds,
+        warnings,
+    )
+
+
+@dataclass
+class _Chunk:
+    mesh: BuildingMesh
+    centres: np.ndarray
+    sizes: np.ndarray
+    base: np.ndarray
+    lonlat: tuple[float, float, float, float]
+
+
+def _prepare_chunk(
+    geoms: np.ndarray, heights: np.ndarray, crs, frame: LocalFrame, dem: DemWindow | None, fill_base: float | None = None
+) -> _Chunk:
+    """Project, sample and extrude one contiguous chunk of buildings."""
+    n = len(geoms)
+    parts, part_feature = shapely.get_parts(geoms, return_index=True)
     parts = shapely.orient_polygons(parts, exterior_cw=False)
     _, coords, (ring_offsets, poly_offsets) = shapely.to_ragged_array(parts)
     coords = coords[:, :2]
     ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
     poly_of_ring = np.repeat(np.arange(len(poly_offsets) - 1), np.diff(poly_offsets))
-    coord_feature = part_feature[poly_of_ring[ring_of]]
-    starts = np.searchsorted(coord_feature, np.arange(n))
+    starts = np.searchsorted(part_feature[poly_of_ring[ring_of]], np.arange(n))
 
-    lon, lat = to_lonlat(coords[:, 0], coords[:, 1], table.crs)
+    lon, lat = to_lonlat(coords[:, 0], coords[:, 1], crs)
     ground = frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon))))
     up = frame.rotate_vectors(up_vectors(lon, lat))
-
-    if opts.dem is not None:
-        z = sample_dem(opts.dem, coords[:, 0], coords[:, 1], table.crs)
+    if dem is not None:
+        z = dem.sample(coords[:, 0], coords[:, 1], crs)
         with np.errstate(invalid="ignore"):
             base = np.fmin.reduceat(z, starts)
-        outside = np.isnan(base)
-        if outside.all():
-            raise_outside(table, opts.dem)
-        if outside.any():
-            fill = float(np.nanmedian(base))
-            base[outside] = fill
-            ids = ", ".join(map(str, table.ids[outside][:10]))
-            warnings.append(f"{int(outside.sum())} building(s) lie outside the DEM {Path(opts.dem).name}; base set to the median ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})")
+        if fill_base is not None:
+            base[np.isnan(base)] = fill_base
     else:
         base = np.zeros(n)
     top = base + heights
-
-    mesh = extrude_footprints(ground, up, ring_offsets, poly_offsets, part_feature, base, top)
+    mesh = extrude_footprints(ground, up, ring_offsets, poly_offsets, part_feature, np.nan_to_num(base), np.nan_to_num(top))
     xmin = np.minimum.reduceat(ground[:, 0], starts)
     xmax = np.maximum.reduceat(ground[:, 0], starts)
     ymin = np.minimum.reduceat(ground[:, 1], starts)
     ymax = np.maximum.reduceat(ground[:, 1], starts)
     centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
     sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
-    bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
-    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, warnings)
+    lonlat = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    return _Chunk(mesh, centres, sizes, base, lonlat)
 
 
-def raise_outside(table: FootprintTable, dem: Path) -> None:
-    from cim.errors import CimInputError
-
-    raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem} (check both files' CRS)")
+def _join_meshes(meshes: list[BuildingMesh]) -> BuildingMesh:
+    """Concatenate meshes of consecutive building ranges."""
+    if len(meshes) == 1:
+        return meshes[0]
+    vshift = np.cumsum([0] + [len(m.positions) for m in meshes[:-1]])
+    tshift = np.cumsum([0] + [len(m.triangles) for m in meshes[:-1]])
+    return BuildingMesh(
+        positions=np.concatenate([m.positions for m in meshes]),
+        normals=np.concatenate([m.normals for m in meshes]),
+        triangles=np.concatenate([m.triangles + np.uint32(s) for m, s in zip(meshes, vshift)]),
+        vertex_offsets=np.concatenate([m.vertex_offsets[:-1] + s for m, s in zip(meshes, vshift)] + [[vshift[-1] + len(meshes[-1].positions)]]),
+        triangle_offsets=np.concatenate([m.triangle_offsets[:-1] + s for m, s in zip(meshes, tshift)] + [[tshift[-1] + len(meshes[-1].triangles)]]),
+    )
 
 
 def origin_for(table: FootprintTable, ground_height: float = 0.0) -> LocalFrame:
@@ -198,7 +262,11 @@ def build_buildings_layer(
     t0 = time.perf_counter()
     opts = opts or BuildingOptions()
     out_dir = Path(out_dir)
+    if progress:
+        progress("extrude", 0, len(table))
     prep = prepare_buildings(table, frame, opts)
+    if progress:
+        progress("extrude", len(table), len(table))
     for w in prep.warnings:
         log.warning("%s: %s", table.source.name, w)
     root = quadtree_plan(prep.centres, prep.sizes, opts.max_features)
@@ -211,27 +279,29 @@ def build_buildings_layer(
         frame.to_dict(),
     )
     store = TileStore(out_dir, key)
-    columns = table.columns
+    columns = FeatureColumns.encode(table.columns, table.types)
     types = table.types
+    # each building's box, once: a tile's box is then the union of its buildings' boxes
+    vo = prep.mesh.vertex_offsets
+    box_lo = np.minimum.reduceat(prep.mesh.positions, vo[:-1], axis=0)
+    box_hi = np.maximum.reduceat(prep.mesh.positions, vo[:-1], axis=0)
 
     def encode(node: TileNode) -> tuple[np.ndarray, np.ndarray, int]:
-        pos, nrm, tri, vfeat = gather_features(prep.mesh, node.features)
-        lo, hi = pos.min(axis=0), pos.max(axis=0)
+        lo = box_lo[node.features].min(axis=0)
+        hi = box_hi[node.features].max(axis=0)
         rel = f"tiles/{node.name}.glb"
+        ntri = int((prep.mesh.triangle_offsets[node.features + 1] - prep.mesh.triangle_offsets[node.features]).sum())
         if not store.is_done(rel):
+            pos, nrm, tri, vfeat = gather_features(prep.mesh, node.features)
             centre = (lo + hi) / 2.0
-            ptable = PropertyTable(
-                "building",
-                {name: col[node.features] for name, col in columns.items()},
-                types,
-                len(node.features),
-                "A building footprint extruded to LOD1 (CIM2)",
-            )
+            ptable = columns.take(node.features, "building", "A building footprint extruded to LOD1 (CIM2)")
+            gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
             glb = encode_feature_mesh(
-                enu_to_gltf(pos - centre).astype(np.float32), enu_to_gltf(nrm), tri, vfeat, ptable, enu_to_gltf(centre)
+                enu_to_gltf(pos - centre).astype(np.float32), enu_to_gltf(nrm), tri, vfeat, ptable, enu_to_gltf(centre),
+                position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
             )
             store.write(rel, glb)
-        return lo, hi, len(tri)
+        return lo, hi, ntri
 
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     triangles = 0
@@ -277,7 +347,7 @@ def build_buildings_layer(
         triangles=triangles,
         bytes=store.size_on_disk(),
         bounds={"west": west, "south": south, "east": east, "north": north, "min_height": float(prep.base.min()), "max_height": float(prep.top.max())},
-        schema={name: types[name] for name in columns},
+        schema=dict(types),
         seconds=time.perf_counter() - t0,
         resumed_tiles=store.resumed,
         skipped=len(table.skipped),

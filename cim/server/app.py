@@ -32,7 +32,7 @@ __all__ = ["CITY_DIR", "VIEWER_DIR", "content_type_for", "create_app", "run", "s
 CITY_DIR = web.AppKey("city_dir", Path)
 VIEWER_DIR = web.AppKey("viewer_dir", Path)
 
-#: The repository's ``viewer/`` folder (``cim`` is a namespace package, so no ``cim.__file__``).
+#: The repository's ``viewer/`` folder, beside the ``cim`` package (an editable install).
 DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
 CESIUM_BUILD = Path("node_modules", "cesium", "Build", "Cesium")
 

@@ -1,7 +1,8 @@
-"""DEM sampling through rasterio: read only the window the points need."""
+"""DEM sampling through rasterio: read only the window the points need, once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,77 @@ from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.raster import bilinear_sample
 
 
+@dataclass
+class DemWindow:
+    """A window of a DEM in memory: a north-up grid (NaN for no data) and where it lies."""
+
+    grid: np.ndarray
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    crs: CRS
+    path: Path
+
+    def sample(self, x: np.ndarray, y: np.ndarray, crs: CRS) -> np.ndarray:
+        """Bilinear heights at points given in ``crs``; NaN outside the window or on no-data."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if not self.crs.equals(crs):
+            x, y = (np.asarray(a) for a in transformer(crs, self.crs).transform(x, y))
+        if self.grid.size == 0:
+            return np.full(len(x), np.nan)
+        return bilinear_sample(self.grid, self.x0, self.y0, self.dx, self.dy, x, y)
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    if not path.exists():
+        raise CimIOError(f"{path}: no such DEM")
+    try:
+        return rasterio.open(path, num_threads="ALL_CPUS")  # GTiff decodes blocks on every core
+    except rasterio.errors.RasterioIOError as exc:
+        raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
+
+
+def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float], crs: CRS) -> DemWindow:
+    """Read the part of a DEM under ``bounds`` (xmin, ymin, xmax, ymax in ``crs``).
+
+    Raises
+    ------
+    CimIOError, CimCRSError, CimInputError
+        Missing file, no CRS, not a raster, or a rotated geotransform.
+    """
+    path = Path(path)
+    with _open(path) as ds:
+        if ds.crs is None:
+            raise CimCRSError(f"{path}: the DEM declares no CRS")
+        t = ds.transform
+        if t.b != 0 or t.d != 0:
+            raise CimInputError(f"{path}: rotated geotransforms are not supported")
+        dem_crs = parse_crs(ds.crs.to_wkt(), what=str(path))
+        xmin, ymin, xmax, ymax = bounds
+        if not dem_crs.equals(crs):
+            xs = np.linspace(xmin, xmax, 21)
+            ys = np.linspace(ymin, ymax, 21)
+            gx, gy = np.meshgrid(xs, ys)
+            tx, ty = transformer(crs, dem_crs).transform(gx.ravel(), gy.ravel())
+            xmin, ymin, xmax, ymax = float(np.min(tx)), float(np.min(ty)), float(np.max(tx)), float(np.max(ty))
+        pad = 2 * max(abs(t.a), abs(t.e))
+        win = from_bounds(xmin - pad, ymin - pad, xmax + pad, ymax + pad, t).round_offsets().round_lengths()
+        col0, row0 = max(0, int(win.col_off)), max(0, int(win.row_off))
+        col1, row1 = min(ds.width, int(win.col_off + win.width)), min(ds.height, int(win.row_off + win.height))
+        if col1 <= col0 or row1 <= row0:
+            return DemWindow(np.empty((0, 0), np.float32), 0.0, 0.0, 1.0, 1.0, dem_crs, path)
+        win = Window(col0, row0, col1 - col0, row1 - row0)
+        grid = ds.read(1, window=win)
+        if grid.dtype.kind != "f":
+            grid = grid.astype(np.float32)
+        if ds.nodata is not None:
+            grid[grid == ds.nodata] = np.nan
+        wt = ds.window_transform(win)
+        return DemWindow(grid, wt.c, wt.f, wt.a, -wt.e, dem_crs, path)
+
+
 def sample_dem(path: str | Path, x: np.ndarray, y: np.ndarray, crs: CRS) -> np.ndarray:
     """Heights of a DEM at points, bilinear; NaN outside the DEM or on no-data.
 
@@ -22,46 +94,10 @@ def sample_dem(path: str | Path, x: np.ndarray, y: np.ndarray, crs: CRS) -> np.n
     path : a single-band raster (GeoTIFF or anything GDAL reads)
     x, y : (n,) float, points in ``crs``
     crs : the points' CRS; reprojected to the DEM's when they differ
-
-    Raises
-    ------
-    CimIOError, CimCRSError, CimInputError
     """
-    path = Path(path)
-    if not path.exists():
-        raise CimIOError(f"{path}: no such DEM")
-    try:
-        ds = rasterio.open(path, num_threads="ALL_CPUS")  # GTiff decodes blocks on every core
-    except rasterio.errors.RasterioIOError as exc:
-        raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
-    with ds:
-        if ds.crs is None:
-            raise CimCRSError(f"{path}: the DEM declares no CRS")
-        t = ds.transform
-        if t.b != 0 or t.d != 0:
-            raise CimInputError(f"{path}: rotated geotransforms are not supported")
-        dem_crs = parse_crs(ds.crs.to_wkt(), what=str(path))
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        if not dem_crs.equals(crs):
-            x, y = transformer(crs, dem_crs).transform(x, y)
-            x, y = np.asarray(x), np.asarray(y)
-        out = np.full(len(x), np.nan)
-        if len(x) == 0:
-            return out
-        pad = 2 * max(abs(t.a), abs(t.e))
-        win = from_bounds(x.min() - pad, y.min() - pad, x.max() + pad, y.max() + pad, t)
-        win = win.round_offsets().round_lengths().intersection(Window(0, 0, ds.width, ds.height)) if _overlaps(win, ds) else None
-        if win is None or win.width <= 0 or win.height <= 0:
-            return out
-        grid = ds.read(1, window=win)
-        if grid.dtype.kind != "f":
-            grid = grid.astype(np.float32)
-        if ds.nodata is not None:
-            grid[grid == ds.nodata] = np.nan
-        wt = ds.window_transform(win)
-        return bilinear_sample(grid, wt.c, wt.f, wt.a, -wt.e, x, y)
-
-
-def _overlaps(win: Window, ds: rasterio.DatasetReader) -> bool:
-    return win.col_off < ds.width and win.row_off < ds.height and win.col_off + win.width > 0 and win.row_off + win.height > 0
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) == 0:
+        return np.empty(0)
+    window = read_dem_window(path, (float(x.min()), float(y.min()), float(x.max()), float(y.max())), crs)
+    return window.sample(x, y, crs)

@@ -98,10 +98,9 @@ def _column_type(values: np.ndarray, declared: str) -> tuple[np.ndarray, str]:
         return v, FLOAT64
     if kind == "M":
         return np.array([None if np.isnat(t) else str(t) for t in values], dtype=object), STRING
-    out = values.astype(object, copy=True)
-    if not all(type(x) is str or x is None for x in out):  # pyogrio gives str or None; be safe
-        out = np.array([None if x is None or (isinstance(x, float) and np.isnan(x)) else str(x) for x in out], dtype=object)
-    return out, STRING
+    if values.dtype == object:  # pyogrio gives str (or None for null) for string fields
+        return values, STRING
+    return np.array([None if x is None else str(x) for x in values], dtype=object), STRING
 
 
 def read_footprints(
@@ -133,7 +132,7 @@ def read_footprints(
     if not path.exists():
         raise CimIOError(f"{path}: no such file")
     try:
-        meta, _, wkb, field_data = pyogrio.raw.read(path, layer=layer)
+        meta, wkb, field_data = _read_columns(path, layer)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, ...
         raise CimIOError(f"{path}: cannot read footprints ({exc})") from None
     if meta.get("crs"):
@@ -174,6 +173,25 @@ def read_footprints(
         raise CimInputError(f"{path}: no usable polygon footprints (skipped {len(skipped)})")
     log.info("%s: %d footprints in %s", path.name, len(table), crs_label(file_crs))
     return table
+
+
+def _read_columns(path: Path, layer: str | int | None) -> tuple[dict, np.ndarray, list[np.ndarray]]:
+    """(meta, WKB object array, field arrays) through GDAL's columnar Arrow stream.
+
+    The Arrow path reads a GeoPackage several times faster than feature-by-feature reading;
+    without pyarrow, fall back to pyogrio's row reader (same results).
+    """
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        meta, _, wkb, fields = pyogrio.raw.read(path, layer=layer)
+        return meta, wkb, list(fields)
+    meta, table = pyogrio.raw.read_arrow(path, layer=layer)
+    geom_name = meta.get("geometry_name") or "wkb_geometry"
+    names = [str(n) for n in meta["fields"]]
+    wkb = table.column(geom_name).to_numpy(zero_copy_only=False) if geom_name in table.column_names else None
+    fields = [table.column(n).to_numpy(zero_copy_only=False) for n in names]
+    return meta, wkb, fields
 
 
 def _ids_from(values: np.ndarray, stem: str) -> np.ndarray:
