@@ -15,8 +15,9 @@ import cim
 from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError
 from cim.kernels.frames import LocalFrame
-from cim.layers.buildings import BuildingOptions, LayerResult, Progress, build_buildings_layer, origin_for, schema_properties
-from cim.recipe import LayerSpec, Recipe, load_recipe
+from cim.layers.base import LayerResult, Progress
+from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, schema_properties
+from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
 from cim.store import atomic_write_json
@@ -118,22 +119,24 @@ def write_manifest(
     entries = []
     for lr in layers:
         spec = (specs or {}).get(lr.id)
-        entries.append(
-            {
-                "id": lr.id,
-                "kind": lr.kind,
-                "title": spec.title if spec else lr.id.title(),
-                "cim_level": spec.cim_level if spec else 2,
-                "format": "3dtiles",
-                "url": f"{lr.path.relative_to(out).as_posix() + '/' if lr.path != out else ''}tileset.json",
-                "bounds": lr.bounds,
-                "count": lr.count,
-                "id_property": "id",
-                "schema": lr.schema,
-                "properties": schema_properties(lr.schema),
-                "stats": {"tiles": lr.tiles, "triangles": lr.triangles, "bytes": lr.bytes, "seconds": round(lr.seconds, 3), "skipped": lr.skipped, "repaired": lr.repaired},
-            }
-        )
+        prefix = lr.path.relative_to(out).as_posix() + "/" if lr.path != out else ""
+        entry = {
+            "id": lr.id,
+            "kind": lr.kind,
+            "title": spec.title if spec else lr.id.title(),
+            "cim_level": spec.cim_level if spec else DEFAULT_CIM_LEVEL.get(lr.kind, 2),
+            "format": lr.format,
+            "url": prefix + lr.url,
+            "bounds": lr.bounds,
+            "count": lr.count,
+            "schema": lr.schema,
+            "properties": schema_properties(lr.schema),
+            "stats": {"tiles": lr.tiles, "triangles": lr.triangles, "bytes": lr.bytes, "seconds": round(lr.seconds, 3), "skipped": lr.skipped, "repaired": lr.repaired},
+        }
+        if lr.kind == "buildings":
+            entry["id_property"] = "id"
+        entry.update(lr.extra)
+        entries.append(entry)
     bounds = {
         "west": min(lr.bounds["west"] for lr in layers),
         "south": min(lr.bounds["south"] for lr in layers),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import shapely
 from cim.crs import crs_label, to_lonlat
 from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
+from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
 from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
 from cim.errors import CimInputError
@@ -26,8 +26,6 @@ from cim.tiling.quadtree import TileNode, quadtree_plan
 
 log = logging.getLogger("cim.buildings")
 
-#: progress callback: (stage, done, total)
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -64,26 +62,6 @@ class PreparedBuildings:
     base: np.ndarray  # (n,)
     top: np.ndarray  # (n,)
     lonlat_bounds: tuple[float, float, float, float]
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class LayerResult:
-    """What a layer build produced, for the city manifest and the CLI summary."""
-
-    id: str
-    kind: str
-    path: Path
-    count: int
-    tiles: int
-    triangles: int
-    bytes: int
-    bounds: dict[str, float]
-    schema: dict[str, str]
-    seconds: float
-    resumed_tiles: int = 0
-    skipped: int = 0
-    repaired: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
