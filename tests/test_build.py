@@ -140,3 +140,49 @@ def test_rebuild_resumes_and_replaces_atomically(tiny_sources, tmp_path):
     third = cim.build(tiny_sources.recipe, out)
     assert tile.exists() and third.layers[0].resumed_tiles == first.layers[0].tiles - 1
     assert not list(out.rglob(".*.glb*")), "no temporary files left behind"
+
+
+def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sources, tmp_path, caplog):
+    """A footprint beyond the DEM's edge still converts, on the layer's median ground, with a warning naming it."""
+    import logging
+
+    import shapely
+    from shapely.geometry import Polygon
+
+    meta, _, wkb, fields = pyogrio.raw.read(tiny_sources.buildings)
+    geoms = list(shapely.from_wkb(wkb))
+    xmin, ymin, xmax, ymax = tiny_sources.bounds
+    geoms.append(Polygon([(xmax + 500, ymin), (xmax + 520, ymin), (xmax + 520, ymin + 20), (xmax + 500, ymin + 20)]))
+    data = [np.append(np.asarray(col, dtype=object), value) for col, value in zip(fields, ["FAR-1", "Far", "residential", 3, 9.5, 2000, "x", "Maiji"])]
+    data[3] = data[3].astype(np.int32)
+    data[4] = data[4].astype(np.float64)
+    data[5] = data[5].astype(np.int32)
+    path = tmp_path / "with-far.gpkg"
+    pyogrio.raw.write(str(path), shapely.to_wkb(np.array(geoms, dtype=object)), data, list(meta["fields"]), driver="GPKG", geometry_type="Unknown", crs="EPSG:4544", promote_to_multi=False)
+    with caplog.at_level(logging.WARNING, logger="cim"):
+        report = cim.convert_buildings(path, tmp_path / "out", dem=tiny_sources.dem)
+    layer = report.layers[0]
+    assert layer.count == tiny_sources.n_buildings + 1
+    assert any("1 building(s) lie outside the DEM dem.tif" in w and "FAR-1" in w for w in layer.warnings)
+    table = read_footprints(tiny_sources.buildings)
+    xy = shapely.get_coordinates(table.geometries)
+    ground = sample_dem(tiny_sources.dem, xy[:, 0], xy[:, 1], table.crs)
+    assert np.nanmin(ground) - 1 < layer.bounds["min_height"] < np.nanmax(ground)
+
+
+def test_dem_in_another_crs_gives_the_same_bases(tiny_sources, tmp_path):
+    """Footprints in EPSG:4544 on a DEM in EPSG:4326: sample points are reprojected, not the grid."""
+    import rasterio
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    dst = tmp_path / "dem4326.tif"
+    with rasterio.open(tiny_sources.dem) as src:
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height, *src.bounds)
+        profile = src.profile | {"crs": "EPSG:4326", "transform": transform, "width": width, "height": height}
+        with rasterio.open(dst, "w", **profile) as out:
+            reproject(rasterio.band(src, 1), rasterio.band(out, 1), resampling=Resampling.bilinear)
+    a = cim.convert_buildings(tiny_sources.buildings, tmp_path / "a", dem=tiny_sources.dem).layers[0]
+    b = cim.convert_buildings(tiny_sources.buildings, tmp_path / "b", dem=dst).layers[0]
+    assert not b.warnings
+    assert b.bounds["min_height"] == pytest.approx(a.bounds["min_height"], abs=0.3)
+    assert b.bounds["max_height"] == pytest.approx(a.bounds["max_height"], abs=0.3)
