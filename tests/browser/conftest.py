@@ -168,8 +168,14 @@ def server(built_city: BuiltCity, tmp_path_factory: pytest.TempPathFactory) -> I
 # --------------------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(browser_prereqs: None) -> Iterator[object]:
+    """Headless Chromium, per module.
+
+    Playwright's sync API keeps an asyncio loop running while it is open, which breaks
+    pytest-asyncio tests that run after it (``Runner.run() cannot be called from a running
+    event loop``): it must be closed before the next module's tests, hence not session-scoped.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
