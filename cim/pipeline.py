@@ -6,6 +6,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,21 +77,45 @@ def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | 
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    ctx = BuildContext(rec, out, LocalFrame(*rec.origin) if rec.origin else None, progress)
     report = BuildReport(out)
-    frame: LocalFrame | None = None
     for spec in rec.layers:
-        if spec.kind == "buildings":
-            opts = _building_options(spec)
-            table = read_footprints(spec.source, crs=spec.options.get("crs", rec.crs), layer=spec.options.get("layer"), id_attr=spec.options.get("id_attr", "id"))
-            if frame is None:
-                frame = _city_frame(rec, table, opts)
-            result = build_buildings_layer(table, out / spec.id, frame, opts, layer_id=spec.id, progress=progress)
-            result.warnings = [f"{len(table.skipped)} footprint(s) skipped"] * bool(table.skipped) + result.warnings
-            report.layers.append(result)
-    assert frame is not None
+        report.layers.append(LAYER_BUILDERS[spec.kind](spec, ctx))
+    if ctx.frame is None:
+        raise CimInputError(f"{rec.path or 'recipe'}: no layer fixed the city origin; give [city] origin = [lon, lat, height]")
     report.seconds = time.perf_counter() - t0
-    write_manifest(out, rec.name, rec.title, rec.crs, frame, report.layers, {spec.id: spec for spec in rec.layers})
+    write_manifest(out, rec.name, rec.title, rec.crs, ctx.frame, report.layers, {spec.id: spec for spec in rec.layers})
     return report
+
+
+@dataclass
+class BuildContext:
+    """What layer builders of one city share: the recipe, the output folder, the city frame
+    (fixed by the recipe or by the first layer that knows where the city is) and progress."""
+
+    recipe: Recipe
+    out: Path
+    frame: LocalFrame | None
+    progress: Progress | None = None
+
+
+def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
+    opts = _building_options(spec)
+    table = read_footprints(
+        spec.source, crs=spec.options.get("crs", ctx.recipe.crs), layer=spec.options.get("layer"), id_attr=spec.options.get("id_attr", "id")
+    )
+    if ctx.frame is None:
+        ctx.frame = _city_frame(ctx.recipe, table, opts)
+    result = build_buildings_layer(table, ctx.out / spec.id, ctx.frame, opts, layer_id=spec.id, progress=ctx.progress)
+    if table.skipped:
+        result.warnings.insert(0, f"{len(table.skipped)} footprint(s) skipped")
+    return result
+
+
+#: one builder per recipe kind: ``builder(spec, ctx) -> LayerResult``
+LAYER_BUILDERS: dict[str, Callable[[LayerSpec, BuildContext], LayerResult]] = {
+    "buildings": _build_buildings,
+}
 
 
 def _city_frame(rec: Recipe, table, opts: BuildingOptions) -> LocalFrame:
