@@ -17,6 +17,7 @@ from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError
 from cim.kernels.frames import LocalFrame
 from cim.layers.base import LayerResult, Progress
+from cim.layers.imagery import build_imagery_layer
 from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, schema_properties
 from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
 from cim.sources.dem import sample_dem
@@ -39,7 +40,7 @@ class BuildReport:
         return sum(layer.bytes for layer in self.layers)
 
     def summary(self) -> str:
-        parts = [f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
+        parts = [f"{lr.id}: {lr.tiles:,} tiles" if lr.kind == "imagery" else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
         return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
 
 
@@ -112,9 +113,21 @@ def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     return result
 
 
+def _build_imagery(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
+    o = dict(spec.options)
+    known = {"format", "max_zoom", "min_zoom", "quality"}
+    if set(o) - known:
+        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    return build_imagery_layer(
+        spec.source, ctx.out / spec.id, fmt=o.get("format", "webp"), max_zoom=o.get("max_zoom"), min_zoom=o.get("min_zoom"),
+        quality=int(o.get("quality", 85)), layer_id=spec.id, progress=ctx.progress,
+    )
+
+
 #: one builder per recipe kind: ``builder(spec, ctx) -> LayerResult``
 LAYER_BUILDERS: dict[str, Callable[[LayerSpec, BuildContext], LayerResult]] = {
     "buildings": _build_buildings,
+    "imagery": _build_imagery,
 }
 
 
@@ -162,13 +175,14 @@ def write_manifest(
             entry["id_property"] = "id"
         entry.update(lr.extra)
         entries.append(entry)
+    solid = [lr for lr in layers if lr.kind != "imagery"]  # imagery has no heights of its own
     bounds = {
         "west": min(lr.bounds["west"] for lr in layers),
         "south": min(lr.bounds["south"] for lr in layers),
         "east": max(lr.bounds["east"] for lr in layers),
         "north": max(lr.bounds["north"] for lr in layers),
-        "min_height": min(lr.bounds["min_height"] for lr in layers),
-        "max_height": max(lr.bounds["max_height"] for lr in layers),
+        "min_height": min((lr.bounds["min_height"] for lr in solid), default=0.0),
+        "max_height": max((lr.bounds["max_height"] for lr in solid), default=0.0),
     }
     doc = {
         "name": name,

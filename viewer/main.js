@@ -149,6 +149,8 @@ function onPostRender() {
   if (settleFrames < 3) return;
   const pending = Object.values(cim.layers).filter((t) => t.show && !t.tilesLoaded);
   if (pending.length > 0) return;
+  // imagery and terrain load with the globe's own tiles
+  if (cim.viewer.scene.globe.show && !cim.viewer.scene.globe.tilesLoaded) return;
   cim.ready = true;
   window.clearInterval(settleTimer);
   settleTimer = null;

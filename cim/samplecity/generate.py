@@ -19,6 +19,7 @@ from rasterio.transform import from_origin
 
 from cim.errors import CimInputError
 from cim.samplecity.buildings import attributes, generate_footprints
+from cim.samplecity.ortho import write_orthophoto
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 from cim.store import atomic_path, atomic_write_text
 
@@ -34,15 +35,16 @@ class Preset:
     width: float
     height: float
     dem_res: float
+    ortho_res: float
     dx: float = 0.0
     dy: float = 0.0
     description: str = ""
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 520.0, 400.0, 1.0, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
-    "district": Preset("district", 2000.0, 2000.0, 1.0, dy=-300.0, description="about 4 km² of the centre"),
-    "city": Preset("city", 15000.0, 8000.0, 2.0, description="the whole city, 120 km²"),
+    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
+    "district": Preset("district", 2000.0, 2000.0, 1.0, 0.5, dy=-300.0, description="about 4 km² of the centre"),
+    "city": Preset("city", 15000.0, 8000.0, 2.0, 2.0, description="the whole city, 120 km²"),
 }
 
 
@@ -55,6 +57,7 @@ class SampleCity:
     recipe: Path
     dem: Path
     buildings: Path
+    ortho: Path
     n_buildings: int
     bounds: tuple[float, float, float, float]
     seconds: float
@@ -63,7 +66,8 @@ class SampleCity:
 def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     """Generate a preset of the synthetic Tianshui into ``out_dir``.
 
-    Writes ``data/dem.tif`` (float32, EPSG:4544), ``data/buildings.gpkg`` and ``city.toml``.
+    Writes ``data/dem.tif`` (float32, EPSG:4544), ``data/buildings.gpkg``, ``data/ortho.tif``
+    (RGB) and ``city.toml``.
 
     Parameters
     ----------
@@ -95,12 +99,14 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     attrs = attributes(geoms, cols, CENTRE_E, seed)
     gpkg = data / "buildings.gpkg"
     _write_footprints(gpkg, geoms, attrs)
+    ortho = data / "ortho.tif"
+    write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], seed)
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
-    return SampleCity(preset, root, recipe, dem_path, gpkg, len(geoms), (xmin, ymin, xmax, ymax), took)
+    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took)
 
 
 def _write_dem(path: Path, xmin: float, ymin: float, xmax: float, ymax: float, res: float, seed: int) -> None:
@@ -162,4 +168,12 @@ floors = "floors"
 storey_height = 3.0
 dem = "data/dem.tif"        # bases sampled from the DEM so buildings stand on the ground
 cim_level = 2
+
+[[layers]]
+id = "imagery"
+kind = "imagery"
+title = "Orthophoto"
+source = "data/ortho.tif"
+format = "webp"             # webp (with transparency) | png | jpeg
+cim_level = 1
 """

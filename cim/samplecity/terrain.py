@@ -18,7 +18,7 @@ HILL_HEIGHT = 1700.0
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     """Uniform [0, 1) values from integer lattice coordinates (a 64-bit mix, splitmix style)."""
     h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
-    h ^= np.uint64(seed) * np.uint64(0x165667B19E3779F9)
+    h ^= np.full(1, seed, dtype=np.uint64) * np.uint64(0x165667B19E3779F9)  # array math wraps silently
     h ^= h >> np.uint64(31)
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(29)

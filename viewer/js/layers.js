@@ -61,3 +61,35 @@ registerKind("pointcloud", (layer, ctx) =>
     }),
   }),
 );
+
+// Imagery tiles (an XYZ template) draped on the globe. city.json states the tiling scheme.
+registerKind("imagery", (layer, ctx) => {
+  const b = layer.bounds ?? {};
+  // new URL() percent-encodes the template's braces; Cesium needs them literal.
+  const template = ctx.url.replace(/%7B/gi, "{").replace(/%7D/gi, "}");
+  const provider = new Cesium.UrlTemplateImageryProvider({
+    url: template,
+    tilingScheme:
+      layer.tiling === "Geographic" ? new Cesium.GeographicTilingScheme() : new Cesium.WebMercatorTilingScheme(),
+    minimumLevel: layer.minzoom ?? 0,
+    maximumLevel: layer.maxzoom,
+    rectangle: Cesium.Rectangle.fromDegrees(b.west, b.south, b.east, b.north),
+    credit: layer.title ?? layer.id,
+  });
+  provider.errorEvent.addEventListener((error) => {
+    ctx.reportError(`${layer.title ?? layer.id}: an imagery tile failed to load`, error?.message ?? error);
+  });
+  const imagery = ctx.viewer.imageryLayers.addImageryProvider(provider);
+  return {
+    layer,
+    tileset: null,
+    get show() {
+      return imagery.show;
+    },
+    set show(value) {
+      imagery.show = Boolean(value);
+      ctx.viewer.scene.requestRender();
+    },
+    boundingSphere: null,
+  };
+});

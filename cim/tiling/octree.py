@@ -1,0 +1,435 @@
+"""Out-of-core octree of a point cloud, in the spirit of PotreeConverter 2.
+
+1. **Stage** (:func:`stage_batch`): each batch of points, already in the city's ENU frame as
+   integers of ``grid.unit`` metres, is sorted by its cell of depth ``grid.count_depth`` (128³
+   cells over the cube) and appended to a spill file as fixed 20-byte records; the batch's cell
+   counts are kept (a few kB). One pass over the input does the counting and the distribution.
+2. **Plan** (:func:`plan_chunks`): from the summed counts, the cube is split top-down into
+   chunks, the largest octree cells holding at most ``chunk_max`` points. A chunk reads its
+   points back as one contiguous slice of every batch (batches are sorted by cell).
+3. **Index** (:func:`index_chunk`), independently per chunk, in parallel: Morton sort, grid
+   subsampling levels (:mod:`cim.kernels.octree`), leaves by point count, one gather into node
+   order. Points whose level lies above the chunk go to its ancestors, which the caller
+   assembles from every chunk's share.
+
+Pure functions of arrays except :class:`SpillFile` and :func:`read_slices`, the out-of-core part:
+raw records in temporary files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cim.kernels.octree import (
+    cell_codes,
+    cell_corner,
+    code_levels,
+    common_depth,
+    first_difference,
+    group_by_depth,
+    leaf_ranges,
+    node_depths,
+    node_is_leaf,
+    sort_by_code,
+)
+
+#: a staged point: ENU position in grid units, colour, class, intensity, return number
+STAGE_DTYPE = np.dtype(
+    [
+        ("xyz", "<i4", (3,)),
+        ("rgb", "u1", (3,)),
+        ("classification", "u1"),
+        ("intensity", "<u2"),
+        ("return_number", "u1"),
+        ("flags", "u1"),
+    ]
+)
+assert STAGE_DTYPE.itemsize == 20
+
+
+@dataclass(frozen=True)
+class OctreeGrid:
+    """The cube of the octree on an integer grid.
+
+    Attributes
+    ----------
+    origin : (3,) int, the cube's lower corner in grid units (ENU)
+    bits : the cube is ``2**bits`` units a side
+    unit : metres per grid unit
+    node_bits : ``k``: a node samples its cube on a ``2**k`` grid (one point per cell)
+    count_depth : depth of the counting cells (``2**count_depth`` a side)
+    """
+
+    origin: tuple[int, int, int]
+    bits: int
+    unit: float
+    node_bits: int = 7
+    count_depth: int = 7
+
+    @property
+    def size(self) -> float:
+        """Side of the cube in metres."""
+        return float(2**self.bits) * self.unit
+
+    def spacing(self, depth: int) -> float:
+        """Point spacing (m) of the levels ``<= depth``: the sampling cell of a node."""
+        return self.size / 2 ** (depth + self.node_bits)
+
+    def cell_box(self, depth: int, prefix: int) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) metres of an octree cell."""
+        ix, iy, iz = cell_corner(prefix, depth)
+        step = 2 ** (self.bits - depth)
+        lo = (np.array(self.origin) + np.array([ix, iy, iz]) * step) * self.unit
+        return lo, lo + step * self.unit
+
+    @classmethod
+    def around(cls, lo: np.ndarray, hi: np.ndarray, unit: float | None = None, **kw) -> "OctreeGrid":
+        """A grid holding the ENU box ``[lo, hi]`` (metres), padded a little.
+
+        The unit is 0.1 mm unless the box lies so far from the frame origin that int32
+        positions would overflow (then 1 mm, 1 cm).
+        """
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        pad = 0.01 * float(np.max(hi - lo)) + 1.0
+        lo, hi = lo - pad, hi + pad
+        reach = float(np.max(np.abs(np.concatenate([lo, hi]))))
+        if unit is None:
+            unit = 1e-4
+            while reach / unit > 2**31 - 2**24 or float(np.max(hi - lo)) / unit > 2**32 - 1:
+                unit *= 10.0
+        origin = np.floor(lo / unit).astype(np.int64)
+        extent = int(np.ceil(float(np.max(hi - lo)) / unit)) + 1
+        bits = max(21, math.ceil(math.log2(extent)))
+        return cls(tuple(int(v) for v in origin), bits, unit, **kw)
+
+
+def to_grid_units(enu: np.ndarray, grid: OctreeGrid) -> np.ndarray:
+    """(3, n) ENU metres → (3, n) int32 grid units (rounded)."""
+    out = np.empty(enu.shape, dtype=np.int32)
+    scaled = enu * (1.0 / grid.unit)
+    np.rint(scaled, out=scaled)
+    out[...] = scaled
+    return out
+
+
+@dataclass
+class StagedBatch:
+    """One staged batch: records sorted by counting cell, and the cells' counts."""
+
+    records: np.ndarray  # (n,) STAGE_DTYPE
+    cells: np.ndarray  # (m,) uint64 sorted unique counting cells
+    counts: np.ndarray  # (m,) int64
+    lo: np.ndarray  # (3,) int64 min grid units
+    hi: np.ndarray  # (3,) int64 max grid units
+    outside: bool  # some point lies outside the cube
+
+
+def stage_batch(
+    xyz: np.ndarray,
+    rgb: np.ndarray | None,
+    intensity: np.ndarray,
+    classification: np.ndarray,
+    return_number: np.ndarray,
+    grid: OctreeGrid,
+) -> StagedBatch:
+    """Sort one batch by counting cell and pack it into staging records.
+
+    Parameters
+    ----------
+    xyz : (3, n) int32 ENU grid units (:func:`to_grid_units`)
+    rgb : (n, 3) uint8 or None
+    intensity : (n,) uint16
+    classification, return_number : (n,) uint8
+    grid : the octree's cube
+    """
+    n = xyz.shape[1]
+    lo = xyz.min(axis=1).astype(np.int64)
+    hi = xyz.max(axis=1).astype(np.int64)
+    origin = np.array(grid.origin, dtype=np.int64)
+    outside = bool((lo < origin).any() or (hi - origin >= 2**grid.bits).any())
+    off = [np.maximum(xyz[i].astype(np.int64) - origin[i], 0) for i in range(3)]
+    cells = cell_codes(tuple(off), grid.bits - grid.count_depth, grid.count_depth)
+    cells, order = sort_by_code(cells, 3 * grid.count_depth)
+    rec = np.empty(n, dtype=STAGE_DTYPE)
+    rec["xyz"] = xyz.T
+    if rgb is not None:
+        rec["rgb"] = rgb
+    else:
+        rec["rgb"] = 0
+    rec["classification"] = classification
+    rec["intensity"] = intensity
+    rec["return_number"] = return_number
+    rec["flags"] = 0
+    rec = take_records(rec, order)
+    starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    counts = np.diff(np.append(starts, n))
+    return StagedBatch(rec, cells[starts], counts, lo, hi, outside)
+
+
+def take_records(rec: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``rec[order]`` for 20-byte records, as a row gather of raw bytes (several times faster
+    than numpy's structured fancy indexing)."""
+    raw = rec.view(np.uint32).reshape(len(rec), 5)
+    return np.take(raw, order, axis=0).view(STAGE_DTYPE).reshape(len(order))
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A staged batch in a spill file: ``n`` records at record offset ``offset``."""
+
+    path: str
+    offset: int
+    n: int
+    cells: np.ndarray  # sorted unique counting cells
+    cum: np.ndarray  # (m + 1,) cumulative counts
+
+    def rows(self, lo_cell: int, hi_cell: int) -> tuple[int, int]:
+        """Record range ``[a, b)`` of the cells ``[lo_cell, hi_cell)`` within the run."""
+        i0, i1 = np.searchsorted(self.cells, [lo_cell, hi_cell])
+        return int(self.cum[i0]), int(self.cum[i1])
+
+
+@dataclass
+class Chunk:
+    """An octree cell indexed on its own.
+
+    ``first_diff`` is the depth at which the chunk's first point (in Morton order) first differs
+    from the last point of the chunk before it (0 for the first chunk): it fixes that point's
+    level as if the whole cloud had been sorted at once.
+    """
+
+    depth: int
+    prefix: int
+    count: int
+    cell_lo: int
+    cell_hi: int
+    first_diff: int = 0
+    slices: list[tuple[str, int, int]] = field(default_factory=list)  # (path, record offset, n)
+
+    @property
+    def name(self) -> str:
+        return node_name(self.depth, self.prefix)
+
+
+def node_name(depth: int, prefix: int) -> str:
+    """Potree-style node name: ``r`` then one octal digit per level (``r``, ``r0``, ``r07``...)."""
+    return "r" + (format(prefix, f"0{depth}o") if depth else "")
+
+
+def merge_counts(cells: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum per-batch cell counts into one sorted (cells, counts)."""
+    c = np.concatenate(cells) if cells else np.empty(0, np.uint64)
+    k = np.concatenate(counts) if counts else np.empty(0, np.int64)
+    order = np.argsort(c, kind="stable")
+    c, k = c[order], k[order]
+    if len(c) == 0:
+        return c, k
+    starts = np.flatnonzero(np.concatenate([[True], c[1:] != c[:-1]]))
+    return c[starts], np.add.reduceat(k, starts)
+
+
+def plan_chunks(cells: np.ndarray, counts: np.ndarray, count_depth: int, chunk_max: int) -> list[Chunk]:
+    """Split the cube into chunks of at most ``chunk_max`` points (fewer where a counting cell
+    alone holds more), in Morton order.
+
+    Parameters
+    ----------
+    cells : (m,) sorted unique counting cells (Morton codes of depth ``count_depth``)
+    counts : (m,) points in each
+    """
+    cum = np.zeros(len(cells) + 1, dtype=np.int64)
+    np.cumsum(counts, out=cum[1:])
+    chunks: list[Chunk] = []
+
+    def visit(depth: int, prefix: int) -> None:
+        shift = 3 * (count_depth - depth)
+        lo, hi = prefix << shift, (prefix + 1) << shift
+        i0, i1 = np.searchsorted(cells, [lo, hi])
+        n = int(cum[i1] - cum[i0])
+        if n == 0:
+            return
+        if n <= chunk_max or depth == count_depth:
+            chunks.append(Chunk(depth, prefix, n, lo, hi))
+            return
+        for t in range(8):
+            visit(depth + 1, prefix << 3 | t)
+
+    visit(0, 0)
+    for prev, cur in zip(chunks[:-1], chunks[1:]):
+        cur.first_diff = common_depth(prev.prefix, prev.depth, cur.prefix, cur.depth) + 1
+    return chunks
+
+
+def ancestors(chunks: list[Chunk]) -> set[tuple[int, int]]:
+    """(depth, prefix) of every proper ancestor of the chunks (nodes shared between chunks)."""
+    out: set[tuple[int, int]] = set()
+    for c in chunks:
+        for d in range(c.depth):
+            out.add((d, c.prefix >> (3 * (c.depth - d))))
+    return out
+
+
+def attach_runs(chunks: list[Chunk], runs: list[Run]) -> None:
+    """Give each chunk its record slices in the spill files."""
+    for c in chunks:
+        c.slices = []
+        for r in runs:
+            a, b = r.rows(c.cell_lo, c.cell_hi)
+            if b > a:
+                c.slices.append((r.path, r.offset + a, b - a))
+
+
+def group_chunks(chunks: list[Chunk], target: int) -> list[list[Chunk]]:
+    """Consecutive chunks grouped into jobs of about ``target`` points (fewer process calls)."""
+    jobs: list[list[Chunk]] = []
+    cur: list[Chunk] = []
+    size = 0
+    for c in chunks:
+        if cur and size + c.count > target:
+            jobs.append(cur)
+            cur, size = [], 0
+        cur.append(c)
+        size += c.count
+    if cur:
+        jobs.append(cur)
+    return jobs
+
+
+# --- indexing -----------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkIndex:
+    """A chunk's points in node order and its nodes.
+
+    ``records[start[i]:stop[i]]`` is the content of node ``(depth[i], prefix[i])`` (global
+    depth and Morton prefix); ``records[:n_up]`` are the points the chunk gives to its
+    ancestors, ``up_counts[d]`` of them to the ancestor of depth ``d``.
+    """
+
+    records: np.ndarray
+    depth: np.ndarray
+    prefix: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    leaf: np.ndarray
+    up_counts: np.ndarray
+
+
+def index_chunk(records: np.ndarray, chunk: Chunk, grid: OctreeGrid, leaf_max: int) -> ChunkIndex:
+    """Build the octree of one chunk: levels by grid subsampling, leaves by point count.
+
+    Parameters
+    ----------
+    records : (n,) STAGE_DTYPE, the chunk's points in any order
+    chunk : the chunk's cell and the first-difference depth of its first point
+    grid : the octree's cube
+    leaf_max : most points in a leaf (except at the deepest level the codes resolve)
+    """
+    n = len(records)
+    dc = chunk.depth
+    k = grid.node_bits
+    levels = max(1, min(code_levels(n), grid.bits - dc))
+    ix, iy, iz = cell_corner(chunk.prefix, dc)
+    step = 2 ** (grid.bits - dc)
+    corner = np.array(grid.origin, dtype=np.int64) + np.array([ix, iy, iz], dtype=np.int64) * step
+    xyz = records["xyz"]
+    off = tuple(np.maximum(xyz[:, i].astype(np.int64) - corner[i], 0) for i in range(3))
+    codes = cell_codes(off, grid.bits - dc - levels, levels)
+    del off
+    codes, order = sort_by_code(codes, 3 * levels)
+    fd = first_difference(codes, levels)
+    if n:
+        fd[0] = chunk.first_diff - dc
+    max_depth = max(0, levels - k)
+    ndepth, nprefix, nstart, nstop = leaf_ranges(codes, levels, leaf_max, max_depth)
+    leaf = node_is_leaf(ndepth, nprefix)
+    lorder = np.argsort(nstart[leaf], kind="stable")
+    leaf_depth = np.repeat(ndepth[leaf][lorder], (nstop[leaf] - nstart[leaf])[lorder])
+    del codes
+    nd = node_depths(fd, leaf_depth, k, dc)
+    del fd, leaf_depth
+    order2, offsets = group_by_depth(nd)
+    del nd
+    perm = order[order2]
+    del order
+    out = take_records(records, perm)
+    del perm
+    # each node's content: its depth group's entries whose code rank falls in its range
+    start = np.empty(len(ndepth), dtype=np.int64)
+    stop = np.empty(len(ndepth), dtype=np.int64)
+    for d in np.unique(ndepth):
+        g = dc + int(d)
+        sel = np.flatnonzero(ndepth == d)
+        if g + 1 >= len(offsets):
+            start[sel] = stop[sel] = offsets[-1]
+            continue
+        a, b = offsets[g], offsets[g + 1]
+        ranks = order2[a:b]
+        start[sel] = a + np.searchsorted(ranks, nstart[sel])
+        stop[sel] = a + np.searchsorted(ranks, nstop[sel])
+    up = offsets[1 : dc + 1] - offsets[:dc] if dc else np.zeros(0, np.int64)
+    up = np.pad(up, (0, max(0, dc - len(up))))
+    gprefix = (np.int64(chunk.prefix) << (3 * ndepth.astype(np.int64))) | nprefix
+    return ChunkIndex(out, ndepth.astype(np.int64) + dc, gprefix, start, stop, leaf, up.astype(np.int64))
+
+
+# --- spill files (the out-of-core part) ------------------------------------------------------
+
+
+class SpillFile:
+    """Append-only file of staging records; remembers where each run starts (in records)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._f = open(self.path, "wb")
+        self.records = 0
+
+    def append(self, records: np.ndarray) -> int:
+        """Append a run; returns its record offset."""
+        off = self.records
+        self._f.write(memoryview(np.ascontiguousarray(records)).cast("B"))
+        self.records += len(records)
+        return off
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "SpillFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_slices(slices: list[tuple[str, int, int]]) -> np.ndarray:
+    """Read record slices ``(path, record offset, n)`` into one (sum n,) STAGE_DTYPE array."""
+    total = sum(n for _, _, n in slices)
+    out = np.empty(total, dtype=STAGE_DTYPE)
+    buf = memoryview(out.view(np.uint8))
+    pos = 0
+    by_path: dict[str, list[tuple[int, int, int]]] = {}
+    for path, off, n in slices:
+        by_path.setdefault(path, []).append((off, n, pos))
+        pos += n
+    size = STAGE_DTYPE.itemsize
+    for path, parts in by_path.items():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off, n, at in parts:
+                view = buf[at * size : (at + n) * size]
+                got = os.preadv(fd, [view], off * size)
+                if got != n * size:
+                    raise OSError(f"{path}: short read ({got} of {n * size} bytes)")
+        finally:
+            os.close(fd)
+    return out
