@@ -28,6 +28,7 @@ __all__ = [
     "sample",
     "build",
     "convert_buildings",
+    "convert_imagery",
     "serve",
     "load_recipe",
 ]
@@ -39,7 +40,7 @@ def __getattr__(name: str):
         from cim.samplecity import sample
 
         return sample
-    if name in ("build", "convert_buildings"):
+    if name in ("build", "convert_buildings", "convert_imagery"):
         from cim import pipeline
 
         return getattr(pipeline, name)

@@ -238,3 +238,25 @@ def convert_buildings(
 
 def _safe_name(stem: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "city"
+
+
+def convert_imagery(
+    source: str | Path,
+    out: str | Path,
+    *,
+    fmt: str = "webp",
+    max_zoom: int | None = None,
+    min_zoom: int | None = None,
+    quality: int = 85,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Tile one orthophoto into ``out`` (``imagery.json`` + ``tiles/{z}/{x}/{y}.<ext>``).
+
+    Examples
+    --------
+    >>> cim.convert_imagery("ortho.tif", "tiles/ortho", fmt="jpeg")   # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    result = build_imagery_layer(source, out, fmt=fmt, max_zoom=max_zoom, min_zoom=min_zoom, quality=quality, progress=progress)
+    return BuildReport(out, [result], time.perf_counter() - t0)

@@ -86,6 +86,23 @@ def convert_buildings(
     _print_report(report, quiet)
 
 
+@convert.command("imagery")
+@click.argument("ortho", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["webp", "png", "jpeg"]), default="webp", show_default=True, help="Tile format (jpeg has no transparency).")
+@click.option("--max-zoom", type=int, default=None, help="Finest zoom [default: from the image's resolution].")
+@click.option("--min-zoom", type=int, default=None, help="Coarsest zoom [default: where the image fits in 2x2 tiles].")
+@click.option("--quality", type=int, default=85, show_default=True, help="WebP/JPEG quality.")
+@common
+@handle_errors
+def convert_imagery(ortho: Path, out: Path, fmt: str, max_zoom: int | None, min_zoom: int | None, quality: int, verbose: int, quiet: bool) -> None:
+    """Tile an orthophoto ORTHO (any CRS, 8-bit) into Web Mercator XYZ tiles in OUT."""
+    setup_logging(verbose, quiet)
+    with progress_bar(not quiet) as progress:
+        report = cim.convert_imagery(ortho, out, fmt=fmt, max_zoom=max_zoom, min_zoom=min_zoom, quality=quality, progress=progress)
+    _print_report(report, quiet)
+
+
 @cli.command()
 @click.argument("city_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
