@@ -377,8 +377,9 @@ def index_chunk(records: np.ndarray, chunk: Chunk, grid: OctreeGrid, leaf_max: i
         ranks = order2[a:b]
         start[sel] = a + np.searchsorted(ranks, nstart[sel])
         stop[sel] = a + np.searchsorted(ranks, nstop[sel])
-    up = offsets[1 : dc + 1] - offsets[:dc] if dc else np.zeros(0, np.int64)
-    up = np.pad(up, (0, max(0, dc - len(up))))
+    per_depth = np.diff(offsets)
+    up = np.zeros(dc, dtype=np.int64)
+    up[: min(dc, len(per_depth))] = per_depth[:dc]
     gprefix = (np.int64(chunk.prefix) << (3 * ndepth.astype(np.int64))) | nprefix
     return ChunkIndex(out, ndepth.astype(np.int64) + dc, gprefix, start, stop, leaf, up.astype(np.int64))
 

@@ -93,3 +93,25 @@ registerKind("imagery", (layer, ctx) => {
     boundingSphere: null,
   };
 });
+
+// Quantized-mesh terrain (a folder holding layer.json). Hiding it puts the plain ellipsoid back.
+registerKind("terrain", async (layer, ctx) => {
+  const folder = ctx.url.endsWith("/") ? ctx.url : `${ctx.url}/`;
+  const provider = await Cesium.CesiumTerrainProvider.fromUrl(folder, { requestVertexNormals: true });
+  const scene = ctx.viewer.scene;
+  scene.terrainProvider = provider;
+  let shown = true;
+  return {
+    layer,
+    tileset: null,
+    get show() {
+      return shown;
+    },
+    set show(value) {
+      shown = Boolean(value);
+      scene.terrainProvider = shown ? provider : new Cesium.EllipsoidTerrainProvider();
+      scene.requestRender();
+    },
+    boundingSphere: null,
+  };
+});

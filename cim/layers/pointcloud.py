@@ -1,0 +1,508 @@
+"""The point-cloud layer: LAS/LAZ files → octree of GLB point tiles (3D Tiles 1.1, refine ADD).
+
+Three passes, the first two in worker processes (forkserver, else spawn: never ``fork`` after
+lazrs has started threads):
+
+1. **stage**: every file is cut into point ranges; a worker reads its range in batches,
+   reprojects each batch into the city's ENU frame by a checked local fit
+   (:class:`~cim.sources.pointcloud.LocalTransform`), sorts it by counting cell and appends it to
+   its spill file (:func:`~cim.tiling.octree.stage_batch`);
+2. **index**: the summed counts split the cube into chunks of at most ``chunk_points``; a worker
+   reads a chunk's slices back, builds its octree (:func:`~cim.tiling.octree.index_chunk`),
+   encodes and writes its tiles;
+3. **top**: the main process assembles the few nodes above the chunks from the points each chunk
+   passed up, then writes ``tileset.json`` last.
+
+Memory is bounded by the batch and chunk sizes, whatever the input size; the spill files live in
+a temporary folder inside ``out_dir``, removed at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cim.crs import crs_label
+from cim.errors import CimInputError
+from cim.formats.points import POINT_PROPERTIES, encode_points_glb
+from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
+from cim.kernels.frames import LocalFrame, ecef_to_geodetic
+from cim.layers.base import LayerResult, Progress
+from cim.sources.pointcloud import (
+    PointCloudSource,
+    frame_for,
+    header_box_enu,
+    list_pointcloud_files,
+    open_pointcloud,
+    read_batches,
+    source_transform,
+)
+from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
+from cim.tiling.octree import (
+    STAGE_DTYPE,
+    Chunk,
+    OctreeGrid,
+    Run,
+    SpillFile,
+    ancestors,
+    attach_runs,
+    group_chunks,
+    index_chunk,
+    merge_counts,
+    node_name,
+    plan_chunks,
+    read_slices,
+    stage_batch,
+    to_grid_units,
+)
+
+log = logging.getLogger("cim.pointcloud")
+
+#: below this many points a build runs in the calling process unless ``workers`` asks for more
+IN_PROCESS_POINTS = 1_000_000
+#: ASPRS class names for the manifest
+LAS_CLASSES = {
+    0: "never classified", 1: "unclassified", 2: "ground", 3: "low vegetation", 4: "medium vegetation",
+    5: "high vegetation", 6: "building", 7: "low point (noise)", 8: "model key point", 9: "water",
+    10: "rail", 11: "road surface", 12: "overlap", 13: "wire guard", 14: "wire conductor",
+    15: "transmission tower", 16: "wire connector", 17: "bridge deck", 18: "high noise",
+}
+
+
+@dataclass
+class PointCloudOptions:
+    """How the octree is cut and the tiles encoded.
+
+    Attributes
+    ----------
+    leaf_points : most points in a leaf tile
+    node_bits : a node keeps one point per cell of a ``2**node_bits`` grid over its cube
+        (7: 128 cells a side, Potree's spacing)
+    chunk_points : most points a worker indexes at once (bounds its memory)
+    batch_points : points read and staged at once (bounds a reader's memory)
+    tolerance : largest reprojection error (m) accepted from a local fit before exact pyproj
+    max_step : largest 16-bit quantization step (m); coarser nodes store float32 positions
+    meshopt : compress tiles with EXT_meshopt_compression
+    crs_override : use ``crs`` even for files that declare one
+    """
+
+    leaf_points: int = 60_000
+    node_bits: int = 7
+    chunk_points: int = 2_000_000
+    batch_points: int = 1 << 19
+    tolerance: float = 1e-3
+    max_step: float = 0.005
+    meshopt: bool = True
+    crs_override: bool = False
+
+
+# --- process pool ---------------------------------------------------------------------------
+
+_SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1"}
+
+
+class _InProcess(Executor):
+    """The executor interface, run in the calling process (small inputs, ``workers=1``)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered through the future, as a pool would
+            f.set_exception(exc)
+        return f
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool whose workers never inherit lazrs threads: forkserver where the platform has it
+    (workers forked from a clean server that preloaded this module), else spawn."""
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+# --- stage pass (runs in workers) -------------------------------------------------------------
+
+
+@dataclass
+class _StageJob:
+    src: PointCloudSource
+    start: int
+    count: int
+    frame: dict
+    grid: OctreeGrid
+    spill: str
+    batch: int
+    tolerance: float
+
+
+@dataclass
+class _StageResult:
+    runs: list[Run]
+    lo: np.ndarray
+    hi: np.ndarray
+    outside: bool
+    classes: np.ndarray
+    points: int
+    fits: int
+    exact_points: int
+    max_error: float
+
+
+def _stage(job: _StageJob) -> _StageResult:
+    frame = LocalFrame(job.frame["lon"], job.frame["lat"], job.frame["height"])
+    tf = source_transform(job.src, frame, job.tolerance)
+    runs: list[Run] = []
+    lo = np.full(3, np.iinfo(np.int64).max)
+    hi = np.full(3, np.iinfo(np.int64).min)
+    outside = False
+    classes = np.zeros(256, dtype=np.int64)
+    points = 0
+    with SpillFile(job.spill) as spill:
+        for b in read_batches(job.src, job.start, job.count, job.batch):
+            enu = tf.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
+            xyz = to_grid_units(enu, job.grid)
+            del enu
+            st = stage_batch(xyz, b.rgb, b.intensity, b.classification, b.return_number, job.grid)
+            off = spill.append(st.records)
+            cum = np.zeros(len(st.counts) + 1, dtype=np.int64)
+            np.cumsum(st.counts, out=cum[1:])
+            runs.append(Run(job.spill, off, len(st.records), st.cells, cum))
+            lo = np.minimum(lo, st.lo)
+            hi = np.maximum(hi, st.hi)
+            outside |= st.outside
+            classes += np.bincount(b.classification, minlength=256)
+            points += len(b)
+    return _StageResult(runs, lo, hi, outside, classes, points, tf.fits, tf.exact_points, tf.max_error)
+
+
+# --- index pass (runs in workers) -------------------------------------------------------------
+
+
+@dataclass
+class _IndexJob:
+    chunks: list[Chunk]
+    grid: OctreeGrid
+    leaf_points: int
+    tiles_dir: str
+    colors: bool
+    max_step: float
+    meshopt: bool
+
+
+@dataclass
+class _NodeMeta:
+    depth: int
+    prefix: int
+    count: int
+    lo: tuple[int, int, int] | None
+    hi: tuple[int, int, int] | None
+    leaf: bool
+    bytes: int = 0
+
+
+@dataclass
+class _ChunkResult:
+    chunk: Chunk
+    nodes: list[_NodeMeta]
+    up_records: np.ndarray  # points for the ancestors, grouped by depth
+    up_counts: np.ndarray  # per ancestor depth 0..chunk.depth-1
+
+
+def encode_tile(records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: float, meshopt: bool) -> bytes:
+    """One node's GLB from its staging records."""
+    return encode_points_glb(
+        records["xyz"],
+        grid.unit,
+        records["rgb"] if colors else None,
+        records["intensity"],
+        records["classification"],
+        records["return_number"],
+        max_step=max_step,
+        meshopt=meshopt,
+    )
+
+
+def _write_node(records: np.ndarray, depth: int, prefix: int, job: _IndexJob) -> _NodeMeta:
+    xyz = records["xyz"]
+    glb = encode_tile(records, job.grid, job.colors, job.max_step, job.meshopt)
+    atomic_write_bytes(Path(job.tiles_dir) / f"{node_name(depth, prefix)}.glb", glb)
+    lo = tuple(int(v) for v in xyz.min(axis=0))
+    hi = tuple(int(v) for v in xyz.max(axis=0))
+    return _NodeMeta(depth, prefix, len(records), lo, hi, False, len(glb))
+
+
+def _index(job: _IndexJob) -> list[_ChunkResult]:
+    out = []
+    for chunk in job.chunks:
+        records = read_slices(chunk.slices)
+        ix = index_chunk(records, chunk, job.grid, job.leaf_points)
+        del records
+        nodes = []
+        for i in range(len(ix.depth)):
+            d, p, a, b = int(ix.depth[i]), int(ix.prefix[i]), int(ix.start[i]), int(ix.stop[i])
+            if b > a:
+                meta = _write_node(ix.records[a:b], d, p, job)
+            elif ix.leaf[i]:
+                continue  # an empty leaf: its points all went to ancestors
+            else:
+                meta = _NodeMeta(d, p, 0, None, None, False)
+            meta.leaf = bool(ix.leaf[i])
+            nodes.append(meta)
+        n_up = int(ix.up_counts.sum())
+        out.append(_ChunkResult(chunk, nodes, ix.records[:n_up].copy(), ix.up_counts))
+    return out
+
+
+# --- the layer ----------------------------------------------------------------------------------
+
+
+def build_pointcloud_layer(
+    sources: Sequence[str | Path] | str | Path,
+    out_dir: str | Path,
+    frame: LocalFrame | None = None,
+    *,
+    crs: object = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    layer_id: str = "pointcloud",
+    options: PointCloudOptions | None = None,
+    **overrides: object,
+) -> LayerResult:
+    """Convert LAS/LAZ files (or folders of them) into one 3D Tiles 1.1 point-cloud layer.
+
+    Writes ``out_dir/tileset.json`` and ``out_dir/tiles/r*.glb`` (one GLB per octree node,
+    refine ADD: every input point appears in exactly one tile).
+
+    Parameters
+    ----------
+    sources : LAS/LAZ files and folders; all of them make one layer
+    out_dir : the layer folder
+    frame : the city's ENU frame (the tileset's root transform); default: the data's centre
+    crs : the CRS of files whose header declares none (with ``crs_override=True``: of all files)
+    workers : processes (default: one per core; small inputs run in this process)
+    progress : called as ``progress(stage, done, total)`` with stages ``"read"`` and ``"tiles"``
+    layer_id : the layer's id in the manifest
+    options, overrides : :class:`PointCloudOptions`, or its fields as keywords
+
+    Raises
+    ------
+    CimCRSError
+        A file declares no CRS and ``crs`` is not given (the message names the file).
+    """
+    t0 = time.perf_counter()
+    opts = PointCloudOptions(**{**asdict(options or PointCloudOptions()), **overrides})
+    out_dir = Path(out_dir)
+    files = list_pointcloud_files(sources)
+    srcs = [open_pointcloud(f, crs, crs_override=opts.crs_override) for f in files]
+    total = sum(s.count for s in srcs)
+    if total == 0:
+        raise CimInputError(f"{', '.join(map(str, files))}: no points")
+    if frame is None:
+        frame = frame_for(srcs)
+    boxes = [header_box_enu(s, frame) for s in srcs]
+    grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=opts.node_bits)
+    n_workers = workers if workers is not None else (os.cpu_count() or 1) if total >= IN_PROCESS_POINTS else 1
+    n_workers = max(1, int(n_workers))
+    key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], asdict(opts), frame.to_dict())
+    store = TileStore(out_dir, key)
+    tiles_dir = out_dir / "tiles"
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".cim-tmp-", dir=out_dir))
+    saved_env = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
+    os.environ.update(_SINGLE_THREAD_ENV)
+    pool: Executor = process_pool(n_workers) if n_workers > 1 else _InProcess()
+    try:
+        stage = _run_stage(pool, srcs, frame, grid, tmp, opts, n_workers, total, progress)
+        if stage.outside:
+            # a header box was wrong: re-stage inside a cube around the points themselves
+            log.warning("%s: points lie outside the header bounds; staging again", layer_id)
+            grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
+            for p in tmp.iterdir():
+                p.unlink()
+            stage = _run_stage(pool, srcs, frame, grid, tmp, opts, n_workers, total, progress)
+        cells, counts = merge_counts([r.cells for r in stage.runs], [np.diff(r.cum) for r in stage.runs])
+        chunks = plan_chunks(cells, counts, grid.count_depth, max(opts.chunk_points, opts.leaf_points))
+        attach_runs(chunks, stage.runs)
+        target = max(opts.leaf_points, min(opts.chunk_points, total // (3 * n_workers) + 1))
+        jobs = group_chunks(chunks, target)
+        colors = any(s.has_rgb for s in srcs)
+        metas: dict[tuple[int, int], _NodeMeta] = {}
+        up: dict[tuple[int, int], list[np.ndarray]] = {}
+        futures = [
+            pool.submit(_index, _IndexJob(job, grid, opts.leaf_points, str(tiles_dir), colors, opts.max_step, opts.meshopt))
+            for job in jobs
+        ]
+        done = 0
+        for fut in futures:
+            for res in fut.result():
+                for m in res.nodes:
+                    metas[(m.depth, m.prefix)] = m
+                a = 0
+                for d, n in enumerate(res.up_counts.tolist()):
+                    if n:
+                        up.setdefault((d, res.chunk.prefix >> (3 * (res.chunk.depth - d))), []).append(res.up_records[a : a + n])
+                    a += n
+                done += 1
+                if progress:
+                    progress("tiles", done, len(chunks))
+        # nodes above the chunks, from every chunk's share (chunks came in Morton order)
+        job = _IndexJob([], grid, opts.leaf_points, str(tiles_dir), colors, opts.max_step, opts.meshopt)
+        for d, p in sorted(ancestors(chunks)):
+            parts = up.get((d, p))
+            if parts:
+                metas[(d, p)] = _write_node(np.concatenate(parts), d, p, job)
+            else:
+                metas[(d, p)] = _NodeMeta(d, p, 0, None, None, False)
+        written = {f"tiles/{node_name(m.depth, m.prefix)}.glb" for m in metas.values() if m.count}
+        store.written |= written
+        store.bytes_written = sum(m.bytes for m in metas.values())
+        root, lo, hi = _tile_json(metas, grid, (0, 0))
+        root["transform"] = transform_list(frame.matrix())
+        doc = tileset_document(root, max(grid.spacing(0) * 4.0, float(np.linalg.norm(hi - lo))))
+        store.finish("tileset.json", doc)
+    finally:
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown(wait=True, cancel_futures=True)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    counted = sum(m.count for m in metas.values())
+    if counted != total:
+        raise RuntimeError(f"point count mismatch: {total} read, {counted} written")  # a bug, never input
+    seconds = time.perf_counter() - t0
+    bounds = _geodetic_bounds(frame, lo, hi)
+    classes = {int(c): int(n) for c, n in enumerate(stage.classes) if n}
+    result = LayerResult(
+        id=layer_id,
+        kind="pointcloud",
+        path=out_dir,
+        count=total,
+        tiles=len(written),
+        triangles=0,
+        bytes=store.size_on_disk(),
+        bounds=bounds,
+        schema={pid: ctype for pid, (_, ctype, _) in POINT_PROPERTIES.items()},
+        seconds=seconds,
+        warnings=[],
+        format="3dtiles",
+        url="tileset.json",
+        extra={
+            "points": total,
+            "attributes": {pid: sem for pid, (sem, _, _) in POINT_PROPERTIES.items()},
+            "classes": {str(c): {"name": LAS_CLASSES.get(c, "user defined"), "count": n} for c, n in classes.items()},
+            "has_color": colors,
+            "crs": sorted({crs_label(s.crs) for s in srcs}),
+            "spacing": grid.spacing(0),
+        },
+    )
+    log.info(
+        "pointcloud %s: %d points, %d tiles, %.1f MB (%.1f B/point), %.2f s (%.2f M points/s), %d reprojection fits, %d exact points, max fit error %.2g m",
+        layer_id, total, result.tiles, result.bytes / 1e6, result.bytes / total, seconds, total / seconds / 1e6,
+        stage.fits, stage.exact_points, stage.max_error,
+    )
+    return result
+
+
+@dataclass
+class _Staged:
+    runs: list[Run] = field(default_factory=list)
+    lo: np.ndarray = field(default_factory=lambda: np.full(3, np.iinfo(np.int64).max))
+    hi: np.ndarray = field(default_factory=lambda: np.full(3, np.iinfo(np.int64).min))
+    outside: bool = False
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    fits: int = 0
+    exact_points: int = 0
+    max_error: float = 0.0
+
+
+def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: int) -> Iterable[tuple[PointCloudSource, int, int]]:
+    """Cut files into point ranges: about three per worker, LAZ ranges on chunk boundaries."""
+    size = max(batch, -(-total // (3 * workers)))
+    for s in srcs:
+        step = size
+        if s.compressed:
+            if not s.laz_chunk:
+                yield s, 0, s.count
+                continue
+            step = max(s.laz_chunk, (size // s.laz_chunk) * s.laz_chunk)
+        for a in range(0, s.count, step):
+            yield s, a, min(step, s.count - a)
+
+
+def _run_stage(
+    pool: Executor, srcs: Sequence[PointCloudSource], frame: LocalFrame, grid: OctreeGrid, tmp: Path,
+    opts: PointCloudOptions, workers: int, total: int, progress: Progress | None,
+) -> _Staged:
+    jobs = [
+        _StageJob(s, a, n, frame.to_dict(), grid, str(tmp / f"stage-{i:05d}.bin"), opts.batch_points, opts.tolerance)
+        for i, (s, a, n) in enumerate(_ranges(srcs, total, workers, opts.batch_points))
+    ]
+    out = _Staged()
+    done = 0
+    if progress:
+        progress("read", 0, total)
+    for fut in [pool.submit(_stage, j) for j in jobs]:
+        r: _StageResult = fut.result()
+        out.runs += r.runs
+        out.lo = np.minimum(out.lo, r.lo)
+        out.hi = np.maximum(out.hi, r.hi)
+        out.outside |= r.outside
+        out.classes += r.classes
+        out.fits += r.fits
+        out.exact_points += r.exact_points
+        out.max_error = max(out.max_error, r.max_error)
+        done += r.points
+        if progress:
+            progress("read", done, total)
+    return out
+
+
+def _tile_json(metas: dict[tuple[int, int], _NodeMeta], grid: OctreeGrid, key: tuple[int, int]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The tile of a node and its subtree, with boxes that contain the points and the children."""
+    m = metas[key]
+    d, p = key
+    kids = []
+    lo = np.array(m.lo, dtype=np.float64) * grid.unit if m.lo is not None else np.full(3, np.inf)
+    hi = np.array(m.hi, dtype=np.float64) * grid.unit if m.hi is not None else np.full(3, -np.inf)
+    for t in range(8):
+        ck = (d + 1, p << 3 | t)
+        if ck in metas:
+            cj, clo, chi = _tile_json(metas, grid, ck)
+            kids.append(cj)
+            lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
+    tile: dict = {
+        "boundingVolume": {"box": box_from_bounds(lo, hi)},
+        "geometricError": 0.0 if not kids else round(grid.spacing(d), 4),
+        "refine": "ADD",
+    }
+    if m.count:
+        tile["content"] = {"uri": f"tiles/{node_name(d, p)}.glb"}
+    if kids:
+        tile["children"] = kids
+    return tile, lo, hi
+
+
+def _geodetic_bounds(frame: LocalFrame, lo: np.ndarray, hi: np.ndarray) -> dict[str, float]:
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    lon, lat, h = ecef_to_geodetic(frame.to_ecef(corners))
+    return {
+        "west": float(lon.min()), "south": float(lat.min()), "east": float(lon.max()), "north": float(lat.max()),
+        "min_height": float(h.min()), "max_height": float(h.max()),
+    }
