@@ -61,3 +61,26 @@ def test_footprints_are_realistic(tiny_sources):
     assert len(a) == 0
     assert (shapely.get_num_interior_rings(geoms[shapely.get_type_id(geoms) == 3]) > 0).any()
     assert (shapely.get_type_id(geoms) == 6).any()
+
+
+def test_orthophoto_agrees_with_footprints_and_dem(tiny_sources):
+    from cim.samplecity.ortho import ROOF_COLOURS
+
+    with rasterio.open(tiny_sources.ortho) as ortho, rasterio.open(tiny_sources.dem) as dem:
+        assert ortho.crs.to_epsg() == 4544 and ortho.count == 3 and ortho.res == (0.5, 0.5)
+        assert tuple(round(v) for v in ortho.bounds) == tuple(round(v) for v in dem.bounds)
+        rgb = ortho.read()
+        meta, _, wkb, fields = pyogrio.raw.read(tiny_sources.buildings)
+        uses = dict(zip(meta["fields"], fields))["use"]
+        geoms = shapely.from_wkb(wkb)
+        points = shapely.point_on_surface(geoms)
+        rows, cols = ortho.index(shapely.get_x(points), shapely.get_y(points))
+        matched = 0
+        for r, c, use in zip(rows, cols, uses):
+            got = rgb[:, r, c].astype(float)
+            want = np.array(ROOF_COLOURS[use], dtype=float)
+            # the roof colour up to a brightness jitter of ±15 % (and JPEG loss)
+            scale = got.sum() / want.sum()
+            if 0.8 < scale < 1.2 and np.abs(got - want * scale).max() < 14:
+                matched += 1
+        assert matched >= 0.95 * len(geoms)

@@ -100,7 +100,7 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     gpkg = data / "buildings.gpkg"
     _write_footprints(gpkg, geoms, attrs)
     ortho = data / "ortho.tif"
-    write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], seed)
+    write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], dem_path, seed)
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))

@@ -14,10 +14,11 @@ import numpy as np
 import rasterio
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
-from rasterio.windows import Window
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
 
 from cim.samplecity.buildings import BLOCK_H, BLOCK_W, STREET
-from cim.samplecity.terrain import CENTRE_E, CENTRE_N, _hash01, ground_height, valley_centre, valley_half_width, value_noise
+from cim.samplecity.terrain import CENTRE_E, CENTRE_N, _hash01, valley_centre, valley_half_width, value_noise
 from cim.store import atomic_path
 
 ROOF_COLOURS = {
@@ -48,10 +49,15 @@ def write_orthophoto(
     res: float,
     footprints: list,
     uses: np.ndarray,
+    dem: Path,
     seed: int = 0,
     rows_per_strip: int = 1024,
 ) -> None:
-    """Write an RGB orthophoto (EPSG:4544, JPEG-compressed tiles) over ``bounds`` at ``res`` m."""
+    """Write an RGB orthophoto (EPSG:4544, JPEG-compressed tiles) over ``bounds`` at ``res`` m.
+
+    Heights for the hillshade come from the written DEM (resampled bilinearly to ``res``), not
+    from evaluating the terrain function again: that would double the city's generation time.
+    """
     xmin, ymin, xmax, ymax = bounds
     width, height = int(round((xmax - xmin) / res)), int(round((ymax - ymin) / res))
     transform = from_origin(xmin, ymax, res, res)
@@ -64,16 +70,15 @@ def write_orthophoto(
         "transform": transform, "tiled": True, "blockxsize": 256, "blockysize": 256,
         "compress": "jpeg", "jpeg_quality": 90, "photometric": "ycbcr", "interleave": "pixel",
     }
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst, rasterio.open(dem) as dem_ds:
         for r0 in range(0, height, rows_per_strip):
             r1 = min(height, r0 + rows_per_strip)
-            # one pixel of margin for the hillshade gradient
-            ys = ymax - (np.arange(r0 - 1, r1 + 1) + 0.5) * res
-            xs = xmin + (np.arange(-1, width + 1) + 0.5) * res
+            ys = ymax - (np.arange(r0, r1) + 0.5) * res
+            xs = xmin + (np.arange(width) + 0.5) * res
             gx, gy = np.meshgrid(xs, ys)
-            z = ground_height(gx, gy, seed)
-            shade = _hillshade(z, res)[1:-1, 1:-1]
-            gx, gy, z = gx[1:-1, 1:-1], gy[1:-1, 1:-1], z[1:-1, 1:-1]
+            window = from_bounds(xmin, ymax - r1 * res, xmax, ymax - r0 * res, dem_ds.transform)
+            z = dem_ds.read(1, window=window, out_shape=(r1 - r0, width), resampling=Resampling.bilinear, boundless=True, fill_value=np.nan)
+            shade = _hillshade(z, res)
             strip_transform = from_origin(xmin, ymax - r0 * res, res, res)
             roof_id = rasterize(shapes, out_shape=(r1 - r0, width), transform=strip_transform, fill=0, dtype="int32") if shapes else np.zeros((r1 - r0, width), np.int32)
             rgb = _ground_colour(gx, gy, z, shade, built, seed)
