@@ -74,7 +74,7 @@ def test_orthophoto_agrees_with_footprints_and_dem(tiny_sources):
         uses = dict(zip(meta["fields"], fields))["use"]
         geoms = shapely.from_wkb(wkb)
         points = shapely.point_on_surface(geoms)
-        rows, cols = ortho.index(shapely.get_x(points), shapely.get_y(points))
+        rows, cols = rasterio.transform.rowcol(ortho.transform, shapely.get_x(points), shapely.get_y(points))
         matched = 0
         for r, c, use in zip(rows, cols, uses):
             got = rgb[:, r, c].astype(float)
