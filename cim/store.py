@@ -122,11 +122,20 @@ class TileStore:
     def write(self, rel: str, data: bytes) -> None:
         """Write one tile atomically and log it."""
         atomic_write_bytes(self.root / rel, data)
+        self.record(rel, len(data))
+
+    def record(self, rel: str, size: int) -> None:
+        """Log a tile that is complete on disk (written here or by a worker process)."""
         with self._lock:
             with open(self._log, "a") as f:
                 f.write(json.dumps({"file": rel}) + "\n")
             self.written.add(rel)
-            self.bytes_written += len(data)
+            self.bytes_written += size
+
+    def keep(self, rel: str) -> None:
+        """Mark a tile finished by an earlier run as part of this build."""
+        with self._lock:
+            self.written.add(rel)
 
     def finish(self, tileset_name: str, tileset: dict, content_dir: str = "tiles") -> None:
         """Write the tileset last, then remove content files of earlier builds it no longer names."""

@@ -21,7 +21,8 @@ from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
 from cim.errors import CimInputError
 from cim.sources.dem import DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable
-from cim.store import TileStore, build_key, file_fingerprint
+from cim.engines import run_jobs
+from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
 from cim.tiling.quadtree import TileNode, quadtree_plan
 
 log = logging.getLogger("cim.buildings")
@@ -40,7 +41,8 @@ class BuildingOptions:
     default_height : metres, for buildings with neither (one warning gives their count)
     dem : a DEM to stand buildings on (base = lowest ground under the footprint)
     max_features : most buildings in one tile
-    workers : threads encoding and writing tiles (default: the number of cores)
+    workers : parallel workers (default: the number of cores)
+    engine : where tile jobs run: ``"auto"``, ``"threads"`` or ``"processes"`` (see cim.engines)
     """
 
     height: str | None = "height"
@@ -50,6 +52,7 @@ class BuildingOptions:
     dem: Path | None = None
     max_features: int = 2000
     workers: int | None = None
+    engine: str = "threads"  # measured: see benchmarks/bench_buildings.py --engine
 
 
 @dataclass
@@ -63,6 +66,40 @@ class PreparedBuildings:
     top: np.ndarray  # (n,)
     lonlat_bounds: tuple[float, float, float, float]
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _TileState:
+    """Read-only data every tile job of a buildings layer shares (inherited by forked workers)."""
+
+    mesh: BuildingMesh
+    columns: FeatureColumns
+    box_lo: np.ndarray
+    box_hi: np.ndarray
+    root: Path
+    done: frozenset[str]
+
+
+def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray, int, int]:
+    """Encode and write one tile; returns (file, box lo, box hi, triangles, bytes or -1 if kept)."""
+    name, features = job
+    lo = state.box_lo[features].min(axis=0)
+    hi = state.box_hi[features].max(axis=0)
+    rel = f"tiles/{name}.glb"
+    to = state.mesh.triangle_offsets
+    ntri = int((to[features + 1] - to[features]).sum())
+    if rel in state.done:
+        return rel, lo, hi, ntri, -1
+    pos, nrm, tri, vfeat = gather_features(state.mesh, features)
+    centre = (lo + hi) / 2.0
+    ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)")
+    gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
+    glb = encode_feature_mesh(
+        enu_to_gltf(pos - centre).astype(np.float32), enu_to_gltf(nrm), tri, vfeat, ptable, enu_to_gltf(centre),
+        position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
+    )
+    atomic_write_bytes(state.root / rel, glb)
+    return rel, lo, hi, ntri, len(glb)
 
 
 def building_heights(table: FootprintTable, opts: BuildingOptions) -> tuple[np.ndarray, list[str]]:
@@ -257,40 +294,31 @@ def build_buildings_layer(
         frame.to_dict(),
     )
     store = TileStore(out_dir, key)
-    columns = FeatureColumns.encode(table.columns, table.types)
     types = table.types
     # each building's box, once: a tile's box is then the union of its buildings' boxes
     vo = prep.mesh.vertex_offsets
-    box_lo = np.minimum.reduceat(prep.mesh.positions, vo[:-1], axis=0)
-    box_hi = np.maximum.reduceat(prep.mesh.positions, vo[:-1], axis=0)
-
-    def encode(node: TileNode) -> tuple[np.ndarray, np.ndarray, int]:
-        lo = box_lo[node.features].min(axis=0)
-        hi = box_hi[node.features].max(axis=0)
-        rel = f"tiles/{node.name}.glb"
-        ntri = int((prep.mesh.triangle_offsets[node.features + 1] - prep.mesh.triangle_offsets[node.features]).sum())
-        if not store.is_done(rel):
-            pos, nrm, tri, vfeat = gather_features(prep.mesh, node.features)
-            centre = (lo + hi) / 2.0
-            ptable = columns.take(node.features, "building", "A building footprint extruded to LOD1 (CIM2)")
-            gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
-            glb = encode_feature_mesh(
-                enu_to_gltf(pos - centre).astype(np.float32), enu_to_gltf(nrm), tri, vfeat, ptable, enu_to_gltf(centre),
-                position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
-            )
-            store.write(rel, glb)
-        return lo, hi, ntri
-
+    state = _TileState(
+        mesh=prep.mesh,
+        columns=FeatureColumns.encode(table.columns, table.types),
+        box_lo=np.minimum.reduceat(prep.mesh.positions, vo[:-1], axis=0),
+        box_hi=np.maximum.reduceat(prep.mesh.positions, vo[:-1], axis=0),
+        root=out_dir,
+        done=frozenset(store.done),
+    )
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     triangles = 0
-    workers = opts.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, (node, (lo, hi, ntri)) in enumerate(zip(nodes, pool.map(encode, nodes))):
-            bounds[node.name] = (lo, hi)
-            if not node.children:
-                triangles += ntri
-            if progress:
-                progress("tiles", i + 1, len(nodes))
+    jobs = ((node.name, node.features) for node in nodes)
+    results = run_jobs(_encode_tile, state, jobs, workers=opts.workers, engine=opts.engine)
+    for i, (node, (rel, lo, hi, ntri, size)) in enumerate(zip(nodes, results)):
+        if size >= 0:
+            store.record(rel, size)
+        else:
+            store.keep(rel)
+        bounds[node.name] = (lo, hi)
+        if not node.children:
+            triangles += ntri
+        if progress:
+            progress("tiles", i + 1, len(nodes))
 
     def tile_json(node: TileNode) -> tuple[dict, np.ndarray, np.ndarray]:
         lo, hi = bounds[node.name]
