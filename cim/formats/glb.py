@@ -18,7 +18,7 @@ GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942
 
-FLOAT, UNSIGNED_SHORT, UNSIGNED_INT, UNSIGNED_BYTE = 5126, 5123, 5125, 5121
+FLOAT, UNSIGNED_SHORT, UNSIGNED_INT, UNSIGNED_BYTE, BYTE = 5126, 5123, 5125, 5121, 5120
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 TRIANGLES, POINTS = 4, 0
 
@@ -232,6 +232,21 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
     return len(ext["propertyTables"]) - 1
 
 
+def add_normals(builder: GltfBuilder, normals: np.ndarray) -> int:
+    """Unit normals as normalized BYTE VEC3 on a 4-byte stride (KHR_mesh_quantization).
+
+    4 bytes a vertex instead of 12; each component is off by at most 1/254, far below what
+    shading shows. The fourth byte is padding, as glTF's 4-byte vertex alignment requires.
+    """
+    q = np.zeros((len(normals), 4), dtype=np.int8)
+    q[:, :3] = np.clip(np.round(np.asarray(normals, dtype=np.float32) * 127.0), -127, 127)
+    view = builder.buffer_view(q.tobytes(), ARRAY_BUFFER, byte_stride=4)
+    accessors = builder.json.setdefault("accessors", [])
+    accessors.append({"bufferView": view, "componentType": BYTE, "normalized": True, "count": len(normals), "type": "VEC3"})
+    builder.use_extension("KHR_mesh_quantization", required=True)
+    return len(accessors) - 1
+
+
 def encode_feature_mesh(
     positions: np.ndarray,
     normals: np.ndarray,
@@ -265,7 +280,7 @@ def encode_feature_mesh(
         acc = b.json["accessors"][a_pos]
         acc["min"] = [float(v) for v in np.asarray(position_bounds[0], dtype=np.float32)]
         acc["max"] = [float(v) for v in np.asarray(position_bounds[1], dtype=np.float32)]
-    a_nrm = b.accessor(normals.astype(np.float32), FLOAT, "VEC3")
+    a_nrm = add_normals(b, normals)
     a_fid = b.accessor(feature_ids.astype(np.float32), FLOAT, "SCALAR")
     pt = add_property_table(b, table)
     b.use_extension("EXT_mesh_features")
@@ -318,13 +333,21 @@ _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
 
 def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
-    """Decode one (tightly packed) accessor of a GLB into a numpy array."""
+    """Decode one accessor of a GLB into a numpy array (normalized integers → float32)."""
     acc = doc["accessors"][index]
     view = doc["bufferViews"][acc["bufferView"]]
     dtype = np.dtype(_DTYPES[acc["componentType"]])
     width = _WIDTH[acc["type"]]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-    arr = np.frombuffer(bin_chunk, dtype=dtype, count=acc["count"] * width, offset=start)
+    stride = view.get("byteStride", dtype.itemsize * width)
+    if stride != dtype.itemsize * width:
+        rows = np.frombuffer(bin_chunk, dtype=np.uint8, count=acc["count"] * stride, offset=start).reshape(acc["count"], stride)
+        arr = np.ascontiguousarray(rows[:, : dtype.itemsize * width]).view(dtype).reshape(acc["count"], width)
+    else:
+        arr = np.frombuffer(bin_chunk, dtype=dtype, count=acc["count"] * width, offset=start)
+    if acc.get("normalized"):
+        info = np.iinfo(dtype)
+        arr = np.maximum(arr.astype(np.float32) / info.max, -1.0) if info.min < 0 else arr.astype(np.float32) / info.max
     return arr.reshape(acc["count"], width) if width > 1 else arr
 
 

@@ -300,101 +300,126 @@ def _block_elements(stride: int) -> int:
     return min((8192 // stride) & ~15, 256)
 
 
+_ONES = np.uint64(0x0101010101010101)
+
+
+def _nonzero_bytes(t: np.ndarray) -> np.ndarray:
+    """0x01 in each byte of ``t`` (uint64) that is nonzero, else 0x00 (in place)."""
+    t |= t >> np.uint64(4)
+    t |= t >> np.uint64(2)
+    t |= t >> np.uint64(1)
+    t &= _ONES
+    return t
+
+
+def _byte_sum(f: np.ndarray) -> np.ndarray:
+    """Sum of the bytes of each uint64 (each byte 0 or 1): one multiply, the top byte."""
+    return ((f * _ONES) >> np.uint64(56)).astype(np.int64)
+
+
 def meshopt_encode_attributes(data: np.ndarray) -> bytes:
     """Encode ``(n, stride)`` uint8 vertex data with the meshopt attribute codec.
 
     Byte deltas between consecutive elements, zigzagged, stored per byte position in groups of
-    16 as 0, 2, 4 or 8 bits each (2- and 4-bit codes escape large values to a trailing byte).
-    Vectorised over every group of every block at once.
+    16 as 0, 2, 4 or 8 bits each (2- and 4-bit codes escape larger values to trailing bytes).
+    Vectorised over every group of every block at once; each group's 16 bytes are two uint64
+    words, so the per-byte tests (``>= 3``, ``>= 15``) and counts are a few word operations.
     """
     data = np.ascontiguousarray(data, dtype=np.uint8)
     n, stride = data.shape
     if stride % 4 or stride > 256:
         raise ValueError("meshopt attributes need a stride divisible by 4 and at most 256")
+    if n == 0:
+        raise ValueError("nothing to encode")
     be = _block_elements(stride)
-    prev = np.empty_like(data)
-    prev[0] = data[0]  # the first element's baseline is itself (stored in the tail)
-    prev[1:] = data[:-1]
-    d = data - prev
-    zz = (d << 1) ^ ((d >> 7) * np.uint8(0xFF))
-    nblocks = -(-n // be)
-    groups_full = be // 16
-    pad_n = nblocks * be
-    if pad_n != n:
-        zz = np.concatenate([zz, np.zeros((pad_n - n, stride), np.uint8)])
-    # (block, element, byte) → (block, byte, element): each data block is one byte position
-    zz = zz.reshape(nblocks, be, stride).transpose(0, 2, 1)
-    last_elems = n - (nblocks - 1) * be
-    last_groups = -(-last_elems // 16)
-    groups = zz.reshape(nblocks, stride, groups_full, 16)
-    # every block holds groups_full groups except the last, which holds last_groups
-    keep = np.ones((nblocks, stride, groups_full), dtype=bool)
-    keep[-1, :, last_groups:] = False
-    g = groups[keep]  # (G, 16) in stream order: block, byte, group
-    big2 = (g >= 3).sum(axis=1)
-    big4 = (g >= 15).sum(axis=1)
-    size = np.stack([np.full(len(g), 10_000), 4 + big2, 8 + big4, np.full(len(g), 16)], axis=1)
-    mode = np.argmin(size, axis=1)
-    zero = ~g.any(axis=1)
-    mode[zero] = 0
-    size[zero, 0] = 0
-    gsize = size[np.arange(len(g)), mode]
-    units = np.zeros((len(g), 24), dtype=np.uint8)
-    m1, m2, m3 = mode == 1, mode == 2, mode == 3
-    if m1.any():
-        v = np.minimum(g[m1], 3).reshape(-1, 4, 4)
-        units[m1, :4] = (v[:, :, 0] << 6) | (v[:, :, 1] << 4) | (v[:, :, 2] << 2) | v[:, :, 3]
-        _place_escapes(units, np.flatnonzero(m1), g[m1], 3, 4)
-    if m2.any():
-        v = np.minimum(g[m2], 15).reshape(-1, 8, 2)
-        units[m2, :8] = (v[:, :, 0] << 4) | v[:, :, 1]
-        _place_escapes(units, np.flatnonzero(m2), g[m2], 15, 8)
-    if m3.any():
-        units[m3, :16] = g[m3]
-    # header bytes: 2 bits per group, 4 groups per byte, one header per (block, byte)
-    counts = np.full(nblocks, groups_full)
-    counts[-1] = last_groups
-    seg_groups = np.repeat(counts, stride)  # groups in each (block, byte) segment
-    seg_start = np.zeros(len(seg_groups) + 1, dtype=np.int64)
-    np.cumsum(seg_groups, out=seg_start[1:])
-    hbytes = -(-seg_groups // 4)
-    seg_of_group = np.repeat(np.arange(len(seg_groups)), seg_groups)
-    pos_in_seg = np.arange(len(g)) - seg_start[seg_of_group]
-    header = np.zeros((len(seg_groups), 4), dtype=np.uint8)
-    np.bitwise_or.at(header, (seg_of_group, pos_in_seg // 4), (mode.astype(np.uint8) << ((pos_in_seg % 4) * 2).astype(np.uint8)))
-    # interleave: for each segment its header bytes, then its groups' bytes
-    seg_len = hbytes + np.add.reduceat(gsize, seg_start[:-1]) if len(g) else hbytes
-    head_mask = np.arange(4)[None, :] < hbytes[:, None]
-    unit_mask = np.arange(24)[None, :] < gsize[:, None]
-    out_len = int(seg_len.sum())
-    body = np.empty(out_len, dtype=np.uint8)
-    seg_off = np.zeros(len(seg_len) + 1, dtype=np.int64)
-    np.cumsum(seg_len, out=seg_off[1:])
-    # header bytes go at the start of each segment
-    hpos = seg_off[:-1, None] + np.arange(4)[None, :]
-    body[hpos[head_mask]] = header[head_mask]
-    # group bytes follow, in order
-    goff = np.zeros(len(g) + 1, dtype=np.int64)
-    np.cumsum(gsize, out=goff[1:])
-    gstart = seg_off[:-1][seg_of_group] + hbytes[seg_of_group] + goff[:-1] - goff[seg_start[seg_of_group]]
-    upos = gstart[:, None] + np.arange(24)[None, :]
-    body[upos[unit_mask]] = units[unit_mask]
+    zz = np.empty_like(data)
+    zz[0] = 0  # the first element's baseline is itself, stored in the tail
+    np.subtract(data[1:], data[:-1], out=zz[1:])
+    zz = (zz << np.uint8(1)) ^ (np.uint8(0) - (zz >> np.uint8(7)))
+    full = n // be
+    parts = [bytes([_HEADER])]
+    if full:
+        parts.append(_encode_blocks(zz[: full * be].reshape(full, be, stride)))
+    rem = n - full * be
+    if rem:
+        padded = -(-rem // 16) * 16
+        last = np.zeros((1, padded, stride), dtype=np.uint8)
+        last[0, :rem] = zz[full * be :]
+        parts.append(_encode_blocks(last))
     tail = np.zeros(max(_TAIL, stride), dtype=np.uint8)
     tail[-stride:] = data[0]
-    return bytes([_HEADER]) + body.tobytes() + tail.tobytes()
+    parts.append(tail.tobytes())
+    return b"".join(parts)
 
 
-def _place_escapes(units: np.ndarray, rows: np.ndarray, g: np.ndarray, sentinel: int, base: int) -> None:
-    esc = g >= sentinel
-    if not esc.any():
-        return
-    r, c = np.nonzero(esc)
-    rank = np.cumsum(esc, axis=1)[r, c] - 1
-    units[rows[r], base + rank] = g[r, c]
+def _encode_blocks(z: np.ndarray) -> bytes:
+    """Encode blocks of zigzagged deltas, ``z`` (blocks, elements, stride) with elements a
+    multiple of 16, all blocks holding the same number of elements.
 
-
-_SENT2 = np.array([sum(((b >> s) & 3) == 3 for s in (0, 2, 4, 6)) for b in range(256)], dtype=np.int64)
-_SENT4 = np.array([((b >> 4) == 15) + ((b & 15) == 15) for b in range(256)], dtype=np.int64)
+    Each (block, byte) data block becomes one row of header bytes followed by one row per group,
+    each row padded to 24 bytes; a boolean mask of the rows' lengths then compacts them into the
+    stream in one pass (no offsets to compute, no scattered writes but the escapes)."""
+    nb, ne, stride = z.shape
+    ng = ne // 16
+    nseg = nb * stride
+    hb = -(-ng // 4)
+    g8 = np.ascontiguousarray(z.transpose(0, 2, 1)).reshape(nseg * ng, 16)
+    w = g8.view(np.uint64)  # (groups, 2)
+    # a byte is >= 3 when a bit above the low two is set or both low bits are (+1 carries into
+    # bit 2); >= 15 likewise with nibbles. No carry crosses a byte.
+    low2 = w & np.uint64(0x0303030303030303)
+    f3 = _nonzero_bytes((w & np.uint64(0xFCFCFCFCFCFCFCFC)) | ((low2 + _ONES) & np.uint64(0x0404040404040404)))
+    low4 = w & np.uint64(0x0F0F0F0F0F0F0F0F)
+    f15 = _nonzero_bytes((w & np.uint64(0xF0F0F0F0F0F0F0F0)) | ((low4 + _ONES) & np.uint64(0x1010101010101010)))
+    c3 = _byte_sum(f3).sum(axis=1)
+    c15 = _byte_sum(f15).sum(axis=1)
+    zero = (w[:, 0] | w[:, 1]) == 0
+    s1, s2 = 4 + c3, 8 + c15
+    mode = np.where(s1 <= s2, np.where(s1 <= 16, 1, 3), np.where(s2 <= 16, 2, 3)).astype(np.uint8)
+    mode[zero] = 0
+    gsize = np.minimum(np.minimum(s1, s2), 16)
+    gsize[zero] = 0
+    rows = np.zeros((nseg, ng + 1, 24), dtype=np.uint8)
+    lens = np.empty((nseg, ng + 1), dtype=np.int64)
+    lens[:, 0] = hb
+    lens[:, 1:] = gsize.reshape(nseg, ng)
+    # headers: 2 bits a group, first group in the low bits
+    mm = np.zeros((nseg, hb * 4), dtype=np.uint8)
+    mm[:, :ng] = mode.reshape(nseg, ng)
+    mm = mm.reshape(nseg, hb, 4)
+    rows[:, 0, :hb] = mm[:, :, 0] | (mm[:, :, 1] << 2) | (mm[:, :, 2] << 4) | (mm[:, :, 3] << 6)
+    flat = rows.reshape(nseg * (ng + 1), 24)  # a view; group i is row i + i // ng + 1
+    i3 = np.flatnonzero(mode == 3)
+    if len(i3):
+        flat[i3 + i3 // ng + 1, :16] = g8[i3]
+    for m, flags, low in ((1, f3, low2), (2, f15, low4)):
+        idx = np.flatnonzero(mode == m)
+        if not len(idx):
+            continue
+        fl = flags[idx]
+        if m == 1:
+            lanes = (low[idx] | (fl * np.uint64(3))).view(np.uint32)  # 4 deltas → 1 byte, first high
+            packed = ((lanes & 3) << 6) | (((lanes >> 8) & 3) << 4) | (((lanes >> 16) & 3) << 2) | (lanes >> 24)
+            width = 4
+        else:
+            lanes = (low[idx] | (fl * np.uint64(15))).view(np.uint16)
+            packed = ((lanes & 15) << 4) | (lanes >> 8)
+            width = 8
+        ridx = idx + idx // ng + 1
+        flat[ridx, :width] = packed.astype(np.uint8).reshape(len(idx), width)
+        # escaped bytes follow in element order: rank = escapes before it in the group, from
+        # byte prefix sums (multiplying by 0x0101.. sums lower bytes into each byte)
+        esc = fl.view(np.uint8).ravel()
+        pos = np.flatnonzero(esc)
+        if len(pos):
+            incl = fl * _ONES
+            first = (incl[:, 0] >> np.uint64(56)).astype(np.uint8)
+            rank = (incl - fl).view(np.uint8).reshape(len(idx), 16)
+            rank[:, 8:] += first[:, None]
+            grp = pos >> 4
+            flat[ridx[grp], width + rank.ravel()[pos]] = g8[idx].ravel()[pos]
+    keep = np.arange(24, dtype=np.int64) < lens[:, :, None]
+    return rows[keep].tobytes()
 
 
 def meshopt_decode_attributes(src: bytes, count: int, stride: int) -> np.ndarray:

@@ -39,6 +39,7 @@ from cim.formats.tileset import box_from_bounds, tileset_document, transform_lis
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
 from cim.sources.pointcloud import (
+    PiecewiseFit,
     PointCloudSource,
     frame_for,
     header_box_enu,
@@ -141,11 +142,10 @@ class _StageJob:
     src: PointCloudSource
     start: int
     count: int
-    frame: dict
+    fit: PiecewiseFit
     grid: OctreeGrid
     spill: str
     batch: int
-    tolerance: float
 
 
 @dataclass
@@ -156,14 +156,9 @@ class _StageResult:
     outside: bool
     classes: np.ndarray
     points: int
-    fits: int
-    exact_points: int
-    max_error: float
 
 
 def _stage(job: _StageJob) -> _StageResult:
-    frame = LocalFrame(job.frame["lon"], job.frame["lat"], job.frame["height"])
-    tf = source_transform(job.src, frame, job.tolerance)
     runs: list[Run] = []
     lo = np.full(3, np.iinfo(np.int64).max)
     hi = np.full(3, np.iinfo(np.int64).min)
@@ -172,7 +167,7 @@ def _stage(job: _StageJob) -> _StageResult:
     points = 0
     with SpillFile(job.spill) as spill:
         for b in read_batches(job.src, job.start, job.count, job.batch):
-            enu = tf.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
+            enu = job.fit.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
             xyz = to_grid_units(enu, job.grid)
             del enu
             st = stage_batch(xyz, b.rgb, b.intensity, b.classification, b.return_number, job.grid)
@@ -185,7 +180,7 @@ def _stage(job: _StageJob) -> _StageResult:
             outside |= st.outside
             classes += np.bincount(b.classification, minlength=256)
             points += len(b)
-    return _StageResult(runs, lo, hi, outside, classes, points, tf.fits, tf.exact_points, tf.max_error)
+    return _StageResult(runs, lo, hi, outside, classes, points)
 
 
 # --- index pass (runs in workers) -------------------------------------------------------------
@@ -313,6 +308,7 @@ def build_pointcloud_layer(
     if frame is None:
         frame = frame_for(srcs)
     boxes = [header_box_enu(s, frame) for s in srcs]
+    fits = [source_transform(s, frame, opts.tolerance).piecewise(np.array(s.mins), np.array(s.maxs)) for s in srcs]
     grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=opts.node_bits)
     n_workers = workers if workers is not None else (os.cpu_count() or 1) if total >= IN_PROCESS_POINTS else 1
     n_workers = max(1, int(n_workers))
@@ -325,14 +321,14 @@ def build_pointcloud_layer(
     os.environ.update(_SINGLE_THREAD_ENV)
     pool: Executor = process_pool(n_workers) if n_workers > 1 else _InProcess()
     try:
-        stage = _run_stage(pool, srcs, frame, grid, tmp, opts, n_workers, total, progress)
+        stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
         if stage.outside:
             # a header box was wrong: re-stage inside a cube around the points themselves
             log.warning("%s: points lie outside the header bounds; staging again", layer_id)
             grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
             for p in tmp.iterdir():
                 p.unlink()
-            stage = _run_stage(pool, srcs, frame, grid, tmp, opts, n_workers, total, progress)
+            stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
         cells, counts = merge_counts([r.cells for r in stage.runs], [np.diff(r.cum) for r in stage.runs])
         chunks = plan_chunks(cells, counts, grid.count_depth, max(opts.chunk_points, opts.leaf_points))
         attach_runs(chunks, stage.runs)
@@ -413,9 +409,10 @@ def build_pointcloud_layer(
         },
     )
     log.info(
-        "pointcloud %s: %d points, %d tiles, %.1f MB (%.1f B/point), %.2f s (%.2f M points/s), %d reprojection fits, %d exact points, max fit error %.2g m",
+        "pointcloud %s: %d points, %d tiles, %.1f MB (%.1f B/point), %.2f s (%.2f M points/s); reprojection: %d fitted "
+        "box(es), largest error %.2g m, %d exact box(es)",
         layer_id, total, result.tiles, result.bytes / 1e6, result.bytes / total, seconds, total / seconds / 1e6,
-        stage.fits, stage.exact_points, stage.max_error,
+        sum(len(f.lo) for f in fits), max(f.error for f in fits), sum(int(f.exact.sum()) for f in fits),
     )
     return result
 
@@ -427,9 +424,6 @@ class _Staged:
     hi: np.ndarray = field(default_factory=lambda: np.full(3, np.iinfo(np.int64).min))
     outside: bool = False
     classes: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
-    fits: int = 0
-    exact_points: int = 0
-    max_error: float = 0.0
 
 
 def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: int) -> Iterable[tuple[PointCloudSource, int, int]]:
@@ -447,11 +441,12 @@ def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: i
 
 
 def _run_stage(
-    pool: Executor, srcs: Sequence[PointCloudSource], frame: LocalFrame, grid: OctreeGrid, tmp: Path,
+    pool: Executor, srcs: Sequence[PointCloudSource], fits: Sequence[PiecewiseFit], grid: OctreeGrid, tmp: Path,
     opts: PointCloudOptions, workers: int, total: int, progress: Progress | None,
 ) -> _Staged:
+    fit_of = {id(s): f for s, f in zip(srcs, fits)}
     jobs = [
-        _StageJob(s, a, n, frame.to_dict(), grid, str(tmp / f"stage-{i:05d}.bin"), opts.batch_points, opts.tolerance)
+        _StageJob(s, a, n, fit_of[id(s)], grid, str(tmp / f"stage-{i:05d}.bin"), opts.batch_points)
         for i, (s, a, n) in enumerate(_ranges(srcs, total, workers, opts.batch_points))
     ]
     out = _Staged()
@@ -465,9 +460,6 @@ def _run_stage(
         out.hi = np.maximum(out.hi, r.hi)
         out.outside |= r.outside
         out.classes += r.classes
-        out.fits += r.fits
-        out.exact_points += r.exact_points
-        out.max_error = max(out.max_error, r.max_error)
         done += r.points
         if progress:
             progress("read", done, total)
