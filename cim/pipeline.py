@@ -22,6 +22,7 @@ from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_
 from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
+from cim.searchindex import INDEX_NAME, write_search_index
 from cim.store import atomic_write_json
 
 MANIFEST = "city.json"
@@ -84,8 +85,11 @@ def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | 
         report.layers.append(LAYER_BUILDERS[spec.kind](spec, ctx))
     if ctx.frame is None:
         raise CimInputError(f"{rec.path or 'recipe'}: no layer fixed the city origin; give [city] origin = [lon, lat, height]")
+    rows = [lr.search for lr in report.layers if lr.search is not None]
+    if rows:
+        write_search_index(out / INDEX_NAME, rows)
     report.seconds = time.perf_counter() - t0
-    write_manifest(out, rec.name, rec.title, rec.crs, ctx.frame, report.layers, {spec.id: spec for spec in rec.layers})
+    write_manifest(out, rec.name, rec.title, rec.crs, ctx.frame, report.layers, {spec.id: spec for spec in rec.layers}, search=bool(rows))
     return report
 
 
@@ -152,6 +156,7 @@ def write_manifest(
     frame: LocalFrame,
     layers: list[LayerResult],
     specs: dict[str, LayerSpec] | None = None,
+    search: bool = False,
 ) -> dict:
     """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts."""
     entries = []
@@ -193,6 +198,8 @@ def write_manifest(
         "bounds": bounds,
         "layers": entries,
     }
+    if search:
+        doc["search"] = {"url": INDEX_NAME, "api": "/api/search"}
     atomic_write_json(out / MANIFEST, doc)
     return doc
 
@@ -231,8 +238,9 @@ def convert_buildings(
         rec = Recipe(Path(source).stem, Path(source).stem, None, None, [])
         frame = _city_frame(rec, table, opts)
     result = build_buildings_layer(table, out, frame, opts, layer_id="buildings", progress=progress)
+    write_search_index(out / INDEX_NAME, [result.search])
     report = BuildReport(out, [result], time.perf_counter() - t0)
-    write_manifest(out, _safe_name(Path(source).stem), Path(source).stem, crs_label(table.crs), frame, [result])
+    write_manifest(out, _safe_name(Path(source).stem), Path(source).stem, crs_label(table.crs), frame, [result], search=True)
     return report
 
 

@@ -1,30 +1,42 @@
-"""Octree kernels: Morton codes on integer grids, packed-key sorting, grid subsampling levels.
+"""Octree kernels: Morton codes on integer grids, staging, grid subsampling levels.
 
-Pure numpy, no I/O. Points live on an integer grid (``(n, 3)`` offsets from the cube's corner);
-a Morton code interleaves one bit of x, y and z per level, most significant level first, as a
-3-bit digit ``x << 2 | y << 1 | z'``. ``z'`` is z flipped (``top - z``): inside every cell the
-highest points come first, so the coarse levels of detail, which keep the first point of each
-cell, show roofs and canopy (what is seen from above) rather than the ground under them.
+No I/O. Points live on an integer grid (offsets from the cube's corner in grid units); a Morton
+code interleaves one bit of x, y and z per level, most significant level first, as a 3-bit digit
+``x << 2 | y << 1 | z'``. ``z'`` is z flipped (``top - z``): inside every cell the highest points
+come first, so the coarse levels of detail, which keep the first point of each cell, show roofs and
+canopy (what is seen from above) rather than the ground under them.
 
-Grid subsampling without a per-level pass: sort the points by code; the first point of a cell of
+Grid subsampling without a pass per level: sort the points by code; the first point of a cell of
 depth ``D`` is the point whose code first differs from its predecessor's at a depth ``<= D``.
 A node of depth ``d`` samples its cube on a ``2**k`` grid (cells of depth ``d + k``), so point
-``i`` belongs to level ``max(0, D_i - k)`` where ``D_i`` is the depth of the first digit in
-which it differs from its predecessor. Levels nest: all points of levels ``<= d`` hold exactly
-one point per occupied cell of depth ``d + k``, a spatially even subsample whose spacing halves
-at each level (Potree's "spacing" without its Poisson test). One XOR and a bit scan per point.
+``i`` belongs to level ``max(0, D_i - k)``, ``D_i`` the depth of the first digit in which it
+differs from its predecessor. Levels nest: the points of levels ``<= d`` hold exactly one point
+per occupied cell of depth ``d + k``, a spatially even subsample whose spacing halves at each level
+(Potree's spacing, without its Poisson test). One XOR and a bit scan per point.
+
+A staged point is five little-endian uint32 words: x, y, z (int32 grid units, ENU), then
+``r | g << 8 | b << 16 | class << 24``, then ``intensity | return_number << 16``.
+
+The per-point loops are compiled with numba (``nogil``, cached): measured on 10 M points of the
+sample city, the numpy formulations of the same passes (several temporaries a pass, strided field
+access, an ``argsort``) cost 3 to 10 times as much (``benchmarks/bench_pointcloud.py --kernels``).
+Sorting stays numpy's SIMD ``np.sort`` on keys that pack the code and the point's index.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-#: bits of an interleave table: grid coordinates up to 2**TABLE_BITS - 1 spread in one lookup
+_JIT = {"nogil": True, "cache": True}
+
+#: bits of the interleave table: grid coordinates up to 2**TABLE_BITS - 1 spread in one lookup
 TABLE_BITS = 14
+WORDS = 5  # uint32 words of a staged point
 
 
 def _spread_table(bits: int) -> np.ndarray:
-    """``(2**bits,) uint64``: value ``v`` with bit ``i`` moved to bit ``3 * i``."""
+    """``(2**bits,) uint64``: value ``v`` with its bit ``i`` moved to bit ``3 * i``."""
     v = np.arange(1 << bits, dtype=np.uint64)
     out = np.zeros(1 << bits, dtype=np.uint64)
     for i in range(bits):
@@ -32,47 +44,16 @@ def _spread_table(bits: int) -> np.ndarray:
     return out
 
 
-_SPREAD = _spread_table(TABLE_BITS)
-#: one table per axis, pre-shifted to its place in the digit (x high, z' low)
-_SPREAD_X = _SPREAD << np.uint64(2)
-_SPREAD_Y = _SPREAD << np.uint64(1)
-_SPREAD_Z = _SPREAD
+SPREAD = _spread_table(TABLE_BITS)
 
 
-def morton_codes(offsets: np.ndarray, shift: int, levels: int) -> np.ndarray:
-    """Morton codes of grid points (see :func:`cell_codes`).
-
-    Parameters
-    ----------
-    offsets : (n, 3) int, non-negative grid offsets from the cube's corner in the finest units
-    shift : right shift taking finest units to cells of the wanted depth
-    levels : digits per code, at most ``TABLE_BITS`` (14)
-
-    Returns
-    -------
-    (n,) uint64 codes of ``3 * levels`` bits.
-    """
-    off = np.asarray(offsets)
-    return cell_codes((off[:, 0], off[:, 1], off[:, 2]), shift, levels)
-
-
-def cell_codes(offsets_cols: tuple[np.ndarray, np.ndarray, np.ndarray], shift: int, levels: int) -> np.ndarray:
-    """Morton codes from three (n,) columns of non-negative grid offsets.
-
-    ``offsets >> shift`` is the cell at the wanted depth, clipped to ``2**levels - 1`` (points a
-    rounding outside the cube fall in its border cells). Digit: ``x << 2 | y << 1 | (top - z)``.
-
-    Returns
-    -------
-    (n,) uint64 codes of ``3 * levels`` bits.
-    """
-    if not 0 < levels <= TABLE_BITS:
-        raise ValueError(f"levels must be in 1..{TABLE_BITS}, got {levels}")
+def morton_code(ix: int, iy: int, iz: int, levels: int) -> int:
+    """Morton code of one grid cell (z not yet flipped), for tests and small tools."""
     top = (1 << levels) - 1
-    gx, gy, gz = (np.minimum(np.asarray(c, dtype=np.int64) >> shift, top) for c in offsets_cols)
-    code = _SPREAD_X[gx]
-    code |= _SPREAD_Y[gy]
-    code |= _SPREAD_Z[top - gz]
+    z = top - iz
+    code = 0
+    for i in range(levels - 1, -1, -1):
+        code = code << 3 | ((ix >> i) & 1) << 2 | ((iy >> i) & 1) << 1 | ((z >> i) & 1)
     return code
 
 
@@ -87,79 +68,183 @@ def cell_corner(code: int, depth: int) -> tuple[int, int, int]:
     return ix, iy, ((1 << depth) - 1) - iz
 
 
-def sort_by_code(codes: np.ndarray, code_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sort ``codes`` and return ``(sorted codes, order)``.
-
-    numpy's ``argsort`` of 64-bit keys runs at a tenth of the speed of its SIMD ``sort``; when the
-    code and the point index fit in one uint64, the index rides in the low bits of a packed key
-    and a plain ``np.sort`` gives both. Equal codes keep their input order (stable).
-
-    Parameters
-    ----------
-    codes : (n,) uint64 with at most ``code_bits`` significant bits
-    code_bits : bits of the codes
-
-    Returns
-    -------
-    sorted codes (n,) uint64, order (n,) int64 with ``codes[order] == sorted codes``
-    """
-    n = len(codes)
-    idx_bits = max(1, int(n - 1).bit_length())
-    if code_bits + idx_bits <= 64:
-        key = codes << np.uint64(idx_bits)
-        key |= np.arange(n, dtype=np.uint64)
-        key.sort()
-        order = (key & np.uint64((1 << idx_bits) - 1)).astype(np.int64)
-        key >>= np.uint64(idx_bits)
-        return key, order
-    order = np.argsort(codes, kind="stable")
-    return codes[order], order
+def index_bits(n: int) -> int:
+    """Bits that hold a point index below ``n`` in a packed sort key."""
+    return max(1, int(n - 1).bit_length())
 
 
 def code_levels(n: int, max_levels: int = TABLE_BITS) -> int:
-    """Digits a chunk of ``n`` points can sort by with the packed key of :func:`sort_by_code`."""
-    idx_bits = max(1, int(n - 1).bit_length())
-    return max(1, min(max_levels, (64 - idx_bits) // 3))
+    """Digits a chunk of ``n`` points can sort by in a packed key (code above the index)."""
+    return max(1, min(max_levels, (64 - index_bits(n)) // 3))
 
 
-def _digit_mask(levels: int) -> np.uint64:
-    m = 0
-    for j in range(levels):
-        m |= 1 << (3 * j + 2)
-    return np.uint64(m)
-
-
-def first_difference(codes_sorted: np.ndarray, levels: int) -> np.ndarray:
-    """Depth of the first digit in which each code differs from its predecessor.
+@njit(**_JIT)
+def stage_points(
+    X, Y, Z, a, b, coef, inv_unit, origin, cube_bits, count_depth,
+    R, G, B, rgb_shift, intensity, cls, cls_mask, bit_fields, ret_mask, idx_bits, spread,
+    words, keys, lohi,
+):  # pragma: no cover - compiled
+    """Reproject, quantize and pack a batch of LAS points; key each by its counting cell.
 
     Parameters
     ----------
-    codes_sorted : (n,) uint64, ascending, ``levels`` digits
-    levels : digits per code
+    X, Y, Z : (n,) raw LAS integers (any stride) or ENU metres (with ``a = 1``, ``b = 0`` and an
+        identity ``coef``)
+    a, b : (3,) ``u = X * a + b`` normalises each axis to the fitted box
+    coef : (3, 9) quadratic in (1, u, v, w, u², uv, v², uw, vw) giving ENU metres
+    inv_unit : grid units per metre
+    origin : (3,) int64 cube corner, grid units; ``cube_bits``: the cube is ``2**cube_bits``
+    count_depth : depth of the counting cells
+    R, G, B : (n,) uint16 colours, or empty arrays; ``rgb_shift`` takes them to 8 bits
+    intensity : (n,) uint16; ``cls & cls_mask`` the class; ``bit_fields & ret_mask`` the return
+    idx_bits : bits of the point index in the keys
+    spread : :data:`SPREAD`
+
+    Outputs
+    -------
+    words : (n, 5) uint32 staged points, in input order
+    keys : (n,) uint64 ``cell << idx_bits | i``
+    lohi : (2, 3) int64 running min and max of the grid positions (updated in place)
+
+    Returns the number of points outside the cube (clamped into its border cells).
+    """
+    n = X.shape[0]
+    top = (1 << count_depth) - 1
+    shift = cube_bits - count_depth
+    size = np.int64(1) << cube_bits
+    has_rgb = R.shape[0] == n
+    outside = 0
+    for i in range(n):
+        u = X[i] * a[0] + b[0]
+        v = Y[i] * a[1] + b[1]
+        w = Z[i] * a[2] + b[2]
+        uu = u * u
+        uv = u * v
+        vv = v * v
+        uw = u * w
+        vw = v * w
+        cell = np.uint64(0)
+        for k in range(3):
+            e = (coef[k, 0] + coef[k, 1] * u + coef[k, 2] * v + coef[k, 3] * w + coef[k, 4] * uu
+                 + coef[k, 5] * uv + coef[k, 6] * vv + coef[k, 7] * uw + coef[k, 8] * vw)
+            q = np.int64(np.floor(e * inv_unit + 0.5))
+            words[i, k] = np.uint32(q & 0xFFFFFFFF)
+            if q < lohi[0, k]:
+                lohi[0, k] = q
+            if q > lohi[1, k]:
+                lohi[1, k] = q
+            off = q - origin[k]
+            if off < 0:
+                off = 0
+                outside += 1
+            elif off >= size:
+                off = size - 1
+                outside += 1
+            g = off >> shift
+            if k == 2:
+                g = top - g
+            cell |= spread[g] << np.uint64(2 - k)
+        keys[i] = (cell << np.uint64(idx_bits)) | np.uint64(i)
+        c = np.uint32(cls[i] & cls_mask)
+        if has_rgb:
+            words[i, 3] = (np.uint32(R[i] >> rgb_shift) & 0xFF) | ((np.uint32(G[i] >> rgb_shift) & 0xFF) << 8) \
+                | ((np.uint32(B[i] >> rgb_shift) & 0xFF) << 16) | (c << 24)
+        else:
+            words[i, 3] = c << 24
+        words[i, 4] = np.uint32(intensity[i]) | (np.uint32(bit_fields[i] & ret_mask) << 16)
+    return outside
+
+
+@njit(**_JIT)
+def chunk_keys(words, corner, shift, levels, idx_bits, spread, keys):  # pragma: no cover - compiled
+    """Keys ``code << idx_bits | i`` of a chunk's points.
+
+    ``code`` has ``levels`` digits below the chunk's cell, whose lower corner is ``corner``
+    (grid units); ``shift`` takes grid units to the finest cells. Points a rounding outside the
+    cell are clamped into it.
+    """
+    n = words.shape[0]
+    top = (np.int64(1) << levels) - 1
+    for i in range(n):
+        code = np.uint64(0)
+        for k in range(3):
+            off = np.int64(np.int32(words[i, k])) - corner[k]
+            if off < 0:
+                off = 0
+            g = off >> shift
+            if g > top:
+                g = top
+            if k == 2:
+                g = top - g
+            code |= spread[g] << np.uint64(2 - k)
+        keys[i] = (code << np.uint64(idx_bits)) | np.uint64(i)
+
+
+@njit(**_JIT)
+def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, leaf_depth, perm, rank):  # pragma: no cover
+    """Assign each point of a sorted chunk to its node and order the points node by node.
+
+    Parameters
+    ----------
+    keys : (n,) uint64 sorted packed keys (:func:`chunk_keys`, then ``np.sort``)
+    idx_bits, levels : as in the keys
+    first_diff : the chunk's first point's first-difference depth, relative to the chunk
+        (``<= 0``: it differs from the chunk before it above the chunk's cell)
+    k : node sampling grid bits
+    root_depth : the chunk's depth in the whole tree
+    leaf_start : (m + 1,) sorted code-order start of each leaf, then ``n``
+    leaf_depth : (m,) relative depth of each leaf
+
+    Outputs
+    -------
+    perm : (n,) int64 point indices (into the unsorted chunk) grouped by node depth, each group
+        in code order
+    rank : (n,) int64 the code-order position of each entry of ``perm``
 
     Returns
     -------
-    (n,) int16: ``1..levels`` (1 = the top digit differs), ``levels + 1`` for a duplicate of
-    its predecessor; element 0 (no predecessor) is 0.
+    (levels + root_depth + 2,) int64 start of each depth's group in ``perm``, then ``n``.
     """
-    n = len(codes_sorted)
-    out = np.zeros(n, dtype=np.int16)
-    if n < 2:
-        return out
-    x = codes_sorted[1:] ^ codes_sorted[:-1]
-    # fold each digit's three bits onto its top bit, then read the top set bit from the float
-    # exponent: the folded value has isolated bits, so its float rounding never crosses a power
-    # of two and the exponent is exact
-    f = x | (x << np.uint64(1))
-    f |= x << np.uint64(2)
-    f &= _digit_mask(levels)
-    exp = (f.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int16)
-    exp -= 1025  # top bit position minus 2 (0 for digit 0); zero gives a large negative
-    digit = exp // 3
-    r = levels - digit
-    np.minimum(r, levels + 1, out=r)
-    out[1:] = r
-    return out
+    n = keys.shape[0]
+    mask = (np.uint64(1) << np.uint64(idx_bits)) - np.uint64(1)
+    ndepth = np.empty(n, dtype=np.uint8)
+    counts = np.zeros(levels + root_depth + 2, dtype=np.int64)
+    j = 0
+    prev = np.uint64(0)
+    for i in range(n):
+        code = keys[i] >> np.uint64(idx_bits)
+        while leaf_start[j + 1] <= i:
+            j += 1
+        if i == 0:
+            r = first_diff
+        else:
+            x = code ^ prev
+            if x == 0:
+                r = levels + 1
+            else:
+                digit = 0
+                while (x >> np.uint64(3 * (digit + 1))) != 0:
+                    digit += 1
+                r = levels - digit
+        prev = code
+        level = root_depth + r - k
+        if level < 0:
+            level = 0
+        leaf = root_depth + leaf_depth[j]
+        if level > leaf:
+            level = leaf
+        ndepth[i] = level
+        counts[level] += 1
+    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    for d in range(counts.shape[0]):
+        starts[d + 1] = starts[d] + counts[d]
+    fill = starts[:-1].copy()
+    for i in range(n):
+        d = ndepth[i]
+        perm[fill[d]] = np.int64(keys[i] & mask)
+        rank[fill[d]] = i
+        fill[d] += 1
+    return starts
 
 
 def leaf_ranges(
@@ -168,8 +253,8 @@ def leaf_ranges(
     """The octree of a sorted chunk down to its leaves, by binary search on the codes.
 
     A node whose range holds more than ``leaf_max`` points and is shallower than ``max_depth``
-    is split into its occupied children; the rest are leaves. Cost: one ``searchsorted`` of
-    nine bounds per internal node, nothing per point.
+    is split into its occupied children; the rest are leaves. Cost: one ``searchsorted`` of nine
+    bounds per internal node, nothing per point.
 
     Parameters
     ----------
@@ -180,13 +265,12 @@ def leaf_ranges(
 
     Returns
     -------
-    depth (m,) int16, prefix (m,) int64 (the node's code prefix at its depth), start (m,) int64,
-    stop (m,) int64 (its range in ``codes_sorted``), for every node (internal nodes included),
-    ordered by depth then code; ``leaf`` is implied by the absence of children (see
-    :func:`node_is_leaf`).
+    depth (m,) int64, prefix (m,) int64 (the node's code prefix at its depth), start (m,) int64,
+    stop (m,) int64 (its range in ``codes_sorted``), for every node, internal ones included,
+    ordered by depth then code.
     """
     n = len(codes_sorted)
-    depth = [np.zeros(1, np.int16)]
+    depth = [np.zeros(1, np.int64)]
     prefix = [np.zeros(1, np.int64)]
     start = [np.zeros(1, np.int64)]
     stop = [np.full(1, n, np.int64)]
@@ -196,20 +280,18 @@ def leaf_ranges(
         split = (cur_b - cur_a) > leaf_max
         if not split.any():
             break
-        p = cur_p[split]
-        a = cur_a[split]
-        b = cur_b[split]
+        p, a, b = cur_p[split], cur_a[split], cur_b[split]
         sh = np.uint64(3 * (levels - r - 1))
         bounds = ((p[:, None].astype(np.uint64) << np.uint64(3)) + np.arange(9, dtype=np.uint64)) << sh
-        pos = np.searchsorted(codes_sorted, bounds.ravel()).reshape(-1, 9)
+        pos = np.searchsorted(codes_sorted, bounds.ravel()).reshape(-1, 9).astype(np.int64)
         pos[:, 0] = a
         pos[:, 8] = b
         ca, cb = pos[:, :8].ravel(), pos[:, 1:].ravel()
         cp = ((p[:, None] << 3) + np.arange(8)).ravel()
         keep = cb > ca
-        cur_p, cur_a, cur_b = cp[keep], ca[keep].astype(np.int64), cb[keep].astype(np.int64)
+        cur_p, cur_a, cur_b = cp[keep], ca[keep], cb[keep]
         r += 1
-        depth.append(np.full(len(cur_p), r, np.int16))
+        depth.append(np.full(len(cur_p), r, np.int64))
         prefix.append(cur_p)
         start.append(cur_a)
         stop.append(cur_b)
@@ -218,49 +300,8 @@ def leaf_ranges(
 
 def node_is_leaf(depth: np.ndarray, prefix: np.ndarray) -> np.ndarray:
     """(m,) bool: nodes of :func:`leaf_ranges` that have no child."""
-    parent_keys = set(zip((depth[depth > 0] - 1).tolist(), (prefix[depth > 0] >> 3).tolist()))
-    return np.array([(int(d), int(p)) not in parent_keys for d, p in zip(depth, prefix)], dtype=bool)
-
-
-def node_depths(
-    first_diff: np.ndarray,
-    leaf_depth: np.ndarray,
-    k: int,
-    root_depth: int,
-) -> np.ndarray:
-    """Depth (global) of the node that stores each point.
-
-    Parameters
-    ----------
-    first_diff : (n,) int, relative depth of each point's first differing digit
-        (:func:`first_difference`; element 0 already replaced by the chunk's own value, which
-        may be ``<= 0``)
-    leaf_depth : (n,) int, relative depth of the leaf holding each point
-    k : the sampling grid of a node has ``2**k`` cells a side
-    root_depth : the chunk's depth in the whole tree
-
-    Returns
-    -------
-    (n,) uint8 global depth: ``min(level, leaf)`` where ``level = max(0, D - k)``; values below
-    ``root_depth`` name the chunk's ancestors.
-    """
-    level = first_diff.astype(np.int16) + np.int16(root_depth - k)
-    np.maximum(level, 0, out=level)
-    np.minimum(level, leaf_depth.astype(np.int16) + np.int16(root_depth), out=level)
-    return level.astype(np.uint8)
-
-
-def group_by_depth(depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stable grouping by a small-integer key: ``(order, offsets)``.
-
-    ``order`` lists indices with key 0 first, then 1, ... each in input order; ``offsets``
-    (max + 2,) gives each key's slice. numpy's stable sort of uint8 is a radix sort.
-    """
-    order = np.argsort(depths, kind="stable")
-    counts = np.bincount(depths, minlength=1)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return order, offsets
+    parents = set(zip((depth[depth > 0] - 1).tolist(), (prefix[depth > 0] >> 3).tolist()))
+    return np.array([(d, p) not in parents for d, p in zip(depth.tolist(), prefix.tolist())], dtype=bool)
 
 
 def common_depth(code_a: int, depth_a: int, code_b: int, depth_b: int) -> int:

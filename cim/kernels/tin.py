@@ -157,7 +157,7 @@ def _greedy(grid, threshold, max_vertices):  # pragma: no cover - compiled
         for x in range(cols):
             a = abs(grid[y, x])
             if not a < np.inf:  # NaN or infinite
-                return vx[:0], vy[:0], tv[:0].reshape(0, 3), np.nan
+                return vx[:0], vy[:0], tv[:0], he[:0], np.nan, threshold
             top = max(top, a)
     # a sample on the surface shows a rounding error of ~1e-13 of the height: never insert for that
     threshold = max(threshold, 1e-9 * (1.0 + top))
@@ -321,20 +321,22 @@ def _greedy(grid, threshold, max_vertices):  # pragma: no cover - compiled
     if n_heap == 0:
         for t in range(nt):
             worst = max(worst, err[t])
-    return vx[:nv].copy(), vy[:nv].copy(), tv[: 3 * nt].reshape(nt, 3).copy(), worst
+    return vx[:nv], vy[:nv], tv[: 3 * nt], he[: 3 * nt], worst, threshold
 
 
-def greedy_tin(
-    grid: np.ndarray, max_error: float, *, max_vertices: int | None = None
+def error_bounded_tin(
+    grid: np.ndarray, max_error: float, *, max_vertices: int | None = None, decimate: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """An error-bounded TIN of a height grid, by greedy insertion of the worst sample.
+    """An error-bounded TIN of a height grid: greedy insertion, then removal of redundant vertices.
 
     Parameters
     ----------
     grid : (rows, cols) float, finite heights; at least 2 × 2
-    max_error : metres; the TIN passes within this vertical distance of every grid sample
-        (the error is measured at the samples, where the grid is defined)
-    max_vertices : stop early at this many vertices (the error bound then does not hold)
+    max_error : metres; the TIN passes within this vertical distance of every grid sample (the
+        error is measured at the samples, where the grid is defined)
+    max_vertices : stop inserting at this many vertices (the error bound then does not hold)
+    decimate : after insertion, remove every vertex whose removal keeps the bound (two passes;
+        see :mod:`cim.kernels.tin_decimate`): about 10–25 % fewer vertices at the same error
 
     Returns
     -------
@@ -346,9 +348,16 @@ def greedy_tin(
     if g.ndim != 2 or g.shape[0] < 2 or g.shape[1] < 2:
         raise ValueError(f"grid must be 2-D and at least 2 x 2, got shape {g.shape}")
     limit = g.size if max_vertices is None else max(4, int(max_vertices))
-    vx, vy, tri, worst = _greedy(g, float(max_error), limit)
+    vx, vy, tv, he, worst, threshold = _greedy(g, float(max_error), limit)
     if worst != worst:
         raise ValueError("grid has non-finite heights: fill no-data first")
+    if decimate and worst <= threshold:
+        from cim.kernels.tin_decimate import remove_redundant_vertices  # it builds on this module
+
+        vx, vy, tri = remove_redundant_vertices(g, threshold, vx, vy, tv, he)
+        worst = _tin_error(g, vx, vy, tri)
+    else:
+        tri = tv.reshape(-1, 3)
     vertices = np.empty((len(vx), 2), np.int32)
     vertices[:, 0] = vx
     vertices[:, 1] = vy

@@ -33,5 +33,7 @@ class LayerResult:
     format: str = "3dtiles"
     url: str = "tileset.json"
     extra: dict = field(default_factory=dict)
+    #: rows for the city's search index (cim.searchindex.SearchRows), when the layer has features
+    search: object | None = field(default=None, repr=False)
 
 

@@ -17,7 +17,8 @@ from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
-from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
+from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, up_vectors
+from cim.searchindex import SearchRows
 from cim.errors import CimInputError
 from cim.sources.dem import DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable
@@ -263,6 +264,7 @@ def build_buildings_layer(
     *,
     layer_id: str = "buildings",
     progress: Progress | None = None,
+    search: bool = True,
 ) -> LayerResult:
     """Write a buildings layer: ``out_dir/tileset.json`` and ``out_dir/tiles/*.glb``.
 
@@ -360,11 +362,37 @@ def build_buildings_layer(
         repaired=len(table.repaired),
         warnings=prep.warnings,
     )
+    if search:
+        result.search = search_rows(layer_id, table, frame, state.box_lo, state.box_hi, prep)
     log.info(
         "buildings %s: %d buildings, %d tiles, %d triangles, %.1f MB, %s, %.2f s",
         layer_id, result.count, result.tiles, triangles, result.bytes / 1e6, crs_label(table.crs), result.seconds,
     )
     return result
+
+
+def search_rows(layer_id: str, table: FootprintTable, frame: LocalFrame, box_lo: np.ndarray, box_hi: np.ndarray, prep: PreparedBuildings) -> SearchRows:
+    """Each building's title, text, position and attributes for the city's search index."""
+    corners = np.concatenate([box_lo, box_hi, (box_lo + box_hi) / 2.0])
+    lon, lat, _ = ecef_to_geodetic(frame.to_ecef(corners))
+    n = len(table)
+    names = table.columns.get("name")
+    titles = np.array([str(v) if v is not None else str(i) for v, i in zip(names, table.ids)], dtype=object) if names is not None else table.ids
+    text_cols = [c for name, c in table.columns.items() if table.types[name] == "STRING" and name not in ("id", "name")]
+    texts = np.array([" ".join(str(v) for v in vals if v is not None) for vals in zip(*text_cols)], dtype=object) if text_cols else np.full(n, "", dtype=object)
+    keys = list(table.columns)
+    cols = [table.columns[k].tolist() for k in keys]
+    properties = [dict(zip(keys, row)) for row in zip(*cols)]
+    for p in properties:  # NaN is no JSON; a null number is None
+        for k, v in p.items():
+            if isinstance(v, float) and v != v:
+                p[k] = None
+    return SearchRows(
+        layer_id, table.ids, titles, texts, lon[2 * n :], lat[2 * n :],
+        np.minimum(lon[:n], lon[n : 2 * n]), np.minimum(lat[:n], lat[n : 2 * n]),
+        np.maximum(lon[:n], lon[n : 2 * n]), np.maximum(lat[:n], lat[n : 2 * n]),
+        prep.base, prep.top, properties,
+    )
 
 
 def schema_properties(schema: dict[str, str]) -> dict[str, str]:

@@ -50,6 +50,7 @@ from cim.sources.pointcloud import (
 )
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
 from cim.tiling.octree import (
+    IDENTITY,
     STAGE_DTYPE,
     Chunk,
     OctreeGrid,
@@ -64,7 +65,6 @@ from cim.tiling.octree import (
     plan_chunks,
     read_slices,
     stage_batch,
-    to_grid_units,
 )
 
 log = logging.getLogger("cim.pointcloud")
@@ -167,17 +167,23 @@ def _stage(job: _StageJob) -> _StageResult:
     points = 0
     with SpillFile(job.spill) as spill:
         for b in read_batches(job.src, job.start, job.count, job.batch):
-            enu = job.fit.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
-            xyz = to_grid_units(enu, job.grid)
-            del enu
-            st = stage_batch(xyz, b.rgb, b.intensity, b.classification, b.return_number, job.grid)
+            quad = job.fit.raw_quadratic(b.X, b.Y, b.Z, b.scales, b.offsets)
+            if quad is not None:
+                X, Y, Z, (a, bb, coef) = b.X, b.Y, b.Z, quad
+            else:  # the batch spans several fitted boxes, or needs exact pyproj
+                X, Y, Z = job.fit.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
+                a, bb, coef = np.ones(3), np.zeros(3), IDENTITY
+            st = stage_batch(
+                X, Y, Z, a, bb, coef, b.colors_raw, b.color_shift, b.intensity,
+                b.classification_raw, b.class_mask, b.bit_fields, b.return_mask, job.grid,
+            )
             off = spill.append(st.records)
             cum = np.zeros(len(st.counts) + 1, dtype=np.int64)
             np.cumsum(st.counts, out=cum[1:])
             runs.append(Run(job.spill, off, len(st.records), st.cells, cum))
             lo = np.minimum(lo, st.lo)
             hi = np.maximum(hi, st.hi)
-            outside |= st.outside
+            outside |= st.outside > 0
             classes += np.bincount(b.classification, minlength=256)
             points += len(b)
     return _StageResult(runs, lo, hi, outside, classes, points)

@@ -25,6 +25,7 @@ from typing import BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
+from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
 
 __all__ = ["CITY_DIR", "VIEWER_DIR", "content_type_for", "create_app", "run", "serve_file"]
@@ -353,8 +354,8 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     Returns
     -------
     aiohttp.web.Application
-        Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city`` and
-        ``/api/health``; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
+        Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city``,
+        ``/api/search`` and ``/api/health``; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
 
     Raises
     ------
@@ -371,6 +372,7 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     app.on_response_prepare.append(_add_cors_headers)
     app.router.add_get("/api/health", _api_health)
     app.router.add_get("/api/city", _api_city)
+    app.router.add_get("/api/search", api_search)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)

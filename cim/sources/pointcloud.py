@@ -77,9 +77,10 @@ class PointCloudSource:
 
 @dataclass
 class PointBatch:
-    """A run of points of one file, in the file's CRS.
+    """A run of points of one file, in the file's CRS, as laspy's raw columns (views, no copy).
 
-    ``X``, ``Y``, ``Z`` are the raw int32 records; ``x = X * scale + offset`` (source units).
+    ``x = X * scale + offset`` (source units); colour ``R >> color_shift`` (8 bits); class
+    ``classification_raw & class_mask``; return number ``bit_fields & return_mask``.
     """
 
     X: np.ndarray
@@ -87,10 +88,13 @@ class PointBatch:
     Z: np.ndarray
     scales: tuple[float, float, float]
     offsets: tuple[float, float, float]
-    rgb: np.ndarray | None  # (n, 3) uint8
+    colors_raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # uint16 R, G, B
+    color_shift: int
     intensity: np.ndarray  # (n,) uint16
-    classification: np.ndarray  # (n,) uint8
-    return_number: np.ndarray  # (n,) uint8
+    classification_raw: np.ndarray  # (n,) uint8
+    class_mask: int
+    bit_fields: np.ndarray  # (n,) uint8
+    return_mask: int
 
     def __len__(self) -> int:
         return len(self.X)
@@ -101,6 +105,21 @@ class PointBatch:
         for i, a in enumerate((self.X, self.Y, self.Z)):
             out[:, i] = a * self.scales[i] + self.offsets[i]
         return out
+
+    @property
+    def rgb(self) -> np.ndarray | None:
+        """(n, 3) uint8 colours, or None."""
+        if self.colors_raw is None:
+            return None
+        return np.stack([(c >> self.color_shift).astype(np.uint8) for c in self.colors_raw], axis=1)
+
+    @property
+    def classification(self) -> np.ndarray:
+        return self.classification_raw & np.uint8(self.class_mask)
+
+    @property
+    def return_number(self) -> np.ndarray:
+        return self.bit_fields & np.uint8(self.return_mask)
 
 
 def list_pointcloud_files(sources: Sequence[str | Path] | str | Path) -> list[Path]:
@@ -241,17 +260,14 @@ def read_batches(src: PointCloudSource, start: int = 0, count: int | None = None
             left -= n
             a = pts.array
             if fmt >= 6:
-                cls = a["classification"]
-                ret = a["bit_fields"] & np.uint8(0x0F)
+                cls, cmask, rmask = a["classification"], 0xFF, 0x0F
             else:
-                cls = a["raw_classification"] & np.uint8(0x1F)
-                ret = a["bit_fields"] & np.uint8(0x07)
-            rgb = None
-            if src.has_rgb:
-                rgb = np.empty((n, 3), dtype=np.uint8)
-                for i, c in enumerate(("red", "green", "blue")):
-                    rgb[:, i] = a[c] >> src.color_shift if src.color_shift else a[c]
-            yield PointBatch(a["X"], a["Y"], a["Z"], src.scales, src.offsets, rgb, a["intensity"], cls, ret)
+                cls, cmask, rmask = a["raw_classification"], 0x1F, 0x07
+            colors = (a["red"], a["green"], a["blue"]) if src.has_rgb else None
+            yield PointBatch(
+                a["X"], a["Y"], a["Z"], src.scales, src.offsets, colors, src.color_shift,
+                a["intensity"], cls, cmask, a["bit_fields"], rmask,
+            )
 
 
 # --- source CRS → city ENU ---------------------------------------------------------------
@@ -425,6 +441,26 @@ class PiecewiseFit:
         if todo.any():  # outside the header box: the header lied, transform exactly
             out[:, todo] = self._exact(x[todo], y[todo], z[todo])
         return out
+
+    def raw_quadratic(
+        self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, scales: Sequence[float], offsets: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(a, b, coef)`` such that with ``u = X * a + b`` the quadratic ``coef`` (3, 9) gives
+        ENU metres, when one fitted box holds the whole batch of raw LAS integers; else None."""
+        s = np.asarray(scales, dtype=np.float64)
+        o = np.asarray(offsets, dtype=np.float64)
+        if len(X) == 0:
+            return None
+        ends = np.array([[X.min(), Y.min(), Z.min()], [X.max(), Y.max(), Z.max()]], dtype=np.float64) * s + o
+        blo, bhi = ends.min(axis=0), ends.max(axis=0)
+        inside = np.flatnonzero(
+            (blo[0] >= self.lo[:, 0]) & (bhi[0] <= self.hi[:, 0]) & (blo[1] >= self.lo[:, 1]) & (bhi[1] <= self.hi[:, 1])
+        )
+        if len(inside) == 0 or self.exact[inside[0]]:
+            return None
+        i = int(inside[0])
+        c, h = (self.lo[i] + self.hi[i]) / 2.0, (self.hi[i] - self.lo[i]) / 2.0
+        return s / h, (o - c) / h, self.coef[i]
 
     def apply_raw(self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, scales: Sequence[float], offsets: Sequence[float]) -> np.ndarray:
         """:meth:`apply` on raw LAS integers (``x = X * scale + offset``), as (3, n) ENU.

@@ -26,16 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from cim.kernels.octree import (
-    cell_codes,
+    SPREAD,
+    WORDS,
     cell_corner,
+    chunk_keys,
     code_levels,
     common_depth,
-    first_difference,
-    group_by_depth,
+    index_bits,
     leaf_ranges,
-    node_depths,
     node_is_leaf,
-    sort_by_code,
+    node_order,
+    stage_points,
 )
 
 #: a staged point: ENU position in grid units, colour, class, intensity, return number
@@ -109,13 +110,9 @@ class OctreeGrid:
         return cls(tuple(int(v) for v in origin), bits, unit, **kw)
 
 
-def to_grid_units(enu: np.ndarray, grid: OctreeGrid) -> np.ndarray:
-    """(3, n) ENU metres → (3, n) int32 grid units (rounded)."""
-    out = np.empty(enu.shape, dtype=np.int32)
-    scaled = enu * (1.0 / grid.unit)
-    np.rint(scaled, out=scaled)
-    out[...] = scaled
-    return out
+#: the quadratic that returns its input (u, v, w): for points already in ENU metres
+IDENTITY = np.zeros((3, 9))
+IDENTITY[0, 1] = IDENTITY[1, 2] = IDENTITY[2, 3] = 1.0
 
 
 @dataclass
@@ -127,55 +124,54 @@ class StagedBatch:
     counts: np.ndarray  # (m,) int64
     lo: np.ndarray  # (3,) int64 min grid units
     hi: np.ndarray  # (3,) int64 max grid units
-    outside: bool  # some point lies outside the cube
+    outside: int  # points outside the cube
 
 
 def stage_batch(
-    xyz: np.ndarray,
-    rgb: np.ndarray | None,
-    intensity: np.ndarray,
-    classification: np.ndarray,
-    return_number: np.ndarray,
+    X: np.ndarray, Y: np.ndarray, Z: np.ndarray, a: np.ndarray, b: np.ndarray, coef: np.ndarray,
+    colors: tuple[np.ndarray, np.ndarray, np.ndarray] | None, color_shift: int,
+    intensity: np.ndarray, classification: np.ndarray, class_mask: int, bit_fields: np.ndarray, return_mask: int,
     grid: OctreeGrid,
 ) -> StagedBatch:
-    """Sort one batch by counting cell and pack it into staging records.
+    """Reproject, quantize and pack one batch, sorted by counting cell (numba kernel
+    :func:`~cim.kernels.octree.stage_points`, then one packed-key ``np.sort``).
 
     Parameters
     ----------
-    xyz : (3, n) int32 ENU grid units (:func:`to_grid_units`)
-    rgb : (n, 3) uint8 or None
+    X, Y, Z : (n,) raw LAS integers (any stride), normalised by ``u = X * a + b``, then mapped
+        to ENU metres by the quadratic ``coef`` (3, 9); or ENU metres with ``a = 1, b = 0``
+        and ``coef = IDENTITY``
+    colors : raw (R, G, B) uint16 columns and the shift to 8 bits, or None
     intensity : (n,) uint16
-    classification, return_number : (n,) uint8
+    classification, bit_fields : (n,) uint8 with the masks of the class and the return number
     grid : the octree's cube
     """
-    n = xyz.shape[1]
-    lo = xyz.min(axis=1).astype(np.int64)
-    hi = xyz.max(axis=1).astype(np.int64)
-    origin = np.array(grid.origin, dtype=np.int64)
-    outside = bool((lo < origin).any() or (hi - origin >= 2**grid.bits).any())
-    off = [np.maximum(xyz[i].astype(np.int64) - origin[i], 0) for i in range(3)]
-    cells = cell_codes(tuple(off), grid.bits - grid.count_depth, grid.count_depth)
-    cells, order = sort_by_code(cells, 3 * grid.count_depth)
-    rec = np.empty(n, dtype=STAGE_DTYPE)
-    rec["xyz"] = xyz.T
-    if rgb is not None:
-        rec["rgb"] = rgb
-    else:
-        rec["rgb"] = 0
-    rec["classification"] = classification
-    rec["intensity"] = intensity
-    rec["return_number"] = return_number
-    rec["flags"] = 0
-    rec = take_records(rec, order)
-    starts = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]]))
+    n = len(X)
+    ib = index_bits(n)
+    words = np.empty((n, WORDS), dtype=np.uint32)
+    keys = np.empty(n, dtype=np.uint64)
+    lohi = np.array([[np.iinfo(np.int64).max] * 3, [np.iinfo(np.int64).min] * 3], dtype=np.int64)
+    empty = np.empty(0, dtype=np.uint16)
+    R, G, B = colors if colors is not None else (empty, empty, empty)
+    outside = stage_points(
+        X, Y, Z, np.asarray(a, np.float64), np.asarray(b, np.float64), np.ascontiguousarray(coef, np.float64),
+        1.0 / grid.unit, np.array(grid.origin, dtype=np.int64), grid.bits, grid.count_depth,
+        R, G, B, color_shift, intensity, classification, class_mask, bit_fields, return_mask, ib, SPREAD,
+        words, keys, lohi,
+    )
+    keys.sort()
+    order = (keys & np.uint64((1 << ib) - 1)).astype(np.intp)
+    keys >>= np.uint64(ib)
+    words = np.take(words, order, axis=0)
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
     counts = np.diff(np.append(starts, n))
-    return StagedBatch(rec, cells[starts], counts, lo, hi, outside)
+    return StagedBatch(words.view(STAGE_DTYPE).reshape(n), keys[starts], counts, lohi[0], lohi[1], int(outside))
 
 
 def take_records(rec: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``rec[order]`` for 20-byte records, as a row gather of raw bytes (several times faster
+    """``rec[order]`` for staged records, as a row gather of uint32 words (several times faster
     than numpy's structured fancy indexing)."""
-    raw = rec.view(np.uint32).reshape(len(rec), 5)
+    raw = rec.view(np.uint32).reshape(len(rec), WORDS)
     return np.take(raw, order, axis=0).view(STAGE_DTYPE).reshape(len(order))
 
 
@@ -339,30 +335,24 @@ def index_chunk(records: np.ndarray, chunk: Chunk, grid: OctreeGrid, leaf_max: i
     dc = chunk.depth
     k = grid.node_bits
     levels = max(1, min(code_levels(n), grid.bits - dc))
+    ib = index_bits(n)
     ix, iy, iz = cell_corner(chunk.prefix, dc)
     step = 2 ** (grid.bits - dc)
     corner = np.array(grid.origin, dtype=np.int64) + np.array([ix, iy, iz], dtype=np.int64) * step
-    xyz = records["xyz"]
-    off = tuple(np.maximum(xyz[:, i].astype(np.int64) - corner[i], 0) for i in range(3))
-    codes = cell_codes(off, grid.bits - dc - levels, levels)
-    del off
-    codes, order = sort_by_code(codes, 3 * levels)
-    fd = first_difference(codes, levels)
-    if n:
-        fd[0] = chunk.first_diff - dc
-    max_depth = max(0, levels - k)
-    ndepth, nprefix, nstart, nstop = leaf_ranges(codes, levels, leaf_max, max_depth)
+    words = records.view(np.uint32).reshape(n, WORDS)
+    keys = np.empty(n, dtype=np.uint64)
+    chunk_keys(words, corner, grid.bits - dc - levels, levels, ib, SPREAD, keys)
+    keys.sort()
+    ndepth, nprefix, nstart, nstop = leaf_ranges(keys >> np.uint64(ib), levels, leaf_max, max(0, levels - k))
     leaf = node_is_leaf(ndepth, nprefix)
     lorder = np.argsort(nstart[leaf], kind="stable")
-    leaf_depth = np.repeat(ndepth[leaf][lorder], (nstop[leaf] - nstart[leaf])[lorder])
-    del codes
-    nd = node_depths(fd, leaf_depth, k, dc)
-    del fd, leaf_depth
-    order2, offsets = group_by_depth(nd)
-    del nd
-    perm = order[order2]
-    del order
-    out = take_records(records, perm)
+    leaf_start = np.append(nstart[leaf][lorder], n).astype(np.int64)
+    leaf_depth = ndepth[leaf][lorder].astype(np.int64)
+    perm = np.empty(n, dtype=np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    offsets = node_order(keys, ib, levels, chunk.first_diff - dc, k, dc, leaf_start, leaf_depth, perm, rank)
+    del keys
+    out = np.take(words, perm, axis=0).view(STAGE_DTYPE).reshape(n)
     del perm
     # each node's content: its depth group's entries whose code rank falls in its range
     start = np.empty(len(ndepth), dtype=np.int64)
@@ -370,18 +360,13 @@ def index_chunk(records: np.ndarray, chunk: Chunk, grid: OctreeGrid, leaf_max: i
     for d in np.unique(ndepth):
         g = dc + int(d)
         sel = np.flatnonzero(ndepth == d)
-        if g + 1 >= len(offsets):
-            start[sel] = stop[sel] = offsets[-1]
-            continue
         a, b = offsets[g], offsets[g + 1]
-        ranks = order2[a:b]
+        ranks = rank[a:b]
         start[sel] = a + np.searchsorted(ranks, nstart[sel])
         stop[sel] = a + np.searchsorted(ranks, nstop[sel])
-    per_depth = np.diff(offsets)
-    up = np.zeros(dc, dtype=np.int64)
-    up[: min(dc, len(per_depth))] = per_depth[:dc]
-    gprefix = (np.int64(chunk.prefix) << (3 * ndepth.astype(np.int64))) | nprefix
-    return ChunkIndex(out, ndepth.astype(np.int64) + dc, gprefix, start, stop, leaf, up.astype(np.int64))
+    up = np.diff(offsets)[:dc].astype(np.int64)
+    gprefix = (np.int64(chunk.prefix) << (3 * ndepth)) | nprefix
+    return ChunkIndex(out, ndepth + dc, gprefix, start, stop, leaf, up)
 
 
 # --- spill files (the out-of-core part) ------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Feature search: the index the build writes and the /api/search endpoint over it."""
+
+import json
+
+import pyogrio
+import pytest
+
+from cim.server import create_app
+
+
+@pytest.fixture
+async def client(aiohttp_client, tiny_city):
+    return await aiohttp_client(create_app(tiny_city))
+
+
+async def test_search_by_words_finds_the_building_and_its_attributes(client, tiny_sources):
+    meta, _, _, fields = pyogrio.raw.read(tiny_sources.buildings)
+    cols = dict(zip(meta["fields"], fields))
+    i = int(cols["height"].argmax())
+    name, fid = str(cols["name"][i]), str(cols["id"][i])
+    resp = await client.get("/api/search", params={"q": name})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["count"] >= 1
+    assert body["results"][0]["title"] == name  # an exact title ranks first
+    top = next(r for r in body["results"] if r["id"] == fid)  # names need not be unique
+    assert top["title"] == name and top["layer"] == "buildings"
+    assert top["properties"]["height"] == pytest.approx(float(cols["height"][i]))
+    assert top["top"] - top["base"] == pytest.approx(float(cols["height"][i]), abs=1e-6)
+    assert 105.6 < top["lon"] < 105.8 and 34.5 < top["lat"] < 34.7
+    # ids match by prefix; words in any text attribute match too
+    resp = await client.get("/api/search", params={"q": fid[:-1], "limit": "200"})
+    assert fid in {r["id"] for r in (await resp.json())["results"]}
+    district = str(cols["district"][i])
+    resp = await client.get("/api/search", params={"q": district, "limit": "200"})
+    assert all(r["properties"]["district"] == district for r in (await resp.json())["results"])
+
+
+async def test_search_by_box_returns_only_features_inside(client, tiny_city):
+    city = json.loads((tiny_city / "city.json").read_text())
+    assert city["search"]["api"] == "/api/search"
+    b = city["bounds"]
+    mid = (b["west"] + b["east"]) / 2
+    resp = await client.get("/api/search", params={"bbox": f"{b['west']},{b['south']},{mid},{b['north']}", "limit": "200"})
+    results = (await resp.json())["results"]
+    assert results and all(r["lon"] <= mid + 0.001 for r in results)
+    resp = await client.get("/api/search", params={"bbox": "0,0,1,1"})
+    assert (await resp.json())["count"] == 0
+
+
+async def test_search_rejects_bad_queries_with_400(client):
+    for params in ({}, {"bbox": "1,2,3"}, {"bbox": "5,0,1,1"}, {"q": "x", "limit": "many"}):
+        resp = await client.get("/api/search", params=params)
+        assert resp.status == 400, params
+        assert "error" in await resp.json()
+    resp = await client.get("/api/search", params={"q": '"); DROP TABLE features; --'})
+    assert resp.status == 200  # quoted into a harmless FTS phrase
