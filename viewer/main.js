@@ -5,6 +5,7 @@
 
 import { loaderFor } from "./js/layers.js";
 import { featureProperties, formatValue, isTileFeature } from "./js/properties.js";
+import { setupSearch } from "./js/search.js";
 
 const Cesium = window.Cesium;
 const CITY_URL = new URL("/city/city.json", window.location.href).href;
@@ -31,6 +32,8 @@ const cim = {
   flyHome,
   whenReady,
   canvasCenter,
+  search: null, // search(text) -> results (when the city has a search index)
+  showResult: null, // showResult(result): fly to a search result and select it
 };
 window.cim = cim;
 
@@ -421,7 +424,27 @@ async function start() {
   }
   loadingDone = true;
   flyHome(0);
+  const search = setupSearch({ city, $, api: { reportError }, renderResult: showResult });
+  if (search) cim.search = search.run;
 }
+
+// Fly to a search result, then select what is under the camera; if that is another feature
+// (or nothing), show the result's own attributes from the index.
+async function showResult(result) {
+  lookAt(result.lon, result.lat, result.top ?? 0, 150);
+  await whenReady();
+  const canvas = cim.viewer.scene.canvas;
+  const props = select(canvas.clientWidth / 2, canvas.clientHeight / 2);
+  const layer = cim.handles[result.layer]?.layer;
+  const idKey = layer?.id_property ?? "id";
+  if (!props || String(props[idKey]) !== String(result.id)) {
+    clearSelection();
+    cim.selection = result.properties;
+    renderFeaturePanel(result.layer, result.properties);
+  }
+  return cim.selection;
+}
+cim.showResult = showResult;
 
 start().catch((error) => {
   reportError("The viewer failed to start", error);

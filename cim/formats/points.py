@@ -95,8 +95,9 @@ def encode_points_glb(
     if n == 0:
         raise ValueError("a point tile needs at least one point")
     p = positions
-    lo = np.array([p[:, i].min() for i in range(3)], dtype=np.int64)
-    hi = np.array([p[:, i].max() for i in range(3)], dtype=np.int64)
+    lo = np.empty(3, dtype=np.int64)
+    hi = np.empty(3, dtype=np.int64)
+    _bounds(p, lo, hi)
     ext = np.maximum(hi - lo, 1)
     quantized = float(ext.max()) * unit / SHORT_MAX <= max_step
     layout = PointLayout(not quantized, colors is not None)
@@ -373,6 +374,21 @@ def _pack_points(pos, base, mul, unit, quantized, colors, intensity, classificat
         out[i, c + 11] = 0
 
 
+@njit(**_JIT)
+def _bounds(pos, lo, hi):  # pragma: no cover - compiled
+    """Per-axis min and max of (n, 3) integer positions (any stride) into ``lo``, ``hi``."""
+    for k in range(3):
+        lo[k] = pos[0, k]
+        hi[k] = pos[0, k]
+    for i in range(1, pos.shape[0]):
+        for k in range(3):
+            v = pos[i, k]
+            if v < lo[k]:
+                lo[k] = v
+            elif v > hi[k]:
+                hi[k] = v
+
+
 def meshopt_encode_attributes(data: np.ndarray) -> bytes:
     """Encode ``(n, stride)`` uint8 vertex data with the meshopt attribute codec.
 
@@ -401,76 +417,78 @@ def _meshopt_encode(data, be, tail, out):  # pragma: no cover - compiled
     p = 0
     out[p] = 0xA0
     p += 1
-    last = data[0].copy()  # the baseline: the first element, stored in the tail
-    zz = np.zeros(256, dtype=np.uint8)
+    zz = np.zeros((256, stride), dtype=np.uint8)  # a block's zigzagged deltas, row-major
+    used = np.zeros(stride, dtype=np.uint8)  # OR of each byte position's deltas in the block
     for start in range(0, n, be):
         ne = min(be, n - start)
         ng = (ne + 15) // 16
         hb = (ng + 3) // 4
+        used[:] = 0
+        for j in range(ne):
+            i = start + j
+            q = i - 1 if i > 0 else 0  # the first element's baseline is itself (in the tail)
+            for k in range(stride):
+                d = (data[i, k] - data[q, k]) & 0xFF
+                x = ((d << 1) ^ (0xFF if d & 0x80 else 0)) & 0xFF
+                zz[j, k] = x
+                used[k] |= x
+        for j in range(ne, ng * 16):
+            for k in range(stride):
+                zz[j, k] = 0
         for k in range(stride):
-            prev = last[k]
-            for j in range(ne):
-                v = data[start + j, k]
-                d = (np.int64(v) - np.int64(prev)) & 0xFF
-                zz[j] = ((d << 1) ^ (0xFF if d & 0x80 else 0)) & 0xFF
-                prev = v
-            for j in range(ne, ng * 16):
-                zz[j] = 0
             hp = p
             for h in range(hb):
                 out[p + h] = 0
             p += hb
+            if used[k] == 0:
+                continue  # a constant byte (padding, a constant attribute): every group mode 0
             for g in range(ng):
                 o = g * 16
                 c3 = 0
                 c15 = 0
                 nz = 0
                 for t in range(16):
-                    x = zz[o + t]
+                    x = zz[o + t, k]
                     nz |= x
-                    if x >= 3:
-                        c3 += 1
-                        if x >= 15:
-                            c15 += 1
+                    c3 += x >= 3
+                    c15 += x >= 15
                 if nz == 0:
                     continue  # mode 0: nothing stored
                 s1 = 4 + c3
                 s2 = 8 + c15
                 if s1 <= s2 and s1 <= 16:
-                    mode = 1
-                elif s2 <= 16:
-                    mode = 2
-                else:
-                    mode = 3
-                out[hp + g // 4] |= mode << ((g % 4) * 2)
-                if mode == 3:
-                    for t in range(16):
-                        out[p + t] = zz[o + t]
-                    p += 16
-                elif mode == 1:
                     for t in range(4):
                         byte = 0
-                        for s in range(4):
-                            x = zz[o + 4 * t + s]
+                        for u in range(4):
+                            x = zz[o + 4 * t + u, k]
                             byte = (byte << 2) | (3 if x >= 3 else x)
                         out[p + t] = byte
                     p += 4
-                    for t in range(16):
-                        if zz[o + t] >= 3:
-                            out[p] = zz[o + t]
-                            p += 1
-                else:
+                    if c3:
+                        for t in range(16):
+                            x = zz[o + t, k]
+                            if x >= 3:
+                                out[p] = x
+                                p += 1
+                    out[hp + g // 4] |= 1 << ((g % 4) * 2)
+                elif s2 <= 16:
                     for t in range(8):
-                        x0 = zz[o + 2 * t]
-                        x1 = zz[o + 2 * t + 1]
+                        x0 = zz[o + 2 * t, k]
+                        x1 = zz[o + 2 * t + 1, k]
                         out[p + t] = ((15 if x0 >= 15 else x0) << 4) | (15 if x1 >= 15 else x1)
                     p += 8
+                    if c15:
+                        for t in range(16):
+                            x = zz[o + t, k]
+                            if x >= 15:
+                                out[p] = x
+                                p += 1
+                    out[hp + g // 4] |= 2 << ((g % 4) * 2)
+                else:
                     for t in range(16):
-                        if zz[o + t] >= 15:
-                            out[p] = zz[o + t]
-                            p += 1
-        for k in range(stride):
-            last[k] = data[start + ne - 1, k]
+                        out[p + t] = zz[o + t, k]
+                    p += 16
+                    out[hp + g // 4] |= 3 << ((g % 4) * 2)
     for t in range(tail - stride):
         out[p + t] = 0
     for t in range(stride):

@@ -106,7 +106,10 @@ def stage_points(
     keys : (n,) uint64 ``cell << idx_bits | i``
     lohi : (2, 3) int64 running min and max of the grid positions (updated in place)
 
-    Returns the number of points outside the cube (clamped into its border cells).
+    Returns
+    -------
+    (points outside the cube, clamped into its border cells; points outside the fitted box,
+    ``|u| > 1`` or ``|v| > 1``, where the quadratic extrapolates)
     """
     n = X.shape[0]
     top = (1 << count_depth) - 1
@@ -114,10 +117,13 @@ def stage_points(
     size = np.int64(1) << cube_bits
     has_rgb = R.shape[0] == n
     outside = 0
+    off_box = 0
     for i in range(n):
         u = X[i] * a[0] + b[0]
         v = Y[i] * a[1] + b[1]
         w = Z[i] * a[2] + b[2]
+        if u < -1.0 or u > 1.0 or v < -1.0 or v > 1.0:
+            off_box += 1
         uu = u * u
         uv = u * v
         vv = v * v
@@ -152,7 +158,7 @@ def stage_points(
         else:
             words[i, 3] = c << 24
         words[i, 4] = np.uint32(intensity[i]) | (np.uint32(bit_fields[i] & ret_mask) << 16)
-    return outside
+    return outside, off_box
 
 
 @njit(**_JIT)

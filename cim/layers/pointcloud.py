@@ -166,17 +166,17 @@ def _stage(job: _StageJob) -> _StageResult:
     classes = np.zeros(256, dtype=np.int64)
     points = 0
     with SpillFile(job.spill) as spill:
+        quad = job.fit.single_quadratic(job.src.scales, job.src.offsets)
         for b in read_batches(job.src, job.start, job.count, job.batch):
-            quad = job.fit.raw_quadratic(b.X, b.Y, b.Z, b.scales, b.offsets)
+            attrs = (b.colors_raw, b.color_shift, b.intensity, b.classification_raw, b.class_mask, b.bit_fields, b.return_mask, job.grid)
+            st = None
             if quad is not None:
-                X, Y, Z, (a, bb, coef) = b.X, b.Y, b.Z, quad
-            else:  # the batch spans several fitted boxes, or needs exact pyproj
+                st = stage_batch(b.X, b.Y, b.Z, *quad, *attrs)
+                if st.off_box:
+                    st = None  # the header box lied: these points need the slow path
+            if st is None:  # several fitted boxes, exact pyproj, or points outside the fit
                 X, Y, Z = job.fit.apply_raw(b.X, b.Y, b.Z, b.scales, b.offsets)
-                a, bb, coef = np.ones(3), np.zeros(3), IDENTITY
-            st = stage_batch(
-                X, Y, Z, a, bb, coef, b.colors_raw, b.color_shift, b.intensity,
-                b.classification_raw, b.class_mask, b.bit_fields, b.return_mask, job.grid,
-            )
+                st = stage_batch(X, Y, Z, np.ones(3), np.zeros(3), IDENTITY, *attrs)
             off = spill.append(st.records)
             cum = np.zeros(len(st.counts) + 1, dtype=np.int64)
             np.cumsum(st.counts, out=cum[1:])
@@ -193,10 +193,8 @@ def _stage(job: _StageJob) -> _StageResult:
 
 
 @dataclass
-class _IndexJob:
-    chunks: list[Chunk]
+class _Encoding:
     grid: OctreeGrid
-    leaf_points: int
     tiles_dir: str
     colors: bool
     max_step: float
@@ -236,26 +234,26 @@ def encode_tile(records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: f
     )
 
 
-def _write_node(records: np.ndarray, depth: int, prefix: int, job: _IndexJob) -> _NodeMeta:
+def _write_node(records: np.ndarray, depth: int, prefix: int, enc: _Encoding) -> _NodeMeta:
     xyz = records["xyz"]
-    glb = encode_tile(records, job.grid, job.colors, job.max_step, job.meshopt)
-    atomic_write_bytes(Path(job.tiles_dir) / f"{node_name(depth, prefix)}.glb", glb)
-    lo = tuple(int(v) for v in xyz.min(axis=0))
-    hi = tuple(int(v) for v in xyz.max(axis=0))
+    glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.meshopt)
+    atomic_write_bytes(Path(enc.tiles_dir) / f"{node_name(depth, prefix)}.glb", glb)
+    lo = tuple(int(xyz[:, i].min()) for i in range(3))
+    hi = tuple(int(xyz[:, i].max()) for i in range(3))
     return _NodeMeta(depth, prefix, len(records), lo, hi, False, len(glb))
 
 
-def _index(job: _IndexJob) -> list[_ChunkResult]:
+def _index(chunks: list[Chunk], leaf_points: int, enc: _Encoding) -> list[_ChunkResult]:
     out = []
-    for chunk in job.chunks:
+    for chunk in chunks:
         records = read_slices(chunk.slices)
-        ix = index_chunk(records, chunk, job.grid, job.leaf_points)
+        ix = index_chunk(records, chunk, enc.grid, leaf_points)
         del records
         nodes = []
         for i in range(len(ix.depth)):
             d, p, a, b = int(ix.depth[i]), int(ix.prefix[i]), int(ix.start[i]), int(ix.stop[i])
             if b > a:
-                meta = _write_node(ix.records[a:b], d, p, job)
+                meta = _write_node(ix.records[a:b], d, p, enc)
             elif ix.leaf[i]:
                 continue  # an empty leaf: its points all went to ancestors
             else:
@@ -265,6 +263,22 @@ def _index(job: _IndexJob) -> list[_ChunkResult]:
         n_up = int(ix.up_counts.sum())
         out.append(_ChunkResult(chunk, nodes, ix.records[:n_up].copy(), ix.up_counts))
     return out
+
+
+def _encode_nodes(nodes: list[tuple[int, int, list[np.ndarray]]], enc: _Encoding) -> list[_NodeMeta]:
+    """Write nodes assembled from several chunks' shares (the nodes above the chunks)."""
+    return [_write_node(np.concatenate(parts), d, p, enc) for d, p, parts in nodes]
+
+
+def _warm_up() -> None:
+    """Load the compiled kernels (numba's cache) before the first real job needs them."""
+    g = OctreeGrid((0, 0, 0), 21, 1e-4)
+    las = np.zeros(4, dtype=[("X", "<i4"), ("Y", "<i4"), ("Z", "<i4"), ("i", "<u2"), ("c", "u1"), ("b", "u1"), ("r", "<u2")])
+    st = stage_batch(las["X"], las["Y"], las["Z"], np.ones(3), np.zeros(3), IDENTITY, (las["r"],) * 3, 0, las["i"], las["c"], 0xFF, las["b"], 0x0F, g)
+    st = stage_batch(las["X"], las["Y"], las["Z"], np.ones(3), np.zeros(3), IDENTITY, None, 0, las["i"], las["c"], 0xFF, las["b"], 0x0F, g)
+    ix = index_chunk(st.records, Chunk(0, 0, 4, 0, 1 << 21), g, 2)
+    encode_tile(ix.records, g, True, 0.005, True)
+    encode_tile(ix.records, g, False, 1e-12, True)
 
 
 # --- the layer ----------------------------------------------------------------------------------
@@ -293,7 +307,9 @@ def build_pointcloud_layer(
     out_dir : the layer folder
     frame : the city's ENU frame (the tileset's root transform); default: the data's centre
     crs : the CRS of files whose header declares none (with ``crs_override=True``: of all files)
-    workers : processes (default: one per core; small inputs run in this process)
+    workers : processes (default: one per core; inputs under a million points run in this
+        process). Worker processes are started with forkserver (else spawn): a script calling
+        this function needs the usual ``if __name__ == "__main__":`` guard.
     progress : called as ``progress(stage, done, total)`` with stages ``"read"`` and ``"tiles"``
     layer_id : the layer's id in the manifest
     options, overrides : :class:`PointCloudOptions`, or its fields as keywords
@@ -311,44 +327,50 @@ def build_pointcloud_layer(
     total = sum(s.count for s in srcs)
     if total == 0:
         raise CimInputError(f"{', '.join(map(str, files))}: no points")
-    if frame is None:
-        frame = frame_for(srcs)
-    boxes = [header_box_enu(s, frame) for s in srcs]
-    fits = [source_transform(s, frame, opts.tolerance).piecewise(np.array(s.mins), np.array(s.maxs)) for s in srcs]
-    grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=opts.node_bits)
     n_workers = workers if workers is not None else (os.cpu_count() or 1) if total >= IN_PROCESS_POINTS else 1
     n_workers = max(1, int(n_workers))
-    key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], asdict(opts), frame.to_dict())
-    store = TileStore(out_dir, key)
-    tiles_dir = out_dir / "tiles"
-    tiles_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".cim-tmp-", dir=out_dir))
     saved_env = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
-    os.environ.update(_SINGLE_THREAD_ENV)
+    os.environ.update(_SINGLE_THREAD_ENV)  # workers: one thread each (BLAS, lazrs)
     pool: Executor = process_pool(n_workers) if n_workers > 1 else _InProcess()
+    tmp: Path | None = None
+    times: dict[str, float] = {}
     try:
+        if n_workers > 1:  # workers load their kernels while this process sets up
+            for _ in range(n_workers):
+                pool.submit(_warm_up)
+        if frame is None:
+            frame = frame_for(srcs)
+        boxes = [header_box_enu(s, frame) for s in srcs]
+        fits = [source_transform(s, frame, opts.tolerance).piecewise(np.array(s.mins), np.array(s.maxs)) for s in srcs]
+        grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=opts.node_bits)
+        key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], asdict(opts), frame.to_dict())
+        store = TileStore(out_dir, key)
+        tiles_dir = out_dir / "tiles"
+        tiles_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".cim-tmp-", dir=out_dir))
+        times["setup"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
         stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
         if stage.outside:
-            # a header box was wrong: re-stage inside a cube around the points themselves
-            log.warning("%s: points lie outside the header bounds; staging again", layer_id)
+            # a header box was wrong: stage again inside a cube around the points themselves
+            log.warning("%s: points lie outside the files' header bounds; staging again", layer_id)
             grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
             for p in tmp.iterdir():
                 p.unlink()
             stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
+        times["stage"] = time.perf_counter() - t1
+
+        t1 = time.perf_counter()
         cells, counts = merge_counts([r.cells for r in stage.runs], [np.diff(r.cum) for r in stage.runs])
         chunks = plan_chunks(cells, counts, grid.count_depth, max(opts.chunk_points, opts.leaf_points))
         attach_runs(chunks, stage.runs)
         target = max(opts.leaf_points, min(opts.chunk_points, total // (3 * n_workers) + 1))
-        jobs = group_chunks(chunks, target)
-        colors = any(s.has_rgb for s in srcs)
+        enc = _Encoding(grid, str(tiles_dir), any(s.has_rgb for s in srcs), opts.max_step, opts.meshopt)
         metas: dict[tuple[int, int], _NodeMeta] = {}
         up: dict[tuple[int, int], list[np.ndarray]] = {}
-        futures = [
-            pool.submit(_index, _IndexJob(job, grid, opts.leaf_points, str(tiles_dir), colors, opts.max_step, opts.meshopt))
-            for job in jobs
-        ]
         done = 0
-        for fut in futures:
+        for fut in [pool.submit(_index, job, opts.leaf_points, enc) for job in group_chunks(chunks, target)]:
             for res in fut.result():
                 for m in res.nodes:
                     metas[(m.depth, m.prefix)] = m
@@ -360,14 +382,24 @@ def build_pointcloud_layer(
                 done += 1
                 if progress:
                     progress("tiles", done, len(chunks))
-        # nodes above the chunks, from every chunk's share (chunks came in Morton order)
-        job = _IndexJob([], grid, opts.leaf_points, str(tiles_dir), colors, opts.max_step, opts.meshopt)
-        for d, p in sorted(ancestors(chunks)):
-            parts = up.get((d, p))
-            if parts:
-                metas[(d, p)] = _write_node(np.concatenate(parts), d, p, job)
-            else:
-                metas[(d, p)] = _NodeMeta(d, p, 0, None, None, False)
+        times["index"] = time.perf_counter() - t1
+
+        # the nodes above the chunks, each from every chunk's share (chunks came in Morton order)
+        t1 = time.perf_counter()
+        tops = sorted(ancestors(chunks))
+        for key_ in tops:
+            if key_ not in up:
+                metas[key_] = _NodeMeta(key_[0], key_[1], 0, None, None, False)
+        shares = [(d, p, up[(d, p)]) for d, p in tops if (d, p) in up]
+        size = max(1, sum(sum(len(x) for x in parts) for _, _, parts in shares) // (2 * n_workers))
+        groups: list[list] = [[]]
+        for item in shares:
+            if groups[-1] and sum(sum(len(x) for x in q[2]) for q in groups[-1]) >= size:
+                groups.append([])
+            groups[-1].append(item)
+        for fut in [pool.submit(_encode_nodes, g, enc) for g in groups if g]:
+            for m in fut.result():
+                metas[(m.depth, m.prefix)] = m
         written = {f"tiles/{node_name(m.depth, m.prefix)}.glb" for m in metas.values() if m.count}
         store.written |= written
         store.bytes_written = sum(m.bytes for m in metas.values())
@@ -375,6 +407,7 @@ def build_pointcloud_layer(
         root["transform"] = transform_list(frame.matrix())
         doc = tileset_document(root, max(grid.spacing(0) * 4.0, float(np.linalg.norm(hi - lo))))
         store.finish("tileset.json", doc)
+        times["top"] = time.perf_counter() - t1
     finally:
         if isinstance(pool, ProcessPoolExecutor):
             pool.shutdown(wait=True, cancel_futures=True)
@@ -383,7 +416,8 @@ def build_pointcloud_layer(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     counted = sum(m.count for m in metas.values())
     if counted != total:
@@ -409,11 +443,12 @@ def build_pointcloud_layer(
             "points": total,
             "attributes": {pid: sem for pid, (sem, _, _) in POINT_PROPERTIES.items()},
             "classes": {str(c): {"name": LAS_CLASSES.get(c, "user defined"), "count": n} for c, n in classes.items()},
-            "has_color": colors,
+            "has_color": enc.colors,
             "crs": sorted({crs_label(s.crs) for s in srcs}),
             "spacing": grid.spacing(0),
         },
     )
+    log.debug("pointcloud %s: %s", layer_id, ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
     log.info(
         "pointcloud %s: %d points, %d tiles, %.1f MB (%.1f B/point), %.2f s (%.2f M points/s); reprojection: %d fitted "
         "box(es), largest error %.2g m, %d exact box(es)",

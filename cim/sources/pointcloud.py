@@ -442,25 +442,18 @@ class PiecewiseFit:
             out[:, todo] = self._exact(x[todo], y[todo], z[todo])
         return out
 
-    def raw_quadratic(
-        self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, scales: Sequence[float], offsets: Sequence[float]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """``(a, b, coef)`` such that with ``u = X * a + b`` the quadratic ``coef`` (3, 9) gives
-        ENU metres, when one fitted box holds the whole batch of raw LAS integers; else None."""
+    def single_quadratic(self, scales: Sequence[float], offsets: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(a, b, coef)`` such that with ``u = X * a + b`` (raw LAS integers) the quadratic
+        ``coef`` (3, 9) gives ENU metres, when one fit covers the whole file; else None.
+
+        Points outside the fitted box (``|u| > 1`` or ``|v| > 1``: a header box that lied)
+        must be transformed by :meth:`apply_raw` instead."""
+        if len(self.lo) != 1 or self.exact[0]:
+            return None
         s = np.asarray(scales, dtype=np.float64)
         o = np.asarray(offsets, dtype=np.float64)
-        if len(X) == 0:
-            return None
-        ends = np.array([[X.min(), Y.min(), Z.min()], [X.max(), Y.max(), Z.max()]], dtype=np.float64) * s + o
-        blo, bhi = ends.min(axis=0), ends.max(axis=0)
-        inside = np.flatnonzero(
-            (blo[0] >= self.lo[:, 0]) & (bhi[0] <= self.hi[:, 0]) & (blo[1] >= self.lo[:, 1]) & (bhi[1] <= self.hi[:, 1])
-        )
-        if len(inside) == 0 or self.exact[inside[0]]:
-            return None
-        i = int(inside[0])
-        c, h = (self.lo[i] + self.hi[i]) / 2.0, (self.hi[i] - self.lo[i]) / 2.0
-        return s / h, (o - c) / h, self.coef[i]
+        c, h = (self.lo[0] + self.hi[0]) / 2.0, (self.hi[0] - self.lo[0]) / 2.0
+        return s / h, (o - c) / h, self.coef[0]
 
     def apply_raw(self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, scales: Sequence[float], offsets: Sequence[float]) -> np.ndarray:
         """:meth:`apply` on raw LAS integers (``x = X * scale + offset``), as (3, n) ENU.

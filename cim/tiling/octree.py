@@ -125,6 +125,7 @@ class StagedBatch:
     lo: np.ndarray  # (3,) int64 min grid units
     hi: np.ndarray  # (3,) int64 max grid units
     outside: int  # points outside the cube
+    off_box: int  # points outside the fitted box (the quadratic extrapolated them)
 
 
 def stage_batch(
@@ -153,7 +154,7 @@ def stage_batch(
     lohi = np.array([[np.iinfo(np.int64).max] * 3, [np.iinfo(np.int64).min] * 3], dtype=np.int64)
     empty = np.empty(0, dtype=np.uint16)
     R, G, B = colors if colors is not None else (empty, empty, empty)
-    outside = stage_points(
+    outside, off_box = stage_points(
         X, Y, Z, np.asarray(a, np.float64), np.asarray(b, np.float64), np.ascontiguousarray(coef, np.float64),
         1.0 / grid.unit, np.array(grid.origin, dtype=np.int64), grid.bits, grid.count_depth,
         R, G, B, color_shift, intensity, classification, class_mask, bit_fields, return_mask, ib, SPREAD,
@@ -165,7 +166,7 @@ def stage_batch(
     words = np.take(words, order, axis=0)
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
     counts = np.diff(np.append(starts, n))
-    return StagedBatch(words.view(STAGE_DTYPE).reshape(n), keys[starts], counts, lohi[0], lohi[1], int(outside))
+    return StagedBatch(words.view(STAGE_DTYPE).reshape(n), keys[starts], counts, lohi[0], lohi[1], int(outside), int(off_box))
 
 
 def take_records(rec: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -225,17 +225,6 @@ def test_click_on_empty_ground_clears_the_selection(viewer: ViewerPage, built_ci
     viewer.screenshot("06-home-again")
 
 
-def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
-    log = viewer.log
-    assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
-    assert any("/city/city.json" in u for u in log.requests)
-    assert any(u.split("?")[0].endswith(".glb") for u in log.requests), "no GLB was requested"
-    assert log.outside(viewer.base_url) == []
-    assert log.console_errors == []
-    assert log.page_errors == []
-    assert viewer.page.evaluate("window.cim.errors") == []
-
-
 def test_unknown_kind_is_skipped_and_broken_layer_is_reported(
     browser: object, city_copy, tmp_path, built_city: BuiltCity
 ) -> None:
@@ -265,3 +254,34 @@ def test_unknown_kind_is_skipped_and_broken_layer_is_reported(
             vp.screenshot("07-broken-layer")
         finally:
             page.close()
+
+
+def test_search_box_finds_a_building_and_selects_it(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    if not built_city.city.get("search"):
+        pytest.skip("this city was built without a search index")
+    target = tallest_building(built_city)
+    attrs = target["attrs"]
+    page.fill("#search-input", str(attrs["id"]))
+    hit = page.locator(f'#search-results button.search-hit[data-id="{attrs["id"]}"]')
+    hit.wait_for(timeout=30_000)
+    assert attrs["name"] in hit.text_content()
+    hit.click()
+    page.wait_for_function(
+        "(id) => window.cim.selection && String(window.cim.selection.id) === id", arg=str(attrs["id"]), timeout=60_000, polling=100
+    )
+    rows = panel_rows(viewer)
+    for key, value in attrs.items():
+        assert_shown(key, rows[key], value)
+    viewer.screenshot("08-search-result")
+
+
+def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
+    log = viewer.log
+    assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
+    assert any("/city/city.json" in u for u in log.requests)
+    assert any(u.split("?")[0].endswith(".glb") for u in log.requests), "no GLB was requested"
+    assert log.outside(viewer.base_url) == []
+    assert log.console_errors == []
+    assert log.page_errors == []
+    assert viewer.page.evaluate("window.cim.errors") == []

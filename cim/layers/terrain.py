@@ -1,0 +1,345 @@
+"""The terrain layer: a DEM → quantized-mesh-1.0 tiles in the geographic TMS pyramid → ``layer.json``.
+
+How it is made
+--------------
+- **Levels.** The deepest level is the one whose 65-sample lattice spacing best matches the DEM's
+  cell size (:func:`cim.tiling.geographic.level_for_resolution`); ``min_zoom`` (default 0) is the
+  coarsest. Every level's samples are a subset of the deepest level's (every 2^k-th), and each is
+  the DEM's bilinear height at its longitude/latitude (no low-pass filter): the error bound below
+  holds against the DEM itself at every sample of every level.
+- **Error rule.** A level-``z`` tile is an error-bounded TIN within
+  ``error_factor × LEVEL_ZERO_ERROR / 2**z`` metres of every lattice sample it covers, where
+  ``LEVEL_ZERO_ERROR`` = 77,067 m is CesiumJS's own geometric error of a level-0 height map (a
+  quarter of the level's equatorial sample spacing): 0.59 m at level 17, 2.35 m at level 15. With
+  ``error_factor = 1`` the error CesiumJS assumes when it picks a level is the error the tile has.
+- **Cracks.** Neighbouring tiles triangulate independently, so their shared edges differ by up to
+  twice the error (three times between levels). CesiumJS hides that: CesiumTerrainProvider hangs a
+  skirt of five times the level's geometric error from every vertex in a tile's west/south/east/
+  north edge lists (createQuantizedMeshTerrainData, ``skirtHeight``). Hence ``error_factor ≤ 1.6``.
+- **No data.** Holes and the parts of border tiles beyond the DEM are filled by pull-push
+  (:func:`cim.kernels.heightfield.fill_nodata`): a smooth surface meeting the hole's rim, which
+  beyond the DEM extrapolates its nearby heights. Tiles with no DEM sample are not written and not
+  ``available``, except the two level-0 tiles: CesiumJS cannot upsample a missing root tile
+  (GlobeSurfaceTile: "Trying to upsample from a root tile. No can do."), so both are always written.
+- **Streaming.** The deepest level is processed in blocks of 16 × 16 tiles (4 levels) read as
+  one DEM window each, on a thread pool (the TIN kernel releases the GIL); the coarser levels are
+  made from the blocks' coarsest grids. Every file is written atomically through the tile store
+  (an interrupted build resumes), ``layer.json`` last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cim.errors import CimInputError
+from cim.formats.quantized_mesh import QMAX, encode_quantized_mesh, gzip_tile, layer_document
+from cim.kernels.heightfield import fill_nodata, lattice_normals
+from cim.kernels.tin import error_bounded_tin
+from cim.layers.base import LayerResult, Progress
+from cim.sources.dem_grid import TerrainDem
+from cim.store import TileStore, atomic_write_json, build_key, file_fingerprint
+from cim.tiling.geographic import (
+    INTERVALS,
+    MAX_LEVEL,
+    availability,
+    level_for_resolution,
+    level_max_error,
+    sample_degrees,
+    tile_bounds,
+    tiles_covering,
+)
+
+log = logging.getLogger("cim.terrain")
+
+#: levels processed together from one DEM window (a block is 2^BLOCK_LEVELS tiles square)
+BLOCK_LEVELS = 4
+MAX_ERROR_FACTOR = 1.6
+FORMAT_VERSION = "terrain-1"
+
+
+def level_error(z: int, error_factor: float = 1.0) -> float:
+    """The TIN error bound of a level-``z`` tile, in metres (see the module's error rule)."""
+    return error_factor * level_max_error(z)
+
+
+@dataclass
+class TileOutcome:
+    """What encoding one tile produced."""
+
+    data: bytes
+    vertices: int
+    triangles: int
+    error: float
+
+
+def encode_terrain_tile(padded: np.ndarray, z: int, x: int, y: int, max_error: float) -> TileOutcome:
+    """One tile job, pure: a lattice window → a gzip-compressed quantized-mesh tile.
+
+    Parameters
+    ----------
+    padded : (67, 67) float, the tile's 65 × 65 lattice samples with one sample of margin all
+        round (for normals), row index growing northwards, no NaN
+    z, x, y : the tile (TMS rows)
+    max_error : the TIN's error bound in metres
+    """
+    grid = padded[1:-1, 1:-1]
+    verts, tri, err = error_bounded_tin(grid, max_error)
+    ix, iy = verts[:, 0].astype(np.int64), verts[:, 1].astype(np.int64)
+    bounds = tile_bounds(z, x, y)
+    step = sample_degrees(z)
+    normals = lattice_normals(padded, ix, iy, bounds[0] + ix * step, bounds[1] + iy * step, step)
+    data = encode_quantized_mesh(
+        bounds,
+        (ix * QMAX + INTERVALS // 2) // INTERVALS,
+        (iy * QMAX + INTERVALS // 2) // INTERVALS,
+        grid[iy, ix],
+        tri,
+        normals=normals,
+        height_range=(float(grid.min()), float(grid.max())),
+    )
+    return TileOutcome(gzip_tile(data), len(verts), len(tri), err)
+
+
+@dataclass
+class _Build:
+    """A terrain build's shared state."""
+
+    dem: TerrainDem
+    store: TileStore
+    max_zoom: int
+    min_zoom: int
+    block_zoom: int
+    error_factor: float
+    tiles: dict[int, set[tuple[int, int]]] = field(default_factory=dict)
+    triangles: int = 0
+    vertices: int = 0
+    worst: dict[int, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, padded: np.ndarray, z: int, x: int, y: int) -> None:
+        rel = f"{z}/{x}/{y}.terrain"
+        if self.store.is_done(rel):
+            return
+        out = encode_terrain_tile(padded, z, x, y, level_error(z, self.error_factor))
+        self.store.write(rel, out.data)
+        with self.lock:
+            self.worst[z] = max(self.worst.get(z, 0.0), out.error)
+            if z == self.max_zoom:
+                self.triangles += out.triangles
+                self.vertices += out.vertices
+
+
+@dataclass
+class _Block:
+    bx: int
+    by: int
+    grid: np.ndarray  # the block's filled level-block_zoom lattice, with one sample of margin
+    tiles: dict[int, list[tuple[int, int]]]
+    low: float
+    high: float
+
+
+def _dem_index_range(bounds: tuple[float, float, float, float], z: int) -> tuple[int, int, int, int]:
+    """Level-``z`` lattice indices ``(i0, j0, i1, j1)`` (inclusive) around the DEM, with 2 of margin."""
+    s = sample_degrees(z)
+    return (
+        int(np.floor((bounds[0] + 180.0) / s)) - 2,
+        int(np.floor((bounds[1] + 90.0) / s)) - 2,
+        int(np.ceil((bounds[2] + 180.0) / s)) + 2,
+        int(np.ceil((bounds[3] + 90.0) / s)) + 2,
+    )
+
+
+def _process_block(b: _Build, bx: int, by: int) -> _Block | None:
+    """Sample one block of the deepest level, write its tiles down to the block level."""
+    k_tiles = 1 << (b.max_zoom - b.block_zoom)
+    n = INTERVALS * k_tiles
+    margin = k_tiles
+    size = n + 1 + 2 * margin
+    i0, j0 = bx * n - margin, by * n - margin
+    di0, dj0, di1, dj1 = _dem_index_range(b.dem.bounds, b.max_zoom)
+    si0, sj0 = max(i0, di0), max(j0, dj0)
+    si1, sj1 = min(i0 + size - 1, di1), min(j0 + size - 1, dj1)
+    if si1 < si0 or sj1 < sj0:
+        return None
+    s = sample_degrees(b.max_zoom)
+    raw = np.full((size, size), np.nan)
+    raw[sj0 - j0 : sj1 - j0 + 1, si0 - i0 : si1 - i0 + 1] = b.dem.sample(
+        -180.0 + si0 * s, -90.0 + sj0 * s, s, (sj1 - sj0 + 1, si1 - si0 + 1)
+    )
+    valid = np.isfinite(raw)
+    inner = valid[margin : margin + n + 1, margin : margin + n + 1]
+    if not inner.any():
+        return None
+    # tiles with at least one valid sample, from a summed-area table of the inner samples
+    sat = np.zeros((n + 2, n + 2), dtype=np.int64)
+    sat[1:, 1:] = inner.cumsum(0).cumsum(1)
+    lo = np.arange(k_tiles) * INTERVALS
+    hi = lo + INTERVALS + 1
+    counts = sat[hi][:, hi] - sat[lo][:, hi] - sat[hi][:, lo] + sat[lo][:, lo]
+    have = counts > 0  # [ty, tx]
+    filled = fill_nodata(raw)
+    tiles: dict[int, list[tuple[int, int]]] = {}
+    for z in range(b.max_zoom, b.block_zoom - 1, -1):
+        k = b.max_zoom - z
+        step = 1 << k
+        if k:
+            have = have.reshape(have.shape[0] // 2, 2, have.shape[1] // 2, 2).any(axis=(1, 3))
+        g = filled[::step, ::step]
+        m = margin // step
+        nt = k_tiles >> k
+        tiles[z] = []
+        for ty, tx in zip(*np.nonzero(have)):
+            x, y = bx * nt + int(tx), by * nt + int(ty)
+            b.write(g[m - 1 + ty * INTERVALS : m + ty * INTERVALS + INTERVALS + 2, m - 1 + tx * INTERVALS : m + tx * INTERVALS + INTERVALS + 2], z, x, y)
+            tiles[z].append((x, y))
+    data = raw[valid]
+    return _Block(bx, by, filled[::k_tiles, ::k_tiles].copy(), tiles, float(data.min()), float(data.max()))
+
+
+def _coarse_levels(b: _Build, blocks: list[_Block]) -> None:
+    """Write the levels above the block level from a mosaic of the blocks' coarsest grids."""
+    zb = b.block_zoom
+    bxs = [blk.bx for blk in blocks]
+    bys = [blk.by for blk in blocks]
+    x0, y0 = min(bxs), min(bys)
+    grid = np.full((INTERVALS * (max(bys) - y0 + 1) + 3, INTERVALS * (max(bxs) - x0 + 1) + 3), np.nan)
+    for blk in blocks:
+        r, c = (blk.by - y0) * INTERVALS, (blk.bx - x0) * INTERVALS
+        grid[r : r + INTERVALS + 3, c : c + INTERVALS + 3] = blk.grid
+    origin = (x0 * INTERVALS - 1, y0 * INTERVALS - 1)  # global level-zb index of grid[0, 0]
+    tiles = b.tiles[zb]
+    for z in range(zb - 1, b.min_zoom - 1, -1):
+        tiles = {(x >> 1, y >> 1) for x, y in tiles}
+        if z == 0:
+            tiles |= {(0, 0), (1, 0)}  # CesiumJS needs both roots (see the module notes)
+        xs, ys = [t[0] for t in tiles], [t[1] for t in tiles]
+        tx0, ty0 = min(xs), min(ys)
+        new = np.full((INTERVALS * (max(ys) - ty0 + 1) + 3, INTERVALS * (max(xs) - tx0 + 1) + 3), np.nan)
+        new_origin = (tx0 * INTERVALS - 1, ty0 * INTERVALS - 1)
+        # level z index I is level z+1 index 2I
+        pi, pj = origin
+        ii = np.arange(new.shape[1]) + new_origin[0]
+        jj = np.arange(new.shape[0]) + new_origin[1]
+        ci, cj = 2 * ii - pi, 2 * jj - pj
+        oki = (ci >= 0) & (ci < grid.shape[1])
+        okj = (cj >= 0) & (cj < grid.shape[0])
+        new[np.ix_(okj, oki)] = grid[np.ix_(cj[okj], ci[oki])]
+        grid, origin = fill_nodata(new), new_origin
+        b.tiles[z] = tiles
+        for x, y in sorted(tiles):
+            r, c = (y - ty0) * INTERVALS, (x - tx0) * INTERVALS
+            b.write(grid[r : r + INTERVALS + 3, c : c + INTERVALS + 3], z, x, y)
+
+
+def build_terrain_layer(
+    dem: str | Path,
+    out_dir: str | Path,
+    *,
+    max_zoom: int | None = None,
+    min_zoom: int = 0,
+    error_factor: float = 1.0,
+    progress: Progress | None = None,
+    layer_id: str = "terrain",
+    workers: int | None = None,
+) -> LayerResult:
+    """Write a quantized-mesh terrain layer: ``out_dir/layer.json`` and ``out_dir/{z}/{x}/{y}.terrain``.
+
+    Tiles are gzip-compressed on disk (the server sends them with ``Content-Encoding: gzip``).
+    CesiumJS reads the folder with ``CesiumTerrainProvider.fromUrl(url, {requestVertexNormals: true})``.
+
+    Parameters
+    ----------
+    dem : a single-band DEM GDAL reads, in any CRS, heights above the ellipsoid in metres
+    out_dir : the layer folder
+    max_zoom : the deepest level; default from the DEM's cell size
+    min_zoom : the coarsest level written (keep 0 for CesiumJS, which needs the root tiles)
+    error_factor : the TIN error bound as a multiple of CesiumJS's level error, in (0, 1.6]
+    progress : called as ``progress("terrain", done, total)`` per block of tiles
+    layer_id : the layer's id in the city manifest
+    workers : threads (default: the number of cores)
+
+    Raises
+    ------
+    CimIOError, CimInputError, CimCRSError
+        A missing or unreadable DEM, no CRS, a rotated geotransform, no data at all, bad options.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    if not (0.0 < float(error_factor) <= MAX_ERROR_FACTOR):
+        raise CimInputError(f"error_factor must be in (0, {MAX_ERROR_FACTOR}], got {error_factor!r}")
+    with TerrainDem(dem) as src:
+        zmax = level_for_resolution(src.cell_size, src.centre_lat) if max_zoom is None else int(max_zoom)
+        zmax = max(zmax, 1) if max_zoom is None else zmax
+        if not (0 <= int(min_zoom) <= zmax <= MAX_LEVEL and zmax >= 1):
+            raise CimInputError(f"{src.path}: need 0 <= min_zoom <= max_zoom <= {MAX_LEVEL} and max_zoom >= 1, got {min_zoom} and {zmax}")
+        # blocks sit at level 1 or deeper, so the roots come from the coarse pass (both are written)
+        zb = max(int(min_zoom), zmax - BLOCK_LEVELS, 1)
+        key = build_key(FORMAT_VERSION, file_fingerprint(src.path), zmax, int(min_zoom), float(error_factor))
+        b = _Build(src, TileStore(out_dir, key), zmax, int(min_zoom), zb, float(error_factor))
+        bx0, by0, bx1, by1 = tiles_covering(src.bounds, zb)
+        jobs = [(bx, by) for by in range(by0, by1 + 1) for bx in range(bx0, bx1 + 1)]
+        blocks: list[_Block] = []
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            for i, blk in enumerate(pool.map(lambda j: _process_block(b, *j), jobs)):
+                if blk is not None:
+                    blocks.append(blk)
+                if progress:
+                    progress("terrain", i + 1, len(jobs))
+        if not blocks:
+            raise CimInputError(f"{src.path}: the DEM has no data (every cell is no-data or outside its extent)")
+        for z in range(zmax, zb - 1, -1):
+            b.tiles[z] = {t for blk in blocks for t in blk.tiles[z]}
+        _coarse_levels(b, blocks)
+        bounds = src.bounds
+        cells = src.width * src.height
+    version = key[:12]
+    available = [availability(np.array(sorted(b.tiles.get(z, ())))) for z in range(zmax + 1)]
+    errors = {str(z): round(level_error(z, b.error_factor), 4) for z in range(b.min_zoom, zmax + 1)}
+    doc = layer_document(
+        bounds=bounds, available=available, minzoom=b.min_zoom, maxzoom=zmax, version=version,
+        name=layer_id, description=f"terrain from {Path(dem).name}",
+        extra={"cim": {"errorFactor": b.error_factor, "maxError": errors, "demCellSize": round(src.cell_size, 4)}},
+    )
+    atomic_write_json(out_dir / "layer.json", doc)
+    _remove_stale(out_dir, b.store.written)
+    low, high = min(blk.low for blk in blocks), max(blk.high for blk in blocks)
+    n_tiles = sum(len(t) for t in b.tiles.values())
+    result = LayerResult(
+        id=layer_id,
+        kind="terrain",
+        path=out_dir,
+        count=cells,
+        tiles=n_tiles,
+        triangles=b.triangles,
+        bytes=b.store.size_on_disk(),
+        bounds={"west": bounds[0], "south": bounds[1], "east": bounds[2], "north": bounds[3], "min_height": low, "max_height": high},
+        schema={},
+        seconds=time.perf_counter() - t0,
+        resumed_tiles=b.store.resumed,
+        format="quantized-mesh",
+        url="",
+        extra={"minzoom": b.min_zoom, "maxzoom": zmax, "max_error": errors, "dem_cell_size": src.cell_size},
+    )
+    log.info(
+        "terrain %s: levels %d-%d, %d tiles, %d triangles at level %d, %.1f MB, %.2f s",
+        layer_id, b.min_zoom, zmax, n_tiles, b.triangles, zmax, result.bytes / 1e6, result.seconds,
+    )
+    return result
+
+
+def _remove_stale(out_dir: Path, written: set[str]) -> None:
+    """Remove ``.terrain`` files of earlier builds that this one did not write."""
+    for level in out_dir.iterdir():
+        if level.is_dir() and level.name.isdigit():
+            for path in level.rglob("*.terrain"):
+                if path.relative_to(out_dir).as_posix() not in written:
+                    path.unlink()
