@@ -6,6 +6,7 @@
 import { loaderFor } from "./js/layers.js";
 import { featureProperties, formatValue, isTileFeature } from "./js/properties.js";
 import { setupSearch } from "./js/search.js";
+import { setupSun } from "./js/sun.js";
 
 const Cesium = window.Cesium;
 const CITY_URL = new URL("/city/city.json", window.location.href).href;
@@ -33,6 +34,7 @@ const cim = {
   whenReady,
   canvasCenter,
   search: null, // search(text) -> results (when the city has a search index)
+  setSun: null, // setSun(isoDate, solarHours, shadows)
   showResult: null, // showResult(result): fly to a search result and select it
 };
 window.cim = cim;
@@ -121,12 +123,10 @@ function createViewer() {
   return viewer;
 }
 
-// Fixed sun for reproducible shading: mid-morning local solar time at the city.
+// The sun: 10:00 local solar time on 21 June unless the user changes it (reproducible shading).
 function setSun(lon) {
-  const utcHours = 10 - lon / 15;
-  const date = new Date(Date.UTC(2024, 5, 21, 0, 0, 0));
-  date.setUTCMinutes(Math.round(utcHours * 60));
-  cim.viewer.clock.currentTime = Cesium.JulianDate.fromDate(date);
+  const sun = setupSun({ viewer: cim.viewer, $, lon, onChange: unsettle });
+  cim.setSun = sun.set;
 }
 
 // ---------------------------------------------------------------- readiness

@@ -276,6 +276,25 @@ def test_search_box_finds_a_building_and_selects_it(viewer: ViewerPage, built_ci
     viewer.screenshot("08-search-result")
 
 
+def test_shadows_follow_the_sun(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    page.evaluate("window.cim.flyHome(0)")
+    page.evaluate("window.cim.setSun('2024-12-21', 9, false)")
+    viewer.wait_ready()
+    plain = viewer.screenshot("09-winter-9h-no-shadows")
+    page.check("#sun-shadows")
+    assert page.evaluate("window.cim.viewer.shadows") is True
+    viewer.wait_ready()
+    wait_frames(viewer)
+    shaded = viewer.screenshot("10-winter-9h-shadows")
+    assert "09:00" in page.text_content("#sun-time-label")
+    stats = image_stats(viewer, shaded, plain)
+    # low winter sun: buildings cast long shadows over the ground and each other
+    assert stats["diff"] > 0.01, f"turning shadows on changed almost nothing: {stats}"
+    page.evaluate("window.cim.setSun('2024-06-21', 10, false)")
+    viewer.wait_ready()
+
+
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
     log = viewer.log
     assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
