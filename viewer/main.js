@@ -7,6 +7,7 @@ import { loaderFor } from "./js/layers.js";
 import { featureProperties, formatValue, isTileFeature } from "./js/properties.js";
 import { setupSearch } from "./js/search.js";
 import { setupSun } from "./js/sun.js";
+import { setupMeasure } from "./js/measure.js";
 
 const Cesium = window.Cesium;
 const CITY_URL = new URL("/city/city.json", window.location.href).href;
@@ -35,6 +36,8 @@ const cim = {
   canvasCenter,
   search: null, // search(text) -> results (when the city has a search index)
   setSun: null, // setSun(isoDate, solarHours, shadows)
+  measure: null, // measure(x1, y1, x2, y2) -> {distance, horizontal, vertical} in metres, or null
+  clearMeasurements: null,
   showResult: null, // showResult(result): fly to a search result and select it
 };
 window.cim = cim;
@@ -116,7 +119,11 @@ function createViewer() {
   scene.postRender.addEventListener(onPostRender);
 
   const handler = new Cesium.ScreenSpaceEventHandler(scene.canvas);
+  const measuring = setupMeasure({ viewer, $, onChange: () => scene.requestRender() });
+  cim.measure = measuring.measure;
+  cim.clearMeasurements = measuring.clear;
   handler.setInputAction((click) => {
+    if (measuring.onClick(click.position.x, click.position.y)) return;
     select(click.position.x, click.position.y);
   }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
 

@@ -295,6 +295,48 @@ def test_shadows_follow_the_sun(viewer: ViewerPage, built_city: BuiltCity) -> No
     viewer.wait_ready()
 
 
+def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    """Measure between two roof corners of the tallest building: the measured length is the
+    footprint edge's length from the source (pickPosition, geodesics and frames all agree)."""
+    import pyogrio.raw
+    import shapely
+    from pyproj import Transformer
+
+    page = viewer.page
+    target = tallest_building(built_city)
+    meta, _, geometry, fields = pyogrio.raw.read(built_city.gpkg)
+    ids = [str(v) for v in fields[list(meta["fields"]).index("id")]]
+    shape = shapely.from_wkb(geometry[ids.index(str(target["attrs"]["id"]))])
+    ring = list(shape.exterior.coords) if shape.geom_type == "Polygon" else list(shape.geoms[0].exterior.coords)
+    # the longest edge, measured 1 m inside the roof from each corner (so the pick hits the roof)
+    edges = sorted(((shapely.Point(a).distance(shapely.Point(b)), a, b) for a, b in zip(ring, ring[1:])), reverse=True)
+    length, a, b = edges[0]
+    centre = shape.centroid
+    inset = [(p[0] + (centre.x - p[0]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9), p[1] + (centre.y - p[1]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9)) for p in (a, b)]
+    to_ll = Transformer.from_crs(meta["crs"], "EPSG:4326", always_xy=True)
+    (lon1, lat1), (lon2, lat2) = (to_ll.transform(*p) for p in inset)
+    base = built_city.layer("buildings")["bounds"]["max_height"]
+    roof = float(base)  # the tallest building's roof is the layer's highest point
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 200)", [target["lon"], target["lat"], roof])
+    viewer.wait_ready()
+    pixels = page.evaluate(
+        """([pts]) => pts.map(([lon, lat, h]) => {
+            const w = Cesium.SceneTransforms.worldToWindowCoordinates(window.cim.viewer.scene, Cesium.Cartesian3.fromDegrees(lon, lat, h));
+            return [w.x, w.y];
+        })""",
+        [[[lon1, lat1, roof], [lon2, lat2, roof]]],
+    )
+    m = page.evaluate("([p, q]) => window.cim.measure(p[0], p[1], q[0], q[1])", pixels)
+    assert m is not None, "the measure tool hit nothing"
+    expected = shapely.Point(inset[0]).distance(shapely.Point(inset[1]))
+    assert m["horizontal"] == pytest.approx(expected, abs=0.5), (m, expected)
+    assert abs(m["vertical"]) < 0.5
+    wait_frames(viewer)
+    assert "Length" in page.text_content("#measure-result")
+    viewer.screenshot("11-measure")
+    page.evaluate("window.cim.clearMeasurements()")
+
+
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
     log = viewer.log
     assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
