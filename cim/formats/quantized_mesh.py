@@ -70,33 +70,14 @@ class QuantizedMesh:
         )
 
 
-def zigzag_delta_encode(values: np.ndarray) -> np.ndarray:
-    """(n,) int → (n,) uint16: differences from the previous value (the first from 0), zig-zagged."""
-    d = np.diff(np.asarray(values, dtype=np.int32), prepend=0)
-    return ((d << 1) ^ (d >> 31)).astype(np.uint16)
-
-
 def zigzag_delta_decode(codes: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`zigzag_delta_encode`: (n,) uint16 → (n,) int64."""
+    """Undo delta and zig-zag coding: (n,) uint16 codes → (n,) int64 values (the spec's decoder)."""
     c = np.asarray(codes, dtype=np.int64)
     return np.cumsum((c >> 1) ^ -(c & 1)) & 0xFFFF
 
 
-def high_water_mark_encode(indices: np.ndarray) -> np.ndarray:
-    """Flat indices, numbered by first use, to high-water-mark codes (``highest - index``)."""
-    idx = np.asarray(indices, dtype=np.int64).ravel()
-    highest = np.empty_like(idx)
-    if len(idx):
-        highest[0] = 0
-        highest[1:] = np.maximum.accumulate(idx)[:-1] + 1
-    codes = highest - idx
-    if len(idx) and (codes.min() < 0):
-        raise ValueError("indices are not numbered in order of first use")
-    return codes
-
-
 def high_water_mark_decode(codes: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`high_water_mark_encode`."""
+    """High-water-mark codes → indices: ``index = highest - code``; a 0 code raises the mark."""
     c = np.asarray(codes, dtype=np.int64).ravel()
     highest = np.concatenate([[0], np.cumsum(c == 0)[:-1]])
     return highest - c
@@ -124,56 +105,44 @@ def oct_decode(encoded: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def bounding_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre (the box's middle) and radius of a sphere holding every (n, 3) point."""
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    centre = (lo + hi) / 2.0
-    r = float(np.sqrt(((points - centre) ** 2).sum(axis=1).max()))
-    return centre, r * (1.0 + 1e-9) + 1e-6
-
-
-def horizon_occlusion_point(points: np.ndarray, direction: np.ndarray, min_height: float) -> np.ndarray:
-    """Cesium's horizon culling point of ECEF points, in the (possibly shrunk) ellipsoid-scaled frame.
+def horizon_occlusion_points(points: np.ndarray, directions: np.ndarray, min_heights: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Cesium's horizon culling point of each tile's ECEF points, in its (possibly shrunk) scaled frame.
 
     Parameters
     ----------
-    points : (n, 3) ECEF metres
-    direction : (3,) the direction the point lies along (the bounding sphere's centre)
-    min_height : the tile's minimum height; below 0 the ellipsoid shrinks by it, as the client
-        shrinks it when it tests the point (``isScaledSpacePointVisiblePossiblyUnderEllipsoid``)
+    points : (N, 3) ECEF metres, tile after tile
+    directions : (k, 3) the direction each point lies along (the tile's bounding-sphere centre)
+    min_heights : (k,) each tile's minimum height; below 0 the ellipsoid shrinks by it, as the
+        client shrinks it when it tests the point (``isScaledSpacePointVisiblePossiblyUnderEllipsoid``)
+    offsets : (k + 1,) tile ``s`` owns ``points[offsets[s]:offsets[s+1]]``
+
+    Returns
+    -------
+    (k, 3) float64. A tile no finite point bounds (one spanning a hemisphere) gets a point
+    ``UNBOUNDED_OCCLUSION`` radii out along its direction.
     """
-    shrink = min(0.0, float(min_height))
-    radii = np.array([WGS84_A + shrink, WGS84_A + shrink, WGS84_B + shrink])
-    d = np.asarray(direction, dtype=np.float64) / radii
-    d = d / np.linalg.norm(d)
-    s = np.asarray(points, dtype=np.float64) / radii
+    offsets = np.asarray(offsets, dtype=np.int64)
+    seg = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    shrink = np.minimum(0.0, np.asarray(min_heights, dtype=np.float64))
+    radii = np.column_stack([WGS84_A + shrink, WGS84_A + shrink, WGS84_B + shrink])
+    d = np.asarray(directions, dtype=np.float64) / radii
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    s = np.asarray(points, dtype=np.float64) / radii[seg]
     mag2 = (s * s).sum(axis=1)
     mag = np.sqrt(mag2)
     unit = s / mag[:, None]
     mag2, mag = np.maximum(mag2, 1.0), np.maximum(mag, 1.0)  # points below count as on the ellipsoid
-    cos_a = unit @ d
-    sin_a = np.linalg.norm(np.cross(unit, d), axis=1)
+    ds = d[seg]
+    cos_a = (unit * ds).sum(axis=1)
+    sin_a = np.linalg.norm(np.cross(unit, ds), axis=1)
     cos_b = 1.0 / mag
     sin_b = np.sqrt(mag2 - 1.0) * cos_b
     denom = cos_a * cos_b - sin_a * sin_b
-    if (denom <= 0).any():
-        return d * UNBOUNDED_OCCLUSION
-    return d * float((1.0 / denom).max())
-
-
-def quantize_heights(heights: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
-    """Heights to 0…32767 between float32 bounds that hold them; returns ``(codes, lo32, hi32)``."""
-    lo32 = np.float32(lo)
-    hi32 = np.float32(hi)
-    if lo32 > lo:
-        lo32 = np.nextafter(lo32, np.float32(-np.inf))
-    if hi32 < hi:
-        hi32 = np.nextafter(hi32, np.float32(np.inf))
-    span = float(hi32) - float(lo32)
-    if span <= 0:
-        return np.zeros(len(heights), dtype=np.int64), float(lo32), float(hi32)
-    q = np.round((np.asarray(heights, dtype=np.float64) - float(lo32)) / span * QMAX)
-    return np.clip(q, 0, QMAX).astype(np.int64), float(lo32), float(hi32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(denom > 0, 1.0 / denom, np.inf)
+    magnitude = np.maximum.reduceat(inv, offsets[:-1])
+    magnitude = np.where(np.isfinite(magnitude), magnitude, UNBOUNDED_OCCLUSION)
+    return d * magnitude[:, None]
 
 
 def encode_quantized_mesh(
@@ -186,70 +155,141 @@ def encode_quantized_mesh(
     normals: np.ndarray | None = None,
     height_range: tuple[float, float] | None = None,
 ) -> bytes:
-    """Encode one terrain tile.
-
-    Parameters
-    ----------
-    bounds : ``(west, south, east, north)`` degrees of the tile
-    u, v : (n,) int, 0 … 32767 across the tile (west→east, south→north)
-    heights : (n,) float metres above the WGS84 ellipsoid
-    triangles : (m, 3) int, counter-clockwise seen from above; every vertex used
-    normals : (n, 3) float unit ECEF vectors, written as the ``octvertexnormals`` extension
-    height_range : the header's min/max height (the tile's full range, which may exceed the
-        vertices'); default: the vertices' range
+    """Encode one terrain tile (see :func:`encode_quantized_meshes` for the parameters).
 
     Returns
     -------
     The uncompressed tile (gzip it for serving: :func:`gzip_tile`).
     """
-    u = np.asarray(u, dtype=np.int64)
-    v = np.asarray(v, dtype=np.int64)
-    heights = np.asarray(heights, dtype=np.float64)
-    tri = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
-    n = len(u)
-    # renumber vertices by first use, as high-water-mark coding requires
+    n, m = len(u), len(np.asarray(triangles).reshape(-1, 3))
+    return encode_quantized_meshes(
+        np.asarray([bounds], dtype=np.float64), u, v, heights, triangles, np.array([0, n]), np.array([0, m]),
+        normals=normals, height_ranges=None if height_range is None else np.asarray([height_range], dtype=np.float64),
+    )[0]
+
+
+def encode_quantized_meshes(
+    bounds: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    heights: np.ndarray,
+    triangles: np.ndarray,
+    vertex_offsets: np.ndarray,
+    triangle_offsets: np.ndarray,
+    *,
+    normals: np.ndarray | None = None,
+    height_ranges: np.ndarray | None = None,
+) -> list[bytes]:
+    """Encode many terrain tiles at once from ragged arrays (each array op runs once for all).
+
+    Parameters
+    ----------
+    bounds : (k, 4) float, ``(west, south, east, north)`` degrees of each tile
+    u, v : (N,) int, 0 … 32767 across their tile (west→east, south→north)
+    heights : (N,) float metres above the WGS84 ellipsoid
+    triangles : (M, 3) int, indices into their tile's vertices, counter-clockwise seen from above;
+        every vertex used
+    vertex_offsets, triangle_offsets : (k + 1,) int, tile ``s`` owns ``[off[s], off[s+1])``
+    normals : (N, 3) float unit ECEF vectors, written as the ``octvertexnormals`` extension
+    height_ranges : (k, 2) float, each header's min/max height (the tile's full range, which may
+        exceed its vertices'); default: the vertices' range
+
+    Returns
+    -------
+    One uncompressed tile per entry of ``bounds`` (gzip them for serving: :func:`gzip_tile`).
+    """
+    bounds = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
+    voff = np.asarray(vertex_offsets, dtype=np.int64)
+    toff = np.asarray(triangle_offsets, dtype=np.int64)
+    k = len(bounds)
+    nv, nt = np.diff(voff), np.diff(toff)
+    if k == 0:
+        return []
+    if (nv < 3).any() or (nt < 1).any():
+        raise ValueError("every tile needs at least three vertices and a triangle")
+    seg_v = np.repeat(np.arange(k), nv)
+    seg_t = np.repeat(np.arange(k), nt)
+    tri = np.asarray(triangles, dtype=np.int64).reshape(-1, 3) + voff[seg_t][:, None]
+    # renumber vertices by first use, as high-water-mark coding requires (tiles stay in order)
     flat = tri.ravel()
-    first = np.full(n, len(flat), dtype=np.int64)
-    np.minimum.at(first, flat, np.arange(len(flat)))
-    if (first == len(flat)).any():
-        raise ValueError("every vertex must belong to a triangle")
+    used, first = np.unique(flat, return_index=True)
+    if len(used) != voff[-1]:
+        raise ValueError("every vertex must belong to a triangle of its own tile")
     order = np.argsort(first, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    u, v, heights = u[order], v[order], heights[order]
-    tri = rank[tri]
-    lo, hi = height_range if height_range is not None else (float(heights.min()), float(heights.max()))
-    hq, lo32, hi32 = quantize_heights(heights, min(lo, float(heights.min())), max(hi, float(heights.max())))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    u = np.asarray(u, dtype=np.int64)[order]
+    v = np.asarray(v, dtype=np.int64)[order]
+    heights = np.asarray(heights, dtype=np.float64)[order]
+    flat = rank[flat]
 
-    west, south, east, north = bounds
-    lon = west + u / QMAX * (east - west)
-    lat = south + v / QMAX * (north - south)
-    ecef = geodetic_to_ecef(lon, lat, lo32 + hq / QMAX * (hi32 - lo32))
-    centre = geodetic_to_ecef(np.array((west + east) / 2), np.array((south + north) / 2), np.array((lo32 + hi32) / 2))
-    sphere_c, sphere_r = bounding_sphere(ecef)
-    hop = horizon_occlusion_point(ecef, sphere_c, lo32)
+    starts = voff[:-1]
+    h_lo = np.minimum.reduceat(heights, starts)
+    h_hi = np.maximum.reduceat(heights, starts)
+    if height_ranges is not None:
+        hr = np.asarray(height_ranges, dtype=np.float64).reshape(-1, 2)
+        h_lo, h_hi = np.minimum(h_lo, hr[:, 0]), np.maximum(h_hi, hr[:, 1])
+    lo32 = h_lo.astype(np.float32)
+    hi32 = h_hi.astype(np.float32)
+    lo32 = np.where(lo32 > h_lo, np.nextafter(lo32, np.float32(-np.inf)), lo32).astype(np.float64)
+    hi32 = np.where(hi32 < h_hi, np.nextafter(hi32, np.float32(np.inf)), hi32).astype(np.float64)
+    span = hi32 - lo32
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(span[seg_v] > 0, np.round((heights - lo32[seg_v]) / span[seg_v] * QMAX), 0.0)
+    hq = np.clip(q, 0, QMAX).astype(np.int64)
 
-    wide = n > 65536
-    idx_dtype = np.dtype("<u4") if wide else np.dtype("<u2")
-    parts = [
-        HEADER.pack(*centre, lo32, hi32, *sphere_c, sphere_r, *hop),
-        struct.pack("<I", n),
-        zigzag_delta_encode(u).astype("<u2").tobytes(),
-        zigzag_delta_encode(v).astype("<u2").tobytes(),
-        zigzag_delta_encode(hq).astype("<u2").tobytes(),
-    ]
-    size = HEADER.size + 4 + 6 * n
-    if size % idx_dtype.itemsize:
-        parts.append(b"\0" * (idx_dtype.itemsize - size % idx_dtype.itemsize))
-    parts += [struct.pack("<I", len(tri)), high_water_mark_encode(tri).astype(idx_dtype).tobytes()]
+    west, south, east, north = bounds.T
+    lon = west[seg_v] + u / QMAX * (east - west)[seg_v]
+    lat = south[seg_v] + v / QMAX * (north - south)[seg_v]
+    ecef = geodetic_to_ecef(lon, lat, lo32[seg_v] + hq / QMAX * span[seg_v])
+    centre = geodetic_to_ecef((west + east) / 2, (south + north) / 2, (lo32 + hi32) / 2)
+    box_lo = np.minimum.reduceat(ecef, starts, axis=0)
+    box_hi = np.maximum.reduceat(ecef, starts, axis=0)
+    sphere_c = (box_lo + box_hi) / 2.0
+    radius = np.sqrt(np.maximum.reduceat(((ecef - sphere_c[seg_v]) ** 2).sum(axis=1), starts)) * (1.0 + 1e-9) + 1e-6
+    hop = horizon_occlusion_points(ecef, sphere_c, lo32, voff)
+
+    codes = np.empty((3, len(u)), dtype=np.int64)
+    for row, values in enumerate((u, v, hq)):
+        d = np.diff(values, prepend=0)
+        d[starts] = values[starts]  # each tile's deltas start from 0
+        codes[row] = (d << 1) ^ (d >> 63)
+    zz = codes.astype("<u2")
+    # high-water marks: with global numbering each tile's first index equals the mark, so one
+    # running maximum serves every tile
+    highest = np.empty_like(flat)
+    highest[0] = 0
+    highest[1:] = np.maximum.accumulate(flat)[:-1] + 1
+    hwm = highest - flat
+    hwm16, hwm32 = hwm.astype("<u2"), hwm.astype("<u4")
+    edges = []
     for on_edge, along in ((u == 0, v), (v == 0, u), (u == QMAX, v), (v == QMAX, u)):  # west south east north
-        edge = np.flatnonzero(on_edge)
-        edge = edge[np.argsort(along[edge], kind="stable")]
-        parts += [struct.pack("<I", len(edge)), edge.astype(idx_dtype).tobytes()]
-    if normals is not None:
-        oct_ = oct_encode(np.asarray(normals, dtype=np.float64)[order])
-        parts += [struct.pack("<BI", OCT_VERTEX_NORMALS, oct_.nbytes), oct_.tobytes()]
-    return b"".join(parts)
+        idx = np.flatnonzero(on_edge)
+        idx = idx[np.lexsort((along[idx], seg_v[idx]))]
+        local = idx - voff[seg_v[idx]]
+        off = np.concatenate([[0], np.cumsum(np.bincount(seg_v[idx], minlength=k))])
+        edges.append((local.astype("<u2"), local.astype("<u4"), off.tolist()))
+    octs = oct_encode(np.asarray(normals, dtype=np.float64)[order]) if normals is not None else None
+
+    head = np.column_stack([centre, lo32, hi32, sphere_c, radius, hop]).tolist()
+    vo, to = voff.tolist(), toff.tolist()
+    tiles = []
+    for s in range(k):
+        a, b = vo[s], vo[s + 1]
+        n = b - a
+        wide = n > 65536
+        size = 4 if wide else 2
+        parts = [HEADER.pack(*head[s]), struct.pack("<I", n), zz[0, a:b].tobytes(), zz[1, a:b].tobytes(), zz[2, a:b].tobytes()]
+        if wide and (HEADER.size + 4 + 6 * n) % 4:
+            parts.append(b"\0" * (4 - (HEADER.size + 4 + 6 * n) % 4))
+        ta, tb = 3 * to[s], 3 * to[s + 1]
+        parts += [struct.pack("<I", to[s + 1] - to[s]), (hwm32 if wide else hwm16)[ta:tb].tobytes()]
+        for e16, e32, off in edges:
+            parts += [struct.pack("<I", off[s + 1] - off[s]), (e32 if wide else e16)[off[s] : off[s + 1]].tobytes()]
+        if octs is not None:
+            parts += [struct.pack("<BI", OCT_VERTEX_NORMALS, 2 * n), octs[a:b].tobytes()]
+        tiles.append(b"".join(parts))
+    return tiles
 
 
 def gzip_tile(data: bytes, level: int = 6) -> bytes:

@@ -1,4 +1,4 @@
-"""Removing redundant vertices from an error-bounded TIN (the second half of :func:`cim.kernels.tin.error_bounded_tin`).
+"""Removing redundant vertices from an error-bounded TIN (the second half of :func:`cim.kernels.tin.error_bounded_tins`).
 
 Greedy insertion picks each vertex for the coarse surface of its moment; after later insertions
 many of the early ones carry no weight. Each vertex in turn (corners excepted) is taken out, the
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cim.kernels.tin import _JIT, _incircle, _link, _orient, _scan
+from cim.kernels.tin_insert import _JIT, _incircle, _link, _orient, _scan
 
 #: most triangles around one vertex that a removal considers
 _STAR_CAP = 64
@@ -81,7 +81,27 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
+def _holds_at(grid, vx, vy, ring, tris, nnew, px, py, z, threshold):  # pragma: no cover - compiled
+    """Whether the new triangles pass within ``threshold`` of height ``z`` at the point ``(px, py)``."""
+    for i in range(nnew):
+        a, b, c = ring[tris[i, 0]], ring[tris[i, 1]], ring[tris[i, 2]]
+        w0 = _orient(vx[b], vy[b], vx[c], vy[c], px, py)
+        w1 = _orient(vx[c], vy[c], vx[a], vy[a], px, py)
+        w2 = _orient(vx[a], vy[a], vx[b], vy[b], px, py)
+        if w0 >= 0 and w1 >= 0 and w2 >= 0:
+            total = w0 + w1 + w2
+            h = (w0 * grid[vy[a], vx[a]] + w1 * grid[vy[b], vx[b]] + w2 * grid[vy[c], vx[c]]) / total
+            return abs(h - z) <= threshold
+    return True  # on the ring itself (a border vertex): the scans decide
+
+
+@njit(**_JIT)
 def _remove(grid, threshold, vx, vy, tv, he, passes):  # pragma: no cover - compiled
+    """Remove redundant vertices of a TIN that meets ``threshold`` on ``grid`` (``tv``/``he`` change in place).
+
+    ``vx, vy`` are the vertices, ``tv, he`` the half-edges as :mod:`cim.kernels.tin_insert` builds
+    them. Returns the remaining vertices (in their original order) and the triangles, ``(l, 3)``.
+    """
     nv, nt = len(vx), len(tv) // 3
     alive = np.ones(nt, np.bool_)
     valive = np.ones(nv, np.bool_)
@@ -134,8 +154,18 @@ def _remove(grid, threshold, vx, vy, tv, he, passes):  # pragma: no cover - comp
                     break
             if too_big or m < 3:
                 continue
+            # cheap refusals first: the new surface at v's own sample lies between the ring's heights
+            zv = grid[vy[v], vx[v]]
+            z_lo, z_hi = np.inf, -np.inf
+            for i in range(m):
+                zr = grid[vy[ring[i]], vx[ring[i]]]
+                z_lo, z_hi = min(z_lo, zr), max(z_hi, zr)
+            if zv > z_hi + threshold or zv < z_lo - threshold:
+                continue
             nnew = _triangulate_ring(vx, vy, ring, m, tris)
             if nnew < 0:
+                continue
+            if not _holds_at(grid, vx, vy, ring, tris, nnew, vx[v], vy[v], zv, threshold):
                 continue
             ok = True
             for i in range(nnew):
@@ -195,24 +225,3 @@ def _remove(grid, threshold, vx, vy, tv, he, passes):  # pragma: no cover - comp
             j += 1
     return ox, oy, tri
 
-
-def remove_redundant_vertices(
-    grid: np.ndarray, max_error: float, vx: np.ndarray, vy: np.ndarray, tv: np.ndarray, he: np.ndarray, passes: int = 2
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Remove every vertex (but the four corners) whose removal keeps the TIN within ``max_error``.
-
-    Parameters
-    ----------
-    grid : (rows, cols) float64, C-contiguous
-    max_error : the error bound the TIN already meets
-    vx, vy : (n,) int64 vertex grid coordinates
-    tv : (3m,) int64, the start vertex of each half-edge (triangle t owns 3t, 3t+1, 3t+2)
-    he : (3m,) int64, each half-edge's opposite, -1 on the border
-    passes : how many sweeps over the vertices (a sweep that removes nothing stops early)
-
-    Returns
-    -------
-    vx, vy : (k,) int64, the remaining vertices in their original order
-    triangles : (l, 3) int64, counter-clockwise
-    """
-    return _remove(grid, float(max_error), vx, vy, tv.copy(), he.copy(), int(passes))

@@ -16,11 +16,16 @@ How it is made
   twice the error (three times between levels). CesiumJS hides that: CesiumTerrainProvider hangs a
   skirt of five times the level's geometric error from every vertex in a tile's west/south/east/
   north edge lists (createQuantizedMeshTerrainData, ``skirtHeight``). Hence ``error_factor ≤ 1.6``.
-- **No data.** Holes and the parts of border tiles beyond the DEM are filled by pull-push
-  (:func:`cim.kernels.heightfield.fill_nodata`): a smooth surface meeting the hole's rim, which
-  beyond the DEM extrapolates its nearby heights. Tiles with no DEM sample are not written and not
-  ``available``, except the two level-0 tiles: CesiumJS cannot upsample a missing root tile
-  (GlobeSurfaceTile: "Trying to upsample from a root tile. No can do."), so both are always written.
+- **No data.** Holes and the parts of border tiles beyond the DEM are filled along rows, then
+  columns (:func:`cim.kernels.heightfield.fill_nodata`): linear across holes, constant beyond the
+  DEM's edge, so the surface stays continuous with the data. Tiles with no DEM sample are not
+  written and not ``available``, except the two level-0 tiles: CesiumJS cannot upsample a missing
+  root tile (GlobeSurfaceTile: "Trying to upsample from a root tile. No can do."), so both are
+  always written.
+- **Curvature.** A client draws flat triangles between ECEF vertices; the TINs bound the
+  distance from each sample to that drawn surface along the tile's up direction, so large tiles get
+  the vertices the Earth's curvature needs. Levels 0–5 (tiles of 5.6° and more) are regular
+  17 × 17 grids instead: there the curvature, not the heights, sets the mesh.
 - **Streaming.** The deepest level is processed in blocks of 16 × 16 tiles (4 levels) read as
   one DEM window each, on a thread pool (the TIN kernel releases the GIL); the coarser levels are
   made from the blocks' coarsest grids. Every file is written atomically through the tile store
@@ -40,22 +45,13 @@ from pathlib import Path
 import numpy as np
 
 from cim.errors import CimInputError
-from cim.formats.quantized_mesh import QMAX, encode_quantized_mesh, gzip_tile, layer_document
-from cim.kernels.heightfield import fill_nodata, lattice_normals
-from cim.kernels.tin import error_bounded_tin
+from cim.formats.quantized_mesh import layer_document
+from cim.kernels.heightfield import fill_nodata
 from cim.layers.base import LayerResult, Progress
 from cim.sources.dem_grid import TerrainDem
 from cim.store import TileStore, atomic_write_json, build_key, file_fingerprint
-from cim.tiling.geographic import (
-    INTERVALS,
-    MAX_LEVEL,
-    availability,
-    level_for_resolution,
-    level_max_error,
-    sample_degrees,
-    tile_bounds,
-    tiles_covering,
-)
+from cim.tiling.geographic import INTERVALS, MAX_LEVEL, availability, level_for_resolution, sample_degrees, tiles_covering
+from cim.tiling.terrain_jobs import GRID_LEVELS, LevelTiles, encode_terrain_tiles, level_error
 
 log = logging.getLogger("cim.terrain")
 
@@ -65,47 +61,38 @@ MAX_ERROR_FACTOR = 1.6
 FORMAT_VERSION = "terrain-1"
 
 
-def level_error(z: int, error_factor: float = 1.0) -> float:
-    """The TIN error bound of a level-``z`` tile, in metres (see the module's error rule)."""
-    return error_factor * level_max_error(z)
+class _Writer:
+    """Writes tiles through the store on a few threads of their own, a bounded number in flight.
 
-
-@dataclass
-class TileOutcome:
-    """What encoding one tile produced."""
-
-    data: bytes
-    vertices: int
-    triangles: int
-    error: float
-
-
-def encode_terrain_tile(padded: np.ndarray, z: int, x: int, y: int, max_error: float) -> TileOutcome:
-    """One tile job, pure: a lattice window → a gzip-compressed quantized-mesh tile.
-
-    Parameters
-    ----------
-    padded : (67, 67) float, the tile's 65 × 65 lattice samples with one sample of margin all
-        round (for normals), row index growing northwards, no NaN
-    z, x, y : the tile (TMS rows)
-    max_error : the TIN's error bound in metres
+    Creating a file costs 0.2–2 ms of waiting on these disks, and the waiting releases the GIL:
+    overlapping the writes with each other and with meshing keeps the cores busy.
     """
-    grid = padded[1:-1, 1:-1]
-    verts, tri, err = error_bounded_tin(grid, max_error)
-    ix, iy = verts[:, 0].astype(np.int64), verts[:, 1].astype(np.int64)
-    bounds = tile_bounds(z, x, y)
-    step = sample_degrees(z)
-    normals = lattice_normals(padded, ix, iy, bounds[0] + ix * step, bounds[1] + iy * step, step)
-    data = encode_quantized_mesh(
-        bounds,
-        (ix * QMAX + INTERVALS // 2) // INTERVALS,
-        (iy * QMAX + INTERVALS // 2) // INTERVALS,
-        grid[iy, ix],
-        tri,
-        normals=normals,
-        height_range=(float(grid.min()), float(grid.max())),
-    )
-    return TileOutcome(gzip_tile(data), len(verts), len(tri), err)
+
+    def __init__(self, store: TileStore, threads: int = 8, in_flight: int = 512) -> None:
+        self.store = store
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cim-terrain-io")
+        self.slots = threading.BoundedSemaphore(in_flight)
+        self.error: BaseException | None = None
+
+    def submit(self, rel: str, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.slots.acquire()
+        self.pool.submit(self._write, rel, data)
+
+    def _write(self, rel: str, data: bytes) -> None:
+        try:
+            self.store.write(rel, data)
+        except BaseException as exc:  # noqa: BLE001 - handed to the building thread
+            self.error = self.error or exc
+        finally:
+            self.slots.release()
+
+    def close(self) -> None:
+        """Wait for every write; raise the first error."""
+        self.pool.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
@@ -114,6 +101,7 @@ class _Build:
 
     dem: TerrainDem
     store: TileStore
+    writer: _Writer
     max_zoom: int
     min_zoom: int
     block_zoom: int
@@ -124,17 +112,25 @@ class _Build:
     worst: dict[int, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def write(self, padded: np.ndarray, z: int, x: int, y: int) -> None:
-        rel = f"{z}/{x}/{y}.terrain"
-        if self.store.is_done(rel):
-            return
-        out = encode_terrain_tile(padded, z, x, y, level_error(z, self.error_factor))
-        self.store.write(rel, out.data)
+    def write(self, parts: list[LevelTiles]) -> None:
+        """Mesh, encode and write the parts' tiles (skipping those an earlier run finished)."""
+        todo = []
+        for p in parts:
+            keep = [i for i, (x, y) in enumerate(p.tiles) if not self.store.is_done(f"{p.z}/{x}/{y}.terrain")]
+            if keep:
+                todo.append(LevelTiles(p.grid, p.z, [p.tiles[i] for i in keep], np.asarray(p.rows0)[keep], np.asarray(p.cols0)[keep]))
+        data, errors, counts = encode_terrain_tiles(todo, self.error_factor)
+        names = [(p.z, x, y) for p in todo for x, y in p.tiles]
+        for (z, x, y), blob in zip(names, data):
+            self.writer.submit(f"{z}/{x}/{y}.terrain", blob)
+        levels = np.array([z for z, _, _ in names])
         with self.lock:
-            self.worst[z] = max(self.worst.get(z, 0.0), out.error)
-            if z == self.max_zoom:
-                self.triangles += out.triangles
-                self.vertices += out.vertices
+            for z in set(levels.tolist()):
+                if z > GRID_LEVELS:
+                    self.worst[z] = max(self.worst.get(z, 0.0), float(errors[levels == z].max()))
+            at_max = levels == self.max_zoom
+            self.vertices += int(counts[at_max, 0].sum())
+            self.triangles += int(counts[at_max, 1].sum())
 
 
 @dataclass
@@ -179,30 +175,31 @@ def _process_block(b: _Build, bx: int, by: int) -> _Block | None:
     inner = valid[margin : margin + n + 1, margin : margin + n + 1]
     if not inner.any():
         return None
-    # tiles with at least one valid sample, from a summed-area table of the inner samples
-    sat = np.zeros((n + 2, n + 2), dtype=np.int64)
-    sat[1:, 1:] = inner.cumsum(0).cumsum(1)
-    lo = np.arange(k_tiles) * INTERVALS
-    hi = lo + INTERVALS + 1
-    counts = sat[hi][:, hi] - sat[lo][:, hi] - sat[hi][:, lo] + sat[lo][:, lo]
-    have = counts > 0  # [ty, tx]
-    filled = fill_nodata(raw)
+    # tiles with a valid sample: 64 × 64 cells each, plus the row and column they share with the next
+    cells = inner[:-1, :-1].reshape(k_tiles, INTERVALS, k_tiles, INTERVALS).any(axis=(1, 3))
+    top = inner[INTERVALS::INTERVALS, :-1].reshape(k_tiles, k_tiles, INTERVALS).any(axis=2)
+    right = inner[:-1, INTERVALS::INTERVALS].reshape(k_tiles, INTERVALS, k_tiles).any(axis=1)
+    have = cells | top | right | inner[INTERVALS::INTERVALS, INTERVALS::INTERVALS]  # [ty, tx]
     tiles: dict[int, list[tuple[int, int]]] = {}
+    parts = []
     for z in range(b.max_zoom, b.block_zoom - 1, -1):
         k = b.max_zoom - z
         step = 1 << k
         if k:
             have = have.reshape(have.shape[0] // 2, 2, have.shape[1] // 2, 2).any(axis=(1, 3))
-        g = filled[::step, ::step]
         m = margin // step
         nt = k_tiles >> k
-        tiles[z] = []
-        for ty, tx in zip(*np.nonzero(have)):
-            x, y = bx * nt + int(tx), by * nt + int(ty)
-            b.write(g[m - 1 + ty * INTERVALS : m + ty * INTERVALS + INTERVALS + 2, m - 1 + tx * INTERVALS : m + tx * INTERVALS + INTERVALS + 2], z, x, y)
-            tiles[z].append((x, y))
+        ty, tx = np.nonzero(have)
+        tiles[z] = [(bx * nt + int(a), by * nt + int(c)) for a, c in zip(tx, ty)]
+        # fill only the level's samples under the tiles it writes (and their margin)
+        r0, c0 = m - 1 + ty.min() * INTERVALS, m - 1 + tx.min() * INTERVALS
+        r1, c1 = m + 2 + (ty.max() + 1) * INTERVALS, m + 2 + (tx.max() + 1) * INTERVALS
+        g = fill_nodata(raw[::step, ::step][r0:r1, c0:c1])
+        parts.append(LevelTiles(g, z, tiles[z], m + ty * INTERVALS - r0, m + tx * INTERVALS - c0))
+    b.write(parts)
     data = raw[valid]
-    return _Block(bx, by, filled[::k_tiles, ::k_tiles].copy(), tiles, float(data.min()), float(data.max()))
+    # at the block level the one tile is the whole block: its grid is the block's, margin included
+    return _Block(bx, by, g, tiles, float(data.min()), float(data.max()))
 
 
 def _coarse_levels(b: _Build, blocks: list[_Block]) -> None:
@@ -217,6 +214,7 @@ def _coarse_levels(b: _Build, blocks: list[_Block]) -> None:
         grid[r : r + INTERVALS + 3, c : c + INTERVALS + 3] = blk.grid
     origin = (x0 * INTERVALS - 1, y0 * INTERVALS - 1)  # global level-zb index of grid[0, 0]
     tiles = b.tiles[zb]
+    parts = []
     for z in range(zb - 1, b.min_zoom - 1, -1):
         tiles = {(x >> 1, y >> 1) for x, y in tiles}
         if z == 0:
@@ -235,9 +233,11 @@ def _coarse_levels(b: _Build, blocks: list[_Block]) -> None:
         new[np.ix_(okj, oki)] = grid[np.ix_(cj[okj], ci[oki])]
         grid, origin = fill_nodata(new), new_origin
         b.tiles[z] = tiles
-        for x, y in sorted(tiles):
-            r, c = (y - ty0) * INTERVALS, (x - tx0) * INTERVALS
-            b.write(grid[r : r + INTERVALS + 3, c : c + INTERVALS + 3], z, x, y)
+        order = sorted(tiles)
+        rows0 = np.array([(y - ty0) * INTERVALS + 1 for _, y in order])
+        cols0 = np.array([(x - tx0) * INTERVALS + 1 for x, _ in order])
+        parts.append(LevelTiles(grid, z, order, rows0, cols0))
+    b.write(parts)
 
 
 def build_terrain_layer(
@@ -284,21 +284,25 @@ def build_terrain_layer(
         # blocks sit at level 1 or deeper, so the roots come from the coarse pass (both are written)
         zb = max(int(min_zoom), zmax - BLOCK_LEVELS, 1)
         key = build_key(FORMAT_VERSION, file_fingerprint(src.path), zmax, int(min_zoom), float(error_factor))
-        b = _Build(src, TileStore(out_dir, key), zmax, int(min_zoom), zb, float(error_factor))
+        store = TileStore(out_dir, key)
+        b = _Build(src, store, _Writer(store), zmax, int(min_zoom), zb, float(error_factor))
         bx0, by0, bx1, by1 = tiles_covering(src.bounds, zb)
         jobs = [(bx, by) for by in range(by0, by1 + 1) for bx in range(bx0, bx1 + 1)]
         blocks: list[_Block] = []
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for i, blk in enumerate(pool.map(lambda j: _process_block(b, *j), jobs)):
-                if blk is not None:
-                    blocks.append(blk)
-                if progress:
-                    progress("terrain", i + 1, len(jobs))
-        if not blocks:
-            raise CimInputError(f"{src.path}: the DEM has no data (every cell is no-data or outside its extent)")
-        for z in range(zmax, zb - 1, -1):
-            b.tiles[z] = {t for blk in blocks for t in blk.tiles[z]}
-        _coarse_levels(b, blocks)
+        try:
+            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+                for i, blk in enumerate(pool.map(lambda j: _process_block(b, *j), jobs)):
+                    if blk is not None:
+                        blocks.append(blk)
+                    if progress:
+                        progress("terrain", i + 1, len(jobs))
+            if not blocks:
+                raise CimInputError(f"{src.path}: the DEM has no data (every cell is no-data or outside its extent)")
+            for z in range(zmax, zb - 1, -1):
+                b.tiles[z] = {t for blk in blocks for t in blk.tiles[z]}
+            _coarse_levels(b, blocks)
+        finally:
+            b.writer.close()
         bounds = src.bounds
         cells = src.width * src.height
     version = key[:12]
@@ -327,7 +331,13 @@ def build_terrain_layer(
         resumed_tiles=b.store.resumed,
         format="quantized-mesh",
         url="",
-        extra={"minzoom": b.min_zoom, "maxzoom": zmax, "max_error": errors, "dem_cell_size": src.cell_size},
+        extra={
+            "minzoom": b.min_zoom,
+            "maxzoom": zmax,
+            "max_error": errors,  # the bound of each level
+            "measured_error": {str(z): round(e, 4) for z, e in sorted(b.worst.items())},  # the worst TIN of each level written now
+            "dem_cell_size": src.cell_size,
+        },
     )
     log.info(
         "terrain %s: levels %d-%d, %d tiles, %d triangles at level %d, %.1f MB, %.2f s",

@@ -1,0 +1,319 @@
+"""Greedy insertion for error-bounded TINs (Garland & Heckbert 1995, algorithm III; the method of Delatin).
+
+Start from the grid's two corner triangles, then repeatedly insert the grid sample that lies
+farthest, vertically, from the current surface, keeping the triangulation Delaunay by edge flips,
+until no sample is farther than the bound. Each triangle remembers its worst sample; a max-heap over
+triangles picks the next insertion, and only the triangles an insertion creates or flips are
+scanned again. Triangles are stored as half-edges: triangle ``t`` owns half-edges ``3t, 3t+1, 3t+2``,
+``tv[e]`` is the vertex a half-edge starts from and ``he[e]`` the opposite half-edge (-1 on the
+border). Orientation and in-circle tests run on exact int64 arithmetic.
+
+The loop is sequential by nature (each insertion depends on the last), so numpy cannot vectorise
+it: it is compiled with numba (``nogil``, so tiles mesh in parallel threads).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_JIT = {"nogil": True, "cache": True}
+
+
+@njit(**_JIT)
+def _orient(ax, ay, bx, by, cx, cy):  # pragma: no cover - compiled
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+
+
+@njit(**_JIT)
+def _incircle(ax, ay, bx, by, cx, cy, dx, dy):  # pragma: no cover - compiled
+    """> 0 when d lies strictly inside the circle through the counter-clockwise a, b, c."""
+    adx, ady = ax - dx, ay - dy
+    bdx, bdy = bx - dx, by - dy
+    cdx, cdy = cx - dx, cy - dy
+    ad = adx * adx + ady * ady
+    bd = bdx * bdx + bdy * bdy
+    cd = cdx * cdx + cdy * cdy
+    return adx * (bdy * cd - bd * cdy) - ady * (bdx * cd - bd * cdx) + ad * (bdx * cdy - bdy * cdx)
+
+
+@njit(**_JIT)
+def _scan(grid, ax, ay, bx, by, cx, cy):  # pragma: no cover - compiled
+    """Worst sample of triangle (a, b, c): ``(error, x, y)``, over every grid point inside or on it."""
+    za, zb, zc = grid[ay, ax], grid[by, bx], grid[cy, cx]
+    ux, uy, vx, vy = bx - ax, by - ay, cx - ax, cy - ay
+    nz = ux * vy - uy * vx
+    best, bxo, byo = -1.0, ax, ay
+    if nz <= 0:
+        return best, bxo, byo
+    uz, vz = zb - za, zc - za
+    dzdx = -(uy * vz - uz * vy) / nz
+    dzdy = -(uz * vx - ux * vz) / nz
+    # edge functions A*x + B*y + C >= 0 inside, for a->b, b->c, c->a
+    a0, b0 = -(by - ay), bx - ax
+    c0 = -(a0 * ax + b0 * ay)
+    a1, b1 = -(cy - by), cx - bx
+    c1 = -(a1 * bx + b1 * by)
+    a2, b2 = -(ay - cy), ax - cx
+    c2 = -(a2 * cx + b2 * cy)
+    xmin, xmax = min(ax, bx, cx), max(ax, bx, cx)
+    for y in range(min(ay, by, cy), max(ay, by, cy) + 1):
+        lo, hi = xmin, xmax
+        for k in range(3):
+            if k == 0:
+                A, R = a0, -(b0 * y + c0)
+            elif k == 1:
+                A, R = a1, -(b1 * y + c1)
+            else:
+                A, R = a2, -(b2 * y + c2)
+            if A > 0:
+                lo = max(lo, -((-R) // A))
+            elif A < 0:
+                hi = min(hi, R // A)
+            elif R > 0:
+                hi = lo - 1
+        if lo > hi:
+            continue
+        row = grid[y]
+        z0 = za + (y - ay) * dzdy + (lo - ax) * dzdx
+        # a max-reduction first (vectorises), the position only when the row beats the best
+        m = 0.0
+        for x in range(lo, hi + 1):
+            d = abs(row[x] - (z0 + (x - lo) * dzdx))
+            m = max(m, d)
+        if m > best:
+            for x in range(lo, hi + 1):
+                if abs(row[x] - (z0 + (x - lo) * dzdx)) == m:
+                    best, bxo, byo = m, x, y
+                    break
+    return best, bxo, byo
+
+
+@njit(**_JIT)
+def _sift_up(heap, hpos, err, i):  # pragma: no cover - compiled
+    t = heap[i]
+    while i > 0:
+        p = (i - 1) >> 1
+        q = heap[p]
+        if err[q] >= err[t]:
+            break
+        heap[i] = q
+        hpos[q] = i
+        i = p
+    heap[i] = t
+    hpos[t] = i
+
+
+@njit(**_JIT)
+def _sift_down(heap, hpos, err, i, n):  # pragma: no cover - compiled
+    t = heap[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and err[heap[c + 1]] > err[heap[c]]:
+            c += 1
+        if err[heap[c]] <= err[t]:
+            break
+        heap[i] = heap[c]
+        hpos[heap[i]] = i
+        i = c
+    heap[i] = t
+    hpos[t] = i
+
+
+@njit(**_JIT)
+def _link(he, a, b):  # pragma: no cover - compiled
+    he[a] = b
+    if b >= 0:
+        he[b] = a
+
+
+@njit(**_JIT)
+def _greedy(grid, threshold, max_vertices):  # pragma: no cover - compiled
+    rows, cols = grid.shape
+    n = rows * cols
+    max_t = 2 * n + 2
+    # np.empty leaves big arrays untouched (no page faults): every slot is written before it is read
+    vx = np.empty(n, np.int64)
+    vy = np.empty(n, np.int64)
+    tv = np.empty(3 * max_t, np.int64)  # start vertex of each half-edge; triangle t owns 3t..3t+2
+    he = np.empty(3 * max_t, np.int64)  # the opposite half-edge, -1 on the grid's border
+    err = np.empty(max_t)
+    cand_x = np.empty(max_t, np.int64)
+    cand_y = np.empty(max_t, np.int64)
+    heap = np.empty(max_t, np.int64)
+    hpos = np.empty(max_t, np.int64)  # a triangle's place in the heap, -1 when not in it
+    stamp = np.empty(max_t, np.int64)  # the insertion that last touched a triangle
+    touched = np.empty(max_t, np.int64)
+    stack = np.empty(3 * max_t, np.int64)
+    top = 0.0
+    for y in range(rows):
+        for x in range(cols):
+            a = abs(grid[y, x])
+            if not a < np.inf:  # NaN or infinite
+                return vx[:0], vy[:0], tv[:0], he[:0], np.nan, threshold
+            top = max(top, a)
+    # a sample on the surface shows a rounding error of ~1e-13 of the height: never insert for that
+    threshold = max(threshold, 1e-9 * (1.0 + top))
+
+    w, h = cols - 1, rows - 1
+    vx[0], vy[0] = 0, 0
+    vx[1], vy[1] = w, 0
+    vx[2], vy[2] = w, h
+    vx[3], vy[3] = 0, h
+    nv = 4
+    tv[0], tv[1], tv[2] = 0, 1, 2
+    tv[3], tv[4], tv[5] = 0, 2, 3
+    he[:6] = -1
+    hpos[:2] = -1
+    stamp[:2] = -1
+    _link(he, 2, 3)  # the diagonal: 2->0 in the first triangle, 0->2 in the second
+    nt = 2
+    n_heap = 0
+    n_touch = 2
+    touched[0], touched[1] = 0, 1
+    it = 0
+    while True:
+        # rescan the triangles the last insertion created or changed
+        for i in range(n_touch):
+            t = touched[i]
+            e0 = 3 * t
+            a, b, c = tv[e0], tv[e0 + 1], tv[e0 + 2]
+            e, x, y = _scan(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c])
+            err[t], cand_x[t], cand_y[t] = e, x, y
+            if e > threshold:
+                if hpos[t] < 0:
+                    heap[n_heap] = t
+                    n_heap += 1
+                    _sift_up(heap, hpos, err, n_heap - 1)
+                else:
+                    _sift_up(heap, hpos, err, hpos[t])
+                    _sift_down(heap, hpos, err, hpos[t], n_heap)
+            elif hpos[t] >= 0:
+                j = hpos[t]
+                hpos[t] = -1
+                n_heap -= 1
+                if j < n_heap:
+                    moved = heap[n_heap]
+                    heap[j] = moved
+                    hpos[moved] = j
+                    _sift_down(heap, hpos, err, j, n_heap)
+                    _sift_up(heap, hpos, err, hpos[moved])
+        if n_heap == 0 or nv >= max_vertices:
+            break
+        it += 1
+        t = heap[0]
+        px, py = cand_x[t], cand_y[t]
+        v = nv
+        vx[v], vy[v] = px, py
+        nv += 1
+        n_touch = 0
+        e0 = 3 * t
+        a, b, c = tv[e0], tv[e0 + 1], tv[e0 + 2]
+        o0 = _orient(vx[a], vy[a], vx[b], vy[b], px, py)
+        o1 = _orient(vx[b], vy[b], vx[c], vy[c], px, py)
+        o2 = _orient(vx[c], vy[c], vx[a], vy[a], px, py)
+        n_stack = 0
+        if o0 != 0 and o1 != 0 and o2 != 0:
+            # inside: split into (a, b, v), (b, c, v), (c, a, v)
+            t1, t2 = nt, nt + 1
+            nt += 2
+            hpos[t1] = hpos[t2] = -1
+            h_bc, h_ca = he[e0 + 1], he[e0 + 2]
+            tv[e0 + 1], tv[e0 + 2] = b, v
+            tv[3 * t1], tv[3 * t1 + 1], tv[3 * t1 + 2] = b, c, v
+            tv[3 * t2], tv[3 * t2 + 1], tv[3 * t2 + 2] = c, a, v
+            _link(he, 3 * t1, h_bc)
+            _link(he, 3 * t2, h_ca)
+            _link(he, e0 + 1, 3 * t1 + 2)
+            _link(he, 3 * t1 + 1, 3 * t2 + 2)
+            _link(he, 3 * t2 + 1, e0 + 2)
+            for tt in (t, t1, t2):
+                stamp[tt] = it
+                touched[n_touch] = tt
+                n_touch += 1
+                stack[n_stack] = 3 * tt
+                n_stack += 1
+        else:
+            k = 0 if o0 == 0 else (1 if o1 == 0 else 2)
+            e = e0 + k
+            en, ep = e0 + (k + 1) % 3, e0 + (k + 2) % 3
+            x, y, wv = tv[e], tv[en], tv[ep]
+            h_yw, h_wx, f = he[en], he[ep], he[e]
+            # t becomes (x, v, w), t1 = (v, y, w)
+            t1 = nt
+            nt += 1
+            hpos[t1] = -1
+            tv[e0], tv[e0 + 1], tv[e0 + 2] = x, v, wv
+            tv[3 * t1], tv[3 * t1 + 1], tv[3 * t1 + 2] = v, y, wv
+            _link(he, e0 + 1, 3 * t1 + 2)
+            _link(he, e0 + 2, h_wx)
+            _link(he, 3 * t1 + 1, h_yw)
+            he[e0] = -1
+            he[3 * t1] = -1
+            for tt, s in ((t, 2), (t1, 1)):
+                stamp[tt] = it
+                touched[n_touch] = tt
+                n_touch += 1
+                stack[n_stack] = 3 * tt + s
+                n_stack += 1
+            if f >= 0:
+                # the neighbour across the split edge: t' becomes (y, v, w'), t3 = (v, x, w')
+                tp = f // 3
+                kf = f % 3
+                f0 = 3 * tp
+                fn, fp = f0 + (kf + 1) % 3, f0 + (kf + 2) % 3
+                wp = tv[fp]
+                h_xwp, h_wpy = he[fn], he[fp]
+                t3 = nt
+                nt += 1
+                hpos[t3] = -1
+                tv[f0], tv[f0 + 1], tv[f0 + 2] = y, v, wp
+                tv[3 * t3], tv[3 * t3 + 1], tv[3 * t3 + 2] = v, x, wp
+                _link(he, f0, 3 * t1)
+                _link(he, 3 * t3, e0)
+                _link(he, f0 + 1, 3 * t3 + 2)
+                _link(he, f0 + 2, h_wpy)
+                _link(he, 3 * t3 + 1, h_xwp)
+                for tt, s in ((tp, 2), (t3, 1)):
+                    stamp[tt] = it
+                    touched[n_touch] = tt
+                    n_touch += 1
+                    stack[n_stack] = 3 * tt + s
+                    n_stack += 1
+        # restore the Delaunay property around v by flipping the edges opposite it
+        while n_stack > 0:
+            n_stack -= 1
+            e = stack[n_stack]
+            f = he[e]
+            if f < 0:
+                continue
+            T, k = e // 3, e % 3
+            A, B, V = tv[e], tv[3 * T + (k + 1) % 3], tv[3 * T + (k + 2) % 3]
+            T2, kf = f // 3, f % 3
+            W = tv[3 * T2 + (kf + 2) % 3]
+            if _incircle(vx[A], vy[A], vx[B], vy[B], vx[V], vy[V], vx[W], vy[W]) <= 0:
+                continue
+            h_bv, h_va = he[3 * T + (k + 1) % 3], he[3 * T + (k + 2) % 3]
+            h_aw, h_wb = he[3 * T2 + (kf + 1) % 3], he[3 * T2 + (kf + 2) % 3]
+            tv[3 * T], tv[3 * T + 1], tv[3 * T + 2] = A, W, V
+            tv[3 * T2], tv[3 * T2 + 1], tv[3 * T2 + 2] = W, B, V
+            _link(he, 3 * T, h_aw)
+            _link(he, 3 * T + 1, 3 * T2 + 2)
+            _link(he, 3 * T + 2, h_va)
+            _link(he, 3 * T2, h_wb)
+            _link(he, 3 * T2 + 1, h_bv)
+            for tt in (T, T2):
+                if stamp[tt] != it:
+                    stamp[tt] = it
+                    touched[n_touch] = tt
+                    n_touch += 1
+            stack[n_stack] = 3 * T
+            stack[n_stack + 1] = 3 * T2
+            n_stack += 2
+    worst = err[heap[0]] if n_heap > 0 else 0.0
+    if n_heap == 0:
+        for t in range(nt):
+            worst = max(worst, err[t])
+    return vx[:nv], vy[:nv], tv[: 3 * nt], he[: 3 * nt], worst, threshold
