@@ -18,6 +18,7 @@ from cim.errors import CimInputError
 from cim.kernels.frames import LocalFrame
 from cim.layers.base import LayerResult, Progress
 from cim.layers.imagery import build_imagery_layer
+from cim.layers.terrain import build_terrain_layer
 from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, schema_properties
 from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
 from cim.sources.dem import sample_dem
@@ -41,7 +42,7 @@ class BuildReport:
         return sum(layer.bytes for layer in self.layers)
 
     def summary(self) -> str:
-        parts = [f"{lr.id}: {lr.tiles:,} tiles" if lr.kind == "imagery" else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
+        parts = [f"{lr.id}: {lr.tiles:,} tiles" if lr.kind in ("imagery", "terrain") else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
         return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
 
 
@@ -81,8 +82,12 @@ def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | 
     out.mkdir(parents=True, exist_ok=True)
     ctx = BuildContext(rec, out, LocalFrame(*rec.origin) if rec.origin else None, progress)
     report = BuildReport(out)
-    for spec in rec.layers:
-        report.layers.append(LAYER_BUILDERS[spec.kind](spec, ctx))
+    results: dict[str, LayerResult] = {}
+    # ground first (terrain decides how buildings sit on it), buildings last; listed in recipe order
+    for spec in sorted(rec.layers, key=lambda s: BUILD_ORDER.index(s.kind)):
+        results[spec.id] = LAYER_BUILDERS[spec.kind](spec, ctx)
+        ctx.built[spec.id] = results[spec.id]
+    report.layers = [results[spec.id] for spec in rec.layers]
     if ctx.frame is None:
         raise CimInputError(f"{rec.path or 'recipe'}: no layer fixed the city origin; give [city] origin = [lon, lat, height]")
     rows = [lr.search for lr in report.layers if lr.search is not None]
@@ -102,10 +107,22 @@ class BuildContext:
     out: Path
     frame: LocalFrame | None
     progress: Progress | None = None
+    built: dict[str, LayerResult] = field(default_factory=dict)
+
+    def terrain_error_for(self, dem: Path | None) -> float:
+        """The finest error bound of a terrain layer built from ``dem`` (0 when there is none)."""
+        if dem is None:
+            return 0.0
+        for spec in self.recipe.layers:
+            lr = self.built.get(spec.id)
+            if spec.kind == "terrain" and lr is not None and Path(spec.source).resolve() == Path(dem).resolve():
+                return float(lr.extra["max_error"][str(lr.extra["maxzoom"])])
+        return 0.0
 
 
 def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     opts = _building_options(spec)
+    opts.ground_offset = -ctx.terrain_error_for(opts.dem)
     table = read_footprints(
         spec.source, crs=spec.options.get("crs", ctx.recipe.crs), layer=spec.options.get("layer"), id_attr=spec.options.get("id_attr", "id")
     )
@@ -128,11 +145,29 @@ def _build_imagery(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     )
 
 
+def _build_terrain(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
+    o = dict(spec.options)
+    known = {"max_zoom", "min_zoom", "error_factor"}
+    if set(o) - known:
+        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    result = build_terrain_layer(
+        spec.source, ctx.out / spec.id, max_zoom=o.get("max_zoom"), min_zoom=int(o.get("min_zoom", 0)),
+        error_factor=float(o.get("error_factor", 1.0)), layer_id=spec.id, progress=ctx.progress,
+    )
+    if ctx.frame is None:
+        b = result.bounds
+        ctx.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
+    return result
+
+
 #: one builder per recipe kind: ``builder(spec, ctx) -> LayerResult``
 LAYER_BUILDERS: dict[str, Callable[[LayerSpec, BuildContext], LayerResult]] = {
     "buildings": _build_buildings,
     "imagery": _build_imagery,
+    "terrain": _build_terrain,
 }
+#: the order layers are built in (whatever their order in the recipe)
+BUILD_ORDER = ("terrain", "imagery", "bim", "pointcloud", "buildings")
 
 
 def _city_frame(rec: Recipe, table, opts: BuildingOptions) -> LocalFrame:

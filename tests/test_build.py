@@ -85,7 +85,7 @@ def test_leaves_hold_every_building_once_with_its_source_attributes(tiny_city, t
         assert got["name"] == want["name"] and got["use"] == want["use"] and got["address"] == want["address"]
         assert got["floors"] == want["floors"] and got["year_built"] == want["year_built"]
         assert got["height"] == pytest.approx(want["height"])
-    schema = json.loads((tiny_city / "city.json").read_text())["layers"][0]["schema"]
+    schema = next(l for l in json.loads((tiny_city / "city.json").read_text())["layers"] if l["kind"] == "buildings")["schema"]
     assert schema["height"] == "FLOAT64" and schema["floors"] == "INT32" and schema["id"] == "STRING"
 
 
@@ -98,9 +98,13 @@ def test_every_glb_passes_the_khronos_validator(tiny_city):
 
 
 def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
-    """Each building's lowest vertex is the lowest ground under its corners: not floating, not sunk."""
+    """Each building's lowest vertex is the lowest ground under its corners, less the terrain's
+    finest error bound (the rendered ground lies within it): not floating, not sunk."""
     ts = json.loads((tiny_city / "buildings" / "tileset.json").read_text())
     manifest = json.loads((tiny_city / "city.json").read_text())
+    terrain = next(l for l in manifest["layers"] if l["kind"] == "terrain")
+    sink = terrain["max_error"][str(terrain["maxzoom"])]
+    assert 0 < sink < 0.5
     frame = LocalFrame(**{"lon": manifest["origin"]["lon"], "lat": manifest["origin"]["lat"], "h": manifest["origin"]["height"]})
     table = read_footprints(tiny_sources.buildings)
     import shapely
@@ -120,7 +124,7 @@ def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
 
         _, _, h = ecef_to_geodetic(frame.to_ecef(pos))
         for i, fid in enumerate(ids):
-            assert h[fids == i].min() == pytest.approx(ground[fid], abs=0.01)
+            assert h[fids == i].min() == pytest.approx(ground[fid] - sink, abs=0.01)
             checked += 1
     assert checked == len(table)
 
@@ -128,17 +132,19 @@ def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
 def test_rebuild_resumes_and_replaces_atomically(tiny_sources, tmp_path):
     out = tmp_path / "city"
     first = cim.build(tiny_sources.recipe, out)
+    layer = lambda report, kind: next(lr for lr in report.layers if lr.kind == kind)  # noqa: E731
     tile = next((out / "buildings" / "tiles").glob("*.glb"))
     mtime = tile.stat().st_mtime_ns
     second = cim.build(tiny_sources.recipe, out)
-    assert second.layers[0].resumed_tiles == first.layers[0].tiles
+    assert layer(second, "buildings").resumed_tiles == layer(first, "buildings").tiles
+    assert layer(second, "terrain").resumed_tiles == layer(first, "terrain").tiles
     assert tile.stat().st_mtime_ns == mtime  # finished tiles are not rewritten
     # an interrupted build: one tile lost, the log torn mid-line
     tile.unlink()
     log = out / "buildings" / ".cim-build.jsonl"
     log.write_text(log.read_text() + '{"file": "tiles/x')
     third = cim.build(tiny_sources.recipe, out)
-    assert tile.exists() and third.layers[0].resumed_tiles == first.layers[0].tiles - 1
+    assert tile.exists() and layer(third, "buildings").resumed_tiles == layer(first, "buildings").tiles - 1
     assert not list(out.rglob(".*.glb*")), "no temporary files left behind"
 
 

@@ -44,6 +44,9 @@ class BuildingOptions:
     max_features : most buildings in one tile
     workers : parallel workers (default: the number of cores)
     engine : where tile jobs run: ``"auto"``, ``"threads"`` or ``"processes"`` (see cim.engines)
+    ground_offset : metres added to the ground sampled from the DEM. A city with a terrain layer
+        sinks its buildings by the terrain's finest error bound: the rendered ground is the DEM
+        within that bound, so a base that low never floats above it
     """
 
     height: str | None = "height"
@@ -54,6 +57,7 @@ class BuildingOptions:
     max_features: int = 2000
     workers: int | None = None
     engine: str = "threads"  # measured: see benchmarks/bench_buildings.py --engine
+    ground_offset: float = 0.0
 
 
 @dataclass
@@ -153,7 +157,7 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
 
     def run(chunk: tuple[int, int]) -> _Chunk:
         a, b = chunk
-        return _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem)
+        return _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, ground_offset=opts.ground_offset)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(run, chunks))
@@ -171,7 +175,7 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
         # redo only those chunks with the filled base: rare, so simplicity wins
         for i, (a, b) in enumerate(chunks):
             if outside[a:b].any():
-                parts[i] = _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, fill_base=fill)
+                parts[i] = _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, fill_base=fill, ground_offset=opts.ground_offset)
         base = np.concatenate([p.base for p in parts])
     mesh = _join_meshes([p.mesh for p in parts])
     bounds = (
@@ -199,7 +203,8 @@ class _Chunk:
 
 
 def _prepare_chunk(
-    geoms: np.ndarray, heights: np.ndarray, crs, frame: LocalFrame, dem: DemWindow | None, fill_base: float | None = None
+    geoms: np.ndarray, heights: np.ndarray, crs, frame: LocalFrame, dem: DemWindow | None, fill_base: float | None = None,
+    ground_offset: float = 0.0,
 ) -> _Chunk:
     """Project, sample and extrude one contiguous chunk of buildings."""
     n = len(geoms)
@@ -218,6 +223,7 @@ def _prepare_chunk(
         z = dem.sample(coords[:, 0], coords[:, 1], crs)
         with np.errstate(invalid="ignore"):
             base = np.fmin.reduceat(z, starts)
+        base += ground_offset  # NaN (off the DEM) stays NaN; the fill below already has it
         if fill_base is not None:
             base[np.isnan(base)] = fill_base
     else:

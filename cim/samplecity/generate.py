@@ -159,6 +159,13 @@ title = "Tianshui (synthetic, {preset})"
 crs = "{CRS}"              # CGCS2000 / 3-degree Gauss-Kruger CM 105E
 
 [[layers]]
+id = "terrain"
+kind = "terrain"
+title = "Terrain"
+source = "data/dem.tif"     # quantized-mesh; zoom levels from the DEM's resolution
+cim_level = 1
+
+[[layers]]
 id = "buildings"
 kind = "buildings"
 title = "Buildings (LOD1)"

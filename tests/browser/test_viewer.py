@@ -337,6 +337,72 @@ def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity)
     page.evaluate("window.cim.clearMeasurements()")
 
 
+def test_buildings_stand_on_the_rendered_terrain(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    """Sample CesiumJS's terrain (most detailed level) at the corners of buildings: no base is
+    above the ground (floating), none sunk more than the finest level's error + 0.5 m."""
+    import pyogrio.raw
+    import shapely
+    from pyproj import Transformer
+
+    page = viewer.page
+    terrain = next((l for l in built_city.city["layers"] if l["kind"] == "terrain"), None)
+    if terrain is None:
+        pytest.skip("this city has no terrain layer")
+    assert page.evaluate("window.cim.viewer.terrainProvider instanceof Cesium.CesiumTerrainProvider")
+    finest = terrain["max_error"][str(terrain["maxzoom"])]
+    meta, _, geometry, fields = pyogrio.raw.read(built_city.gpkg)
+    ids = [str(v) for v in fields[list(meta["fields"]).index("id")]]
+    to_ll = Transformer.from_crs(meta["crs"], "EPSG:4326", always_xy=True)
+    geoms = shapely.from_wkb(geometry)
+    picks = list(range(0, len(ids), max(1, len(ids) // 12)))[:12]
+    checked = 0
+    for i in picks:
+        hit = page.evaluate(
+            "async (id) => (await (await fetch('/api/search?q=' + encodeURIComponent(id) + '&limit=50')).json()).results.find(r => r.id === id)",
+            ids[i],
+        )
+        if hit is None:  # replaced by a BIM model, say
+            continue
+        corners = shapely.get_coordinates(geoms[i])
+        lonlat = [list(to_ll.transform(x, y)) for x, y in corners]
+        heights = page.evaluate(
+            """async (pts) => {
+                const carto = pts.map(([lon, lat]) => Cesium.Cartographic.fromDegrees(lon, lat));
+                const done = await Cesium.sampleTerrainMostDetailed(window.cim.viewer.terrainProvider, carto);
+                return done.map(c => c.height);
+            }""",
+            lonlat,
+        )
+        assert all(h is not None for h in heights)
+        base = hit["base"]
+        assert base <= min(heights) + 0.02, f"{ids[i]} floats: base {base:.2f} above terrain {min(heights):.2f}"
+        assert base >= min(heights) - (finest + 0.5), f"{ids[i]} sunk: base {base:.2f}, terrain {min(heights):.2f}"
+        checked += 1
+    assert checked >= 6
+
+
+def test_imagery_and_terrain_are_listed_and_imagery_toggles(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    page = viewer.page
+    kinds = {l["kind"]: l["id"] for l in built_city.city["layers"]}
+    if "imagery" not in kinds or "terrain" not in kinds:
+        pytest.skip("this city lacks imagery or terrain")
+    listed = page.eval_on_selector_all("#layer-list li", "lis => lis.map(li => li.dataset.layer)")
+    assert kinds["imagery"] in listed and kinds["terrain"] in listed
+    page.evaluate("window.cim.flyHome(0)")
+    viewer.wait_ready()
+    with_imagery = viewer.screenshot("12-imagery-on")
+    box = page.locator(f"#layer-{kinds['imagery']}")
+    box.uncheck()
+    assert page.evaluate("window.cim.viewer.imageryLayers.get(0).show") is False
+    viewer.wait_ready()
+    wait_frames(viewer)
+    without = viewer.screenshot("13-imagery-off")
+    box.check()
+    viewer.wait_ready()
+    stats = image_stats(viewer, with_imagery, without)
+    assert stats["diff"] > 0.01, f"hiding the orthophoto changed almost nothing: {stats}"
+
+
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
     log = viewer.log
     assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
