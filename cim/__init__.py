@@ -29,6 +29,7 @@ __all__ = [
     "build",
     "convert_buildings",
     "convert_imagery",
+    "convert_terrain",
     "serve",
     "load_recipe",
 ]
@@ -40,7 +41,7 @@ def __getattr__(name: str):
         from cim.samplecity import sample
 
         return sample
-    if name in ("build", "convert_buildings", "convert_imagery"):
+    if name in ("build", "convert_buildings", "convert_imagery", "convert_terrain"):
         from cim import pipeline
 
         return getattr(pipeline, name)

@@ -303,3 +303,24 @@ def convert_imagery(
     out = Path(out)
     result = build_imagery_layer(source, out, fmt=fmt, max_zoom=max_zoom, min_zoom=min_zoom, quality=quality, progress=progress)
     return BuildReport(out, [result], time.perf_counter() - t0)
+
+
+def convert_terrain(
+    dem: str | Path,
+    out: str | Path,
+    *,
+    max_zoom: int | None = None,
+    min_zoom: int = 0,
+    error_factor: float = 1.0,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Mesh one DEM into quantized-mesh terrain in ``out`` (``layer.json`` + ``{z}/{x}/{y}.terrain``).
+
+    Examples
+    --------
+    >>> cim.convert_terrain("dem.tif", "tiles/terrain")   # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    result = build_terrain_layer(dem, out, max_zoom=max_zoom, min_zoom=min_zoom, error_factor=error_factor, progress=progress)
+    return BuildReport(out, [result], time.perf_counter() - t0)

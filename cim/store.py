@@ -44,12 +44,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+_MADE_DIRS: set[str] = set()
+
+
+def _ensure_dir(folder: Path) -> None:
+    key = str(folder)
+    if key not in _MADE_DIRS:  # thousands of tiles share a few folders: mkdir once each
+        folder.mkdir(parents=True, exist_ok=True)
+        _MADE_DIRS.add(key)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically (a temporary name beside it, then a rename).
+
+    The temporary name carries the process and thread ids, so concurrent writers never share
+    one, without the cost of a random name per file.
+    """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        _ensure_dir(path.parent)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:  # the folder was removed since we made it
+            _MADE_DIRS.discard(str(path.parent))
+            _ensure_dir(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -114,6 +134,7 @@ class TileStore:
         self.resumed = len(self.done)
         self.written: set[str] = set(self.done)
         self.bytes_written = 0
+        self._log_file = None
 
     def is_done(self, rel: str) -> bool:
         """True when ``rel`` was finished by an earlier run of the same build."""
@@ -127,8 +148,10 @@ class TileStore:
     def record(self, rel: str, size: int) -> None:
         """Log a tile that is complete on disk (written here or by a worker process)."""
         with self._lock:
-            with open(self._log, "a") as f:
-                f.write(json.dumps({"file": rel}) + "\n")
+            if self._log_file is None:
+                self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+            self._log_file.write(json.dumps({"file": rel}) + "\n")
+            self._log_file.flush()  # to the OS at once: a killed build still resumes from here
             self.written.add(rel)
             self.bytes_written += size
 
@@ -139,11 +162,19 @@ class TileStore:
 
     def finish(self, tileset_name: str, tileset: dict, content_dir: str = "tiles") -> None:
         """Write the tileset last, then remove content files of earlier builds it no longer names."""
+        self.close()
         atomic_write_json(self.root / tileset_name, tileset)
         stale = self.root / content_dir
         for path in stale.rglob("*") if stale.is_dir() else ():
             if path.is_file() and path.relative_to(self.root).as_posix() not in self.written:
                 path.unlink()
+
+    def close(self) -> None:
+        """Close the build log (``finish`` does it; call it yourself when not finishing)."""
+        with self._lock:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file() and not p.name.startswith("."))

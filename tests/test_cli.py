@@ -50,3 +50,18 @@ def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path):
 
     r = runner.invoke(cli, ["convert", "buildings", str(shp), str(tmp_path / "o3"), "--crs", "EPSG:999999"])
     assert r.exit_code == 1 and "EPSG:999999" in r.output
+
+
+def test_convert_terrain_and_imagery(tiny_sources, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["convert", "terrain", str(tiny_sources.dem), str(tmp_path / "terrain")])
+    assert r.exit_code == 0, r.output
+    assert "terrain:" in r.output and (tmp_path / "terrain" / "layer.json").exists()
+    layer = json.loads((tmp_path / "terrain" / "layer.json").read_text())
+    assert layer["format"] == "quantized-mesh-1.0" and layer["maxzoom"] == 18
+    r = runner.invoke(cli, ["convert", "imagery", str(tiny_sources.ortho), str(tmp_path / "img"), "--format", "jpeg"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "img" / "imagery.json").read_text())
+    assert meta["format"] == "jpeg" and list((tmp_path / "img" / "tiles").rglob("*.jpg"))
+    r = runner.invoke(cli, ["convert", "terrain", str(tmp_path / "img" / "imagery.json"), str(tmp_path / "bad")])
+    assert r.exit_code == 1 and "imagery.json" in r.output

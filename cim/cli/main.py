@@ -86,6 +86,22 @@ def convert_buildings(
     _print_report(report, quiet)
 
 
+@convert.command("terrain")
+@click.argument("dem", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--max-zoom", type=int, default=None, help="Finest level [default: from the DEM's resolution].")
+@click.option("--min-zoom", type=int, default=0, show_default=True, help="Coarsest level written.")
+@click.option("--error-factor", type=float, default=1.0, show_default=True, help="Scale of each level's TIN error bound (at most 1.6).")
+@common
+@handle_errors
+def convert_terrain(dem: Path, out: Path, max_zoom: int | None, min_zoom: int, error_factor: float, verbose: int, quiet: bool) -> None:
+    """Mesh a DEM (any CRS, GeoTIFF or any GDAL raster) into quantized-mesh terrain in OUT."""
+    setup_logging(verbose, quiet)
+    with progress_bar(not quiet) as progress:
+        report = cim.convert_terrain(dem, out, max_zoom=max_zoom, min_zoom=min_zoom, error_factor=error_factor, progress=progress)
+    _print_report(report, quiet)
+
+
 @convert.command("imagery")
 @click.argument("ortho", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))

@@ -313,6 +313,7 @@ def build_terrain_layer(
         name=layer_id, description=f"terrain from {Path(dem).name}",
         extra={"cim": {"errorFactor": b.error_factor, "maxError": errors, "demCellSize": round(src.cell_size, 4)}},
     )
+    b.store.close()
     atomic_write_json(out_dir / "layer.json", doc)
     _remove_stale(out_dir, b.store.written)
     low, high = min(blk.low for blk in blocks), max(blk.high for blk in blocks)
