@@ -25,19 +25,25 @@ def unit_vectors(v: np.ndarray, fallback: tuple[float, float, float] = (0.0, 0.0
     return out.astype(np.float32)
 
 
-def face_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """(t, 3) float64 unit normals of triangles (zero for degenerate ones).
+def vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (not normalised: see :func:`unit_vectors`).
 
     Parameters
     ----------
     positions : (v, 3) float
     triangles : (t, 3) int
+
+    Returns
+    -------
+    (v, 3) float64; unreferenced vertices get zero.
     """
     p = np.asarray(positions, dtype=np.float64)
-    a, b, c = p[triangles[:, 0]], p[triangles[:, 1]], p[triangles[:, 2]]
-    n = np.cross(b - a, c - a)
-    length = np.linalg.norm(n, axis=1)
-    return n / np.where(length > 0, length, 1.0)[:, None]
+    tri = np.asarray(triangles, dtype=np.int64)
+    fn = np.cross(p[tri[:, 1]] - p[tri[:, 0]], p[tri[:, 2]] - p[tri[:, 0]])
+    out = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(out, tri[:, k], fn)
+    return out
 
 
 def split_vertices_by_material(triangles: np.ndarray, tri_material: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

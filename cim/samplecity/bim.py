@@ -45,8 +45,8 @@ ROOF = 0.3
 class _Writer:
     """Holds the file, the body context and the shared styles while a building is written."""
 
-    def __init__(self, name: str, rng: np.random.Generator) -> None:
-        self.f = ifcopenshell.api.project.create_file(version="IFC4")
+    def __init__(self, name: str, rng: np.random.Generator, schema: str = "IFC4") -> None:
+        self.f = ifcopenshell.api.project.create_file(version=schema)
         self.rng = rng
         self.project = ifcopenshell.api.root.create_entity(self.f, ifc_class="IfcProject", name=name)
         length = ifcopenshell.api.unit.add_si_unit(self.f, unit_type="LENGTHUNIT", prefix="MILLI")
@@ -141,8 +141,9 @@ def write_sample_ifc(
     name: str,
     seed: int = 0,
     crs: str = "EPSG:4544",
+    schema: str = "IFC4",
 ) -> Path:
-    """Write a georeferenced IFC4 building and return ``path``.
+    """Write a georeferenced IFC building (IFC4 by default) and return ``path``.
 
     Parameters
     ----------
@@ -155,11 +156,14 @@ def write_sample_ifc(
     name : project and building name
     seed : varies colours, window rhythm and property values, deterministically
     crs : the ``IfcProjectedCRS`` name
+    schema : "IFC4" or "IFC4X3"
     """
+    if schema not in ("IFC4", "IFC4X3"):
+        raise ValueError(f"write_sample_ifc writes IFC4 or IFC4X3, not {schema!r}")
     if storeys < 1 or width < 4.0 or depth < 4.0:
         raise ValueError("a sample building needs at least 1 storey and a 4 m × 4 m footprint")
     rng = np.random.default_rng(seed)
-    w = _Writer(name, rng)
+    w = _Writer(name, rng, schema)
     f = w.f
 
     site = ifcopenshell.api.root.create_entity(f, ifc_class="IfcSite", name=f"{name} site")

@@ -20,12 +20,15 @@ read in the units the file uses and converted (see :class:`IfcGeoreference`).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +153,7 @@ def read_georeference(f: ifcopenshell.file) -> IfcGeoreference:
     ctx = model_context(f)
     if ctx is not None:
         geo.wcs = _wcs_matrix(ctx, unit)
-        tn = getattr(ctx, "TrueNorth", None)
+        tn = _get(ctx, "TrueNorth")
         if tn is not None and tn.DirectionRatios and len(tn.DirectionRatios) >= 2:
             geo.true_north = rotation_from_true_north(float(tn.DirectionRatios[0]), float(tn.DirectionRatios[1]))
     if f.schema == "IFC2X3":
@@ -176,11 +179,12 @@ def _map_unit_of(unit_entity, fallback: float) -> float:
         return fallback
     if isinstance(unit_entity, str):
         return _UNIT_NAMES.get(unit_entity.strip().upper().replace("_", " "), fallback)
-    try:
-        return float(ifcopenshell.util.unit.get_unit_scale(unit_entity)) if hasattr(ifcopenshell.util.unit, "get_unit_scale") else fallback
+    if unit_entity.is_a("IfcSIUnit") and unit_entity.Name == "METRE":
+        return _METRE_PREFIX.get(unit_entity.Prefix, fallback)
+    try:  # conversion-based units (feet, US survey feet)
+        return float(ifcopenshell.util.unit.get_unit_scale(unit_entity))
     except Exception:
-        prefix = getattr(unit_entity, "Prefix", None)
-        return _METRE_PREFIX.get(prefix, fallback) if getattr(unit_entity, "Name", "") == "METRE" else fallback
+        return fallback
 
 
 def _resolve_scale(geo: IfcGeoreference, scale: float | None, extra: tuple[float, float, float]) -> None:
@@ -203,8 +207,8 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
         if not (op.is_a("IfcMapConversion") or op.is_a("IfcRigidOperation")):
             continue
         target = op.TargetCRS
-        geo.crs_name = getattr(target, "Name", None)
-        geo.map_unit = _map_unit_of(getattr(target, "MapUnit", None), geo.project_unit)
+        geo.crs_name = _get(target, "Name")
+        geo.map_unit = _map_unit_of(_get(target, "MapUnit"), geo.project_unit)
         geo.kind = "IfcMapConversion"
         if op.is_a("IfcRigidOperation"):
             first, second = op.FirstCoordinate, op.SecondCoordinate
@@ -217,9 +221,9 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
             return
         geo.origin = (float(op.Eastings or 0.0), float(op.Northings or 0.0), float(op.OrthogonalHeight or 0.0))
         geo.rotation = rotation_from_axis(op.XAxisAbscissa, op.XAxisOrdinate)
-        scale = getattr(op, "Scale", None)
-        sy = getattr(op, "ScaleY", None)  # IFC 4.3 release candidates
-        sz = getattr(op, "ScaleZ", None)
+        scale = _get(op, "Scale")
+        sy = _get(op, "ScaleY")  # IFC 4.3 release candidates
+        sz = _get(op, "ScaleZ")
         extra = [1.0, 1.0 if sy is None or scale in (None, 0) else float(sy) / float(scale), 1.0 if sz is None or scale in (None, 0) else float(sz) / float(scale)]
         if op.is_a("IfcMapConversionScaled"):
             extra = [extra[0] * float(op.FactorX), extra[1] * float(op.FactorY), extra[2] * float(op.FactorZ)]
@@ -265,6 +269,19 @@ def _read_site(f: ifcopenshell.file, geo: IfcGeoreference) -> None:
         return
 
 
+_ATTRS: dict[str, frozenset[str]] = {}
+
+
+def _get(entity, name: str):
+    """``entity.name`` or None when its class has no such attribute (a failed attribute
+    lookup costs ifcopenshell about 50 µs; the names are cached per class)."""
+    cls = entity.is_a(True)
+    names = _ATTRS.get(cls)
+    if names is None:
+        names = _ATTRS[cls] = frozenset(entity.get_attribute_names())
+    return getattr(entity, name) if name in names else None
+
+
 def _raw(value):
     return value.wrappedValue if isinstance(value, ifcopenshell.entity_instance) else value
 
@@ -285,6 +302,13 @@ class ElementAttributes:
     columns: dict[str, np.ndarray]
     types: dict[str, str]
     dropped: int = 0  # property columns left out by ``max_properties``
+    #: which rows hold a value, for BOOLEAN columns (metadata booleans have no null)
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def take(self, rows: np.ndarray) -> "ElementAttributes":
+        """The attributes of ``rows`` (an int index array)."""
+        return ElementAttributes({k: v[rows] for k, v in self.columns.items()}, dict(self.types), self.dropped,
+                                 {k: v[rows] for k, v in self.present.items()})
 
 
 class IfcElementIndex:
@@ -354,19 +378,17 @@ class IfcElementIndex:
     def storey(self, element) -> object | None:
         """The IfcBuildingStorey an element belongs to (through spaces and wholes), or None."""
         i = element.id()
-        if i in self._storey_cache:
-            return self._storey_cache[i]
-        s = element if element.is_a("IfcSpatialStructureElement") and not element.is_a("IfcBuildingStorey") and element.is_a("IfcSpace") else None
-        s = self.spatial_container(element) if s is None else self.parent.get(element.id()) or self.container.get(element.id())
-        for _ in range(16):
-            if s is None or s.is_a("IfcBuildingStorey"):
-                break
-            if s.is_a("IfcBuilding") or s.is_a("IfcSite") or s.is_a("IfcProject"):
-                s = None
-                break
-            s = self.parent.get(s.id()) or self.container.get(s.id())
-        self._storey_cache[i] = s
-        return s
+        if i not in self._storey_cache:
+            s = element if element.is_a("IfcBuildingStorey") else self.spatial_container(element)
+            for _ in range(16):
+                if s is None or s.is_a("IfcBuildingStorey"):
+                    break
+                if s.is_a("IfcBuilding") or s.is_a("IfcSite"):
+                    s = None
+                    break
+                s = self.parent.get(s.id()) or self.container.get(s.id())
+            self._storey_cache[i] = s
+        return self._storey_cache[i]
 
     def building(self, storey_or_element) -> object | None:
         s = storey_or_element
@@ -393,7 +415,7 @@ class IfcElementIndex:
         out: dict[str, object] = {}
         t = self.type_of.get(element.id())
         if t is not None:
-            for pdef in getattr(t, "HasPropertySets", None) or ():
+            for pdef in _get(t, "HasPropertySets") or ():
                 out.update(self._flat(pdef))
         for pdef in self.psets.get(element.id(), ()):
             out.update(self._flat(pdef))
@@ -466,7 +488,7 @@ class IfcElementIndex:
 
         Core: GlobalId, IfcClass, Name, Description, ObjectType, PredefinedType, Tag, Type
         (the IfcTypeObject's name), Storey, StoreyElevation (m), Building, Material. Property
-        columns are ``"Pset.Property"``: BOOLEAN (missing → false), INT32/INT64 or FLOAT64
+        columns are ``"Pset.Property"``: BOOLEAN (missing → false), INT32 (integers that fit) or FLOAT64
         (missing → noData), STRING (missing → noData); mixed kinds become STRING. At most
         ``max_properties`` property columns, the most common first.
         """
@@ -479,13 +501,13 @@ class IfcElementIndex:
             core["IfcClass"][row] = el.is_a()
             core["Name"][row] = el.Name
             core["Description"][row] = el.Description
-            core["ObjectType"][row] = getattr(el, "ObjectType", None)
-            pt = getattr(el, "PredefinedType", None)
+            core["ObjectType"][row] = _get(el, "ObjectType")
+            pt = _get(el, "PredefinedType")
             t = self.type_of.get(el.id())
             if (pt is None or pt == "NOTDEFINED") and t is not None:
-                pt = getattr(t, "PredefinedType", None) or pt
+                pt = _get(t, "PredefinedType") or pt
             core["PredefinedType"][row] = pt
-            core["Tag"][row] = getattr(el, "Tag", None)
+            core["Tag"][row] = _get(el, "Tag")
             core["Type"][row] = t.Name if t is not None else None
             storey = self.storey(el)
             if storey is not None:
@@ -507,11 +529,15 @@ class IfcElementIndex:
                 types["StoreyElevation"] = "FLOAT64"
         ranked = sorted(props, key=lambda k: (-len(props[k]), k))
         keep = sorted(ranked[:max_properties])
+        present: dict[str, np.ndarray] = {}
         for k in keep:
             col, kind = _typed_column(props[k], n)
             columns[k] = col
             types[k] = kind
-        return ElementAttributes(columns, types, dropped=max(0, len(ranked) - max_properties))
+            if kind == "BOOLEAN":
+                present[k] = np.zeros(n, dtype=bool)
+                present[k][list(props[k])] = True
+        return ElementAttributes(columns, types, max(0, len(ranked) - max_properties), present)
 
     def is_external(self, element) -> bool | None:
         """``IsExternal`` from any ``Pset_*Common`` of the element (or its type), else None."""
@@ -523,13 +549,15 @@ class IfcElementIndex:
     def body_candidates(self, exclude: tuple[str, ...] = EXCLUDED_CLASSES) -> dict[int, tuple[str, str]]:
         """``{step id: (GlobalId, class)}`` of products with a 3D body representation."""
         out: dict[int, tuple[str, str]] = {}
+        exclude = tuple(c for c in exclude if _schema_has(self.f, c))
         for p in self.f.by_type("IfcProduct"):
-            if p.Representation is None or any(p.is_a(c) for c in exclude if _schema_has(self.f, c)):
+            if p.Representation is None or any(p.is_a(c) for c in exclude):
                 continue
             for rep in p.Representation.Representations or ():
                 ctx = rep.ContextOfItems
                 ident = (rep.RepresentationIdentifier or "").lower()
-                ctype = (getattr(ctx, "ContextType", None) or getattr(getattr(ctx, "ParentContext", None), "ContextType", None) or "model").lower()
+                parent = _get(ctx, "ParentContext") if ctx is not None else None
+                ctype = ((_get(ctx, "ContextType") if ctx is not None else None) or (_get(parent, "ContextType") if parent is not None else None) or "model").lower()
                 if ident in BODY_IDENTIFIERS and ctype == "model" and rep.Items:
                     out[p.id()] = (p.GlobalId, p.is_a())
                     break
@@ -572,24 +600,17 @@ def _material_names(mat) -> list[str]:
 
 
 def _typed_column(values: dict[int, object], n: int) -> tuple[np.ndarray, str]:
+    """One property column from ``{row: value}``: BOOLEAN, INT32, FLOAT64 or STRING."""
     kinds = {type(v) for v in values.values()}
     if kinds <= {bool}:
         col = np.zeros(n, dtype=bool)
-        for i, v in values.items():
-            col[i] = v
+        col[list(values)] = list(values.values())
         return col, "BOOLEAN"
-    if kinds <= {int} or kinds <= {int, bool} and bool not in kinds:
-        col = np.full(n, np.nan)
-        for i, v in values.items():
-            col[i] = v
-        ints = np.array(list(values.values()), dtype=np.int64)
-        fits32 = bool(ints.size == 0 or (ints.min() > -(2**31) and ints.max() < 2**31 - 1))
-        if fits32 or max(abs(int(v)) for v in values.values()) < 2**53:
-            return col, "INT32" if fits32 else "INT64"
     if kinds <= {int, float}:
         col = np.full(n, np.nan)
-        for i, v in values.items():
-            col[i] = float(v)
+        col[list(values)] = [float(v) for v in values.values()]
+        if kinds == {int} and all(-(2**31) < v < 2**31 - 1 for v in values.values()):
+            return col, "INT32"
         return col, "FLOAT64"
     col = np.full(n, None, dtype=object)
     for i, v in values.items():
@@ -661,6 +682,7 @@ class GeometryLog:
     empty: list[tuple[str, str]] = field(default_factory=list)
     stalls: int = 0
     seconds: float = 0.0
+    kernel_peak_mb: float = 0.0  # the largest peak RSS of a kernel process
 
     def warnings(self, element_timeout: float) -> list[str]:
         out = []
@@ -708,7 +730,7 @@ def _geometry_child(conn, path: str, opts: dict, ids: list[int] | None, careful:
                     conn.send(_pack(ifcopenshell.geom.create_shape(settings, f.by_id(i), geometry_library=opts["library"])))
                 except Exception as exc:
                     conn.send(("fail", i, " ".join(str(exc).split())[:240]))
-            conn.send(("done",))
+            conn.send(("done", peak_rss_mb()))
             return
         if ids is not None:
             if not ids:
@@ -725,7 +747,7 @@ def _geometry_child(conn, path: str, opts: dict, ids: list[int] | None, careful:
                 conn.send(_pack(it.get()))
                 if not it.next():
                     break
-        conn.send(("done",))
+        conn.send(("done", peak_rss_mb()))
     except Exception as exc:  # report, then end: the parent decides
         try:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -735,27 +757,58 @@ def _geometry_child(conn, path: str, opts: dict, ids: list[int] | None, careful:
         conn.close()
 
 
-def _mp_context():
-    """forkserver where available (fast children, no fork of a threaded parent), else spawn."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB): VmHWM on Linux, else getrusage."""
     try:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["cim.sources.ifc"])
-        return ctx
-    except ValueError:
-        return multiprocessing.get_context("spawn")
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _child_entry() -> None:
+    """Entry point of the geometry child (``python -c``): arguments come pickled on stdin,
+    messages go out on the file descriptor named by ``argv[1]``."""
+    import sys
+
+    conn = Connection(int(sys.argv[1]), readable=False)
+    path, opts, ids, careful = pickle.load(sys.stdin.buffer)
+    _geometry_child(conn, path, opts, ids, careful)
 
 
 class _Child:
-    """A geometry child process and the parent's end of its pipe."""
+    """A geometry child process and the parent's end of its message pipe.
+
+    A plain interpreter (``python -c``) rather than multiprocessing: nothing of the caller's
+    ``__main__`` is re-run, no threaded parent is forked, and kernel chatter on the child's
+    stdout cannot corrupt the messages, which travel on their own pipe.
+    """
 
     STALL, EOF = object(), object()
 
     def __init__(self, path: Path, opts: dict, ids: list[int] | None, careful: bool) -> None:
-        ctx = _mp_context()
-        self.conn, child_conn = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_geometry_child, args=(child_conn, str(path), opts, ids, careful), daemon=True)
-        self.proc.start()
-        child_conn.close()
+        r, w = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from cim.sources.ifc import _child_entry; _child_entry()", str(w)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(w,), env=env,
+            )
+        finally:
+            os.close(w)
+        self.conn = Connection(r, writable=False)
+        try:
+            self.proc.stdin.write(pickle.dumps((str(path), opts, ids, careful), protocol=pickle.HIGHEST_PROTOCOL))
+            self.proc.stdin.close()
+        except OSError:
+            pass  # the child died at once: recv() sees the end of the pipe
 
     def recv(self, timeout: float | None):
         try:
@@ -766,9 +819,9 @@ class _Child:
             return self.EOF
 
     def stop(self) -> None:
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.join(timeout=10)
+        self.proc.wait(timeout=30)
         self.conn.close()
 
 
@@ -785,26 +838,16 @@ def _unpack(msg: tuple) -> ElementGeometry:
     return ElementGeometry(pid, guid, cls, verts, normals, tris, tri_mat, materials)
 
 
-def iter_element_geometry(
-    path: str | Path,
-    expected: dict[int, tuple[str, str]],
-    options: GeometryOptions | None = None,
-    log: GeometryLog | None = None,
-) -> Iterator[ElementGeometry]:
-    """Stream element meshes of an IFC file, each element once.
+class GeometryStream:
+    """Per-element meshes of an IFC file, each element once, from a kernel child process.
+
+    The child starts at construction, so that it parses the file while the caller reads
+    attributes; :meth:`elements` then streams the meshes.
 
     Parameters
     ----------
     path : the IFC file
-    expected : ``{step id: (GlobalId, class)}`` of the elements that should have geometry
-        (:meth:`IfcElementIndex.body_candidates`); the ones the iterator skips are retried one
-        at a time, and their errors go to ``log``
     options : threads, timeout, kernel
-    log : receives failures, timeouts and empty elements
-
-    Yields
-    ------
-    ElementGeometry, in the order the kernel finishes them.
 
     Notes
     -----
@@ -812,71 +855,109 @@ def iter_element_geometry(
     ``element_timeout`` seconds, the child is killed; the elements not yet seen are then made one
     at a time (each timed on its own) until the culprit is found and reported, and the fast
     iterator resumes with the rest. Bounded: every element costs at most the timeout, twice.
+    Elements the iterator skips silently are retried one at a time to learn why.
     """
-    options = options or GeometryOptions()
-    log = log if log is not None else GeometryLog()
-    path = Path(path)
-    t0 = time.perf_counter()
-    opts = {"threads": options.thread_count(), "max_voids": options.max_voids, "library": options.geometry_library, "exclude": list(options.exclude)}
-    open_timeout = 120.0 + 10.0 * path.stat().st_size / 1e6  # parsing is linear: generous
-    seen: set[int] = set()
 
-    def remaining() -> list[int]:
-        return [i for i in sorted(expected) if i not in seen]
+    def __init__(self, path: str | Path, options: GeometryOptions | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or GeometryOptions()
+        o = self.options
+        self._opts = {"threads": o.thread_count(), "max_voids": o.max_voids, "library": o.geometry_library, "exclude": list(o.exclude)}
+        self._first: _Child | None = _Child(self.path, self._opts, None, careful=False)
 
-    def accept(msg) -> ElementGeometry | None:
-        g = _unpack(msg)
-        if g.id in seen:
-            return None
-        seen.add(g.id)
-        if len(g.triangles) == 0:
-            log.empty.append((g.guid, g.ifc_class))
-            return None
-        return g
+    def close(self) -> None:
+        """Stop the child if it still runs (after an early exit)."""
+        if self._first is not None:
+            self._first.stop()
+            self._first = None
 
-    include: list[int] | None = None  # None: every product but the excluded classes
-    while True:
-        # fast pass: the multi-threaded iterator
-        child = _Child(path, opts, include, careful=False)
-        outcome = "done"
-        try:
-            ready = False
-            while True:
-                msg = child.recv(options.element_timeout if ready else open_timeout)
-                if msg is _Child.STALL or msg is _Child.EOF:
-                    outcome = "stall" if msg is _Child.STALL else "crash"
-                    log.stalls += 1
-                    break
-                kind = msg[0]
-                if kind == "ready":
-                    ready = True
-                elif kind == "el":
-                    g = accept(msg)
-                    if g is not None:
-                        yield g
-                elif kind == "done":
-                    break
-                elif kind == "error":
-                    if not ready:
-                        raise CimInputError(f"{path}: the geometry kernel cannot read it ({msg[1]})")
-                    outcome = "crash"
-                    break
-        finally:
-            child.stop()
-        if outcome == "done":
-            break
-        # a stall or crash: find the culprit one element at a time, then go fast again
-        found = yield from _careful(path, opts, remaining(), expected, options, log, seen, accept, stop_at_culprit=True)
-        if not found:
-            break
-        include = remaining()
-        if not include:
-            break
-    # what the iterator skipped silently: ask each one why
-    rest = remaining()
-    if rest:
-        yield from _careful(path, opts, rest, expected, options, log, seen, accept, stop_at_culprit=False)
-    log.seconds = time.perf_counter() - t0
+    def __enter__(self) -> "GeometryStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def elements(self, expected: dict[int, tuple[str, str]], log: GeometryLog | None = None) -> Iterator[ElementGeometry]:
+        """Yield element meshes in the order the kernel finishes them.
+
+        Parameters
+        ----------
+        expected : ``{step id: (GlobalId, class)}`` of the elements that should have geometry
+            (:meth:`IfcElementIndex.body_candidates`); names the failures in ``log``
+        log : receives failures, timeouts and empty elements
+        """
+        log = log if log is not None else GeometryLog()
+        options, opts, path = self.options, self._opts, self.path
+        t0 = time.perf_counter()
+        open_timeout = 120.0 + 10.0 * path.stat().st_size / 1e6  # parsing is linear: generous
+        seen: set[int] = set()
+
+        def remaining() -> list[int]:
+            return [i for i in sorted(expected) if i not in seen]
+
+        def accept(msg) -> ElementGeometry | None:
+            g = _unpack(msg)
+            if g.id in seen:
+                return None
+            seen.add(g.id)
+            if len(g.triangles) == 0:
+                log.empty.append((g.guid, g.ifc_class))
+                return None
+            return g
+
+        include: list[int] | None = None  # None: every product but the excluded classes
+        while True:
+            # fast pass: the multi-threaded iterator
+            child, self._first = self._first or _Child(path, opts, include, careful=False), None
+            outcome = "done"
+            try:
+                ready = False
+                while True:
+                    msg = child.recv(options.element_timeout if ready else open_timeout)
+                    if msg is _Child.STALL or msg is _Child.EOF:
+                        outcome = "stall" if msg is _Child.STALL else "crash"
+                        log.stalls += 1
+                        break
+                    kind = msg[0]
+                    if kind == "ready":
+                        ready = True
+                    elif kind == "el":
+                        g = accept(msg)
+                        if g is not None:
+                            yield g
+                    elif kind == "done":
+                        log.kernel_peak_mb = max(log.kernel_peak_mb, msg[1] if len(msg) > 1 else 0.0)
+                        break
+                    elif kind == "error":
+                        if not ready:
+                            raise CimInputError(f"{path}: the geometry kernel cannot read it ({msg[1]})")
+                        outcome = "crash"
+                        break
+            finally:
+                child.stop()
+            if outcome == "done":
+                break
+            # a stall or crash: find the culprit one element at a time, then go fast again
+            found = yield from _careful(path, opts, remaining(), expected, options, log, seen, accept, stop_at_culprit=True)
+            include = remaining()
+            if not found or not include:
+                break
+        # what the iterator skipped silently: ask each one why
+        rest = remaining()
+        if rest:
+            yield from _careful(path, opts, rest, expected, options, log, seen, accept, stop_at_culprit=False)
+        log.seconds = time.perf_counter() - t0
+
+
+def iter_element_geometry(
+    path: str | Path,
+    expected: dict[int, tuple[str, str]],
+    options: GeometryOptions | None = None,
+    log: GeometryLog | None = None,
+) -> Iterator[ElementGeometry]:
+    """Stream element meshes of an IFC file (see :class:`GeometryStream`)."""
+    with GeometryStream(path, options) as stream:
+        yield from stream.elements(expected, log)
 
 
 def _careful(path, opts, ids, expected, options, log, seen, accept, *, stop_at_culprit: bool):
@@ -917,6 +998,8 @@ def _careful(path, opts, ids, expected, options, log, seen, accept, *, stop_at_c
                     log.failed.append((*expected.get(msg[1], ("?", "?")), msg[2]))
                     current = None
                 elif kind in ("done", "error"):
+                    if kind == "done" and len(msg) > 1:
+                        log.kernel_peak_mb = max(log.kernel_peak_mb, msg[1])
                     if kind == "error":
                         for i in ids:
                             if i not in seen:
