@@ -108,6 +108,8 @@ class BuildContext:
     frame: LocalFrame | None
     progress: Progress | None = None
     built: dict[str, LayerResult] = field(default_factory=dict)
+    #: footprints of BIM models (shapely polygons, CRS) that replace LOD1 buildings
+    replaced_by_bim: list[tuple[object, object]] = field(default_factory=list)
 
     def terrain_error_for(self, dem: Path | None) -> float:
         """The finest error bound of a terrain layer built from ``dem`` (0 when there is none)."""
@@ -128,9 +130,65 @@ def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     )
     if ctx.frame is None:
         ctx.frame = _city_frame(ctx.recipe, table, opts)
+    replaced = _drop_replaced(table, ctx.replaced_by_bim)
+    if len(replaced):
+        table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
     result = build_buildings_layer(table, ctx.out / spec.id, ctx.frame, opts, layer_id=spec.id, progress=ctx.progress)
     if table.skipped:
         result.warnings.insert(0, f"{len(table.skipped)} footprint(s) skipped")
+    if len(replaced):
+        result.extra["replaced_by_bim"] = len(replaced)
+    return result
+
+
+def _drop_replaced(table, footprints: list[tuple[object, object]]) -> np.ndarray:
+    """Rows of ``table`` whose footprint lies mostly (> 50 % of its area) under a BIM model."""
+    import shapely
+    from pyproj import CRS
+
+    from cim.crs import transformer
+
+    if not footprints:
+        return np.empty(0, dtype=np.int64)
+    tree = shapely.STRtree(table.geometries)
+    rows: set[int] = set()
+    for geom, crs in footprints:
+        if crs is not None and not CRS.from_user_input(crs).equals(table.crs):
+            t = transformer(CRS.from_user_input(crs), table.crs)
+            geom = shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        for i in tree.query(geom):
+            g = table.geometries[i]
+            if shapely.area(shapely.intersection(g, geom)) > 0.5 * shapely.area(g):
+                rows.add(int(i))
+    return np.array(sorted(rows), dtype=np.int64)
+
+
+def _build_bim(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
+    import shapely
+
+    from cim.layers.bim import BimOptions, build_bim_layer, frame_for_model
+    from cim.sources.ifc import GeometryOptions
+
+    o = dict(spec.options)
+    known = {"crs", "origin", "rotation", "element_timeout", "max_voids", "threads", "max_triangles"}
+    if set(o) - known:
+        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    src = Path(spec.source)
+    sources = sorted(src.glob("*.ifc")) if src.is_dir() else [src]
+    if not sources:
+        raise CimInputError(f"layer {spec.id}: no .ifc file in {src}")
+    crs = o.get("crs", ctx.recipe.crs)
+    origin = tuple(o["origin"]) if "origin" in o else None
+    if ctx.frame is None:
+        ctx.frame = frame_for_model(sources[0], crs=crs, origin=origin, rotation=o.get("rotation"))
+    geometry = GeometryOptions(**{k: o[k] for k in ("element_timeout", "max_voids", "threads") if k in o})
+    options = BimOptions(geometry=geometry, **({"max_triangles": int(o["max_triangles"])} if "max_triangles" in o else {}))
+    result = build_bim_layer(
+        sources, ctx.out / spec.id, ctx.frame, crs=crs, origin=origin, rotation=o.get("rotation"),
+        layer_id=spec.id, progress=ctx.progress, options=options,
+    )
+    for fp in result.extra.get("footprints", []):
+        ctx.replaced_by_bim.append((shapely.from_wkt(fp["wkt"]), fp.get("crs")))
     return result
 
 
@@ -165,6 +223,7 @@ LAYER_BUILDERS: dict[str, Callable[[LayerSpec, BuildContext], LayerResult]] = {
     "buildings": _build_buildings,
     "imagery": _build_imagery,
     "terrain": _build_terrain,
+    "bim": _build_bim,
 }
 #: the order layers are built in (whatever their order in the recipe)
 BUILD_ORDER = ("terrain", "imagery", "bim", "pointcloud", "buildings")

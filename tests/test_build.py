@@ -79,7 +79,18 @@ def test_leaves_hold_every_building_once_with_its_source_attributes(tiny_city, t
         for i, fid in enumerate(props["id"]):
             assert fid not in seen
             seen[fid] = {k: v[i] for k, v in props.items()}
-    assert set(seen) == set(source)
+    manifest = json.loads((tiny_city / "city.json").read_text())
+    buildings = next(l for l in manifest["layers"] if l["kind"] == "buildings")
+    replaced = set(source) - set(seen)
+    assert set(seen) <= set(source) and len(replaced) == buildings.get("replaced_by_bim", 0) == 2
+    # the replaced buildings are those under the BIM models' footprints
+    import shapely
+
+    bim = next(l for l in manifest["layers"] if l["kind"] == "bim")
+    models = shapely.union_all([shapely.from_wkt(f["wkt"]) for f in bim["footprints"]])
+    table = read_footprints(tiny_sources.buildings)
+    for fid, g in zip(table.ids, table.geometries):
+        assert (fid in replaced) == (shapely.area(shapely.intersection(g, models)) > 0.5 * g.area), fid
     for fid, got in seen.items():
         want = source[fid]
         assert got["name"] == want["name"] and got["use"] == want["use"] and got["address"] == want["address"]
@@ -126,7 +137,8 @@ def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
         for i, fid in enumerate(ids):
             assert h[fids == i].min() == pytest.approx(ground[fid] - sink, abs=0.01)
             checked += 1
-    assert checked == len(table)
+    replaced = next(l for l in manifest["layers"] if l["kind"] == "buildings").get("replaced_by_bim", 0)
+    assert checked == len(table) - replaced
 
 
 def test_rebuild_resumes_and_replaces_atomically(tiny_sources, tmp_path):

@@ -16,12 +16,12 @@ def test_sample_build_convert_end_to_end(tmp_path):
     assert "sample tiny: 128 buildings" in r.output
     r = runner.invoke(cli, ["build", str(tmp_path / "src" / "city.toml"), "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert "buildings: 128 features" in r.output
+    assert "buildings: 126 features" in r.output  # 2 of the 128 are replaced by BIM models
     manifest = json.loads((tmp_path / "out" / "city.json").read_text())
     assert manifest["name"] == "tianshui" and manifest["crs"] == "EPSG:4544"
     layer = next(l for l in manifest["layers"] if l["kind"] == "buildings")
-    assert [l["kind"] for l in manifest["layers"]] == ["terrain", "buildings", "imagery"]
-    assert layer["kind"] == "buildings" and layer["cim_level"] == 2 and layer["count"] == 128
+    assert [l["kind"] for l in manifest["layers"]] == ["terrain", "buildings", "bim", "imagery"]
+    assert layer["kind"] == "buildings" and layer["cim_level"] == 2 and layer["count"] == 126
     assert (tmp_path / "out" / layer["url"]).exists()
 
     r = runner.invoke(cli, ["convert", "buildings", str(tmp_path / "src" / "data" / "buildings.gpkg"), str(tmp_path / "conv"), "--dem", str(tmp_path / "src" / "data" / "dem.tif")])

@@ -207,7 +207,8 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
         entry: dict = {}
         if col.kind == "STRING":
             definition["type"] = "STRING"
-            entry["values"] = builder.buffer_view(col.values.tobytes())
+            # a buffer view cannot be empty: a column of empty strings gets one unused byte
+            entry["values"] = builder.buffer_view(col.values.tobytes() or b"\0")
             entry["stringOffsets"] = builder.buffer_view(col.offsets.astype(np.uint32).tobytes())
             entry["stringOffsetType"] = "UINT32"
         elif col.kind == "BOOLEAN":

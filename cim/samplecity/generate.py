@@ -20,6 +20,7 @@ from rasterio.transform import from_origin
 from cim.errors import CimInputError
 from cim.samplecity.buildings import attributes, generate_footprints
 from cim.samplecity.ortho import write_orthophoto
+from cim.samplecity.sites import bim_sites
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 from cim.store import atomic_path, atomic_write_text
 
@@ -36,13 +37,15 @@ class Preset:
     height: float
     dem_res: float
     ortho_res: float
+    bim_count: int = 3
+    bim_floors: tuple[int, int] = (4, 16)
     dx: float = 0.0
     dy: float = 0.0
     description: str = ""
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
+    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, 2, (2, 3), dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
     "district": Preset("district", 2000.0, 2000.0, 1.0, 0.5, dy=-300.0, description="about 4 km² of the centre"),
     "city": Preset("city", 15000.0, 8000.0, 2.0, 2.0, description="the whole city, 120 km²"),
 }
@@ -61,6 +64,7 @@ class SampleCity:
     n_buildings: int
     bounds: tuple[float, float, float, float]
     seconds: float
+    ifc: list[Path]
 
 
 def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
@@ -101,12 +105,35 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     _write_footprints(gpkg, geoms, attrs)
     ortho = data / "ortho.tif"
     write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], dem_path, seed)
+    ifcs = _write_bim(data / "bim", geoms, attrs, dem_path, p, seed)
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
-    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took)
+    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs)
+
+
+def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
+    """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace."""
+    from cim.samplecity.bim import write_sample_ifc
+    from cim.sources.dem import sample_dem
+    from pyproj import CRS as _CRS
+
+    sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
+    paths = []
+    for site in sites:
+        corners = np.asarray(geoms[site["index"]].exterior.coords)
+        ground = float(np.nanmin(sample_dem(dem, corners[:, 0], corners[:, 1], _CRS.from_user_input(CRS))))
+        name = f"{site['id']}-{site['name'].replace(' ', '-').lower()}"
+        paths.append(
+            write_sample_ifc(
+                folder / f"{name}.ifc", easting=site["easting"], northing=site["northing"], base_height=ground,
+                rotation_deg=site["rotation"], width=site["width"], depth=site["depth"], storeys=site["storeys"],
+                name=site["name"], seed=seed,
+            )
+        )
+    return paths
 
 
 def _write_dem(path: Path, xmin: float, ymin: float, xmax: float, ymax: float, res: float, seed: int) -> None:
@@ -175,6 +202,13 @@ floors = "floors"
 storey_height = 3.0
 dem = "data/dem.tif"        # bases sampled from the DEM so buildings stand on the ground
 cim_level = 2
+
+[[layers]]
+id = "bim"
+kind = "bim"
+title = "BIM models (IFC)"
+source = "data/bim"         # every .ifc in the folder; georeferenced with IfcMapConversion
+cim_level = 6
 
 [[layers]]
 id = "imagery"

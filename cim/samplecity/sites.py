@@ -8,8 +8,9 @@ import shapely
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N
 
 
-def bim_sites(geoms: list, attrs: dict[str, np.ndarray], count: int) -> list[dict]:
-    """The ``count`` largest rectangular mid-rise footprints, as IFC building sites.
+def bim_sites(geoms: list, attrs: dict[str, np.ndarray], count: int, min_floors: int = 4, max_floors: int = 16) -> list[dict]:
+    """The ``count`` largest rectangular footprints with ``min_floors``–``max_floors`` floors,
+    as IFC building sites.
 
     Returns one dict per site: the footprint's index and id, its centre (easting, northing),
     width and depth (m), rotation (degrees, counter-clockwise from east) and storeys.
@@ -18,7 +19,7 @@ def bim_sites(geoms: list, attrs: dict[str, np.ndarray], count: int) -> list[dic
     simple = (shapely.get_type_id(geoms_a) == 3) & (shapely.get_num_interior_rings(geoms_a) == 0)
     four = shapely.get_num_coordinates(geoms_a) == 5
     floors = attrs["floors"].astype(int)
-    candidates = np.flatnonzero(simple & four & (floors >= 4) & (floors <= 16))
+    candidates = np.flatnonzero(simple & four & (floors >= min_floors) & (floors <= max_floors))
     order = candidates[np.argsort(-shapely.area(geoms_a[candidates]), kind="stable")]
     sites = []
     for i in order[:count]:
