@@ -189,6 +189,11 @@ def _build_bim(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     )
     for fp in result.extra.get("footprints", []):
         ctx.replaced_by_bim.append((shapely.from_wkt(fp["wkt"]), fp.get("crs")))
+    # what the viewer's filters offer: IFC classes, and storeys in elevation order
+    rows = result.search.properties if result.search is not None else []
+    result.extra["classes"] = sorted({str(p.get("IfcClass")) for p in rows if p.get("IfcClass")})
+    storeys = {str(p["Storey"]): p.get("StoreyElevation") or 0.0 for p in rows if p.get("Storey")}
+    result.extra["storey_names"] = sorted(storeys, key=lambda n: (storeys[n], n))
     return result
 
 

@@ -8,6 +8,7 @@ import { featureProperties, formatValue, isTileFeature } from "./js/properties.j
 import { setupSearch } from "./js/search.js";
 import { setupSun } from "./js/sun.js";
 import { setupMeasure } from "./js/measure.js";
+import { setupBim } from "./js/bim.js";
 
 const Cesium = window.Cesium;
 const CITY_URL = new URL("/city/city.json", window.location.href).href;
@@ -37,6 +38,7 @@ const cim = {
   search: null, // search(text) -> results (when the city has a search index)
   setSun: null, // setSun(isoDate, solarHours, shadows)
   measure: null, // measure(x1, y1, x2, y2) -> {distance, horizontal, vertical} in metres, or null
+  bim: null, // {setClassVisible(name, visible), setStorey(name), setCut(enabled, height)}
   clearMeasurements: null,
   showResult: null, // showResult(result): fly to a search result and select it
 };
@@ -431,6 +433,8 @@ async function start() {
   }
   loadingDone = true;
   flyHome(0);
+  const bimLayer = layers.find((l) => l.kind === "bim" && cim.layers[l.id]);
+  if (bimLayer) cim.bim = setupBim({ layer: bimLayer, tileset: cim.layers[bimLayer.id], origin: city.origin, $, onChange: unsettle });
   const search = setupSearch({ city, $, api: { reportError }, renderResult: showResult });
   if (search) cim.search = search.run;
 }

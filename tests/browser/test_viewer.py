@@ -403,6 +403,56 @@ def test_imagery_and_terrain_are_listed_and_imagery_toggles(viewer: ViewerPage, 
     assert stats["diff"] > 0.01, f"hiding the orthophoto changed almost nothing: {stats}"
 
 
+def test_bim_element_pick_filter_and_cut(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    import shapely
+    from pyproj import Transformer
+
+    page = viewer.page
+    bim = next((l for l in built_city.city["layers"] if l["kind"] == "bim"), None)
+    if bim is None:
+        pytest.skip("this city has no BIM layer")
+    assert page.is_visible("#bim-panel")
+    fp = bim["footprints"][0]
+    centre = shapely.from_wkt(fp["wkt"]).centroid
+    lon, lat = Transformer.from_crs(fp["crs"], "EPSG:4326", always_xy=True).transform(centre.x, centre.y)
+    top = bim["bounds"]["max_height"]
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 40)", [lon, lat, top])
+    viewer.wait_ready()
+    before = viewer.screenshot("14-bim-top")
+    click_canvas_centre(viewer)
+    page.wait_for_function("() => window.cim.selection !== null", timeout=30_000, polling=100)
+    picked = page.evaluate("window.cim.selection")
+    assert picked["GlobalId"] and picked["IfcClass"].startswith("Ifc"), picked
+    assert page.text_content("#feature-layer") == bim["title"]
+    rows = panel_rows(viewer)
+    assert rows["IfcClass"] == picked["IfcClass"] and rows["GlobalId"] == picked["GlobalId"]
+
+    # hide the picked element's class: the same pixel now shows something else (or nothing)
+    page.evaluate("(c) => window.cim.bim.setClassVisible(c, false)", picked["IfcClass"])
+    page.evaluate("window.cim.clearSelection()")
+    viewer.wait_ready()
+    wait_frames(viewer)
+    size = page.evaluate("[window.cim.viewer.scene.canvas.clientWidth, window.cim.viewer.scene.canvas.clientHeight]")
+    under = page.evaluate("([x, y]) => window.cim.pickAt(x, y)", [size[0] / 2, size[1] / 2])
+    assert under is None or under.get("IfcClass") != picked["IfcClass"], under
+    filtered = viewer.screenshot("15-bim-class-hidden")
+    page.evaluate("(c) => window.cim.bim.setClassVisible(c, true)", picked["IfcClass"])
+
+    # a horizontal cut just above the ground removes the upper storeys from view
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 120)", [lon, lat, top])
+    viewer.wait_ready()
+    whole = viewer.screenshot("16-bim-whole")
+    page.evaluate("(h) => window.cim.bim.setCut(true, h)", bim["bounds"]["min_height"] + 2.0)
+    viewer.wait_ready()
+    wait_frames(viewer)
+    cut = viewer.screenshot("17-bim-cut")
+    assert "cut at" in page.text_content("#bim-cut-label")
+    assert image_stats(viewer, filtered, before)["diff"] > 0.001
+    assert image_stats(viewer, cut, whole)["diff"] > 0.002, "the cut changed nothing"
+    page.evaluate("window.cim.bim.setCut(false)")
+    viewer.wait_ready()
+
+
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
     log = viewer.log
     assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
