@@ -30,6 +30,7 @@ __all__ = [
     "convert_buildings",
     "convert_imagery",
     "convert_terrain",
+    "convert_bim",
     "serve",
     "load_recipe",
 ]
@@ -41,7 +42,7 @@ def __getattr__(name: str):
         from cim.samplecity import sample
 
         return sample
-    if name in ("build", "convert_buildings", "convert_imagery", "convert_terrain"):
+    if name in ("build", "convert_buildings", "convert_imagery", "convert_terrain", "convert_bim"):
         from cim import pipeline
 
         return getattr(pipeline, name)

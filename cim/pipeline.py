@@ -388,3 +388,39 @@ def convert_terrain(
     out = Path(out)
     result = build_terrain_layer(dem, out, max_zoom=max_zoom, min_zoom=min_zoom, error_factor=error_factor, progress=progress)
     return BuildReport(out, [result], time.perf_counter() - t0)
+
+
+def convert_bim(
+    sources: list[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    crs: object = None,
+    origin: tuple[float, float, float] | None = None,
+    rotation: float | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Convert IFC models into a standalone BIM layer in ``out`` (``tileset.json`` + ``city.json``).
+
+    Models must be georeferenced (IfcMapConversion, ePSet_MapConversion or IfcSite lat/lon),
+    or ``origin`` (E, N, H in ``crs``; lon, lat, h without) must place them.
+
+    Examples
+    --------
+    >>> cim.convert_bim("tower.ifc", "tiles/tower")                                      # doctest: +SKIP
+    >>> cim.convert_bim("shed.ifc", "tiles/shed", crs="EPSG:4544", origin=(566000, 3828000, 1120))  # doctest: +SKIP
+    """
+    from cim.layers.bim import build_bim_layer, frame_for_model
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
+    paths = [q for p in paths for q in (sorted(p.glob("*.ifc")) if p.is_dir() else [p])]
+    if not paths:
+        raise CimInputError(f"no .ifc file in {sources}")
+    frame = frame_for_model(paths[0], crs=crs, origin=origin, rotation=rotation)
+    result = build_bim_layer(paths, out, frame, crs=crs, origin=origin, rotation=rotation, require_georef=True, progress=progress)
+    rows = [result.search] if result.search is not None else []
+    if rows:
+        write_search_index(out / INDEX_NAME, rows)
+    write_manifest(out, _safe_name(paths[0].stem), paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, [result], search=bool(rows))
+    return BuildReport(out, [result], time.perf_counter() - t0)

@@ -65,3 +65,22 @@ def test_convert_terrain_and_imagery(tiny_sources, tmp_path):
     assert meta["format"] == "jpeg" and list((tmp_path / "img" / "tiles").rglob("*.jpg"))
     r = runner.invoke(cli, ["convert", "terrain", str(tmp_path / "img" / "imagery.json"), str(tmp_path / "bad")])
     assert r.exit_code == 1 and "imagery.json" in r.output
+
+
+def test_convert_bim_needs_a_georeference_or_an_origin(tiny_sources, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["convert", "bim", str(tiny_sources.ifc[0]), str(tmp_path / "bim")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "bim" / "city.json").read_text())
+    assert manifest["layers"][0]["kind"] == "bim" and manifest["layers"][0]["count"] > 20
+    # the same model stripped of its georeference: a clear error asking for --origin
+    text = tiny_sources.ifc[0].read_text()
+    import re
+
+    bare = re.sub(r"^#\d+=IFCMAPCONVERSION\(.*?\);$", "", text, flags=re.M)
+    assert bare != text
+    (tmp_path / "bare.ifc").write_text(bare)
+    r = runner.invoke(cli, ["convert", "bim", str(tmp_path / "bare.ifc"), str(tmp_path / "bare")])
+    assert r.exit_code == 1 and "--origin" in r.output, r.output
+    r = runner.invoke(cli, ["convert", "bim", str(tmp_path / "bare.ifc"), str(tmp_path / "bare"), "--crs", "EPSG:4544", "--origin", "566000", "3828000", "1120"])
+    assert r.exit_code == 0, r.output

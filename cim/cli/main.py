@@ -102,6 +102,22 @@ def convert_terrain(dem: Path, out: Path, max_zoom: int | None, min_zoom: int, e
     _print_report(report, quiet)
 
 
+@convert.command("bim")
+@click.argument("ifc", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--crs", default=None, help="CRS of --origin (and of a model whose map conversion names none).")
+@click.option("--origin", nargs=3, type=float, default=None, help="E N H (in --crs) or lon lat h where the model's origin goes.")
+@click.option("--rotation", type=float, default=None, help="Degrees counter-clockwise from grid east to the model's +X.")
+@common
+@handle_errors
+def convert_bim(ifc: tuple[Path, ...], out: Path, crs: str | None, origin: tuple[float, float, float] | None, rotation: float | None, verbose: int, quiet: bool) -> None:
+    """Convert IFC models (IFC2x3, IFC4, IFC4X3; files or folders) into 3D Tiles in OUT."""
+    setup_logging(verbose, quiet)
+    with progress_bar(not quiet) as progress:
+        report = cim.convert_bim(list(ifc), out, crs=crs, origin=origin, rotation=rotation, progress=progress)
+    _print_report(report, quiet)
+
+
 @convert.command("imagery")
 @click.argument("ortho", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
