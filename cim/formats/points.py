@@ -2,7 +2,8 @@
 
 Layout of a tile (glTF 2.0, y up, as 3D Tiles 1.1 expects):
 
-- one interleaved vertex buffer view, every attribute on a 4-byte boundary as glTF requires:
+- one interleaved vertex buffer view, every attribute on a 4-byte boundary as glTF requires
+  (single bytes are widened with padding, which compression then makes free):
   ``POSITION`` (UNSIGNED_SHORT normalized VEC3 + 2 pad bytes, with the node's translation and
   scale undoing the quantization: ``KHR_mesh_quantization``; FLOAT VEC3 for the few coarse
   nodes where 16 bits would step more than ``max_step``), ``COLOR_0`` (UNSIGNED_BYTE normalized
@@ -11,22 +12,28 @@ Layout of a tile (glTF 2.0, y up, as 3D Tiles 1.1 expects):
 - ``EXT_structural_metadata`` property attributes of class ``point`` (``intensity`` UINT16,
   ``classification`` UINT8, ``return_number`` UINT8) so that a viewer styles by them;
 - an explicit unlit material (``KHR_materials_unlit``, with ``metallicFactor`` 0 as fallback);
-- optionally ``EXT_meshopt_compression`` (mode ATTRIBUTES) on the vertex buffer: the pad bytes,
-  classes and return numbers cost almost nothing once delta-coded in Morton order.
+- optionally ``EXT_meshopt_compression`` (mode ATTRIBUTES) on the vertex buffer: points come in
+  Morton order, so byte deltas are small; padding, classes and return numbers cost almost
+  nothing. Measured on the sample city: 24 → 9.9 bytes a point; on laspy's autzen file, 8.2.
+  The Khronos validator reports 0 errors and warnings (it cannot decode the extension, so it
+  checks the JSON only); CesiumJS decodes it with meshoptimizer.
 
-The meshopt attribute codec (bitstream version 0, Appendix A of the extension) is implemented here
-in numpy, encoder and decoder, from the specification.
+The meshopt attribute codec (bitstream version 0, Appendix A of the extension) is written here
+from the specification: the encoder compiled with numba (a per-group choice and variable-length
+output that numpy vectorises badly), and a plain reference decoder for tests and tools, checked
+against meshoptimizer's own decoder in the tests.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from cim.formats.glb import ARRAY_BUFFER, FLOAT, POINTS, UNSIGNED_BYTE, UNSIGNED_SHORT, GltfBuilder, read_glb
+from cim.formats.glb import ARRAY_BUFFER, CHUNK_BIN, CHUNK_JSON, FLOAT, GLB_MAGIC, POINTS, UNSIGNED_BYTE, UNSIGNED_SHORT, GltfBuilder, read_glb
 
 _JIT = {"nogil": True, "cache": True}
 
@@ -70,7 +77,9 @@ def encode_points_glb(
     return_number: np.ndarray,
     *,
     max_step: float = 0.005,
+    precision: float = 0.0,
     meshopt: bool = False,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """Encode one point tile as a GLB.
 
@@ -84,7 +93,10 @@ def encode_points_glb(
     classification, return_number : (n,) uint8
     max_step : largest quantization step (m) accepted for 16-bit positions; coarser nodes
         store float32 positions
+    precision : quantization step (m) wanted when 16 bits would be finer (the data's own
+        resolution: finer steps only add noise bits that compress badly)
     meshopt : compress the vertex buffer with ``EXT_meshopt_compression``
+    bounds : the positions' (lo, hi) per axis when the caller has them (:func:`position_bounds`)
 
     Returns
     -------
@@ -95,23 +107,23 @@ def encode_points_glb(
     if n == 0:
         raise ValueError("a point tile needs at least one point")
     p = positions
-    lo = np.empty(3, dtype=np.int64)
-    hi = np.empty(3, dtype=np.int64)
-    _bounds(p, lo, hi)
+    lo, hi = (np.asarray(b, dtype=np.int64) for b in bounds) if bounds is not None else position_bounds(p)
     ext = np.maximum(hi - lo, 1)
-    quantized = float(ext.max()) * unit / SHORT_MAX <= max_step
+    finest = -(-ext // SHORT_MAX)  # the smallest integer step that spans the node in 16 bits
+    quantized = float(finest.max()) * unit <= max_step
     layout = PointLayout(not quantized, colors is not None)
     stride = layout.dtype.itemsize
     data = np.empty((n, stride), dtype=np.uint8)
     # glTF axes: x = east, y = up, z = -north
     if quantized:
-        # q = rel * 65535 / ext, in 32.32 fixed point (exact to far below a step)
-        mul = np.array([(SHORT_MAX << 32) // int(e) for e in ext], dtype=np.int64)
+        # q = round(rel / step), step a whole number of units: 32.32 fixed point
+        step = np.maximum(finest, max(1, int(precision / unit + 1e-9)))
+        mul = np.array([((1 << 32) + int(t) // 2) // int(t) for t in step], dtype=np.int64)
         base = lo.copy()
         base[1] = hi[1]  # north is flipped: measured down from the top
         translation = [float(lo[0] * unit), float(lo[2] * unit), float(-hi[1] * unit)]
-        scale = [float(ext[0] * unit), float(ext[2] * unit), float(ext[1] * unit)]  # of normalized [0, 1]
-        centre = lo
+        span = step * SHORT_MAX * unit  # what the normalized 1.0 stands for
+        scale = [float(span[0]), float(span[2]), float(span[1])]
     else:
         centre = (lo + hi) // 2
         mul = np.zeros(3, dtype=np.int64)
@@ -130,14 +142,14 @@ def encode_points_glb(
         pmax_l = [float(np.float32(v)) for v in pmax]
 
     b = GltfBuilder()
-    raw = data.tobytes()
+    raw_length = n * stride
     if meshopt:
         encoded = meshopt_encode_attributes(data)
         view = b.buffer_view(encoded)
         b.json["bufferViews"][view] = {
             "buffer": 1,
             "byteOffset": 0,
-            "byteLength": len(raw),
+            "byteLength": raw_length,
             "byteStride": stride,
             "target": ARRAY_BUFFER,
             "extensions": {
@@ -153,7 +165,7 @@ def encode_points_glb(
         }
         b.use_extension("EXT_meshopt_compression", required=True)
     else:
-        view = b.buffer_view(raw, ARRAY_BUFFER, stride)
+        view = b.buffer_view(memoryview(data).cast("B"), ARRAY_BUFFER, stride)
     accessors = b.json.setdefault("accessors", [])
     names = layout.dtype.names
 
@@ -174,33 +186,6 @@ def encode_points_glb(
         b.use_extension("KHR_mesh_quantization", required=True)
     b.use_extension("KHR_materials_unlit")
     b.use_extension("EXT_structural_metadata")
-    b.json["extensions"] = {
-        "EXT_structural_metadata": {
-            "schema": {
-                "id": "cim_pointcloud",
-                "classes": {
-                    POINT_CLASS: {
-                        "name": "Point",
-                        "description": "One lidar return",
-                        "properties": {
-                            pid: {"name": pid, "description": POINT_DESCRIPTIONS[pid], "type": "SCALAR", "componentType": ctype}
-                            for pid, (_, ctype, _) in POINT_PROPERTIES.items()
-                        },
-                    }
-                },
-            },
-            "propertyAttributes": [
-                {"class": POINT_CLASS, "properties": {pid: {"attribute": sem} for pid, (sem, _, _) in POINT_PROPERTIES.items()}}
-            ],
-        }
-    }
-    b.json["materials"] = [
-        {
-            "name": "points",
-            "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 1.0},
-            "extensions": {"KHR_materials_unlit": {}},
-        }
-    ]
     b.json["meshes"] = [
         {
             "primitives": [
@@ -217,26 +202,59 @@ def encode_points_glb(
     if scale is not None:
         node["scale"] = scale
     b.json["nodes"] = [node]
-    b.json["scenes"] = [{"nodes": [0]}]
-    b.json["scene"] = 0
-    if meshopt:
-        glb = b.to_glb()
-        # the placeholder buffer 1 holds the decoded bytes in loaders; it has no data of its own
-        doc, binary = read_glb(glb)
-        doc["buffers"].append({"byteLength": len(raw), "extensions": {"EXT_meshopt_compression": {"fallback": True}}})
-        return _pack_glb(doc, binary)
-    return b.to_glb()
+    body = b"".join(b.chunks)
+    b.json["buffers"] = [{"byteLength": len(body)}]
+    if meshopt:  # the placeholder buffer the decoded view lives in; it holds no data of its own
+        b.json["buffers"].append({"byteLength": raw_length, "extensions": {"EXT_meshopt_compression": {"fallback": True}}})
+    return _pack_glb(b.json, body)
+
+
+#: what every tile's JSON shares (metadata schema, material, scene), serialised once
+_SHARED_JSON = json.dumps(
+    {
+        "extensions": {
+            "EXT_structural_metadata": {
+                "schema": {
+                    "id": "cim_pointcloud",
+                    "classes": {
+                        POINT_CLASS: {
+                            "name": "Point",
+                            "description": "One lidar return",
+                            "properties": {
+                                pid: {"name": pid, "description": POINT_DESCRIPTIONS[pid], "type": "SCALAR", "componentType": ctype}
+                                for pid, (_, ctype, _) in POINT_PROPERTIES.items()
+                            },
+                        }
+                    },
+                },
+                "propertyAttributes": [
+                    {"class": POINT_CLASS, "properties": {pid: {"attribute": sem} for pid, (sem, _, _) in POINT_PROPERTIES.items()}}
+                ],
+            }
+        },
+        "materials": [
+            {
+                "name": "points",
+                "pbrMetallicRoughness": {"baseColorFactor": [1.0, 1.0, 1.0, 1.0], "metallicFactor": 0.0, "roughnessFactor": 1.0},
+                "extensions": {"KHR_materials_unlit": {}},
+            }
+        ],
+        "scenes": [{"nodes": [0]}],
+        "scene": 0,
+    },
+    separators=(",", ":"),
+)
 
 
 def _pack_glb(doc: dict, binary: bytes) -> bytes:
-    import json
-
-    js = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    """A GLB of ``doc`` (a tile's own JSON) plus :data:`_SHARED_JSON`, and ``binary``."""
+    js = (json.dumps(doc, separators=(",", ":"), allow_nan=False)[:-1] + "," + _SHARED_JSON[1:]).encode()
     js += b" " * ((-len(js)) % 4)
-    binary += b"\0" * ((-len(binary)) % 4)
-    total = 12 + 8 + len(js) + 8 + len(binary)
+    pad = b"\0" * ((-len(binary)) % 4)
+    size = len(binary) + len(pad)
+    total = 12 + 8 + len(js) + 8 + size
     return b"".join(
-        [struct.pack("<III", 0x46546C67, 2, total), struct.pack("<II", len(js), 0x4E4F534A), js, struct.pack("<II", len(binary), 0x004E4942), binary]
+        [struct.pack("<III", GLB_MAGIC, 2, total), struct.pack("<II", len(js), CHUNK_JSON), js, struct.pack("<II", size, CHUNK_BIN), binary, pad]
     )
 
 
@@ -320,9 +338,9 @@ def _pack_points(pos, base, mul, unit, quantized, colors, intensity, classificat
         u = np.int64(pos[i, 2]) - base[2]
         if quantized:
             # x = east, y = up, z = -north measured down from the top: all >= 0
-            q0 = (e * mul[0] + (np.int64(1) << 31)) >> 32
-            q1 = (u * mul[2] + (np.int64(1) << 31)) >> 32
-            q2 = (-nn * mul[1] + (np.int64(1) << 31)) >> 32
+            q0 = min((e * mul[0] + (np.int64(1) << 31)) >> 32, 65535)
+            q1 = min((u * mul[2] + (np.int64(1) << 31)) >> 32, 65535)
+            q2 = min((-nn * mul[1] + (np.int64(1) << 31)) >> 32, 65535)
             out[i, 0] = q0 & 0xFF
             out[i, 1] = q0 >> 8
             out[i, 2] = q1 & 0xFF
@@ -372,6 +390,14 @@ def _pack_points(pos, base, mul, unit, quantized, colors, intensity, classificat
         out[i, c + 9] = 0
         out[i, c + 10] = 0
         out[i, c + 11] = 0
+
+
+def position_bounds(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-axis (min, max) of (n, 3) integer positions (any stride), as two (3,) int64."""
+    lo = np.empty(3, dtype=np.int64)
+    hi = np.empty(3, dtype=np.int64)
+    _bounds(positions, lo, hi)
+    return lo, hi
 
 
 @njit(**_JIT)

@@ -17,10 +17,12 @@ per occupied cell of depth ``d + k``, a spatially even subsample whose spacing h
 A staged point is five little-endian uint32 words: x, y, z (int32 grid units, ENU), then
 ``r | g << 8 | b << 16 | class << 24``, then ``intensity | return_number << 16``.
 
-The per-point loops are compiled with numba (``nogil``, cached): measured on 10 M points of the
-sample city, the numpy formulations of the same passes (several temporaries a pass, strided field
-access, an ``argsort``) cost 3 to 10 times as much (``benchmarks/bench_pointcloud.py --kernels``).
-Sorting stays numpy's SIMD ``np.sort`` on keys that pack the code and the point's index.
+The per-point loops are compiled with numba (``nogil``, cached): the numpy formulations of the
+same passes (several temporaries a pass, strided field access, fancy-index gathers) measured 5
+times slower for staging (``benchmarks/bench_pointcloud.py --kernels``), and numpy's ``take`` of
+20-byte rows several times slower than :func:`take_rows`. Sorting stays numpy's ``np.sort`` on
+keys that pack the code above the point's index (its ``argsort`` of 64-bit keys runs at a tenth
+of the speed on these machines).
 """
 
 from __future__ import annotations
@@ -30,21 +32,21 @@ from numba import njit
 
 _JIT = {"nogil": True, "cache": True}
 
-#: bits of the interleave table: grid coordinates up to 2**TABLE_BITS - 1 spread in one lookup
-TABLE_BITS = 14
+#: most digits of a code (21 bits an axis fill a uint64)
+MAX_LEVELS = 21
 WORDS = 5  # uint32 words of a staged point
 
 
-def _spread_table(bits: int) -> np.ndarray:
-    """``(2**bits,) uint64``: value ``v`` with its bit ``i`` moved to bit ``3 * i``."""
-    v = np.arange(1 << bits, dtype=np.uint64)
-    out = np.zeros(1 << bits, dtype=np.uint64)
-    for i in range(bits):
-        out |= ((v >> np.uint64(i)) & np.uint64(1)) << np.uint64(3 * i)
-    return out
-
-
-SPREAD = _spread_table(TABLE_BITS)
+@njit(inline="always", **_JIT)
+def _spread(v):  # pragma: no cover - compiled
+    """The low 21 bits of ``v`` moved to bits 0, 3, 6, ... (magic-number interleave)."""
+    x = np.uint64(v) & np.uint64(0x1FFFFF)
+    x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    x = (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
+    return x
 
 
 def morton_code(ix: int, iy: int, iz: int, levels: int) -> int:
@@ -73,18 +75,18 @@ def index_bits(n: int) -> int:
     return max(1, int(n - 1).bit_length())
 
 
-def code_levels(n: int, max_levels: int = TABLE_BITS) -> int:
+def code_levels(n: int, max_levels: int = 14) -> int:
     """Digits a chunk of ``n`` points can sort by in a packed key (code above the index)."""
     return max(1, min(max_levels, (64 - index_bits(n)) // 3))
 
 
 @njit(**_JIT)
 def stage_points(
-    X, Y, Z, a, b, coef, inv_unit, origin, cube_bits, count_depth,
-    R, G, B, rgb_shift, intensity, cls, cls_mask, bit_fields, ret_mask, idx_bits, spread,
-    words, keys, lohi,
+    X, Y, Z, a, b, coef, inv_unit, origin, cube_bits, levels,
+    R, G, B, rgb_shift, intensity, cls, cls_mask, bit_fields, ret_mask, idx_bits,
+    words, keys, lohi, classes,
 ):  # pragma: no cover - compiled
-    """Reproject, quantize and pack a batch of LAS points; key each by its counting cell.
+    """Reproject, quantize and pack a batch of LAS points; key each by its Morton code.
 
     Parameters
     ----------
@@ -94,17 +96,17 @@ def stage_points(
     coef : (3, 9) quadratic in (1, u, v, w, u², uv, v², uw, vw) giving ENU metres
     inv_unit : grid units per metre
     origin : (3,) int64 cube corner, grid units; ``cube_bits``: the cube is ``2**cube_bits``
-    count_depth : depth of the counting cells
+    levels : digits of the codes (``3 * levels + idx_bits <= 64``)
     R, G, B : (n,) uint16 colours, or empty arrays; ``rgb_shift`` takes them to 8 bits
     intensity : (n,) uint16; ``cls & cls_mask`` the class; ``bit_fields & ret_mask`` the return
     idx_bits : bits of the point index in the keys
-    spread : :data:`SPREAD`
 
     Outputs
     -------
     words : (n, 5) uint32 staged points, in input order
-    keys : (n,) uint64 ``cell << idx_bits | i``
+    keys : (n,) uint64 ``code << idx_bits | i``, ``code`` of depth ``levels`` in the cube
     lohi : (2, 3) int64 running min and max of the grid positions (updated in place)
+    classes : (256,) int64 running count of each class (updated in place)
 
     Returns
     -------
@@ -112,8 +114,8 @@ def stage_points(
     ``|u| > 1`` or ``|v| > 1``, where the quadratic extrapolates)
     """
     n = X.shape[0]
-    top = (1 << count_depth) - 1
-    shift = cube_bits - count_depth
+    top = (1 << levels) - 1
+    shift = cube_bits - levels
     size = np.int64(1) << cube_bits
     has_rgb = R.shape[0] == n
     outside = 0
@@ -149,9 +151,10 @@ def stage_points(
             g = off >> shift
             if k == 2:
                 g = top - g
-            cell |= spread[g] << np.uint64(2 - k)
+            cell |= _spread(g) << np.uint64(2 - k)
         keys[i] = (cell << np.uint64(idx_bits)) | np.uint64(i)
         c = np.uint32(cls[i] & cls_mask)
+        classes[c] += 1
         if has_rgb:
             words[i, 3] = (np.uint32(R[i] >> rgb_shift) & 0xFF) | ((np.uint32(G[i] >> rgb_shift) & 0xFF) << 8) \
                 | ((np.uint32(B[i] >> rgb_shift) & 0xFF) << 16) | (c << 24)
@@ -162,7 +165,17 @@ def stage_points(
 
 
 @njit(**_JIT)
-def chunk_keys(words, corner, shift, levels, idx_bits, spread, keys):  # pragma: no cover - compiled
+def take_rows(src, index, out):  # pragma: no cover - compiled
+    """``out[j] = src[index[j]]`` for (n, 5) uint32 staged points: a row gather that numpy's
+    ``take`` does several times slower for 20-byte rows."""
+    for j in range(index.shape[0]):
+        i = index[j]
+        for k in range(WORDS):
+            out[j, k] = src[i, k]
+
+
+@njit(**_JIT)
+def chunk_keys(words, corner, shift, levels, idx_bits, keys):  # pragma: no cover - compiled
     """Keys ``code << idx_bits | i`` of a chunk's points.
 
     ``code`` has ``levels`` digits below the chunk's cell, whose lower corner is ``corner``
@@ -182,12 +195,12 @@ def chunk_keys(words, corner, shift, levels, idx_bits, spread, keys):  # pragma:
                 g = top
             if k == 2:
                 g = top - g
-            code |= spread[g] << np.uint64(2 - k)
+            code |= _spread(g) << np.uint64(2 - k)
         keys[i] = (code << np.uint64(idx_bits)) | np.uint64(i)
 
 
 @njit(**_JIT)
-def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, leaf_depth, perm, rank):  # pragma: no cover
+def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, leaf_depth, words, out, rank):  # pragma: no cover
     """Assign each point of a sorted chunk to its node and order the points node by node.
 
     Parameters
@@ -201,15 +214,16 @@ def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, le
     leaf_start : (m + 1,) sorted code-order start of each leaf, then ``n``
     leaf_depth : (m,) relative depth of each leaf
 
+    words : (n, 5) uint32 the chunk's staged points (unsorted, the keys' indices)
+
     Outputs
     -------
-    perm : (n,) int64 point indices (into the unsorted chunk) grouped by node depth, each group
-        in code order
-    rank : (n,) int64 the code-order position of each entry of ``perm``
+    out : (n, 5) uint32 the points grouped by node depth, each group in code order
+    rank : (n,) int64 the code-order position of each row of ``out``
 
     Returns
     -------
-    (levels + root_depth + 2,) int64 start of each depth's group in ``perm``, then ``n``.
+    (levels + root_depth + 2,) int64 start of each depth's group in ``out``, then ``n``.
     """
     n = keys.shape[0]
     mask = (np.uint64(1) << np.uint64(idx_bits)) - np.uint64(1)
@@ -247,8 +261,11 @@ def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, le
     fill = starts[:-1].copy()
     for i in range(n):
         d = ndepth[i]
-        perm[fill[d]] = np.int64(keys[i] & mask)
-        rank[fill[d]] = i
+        dst = fill[d]
+        src = np.int64(keys[i] & mask)
+        for t in range(WORDS):
+            out[dst, t] = words[src, t]
+        rank[dst] = i
         fill[d] += 1
     return starts
 

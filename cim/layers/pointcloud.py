@@ -1,20 +1,21 @@
 """The point-cloud layer: LAS/LAZ files → octree of GLB point tiles (3D Tiles 1.1, refine ADD).
 
-Three passes, the first two in worker processes (forkserver, else spawn: never ``fork`` after
-lazrs has started threads):
+Three passes over jobs shared by worker processes and this one (:class:`Workers`; forkserver,
+else spawn: never ``fork`` after lazrs has started threads):
 
-1. **stage**: every file is cut into point ranges; a worker reads its range in batches,
-   reprojects each batch into the city's ENU frame by a checked local fit
-   (:class:`~cim.sources.pointcloud.LocalTransform`), sorts it by counting cell and appends it to
-   its spill file (:func:`~cim.tiling.octree.stage_batch`);
-2. **index**: the summed counts split the cube into chunks of at most ``chunk_points``; a worker
+1. **stage**: every file is cut into point ranges; a job reads its range in batches, reprojects
+   each batch into the city's ENU frame with the file's checked quadratic fit
+   (:class:`~cim.sources.pointcloud.PiecewiseFit`, made once here with pyproj), sorts it by
+   counting cell and appends it to its spill file (:func:`~cim.tiling.octree.stage_batch`);
+2. **index**: the summed counts split the cube into chunks of at most ``chunk_points``; a job
    reads a chunk's slices back, builds its octree (:func:`~cim.tiling.octree.index_chunk`),
    encodes and writes its tiles;
-3. **top**: the main process assembles the few nodes above the chunks from the points each chunk
-   passed up, then writes ``tileset.json`` last.
+3. **top**: the few nodes above the chunks are assembled from the points each chunk passed up
+   and written by the same jobs; ``tileset.json`` is written last.
 
 Memory is bounded by the batch and chunk sizes, whatever the input size; the spill files live in
-a temporary folder inside ``out_dir``, removed at the end.
+a temporary folder inside ``out_dir``, removed at the end. Every point is in exactly one tile:
+the build checks the count.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,7 @@ import numpy as np
 
 from cim.crs import crs_label
 from cim.errors import CimInputError
-from cim.formats.points import POINT_PROPERTIES, encode_points_glb
+from cim.formats.points import POINT_PROPERTIES, encode_points_glb, position_bounds
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
@@ -93,6 +95,9 @@ class PointCloudOptions:
     batch_points : points read and staged at once (bounds a reader's memory)
     tolerance : largest reprojection error (m) accepted from a local fit before exact pyproj
     max_step : largest 16-bit quantization step (m); coarser nodes store float32 positions
+    precision : position quantization step (m) where 16 bits over a node would be finer; None:
+        the inputs' own resolution (their LAS scale), kept between 0.1 mm and 1 cm. Finer steps
+        only store noise, which costs bytes once compressed
     meshopt : compress tiles with EXT_meshopt_compression
     crs_override : use ``crs`` even for files that declare one
     """
@@ -103,6 +108,7 @@ class PointCloudOptions:
     batch_points: int = 1 << 19
     tolerance: float = 1e-3
     max_step: float = 0.005
+    precision: float | None = None
     meshopt: bool = True
     crs_override: bool = False
 
@@ -112,29 +118,73 @@ class PointCloudOptions:
 _SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1"}
 
 
-class _InProcess(Executor):
-    """The executor interface, run in the calling process (small inputs, ``workers=1``)."""
+class Workers:
+    """Worker processes that boot in the background, and a way to run jobs on them.
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # delivered through the future, as a pool would
-            f.set_exception(exc)
-        return f
+    A pool's first task waits a second for its workers to start (a forkserver imports numpy,
+    numba, laspy and pyproj once, then forks): meanwhile this process runs jobs itself. The
+    forkserver (spawn where the platform has none) never inherits lazrs' threads, so LAZ
+    decoding cannot deadlock in a worker.
+
+    Parameters
+    ----------
+    n : worker processes; 1 runs everything in this process
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.ready = threading.Event()
+        self.pool: ProcessPoolExecutor | None = None
+        if n <= 1:
+            self.ready.set()
+            return
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            # the server imports this module and loads the compiled kernels once (see the end of
+            # the module); every worker it forks starts warm
+            ctx.set_forkserver_preload([__name__])
+        self.pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+
+        def boot() -> None:
+            assert self.pool is not None
+            os.environ[_WARM_ENV] = "1"  # read by the forkserver when it starts, if it does now
+            try:
+                for _ in range(n):  # blocks until the server is up
+                    self.pool.submit(_warm_up)  # a no-op where the server warmed up already
+            finally:
+                os.environ.pop(_WARM_ENV, None)
+                self.ready.set()
+
+        threading.Thread(target=boot, name="cim-pointcloud-boot", daemon=True).start()
+
+    def run(self, fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int] | None = None) -> Iterator:
+        """``fn(*job)`` for every job, results in job order.
+
+        Jobs go out largest first, so the pool's last minutes are short jobs; this process runs
+        jobs itself, from the small end, until the pool is up and again while it waits for it.
+        """
+        order = sorted(range(len(jobs)), key=lambda i: -(sizes[i] if sizes is not None else 0))
+        local: dict[int, object] = {}
+        while order and (self.pool is None or not self.ready.is_set()):
+            i = order.pop()
+            local[i] = fn(*jobs[i])
+        futures: dict[int, Future] = {}
+        if self.pool is not None:
+            futures = {i: self.pool.submit(fn, *jobs[i]) for i in order}
+            for i in reversed(order):
+                if futures[i].cancel():  # not yet handed to a worker: run it here
+                    local[i] = fn(*jobs[i])
+        for i in range(len(jobs)):
+            yield local[i] if i in local else futures[i].result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.ready.wait()
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool whose workers never inherit lazrs threads: forkserver where the platform has it
-    (workers forked from a clean server that preloaded this module), else spawn."""
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
-# --- stage pass (runs in workers) -------------------------------------------------------------
+# --- stage jobs -------------------------------------------------------------
 
 
 @dataclass
@@ -156,9 +206,13 @@ class _StageResult:
     outside: bool
     classes: np.ndarray
     points: int
+    cpu: float
+    span: tuple[int, float, float]  # process id, start and end (epoch seconds)
 
 
 def _stage(job: _StageJob) -> _StageResult:
+    cpu = time.process_time()
+    t0 = time.time()
     runs: list[Run] = []
     lo = np.full(3, np.iinfo(np.int64).max)
     hi = np.full(3, np.iinfo(np.int64).min)
@@ -184,12 +238,12 @@ def _stage(job: _StageJob) -> _StageResult:
             lo = np.minimum(lo, st.lo)
             hi = np.maximum(hi, st.hi)
             outside |= st.outside > 0
-            classes += np.bincount(b.classification, minlength=256)
+            classes += st.classes
             points += len(b)
-    return _StageResult(runs, lo, hi, outside, classes, points)
+    return _StageResult(runs, lo, hi, outside, classes, points, time.process_time() - cpu, (os.getpid(), t0, time.time()))
 
 
-# --- index pass (runs in workers) -------------------------------------------------------------
+# --- index jobs -------------------------------------------------------------
 
 
 @dataclass
@@ -198,6 +252,7 @@ class _Encoding:
     tiles_dir: str
     colors: bool
     max_step: float
+    precision: float
     meshopt: bool
 
 
@@ -218,9 +273,14 @@ class _ChunkResult:
     nodes: list[_NodeMeta]
     up_records: np.ndarray  # points for the ancestors, grouped by depth
     up_counts: np.ndarray  # per ancestor depth 0..chunk.depth-1
+    cpu: float = 0.0
+    span: tuple[int, float, float] = (0, 0.0, 0.0)
 
 
-def encode_tile(records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: float, meshopt: bool) -> bytes:
+def encode_tile(
+    records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: float, precision: float, meshopt: bool,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bytes:
     """One node's GLB from its staging records."""
     return encode_points_glb(
         records["xyz"],
@@ -230,22 +290,24 @@ def encode_tile(records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: f
         records["classification"],
         records["return_number"],
         max_step=max_step,
+        precision=precision,
         meshopt=meshopt,
+        bounds=bounds,
     )
 
 
 def _write_node(records: np.ndarray, depth: int, prefix: int, enc: _Encoding) -> _NodeMeta:
-    xyz = records["xyz"]
-    glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.meshopt)
+    lo, hi = position_bounds(records["xyz"])
+    glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
     atomic_write_bytes(Path(enc.tiles_dir) / f"{node_name(depth, prefix)}.glb", glb)
-    lo = tuple(int(xyz[:, i].min()) for i in range(3))
-    hi = tuple(int(xyz[:, i].max()) for i in range(3))
-    return _NodeMeta(depth, prefix, len(records), lo, hi, False, len(glb))
+    return _NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, len(glb))
 
 
 def _index(chunks: list[Chunk], leaf_points: int, enc: _Encoding) -> list[_ChunkResult]:
     out = []
     for chunk in chunks:
+        cpu = time.process_time()
+        t0 = time.time()
         records = read_slices(chunk.slices)
         ix = index_chunk(records, chunk, enc.grid, leaf_points)
         del records
@@ -261,7 +323,7 @@ def _index(chunks: list[Chunk], leaf_points: int, enc: _Encoding) -> list[_Chunk
             meta.leaf = bool(ix.leaf[i])
             nodes.append(meta)
         n_up = int(ix.up_counts.sum())
-        out.append(_ChunkResult(chunk, nodes, ix.records[:n_up].copy(), ix.up_counts))
+        out.append(_ChunkResult(chunk, nodes, ix.records[:n_up].copy(), ix.up_counts, time.process_time() - cpu, (os.getpid(), t0, time.time())))
     return out
 
 
@@ -270,15 +332,22 @@ def _encode_nodes(nodes: list[tuple[int, int, list[np.ndarray]]], enc: _Encoding
     return [_write_node(np.concatenate(parts), d, p, enc) for d, p, parts in nodes]
 
 
+_WARM_ENV = "CIM_POINTCLOUD_WARM_UP"
+_warm = False
+
+
 def _warm_up() -> None:
     """Load the compiled kernels (numba's cache) before the first real job needs them."""
+    global _warm
+    if _warm:
+        return
+    _warm = True
     g = OctreeGrid((0, 0, 0), 21, 1e-4)
     las = np.zeros(4, dtype=[("X", "<i4"), ("Y", "<i4"), ("Z", "<i4"), ("i", "<u2"), ("c", "u1"), ("b", "u1"), ("r", "<u2")])
+    # the variants of a coloured cloud (the common case); others load on first use
     st = stage_batch(las["X"], las["Y"], las["Z"], np.ones(3), np.zeros(3), IDENTITY, (las["r"],) * 3, 0, las["i"], las["c"], 0xFF, las["b"], 0x0F, g)
-    st = stage_batch(las["X"], las["Y"], las["Z"], np.ones(3), np.zeros(3), IDENTITY, None, 0, las["i"], las["c"], 0xFF, las["b"], 0x0F, g)
     ix = index_chunk(st.records, Chunk(0, 0, 4, 0, 1 << 21), g, 2)
-    encode_tile(ix.records, g, True, 0.005, True)
-    encode_tile(ix.records, g, False, 1e-12, True)
+    encode_tile(ix.records, g, True, 0.005, 0.001, True)
 
 
 # --- the layer ----------------------------------------------------------------------------------
@@ -331,13 +400,12 @@ def build_pointcloud_layer(
     n_workers = max(1, int(n_workers))
     saved_env = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
     os.environ.update(_SINGLE_THREAD_ENV)  # workers: one thread each (BLAS, lazrs)
-    pool: Executor = process_pool(n_workers) if n_workers > 1 else _InProcess()
+    workers_ = Workers(n_workers)
     tmp: Path | None = None
     times: dict[str, float] = {}
+    spans: list[tuple[str, int, float, float]] = []
+    epoch0 = time.time()
     try:
-        if n_workers > 1:  # workers load their kernels while this process sets up
-            for _ in range(n_workers):
-                pool.submit(_warm_up)
         if frame is None:
             frame = frame_for(srcs)
         boxes = [header_box_enu(s, frame) for s in srcs]
@@ -351,27 +419,31 @@ def build_pointcloud_layer(
         times["setup"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
+        stage = _run_stage(workers_, srcs, fits, grid, tmp, opts, n_workers, total, progress)
         if stage.outside:
             # a header box was wrong: stage again inside a cube around the points themselves
-            log.warning("%s: points lie outside the files' header bounds; staging again", layer_id)
             grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
             for p in tmp.iterdir():
                 p.unlink()
-            stage = _run_stage(pool, srcs, fits, grid, tmp, opts, n_workers, total, progress)
+            stage = _run_stage(workers_, srcs, fits, grid, tmp, opts, n_workers, total, progress)
+            stage.restaged = True
         times["stage"] = time.perf_counter() - t1
+        times["stage cpu"] = stage.cpu
+        spans += [("stage", *sp) for sp in stage.spans]
 
         t1 = time.perf_counter()
         cells, counts = merge_counts([r.cells for r in stage.runs], [np.diff(r.cum) for r in stage.runs])
         chunks = plan_chunks(cells, counts, grid.count_depth, max(opts.chunk_points, opts.leaf_points))
         attach_runs(chunks, stage.runs)
         target = max(opts.leaf_points, min(opts.chunk_points, total // (3 * n_workers) + 1))
-        enc = _Encoding(grid, str(tiles_dir), any(s.has_rgb for s in srcs), opts.max_step, opts.meshopt)
+        precision = opts.precision if opts.precision is not None else min(max(min(s.resolution for s in srcs), 1e-4), 0.01)
+        enc = _Encoding(grid, str(tiles_dir), any(s.has_rgb for s in srcs), opts.max_step, precision, opts.meshopt)
         metas: dict[tuple[int, int], _NodeMeta] = {}
         up: dict[tuple[int, int], list[np.ndarray]] = {}
         done = 0
-        for fut in [pool.submit(_index, job, opts.leaf_points, enc) for job in group_chunks(chunks, target)]:
-            for res in fut.result():
+        index_jobs = [(job, opts.leaf_points, enc) for job in group_chunks(chunks, target)]
+        for results in workers_.run(_index, index_jobs, [sum(c.count for c in job[0]) for job in index_jobs]):
+            for res in results:
                 for m in res.nodes:
                     metas[(m.depth, m.prefix)] = m
                 a = 0
@@ -380,6 +452,8 @@ def build_pointcloud_layer(
                         up.setdefault((d, res.chunk.prefix >> (3 * (res.chunk.depth - d))), []).append(res.up_records[a : a + n])
                     a += n
                 done += 1
+                times["index cpu"] = times.get("index cpu", 0.0) + res.cpu
+                spans.append(("index", *res.span))
                 if progress:
                     progress("tiles", done, len(chunks))
         times["index"] = time.perf_counter() - t1
@@ -397,8 +471,8 @@ def build_pointcloud_layer(
             if groups[-1] and sum(sum(len(x) for x in q[2]) for q in groups[-1]) >= size:
                 groups.append([])
             groups[-1].append(item)
-        for fut in [pool.submit(_encode_nodes, g, enc) for g in groups if g]:
-            for m in fut.result():
+        for metas_ in workers_.run(_encode_nodes, [(g, enc) for g in groups if g]):
+            for m in metas_:
                 metas[(m.depth, m.prefix)] = m
         written = {f"tiles/{node_name(m.depth, m.prefix)}.glb" for m in metas.values() if m.count}
         store.written |= written
@@ -409,8 +483,7 @@ def build_pointcloud_layer(
         store.finish("tileset.json", doc)
         times["top"] = time.perf_counter() - t1
     finally:
-        if isinstance(pool, ProcessPoolExecutor):
-            pool.shutdown(wait=True, cancel_futures=True)
+        workers_.close()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -419,6 +492,14 @@ def build_pointcloud_layer(
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    warnings = []
+    for src, fit in zip(srcs, fits):
+        if fit.exact.any():
+            warnings.append(f"{src.path.name}: {int(fit.exact.sum())} of {len(fit.lo)} area(s) reprojected point by point (no quadratic within {opts.tolerance} m)")
+    if stage.restaged:
+        warnings.append("points lie outside their files' header bounds: the octree cube was sized from the points")
+    for w in warnings:
+        log.warning("%s: %s", layer_id, w)
     counted = sum(m.count for m in metas.values())
     if counted != total:
         raise RuntimeError(f"point count mismatch: {total} read, {counted} written")  # a bug, never input
@@ -436,7 +517,7 @@ def build_pointcloud_layer(
         bounds=bounds,
         schema={pid: ctype for pid, (_, ctype, _) in POINT_PROPERTIES.items()},
         seconds=seconds,
-        warnings=[],
+        warnings=warnings,
         format="3dtiles",
         url="tileset.json",
         extra={
@@ -449,6 +530,8 @@ def build_pointcloud_layer(
         },
     )
     log.debug("pointcloud %s: %s", layer_id, ", ".join(f"{k} {v:.2f} s" for k, v in times.items()))
+    for what, pid, a, b in spans:
+        log.debug("pointcloud %s: %s job in %s from %.2f to %.2f s", layer_id, what, "this process" if pid == os.getpid() else f"worker {pid}", a - epoch0, b - epoch0)
     log.info(
         "pointcloud %s: %d points, %d tiles, %.1f MB (%.1f B/point), %.2f s (%.2f M points/s); reprojection: %d fitted "
         "box(es), largest error %.2g m, %d exact box(es)",
@@ -465,6 +548,9 @@ class _Staged:
     hi: np.ndarray = field(default_factory=lambda: np.full(3, np.iinfo(np.int64).min))
     outside: bool = False
     classes: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    cpu: float = 0.0
+    spans: list[tuple[int, float, float]] = field(default_factory=list)
+    restaged: bool = False
 
 
 def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: int) -> Iterable[tuple[PointCloudSource, int, int]]:
@@ -482,25 +568,26 @@ def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: i
 
 
 def _run_stage(
-    pool: Executor, srcs: Sequence[PointCloudSource], fits: Sequence[PiecewiseFit], grid: OctreeGrid, tmp: Path,
-    opts: PointCloudOptions, workers: int, total: int, progress: Progress | None,
+    workers: Workers, srcs: Sequence[PointCloudSource], fits: Sequence[PiecewiseFit], grid: OctreeGrid, tmp: Path,
+    opts: PointCloudOptions, n_workers: int, total: int, progress: Progress | None,
 ) -> _Staged:
     fit_of = {id(s): f for s, f in zip(srcs, fits)}
     jobs = [
         _StageJob(s, a, n, fit_of[id(s)], grid, str(tmp / f"stage-{i:05d}.bin"), opts.batch_points)
-        for i, (s, a, n) in enumerate(_ranges(srcs, total, workers, opts.batch_points))
+        for i, (s, a, n) in enumerate(_ranges(srcs, total, n_workers + 1, opts.batch_points))
     ]
     out = _Staged()
     done = 0
     if progress:
         progress("read", 0, total)
-    for fut in [pool.submit(_stage, j) for j in jobs]:
-        r: _StageResult = fut.result()
+    for r in workers.run(_stage, [(j,) for j in jobs], [j.count for j in jobs]):
         out.runs += r.runs
         out.lo = np.minimum(out.lo, r.lo)
         out.hi = np.maximum(out.hi, r.hi)
         out.outside |= r.outside
         out.classes += r.classes
+        out.cpu += r.cpu
+        out.spans.append(r.span)
         done += r.points
         if progress:
             progress("read", done, total)
@@ -539,3 +626,7 @@ def _geodetic_bounds(frame: LocalFrame, lo: np.ndarray, hi: np.ndarray) -> dict[
         "west": float(lon.min()), "south": float(lat.min()), "east": float(lon.max()), "north": float(lat.max()),
         "min_height": float(h.min()), "max_height": float(h.max()),
     }
+
+
+if os.environ.get(_WARM_ENV) == "1":  # imported by the forkserver of a point-cloud build
+    _warm_up()

@@ -1,6 +1,7 @@
 """LAS/LAZ reader: headers, CRS, chunked point batches, and the source CRS → city ENU transform.
 
-Reading goes through laspy (LAS 1.0–1.4, point formats 0–10) with the lazrs backend for LAZ, in
+Reading goes through laspy (LAS 1.1–1.4, point formats 0–10; LAS 1.0, whose header differs from
+1.1 only in its version byte, is read as 1.1) with the lazrs backend for LAZ, in
 its single-threaded mode: lazrs' multi-threaded decoder and ``fork()``ed processes can deadlock,
 and cim parallelises across files and point ranges with its own (spawn/forkserver) processes.
 
@@ -15,6 +16,7 @@ processes that read the points evaluate them without building a pyproj transform
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -73,6 +75,16 @@ class PointCloudSource:
     @property
     def crs(self) -> CRS:
         return CRS.from_wkt(self.crs_wkt)
+
+    @property
+    def resolution(self) -> float:
+        """The finest coordinate step the file can record, in metres (its LAS scales)."""
+        crs = self.crs
+        if crs.is_geographic:
+            xy = 111_320.0  # metres per degree of latitude: the finer of the two
+        else:
+            xy = float(crs.axis_info[0].unit_conversion_factor) if crs.axis_info else 1.0
+        return float(min(self.scales[0] * xy, self.scales[1] * xy, self.scales[2] * self.z_factor))
 
 
 @dataclass
@@ -149,8 +161,43 @@ def list_pointcloud_files(sources: Sequence[str | Path] | str | Path) -> list[Pa
     return files
 
 
+class _Las10(io.RawIOBase):
+    """A LAS 1.0 file seen as LAS 1.1, which laspy reads: the two share the header layout and
+    point formats 0 and 1; only the version byte (offset 25) differs."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        pos = self._f.tell()
+        n = self._f.readinto(b)
+        if n and pos <= 25 < pos + n:
+            memoryview(b).cast("B")[25 - pos] = 1
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
 def _open(path: Path) -> laspy.LasReader:
     try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+        if head[:4] == b"LASF" and head[24:26] == b"\x01\x00":
+            return laspy.open(io.BufferedReader(_Las10(path)), laz_backend=laspy.LazBackend.Lazrs, closefd=True)
         return laspy.open(path, laz_backend=laspy.LazBackend.Lazrs)
     except FileNotFoundError:
         raise CimIOError(f"{path}: no such file") from None

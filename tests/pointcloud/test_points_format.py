@@ -1,0 +1,166 @@
+"""GLB point tiles: layout, quantization, metadata, meshopt codec, validity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cim.formats.glb import read_glb
+from cim.formats.points import (
+    POINT_PROPERTIES,
+    decode_points_glb,
+    encode_points_glb,
+    meshopt_decode_attributes,
+    meshopt_encode_attributes,
+)
+from tests.conftest import REPO, validate_glbs
+from tests.pointcloud import quantization_step
+
+UNIT = 1e-4
+
+
+def _cloud(n: int, seed: int = 0, extent: float = 50.0):
+    rng = np.random.default_rng(seed)
+    pos = np.rint((rng.random((n, 3)) * extent + np.array([-1200.0, 800.0, 30.0])) / UNIT).astype(np.int64)
+    return (
+        pos,
+        rng.integers(0, 256, (n, 3)).astype(np.uint8),
+        rng.integers(0, 65536, n).astype(np.uint16),
+        rng.integers(0, 20, n).astype(np.uint8),
+        rng.integers(1, 5, n).astype(np.uint8),
+    )
+
+
+@pytest.mark.parametrize("meshopt", [False, True])
+@pytest.mark.parametrize("extent,float_positions", [(50.0, False), (2000.0, True)])
+def test_round_trip(meshopt, extent, float_positions):
+    pos, rgb, inten, cls, ret = _cloud(3001, extent=extent)
+    glb = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=meshopt)
+    doc, _ = read_glb(glb)
+    acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    assert (acc["componentType"] == 5126) == float_positions
+    d = decode_points_glb(glb)
+    step = quantization_step(glb)
+    assert step <= (1e-3 if float_positions else extent / 65535 + UNIT)
+    assert np.abs(d["positions"] - pos * UNIT).max() <= step / 2 + 1e-6
+    np.testing.assert_array_equal(d["colors"], rgb)
+    np.testing.assert_array_equal(d["intensity"], inten)
+    np.testing.assert_array_equal(d["classification"], cls)
+    np.testing.assert_array_equal(d["return_number"], ret)
+
+
+def test_precision_sets_the_step_and_bounds_the_error():
+    pos, rgb, inten, cls, ret = _cloud(2000, extent=20.0)
+    fine = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True)
+    coarse = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True, precision=0.01)
+    assert len(coarse) < len(fine)
+    d = decode_points_glb(coarse)
+    assert np.abs(d["positions"] - pos * UNIT).max() <= 0.005 + 1e-9
+
+
+def test_layout_follows_gltf_and_3d_tiles_rules():
+    pos, rgb, inten, cls, ret = _cloud(100)
+    doc, _ = read_glb(encode_points_glb(pos, UNIT, rgb, inten, cls, ret))
+    prim = doc["meshes"][0]["primitives"][0]
+    assert prim["mode"] == 0  # POINTS
+    assert "KHR_mesh_quantization" in doc["extensionsRequired"]
+    attrs = prim["attributes"]
+    color = doc["accessors"][attrs["COLOR_0"]]
+    assert color["componentType"] == 5121 and color["normalized"] is True and color["type"] == "VEC3"
+    pos_acc = doc["accessors"][attrs["POSITION"]]
+    assert pos_acc["normalized"] is True and pos_acc["componentType"] == 5123
+    for a in attrs.values():  # every vertex attribute on a 4-byte boundary
+        acc = doc["accessors"][a]
+        view = doc["bufferViews"][acc["bufferView"]]
+        assert acc.get("byteOffset", 0) % 4 == 0 and view["byteStride"] % 4 == 0
+    mat = doc["materials"][prim["material"]]
+    assert mat["pbrMetallicRoughness"]["metallicFactor"] == 0
+    assert "KHR_materials_unlit" in mat["extensions"]
+    meta = doc["extensions"]["EXT_structural_metadata"]
+    props = meta["schema"]["classes"]["point"]["properties"]
+    assert {k: v["componentType"] for k, v in props.items()} == {"intensity": "UINT16", "classification": "UINT8", "return_number": "UINT8"}
+    pa = meta["propertyAttributes"][prim["extensions"]["EXT_structural_metadata"]["propertyAttributes"][0]]
+    assert pa["class"] == "point"
+    assert {k: v["attribute"] for k, v in pa["properties"].items()} == {k: v[0] for k, v in POINT_PROPERTIES.items()}
+    assert {"_INTENSITY", "_CLASSIFICATION", "_RETURN_NUMBER"} <= set(attrs)
+
+
+def test_y_up_axes():
+    """glTF content is y-up: ENU up goes to +y, north to -z (CesiumJS turns it back)."""
+    pos = np.array([[0, 0, 0], [0, 0, 10_000], [0, 10_000, 0]], dtype=np.int64)  # origin, 1 m up, 1 m north
+    z = np.zeros(3, np.uint8)
+    glb = encode_points_glb(pos, UNIT, None, z.astype(np.uint16), z, z, max_step=1.0)
+    doc, binary = read_glb(glb)
+    node = doc["nodes"][0]
+    stride = doc["bufferViews"][0]["byteStride"]
+    raw = np.frombuffer(binary, np.uint16, count=3 * stride // 2).reshape(3, stride // 2)[:, :3] / 65535.0
+    gl = raw * np.array(node["scale"]) + np.array(node["translation"])
+    np.testing.assert_allclose(gl[1] - gl[0], [0, 1, 0], atol=1e-4)
+    np.testing.assert_allclose(gl[2] - gl[0], [0, 0, -1], atol=1e-4)
+    assert "COLOR_0" not in doc["meshes"][0]["primitives"][0]["attributes"]
+
+
+@pytest.mark.parametrize("stride", [4, 8, 24, 28, 64])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 255, 256, 257, 1000])
+def test_meshopt_round_trip(stride, n):
+    rng = np.random.default_rng(stride * 1000 + n)
+    data = rng.integers(0, 256, (n, stride)).astype(np.uint8)
+    data[:, : stride // 2] = (np.arange(n)[:, None] // 7 + np.arange(stride // 2)).astype(np.uint8)  # smooth bytes
+    data[:, -1] = 0  # a constant byte
+    enc = meshopt_encode_attributes(data)
+    assert enc[0] == 0xA0
+    np.testing.assert_array_equal(meshopt_decode_attributes(enc, n, stride), data)
+
+
+def test_meshopt_matches_the_reference_decoder(tmp_path):
+    """The official meshoptimizer decoder (the one CesiumJS uses) reads our streams."""
+    node = shutil.which("node")
+    decoder = REPO / "viewer" / "node_modules" / "meshoptimizer" / "meshopt_decoder.mjs"
+    if node is None or not decoder.exists():
+        pytest.skip("node or the meshoptimizer npm package (viewer/node_modules) is missing")
+    cases = []
+    rng = np.random.default_rng(7)
+    for stride, n in [(24, 1000), (28, 333), (8, 16), (4, 1), (64, 300)]:
+        data = rng.integers(0, 256, (n, stride)).astype(np.uint8)
+        data[:, ::3] = (np.arange(n)[:, None] // 5).astype(np.uint8)
+        path = tmp_path / f"{stride}_{n}.bin"
+        path.write_bytes(meshopt_encode_attributes(data))
+        cases.append((path, n, stride, data))
+    script = tmp_path / "decode.mjs"
+    script.write_text(
+        f'import {{ MeshoptDecoder }} from "{decoder.as_posix()}";\n'
+        'import { readFileSync } from "node:fs";\n'
+        "await MeshoptDecoder.ready;\n"
+        "for (const [f, n, s] of JSON.parse(process.argv[2])) {\n"
+        "  const out = new Uint8Array(n * s);\n"
+        "  MeshoptDecoder.decodeVertexBuffer(out, n, s, new Uint8Array(readFileSync(f)));\n"
+        "  console.log(Buffer.from(out).toString('hex'));\n"
+        "}\n"
+    )
+    arg = json.dumps([[str(p), n, s] for p, n, s, _ in cases])
+    proc = subprocess.run([node, str(script), arg], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for line, (_, n, stride, data) in zip(proc.stdout.split(), cases):
+        np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(line), np.uint8).reshape(n, stride), data)
+
+
+def test_tiles_validate(tmp_path):
+    paths = []
+    for i, (extent, meshopt, colors) in enumerate([(50.0, False, True), (50.0, True, True), (3000.0, True, True), (40.0, True, False)]):
+        pos, rgb, inten, cls, ret = _cloud(500 + i, seed=i, extent=extent)
+        p = tmp_path / f"t{i}.glb"
+        p.write_bytes(encode_points_glb(pos, UNIT, rgb if colors else None, inten, cls, ret, meshopt=meshopt))
+        paths.append(p)
+    for report in validate_glbs(paths):
+        assert report["errors"] == 0, report
+        assert report["warnings"] == 0, report
+
+
+def test_empty_tile_is_refused():
+    with pytest.raises(ValueError):
+        encode_points_glb(np.empty((0, 3), np.int64), UNIT, None, np.empty(0, np.uint16), np.empty(0, np.uint8), np.empty(0, np.uint8))
