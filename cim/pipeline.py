@@ -223,12 +223,26 @@ def _build_terrain(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     return result
 
 
+def _build_pointcloud(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
+    from cim.layers.pointcloud import build_pointcloud_layer
+
+    o = dict(spec.options)
+    crs = o.pop("crs", ctx.recipe.crs)
+    workers = o.pop("workers", None)
+    result = build_pointcloud_layer([spec.source], ctx.out / spec.id, ctx.frame, crs=crs, workers=workers, progress=ctx.progress, layer_id=spec.id, **o)
+    if ctx.frame is None:
+        b = result.bounds
+        ctx.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
+    return result
+
+
 #: one builder per recipe kind: ``builder(spec, ctx) -> LayerResult``
 LAYER_BUILDERS: dict[str, Callable[[LayerSpec, BuildContext], LayerResult]] = {
     "buildings": _build_buildings,
     "imagery": _build_imagery,
     "terrain": _build_terrain,
     "bim": _build_bim,
+    "pointcloud": _build_pointcloud,
 }
 #: the order layers are built in (whatever their order in the recipe)
 BUILD_ORDER = ("terrain", "imagery", "bim", "pointcloud", "buildings")

@@ -26,7 +26,7 @@ from typing import Any
 
 from cim.errors import CimIOError, CimRecipeError
 
-KINDS = ("buildings", "imagery", "terrain", "bim")
+KINDS = ("buildings", "imagery", "terrain", "bim", "pointcloud")
 DEFAULT_CIM_LEVEL = {"buildings": 2, "terrain": 1, "imagery": 1, "pointcloud": 1, "bim": 6}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -9,6 +9,7 @@ import { setupSearch } from "./js/search.js";
 import { setupSun } from "./js/sun.js";
 import { setupMeasure } from "./js/measure.js";
 import { setupBim } from "./js/bim.js";
+import { setupPointCloud } from "./js/pointcloud.js";
 
 const Cesium = window.Cesium;
 const CITY_URL = new URL("/city/city.json", window.location.href).href;
@@ -39,6 +40,7 @@ const cim = {
   setSun: null, // setSun(isoDate, solarHours, shadows)
   measure: null, // measure(x1, y1, x2, y2) -> {distance, horizontal, vertical} in metres, or null
   bim: null, // {setClassVisible(name, visible), setStorey(name), setCut(enabled, height)}
+  points: null, // {setMode("rgb"|"classification"|"elevation"|"intensity"), setClassVisible(code, visible), setSize(px)}
   clearMeasurements: null,
   showResult: null, // showResult(result): fly to a search result and select it
 };
@@ -435,6 +437,8 @@ async function start() {
   flyHome(0);
   const bimLayer = layers.find((l) => l.kind === "bim" && cim.layers[l.id]);
   if (bimLayer) cim.bim = setupBim({ layer: bimLayer, tileset: cim.layers[bimLayer.id], origin: city.origin, $, onChange: unsettle });
+  const pointLayer = layers.find((l) => l.kind === "pointcloud" && cim.layers[l.id]);
+  if (pointLayer) cim.points = setupPointCloud({ layer: pointLayer, tileset: cim.layers[pointLayer.id], origin: city.origin, $, onChange: unsettle });
   const search = setupSearch({ city, $, api: { reportError }, renderResult: showResult });
   if (search) cim.search = search.run;
 }

@@ -20,7 +20,8 @@ from rasterio.transform import from_origin
 from cim.errors import CimInputError
 from cim.samplecity.buildings import attributes, generate_footprints
 from cim.samplecity.ortho import write_orthophoto
-from cim.samplecity.sites import bim_sites
+from cim.samplecity.pointcloud import write_sample_pointcloud
+from cim.samplecity.sites import bim_sites, lidar_bounds
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 from cim.store import atomic_path, atomic_write_text
 
@@ -39,13 +40,15 @@ class Preset:
     ortho_res: float
     bim_count: int = 3
     bim_floors: tuple[int, int] = (4, 16)
+    lidar_density: float = 1.0  # points per m² (the generator makes about 0.16 M points/s)
+    lidar_tile: float = 500.0
     dx: float = 0.0
     dy: float = 0.0
     description: str = ""
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, 2, (2, 3), dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
+    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, 2, (2, 3), 1.0, 250.0, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
     "district": Preset("district", 2000.0, 2000.0, 1.0, 0.5, dy=-300.0, description="about 4 km² of the centre"),
     "city": Preset("city", 15000.0, 8000.0, 2.0, 2.0, description="the whole city, 120 km²"),
 }
@@ -65,6 +68,7 @@ class SampleCity:
     bounds: tuple[float, float, float, float]
     seconds: float
     ifc: list[Path]
+    lidar: list[Path]
 
 
 def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
@@ -106,12 +110,15 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     ortho = data / "ortho.tif"
     write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], dem_path, seed)
     ifcs = _write_bim(data / "bim", geoms, attrs, dem_path, p, seed)
+    lidar = write_sample_pointcloud(
+        data / "lidar", lidar_bounds((xmin, ymin, xmax, ymax), preset), dem_path, gpkg, p.lidar_density, p.lidar_tile, seed
+    )
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
-    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs)
+    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar)
 
 
 def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
@@ -209,6 +216,13 @@ kind = "bim"
 title = "BIM models (IFC)"
 source = "data/bim"         # every .ifc in the folder; georeferenced with IfcMapConversion
 cim_level = 6
+
+[[layers]]
+id = "lidar"
+kind = "pointcloud"
+title = "Lidar (classified)"
+source = "data/lidar"       # every .las/.laz in the folder makes one layer
+cim_level = 1
 
 [[layers]]
 id = "imagery"

@@ -54,6 +54,8 @@ registerKind("bim", (layer, ctx) => load3DTiles(layer, ctx));
 
 registerKind("pointcloud", (layer, ctx) =>
   load3DTiles(layer, ctx, {
+    // points are spaced by the node's geometric error: refine sooner than meshes do
+    maximumScreenSpaceError: 4,
     pointCloudShading: new Cesium.PointCloudShading({
       attenuation: true,
       geometricErrorScale: 1.0,
