@@ -31,6 +31,7 @@ __all__ = [
     "convert_imagery",
     "convert_terrain",
     "convert_bim",
+    "convert_pointcloud",
     "serve",
     "load_recipe",
 ]
@@ -42,7 +43,7 @@ def __getattr__(name: str):
         from cim.samplecity import sample
 
         return sample
-    if name in ("build", "convert_buildings", "convert_imagery", "convert_terrain", "convert_bim"):
+    if name in ("build", "convert_buildings", "convert_imagery", "convert_terrain", "convert_bim", "convert_pointcloud"):
         from cim import pipeline
 
         return getattr(pipeline, name)

@@ -438,3 +438,29 @@ def convert_bim(
         write_search_index(out / INDEX_NAME, rows)
     write_manifest(out, _safe_name(paths[0].stem), paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, [result], search=bool(rows))
     return BuildReport(out, [result], time.perf_counter() - t0)
+
+
+def convert_pointcloud(
+    sources: list[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    crs: object = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Tile LAS/LAZ files (or folders) into one standalone point-cloud layer in ``out``.
+
+    Examples
+    --------
+    >>> cim.convert_pointcloud(["survey/"], "tiles/lidar", crs="EPSG:4544")   # doctest: +SKIP
+    """
+    from cim.layers.pointcloud import build_pointcloud_layer
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
+    result = build_pointcloud_layer(paths, out, None, crs=crs, workers=workers, progress=progress)
+    b = result.bounds
+    frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
+    write_manifest(out, _safe_name(paths[0].stem), paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, [result])
+    return BuildReport(out, [result], time.perf_counter() - t0)

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pyogrio
+import pytest
 import shapely
 from click.testing import CliRunner
 from shapely.geometry import Polygon
@@ -84,3 +85,15 @@ def test_convert_bim_needs_a_georeference_or_an_origin(tiny_sources, tmp_path):
     assert r.exit_code == 1 and "--origin" in r.output, r.output
     r = runner.invoke(cli, ["convert", "bim", str(tmp_path / "bare.ifc"), str(tmp_path / "bare"), "--crs", "EPSG:4544", "--origin", "566000", "3828000", "1120"])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.realdata
+def test_convert_pointcloud_asks_for_a_crs(realdata, tmp_path):
+    runner = CliRunner()
+    las = realdata / "pointcloud" / "laspy_simple.las"
+    r = runner.invoke(cli, ["convert", "pointcloud", str(las), str(tmp_path / "a")])
+    assert r.exit_code == 1 and "--crs" in r.output and "laspy_simple.las" in r.output
+    r = runner.invoke(cli, ["convert", "pointcloud", str(las), str(tmp_path / "b"), "--crs", "EPSG:2994", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    layer = json.loads((tmp_path / "b" / "city.json").read_text())["layers"][0]
+    assert layer["kind"] == "pointcloud" and layer["count"] == 1065

@@ -118,6 +118,21 @@ def convert_bim(ifc: tuple[Path, ...], out: Path, crs: str | None, origin: tuple
     _print_report(report, quiet)
 
 
+@convert.command("pointcloud")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--crs", default=None, help="CRS of files that declare none, e.g. EPSG:4544.")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: the number of cores].")
+@common
+@handle_errors
+def convert_pointcloud(sources: tuple[Path, ...], out: Path, crs: str | None, workers: int | None, verbose: int, quiet: bool) -> None:
+    """Tile LAS/LAZ files (or folders of them) into one 3D Tiles 1.1 point cloud in OUT."""
+    setup_logging(verbose, quiet)
+    with progress_bar(not quiet) as progress:
+        report = cim.convert_pointcloud(list(sources), out, crs=crs, workers=workers, progress=progress)
+    _print_report(report, quiet)
+
+
 @convert.command("imagery")
 @click.argument("ortho", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
