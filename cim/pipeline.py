@@ -291,6 +291,8 @@ def write_manifest(
         }
         if lr.kind == "buildings":
             entry["id_property"] = "id"
+        if spec is not None and not spec.visible:
+            entry["visible"] = False
         entry.update(lr.extra)
         entries.append(entry)
     solid = [lr for lr in layers if lr.kind != "imagery"]  # imagery has no heights of its own

@@ -41,6 +41,7 @@ class LayerSpec:
     title: str
     cim_level: int
     options: dict[str, Any] = field(default_factory=dict)
+    visible: bool = True  # whether the viewer shows the layer when it opens
 
 
 @dataclass
@@ -113,9 +114,12 @@ def recipe_from_dict(doc: dict[str, Any], base: Path, where: str = "recipe") -> 
         if not isinstance(source, str):
             raise CimRecipeError(f"{label} ({lid}): source (a path) is required")
         level = raw.pop("cim_level", DEFAULT_CIM_LEVEL[kind])
+        visible = raw.pop("visible", True)
+        if not isinstance(visible, bool):
+            raise CimRecipeError(f"{label} ({lid}): visible must be true or false")
         title = raw.pop("title", lid.replace("_", " ").title())
         for key in ("dem",):
             if isinstance(raw.get(key), str):
                 raw[key] = (base / raw[key]).resolve()
-        layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), int(level), raw))
+        layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), int(level), raw, visible))
     return Recipe(name, str(city.get("title", name)), city.get("crs"), origin, layers)

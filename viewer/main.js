@@ -314,7 +314,8 @@ function addLayerRow(layer, state) {
   const label = document.createElement("label");
   const box = document.createElement("input");
   box.type = "checkbox";
-  box.checked = state === "loaded";
+  // a layer the city marks "visible": false loads hidden (dense point clouds, say)
+  box.checked = state === "loaded" && layer.visible !== false;
   box.disabled = state !== "loaded";
   box.id = `layer-${layer.id}`;
   const title = document.createElement("span");
@@ -428,6 +429,7 @@ async function start() {
   const results = await Promise.all(layers.map(loadLayer));
   for (const { layer, state, handle } of results) {
     if (handle) {
+      if (layer.visible === false) handle.show = false;
       cim.handles[layer.id] = handle;
       if (handle.tileset) cim.layers[layer.id] = handle.tileset;
     }

@@ -222,6 +222,7 @@ id = "lidar"
 kind = "pointcloud"
 title = "Lidar (classified)"
 source = "data/lidar"       # every .las/.laz in the folder makes one layer
+visible = false             # the viewer opens with it hidden: tick it in the layer list
 cim_level = 1
 
 [[layers]]

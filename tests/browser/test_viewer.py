@@ -463,29 +463,32 @@ def test_point_cloud_renders_upright_in_colour(viewer: ViewerPage, built_city: B
         pytest.skip("this city has no point-cloud layer")
     assert page.is_visible("#points-panel")
     others = [l["id"] for l in built_city.city["layers"] if l["id"] != lidar["id"]]
+    assert lidar.get("visible") is False and page.evaluate(f"window.cim.layers[{json.dumps(lidar['id'])}].show") is False
+    page.locator(f"#layer-{lidar['id']}").check()
     for lid in others:
         page.locator(f"#layer-{lid}").uncheck()
     page.evaluate("window.cim.viewer.scene.globe.show = false")
-    page.evaluate("window.cim.points.setSize(4)")
+    page.uncheck("#points-edl")  # eye-dome lighting costs several seconds a frame under SwiftShader
+    page.evaluate("window.cim.points.setSize(3)")
     b = lidar["bounds"]
     lon, lat = (b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2
-    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 450)", [lon, lat, b["max_height"]])
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 600)", [lon, lat, b["max_height"]])
     viewer.wait_ready()
-    wait_frames(viewer)
     shot = viewer.screenshot("18-lidar-rgb")
     heights = page.evaluate(
         """() => {
             const scene = window.cim.viewer.scene;
             const w = scene.canvas.clientWidth, h = scene.canvas.clientHeight;
             const out = [];
-            for (let i = 1; i < 12; i++) for (let j = 1; j < 12; j++) {
-                const p = scene.pickPosition(new Cesium.Cartesian2(w * i / 12, h * j / 12));
+            // each pickPosition renders a depth pass (seconds under SwiftShader): a 5 x 5 grid
+            for (let i = 1; i < 6; i++) for (let j = 1; j < 6; j++) {
+                const p = scene.pickPosition(new Cesium.Cartesian2(w * i / 6, h * j / 6));
                 if (p) out.push(Cesium.Cartographic.fromCartesian(p).height);
             }
             return out;
         }"""
     )
-    assert len(heights) >= 30, f"only {len(heights)} of 121 screen points hit the cloud"
+    assert len(heights) >= 10, f"only {len(heights)} of 25 screen points hit the cloud"
     lo, hi = b["min_height"] - 1.0, b["max_height"] + 1.0
     outside = [h for h in heights if not lo <= h <= hi]
     assert not outside, f"picked heights outside {lo:.1f}..{hi:.1f}: {outside[:5]}"
@@ -493,21 +496,20 @@ def test_point_cloud_renders_upright_in_colour(viewer: ViewerPage, built_city: B
     assert stats["distinct"] > 200, f"the cloud renders in too few colours: {stats}"
     # colour by classification and hide the ground class: the picture changes
     page.evaluate("window.cim.points.setMode('classification')")
-    viewer.wait_ready()
-    wait_frames(viewer)
+    wait_frames(viewer, 2)
     by_class = viewer.screenshot("19-lidar-classes")
     assert page.is_visible("#points-legend")
     page.evaluate("window.cim.points.setClassVisible(2, false)")
-    wait_frames(viewer)
+    wait_frames(viewer, 2)
     no_ground = viewer.screenshot("20-lidar-no-ground")
     assert image_stats(viewer, by_class, shot)["diff"] > 0.01
     assert image_stats(viewer, no_ground, by_class)["diff"] > 0.01
     page.evaluate("window.cim.points.setClassVisible(2, true)")
     page.evaluate("window.cim.points.setMode('rgb')")
     page.evaluate("window.cim.viewer.scene.globe.show = true")
+    page.locator(f"#layer-{lidar['id']}").uncheck()
     for lid in others:
         page.locator(f"#layer-{lid}").check()
-    viewer.wait_ready()
 
 
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
