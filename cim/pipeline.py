@@ -46,12 +46,17 @@ class BuildReport:
         return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
 
 
+def _check_options(spec: LayerSpec, known: set[str]) -> None:
+    """A recipe layer's options must all be ones its kind knows: a typo is an error, not ignored."""
+    unknown = set(spec.options) - known
+    if unknown:
+        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+
+
 def _building_options(spec: LayerSpec) -> BuildingOptions:
     o = spec.options
     known = {"height", "floors", "storey_height", "default_height", "dem", "max_features", "crs", "layer", "id_attr"}
-    unknown = set(o) - known
-    if unknown:
-        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(unknown))}")
+    _check_options(spec, known)
     return BuildingOptions(
         height=o.get("height", "height"),
         floors=o.get("floors", "floors"),
@@ -171,8 +176,7 @@ def _build_bim(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
 
     o = dict(spec.options)
     known = {"crs", "origin", "rotation", "element_timeout", "max_voids", "threads", "max_triangles"}
-    if set(o) - known:
-        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    _check_options(spec, known)
     src = Path(spec.source)
     sources = sorted(src.glob("*.ifc")) if src.is_dir() else [src]
     if not sources:
@@ -200,8 +204,7 @@ def _build_bim(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
 def _build_imagery(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     o = dict(spec.options)
     known = {"format", "max_zoom", "min_zoom", "quality"}
-    if set(o) - known:
-        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    _check_options(spec, known)
     return build_imagery_layer(
         spec.source, ctx.out / spec.id, fmt=o.get("format", "webp"), max_zoom=o.get("max_zoom"), min_zoom=o.get("min_zoom"),
         quality=int(o.get("quality", 85)), layer_id=spec.id, progress=ctx.progress,
@@ -211,8 +214,7 @@ def _build_imagery(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
 def _build_terrain(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     o = dict(spec.options)
     known = {"max_zoom", "min_zoom", "error_factor"}
-    if set(o) - known:
-        raise CimInputError(f"layer {spec.id}: unknown option(s) {', '.join(sorted(set(o) - known))}")
+    _check_options(spec, known)
     result = build_terrain_layer(
         spec.source, ctx.out / spec.id, max_zoom=o.get("max_zoom"), min_zoom=int(o.get("min_zoom", 0)),
         error_factor=float(o.get("error_factor", 1.0)), layer_id=spec.id, progress=ctx.progress,

@@ -97,3 +97,11 @@ def test_convert_pointcloud_asks_for_a_crs(realdata, tmp_path):
     assert r.exit_code == 0, r.output
     layer = json.loads((tmp_path / "b" / "city.json").read_text())["layers"][0]
     assert layer["kind"] == "pointcloud" and layer["count"] == 1065
+
+
+def test_unknown_recipe_option_is_an_error_naming_it(tiny_sources, tmp_path):
+    recipe = tmp_path / "city.toml"
+    text = tiny_sources.recipe.read_text().replace('height = "height"', 'heigth = "height"')
+    recipe.write_text(text.replace('"data/', f'"{tiny_sources.root}/data/'))
+    r = CliRunner().invoke(cli, ["build", str(recipe), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 1 and "heigth" in r.output and "unknown option" in r.output, r.output
