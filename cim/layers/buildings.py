@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,12 +154,15 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
     edges = np.linspace(0, n, n_chunks + 1).astype(np.int64)
     chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
-    def run(chunk: tuple[int, int]) -> _Chunk:
-        a, b = chunk
-        return _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, ground_offset=opts.ground_offset)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(pool.map(run, chunks))
+    if len(chunks) > 1:
+        # transformers exist before any fork (PROJ opens its database only here, in the parent)
+        to_lonlat(np.zeros(1), np.zeros(1), table.crs)
+        if dem is not None:
+            dem.sample(np.zeros(1), np.zeros(1), table.crs)
+    state = _PrepState(table.geometries, heights, table.crs, frame, dem, opts.ground_offset)
+    # GEOS, PROJ and the numpy steps between them hold the GIL for most of a chunk (threads
+    # measured no faster than one), so chunks run in forked processes where fork exists
+    parts = list(run_jobs(_prepare_job, state, chunks, workers=workers, engine="auto"))
     base = np.concatenate([p.base for p in parts])
     outside = np.isnan(base)
     if outside.all() and dem is not None:
@@ -191,6 +193,23 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
         bounds,
         warnings,
     )
+
+
+@dataclass
+class _PrepState:
+    """What every chunk of :func:`prepare_buildings` reads (inherited by forked workers)."""
+
+    geometries: np.ndarray
+    heights: np.ndarray
+    crs: object
+    frame: LocalFrame
+    dem: DemWindow | None
+    ground_offset: float
+
+
+def _prepare_job(state: _PrepState, chunk: tuple[int, int]) -> "_Chunk":
+    a, b = chunk
+    return _prepare_chunk(state.geometries[a:b], state.heights[a:b], state.crs, state.frame, state.dem, ground_offset=state.ground_offset)
 
 
 @dataclass
@@ -378,26 +397,18 @@ def build_buildings_layer(
 
 
 def search_rows(layer_id: str, table: FootprintTable, frame: LocalFrame, box_lo: np.ndarray, box_hi: np.ndarray, prep: PreparedBuildings) -> SearchRows:
-    """Each building's title, text, position and attributes for the city's search index."""
+    """Each building's position and attribute columns for the city's search index (titled by
+    ``name``, searchable by its other text attributes; the index builds the rows in SQL)."""
     corners = np.concatenate([box_lo, box_hi, (box_lo + box_hi) / 2.0])
     lon, lat, _ = ecef_to_geodetic(frame.to_ecef(corners))
     n = len(table)
-    names = table.columns.get("name")
-    titles = np.array([str(v) if v is not None else str(i) for v, i in zip(names, table.ids)], dtype=object) if names is not None else table.ids
-    text_cols = [c for name, c in table.columns.items() if table.types[name] == "STRING" and name not in ("id", "name")]
-    texts = np.array([" ".join(str(v) for v in vals if v is not None) for vals in zip(*text_cols)], dtype=object) if text_cols else np.full(n, "", dtype=object)
-    keys = list(table.columns)
-    cols = [table.columns[k].tolist() for k in keys]
-    properties = [dict(zip(keys, row)) for row in zip(*cols)]
-    for p in properties:  # NaN is no JSON; a null number is None
-        for k, v in p.items():
-            if isinstance(v, float) and v != v:
-                p[k] = None
+    text_cols = tuple(name for name in table.columns if table.types[name] == "STRING" and name not in ("id", "name"))
     return SearchRows(
-        layer_id, table.ids, titles, texts, lon[2 * n :], lat[2 * n :],
+        layer_id, table.ids, None, None, lon[2 * n :], lat[2 * n :],
         np.minimum(lon[:n], lon[n : 2 * n]), np.minimum(lat[:n], lat[n : 2 * n]),
         np.maximum(lon[:n], lon[n : 2 * n]), np.maximum(lat[:n], lat[n : 2 * n]),
-        prep.base, prep.top, properties,
+        prep.base, prep.top, columns=table.columns, types=table.types,
+        title_column="name" if "name" in table.columns else None, text_columns=text_cols,
     )
 
 

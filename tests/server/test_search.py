@@ -25,7 +25,13 @@ async def test_search_by_words_finds_the_building_and_its_attributes(client, tin
     assert body["results"][0]["title"] == name  # an exact title ranks first
     top = next(r for r in body["results"] if r["id"] == fid)  # names need not be unique
     assert top["title"] == name and top["layer"] == "buildings"
-    assert top["properties"]["height"] == pytest.approx(float(cols["height"][i]))
+    # every source attribute, with its JSON type (integers stay integers, null stays null)
+    expected = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()}
+    assert top["properties"].keys() == expected.keys()
+    for k, v in expected.items():
+        got = top["properties"][k]
+        assert type(got) is type(v) or (v is None and got is None), (k, got, v)
+        assert got == pytest.approx(v) if isinstance(v, float) else got == v, (k, got, v)
     assert top["top"] - top["base"] == pytest.approx(float(cols["height"][i]), abs=1e-6)
     assert 105.6 < top["lon"] < 105.8 and 34.5 < top["lat"] < 34.7
     # ids match by prefix; words in any text attribute match too
