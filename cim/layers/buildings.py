@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import shapely
 
 from cim.crs import crs_label, to_lonlat
 from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
@@ -20,7 +19,7 @@ from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, u
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
 from cim.sources.dem import DemWindow, read_dem_window
-from cim.sources.footprints import FootprintTable
+from cim.sources.footprints import FootprintTable, footprint_rings
 from cim.engines import run_jobs
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
 from cim.tiling.quadtree import TileNode, quadtree_plan
@@ -227,10 +226,7 @@ def _prepare_chunk(
 ) -> _Chunk:
     """Project, sample and extrude one contiguous chunk of buildings."""
     n = len(geoms)
-    parts, part_feature = shapely.get_parts(geoms, return_index=True)
-    parts = shapely.orient_polygons(parts, exterior_cw=False)
-    _, coords, (ring_offsets, poly_offsets) = shapely.to_ragged_array(parts)
-    coords = coords[:, :2]
+    coords, ring_offsets, poly_offsets, part_feature = footprint_rings(geoms)
     ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
     poly_of_ring = np.repeat(np.arange(len(poly_offsets) - 1), np.diff(poly_offsets))
     starts = np.searchsorted(part_feature[poly_of_ring[ring_of]], np.arange(n))

@@ -265,3 +265,90 @@ def _clean(
         keep[i] = False
         skipped.append(FeatureIssue(fid, reason))
     return geoms, keep, repaired, skipped
+
+
+def footprint_rings(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Polygons as oriented ragged arrays: exterior rings counter-clockwise, holes clockwise.
+
+    Parameters
+    ----------
+    geoms : (n,) Polygon or MultiPolygon geometries (valid, as :func:`read_footprints` leaves them)
+
+    Returns
+    -------
+    xy : (k, 2) float64, closed rings one after another
+    ring_offsets : (r + 1,) int64, coordinate offsets of the rings
+    polygon_offsets : (p + 1,) int64, ring offsets of the polygons
+    polygon_feature : (p,) int64, the geometry each polygon belongs to (non-decreasing)
+
+    Notes
+    -----
+    ``shapely.to_ragged_array`` after ``get_parts`` and ``orient_polygons`` gives the same arrays,
+    but builds a Python object for every part and ring, which holds the GIL and cost 0.3 s for the
+    city's 78,000 footprints. Here only geometries with holes or several parts go through the
+    object path; a simple polygon's one ring is its coordinate run, so the common case reads
+    ``get_coordinates`` once and orients rings by the sign of their shoelace area in numpy.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    n = len(geoms)
+    xy = shapely.get_coordinates(geoms)
+    n_coords = shapely.get_num_coordinates(geoms).astype(np.int64)
+    simple = (shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
+    # rings and polygons per geometry; a complex geometry's rings from its parts, in
+    # get_coordinates order (each polygon's exterior, then its holes)
+    rings_per_geom = np.ones(n, dtype=np.int64)
+    polys_per_geom = np.ones(n, dtype=np.int64)
+    complex_idx = np.flatnonzero(~simple)
+    ring_len_complex = np.zeros(0, dtype=np.int64)
+    rings_per_poly_complex = np.zeros(0, dtype=np.int64)
+    if len(complex_idx):
+        parts, part_of = shapely.get_parts(geoms[complex_idx], return_index=True)
+        rings, ring_of_part = shapely.get_rings(parts, return_index=True)
+        ring_len_complex = shapely.get_num_coordinates(rings).astype(np.int64)
+        rings_per_poly_complex = np.bincount(ring_of_part, minlength=len(parts)).astype(np.int64)
+        polys_per_geom[complex_idx] = np.bincount(part_of, minlength=len(complex_idx))
+        rings_per_geom[complex_idx] = np.bincount(part_of, weights=rings_per_poly_complex, minlength=len(complex_idx)).astype(np.int64)
+    # ring lengths in geometry order: simple geometries contribute one ring each
+    ring_first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(rings_per_geom, out=ring_first[1:])
+    ring_len = np.empty(int(ring_first[-1]), dtype=np.int64)
+    ring_len[ring_first[:-1][simple]] = n_coords[simple]
+    if len(complex_idx):
+        complex_slots = np.repeat(ring_first[complex_idx], rings_per_geom[complex_idx])
+        complex_slots += np.arange(len(complex_slots)) - np.repeat(np.cumsum(rings_per_geom[complex_idx]) - rings_per_geom[complex_idx], rings_per_geom[complex_idx])
+        ring_len[complex_slots] = ring_len_complex
+    # rings per polygon in geometry order
+    poly_first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(polys_per_geom, out=poly_first[1:])
+    rings_per_poly = np.ones(int(poly_first[-1]), dtype=np.int64)
+    if len(complex_idx):
+        complex_polys = np.repeat(poly_first[complex_idx], polys_per_geom[complex_idx])
+        complex_polys += np.arange(len(complex_polys)) - np.repeat(np.cumsum(polys_per_geom[complex_idx]) - polys_per_geom[complex_idx], polys_per_geom[complex_idx])
+        rings_per_poly[complex_polys] = rings_per_poly_complex
+    ring_offsets = np.zeros(len(ring_len) + 1, dtype=np.int64)
+    np.cumsum(ring_len, out=ring_offsets[1:])
+    polygon_offsets = np.zeros(len(rings_per_poly) + 1, dtype=np.int64)
+    np.cumsum(rings_per_poly, out=polygon_offsets[1:])
+    polygon_feature = np.repeat(np.arange(n, dtype=np.int64), polys_per_geom)
+
+    # orientation: twice the signed area of each ring (shoelace over its closed coordinates)
+    if len(ring_len):
+        x, y = xy[:, 0], xy[:, 1]
+        x0 = np.repeat(x[ring_offsets[:-1]], ring_len)  # shift to the ring's first vertex for precision
+        y0 = np.repeat(y[ring_offsets[:-1]], ring_len)
+        dx, dy = x - x0, y - y0
+        cross = dx[:-1] * dy[1:] - dx[1:] * dy[:-1]
+        cross = np.append(cross, 0.0)
+        cross[ring_offsets[1:] - 1] = 0.0  # no term across ring boundaries
+        area2 = np.add.reduceat(cross, ring_offsets[:-1]) if len(cross) else np.zeros(0)
+        exterior = np.zeros(len(ring_len), dtype=bool)
+        exterior[polygon_offsets[:-1]] = True
+        flip = np.where(exterior, area2 < 0, area2 > 0)
+        if flip.any():
+            index = np.arange(len(xy))
+            ring_id = np.repeat(np.arange(len(ring_len)), ring_len)
+            on = flip[ring_id]
+            start, end = ring_offsets[:-1][ring_id[on]], ring_offsets[1:][ring_id[on]]
+            index[on] = start + (end - 1 - index[on])
+            xy = xy[index]
+    return xy, ring_offsets, polygon_offsets, polygon_feature

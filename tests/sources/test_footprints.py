@@ -7,7 +7,7 @@ import shapely
 from shapely.geometry import Point, Polygon
 
 from cim.errors import CimCRSError, CimIOError
-from cim.sources.footprints import read_footprints
+from cim.sources.footprints import footprint_rings, read_footprints
 
 
 def _write(path, geoms, ids, crs="EPSG:4544", extra=None):
@@ -99,3 +99,22 @@ def test_urbanopt_heights_from_number_of_stories(realdata, tmp_path):
     # the building with the most stories is the tallest prism
     assert max(v for v in stories.values() if v is not None) == np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float))
     assert layer.bounds["max_height"] == pytest.approx(3.5 * np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float)), rel=1e-6)
+
+
+def test_footprint_rings_match_shapely_ragged_arrays_and_orient_every_ring():
+    square = Polygon([(0, 0), (0, 10), (10, 10), (10, 0)])  # clockwise: must be flipped
+    court = Polygon([(0, 0), (30, 0), (30, 30), (0, 30)], [[(10, 10), (20, 10), (20, 20), (10, 20)]])  # hole CCW: flipped
+    multi = shapely.MultiPolygon([court, Polygon([(40, 0), (50, 0), (45, 8)])])
+    geoms = np.array([square, court, multi, Polygon([(60, 0), (70, 0), (70, 5), (60, 5)])], dtype=object)
+    xy, ring_offsets, polygon_offsets, polygon_feature = footprint_rings(geoms)
+
+    parts, part_feature = shapely.get_parts(geoms, return_index=True)
+    _, ref_xy, (ref_rings, ref_polys) = shapely.to_ragged_array(shapely.orient_polygons(parts, exterior_cw=False))
+    assert np.array_equal(xy, ref_xy[:, :2])
+    assert np.array_equal(ring_offsets, ref_rings) and np.array_equal(polygon_offsets, ref_polys)
+    assert np.array_equal(polygon_feature, part_feature)
+    # every exterior ring counter-clockwise, every hole clockwise
+    for r in range(len(ring_offsets) - 1):
+        area = shapely.area(shapely.Polygon(xy[ring_offsets[r] : ring_offsets[r + 1]]))
+        signed = shapely.is_ccw(shapely.LinearRing(xy[ring_offsets[r] : ring_offsets[r + 1]]))
+        assert area > 0 and signed == (r in set(polygon_offsets[:-1].tolist()))
