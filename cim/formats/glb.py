@@ -252,14 +252,27 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
     return len(ext["propertyTables"]) - 1
 
 
+def quantize_normals(normals: np.ndarray) -> np.ndarray:
+    """(v, 3) float unit normals → (v, 4) int8 as :func:`add_normals` writes them (4th byte 0).
+
+    An (v, 4) int8 array passes through unchanged, so a layer can quantize once for all tiles.
+    """
+    normals = np.asarray(normals)
+    if normals.dtype == np.int8 and normals.ndim == 2 and normals.shape[1] == 4:
+        return normals
+    q = np.zeros((len(normals), 4), dtype=np.int8)
+    q[:, :3] = np.clip(np.round(normals.astype(np.float32, copy=False) * 127.0), -127, 127)
+    return q
+
+
 def add_normals(builder: GltfBuilder, normals: np.ndarray) -> int:
     """Unit normals as normalized BYTE VEC3 on a 4-byte stride (KHR_mesh_quantization).
 
     4 bytes a vertex instead of 12; each component is off by at most 1/254, far below what
     shading shows. The fourth byte is padding, as glTF's 4-byte vertex alignment requires.
+    ``normals`` is (v, 3) float, or (v, 4) int8 already quantized by :func:`quantize_normals`.
     """
-    q = np.zeros((len(normals), 4), dtype=np.int8)
-    q[:, :3] = np.clip(np.round(np.asarray(normals, dtype=np.float32) * 127.0), -127, 127)
+    q = quantize_normals(normals)
     view = builder.buffer_view(q.tobytes(), ARRAY_BUFFER, byte_stride=4)
     accessors = builder.json.setdefault("accessors", [])
     accessors.append({"bufferView": view, "componentType": BYTE, "normalized": True, "count": len(normals), "type": "VEC3"})
@@ -282,7 +295,7 @@ def encode_feature_mesh(
     Parameters
     ----------
     positions : (v, 3) float32, glTF axes (y up), relative to ``translation``
-    normals : (v, 3) float32, unit, glTF axes
+    normals : (v, 3) float32, unit, glTF axes (or (v, 4) int8 from :func:`quantize_normals`)
     triangles : (t, 3) uint32
     feature_ids : (v,) int, row of ``table`` for each vertex
     table : the features' attributes
