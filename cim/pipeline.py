@@ -355,10 +355,17 @@ def convert_buildings(
         rec = Recipe(Path(source).stem, Path(source).stem, None, None, [])
         frame = _city_frame(rec, table, opts)
     result = build_buildings_layer(table, out, frame, opts, layer_id="buildings", progress=progress)
-    write_search_index(out / INDEX_NAME, [result.search])
-    report = BuildReport(out, [result], time.perf_counter() - t0)
-    write_manifest(out, _safe_name(Path(source).stem), Path(source).stem, crs_label(table.crs), frame, [result], search=True)
-    return report
+    return _standalone(out, Path(source).stem, crs_label(table.crs), frame, result, t0)
+
+
+def _standalone(out: Path, stem: str, crs: str | None, frame: LocalFrame, result: LayerResult, t0: float) -> BuildReport:
+    """Finish a one-layer conversion: its search index (if it has one) and ``city.json``, so
+    that ``cim serve out`` shows it like a city."""
+    rows = [result.search] if result.search is not None else []
+    if rows:
+        write_search_index(out / INDEX_NAME, rows)
+    write_manifest(out, _safe_name(stem), stem, crs, frame, [result], search=bool(rows))
+    return BuildReport(out, [result], time.perf_counter() - t0)
 
 
 def _safe_name(stem: str) -> str:
@@ -437,11 +444,7 @@ def convert_bim(
         raise CimInputError(f"no .ifc file in {sources}")
     frame = frame_for_model(paths[0], crs=crs, origin=origin, rotation=rotation)
     result = build_bim_layer(paths, out, frame, crs=crs, origin=origin, rotation=rotation, require_georef=True, progress=progress)
-    rows = [result.search] if result.search is not None else []
-    if rows:
-        write_search_index(out / INDEX_NAME, rows)
-    write_manifest(out, _safe_name(paths[0].stem), paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, [result], search=bool(rows))
-    return BuildReport(out, [result], time.perf_counter() - t0)
+    return _standalone(out, paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, result, t0)
 
 
 def convert_pointcloud(
@@ -466,5 +469,4 @@ def convert_pointcloud(
     result = build_pointcloud_layer(paths, out, None, crs=crs, workers=workers, progress=progress)
     b = result.bounds
     frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
-    write_manifest(out, _safe_name(paths[0].stem), paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, [result])
-    return BuildReport(out, [result], time.perf_counter() - t0)
+    return _standalone(out, paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, result, t0)
