@@ -19,11 +19,11 @@ from cim.kernels.frames import LocalFrame
 from cim.layers.base import LayerResult, Progress
 from cim.layers.imagery import build_imagery_layer
 from cim.layers.terrain import build_terrain_layer
-from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, schema_properties
+from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, prefetch_dem_for, schema_properties
 from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
-from cim.searchindex import INDEX_NAME, write_search_index
+from cim.searchindex import INDEX_NAME, SearchIndexWriter, write_search_index
 from cim.store import atomic_write_json
 
 MANIFEST = "city.json"
@@ -88,16 +88,20 @@ def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | 
     ctx = BuildContext(rec, out, LocalFrame(*rec.origin) if rec.origin else None, progress)
     report = BuildReport(out)
     results: dict[str, LayerResult] = {}
-    # ground first (terrain decides how buildings sit on it), buildings last; listed in recipe order
-    for spec in sorted(rec.layers, key=lambda s: BUILD_ORDER.index(s.kind)):
-        results[spec.id] = LAYER_BUILDERS[spec.kind](spec, ctx)
-        ctx.built[spec.id] = results[spec.id]
-    report.layers = [results[spec.id] for spec in rec.layers]
-    if ctx.frame is None:
-        raise CimInputError(f"{rec.path or 'recipe'}: no layer fixed the city origin; give [city] origin = [lon, lat, height]")
-    rows = [lr.search for lr in report.layers if lr.search is not None]
-    if rows:
-        write_search_index(out / INDEX_NAME, rows)
+    with SearchIndexWriter(out / INDEX_NAME) as search:
+        ctx.search = search
+        # ground first (terrain decides how buildings sit on it), buildings last; listed in recipe order
+        for spec in sorted(rec.layers, key=lambda s: BUILD_ORDER.index(s.kind)):
+            results[spec.id] = LAYER_BUILDERS[spec.kind](spec, ctx)
+            ctx.built[spec.id] = results[spec.id]
+            if results[spec.id].search is not None and not search.has(results[spec.id].search):
+                search.add(results[spec.id].search)  # indexed while the next layer builds
+        report.layers = [results[spec.id] for spec in rec.layers]
+        if ctx.frame is None:
+            raise CimInputError(f"{rec.path or 'recipe'}: no layer fixed the city origin; give [city] origin = [lon, lat, height]")
+        rows = [lr.search for lr in report.layers if lr.search is not None]
+        if rows:
+            search.finish()
     report.seconds = time.perf_counter() - t0
     write_manifest(out, rec.name, rec.title, rec.crs, ctx.frame, report.layers, {spec.id: spec for spec in rec.layers}, search=bool(rows))
     return report
@@ -115,6 +119,8 @@ class BuildContext:
     built: dict[str, LayerResult] = field(default_factory=dict)
     #: footprints of BIM models (shapely polygons, CRS) that replace LOD1 buildings
     replaced_by_bim: list[tuple[object, object]] = field(default_factory=list)
+    #: the city's search index, written while layers build
+    search: SearchIndexWriter | None = None
 
     def terrain_error_for(self, dem: Path | None) -> float:
         """The finest error bound of a terrain layer built from ``dem`` (0 when there is none)."""
@@ -130,15 +136,18 @@ class BuildContext:
 def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     opts = _building_options(spec)
     opts.ground_offset = -ctx.terrain_error_for(opts.dem)
-    table = read_footprints(
-        spec.source, crs=spec.options.get("crs", ctx.recipe.crs), layer=spec.options.get("layer"), id_attr=spec.options.get("id_attr", "id")
-    )
+    crs, layer = spec.options.get("crs", ctx.recipe.crs), spec.options.get("layer")
+    prefetch = prefetch_dem_for(spec.source, opts.dem, crs, layer)
+    table = read_footprints(spec.source, crs=crs, layer=layer, id_attr=spec.options.get("id_attr", "id"))
     if ctx.frame is None:
         ctx.frame = _city_frame(ctx.recipe, table, opts)
     replaced = _drop_replaced(table, ctx.replaced_by_bim)
     if len(replaced):
         table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
-    result = build_buildings_layer(table, ctx.out / spec.id, ctx.frame, opts, layer_id=spec.id, progress=ctx.progress)
+    result = build_buildings_layer(
+        table, ctx.out / spec.id, ctx.frame, opts, layer_id=spec.id, progress=ctx.progress, dem_prefetch=prefetch,
+        search_sink=ctx.search.add if ctx.search is not None else None,
+    )
     if table.skipped:
         result.warnings.insert(0, f"{len(table.skipped)} footprint(s) skipped")
     if len(replaced):
@@ -347,22 +356,30 @@ def convert_buildings(
     """
     t0 = time.perf_counter()
     out = Path(out)
-    table = read_footprints(source, crs=crs, id_attr=id_attr)
     opts = BuildingOptions(height, floors, storey_height, default_height, Path(dem) if dem else None, max_features)
+    prefetch = prefetch_dem_for(source, opts.dem, crs)
+    table = read_footprints(source, crs=crs, id_attr=id_attr)
     if origin is not None:
         frame = LocalFrame(*origin)
     else:
         rec = Recipe(Path(source).stem, Path(source).stem, None, None, [])
         frame = _city_frame(rec, table, opts)
-    result = build_buildings_layer(table, out, frame, opts, layer_id="buildings", progress=progress)
-    return _standalone(out, Path(source).stem, crs_label(table.crs), frame, result, t0)
+    with SearchIndexWriter(out / INDEX_NAME) as search:
+        result = build_buildings_layer(table, out, frame, opts, layer_id="buildings", progress=progress, dem_prefetch=prefetch, search_sink=search.add)
+        return _standalone(out, Path(source).stem, crs_label(table.crs), frame, result, t0, search)
 
 
-def _standalone(out: Path, stem: str, crs: str | None, frame: LocalFrame, result: LayerResult, t0: float) -> BuildReport:
-    """Finish a one-layer conversion: its search index (if it has one) and ``city.json``, so
-    that ``cim serve out`` shows it like a city."""
+def _standalone(
+    out: Path, stem: str, crs: str | None, frame: LocalFrame, result: LayerResult, t0: float, search: SearchIndexWriter | None = None
+) -> BuildReport:
+    """Finish a one-layer conversion: its search index (if it has one; ``search`` may already
+    hold its rows) and ``city.json``, so that ``cim serve out`` shows it like a city."""
     rows = [result.search] if result.search is not None else []
-    if rows:
+    if rows and search is not None:
+        if not search.has(rows[0]):
+            search.add(rows[0])
+        search.finish()
+    elif rows:
         write_search_index(out / INDEX_NAME, rows)
     write_manifest(out, _safe_name(stem), stem, crs, frame, [result], search=bool(rows))
     return BuildReport(out, [result], time.perf_counter() - t0)

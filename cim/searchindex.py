@@ -1,22 +1,31 @@
 """The city's feature search index: one SQLite file beside ``city.json``.
 
-``search.sqlite`` holds one row per feature (layer, id, title, position, heights, attributes as
-JSON), an FTS5 full-text index over its id, title and text attributes, and an R*Tree over
-longitude/latitude boxes. The build writes it (atomically, after the layers); the server only
-reads it, so any number of requests can share it.
+``search.sqlite`` holds one row per feature (layer, id, title, centre, lon/lat box, heights,
+attributes as JSON), an FTS5 full-text index over its id, title and text attributes, and a B-tree
+on the centre longitude for box queries. The build writes it (atomically, after the layers); the
+server only reads it, so any number of requests can share it.
+
+Why not SQLite's R*Tree: it inserts one row at a time at about 15 µs a row whatever the order
+(1.2 s for the city's 78,000 buildings, more than tiling them), while the longitude index builds
+in a sort. A box query scans the features whose centre lies within the box's longitudes widened
+by the widest feature (kept in ``search_meta``), then filters by the box: a few milliseconds for
+a city of 100,000 features.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cim.errors import CimInputError
-from cim.store import atomic_path
 
 INDEX_NAME = "search.sqlite"
 
@@ -60,28 +69,103 @@ class SearchRows:
 
 def write_search_index(path: Path, layers: list[SearchRows]) -> int:
     """Write the index for ``layers``; returns the number of features indexed."""
-    n = 0
-    with atomic_path(path) as tmp:
-        con = sqlite3.connect(tmp)
-        try:
-            con.executescript(
-                """
-                CREATE TABLE features (rowid INTEGER PRIMARY KEY, layer TEXT, fid TEXT, title TEXT,
-                    lon REAL, lat REAL, base REAL, top REAL, properties TEXT);
-                CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='features_body', tokenize='unicode61');
-                CREATE TABLE features_body (rowid INTEGER PRIMARY KEY, fid TEXT, title TEXT, body TEXT);
-                CREATE VIRTUAL TABLE features_box USING rtree(rowid, west, east, south, north);
-                """
-            )
-            for rows in layers:
-                _insert_layer(con, rows, n + 1)
-                n += len(rows.ids)
-            con.execute("CREATE INDEX features_fid ON features (fid)")
-            con.execute("INSERT INTO features_text(features_text) VALUES ('rebuild')")
-            con.commit()
-        finally:
-            con.close()
-    return n
+    with SearchIndexWriter(path) as writer:
+        for rows in layers:
+            writer.add(rows)
+        return writer.finish()
+
+
+_SCHEMA = """
+CREATE TABLE features (rowid INTEGER PRIMARY KEY, layer TEXT, fid TEXT, title TEXT,
+    lon REAL, lat REAL, base REAL, top REAL, properties TEXT, west REAL, south REAL, east REAL, north REAL);
+CREATE INDEX features_fid ON features (fid);
+CREATE INDEX features_lon ON features (lon);
+CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='features_body', tokenize='unicode61');
+CREATE TABLE features_body (rowid INTEGER PRIMARY KEY, fid TEXT, title TEXT, body TEXT);
+CREATE TABLE search_meta (key TEXT PRIMARY KEY, value);
+"""
+
+
+class SearchIndexWriter:
+    """Writes ``search.sqlite`` on a background thread while the layers are still being built.
+
+    A layer hands its rows over with :meth:`add` as soon as it has them (the buildings layer
+    does before it encodes its tiles) and goes on; SQLite's inserts and full-text indexing run
+    in C without the GIL, so they overlap the tiling (measured: 0.9 s for the city's 78,000
+    buildings, which a build after the layers would add to the wall time). :meth:`finish` waits
+    for the rows, then renames the file into place (atomic); leaving the ``with`` block on an
+    error removes the temporary file instead.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cim-search")
+        self._jobs: list[Future] = []
+        self._added: list[SearchRows] = []
+        self._count = 0
+        self._half_width = 0.0
+        self._con: sqlite3.Connection | None = None
+        self._jobs.append(self._pool.submit(self._open))
+
+    def _open(self) -> None:
+        self._con = sqlite3.connect(self._tmp, check_same_thread=False)
+        self._con.execute("PRAGMA journal_mode = OFF")  # a temporary file, renamed only when complete
+        self._con.executescript(_SCHEMA)
+
+    def add(self, rows: SearchRows) -> None:
+        """Queue one layer's rows (returns at once)."""
+        start = self._count + 1
+        self._count += len(rows.ids)
+        self._added.append(rows)
+        if len(rows.ids):
+            self._half_width = max(self._half_width, float(np.max(rows.east - rows.west)) / 2.0)
+        self._jobs.append(self._pool.submit(self._insert, rows, start))
+
+    def has(self, rows: SearchRows) -> bool:
+        """Whether these rows were already added."""
+        return any(r is rows for r in self._added)
+
+    def _insert(self, rows: SearchRows, start: int) -> None:
+        assert self._con is not None
+        _insert_layer(self._con, rows, start)
+        self._con.execute(
+            "INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features_body WHERE rowid >= ?", (start,)
+        )
+
+    def finish(self) -> int:
+        """Wait for every queued layer, then put the index in place; returns the feature count."""
+        for job in self._jobs:
+            job.result()
+        assert self._con is not None
+        self._con.execute("INSERT INTO search_meta VALUES ('half_width', ?)", (self._half_width,))
+        self._con.commit()
+        self._con.close()
+        self._con = None
+        self._pool.shutdown()
+        os.replace(self._tmp, self.path)
+        return self._count
+
+    def abort(self) -> None:
+        """Drop the index being written (the previous ``search.sqlite``, if any, stays)."""
+        for job in self._jobs:
+            job.cancel()
+        self._pool.shutdown(wait=True)
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+    def __enter__(self) -> "SearchIndexWriter":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None or self._con is not None or self._tmp.exists():
+            self.abort()
 
 
 def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
@@ -134,9 +218,10 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
             parts.append(f"?, {_json_expr(col[key], types.get(key, 'STRING'))}")
             args.append(key)
         props = f"json_object({', '.join(parts)})"
-    con.execute(f"INSERT INTO features SELECT rowid, ?, fid, {title}, lon, lat, base, top, {props} FROM staging", [rows.layer, *args])
+    con.execute(
+        f"INSERT INTO features SELECT rowid, ?, fid, {title}, lon, lat, base, top, {props}, west, south, east, north FROM staging", [rows.layer, *args]
+    )
     con.execute(f"INSERT INTO features_body SELECT rowid, fid, {title}, {body} FROM staging")
-    con.execute("INSERT INTO features_box SELECT rowid, west, east, south, north FROM staging")
     con.execute("DROP TABLE temp.staging")
 
 
@@ -181,13 +266,13 @@ def search(path: Path, text: str | None = None, bbox: tuple[float, float, float,
         raise CimInputError("search needs q= (words) or bbox=west,south,east,north")
     limit = max(1, min(int(limit), 200))
     cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties"
-    box_sql = "f.rowid IN (SELECT rowid FROM features_box WHERE east >= ? AND west <= ? AND north >= ? AND south <= ?)"
+    box_sql = "f.lon BETWEEN ? AND ? AND f.east >= ? AND f.west <= ? AND f.north >= ? AND f.south <= ?"
     box_args: list[float] = []
     if bbox is not None:
         west, south, east, north = bbox
         if not (west <= east and south <= north):
             raise CimInputError(f"bbox {bbox}: west must not exceed east, nor south north")
-        box_args = [west, east, south, north]
+        box_args = [west, east, west, east, south, north]  # the centre range is widened below
     if text:
         q = _fts_query(text)
         if not q:
@@ -203,6 +288,11 @@ def search(path: Path, text: str | None = None, bbox: tuple[float, float, float,
         args = list(box_args)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        if box_args:  # a feature overlapping the box has its centre within half its width of it
+            half = con.execute("SELECT value FROM search_meta WHERE key = 'half_width'").fetchone()
+            i = len(args) - len(box_args)
+            args[i] -= half[0] if half else 180.0
+            args[i + 1] += half[0] if half else 180.0
         rows = con.execute(sql, [*args, limit]).fetchall()
     finally:
         con.close()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 
-from cim.crs import crs_label, to_lonlat
+from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id, quantize_normals
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
@@ -18,7 +20,7 @@ from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_feature
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, up_vectors
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
-from cim.sources.dem import DemWindow, read_dem_window
+from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable, footprint_rings
 from cim.engines import run_jobs
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
@@ -138,7 +140,9 @@ def _to_float(v: object) -> float:
         return float("nan")
 
 
-def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, workers: int | None = None) -> PreparedBuildings:
+def prepare_buildings(
+    table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, workers: int | None = None, dem_prefetch: DemPrefetch | None = None
+) -> PreparedBuildings:
     """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
 
     The DEM window under the footprints is read once; then chunks of buildings are projected,
@@ -149,7 +153,9 @@ def prepare_buildings(table: FootprintTable, frame: LocalFrame, opts: BuildingOp
     heights, notes = building_heights(table, opts)
     warnings += notes
     n = len(table)
-    dem = read_dem_window(opts.dem, table.bounds, table.crs) if opts.dem is not None else None
+    dem = None
+    if opts.dem is not None:
+        dem = dem_prefetch.window(table.bounds, table.crs) if dem_prefetch is not None else read_dem_window(opts.dem, table.bounds, table.crs)
     workers = workers or opts.workers or os.cpu_count() or 1
     n_chunks = 1 if n < 4000 else max(1, 2 * workers)
     edges = np.linspace(0, n, n_chunks + 1).astype(np.int64)
@@ -272,6 +278,23 @@ def _join_meshes(meshes: list[BuildingMesh]) -> BuildingMesh:
     )
 
 
+def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = None, layer: str | int | None = None) -> DemPrefetch | None:
+    """Start reading the DEM under a footprint file's declared extent (see
+    :class:`cim.sources.dem.DemPrefetch`); ``None`` when there is no DEM, or the file declares no
+    extent or CRS (the build then reads the DEM itself and reports any error there)."""
+    if dem is None:
+        return None
+    try:
+        info = pyogrio.read_info(str(source), layer=layer)
+        bounds = info.get("total_bounds")
+        declared = crs if crs is not None else info.get("crs")
+        if bounds is None or declared is None or not np.all(np.isfinite(bounds)):
+            return None
+        return DemPrefetch(dem, tuple(bounds), parse_crs(declared))
+    except Exception:  # noqa: BLE001 - an optimisation only: the build's own reads report errors
+        return None
+
+
 def origin_for(table: FootprintTable, ground_height: float = 0.0) -> LocalFrame:
     """A local frame at the centre of a footprint table's extent."""
     xmin, ymin, xmax, ymax = table.bounds
@@ -288,6 +311,8 @@ def build_buildings_layer(
     layer_id: str = "buildings",
     progress: Progress | None = None,
     search: bool = True,
+    dem_prefetch: DemPrefetch | None = None,
+    search_sink: Callable[[SearchRows], None] | None = None,
 ) -> LayerResult:
     """Write a buildings layer: ``out_dir/tileset.json`` and ``out_dir/tiles/*.glb``.
 
@@ -298,13 +323,17 @@ def build_buildings_layer(
     frame : the city's local frame; the tileset's root transform is its ENU→ECEF matrix
     opts : heights, DEM, tile size
     progress : called as ``progress(stage, done, total)``
+    dem_prefetch : the DEM window under the footprints, already being read (see
+        :func:`prefetch_dem_for`)
+    search_sink : called with the layer's search rows before the tiles are encoded (a
+        :class:`cim.searchindex.SearchIndexWriter` indexes them meanwhile)
     """
     t0 = time.perf_counter()
     opts = opts or BuildingOptions()
     out_dir = Path(out_dir)
     if progress:
         progress("extrude", 0, len(table))
-    prep = prepare_buildings(table, frame, opts)
+    prep = prepare_buildings(table, frame, opts, dem_prefetch=dem_prefetch)
     if progress:
         progress("extrude", len(table), len(table))
     for w in prep.warnings:
@@ -333,6 +362,9 @@ def build_buildings_layer(
         root=out_dir,
         done=frozenset(store.done),
     )
+    rows = search_rows(layer_id, table, frame, state.box_lo, state.box_hi, prep) if search else None
+    if rows is not None and search_sink is not None:
+        search_sink(rows)
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     triangles = 0
     jobs = ((node.name, node.features) for node in nodes)
@@ -388,8 +420,7 @@ def build_buildings_layer(
         repaired=len(table.repaired),
         warnings=prep.warnings,
     )
-    if search:
-        result.search = search_rows(layer_id, table, frame, state.box_lo, state.box_hi, prep)
+    result.search = rows
     log.info(
         "buildings %s: %d buildings, %d tiles, %d triangles, %.1f MB, %s, %.2f s",
         layer_id, result.count, result.tiles, triangles, result.bytes / 1e6, crs_label(table.crs), result.seconds,

@@ -61,3 +61,29 @@ async def test_search_rejects_bad_queries_with_400(client):
         assert "error" in await resp.json()
     resp = await client.get("/api/search", params={"q": '"); DROP TABLE features; --'})
     assert resp.status == 200  # quoted into a harmless FTS phrase
+
+
+def test_box_search_finds_exactly_the_buildings_whose_footprint_meets_the_box(tiny_sources, tiny_city):
+    """Checked against the source footprints (to lon/lat), away from the box edges by 2 m."""
+    import numpy as np
+    import shapely
+
+    from cim.crs import to_lonlat
+    from cim.searchindex import search
+    from cim.sources.footprints import read_footprints
+
+    table = read_footprints(tiny_sources.buildings)
+    b = shapely.bounds(table.geometries)
+    w, s = to_lonlat(b[:, 0], b[:, 1], table.crs)
+    e, n = to_lonlat(b[:, 2], b[:, 3], table.crs)
+    city = json.loads((tiny_city / "city.json").read_text())["bounds"]
+    margin = 2e-5  # about 2 m in degrees
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        x0, y0 = rng.uniform([city["west"], city["south"]], [city["east"], city["north"]])
+        box = (x0, y0, x0 + rng.uniform(0.0005, 0.004), y0 + rng.uniform(0.0005, 0.004))
+        found = {r["id"] for r in search(tiny_city / "search.sqlite", bbox=box, limit=200) if r["layer"] == "buildings"}
+        inside = (e >= box[0] + margin) & (w <= box[2] - margin) & (n >= box[1] + margin) & (s <= box[3] - margin)
+        outside = (e < box[0] - margin) | (w > box[2] + margin) | (n < box[1] - margin) | (s > box[3] + margin)
+        assert set(table.ids[inside]) <= found, box
+        assert not (set(table.ids[outside]) & found), box
