@@ -78,15 +78,24 @@ def test_box_search_finds_exactly_the_buildings_whose_footprint_meets_the_box(ti
     e, n = to_lonlat(b[:, 2], b[:, 3], table.crs)
     city = json.loads((tiny_city / "city.json").read_text())["bounds"]
     margin = 2e-5  # about 2 m in degrees
-    everything = (city["west"] - 0.01, city["south"] - 0.01, city["east"] + 0.01, city["north"] + 0.01)
-    indexed = {r["id"] for r in search(tiny_city / "search.sqlite", bbox=everything, limit=200) if r["layer"] == "buildings"}
+    import sqlite3
+
+    con = sqlite3.connect(tiny_city / "search.sqlite")
+    indexed = {r[0] for r in con.execute("SELECT fid FROM features WHERE layer = 'buildings'")}
+    con.close()
     assert 100 < len(indexed) <= len(table)  # all but those a BIM model replaces
+    judged = 0
     rng = np.random.default_rng(7)
     for _ in range(12):
         x0, y0 = rng.uniform([city["west"], city["south"]], [city["east"], city["north"]])
         box = (x0, y0, x0 + rng.uniform(0.0005, 0.004), y0 + rng.uniform(0.0005, 0.004))
-        found = {r["id"] for r in search(tiny_city / "search.sqlite", bbox=box, limit=200) if r["layer"] == "buildings"}
+        results = search(tiny_city / "search.sqlite", bbox=box, limit=200)
+        if len(results) == 200:
+            continue  # cut at the limit (a BIM model's elements): cannot judge completeness
+        judged += 1
+        found = {r["id"] for r in results if r["layer"] == "buildings"}
         inside = (e >= box[0] + margin) & (w <= box[2] - margin) & (n >= box[1] + margin) & (s <= box[3] - margin)
         outside = (e < box[0] - margin) | (w > box[2] + margin) | (n < box[1] - margin) | (s > box[3] + margin)
         assert set(table.ids[inside]) & indexed <= found, box
         assert not (set(table.ids[outside]) & found), box
+    assert judged >= 6
