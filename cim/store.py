@@ -2,9 +2,16 @@
 
 Every file appears whole or not at all: it is written to a temporary name in the same folder,
 flushed, then renamed over the target (``os.replace`` is atomic on POSIX). A layer's finished
-tiles are logged in ``.cim-build.jsonl`` with the build key they were made for, so an
-interrupted build started again with the same inputs and options skips what is already done.
-``tileset.json`` is written last, after every tile it names exists.
+tiles are logged in ``.cim-build.jsonl`` with the build key they were made for (and their size,
+checked when a build resumes), so an interrupted build started again with the same inputs and
+options skips what is already done. ``tileset.json`` is written last, after every tile it names
+exists.
+
+A layer whose index file (``tileset.json``, ``layer.json``) does not exist yet may write its tiles
+straight to their names (:meth:`TileStore.write_many` with ``atomic=False``): nothing names them
+until the index is written, and a tile is logged only once it is whole, so a torn one is written
+again on resume. That saves the temporary name and the rename, a second directory operation per
+file (see :meth:`TileStore.write_many`).
 """
 
 from __future__ import annotations
@@ -47,10 +54,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 _MADE_DIRS: set[str] = set()
 
 
-def _ensure_dir(folder: Path) -> None:
-    key = str(folder)
+def _ensure_dir(folder: str | Path) -> None:
+    key = os.fspath(folder)
     if key not in _MADE_DIRS:  # thousands of tiles share a few folders: mkdir once each
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(key, exist_ok=True)
         _MADE_DIRS.add(key)
 
 
@@ -78,6 +85,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+    except OSError as exc:
+        raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def write_new_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` in place (no temporary name): for files nothing names yet.
+
+    A reader could see the file half-written, so use it only where no index points at ``path``
+    before the write has returned (see the module notes).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        _ensure_dir(folder)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # the folder was removed since we made it
+            _MADE_DIRS.discard(folder)
+            _ensure_dir(folder)
+            fd = os.open(path, flags, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
@@ -125,9 +159,10 @@ class TileStore:
             lines = self._log.read_text().splitlines()
             if lines and json.loads(lines[0]).get("key") == key:
                 for line in lines[1:]:
-                    with contextlib.suppress(json.JSONDecodeError):  # a torn last line
-                        rel = json.loads(line)["file"]
-                        if (self.root / rel).exists():
+                    with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a torn last line, a lost file
+                        entry = json.loads(line)
+                        rel, size = entry["file"], entry.get("size")
+                        if size is None or (self.root / rel).stat().st_size == size:
                             self.done.add(rel)
         if not self.done:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
@@ -147,13 +182,40 @@ class TileStore:
 
     def record(self, rel: str, size: int) -> None:
         """Log a tile that is complete on disk (written here or by a worker process)."""
+        self.record_many([(rel, size)])
+
+    def record_many(self, entries: list[tuple[str, int]]) -> None:
+        """Log tiles that are complete on disk, ``(relative path, size in bytes)``, in one append."""
+        if not entries:
+            return
+        # the same text as json.dumps({"file": rel, "size": size}), a third of the time
+        lines = "".join(f'{{"file": {json.dumps(rel)}, "size": {int(size)}}}\n' for rel, size in entries)
         with self._lock:
             if self._log_file is None:
                 self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
-            self._log_file.write(json.dumps({"file": rel}) + "\n")
+            self._log_file.write(lines)
             self._log_file.flush()  # to the OS at once: a killed build still resumes from here
-            self.written.add(rel)
-            self.bytes_written += size
+            for rel, size in entries:
+                self.written.add(rel)
+                self.bytes_written += size
+
+    def write_many(self, items: list[tuple[str, bytes]], *, atomic: bool = True) -> None:
+        """Write tiles, then log them all in one append (one log write instead of one a tile).
+
+        ``atomic=False`` writes each straight to its name (:func:`write_new_bytes`): only for a
+        layer whose index does not exist yet (see the module notes). On the terrain of the sample
+        city (8,674 files of about 240 bytes) the rename was a second directory operation per
+        tile, and logging one tile a time cost about 70 µs of CPU a tile.
+        """
+        write = atomic_write_bytes if atomic else write_new_bytes
+        root = os.fspath(self.root)
+        done: list[tuple[str, int]] = []
+        try:
+            for rel, data in items:
+                write(f"{root}/{rel}", data)
+                done.append((rel, len(data)))
+        finally:
+            self.record_many(done)
 
     def keep(self, rel: str) -> None:
         """Mark a tile finished by an earlier run as part of this build."""

@@ -9,6 +9,7 @@ padding to a 4-byte boundary); the indices of the vertices on the west, south, e
 then extensions, here only oct-encoded vertex normals (id 1, ``octvertexnormals``).
 
 Vertices are renumbered in order of first use by the triangles, which high-water-mark coding needs.
+Many tiles are encoded in one compiled call (:func:`encode_quantized_meshes`).
 Header geometry is computed from the *dequantized* vertices, as a client decodes them, so the
 bounding sphere holds every decoded vertex. The horizon occlusion point is Cesium's
 (EllipsoidalOccluder.computeHorizonCullingPointPossiblyUnderEllipsoid): along the direction of the
@@ -25,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
-from cim.kernels.frames import WGS84_A, WGS84_E2, geodetic_to_ecef
+from cim.kernels.frames import WGS84_A, WGS84_E2
 
 QMAX = 32767
 HEADER = struct.Struct("<3d2f4d3d")
@@ -180,7 +182,7 @@ def encode_quantized_meshes(
     normals: np.ndarray | None = None,
     height_ranges: np.ndarray | None = None,
 ) -> list[bytes]:
-    """Encode many terrain tiles at once from ragged arrays (each array op runs once for all).
+    """Encode many terrain tiles at once from ragged arrays.
 
     Parameters
     ----------
@@ -198,103 +200,258 @@ def encode_quantized_meshes(
     -------
     One uncompressed tile per entry of ``bounds`` (gzip them for serving: :func:`gzip_tile`).
     """
-    bounds = np.asarray(bounds, dtype=np.float64).reshape(-1, 4)
-    voff = np.asarray(vertex_offsets, dtype=np.int64)
-    toff = np.asarray(triangle_offsets, dtype=np.int64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.float64).reshape(-1, 4)
+    voff = np.ascontiguousarray(vertex_offsets, dtype=np.int64)
+    toff = np.ascontiguousarray(triangle_offsets, dtype=np.int64)
     k = len(bounds)
-    nv, nt = np.diff(voff), np.diff(toff)
     if k == 0:
         return []
+    nv, nt = np.diff(voff), np.diff(toff)
     if (nv < 3).any() or (nt < 1).any():
         raise ValueError("every tile needs at least three vertices and a triangle")
-    seg_v = np.repeat(np.arange(k), nv)
-    seg_t = np.repeat(np.arange(k), nt)
-    tri = np.asarray(triangles, dtype=np.int64).reshape(-1, 3) + voff[seg_t][:, None]
-    # renumber vertices by first use, as high-water-mark coding requires (tiles stay in order)
-    flat = tri.ravel()
-    used, first = np.unique(flat, return_index=True)
-    if len(used) != voff[-1]:
+    tri = np.ascontiguousarray(triangles, dtype=np.int64).reshape(-1, 3)
+    with_normals = normals is not None
+    nrm = np.ascontiguousarray(normals, dtype=np.float64).reshape(-1, 3) if with_normals else np.zeros((0, 3))
+    with_ranges = height_ranges is not None
+    ranges = np.ascontiguousarray(height_ranges, dtype=np.float64).reshape(-1, 2) if with_ranges else np.zeros((0, 2))
+    buf, offsets = _encode_tiles(
+        bounds, np.ascontiguousarray(u, dtype=np.int64), np.ascontiguousarray(v, dtype=np.int64),
+        np.ascontiguousarray(heights, dtype=np.float64), tri, voff, toff, nrm, with_normals, ranges, with_ranges,
+    )
+    if offsets[0] < 0:
         raise ValueError("every vertex must belong to a triangle of its own tile")
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    u = np.asarray(u, dtype=np.int64)[order]
-    v = np.asarray(v, dtype=np.int64)[order]
-    heights = np.asarray(heights, dtype=np.float64)[order]
-    flat = rank[flat]
+    view = memoryview(buf)
+    return [bytes(view[a:b]) for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
-    starts = voff[:-1]
-    h_lo = np.minimum.reduceat(heights, starts)
-    h_hi = np.maximum.reduceat(heights, starts)
-    if height_ranges is not None:
-        hr = np.asarray(height_ranges, dtype=np.float64).reshape(-1, 2)
-        h_lo, h_hi = np.minimum(h_lo, hr[:, 0]), np.maximum(h_hi, hr[:, 1])
-    lo32 = h_lo.astype(np.float32)
-    hi32 = h_hi.astype(np.float32)
-    lo32 = np.where(lo32 > h_lo, np.nextafter(lo32, np.float32(-np.inf)), lo32).astype(np.float64)
-    hi32 = np.where(hi32 < h_hi, np.nextafter(hi32, np.float32(np.inf)), hi32).astype(np.float64)
-    span = hi32 - lo32
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(span[seg_v] > 0, np.round((heights - lo32[seg_v]) / span[seg_v] * QMAX), 0.0)
-    hq = np.clip(q, 0, QMAX).astype(np.int64)
 
-    west, south, east, north = bounds.T
-    lon = west[seg_v] + u / QMAX * (east - west)[seg_v]
-    lat = south[seg_v] + v / QMAX * (north - south)[seg_v]
-    ecef = geodetic_to_ecef(lon, lat, lo32[seg_v] + hq / QMAX * span[seg_v])
-    centre = geodetic_to_ecef((west + east) / 2, (south + north) / 2, (lo32 + hi32) / 2)
-    box_lo = np.minimum.reduceat(ecef, starts, axis=0)
-    box_hi = np.maximum.reduceat(ecef, starts, axis=0)
-    sphere_c = (box_lo + box_hi) / 2.0
-    radius = np.sqrt(np.maximum.reduceat(((ecef - sphere_c[seg_v]) ** 2).sum(axis=1), starts)) * (1.0 + 1e-9) + 1e-6
-    hop = horizon_occlusion_points(ecef, sphere_c, lo32, voff)
+_DEG = np.pi / 180.0
 
-    codes = np.empty((3, len(u)), dtype=np.int64)
-    for row, values in enumerate((u, v, hq)):
-        d = np.diff(values, prepend=0)
-        d[starts] = values[starts]  # each tile's deltas start from 0
-        codes[row] = (d << 1) ^ (d >> 63)
-    zz = codes.astype("<u2")
-    # high-water marks: with global numbering each tile's first index equals the mark, so one
-    # running maximum serves every tile
-    highest = np.empty_like(flat)
-    highest[0] = 0
-    highest[1:] = np.maximum.accumulate(flat)[:-1] + 1
-    hwm = highest - flat
-    hwm16, hwm32 = hwm.astype("<u2"), hwm.astype("<u4")
-    edges = []
-    for on_edge, along in ((u == 0, v), (v == 0, u), (u == QMAX, v), (v == QMAX, u)):  # west south east north
-        idx = np.flatnonzero(on_edge)
-        idx = idx[np.lexsort((along[idx], seg_v[idx]))]
-        local = idx - voff[seg_v[idx]]
-        off = np.concatenate([[0], np.cumsum(np.bincount(seg_v[idx], minlength=k))])
-        edges.append((local.astype("<u2"), local.astype("<u4"), off.tolist()))
-    octs = oct_encode(np.asarray(normals, dtype=np.float64)[order]) if normals is not None else None
 
-    head = np.column_stack([centre, lo32, hi32, sphere_c, radius, hop]).tolist()
-    vo, to = voff.tolist(), toff.tolist()
-    tiles = []
+@njit(nogil=True, cache=True)
+def _ecef(lon, lat, h, out):  # pragma: no cover - compiled
+    """:func:`cim.kernels.frames.geodetic_to_ecef` of one point, into ``out[0:3]``."""
+    lam, phi = lon * _DEG, lat * _DEG
+    sin_phi, cos_phi = np.sin(phi), np.cos(phi)
+    n = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sin_phi * sin_phi)
+    out[0] = (n + h) * cos_phi * np.cos(lam)
+    out[1] = (n + h) * cos_phi * np.sin(lam)
+    out[2] = (n * (1.0 - WGS84_E2) + h) * sin_phi
+
+
+@njit(nogil=True, cache=True)
+def _put(buf, pos, scalar_bytes):  # pragma: no cover - compiled
+    for i in range(scalar_bytes.shape[0]):
+        buf[pos + i] = scalar_bytes[i]
+    return pos + scalar_bytes.shape[0]
+
+
+@njit(nogil=True, cache=True)
+def _oct(x, y, z):  # pragma: no cover - compiled
+    """:func:`oct_encode` of one unit vector: two bytes."""
+    total = abs(x) + abs(y) + abs(z)
+    px, py = x / total, y / total
+    if z < 0:
+        sx = 1.0 if px >= 0 else -1.0
+        sy = 1.0 if py >= 0 else -1.0
+        px, py = (1.0 - abs(py)) * sx, (1.0 - abs(px)) * sy
+    px = min(max(px, -1.0), 1.0)
+    py = min(max(py, -1.0), 1.0)
+    return np.uint8(np.round((px * 0.5 + 0.5) * 255.0)), np.uint8(np.round((py * 0.5 + 0.5) * 255.0))
+
+
+@njit(nogil=True, cache=True)
+def _encode_tiles(bounds, u_in, v_in, h_in, tri, voff, toff, nrm, with_normals, ranges, with_ranges):  # pragma: no cover - compiled
+    """Every tile's bytes, one after the other: ``(buffer, (k + 1,) offsets)``; ``offsets[0] = -1``
+    when a tile has a vertex no triangle of its own uses (or an index outside the tile).
+
+    The numpy version of this (the same arithmetic in the same order, so the same bytes, over a
+    block's tiles at once, then a Python loop packing each tile) took about 28 µs a tile of the
+    sample city, 11 of them in the per-tile loop; this takes about 8 µs, and releases the GIL.
+    """
+    k = bounds.shape[0]
+    cap = 0
     for s in range(k):
-        a, b = vo[s], vo[s + 1]
-        n = b - a
+        cap += 160 + 26 * (voff[s + 1] - voff[s]) + 12 * (toff[s + 1] - toff[s])
+    buf = np.empty(cap, np.uint8)
+    offsets = np.zeros(k + 1, np.int64)
+    f8 = np.empty(1, np.float64)
+    b8 = f8.view(np.uint8)
+    f4 = np.empty(1, np.float32)
+    b4 = f4.view(np.uint8)
+    i4 = np.empty(1, np.uint32)
+    c4 = i4.view(np.uint8)
+    p = np.empty(3)
+    pos = 0
+    nmax = 0
+    for s in range(k):
+        nmax = max(nmax, voff[s + 1] - voff[s])
+    rank = np.empty(nmax, np.int64)
+    order = np.empty(nmax, np.int64)
+    hq = np.empty(nmax, np.int64)
+    ecef = np.empty((nmax, 3))
+    key = np.empty(nmax, np.int64)
+    for s in range(k):
+        a, n = voff[s], voff[s + 1] - voff[s]
+        t0, m = toff[s], toff[s + 1] - toff[s]
+        west, south, east, north = bounds[s, 0], bounds[s, 1], bounds[s, 2], bounds[s, 3]
+        # renumber the vertices by first use, as high-water-mark coding requires
+        rank[:n] = -1
+        used = 0
+        for t in range(t0, t0 + m):
+            for c in range(3):
+                i = tri[t, c]
+                if i < 0 or i >= n:
+                    offsets[0] = -1
+                    return buf[:0], offsets
+                if rank[i] < 0:
+                    rank[i] = used
+                    order[used] = i
+                    used += 1
+        if used != n:
+            offsets[0] = -1
+            return buf[:0], offsets
+        # header heights: float32, widened outwards so that they hold every vertex
+        lo, hi = np.inf, -np.inf
+        for i in range(n):
+            lo, hi = min(lo, h_in[a + i]), max(hi, h_in[a + i])
+        if with_ranges:
+            lo, hi = min(lo, ranges[s, 0]), max(hi, ranges[s, 1])
+        lo32, hi32 = np.float32(lo), np.float32(hi)
+        if lo32 > lo:
+            lo32 = np.nextafter(lo32, np.float32(-np.inf))
+        if hi32 < hi:
+            hi32 = np.nextafter(hi32, np.float32(np.inf))
+        lo64, hi64 = np.float64(lo32), np.float64(hi32)
+        span = hi64 - lo64
+        # the dequantized vertices in ECEF, as a client decodes them
+        box_lo = np.full(3, np.inf)
+        box_hi = np.full(3, -np.inf)
+        for j in range(n):
+            i = a + order[j]
+            q = np.round((h_in[i] - lo64) / span * QMAX) if span > 0 else 0.0
+            hq[j] = np.int64(min(max(q, 0.0), QMAX))
+            lon = west + u_in[i] / QMAX * (east - west)
+            lat = south + v_in[i] / QMAX * (north - south)
+            _ecef(lon, lat, lo64 + hq[j] / QMAX * span, p)
+            for c in range(3):
+                ecef[j, c] = p[c]
+                box_lo[c] = min(box_lo[c], p[c])
+                box_hi[c] = max(box_hi[c], p[c])
+        centre = np.empty(3)
+        _ecef((west + east) / 2, (south + north) / 2, (lo64 + hi64) / 2, centre)
+        sc = (box_lo + box_hi) / 2.0
+        r2 = 0.0
+        for j in range(n):
+            d0, d1, d2 = ecef[j, 0] - sc[0], ecef[j, 1] - sc[1], ecef[j, 2] - sc[2]
+            r2 = max(r2, d0 * d0 + d1 * d1 + d2 * d2)
+        radius = np.sqrt(r2) * (1.0 + 1e-9) + 1e-6
+        # the horizon occlusion point (see horizon_occlusion_points)
+        shrink = min(0.0, lo64)
+        ra, rb = WGS84_A + shrink, WGS84_B + shrink
+        dx, dy, dz = sc[0] / ra, sc[1] / ra, sc[2] / rb
+        dn = np.sqrt(dx * dx + dy * dy + dz * dz)
+        dx, dy, dz = dx / dn, dy / dn, dz / dn
+        magnitude = -np.inf
+        for j in range(n):
+            sx, sy, sz = ecef[j, 0] / ra, ecef[j, 1] / ra, ecef[j, 2] / rb
+            mag2 = sx * sx + sy * sy + sz * sz
+            mag = np.sqrt(mag2)
+            ux, uy, uz = sx / mag, sy / mag, sz / mag
+            mag2, mag = max(mag2, 1.0), max(mag, 1.0)
+            cos_a = ux * dx + uy * dy + uz * dz
+            cx, cy, cz = uy * dz - uz * dy, uz * dx - ux * dz, ux * dy - uy * dx
+            sin_a = np.sqrt(cx * cx + cy * cy + cz * cz)
+            cos_b = 1.0 / mag
+            sin_b = np.sqrt(mag2 - 1.0) * cos_b
+            denom = cos_a * cos_b - sin_a * sin_b
+            magnitude = max(magnitude, 1.0 / denom if denom > 0 else np.inf)
+        if not (magnitude < np.inf):
+            magnitude = UNBOUNDED_OCCLUSION
+        start = pos
+        for x in (centre[0], centre[1], centre[2]):
+            f8[0] = x
+            pos = _put(buf, pos, b8)
+        for x in (lo32, hi32):
+            f4[0] = x
+            pos = _put(buf, pos, b4)
+        for x in (sc[0], sc[1], sc[2], radius, dx * magnitude, dy * magnitude, dz * magnitude):
+            f8[0] = x
+            pos = _put(buf, pos, b8)
+        i4[0] = n
+        pos = _put(buf, pos, c4)
+        # u, v, height: delta then zig-zag coded, uint16
+        for what in range(3):
+            last = 0
+            for j in range(n):
+                val = u_in[a + order[j]] if what == 0 else (v_in[a + order[j]] if what == 1 else hq[j])
+                d = val - last
+                last = val
+                z = ((d << 1) ^ (d >> 63)) & 0xFFFF
+                buf[pos] = z & 0xFF
+                buf[pos + 1] = z >> 8
+                pos += 2
         wide = n > 65536
         size = 4 if wide else 2
-        parts = [HEADER.pack(*head[s]), struct.pack("<I", n), zz[0, a:b].tobytes(), zz[1, a:b].tobytes(), zz[2, a:b].tobytes()]
-        if wide and (HEADER.size + 4 + 6 * n) % 4:
-            parts.append(b"\0" * (4 - (HEADER.size + 4 + 6 * n) % 4))
-        ta, tb = 3 * to[s], 3 * to[s + 1]
-        parts += [struct.pack("<I", to[s + 1] - to[s]), (hwm32 if wide else hwm16)[ta:tb].tobytes()]
-        for e16, e32, off in edges:
-            parts += [struct.pack("<I", off[s + 1] - off[s]), (e32 if wide else e16)[off[s] : off[s + 1]].tobytes()]
-        if octs is not None:
-            parts += [struct.pack("<BI", OCT_VERTEX_NORMALS, 2 * n), octs[a:b].tobytes()]
-        tiles.append(b"".join(parts))
-    return tiles
+        if wide:  # 32-bit indices start on a 4-byte boundary of the tile
+            for b in range((4 - (pos - start) % 4) % 4):
+                buf[pos] = 0
+                pos += 1
+        i4[0] = m
+        pos = _put(buf, pos, c4)
+        # indices, high-water-mark coded
+        highest = 0
+        for t in range(t0, t0 + m):
+            for c in range(3):
+                idx = rank[tri[t, c]]
+                code = highest - idx
+                if code == 0:
+                    highest += 1
+                for b in range(size):
+                    buf[pos + b] = (code >> (8 * b)) & 0xFF
+                pos += size
+        # the west, south, east and north edges' vertices, each sorted along its edge
+        for edge in range(4):
+            cnt = 0
+            for j in range(n):
+                i = a + order[j]
+                uu, vv = u_in[i], v_in[i]
+                on = uu == 0 if edge == 0 else (vv == 0 if edge == 1 else (uu == QMAX if edge == 2 else vv == QMAX))
+                if on:
+                    along = vv if edge % 2 == 0 else uu
+                    key[cnt] = along * nmax * 2 + j
+                    cnt += 1
+            srt = np.sort(key[:cnt])
+            i4[0] = cnt
+            pos = _put(buf, pos, c4)
+            for c in range(cnt):
+                j = srt[c] % (nmax * 2)
+                for b in range(size):
+                    buf[pos + b] = (j >> (8 * b)) & 0xFF
+                pos += size
+        if with_normals:
+            buf[pos] = OCT_VERTEX_NORMALS
+            i4[0] = 2 * n
+            pos = _put(buf, pos + 1, c4)
+            for j in range(n):
+                i = a + order[j]
+                buf[pos], buf[pos + 1] = _oct(nrm[i, 0], nrm[i, 1], nrm[i, 2])
+                pos += 2
+        offsets[s + 1] = pos
+    return buf[:pos], offsets
 
 
 def gzip_tile(data: bytes, level: int = 6) -> bytes:
-    """Gzip bytes deterministically (no file name, time 0), as terrain tiles are stored and served."""
-    return zlib.compress(data, level, wbits=31)
+    """Gzip bytes deterministically (no file name, time 0), as terrain tiles are stored and served.
+
+    The deflate window and hash table are sized to the tile (a window of at least the tile's length
+    finds every match the full 32 KB window would): zlib allocates and clears them per call, and for
+    the sample city's tiles (about 280 bytes before compression) that setup was the whole cost,
+    80 µs a tile with the defaults, about 30 µs fitted, for the same bytes out. Levels 6 and 9 gave
+    the same sizes there (2.06 MB for 8,674 tiles), level 1 1.6 % more, at the same speed.
+    """
+    wbits = max(9, min(15, (len(data) - 1).bit_length()))
+    c = zlib.compressobj(level, zlib.DEFLATED, 16 + wbits, max(1, min(8, wbits - 6)))
+    return c.compress(data) + c.flush()
 
 
 def decode_quantized_mesh(data: bytes) -> QuantizedMesh:

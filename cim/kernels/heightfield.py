@@ -2,6 +2,8 @@
 
 The sampling and filling loops are compiled with numba (per million samples the numpy version of
 the sampling took 0.13 s, the compiled one about 10 ms; the fill's passes are sequential scans).
+Kernels that make a block's worth of samples can write into a caller's buffer (``out``): on these
+machines touching fresh memory costs 3–10 µs a page, 10–25 ms for a block's 10 MB lattice.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ _JIT = {"nogil": True, "cache": True}
 
 
 @njit(**_JIT)
-def _lattice_bilinear(grid, ctl_col, ctl_row, step, out):  # pragma: no cover - compiled
+def _lattice_bilinear(grid, ctl_col, ctl_row, step, out, oj, oi, nj, ni):  # pragma: no cover - compiled
     rows, cols = grid.shape
-    nj, ni = out.shape
     cmax, rmax = max(cols - 2, 0), max(rows - 2, 0)
     inv = 1.0 / step
     for j in range(nj):
@@ -29,13 +30,32 @@ def _lattice_bilinear(grid, ctl_col, ctl_row, step, out):  # pragma: no cover - 
             c_b = ctl_col[kj, ki + 1] * (1 - fj) + ctl_col[kj + 1, ki + 1] * fj
             r_a = ctl_row[kj, ki] * (1 - fj) + ctl_row[kj + 1, ki] * fj
             r_b = ctl_row[kj, ki + 1] * (1 - fj) + ctl_row[kj + 1, ki + 1] * fj
+            i0 = ki * step
             i_end = min(ni, (ki + 1) * step) if ki < ctl_col.shape[1] - 2 else ni
-            for i in range(ki * step, i_end):
-                f = (i - ki * step) * inv
+            # a segment well inside the raster (by half a pixel, more than any rounding) needs none
+            # of the edge tests and clamps below, which then change nothing: the same arithmetic
+            # without them runs about twice as fast
+            f_end = (i_end - 1 - i0) * inv
+            c_lo, c_hi = min(c_a, c_a + (c_b - c_a) * f_end) - 0.5, max(c_a, c_a + (c_b - c_a) * f_end) - 0.5
+            r_lo, r_hi = min(r_a, r_a + (r_b - r_a) * f_end) - 0.5, max(r_a, r_a + (r_b - r_a) * f_end) - 0.5
+            if c_lo >= 0.5 and c_hi <= cols - 2.5 and r_lo >= 0.5 and r_hi <= rows - 2.5:
+                for i in range(i0, i_end):
+                    f = (i - i0) * inv
+                    c = c_a + (c_b - c_a) * f - 0.5
+                    r = r_a + (r_b - r_a) * f - 0.5
+                    c0 = int(c)
+                    r0 = int(r)
+                    fc, fr = c - c0, r - r0
+                    top = grid[r0, c0] * (1 - fc) + grid[r0, c0 + 1] * fc
+                    bottom = grid[r0 + 1, c0] * (1 - fc) + grid[r0 + 1, c0 + 1] * fc
+                    out[oj + j, oi + i] = top * (1 - fr) + bottom * fr
+                continue
+            for i in range(i0, i_end):
+                f = (i - i0) * inv
                 c = c_a + (c_b - c_a) * f - 0.5
                 r = r_a + (r_b - r_a) * f - 0.5
                 if not (c > -0.5 and c < cols - 0.5 and r > -0.5 and r < rows - 0.5):
-                    out[j, i] = np.nan
+                    out[oj + j, oi + i] = np.nan
                     continue
                 c = min(max(c, 0.0), cols - 1.0)
                 r = min(max(r, 0.0), rows - 1.0)
@@ -46,10 +66,47 @@ def _lattice_bilinear(grid, ctl_col, ctl_row, step, out):  # pragma: no cover - 
                 fc, fr = c - c0, r - r0
                 top = grid[r0, c0] * (1 - fc) + grid[r0, c1] * fc
                 bottom = grid[r1, c0] * (1 - fc) + grid[r1, c1] * fc
-                out[j, i] = top * (1 - fr) + bottom * fr  # NaN when a contributing cell is no-data
+                out[oj + j, oi + i] = top * (1 - fr) + bottom * fr  # NaN when a contributing cell is no-data
 
 
-def lattice_bilinear(grid: np.ndarray, ctl_col: np.ndarray, ctl_row: np.ndarray, step: int, shape: tuple[int, int]) -> np.ndarray:
+@njit(**_JIT)
+def _raster_heights(data, nodata, use_nodata, out):  # pragma: no cover - compiled
+    rows, cols = data.shape
+    for y in range(rows):
+        for x in range(cols):
+            v = data[y, x]
+            h = np.float32(v)
+            if (use_nodata and v == nodata) or not (abs(h) < np.inf):
+                h = np.float32(np.nan)
+            out[y, x] = h
+
+
+def raster_heights(data: np.ndarray, nodata: float, use_nodata: bool, out: np.ndarray) -> np.ndarray:
+    """Raster values as float32 heights, NaN where they equal ``nodata`` (when ``use_nodata``) or are
+    not finite, in one pass (numpy's masks took four over the window).
+
+    Parameters
+    ----------
+    data : (rows, cols) int or float
+    out : (rows, cols) float32, may be ``data`` itself
+
+    Returns
+    -------
+    ``out``.
+    """
+    _raster_heights(data, float(nodata), bool(use_nodata), out)
+    return out
+
+
+def lattice_bilinear(
+    grid: np.ndarray,
+    ctl_col: np.ndarray,
+    ctl_row: np.ndarray,
+    step: int,
+    shape: tuple[int, int],
+    out: np.ndarray | None = None,
+    at: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """Sample a raster bilinearly on a lattice whose pixel coordinates are known at control points.
 
     The lattice's pixel coordinates are interpolated bilinearly between control points every
@@ -65,86 +122,206 @@ def lattice_bilinear(grid: np.ndarray, ctl_col: np.ndarray, ctl_row: np.ndarray,
         centres at +0.5) of lattice samples ``(k·step, l·step)``; at least 2 × 2, covering ``shape``
     step : lattice samples between control points
     shape : ``(nj, ni)`` samples to produce
+    out, at : a C-contiguous float64 grid to write sample ``(j, i)`` to at ``out[at[0] + j, at[1] + i]``
+        (a block's lattice, say); default a new ``shape`` array. (The whole grid and an offset,
+        not a view: numba compiles once for C-contiguous arrays, and again for every other layout.)
 
     Returns
     -------
-    (nj, ni) float64.
+    (nj, ni) float64: the samples (a view of ``out`` when given).
     """
-    out = np.empty(shape, dtype=np.float64)
+    nj, ni = shape
+    oj, oi = (int(a) for a in at)
+    if out is None:
+        out, oj, oi = np.empty(shape, dtype=np.float64), 0, 0
+    elif out.dtype != np.float64 or not out.flags.c_contiguous or oj < 0 or oi < 0 or oj + nj > out.shape[0] or oi + ni > out.shape[1]:
+        raise ValueError(f"out must be C-contiguous float64 holding {tuple(shape)} samples at {at}, got {out.dtype} {out.shape}")
     col = np.ascontiguousarray(ctl_col, np.float64)
     row = np.ascontiguousarray(ctl_row, np.float64)
     if col.shape != row.shape or col.shape[0] < 2 or col.shape[1] < 2:
         raise ValueError("control grids must match and be at least 2 x 2")
     if (col.shape[0] - 1) * step < shape[0] - 1 or (col.shape[1] - 1) * step < shape[1] - 1:
         raise ValueError("control points do not cover the lattice")
-    _lattice_bilinear(grid, col, row, int(step), out)
-    return out
+    _lattice_bilinear(grid, col, row, int(step), out, oj, oi, int(nj), int(ni))
+    return out[oj : oj + nj, oi : oi + ni]
 
 
 @njit(**_JIT)
-def _line_estimates(grid, est, dist):  # pragma: no cover - compiled
-    """For every empty sample, the estimate from its row: linear between the nearest valid samples
-    left and right, or the one there is; and its distance to the nearer."""
-    rows, cols = grid.shape
-    for y in range(rows):
-        last = -1
-        for x in range(cols + 1):
-            if x < cols and grid[y, x] != grid[y, x]:
-                continue
-            for k in range(last + 1, x):
-                if last >= 0 and x < cols:
-                    a, b = grid[y, last], grid[y, x]
-                    est[y, k] = a + (b - a) * (k - last) / (x - last)
-                    dist[y, k] = min(k - last, x - k)
-                elif last >= 0:
-                    est[y, k] = grid[y, last]
-                    dist[y, k] = k - last
-                elif x < cols:
-                    est[y, k] = grid[y, x]
-                    dist[y, k] = x - k
-                else:
-                    dist[y, k] = 0.0  # an empty row: no estimate
-            last = x
+def _line_estimates(runs, lo, hi, n, est, dist, at):  # pragma: no cover - compiled
+    """Each run's estimates along its line: linear between the valid samples just outside it (values
+    ``lo``/``hi``, -1 or ``n`` when there is none), or the one there is; and the distance to the
+    nearer, 0 when the whole line is empty (no estimate). Written to ``est[at[p]]`` for the run's
+    ``p``-th sample in the line order of the runs."""
+    for r in range(runs.shape[0]):
+        first, last_empty, p = runs[r, 1], runs[r, 2], runs[r, 3]
+        last, x = first - 1, last_empty + 1
+        a, b = lo[r], hi[r]
+        for k in range(first, last_empty + 1):
+            i = at[p + k - first]
+            if last >= 0 and x < n:
+                est[i] = a + (b - a) * (k - last) / (x - last)
+                dist[i] = min(k - last, x - k)
+            elif last >= 0:
+                est[i] = a
+                dist[i] = k - last
+            elif x < n:
+                est[i] = b
+                dist[i] = x - k
+            else:
+                dist[i] = 0.0
 
 
 @njit(**_JIT)
-def _fill_near(grid, er, dr, ec, dc, reach):  # pragma: no cover - compiled
-    """Fill the empty samples within ``reach`` of a valid one along their row or column: the row's
-    and the column's estimates weighted by the inverse of their distances."""
-    rows, cols = grid.shape
+def _split(runs, filled, at):  # pragma: no cover - compiled
+    """The runs of still-empty samples inside ``runs`` (``filled`` by sample index, ``at`` as in
+    :func:`_line_estimates`)."""
+    out = np.empty((max(runs.shape[0] + int(filled.sum()), 1), 4), np.int64)
+    m = 0
+    for r in range(runs.shape[0]):
+        line, first, end, p = runs[r, 0], runs[r, 1], runs[r, 2], runs[r, 3]
+        k = first
+        while k <= end:
+            if not filled[at[p + k - first]]:
+                start = k
+                while k <= end and not filled[at[p + k - first]]:
+                    k += 1
+                out[m, 0], out[m, 1], out[m, 2], out[m, 3] = line, start, k - 1, p + start - first
+                m += 1
+            else:
+                k += 1
+    return out[:m]
+
+
+@njit(**_JIT)
+def _fill(g, reach, sweeps):  # pragma: no cover - compiled
+    """Fill the NaN of ``g`` in place (the algorithm of :func:`fill_nodata`); False when there is no data.
+
+    Works on the runs of empty samples along rows and along columns, with estimates kept in compact
+    arrays indexed by the empty samples' row-major rank, so a pass costs in proportion to what is
+    still empty, not to the grid (a 1000 × 1000 block with a few per cent empty: 3–6 ms, where full-grid
+    passes over transposed copies took 30–90 ms; most of that was touching fresh pages and striding
+    across rows). The arithmetic and its order are the full-grid version's: the result is the same.
+    """
+    rows, cols = g.shape
+    n_empty = 0
     for y in range(rows):
         for x in range(cols):
-            if grid[y, x] == grid[y, x]:
-                continue
-            w_r = 1.0 / dr[y, x] if 0 < dr[y, x] <= reach else 0.0
-            w_c = 1.0 / dc[x, y] if 0 < dc[x, y] <= reach else 0.0
-            if w_r + w_c > 0.0:
-                grid[y, x] = (w_r * (er[y, x] if w_r > 0 else 0.0) + w_c * (ec[x, y] if w_c > 0 else 0.0)) / (w_r + w_c)
-
-
-@njit(**_JIT)
-def _relax(grid, empty, sweeps):  # pragma: no cover - compiled
-    """Gauss-Seidel sweeps of the 4-neighbour mean over the filled samples (the data stays)."""
-    rows, cols = grid.shape
+            v = g[y, x]
+            if not (abs(v) < np.inf):  # NaN or infinite
+                g[y, x] = np.nan
+                n_empty += 1
+    if n_empty == 0:
+        return True
+    if n_empty == rows * cols:
+        return False
+    # runs along rows: (y, first x, last x, rank of the first sample); ranks are row-major
+    row_runs = np.empty((n_empty, 4), np.int64)
+    ey = np.empty(n_empty, np.int64)
+    ex = np.empty(n_empty, np.int64)
+    col_count = np.zeros(cols + 1, np.int64)
+    n_rr = i = 0
+    for y in range(rows):
+        x = 0
+        while x < cols:
+            if g[y, x] != g[y, x]:
+                row_runs[n_rr, 0], row_runs[n_rr, 1], row_runs[n_rr, 3] = y, x, i
+                while x < cols and g[y, x] != g[y, x]:
+                    ey[i], ex[i] = y, x
+                    col_count[x + 1] += 1
+                    i += 1
+                    x += 1
+                row_runs[n_rr, 2] = x - 1
+                n_rr += 1
+            else:
+                x += 1
+    row_runs = row_runs[:n_rr]
+    first_runs = row_runs  # kept for the smoothing sweeps (the passes replace row_runs)
+    # column-major order of the same samples (a counting sort: rows come in increasing y)
+    for x in range(cols):
+        col_count[x + 1] += col_count[x]
+    c2r = np.empty(n_empty, np.int64)
+    for i in range(n_empty):
+        c2r[col_count[ex[i]]] = i
+        col_count[ex[i]] += 1
+    col_runs = np.empty((n_empty, 4), np.int64)
+    n_cr = 0
+    for j in range(n_empty):
+        i = c2r[j]
+        if j > 0 and ex[c2r[j - 1]] == ex[i] and ey[c2r[j - 1]] == ey[i] - 1:
+            col_runs[n_cr - 1, 2] = ey[i]
+        else:
+            col_runs[n_cr, 0], col_runs[n_cr, 1], col_runs[n_cr, 2], col_runs[n_cr, 3] = ex[i], ey[i], ey[i], j
+            n_cr += 1
+    col_runs = col_runs[:n_cr]
+    ident = np.arange(n_empty)
+    er, dr = np.empty(n_empty), np.empty(n_empty)
+    ec, dc = np.empty(n_empty), np.empty(n_empty)
+    filled = np.zeros(n_empty, np.bool_)
+    while True:
+        # the valid samples just outside each run (the data, or what earlier passes filled)
+        lo, hi = np.empty(row_runs.shape[0]), np.empty(row_runs.shape[0])
+        for r in range(row_runs.shape[0]):
+            y, a, b = row_runs[r, 0], row_runs[r, 1], row_runs[r, 2]
+            lo[r] = g[y, a - 1] if a > 0 else 0.0
+            hi[r] = g[y, b + 1] if b < cols - 1 else 0.0
+        _line_estimates(row_runs, lo, hi, cols, er, dr, ident)
+        lo, hi = np.empty(col_runs.shape[0]), np.empty(col_runs.shape[0])
+        for r in range(col_runs.shape[0]):
+            x, a, b = col_runs[r, 0], col_runs[r, 1], col_runs[r, 2]
+            lo[r] = g[a - 1, x] if a > 0 else 0.0
+            hi[r] = g[b + 1, x] if b < rows - 1 else 0.0
+        _line_estimates(col_runs, lo, hi, rows, ec, dc, c2r)
+        for r in range(row_runs.shape[0]):
+            y, a, b, p = row_runs[r, 0], row_runs[r, 1], row_runs[r, 2], row_runs[r, 3]
+            for x in range(a, b + 1):
+                i = p + x - a
+                w_r = 1.0 / dr[i] if 0 < dr[i] <= reach else 0.0
+                w_c = 1.0 / dc[i] if 0 < dc[i] <= reach else 0.0
+                if w_r + w_c > 0.0:
+                    g[y, x] = (w_r * (er[i] if w_r > 0 else 0.0) + w_c * (ec[i] if w_c > 0 else 0.0)) / (w_r + w_c)
+                    filled[i] = True
+        row_runs = _split(row_runs, filled, ident)
+        if row_runs.shape[0] == 0:
+            break
+        col_runs = _split(col_runs, filled, c2r)
+        filled[:] = False  # _split only needs this pass's fills: earlier ones are outside the runs
+        reach *= 2.0
+    # Gauss-Seidel sweeps of the 4-neighbour mean over the filled samples, row-major (the data
+    # stays), run by run along the rows as first found; inside the grid a sample has four
+    # neighbours and the mean is a multiplication by 0.25, exactly the division by 4
     for _ in range(sweeps):
-        for y in range(rows):
-            for x in range(cols):
-                if not empty[y, x]:
-                    continue
+        for r in range(n_rr):
+            y, a, b = first_runs[r, 0], first_runs[r, 1], first_runs[r, 2]
+            if 0 < y < rows - 1:
+                up, down = g[y - 1], g[y + 1]
+                here = g[y]
+                x = a
+                if x == 0:
+                    here[0] = (up[0] + down[0] + here[1]) / 3 if cols > 1 else (up[0] + down[0]) / 2
+                    x = 1
+                end = min(b, cols - 2)
+                while x <= end:
+                    here[x] = (((up[x] + down[x]) + here[x - 1]) + here[x + 1]) * 0.25
+                    x += 1
+                if b == cols - 1 and cols > 1:
+                    here[b] = (up[b] + down[b] + here[b - 1]) / 3
+                continue
+            for x in range(a, b + 1):
                 total, n = 0.0, 0
                 if y > 0:
-                    total += grid[y - 1, x]
+                    total += g[y - 1, x]
                     n += 1
                 if y < rows - 1:
-                    total += grid[y + 1, x]
+                    total += g[y + 1, x]
                     n += 1
                 if x > 0:
-                    total += grid[y, x - 1]
+                    total += g[y, x - 1]
                     n += 1
                 if x < cols - 1:
-                    total += grid[y, x + 1]
+                    total += g[y, x + 1]
                     n += 1
-                grid[y, x] = total / n
+                g[y, x] = total / n
+    return True
 
 
 #: how far (samples) along a row or column the first fill pass reaches; each further pass doubles it
@@ -153,7 +330,7 @@ FILL_REACH = 16
 FILL_SWEEPS = 16
 
 
-def fill_nodata(grid: np.ndarray) -> np.ndarray:
+def fill_nodata(grid: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Fill NaN samples of a height grid from the nearest data along rows and columns, in widening bands.
 
     A pass fills the empty samples within ``reach`` samples of data along their row or column: each
@@ -169,33 +346,74 @@ def fill_nodata(grid: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     grid : (rows, cols) float, NaN (or ±inf) where there is no data; at least one valid sample
+    out : (rows, cols) C-contiguous float64 to fill (a reused buffer); default a new array
 
     Returns
     -------
-    (rows, cols) float64 without NaN (a new array).
+    (rows, cols) float64 without NaN: ``out``, or a new array.
     """
-    g = np.array(grid, dtype=np.float64)
-    if g.ndim != 2 or g.size == 0:
-        raise ValueError(f"need a non-empty 2-D grid, got shape {g.shape}")
-    finite = np.isfinite(g)
-    if finite.all():
-        return g
-    if not finite.any():
+    grid = np.asarray(grid)
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError(f"need a non-empty 2-D grid, got shape {grid.shape}")
+    if out is None:
+        g = np.array(grid, dtype=np.float64)
+    else:
+        if out.shape != grid.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float64 of shape {grid.shape}")
+        g = out
+        np.copyto(g, grid)
+    if not _fill(g, float(FILL_REACH), FILL_SWEEPS):
         raise ValueError("the grid has no valid sample to fill from")
-    g[~finite] = np.nan
-    er, dr = np.empty_like(g), np.empty_like(g)
-    ec, dc = np.empty((g.shape[1], g.shape[0])), np.empty((g.shape[1], g.shape[0]))
-    reach = float(FILL_REACH)
-    while True:
-        t = np.ascontiguousarray(g.T)  # the columns as rows: a copy reads faster than a strided view
-        _line_estimates(g, er, dr)
-        _line_estimates(t, ec, dc)
-        _fill_near(g, er, dr, ec, dc, reach)
-        if not np.isnan(g).any():
-            break
-        reach *= 2.0
-    _relax(g, ~finite, FILL_SWEEPS)
     return g
+
+
+@njit(**_JIT)
+def _lattice_coverage(grid, margin, k, n, have):  # pragma: no cover - compiled
+    rows, cols = grid.shape
+    lo, hi = np.inf, -np.inf
+    for y in range(rows):
+        for x in range(cols):
+            h = grid[y, x]
+            if abs(h) < np.inf:
+                lo, hi = min(lo, h), max(hi, h)
+    if not (lo <= hi):
+        return lo, hi
+    for ty in range(k):
+        for tx in range(k):
+            found = False
+            for y in range(margin + ty * n, margin + (ty + 1) * n + 1):
+                for x in range(margin + tx * n, margin + (tx + 1) * n + 1):
+                    if abs(grid[y, x]) < np.inf:
+                        found = True
+                        break
+                if found:
+                    break
+            have[ty, tx] = found
+    return lo, hi
+
+
+def lattice_coverage(grid: np.ndarray, margin: int, k: int, n: int) -> tuple[np.ndarray, float, float]:
+    """Which tiles of a lattice block hold a finite sample, and the finite samples' range.
+
+    Parameters
+    ----------
+    grid : (rows, cols) float, NaN for no data: ``k × k`` tiles of ``n`` intervals (``k·n + 1``
+        samples a side) starting at ``grid[margin, margin]``, and a margin around them
+    margin, k, n : as above
+
+    Returns
+    -------
+    have : (k, k) bool ``[ty, tx]``, a tile has a finite sample on or inside its outline (the
+        edges it shares count for both tiles)
+    lo, hi : the smallest and largest finite sample of the whole grid, margin included (inf, -inf
+        when there is none)
+
+    One pass (numpy's masks, reshapes and the boolean gather took about 15 ms a block of the
+    sample city, about a tenth of its meshing).
+    """
+    have = np.zeros((k, k), dtype=np.bool_)
+    lo, hi = _lattice_coverage(grid, int(margin), int(k), int(n), have)
+    return have, float(lo), float(hi)
 
 
 def lattice_normals(grid: np.ndarray, col: np.ndarray, row: np.ndarray, lat: np.ndarray, lon: np.ndarray, step_deg: float) -> np.ndarray:

@@ -18,9 +18,9 @@ import rasterio
 from pyproj import CRS
 from rasterio.windows import Window
 
-from cim.crs import crs_label, from_lonlat, parse_crs, to_lonlat
+from cim.crs import GEODETIC, crs_label, parse_crs, to_lonlat, transformer
 from cim.errors import CimCRSError, CimInputError, CimIOError
-from cim.kernels.heightfield import lattice_bilinear
+from cim.kernels.heightfield import lattice_bilinear, raster_heights
 
 #: lattice samples between two pyproj-transformed control points
 CONTROL_STEP = 16
@@ -74,6 +74,9 @@ class TerrainDem:
         if t.a == 0 or t.e == 0:
             raise CimInputError(f"{self.path}: degenerate geotransform {tuple(t)[:6]}")
         self.crs: CRS = parse_crs(ds.crs.to_wkt(), what=str(self.path))
+        # kept: cim.crs.from_lonlat looks its transformer up by WKT, and writing the two WKTs took
+        # longer than transforming a block's control points
+        self._from_lonlat = transformer(GEODETIC, self.crs)
         self.transform = t
         self.width, self.height = ds.width, ds.height
         self.nodata = ds.nodata
@@ -110,17 +113,25 @@ class TerrainDem:
                 self._handles.append(ds)
         return ds
 
-    def sample(self, lon0: float, lat0: float, step_deg: float, shape: tuple[int, int]) -> np.ndarray:
+    def sample(
+        self, lon0: float, lat0: float, step_deg: float, shape: tuple[int, int], out: np.ndarray | None = None, at: tuple[int, int] = (0, 0)
+    ) -> np.ndarray:
         """Heights on a lattice ``lon0 + i·step, lat0 + j·step`` (``i < shape[1]``, ``j < shape[0]``).
+
+        ``out`` and ``at``: write sample ``(j, i)`` to ``out[at[0] + j, at[1] + i]`` of a C-contiguous
+        float64 grid instead of a new array (see :func:`cim.kernels.heightfield.lattice_bilinear`).
 
         Returns
         -------
-        (nj, ni) float64, row 0 southernmost; NaN outside the DEM and on no-data.
+        (nj, ni) float64, row 0 southernmost; NaN outside the DEM and on no-data (a view of ``out``
+        when given).
         """
         nj, ni = shape
-        out = np.full(shape, np.nan)
+        if out is None:
+            out, at = np.empty(shape), (0, 0)
+        view = out[at[0] : at[0] + nj, at[1] : at[1] + ni]
         if nj == 0 or ni == 0:
-            return out
+            return view
         kj = np.arange(0, nj - 1 + CONTROL_STEP, CONTROL_STEP)
         ki = np.arange(0, ni - 1 + CONTROL_STEP, CONTROL_STEP)
         if len(kj) < 2:
@@ -128,34 +139,33 @@ class TerrainDem:
         if len(ki) < 2:
             ki = np.array([0, CONTROL_STEP])
         glon, glat = np.meshgrid(lon0 + ki * step_deg, lat0 + kj * step_deg)
-        x, y = from_lonlat(glon.ravel(), glat.ravel(), self.crs)
-        col, row = ~self.transform * (x, y)
+        x, y = self._from_lonlat.transform(glon.ravel(), glat.ravel())
+        col, row = ~self.transform * (np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
         col = np.asarray(col).reshape(glon.shape)
         row = np.asarray(row).reshape(glon.shape)
         ok = np.isfinite(col) & np.isfinite(row)
         if not ok.any():
-            return out
+            view[...] = np.nan
+            return view
         c0 = max(0, int(math.floor(col[ok].min())) - 2)
         r0 = max(0, int(math.floor(row[ok].min())) - 2)
         c1 = min(self.width, int(math.ceil(col[ok].max())) + 2)
         r1 = min(self.height, int(math.ceil(row[ok].max())) + 2)
         if c1 <= c0 or r1 <= r0:
-            return out
+            view[...] = np.nan
+            return view
         window = self._read(Window(c0, r0, c1 - c0, r1 - r0))
         # control points whose projection failed cannot be interpolated: keep them out of the raster
         col = np.where(ok, col - c0, -1e9)
         row = np.where(ok, row - r0, -1e9)
-        return lattice_bilinear(window, col, row, CONTROL_STEP, shape)
+        return lattice_bilinear(window, col, row, CONTROL_STEP, shape, out=out, at=at)
 
     def _read(self, window: Window) -> np.ndarray:
         """A window of band 1 as float32, NaN for no data."""
         data = self._dataset().read(1, window=window)
-        grid = data.astype(np.float32, copy=data.dtype != np.float32)
-        if self.nodata is not None and not np.isnan(self.nodata):
-            grid[data == self.nodata] = np.nan
-        if self.dtype.kind == "f":
-            grid[~np.isfinite(grid)] = np.nan
-        return grid
+        grid = data if data.dtype == np.float32 else np.empty(data.shape, np.float32)
+        use_nodata = self.nodata is not None and not np.isnan(self.nodata)
+        return raster_heights(data, self.nodata if use_nodata else 0.0, use_nodata, grid)
 
     def close(self) -> None:
         with self._lock:

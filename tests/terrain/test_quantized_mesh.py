@@ -152,3 +152,18 @@ def test_decoder_refuses_truncated_tiles():
     for cut in (10, 100, len(raw) - 40):
         with pytest.raises((ValueError, struct.error)):
             decode_quantized_mesh(raw[:cut])
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 511, 512, 513, 5000, 40000, 200000])
+def test_gzip_tile_round_trips_at_every_size(size):
+    rng = np.random.default_rng(size)
+    data = (np.cumsum(rng.integers(-2, 3, size)) % 7).astype(np.uint8).tobytes()  # compressible, like tiles
+    packed = gzip_tile(data)
+    assert packed[:2] == b"\x1f\x8b" and gzip.decompress(packed) == data
+    assert gzip_tile(data) == packed  # deterministic: no time, no name
+    assert struct.unpack_from("<I", packed, 4)[0] == 0
+
+
+def test_index_outside_its_tile_is_refused():
+    with pytest.raises(ValueError, match="every vertex"):
+        encode_quantized_mesh(BOUNDS, [0, QMAX, QMAX], [0, 0, QMAX], [1, 2, 3.0], [[0, 1, 3]])

@@ -224,3 +224,42 @@ def test_tiny_sample_city(tmp_path):
     for path in tiles_on_disk(tmp_path / "terrain").values():
         decode_quantized_mesh(path.read_bytes())
     shutil.rmtree(tmp_path / "tiny")
+
+
+def test_unpublished_tiles_are_written_in_place_and_a_torn_one_is_redone(hills_dem, tmp_path, monkeypatch):
+    """Before layer.json exists nothing names a tile, so tiles go straight to their names; the log
+    records each tile's size once it is whole, so a resumed build redoes a tile cut short. Once
+    layer.json exists, a rebuild replaces tiles atomically (temporary name, then rename)."""
+    from cim import store
+
+    calls = {"atomic": 0, "direct": 0}
+
+    def counting(kind, real):
+        def write(path, data):
+            if str(path).endswith(".terrain"):
+                calls[kind] += 1
+            return real(path, data)
+
+        return write
+
+    monkeypatch.setattr(store, "atomic_write_bytes", counting("atomic", store.atomic_write_bytes))
+    monkeypatch.setattr(store, "write_new_bytes", counting("direct", store.write_new_bytes))
+    out = tmp_path / "t"
+    first = build_terrain_layer(hills_dem, out, min_zoom=12)
+    assert calls == {"atomic": 0, "direct": first.tiles}
+    assert first.bytes == sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    log = [json.loads(line) for line in (out / ".cim-build.jsonl").read_text().splitlines()[1:]]
+    assert len(log) == first.tiles and all((out / e["file"]).stat().st_size == e["size"] for e in log)
+    # interrupted: one tile torn (logged whole, now short) and layer.json not yet written
+    tiles = tiles_on_disk(out)
+    victim = sorted(tiles)[len(tiles) // 3]
+    whole = tiles[victim].read_bytes()
+    tiles[victim].write_bytes(whole[: len(whole) // 2])
+    (out / "layer.json").unlink()
+    again = build_terrain_layer(hills_dem, out, min_zoom=12)
+    assert again.resumed_tiles == first.tiles - 1 and tiles[victim].read_bytes() == whole
+    assert calls["direct"] == first.tiles + 1 and calls["atomic"] == 0
+    # published: other options rewrite every tile through a temporary name
+    build_terrain_layer(hills_dem, out, min_zoom=12, error_factor=1.2)
+    assert calls["atomic"] > 0 and calls["direct"] == first.tiles + 1
+    assert not list(out.rglob(".*.tmp")), "no temporary files left behind"
