@@ -335,3 +335,19 @@ def test_second_build_resumes(sample_layer, tmp_path):
     again = build_bim_layer(list(paths), out, city_frame(), crs="EPSG:4544")
     assert again.resumed_tiles >= result.tiles
     assert again.count == result.count and again.extra["footprints"] == result.extra["footprints"]
+
+
+def test_tiles_carry_only_columns_with_values(sample_layer):
+    """A tile's property table leaves out the columns none of its elements has a value in (the
+    model's schema still lists them); the columns it keeps hold a value in some row."""
+    out, result, _ = sample_layer
+    kept_somewhere: set[str] = set()
+    for _, _, _, t in layer_tiles(out):
+        table = t["table"]
+        assert len(table) < len(result.schema)  # some property columns were left out
+        for name, values in table.items():
+            if name in ("cim_level", "Model") or all(isinstance(v, bool) for v in values):
+                continue  # BOOLEAN columns: false where absent (kept when any row has the property)
+            assert any(v not in (None, "") for v in values), name
+            kept_somewhere.add(name)
+    assert {"GlobalId", "IfcClass", "Storey", "Pset_WallCommon_ThermalTransmittance"} <= kept_somewhere

@@ -82,15 +82,21 @@ def test_failed_element_is_reported_and_the_model_converts(base, tmp_path):
     assert broken not in elements_of(tmp_path / "out")
 
 
-def test_pathological_element_is_stopped_by_the_timeout(base, tmp_path):
+@pytest.mark.parametrize("start", ["auto", "spawn"])
+def test_pathological_element_is_stopped_by_the_timeout(base, tmp_path, start):
+    """Bounded whether the geometry process is forked (sharing the parsed file) or a fresh
+    interpreter: the culprit is killed with its process, reported, and the rest still come."""
     path, (cheese,) = variant(base, tmp_path, add_swiss_cheese_wall)
     f = open_ifc(path)
     expected = IfcElementIndex(f).body_candidates()
     log = GeometryLog()
-    got = {g.guid for g in iter_element_geometry(path, expected, GeometryOptions(max_voids=0, element_timeout=1.0), log)}
+    options = GeometryOptions(max_voids=0, element_timeout=1.0, start=start)
+    got = {g.guid for g in iter_element_geometry(path, expected, options, log, file=f)}
     assert log.timed_out == [(cheese, "IfcWall")]
     assert got == {guid for guid, _ in expected.values()} - {cheese}
     assert log.stalls >= 1
+    # the fast pass, the careful pass that found the culprit (and the fast pass over what is left)
+    assert log.processes >= 2 and log.forked == (log.processes if start == "auto" else 0)
 
 
 def test_max_voids_bounds_boolean_work(base, tmp_path):

@@ -1,0 +1,219 @@
+"""The geometry process: how it starts (fork or a fresh interpreter), the jobs it runs, its end,
+and the parts of the BIM layer that run beside it (spool, column encoding, exterior flags)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cim.formats.glb import FeatureColumns
+from cim.formats.glb_multi import _distinct
+from cim.layers.bim import _encode_columns, _exterior_flags, _ElementFacts, _MeshSpool, convex_hull_xy
+from cim.samplecity.bim import write_sample_ifc
+from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
+from tests.bim.test_robustness import SPEC, add_broken_proxy, variant
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    return write_sample_ifc(tmp_path_factory.mktemp("geomproc") / "small.ifc", **SPEC)
+
+
+def _expected(path: Path) -> dict:
+    return IfcElementIndex(open_ifc(path)).body_candidates()
+
+
+def _meshes(path: Path, options: GeometryOptions, **kw) -> tuple[dict, GeometryLog]:
+    log = GeometryLog()
+    got = {g.guid: g for g in iter_element_geometry(path, _expected(path), options, log, **kw)}
+    return got, log
+
+
+def test_forked_and_spawned_processes_make_the_same_meshes(small):
+    forked, flog = _meshes(small, GeometryOptions(), file=open_ifc(small))
+    spawned, slog = _meshes(small, GeometryOptions(start="spawn"))
+    assert (flog.processes, flog.forked) == (1, 1)
+    assert (slog.processes, slog.forked) == (1, 0)
+    assert set(forked) == set(spawned) == {g for g, _ in _expected(small).values()}
+    for guid, a in forked.items():
+        b = spawned[guid]
+        np.testing.assert_array_equal(a.vertices, b.vertices)
+        np.testing.assert_array_equal(a.triangles, b.triangles)
+        np.testing.assert_array_equal(a.materials, b.materials)
+    assert 0.0 < flog.kernel_peak_mb and 0.0 < slog.kernel_peak_mb
+
+
+@pytest.mark.parametrize("thread_name, forked", [("some-worker", 0), ("cim-search_0", 1)])
+def test_no_fork_while_other_threads_run(small, thread_name, forked):
+    """fork() copies only the calling thread: with another thread alive, a fresh interpreter
+    starts, unless the thread is one known never to enter the kernel (the search-index writer)."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name=thread_name)
+    other.start()
+    try:
+        got, log = _meshes(small, GeometryOptions(), file=open_ifc(small))
+    finally:
+        stop.set()
+        other.join()
+    assert (log.processes, log.forked) == (1, forked)
+    assert len(got) == len(_expected(small))
+
+
+def test_expected_may_come_later(small):
+    """The caller may still be reading the index while the first meshes arrive."""
+    calls = []
+
+    def expected():
+        calls.append(1)
+        return _expected(small)
+
+    log = GeometryLog()
+    got = list(iter_element_geometry(small, expected, GeometryOptions(), log))
+    assert len(got) == len(_expected(small)) and len(calls) == 1
+
+
+def test_silently_skipped_elements_are_retried_in_the_same_process(small, tmp_path):
+    path, (broken,) = variant(small, tmp_path, add_broken_proxy)
+    got, log = _meshes(path, GeometryOptions(), file=open_ifc(path))
+    assert [x[:2] for x in log.failed] == [(broken, "IfcBuildingElementProxy")]
+    assert broken not in got and log.processes == 1 and log.stalls == 0
+
+
+def test_processes_end_and_are_reaped(small):
+    with GeometryStream(small, GeometryOptions(), file=open_ifc(small)) as stream:
+        kernel = stream._first
+        pid = kernel.pid
+        assert pid is not None
+        n = sum(1 for _ in stream.elements(_expected(small)))
+        assert n > 0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+    # a stream closed before it is read stops its process too
+    stream = GeometryStream(small, GeometryOptions(), file=open_ifc(small))
+    pid = stream._first.pid
+    stream.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_unknown_start_method_is_refused(small):
+    with pytest.raises(ValueError, match="start"):
+        GeometryStream(small, GeometryOptions(start="threads"))
+
+
+def test_spool_in_memory_and_on_disk_agree():
+    rng = np.random.default_rng(3)
+    meshes = []
+    for _ in range(20):
+        nv, nt = int(rng.integers(3, 40)), int(rng.integers(1, 30))
+        meshes.append((rng.normal(size=(nv, 3)), rng.normal(size=(nv, 3)), rng.integers(0, 255, (nv, 4)), rng.integers(0, nv, (nt, 3))))
+    spools = [_MeshSpool(), _MeshSpool(spill_bytes=2000)]
+    for spool in spools:
+        for m in meshes:
+            spool.append(*m)
+        spool.finish()
+    memory, disk = spools
+    assert memory.folder is None and disk.folder is not None and disk.folder.is_dir()
+    els = np.array([3, 0, 17, 9])
+    for a, b in zip(memory.gather(els), disk.gather(els)):
+        np.testing.assert_array_equal(a, b)
+    pos, _, _, tri, rows = memory.gather(els)
+    np.testing.assert_allclose(pos[rows == 1], meshes[0][0].astype(np.float32))
+    folder = disk.folder
+    for spool in spools:
+        spool.close()
+    assert not folder.exists()
+
+
+def test_string_columns_encode_as_the_glb_encoder_does():
+    columns = {
+        "Name": np.array(["Wall 1", None, "窗 2", ""], dtype=object),
+        "Tag": np.array([None, None, None, None], dtype=object),
+        "Height": np.array([1.5, np.nan, 2.0, 3.0]),
+        "Floors": np.array([1.0, 2.0, np.nan, 4.0]),
+        "External": np.array([True, False, True, False]),
+    }
+    types = {"Name": "STRING", "Tag": "STRING", "Height": "FLOAT64", "Floors": "INT32", "External": "BOOLEAN"}
+    ours, theirs = _encode_columns(columns, types), FeatureColumns.encode(columns, types)
+    for a, b in zip(ours.columns, theirs.columns):
+        assert (a.name, a.kind, a.no_data) == (b.name, b.kind, b.no_data)
+        np.testing.assert_array_equal(a.values, b.values)
+        if b.offsets is not None:
+            np.testing.assert_array_equal(a.offsets, b.offsets)
+
+
+def test_distinct_feature_ids():
+    assert _distinct(np.array([4, 4, 0, 2, 2, 2])) == 3
+    assert _distinct(np.zeros(0, dtype=np.int64)) == 0
+
+
+def test_exterior_flags_parts_follow_their_whole():
+    """A plate (part) inside the walls' box follows its curtain wall; an inner wall stays in."""
+    n = 4
+    facts = _ElementFacts(
+        ids=np.array([10, 11, 12, 13]),
+        is_space=np.zeros(n, dtype=bool),
+        detail=np.zeros(n, dtype=bool),
+        walls=np.array([True, True, False, False]),
+        envelope=np.array([False, False, True, False]),
+        external=np.array([-1, 0, -1, -1], dtype=np.int8),
+        whole_id=np.array([-1, -1, -1, 12]),
+        whole_flag=np.zeros(n, dtype=bool),
+        storey=np.full(n, -1),
+        elevation={},
+    )
+    wlo = np.array([[0, 0, 0], [4, 4, 0], [0, 0, 0], [3, 3, 1]], dtype=float)
+    whi = np.array([[10, 10, 3], [6, 6, 2], [10, 0.2, 3], [4, 4, 2]], dtype=float)
+    flags = _exterior_flags(facts, [10, 11, 12, 13], wlo, whi)
+    # the outer wall is on the boundary, the inner one says IsExternal=false, the curtain wall is
+    # envelope, and its plate inside the box follows it
+    assert flags.tolist() == [True, False, True, True]
+
+
+def test_batch_ingest_places_each_element_as_alone(small):
+    """The vectorised ingest gives each element what placing it alone gives (positions, normals,
+    colours split by material, triangles, boxes)."""
+    from cim.kernels.mesh import split_vertices_by_material, unit_vectors
+    from cim.layers.bim import _ingest, _new_model, _prepare_placement
+    from tests.bim.test_layer import city_frame
+
+    f = open_ifc(small)
+    meshes = list(iter_element_geometry(small, _expected(small), GeometryOptions(), file=f))
+    assert any(len(g.materials) > 1 for g in meshes)
+    placement = _prepare_placement(f, small, city_frame(), "EPSG:4544", None, None, False)
+    model, normal_m = _new_model("m", small, placement, meshes[0])
+    spool = _MeshSpool()
+    _ingest(meshes[:7], model, spool, normal_m)
+    _ingest(meshes[7:], model, spool, normal_m)
+    spool.finish()
+    assert model.ids == [g.id for g in meshes]
+    for row, g in enumerate(meshes):
+        pos, nrm, rgba, tri, _ = spool.gather(np.array([row]))
+        enu = placement.enu(g.vertices)
+        source, want_tri, vmat = split_vertices_by_material(g.triangles, g.tri_material, len(enu))
+        np.testing.assert_allclose(pos, (enu[source] - model.anchor).astype(np.float32), atol=1e-5)
+        np.testing.assert_allclose(nrm, unit_vectors((g.normals @ normal_m.T)[source]), atol=1e-6)
+        np.testing.assert_array_equal(rgba, np.clip(np.round(g.materials[vmat] * 255.0), 0, 255).astype(np.uint8))
+        np.testing.assert_array_equal(tri, want_tri)
+        np.testing.assert_allclose(model.lo[row], enu.min(axis=0), atol=1e-9)
+        np.testing.assert_allclose(model.whi[row], g.vertices.max(axis=0))
+    spool.close()
+
+
+def test_convex_hull_matches_geos_on_the_whole_point_set():
+    import shapely
+
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        n = int(rng.integers(3, 4000))
+        pts = np.repeat(rng.normal(0, 30, (n, 2)) @ rng.normal(size=(2, 2)), 4, axis=0) + rng.uniform(-1e5, 1e5, 2)
+        want = shapely.convex_hull(shapely.multipoints(pts))
+        got = shapely.Polygon(convex_hull_xy(pts)) if want.geom_type == "Polygon" else None
+        assert got is not None and abs(got.area - want.area) <= 1e-9 * want.area
+        assert got.buffer(1e-6).contains(want) and want.buffer(1e-6).contains(got)
+    line = np.stack([np.linspace(0, 10, 200), np.linspace(0, 5, 200)], axis=1)  # collinear: a degenerate hull
+    assert convex_hull_xy(line).shape[1] == 2
