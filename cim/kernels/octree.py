@@ -20,7 +20,7 @@ A staged point is five little-endian uint32 words: x, y, z (int32 grid units, EN
 The per-point loops are compiled with numba (``nogil``, cached): the numpy formulations of the
 same passes (several temporaries a pass, strided field access, fancy-index gathers) measured 5
 times slower for staging (``benchmarks/bench_pointcloud.py --kernels``), and numpy's ``take`` of
-20-byte rows several times slower than :func:`take_rows`. Sorting stays numpy's ``np.sort`` on
+20-byte rows several times slower than :func:`gather_sorted`. Sorting stays numpy's ``np.sort`` on
 keys that pack the code above the point's index (its ``argsort`` of 64-bit keys runs at a tenth
 of the speed on these machines).
 """
@@ -165,13 +165,30 @@ def stage_points(
 
 
 @njit(**_JIT)
-def take_rows(src, index, out):  # pragma: no cover - compiled
-    """``out[j] = src[index[j]]`` for (n, 5) uint32 staged points: a row gather that numpy's
-    ``take`` does several times slower for 20-byte rows."""
-    for j in range(index.shape[0]):
-        i = index[j]
+def gather_sorted(src, keys, idx_bits, shift, out, cells, counts):  # pragma: no cover - compiled
+    """Gather staged points into key order and count the points of each cell.
+
+    ``out[j] = src[keys[j] & mask]`` for (n, 5) uint32 staged points (numpy's ``take`` of 20-byte
+    rows ran several times slower, and masking the keys first cost two temporaries), while
+    ``keys[j] >> shift`` names the cell; ``cells[:m]``, ``counts[:m]`` receive each distinct cell
+    (keys sorted: in ascending order) and its number of points. Returns ``m``.
+    """
+    mask = (np.uint64(1) << np.uint64(idx_bits)) - np.uint64(1)
+    sh = np.uint64(shift)
+    n = keys.shape[0]
+    m = 0
+    for j in range(n):
+        key = keys[j]
+        i = np.int64(key & mask)
         for k in range(WORDS):
             out[j, k] = src[i, k]
+        cell = key >> sh
+        if m == 0 or cells[m - 1] != cell:
+            cells[m] = cell
+            counts[m] = 0
+            m += 1
+        counts[m - 1] += 1
+    return m
 
 
 @njit(**_JIT)
@@ -271,7 +288,7 @@ def node_order(keys, idx_bits, levels, first_diff, k, root_depth, leaf_start, le
 
 
 def leaf_ranges(
-    codes_sorted: np.ndarray, levels: int, leaf_max: int, max_depth: int
+    codes_sorted: np.ndarray, levels: int, leaf_max: int, max_depth: int, idx_bits: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The octree of a sorted chunk down to its leaves, by binary search on the codes.
 
@@ -281,7 +298,8 @@ def leaf_ranges(
 
     Parameters
     ----------
-    codes_sorted : (n,) uint64 ascending codes of ``levels`` digits
+    codes_sorted : (n,) uint64 ascending codes of ``levels`` digits, shifted up by ``idx_bits``
+        (packed sort keys ``code << idx_bits | index`` do: no shifted copy needed)
     levels : digits per code
     leaf_max : most points of a leaf (unless at ``max_depth``)
     max_depth : deepest node depth (relative to the chunk's root), ``<= levels``
@@ -304,7 +322,7 @@ def leaf_ranges(
         if not split.any():
             break
         p, a, b = cur_p[split], cur_a[split], cur_b[split]
-        sh = np.uint64(3 * (levels - r - 1))
+        sh = np.uint64(3 * (levels - r - 1) + idx_bits)
         bounds = ((p[:, None].astype(np.uint64) << np.uint64(3)) + np.arange(9, dtype=np.uint64)) << sh
         pos = np.searchsorted(codes_sorted, bounds.ravel()).reshape(-1, 9).astype(np.int64)
         pos[:, 0] = a

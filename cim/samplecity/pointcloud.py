@@ -1,29 +1,52 @@
 """The sample city's airborne lidar: classified, coloured LAZ survey tiles that agree with the
-DEM, the building footprints and the river.
+DEM, the building footprints, the river and the orthophoto.
 
-Each survey tile is drawn from its own seeded generator, so a window of the city gives the same
-points as the whole city where they overlap. Per point: ground (class 2) on the DEM; roofs
-(class 6) at the building's base (the lowest ground under its corners, as the buildings layer
-stands it) plus its ``height``; water (class 9, sparse: water absorbs the laser) on a flat
-surface 2.5 m above the channel bed where the valley is lowest; trees (high vegetation, 5: first
-returns on the crown, last returns reaching the ground under it) and shrubs and grass (4, 3) in
-green patches. Colours and intensities are plausible for each class; return numbers follow
-the pulses (canopy first return, ground second). LAS 1.4, point format 7, EPSG:4544 as WKT.
+A survey tile is flown as scan bands 2 m wide, alternately west→east and east→west (the order
+of the points in the file). Each band draws its points from its own seeded generator (seed,
+tile, band), so a window of the city gives the same points as the whole city where they
+overlap, and a tile cut by the survey's edge only generates the bands it keeps.
+
+Per point: ground (class 2) on the DEM; roofs (class 6) at the building's base (the lowest
+ground under its corners, as the buildings layer stands it) plus its ``height``; water (class
+9, sparse: water absorbs the laser) on a flat surface 2.5 m above the channel bed where the
+valley is lowest; vegetation where the orthophoto is green: trees in 10 m cells (high
+vegetation 5, or 4 when short; first returns on the crown, last returns reaching the ground under
+it) and grass and shrubs (3, 4) between them. Colours are the orthophoto's pixel under the point
+(how survey software colourises lidar); intensities are plausible for each class and noisy.
+LAS 1.4, point format 7, EPSG:4544 as WKT.
+
+Speed (measured on 2 cores, 8 pts/m², 500 m tiles of 2 M points): the old generator evaluated
+value noise and hashes per point, sorted the points into scan order and went through laspy's
+scaled setters: 3.4 µs a point of CPU. Here everything that varies slowly is looked up in
+per-tile rasters (roof ids) or per-cell tables (trees), scan order comes from generating sorted
+band coordinates (cumulative exponential gaps: no sort), the raw LAS records are filled
+directly, and tiles are made in parallel worker processes, each writing its own file with
+lazrs's single-threaded encoder (forkserver/spawn: no fork after lazrs has started threads).
+LAZ compression is then the largest cost.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import laspy
 import numpy as np
+import rasterio
 import rasterio.features
 import shapely
 from affine import Affine
+from numba import njit
 from pyproj import CRS
+from rasterio.windows import Window
 
-from cim.samplecity.terrain import _hash01, valley_centre, value_noise
+from cim.errors import CimInputError
+from cim.samplecity.terrain import _hash01, valley_centre
 from cim.sources.dem import read_dem_window
 from cim.sources.footprints import read_footprints
 from cim.store import atomic_path
@@ -32,47 +55,33 @@ log = logging.getLogger("cim.sample")
 
 SAMPLE_CRS = "EPSG:4544"
 TREE_CELL = 10.0  # one possible tree per 10 m cell; crowns stay inside their cell
+BAND = 2.0  # scan band width (m)
+ROOF_RES = 0.5  # roof-id raster resolution (m)
+TREE_CHANCE = 0.4  # of a green 10 m cell holding a tree (Tianshui's orchards)
 #: typical return strength per class (16-bit): bright roofs, dark water
 _INTENSITY = np.full(256, 24000.0)
 _INTENSITY[[2, 3, 4, 5, 6, 9]] = [30000.0, 21000.0, 19000.0, 16000.0, 41000.0, 5000.0]
-ROOF_PALETTE = np.array(
-    [[150, 150, 152], [96, 96, 102], [158, 78, 60], [84, 104, 140], [192, 182, 160], [120, 128, 118], [176, 110, 84]],
-    dtype=np.float64,
-)
+#: below this many points a survey is generated in the calling process
+IN_PROCESS_POINTS = 2_000_000
 
 
-class _Buildings:
-    """Footprints with their roof heights, for rasterizing tile by tile."""
+@dataclass
+class _TileJob:
+    """One survey tile: what a worker needs to make its points (picklable)."""
 
-    def __init__(self, footprints_path: Path, dem_path: Path, bounds: tuple[float, float, float, float]) -> None:
-        table = read_footprints(footprints_path)
-        self.crs = table.crs
-        geoms = table.geometries
-        height = np.asarray(table.columns.get("height", np.full(len(geoms), 10.0)), dtype=np.float64)
-        height = np.where(np.isfinite(height) & (height > 0), height, 10.0)
-        coords, index = shapely.get_coordinates(geoms, return_index=True)
-        xmin, ymin, xmax, ymax = bounds
-        dem = read_dem_window(dem_path, (min(xmin, coords[:, 0].min()), min(ymin, coords[:, 1].min()),
-                                         max(xmax, coords[:, 0].max()), max(ymax, coords[:, 1].max())), self.crs)
-        z = dem.sample(coords[:, 0], coords[:, 1], self.crs)
-        base = np.full(len(geoms), np.inf)
-        np.fmin.at(base, index, z)
-        base[~np.isfinite(base)] = np.nanmedian(z)
-        self.geoms = geoms
-        self.roof = base + height
-        self.tree = shapely.STRtree(geoms)
-
-    def ids(self, x0: float, y0: float, size: float, res: float) -> tuple[np.ndarray, float, float]:
-        """Raster of building index + 1 (0: none) over a tile, at ``res`` metres."""
-        hits = self.tree.query(shapely.box(x0, y0, x0 + size, y0 + size))
-        n = int(round(size / res))
-        if len(hits) == 0:
-            return np.zeros((n, n), dtype=np.int32), x0, y0 + size
-        shapes = ((self.geoms[i], int(i) + 1) for i in hits)
-        grid = rasterio.features.rasterize(
-            shapes, out_shape=(n, n), transform=Affine(res, 0, x0, 0, -res, y0 + size), fill=0, dtype="int32"
-        )
-        return grid, x0, y0 + size
+    tx: int
+    ty: int
+    size: float
+    clip: tuple[float, float, float, float]  # the part of the tile inside the survey
+    density: float
+    seed: int
+    dem_path: str
+    ortho_path: str
+    roofs: list  # footprints touching the tile (shapely geometries)
+    roof_z: np.ndarray  # their roof heights
+    offsets: tuple[float, float, float]  # LAS header offsets of the file the points go to
+    path: str | None  # write a file here; None: return the records
+    compress: bool
 
 
 def write_sample_pointcloud(
@@ -80,12 +89,14 @@ def write_sample_pointcloud(
     bounds: tuple[float, float, float, float],
     dem_path: Path,
     footprints_path: Path,
+    ortho_path: Path,
     density: float,
     tile_size: float,
     seed: int,
     *,
     compress: bool = True,
     merge: str | None = None,
+    workers: int | None = None,
 ) -> list[Path]:
     """Write the sample city's lidar as survey tiles of ``tile_size`` metres.
 
@@ -95,12 +106,14 @@ def write_sample_pointcloud(
     bounds : (xmin, ymin, xmax, ymax) in EPSG:4544
     dem_path : the city's DEM (ground heights)
     footprints_path : the city's footprints with a ``height`` attribute (metres)
+    ortho_path : the city's orthophoto (point colours, and where vegetation grows)
     density : points per square metre
     tile_size : survey tile side (m); tiles are aligned on multiples of it
     seed : the city's seed
     compress : LAZ (True) or LAS
     merge : write every tile into this one file name instead (e.g. ``"city.las"``), tile after
         tile, as a merged survey
+    workers : processes (default: one per core; small surveys run in this process)
 
     Returns
     -------
@@ -109,154 +122,340 @@ def write_sample_pointcloud(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     xmin, ymin, xmax, ymax = bounds
-    buildings = _Buildings(Path(footprints_path), Path(dem_path), bounds)
-    tiles = []
+    if not (xmax > xmin and ymax > ymin and density > 0 and tile_size > 0):
+        raise CimInputError(f"an empty survey: bounds {bounds}, density {density}, tile {tile_size}")
+    geoms, roof_z = _roofs(Path(footprints_path), Path(dem_path), bounds)
+    tree = shapely.STRtree(geoms)
+    suffix = ".laz" if compress else ".las"
+    merged_offsets = _offsets(xmin, ymin)
+    jobs: list[_TileJob] = []
     for ty in range(int(np.floor(ymin / tile_size)), int(np.ceil(ymax / tile_size))):
         for tx in range(int(np.floor(xmin / tile_size)), int(np.ceil(xmax / tile_size))):
-            tiles.append((tx, ty))
-    suffix = ".laz" if compress else ".las"
-    written: list[Path] = []
-    if merge is not None:
-        header = _header(xmin, ymin)
+            x0, y0 = tx * tile_size, ty * tile_size
+            clip = (max(x0, xmin), max(y0, ymin), min(x0 + tile_size, xmax), min(y0 + tile_size, ymax))
+            if clip[2] <= clip[0] or clip[3] <= clip[1]:
+                continue
+            hits = tree.query(shapely.box(*clip))
+            path = None if merge is not None else str(out_dir / f"tianshui_{int(x0)}_{int(y0)}{suffix}")
+            jobs.append(_TileJob(
+                tx, ty, float(tile_size), clip, float(density), int(seed), str(dem_path), str(ortho_path),
+                [geoms[i] for i in hits], roof_z[hits], merged_offsets if merge is not None else _offsets(x0, y0),
+                path, compress,
+            ))
+    expected = density * (xmax - xmin) * (ymax - ymin)
+    n_workers = workers if workers is not None else (os.cpu_count() or 1) if expected >= IN_PROCESS_POINTS else 1
+    n_workers = max(1, min(int(n_workers), len(jobs)))
+    pool = None
+    if n_workers > 1:
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(n_workers, mp_context=mp.get_context(method))
+    try:
+        results = pool.map(_make_tile, jobs) if pool is not None else map(_make_tile, jobs)
+        if merge is None:
+            written = [Path(job.path) for job, n in zip(jobs, results) if n and job.path is not None]
+            log.info("sample point cloud: %d tile(s) in %s", len(written), out_dir)
+            return written
         path = out_dir / merge
+        header = _header(merged_offsets)
         with atomic_path(path) as tmp:
-            with laspy.open(tmp, mode="w", header=header, do_compress=compress) as w:
-                for tx, ty in tiles:
-                    pts = _tile_points(tx, ty, tile_size, bounds, density, seed, Path(dem_path), buildings, header)
-                    if pts is not None:
-                        w.write_points(pts)
+            with laspy.open(tmp, mode="w", header=header, do_compress=compress, laz_backend=laspy.LazBackend.Lazrs) as w:
+                for records in results:
+                    if len(records):
+                        w.write_points(laspy.PackedPointRecord(records, header.point_format))
         return [path]
-    for tx, ty in tiles:
-        header = _header(tx * tile_size, ty * tile_size)
-        pts = _tile_points(tx, ty, tile_size, bounds, density, seed, Path(dem_path), buildings, header)
-        if pts is None:
-            continue
-        path = out_dir / f"tianshui_{int(tx * tile_size)}_{int(ty * tile_size)}{suffix}"
-        with atomic_path(path) as tmp:
-            with laspy.open(tmp, mode="w", header=header, do_compress=compress) as w:
-                w.write_points(pts)
-        written.append(path)
-    log.info("sample point cloud: %d tile(s) in %s", len(written), out_dir)
-    return written
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
-def _header(x0: float, y0: float) -> laspy.LasHeader:
+def _offsets(x0: float, y0: float) -> tuple[float, float, float]:
+    return (float(np.floor(x0 / 1000.0) * 1000.0), float(np.floor(y0 / 1000.0) * 1000.0), 0.0)
+
+
+def _header(offsets: tuple[float, float, float]) -> laspy.LasHeader:
     h = laspy.LasHeader(point_format=7, version="1.4")
     h.scales = np.array([0.001, 0.001, 0.001])
-    h.offsets = np.array([np.floor(x0 / 1000.0) * 1000.0, np.floor(y0 / 1000.0) * 1000.0, 0.0])
+    h.offsets = np.array(offsets)
     h.add_crs(CRS.from_user_input(SAMPLE_CRS))
     h.system_identifier = "cim sample city"
     h.generating_software = "cim"
     return h
 
 
-def _tile_points(
-    tx: int, ty: int, size: float, bounds: tuple[float, float, float, float], density: float, seed: int,
-    dem_path: Path, buildings: _Buildings, header: laspy.LasHeader,
-) -> laspy.ScaleAwarePointRecord | None:
-    x0, y0 = tx * size, ty * size
-    # the part of the tile inside the bounds
-    bx0, by0 = max(x0, bounds[0]), max(y0, bounds[1])
-    bx1, by1 = min(x0 + size, bounds[2]), min(y0 + size, bounds[3])
-    if bx1 <= bx0 or by1 <= by0:
-        return None
-    rng = np.random.default_rng([seed, 7, tx + 1_000_000, ty + 1_000_000])
-    n_all = rng.poisson(density * size * size)
-    x = x0 + rng.random(n_all) * size
-    y = y0 + rng.random(n_all) * size
-    inside = (x >= bx0) & (x < bx1) & (y >= by0) & (y < by1)
-    x, y = x[inside], y[inside]
-    u = rng.random((len(x), 4))
-    n = len(x)
-    if n == 0:
-        return None
-    dem = read_dem_window(dem_path, (bx0, by0, bx1, by1), buildings.crs)
-    ground = dem.sample(x, y, buildings.crs)
-    ground = np.where(np.isfinite(ground), ground, np.nanmedian(ground) if np.isfinite(ground).any() else 1100.0)
-    z = ground + rng.normal(0.0, 0.02, n)
-    cls = np.full(n, 2, dtype=np.uint8)
-    ret = np.ones(n, dtype=np.uint8)
-    nret = np.ones(n, dtype=np.uint8)
+def _roofs(footprints: Path, dem: Path, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The footprints touching ``bounds`` and their roof heights: the lowest ground under the
+    corners (as the buildings layer stands a building) plus ``height`` (10 m when missing)."""
+    table = read_footprints(footprints)
+    geoms = np.asarray(table.geometries, dtype=object)
+    height = np.asarray(table.columns.get("height", np.full(len(geoms), 10.0)), dtype=np.float64)
+    height = np.where(np.isfinite(height) & (height > 0), height, 10.0)
+    sel = shapely.STRtree(geoms).query(shapely.box(*bounds))
+    sel.sort()
+    geoms, height = geoms[sel], height[sel]
+    if len(geoms) == 0:
+        return geoms, np.empty(0)
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    window = read_dem_window(dem, (coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max()), table.crs)
+    z = window.sample(coords[:, 0], coords[:, 1], table.crs)
+    base = np.full(len(geoms), np.inf)
+    np.fmin.at(base, index, z)
+    base[~np.isfinite(base)] = np.nanmedian(z) if np.isfinite(z).any() else 1100.0
+    return geoms, base + height
 
-    # buildings: roofs at base + height
-    res = 0.5
-    ids, gx0, gy1 = buildings.ids(x0, y0, size, res)
-    col = np.clip(((x - gx0) / res).astype(np.int64), 0, ids.shape[1] - 1)
-    row = np.clip(((gy1 - y) / res).astype(np.int64), 0, ids.shape[0] - 1)
-    bid = ids[row, col] - 1
-    roof = bid >= 0
-    z[roof] = buildings.roof[bid[roof]] + rng.normal(0.0, 0.03, int(roof.sum()))
-    cls[roof] = 6
 
-    # the river: a flat water surface where the valley is lowest; water returns are sparse
-    centre = valley_centre(x)
-    dr = np.abs(y - centre)
-    water = (dr < 32.0) & ~roof
-    if water.any():
-        bed = dem.sample(x[water], centre[water], buildings.crs)
-        bed = np.where(np.isfinite(bed), bed, ground[water])
-        z[water] = bed + 2.5 + rng.normal(0.0, 0.015, int(water.sum()))
-        cls[water] = 9
-    keep = ~water | (u[:, 0] < 0.3)
+def _make_tile(job: _TileJob) -> np.ndarray | int:
+    """A tile's records (``job.path`` None), or the number of points written to ``job.path``."""
+    if job.path is None:
+        parts = list(_tile_points(job))
+        return np.concatenate(parts) if parts else np.zeros(0, laspy.PointFormat(7).dtype())
+    blocks = _tile_points(job)
+    records = next(blocks, None)
+    if records is None:  # every band of the tile fell outside the survey: no file
+        return 0
+    header = _header(job.offsets)
+    n = 0
+    with atomic_path(job.path) as tmp:
+        with laspy.open(tmp, mode="w", header=header, do_compress=job.compress, laz_backend=laspy.LazBackend.Lazrs) as w:
+            while records is not None:
+                w.write_points(laspy.PackedPointRecord(records, header.point_format))
+                n += len(records)
+                records = next(blocks, None)
+    return n
 
-    # vegetation: green patches (parks, slopes, river banks) with trees in 10 m cells
-    free = ~roof & ~water
-    green = value_noise(x, y, 180.0, seed + 31) + 0.35 * value_noise(x, y, 45.0, seed + 32) + np.clip(1.0 - dr / 250.0, 0.0, 1.0) * 0.6
-    cx = np.floor(x / TREE_CELL).astype(np.int64) + (1 << 40)
-    cy = np.floor(y / TREE_CELL).astype(np.int64) + (1 << 40)
-    has_tree = _hash01(cx, cy, seed + 41) < np.clip(0.15 + 0.7 * green, 0.0, 0.92)
-    tx_c = (np.floor(x / TREE_CELL) + 0.5 + 0.2 * (_hash01(cx, cy, seed + 42) - 0.5)) * TREE_CELL
-    ty_c = (np.floor(y / TREE_CELL) + 0.5 + 0.2 * (_hash01(cx, cy, seed + 43) - 0.5)) * TREE_CELL
-    radius = 2.2 + 2.3 * _hash01(cx, cy, seed + 44)
-    t_height = 5.0 + 11.0 * _hash01(cx, cy, seed + 45)
-    r = np.hypot(x - tx_c, y - ty_c)
-    in_crown = free & has_tree & (r < radius)
-    canopy = in_crown & (u[:, 1] < 0.7)
-    crown_z = ground + t_height - 0.45 * t_height * (r / radius) ** 2
-    z[canopy] = crown_z[canopy] + rng.normal(0.0, 0.25, int(canopy.sum()))
-    cls[canopy] = np.where(t_height[canopy] > 7.0, 5, 4)
-    nret[in_crown] = np.where(u[in_crown, 2] < 0.5, 2, 3)
-    ret[canopy] = 1
-    under = in_crown & ~canopy
-    ret[under] = nret[under]
-    # grass and shrubs in green areas outside crowns
-    low = free & ~in_crown & (green > 0.15)
-    shrub = low & (u[:, 3] < 0.25)
-    z[low & ~shrub] += 0.05 + 0.3 * u[low & ~shrub, 3]
-    cls[low & ~shrub] = 3
-    z[shrub] += 0.5 + 1.5 * u[shrub, 2]
-    cls[shrub] = 4
 
-    # colours and intensities per class
-    shade = 0.5 * value_noise(x, y, 70.0, seed + 51) + 0.5 * value_noise(x, y, 9.0, seed + 52)
-    rgb = np.empty((n, 3))
-    rgb[:] = np.array([176.0, 156.0, 118.0]) + 22.0 * shade[:, None]  # loess ground, roads and yards
-    rgb[cls == 3] = np.array([126.0, 150.0, 74.0]) + 18.0 * shade[cls == 3, None]
-    rgb[cls == 4] = np.array([92.0, 128.0, 62.0]) + 15.0 * shade[cls == 4, None]
-    hv = cls == 5
-    rgb[hv] = np.array([52.0, 96.0, 46.0]) + np.array([10.0, 22.0, 8.0]) * (_hash01(cx[hv], cy[hv], seed + 46)[:, None] - 0.5) * 2
-    rgb[roof] = ROOF_PALETTE[(bid[roof].astype(np.int64) * 2654435761) % len(ROOF_PALETTE)]
-    rgb[water] = np.array([44.0, 72.0, 88.0]) + 8.0 * shade[water, None]
-    rgb += rng.normal(0.0, 6.0, (n, 3))
-    rgb = np.clip(rgb, 0, 255)
-    base_int = _INTENSITY[cls]
-    intensity = np.clip(base_int * (1.0 + 0.25 * shade) * np.where(ret > 1, 0.6, 1.0) + rng.normal(0, 1500, n), 0, 65535)
+def _bands(job: _TileJob, block: int = 1 << 18) -> Iterator[tuple[np.ndarray, ...]]:
+    """Pulse positions of the tile's scan bands inside ``job.clip``, in scan order, in blocks of
+    whole bands of about ``block`` points: ``x, y (n,) float64``, the pulse's time in the tile's
+    flight (band index plus the fraction of the band flown, seconds), four uniform draws ``u
+    (n, 4) uint16`` (in units of 1/65536) and two normal draws ``g (n, 2) float32``.
 
-    # scan order: lines 2 m apart across the tile, alternate directions, as a scanner sweeps
-    line = np.floor((y - y0) / 2.0).astype(np.int64)
-    along = np.where(line % 2 == 0, x, -x)
-    order = np.lexsort((along, line))
-    order = order[keep[order]]
-    m = len(order)
-    pts = laspy.ScaleAwarePointRecord.zeros(m, header=header)
-    pts.x = x[order]
-    pts.y = y[order]
-    pts.z = z[order]
-    pts.classification = cls[order]
-    pts.return_number = ret[order]
-    pts.number_of_returns = nret[order]
-    pts.intensity = intensity[order].astype(np.uint16)
-    for i, c in enumerate(("red", "green", "blue")):
-        pts[c] = (rgb[order, i] * 257.0).astype(np.uint16)
-    pts.gps_time = (ty * 100_000 + tx) * 1_000.0 + np.arange(m) * 1e-5
-    return pts
+    Blocks keep the per-point passes in cache and their arrays below glibc's mmap threshold
+    (so they are reused, not page-faulted in again for every tile): measured 25% faster than
+    whole 2 M-point tiles."""
+    x0, y0 = job.tx * job.size, job.ty * job.size
+    bx0, by0, bx1, by1 = job.clip
+    parts: list[tuple[np.ndarray, ...]] = []
+    size = 0
+    for j in range(int(round(job.size / BAND))):
+        yb = y0 + j * BAND
+        if yb + BAND <= by0 or yb >= by1:
+            continue
+        rng = np.random.default_rng([job.seed, 7, job.tx + 1_000_000, job.ty + 1_000_000, j])
+        n = int(rng.poisson(job.density * BAND * job.size))
+        if n == 0:
+            continue
+        # n sorted uniforms over the band's length without a sort: normalised sums of
+        # exponential gaps; odd bands are flown back west
+        along = np.cumsum(rng.standard_exponential(n + 1))
+        along = along[:-1] * (1.0 / along[-1])
+        x = x0 + (along if j % 2 == 0 else 1.0 - along) * job.size
+        t = j + along
+        y = yb + rng.random(n) * BAND
+        # on the files' millimetre grid from the start, so that classes decided here hold for
+        # the coordinates written (a point 0.3 mm inside the river stays inside)
+        x = np.rint(x * 1000.0) * 0.001
+        y = np.rint(y * 1000.0) * 0.001
+        u = rng.integers(0, 1 << 16, (n, 4), dtype=np.uint16)
+        g = rng.standard_normal((n, 2), dtype=np.float32)
+        keep = (x >= bx0) & (x < bx1) & (y >= by0) & (y < by1)
+        if not keep.all():
+            x, y, t, u, g = x[keep], y[keep], t[keep], u[keep], g[keep]
+        parts.append((x, y, t, u, g))
+        size += len(x)
+        if size >= block:
+            yield tuple(np.concatenate(a) for a in zip(*parts))  # type: ignore[misc]
+            parts, size = [], 0
+    if size:
+        yield tuple(np.concatenate(a) for a in zip(*parts))  # type: ignore[misc]
+
+
+@njit(nogil=True, cache=True)
+def _bilinear(grid, x0, y1, res, x, y, out):  # pragma: no cover - compiled
+    """Bilinear heights of a north-up grid (outer corner ``x0, y1``, square cells) at points,
+    clamped to the grid (the same weights as :func:`cim.kernels.raster.bilinear_sample`); four
+    numpy passes over temporaries measured 5x slower."""
+    rows, cols = grid.shape
+    for i in range(x.shape[0]):
+        c = min(max((x[i] - x0) / res - 0.5, 0.0), cols - 1.0)
+        r = min(max((y1 - y[i]) / res - 0.5, 0.0), rows - 1.0)
+        c0 = min(int(c), max(cols - 2, 0))
+        r0 = min(int(r), max(rows - 2, 0))
+        c1 = min(c0 + 1, cols - 1)
+        r1 = min(r0 + 1, rows - 1)
+        fc = c - c0
+        fr = r - r0
+        top = grid[r0, c0] * (1.0 - fc) + grid[r0, c1] * fc
+        bottom = grid[r1, c0] * (1.0 - fc) + grid[r1, c1] * fc
+        out[i] = top * (1.0 - fr) + bottom * fr
+
+
+def _raster_window(ds: rasterio.DatasetReader, bounds: tuple[float, float, float, float]) -> Window:
+    t = ds.transform
+    c0, r0 = int(np.floor((bounds[0] - t.c) / t.a)), int(np.floor((t.f - bounds[3]) / -t.e))
+    c1, r1 = int(np.ceil((bounds[2] - t.c) / t.a)), int(np.ceil((t.f - bounds[1]) / -t.e))
+    return Window(c0, r0, max(1, c1 - c0), max(1, r1 - r0))
+
+
+def _green(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bool: orthophoto colours of vegetation (fields, banks, scrub, yard trees)."""
+    g = g.astype(np.int16)
+    return (g > r + 6) & (g > b + 6)
+
+
+class _Tile:
+    """What a tile's points look up: the DEM, roof ids, the orthophoto, its trees and where the
+    river can be."""
+
+    def __init__(self, job: _TileJob) -> None:
+        bx0, by0, bx1, by1 = self.clip = job.clip
+        self.job = job
+        # the DEM with room for the river bed (up to 32 m away), no-data filled
+        with rasterio.open(job.dem_path) as ds:
+            win = _raster_window(ds, (bx0 - 40.0, by0 - 40.0, bx1 + 40.0, by1 + 40.0))
+            dem = ds.read(1, window=win, boundless=True, fill_value=np.nan if ds.nodata is None else ds.nodata).astype(np.float64)
+            if ds.nodata is not None:
+                dem[dem == ds.nodata] = np.nan
+            t = ds.window_transform(win)
+        if not np.isfinite(dem).all():
+            dem[~np.isfinite(dem)] = np.nanmedian(dem) if np.isfinite(dem).any() else 1100.0
+        self.dem, self.dem_x0, self.dem_y1, self.dem_res = dem, t.c, t.f, t.a
+        # buildings as a raster of ids, on a grid aligned across the city (so that a window
+        # of a tile sees the same pixels as the whole tile)
+        self.roof_ids = None
+        if job.roofs:
+            self.roof_x0 = np.floor(bx0 / ROOF_RES) * ROOF_RES
+            self.roof_y1 = np.ceil(by1 / ROOF_RES) * ROOF_RES
+            cols = int(np.ceil((bx1 - self.roof_x0) / ROOF_RES))
+            rows = int(np.ceil((self.roof_y1 - by0) / ROOF_RES))
+            self.roof_ids = rasterio.features.rasterize(
+                zip(job.roofs, range(1, len(job.roofs) + 1)), out_shape=(rows, cols),
+                transform=Affine(ROOF_RES, 0, self.roof_x0, 0, -ROOF_RES, self.roof_y1), fill=0, dtype="int32",
+            ).ravel()
+            self.roof_shape = (rows, cols)
+        with rasterio.open(job.ortho_path) as ds:
+            win = _raster_window(ds, job.clip)
+            self.ortho = ds.read(window=win, boundless=True, fill_value=0).reshape(3, -1)  # (3, rows * cols) uint8
+            t = ds.window_transform(win)
+        self.ortho_shape = (int(win.height), int(win.width))
+        self.ortho_x0, self.ortho_y1, self.ortho_res = t.c, t.f, t.a
+        # trees: one possible tree per 10 m cell; a tree grows where its centre is green
+        self.c0x, self.c0y = int(np.floor(bx0 / TREE_CELL)), int(np.floor(by0 / TREE_CELL))
+        self.ncx = int(np.floor(bx1 / TREE_CELL)) - self.c0x + 1
+        ncy = int(np.floor(by1 / TREE_CELL)) - self.c0y + 1
+        gx, gy = np.meshgrid(np.arange(self.c0x, self.c0x + self.ncx), np.arange(self.c0y, self.c0y + ncy))
+        hx, hy = gx.ravel() + (1 << 40), gy.ravel() + (1 << 40)
+        seed = job.seed
+        self.tree_x = (gx.ravel() + 0.5 + 0.2 * (_hash01(hx, hy, seed + 42) - 0.5)) * TREE_CELL
+        self.tree_y = (gy.ravel() + 0.5 + 0.2 * (_hash01(hx, hy, seed + 43) - 0.5)) * TREE_CELL
+        self.radius = 2.2 + 2.3 * _hash01(hx, hy, seed + 44)
+        self.height = 5.0 + 11.0 * _hash01(hx, hy, seed + 45)
+        rgb = self.colours(self.tree_x, self.tree_y)
+        self.has_tree = (_hash01(hx, hy, seed + 41) < TREE_CHANCE) & _green(*rgb)
+        # the northings the river can reach along the tile (a 1 m table of its centreline)
+        centre = valley_centre(np.arange(bx0 - 1.0, bx1 + 2.0))
+        self.river = (float(centre.min()) - 34.0, float(centre.max()) + 34.0)
+
+    def ground(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x))
+        _bilinear(self.dem, self.dem_x0, self.dem_y1, self.dem_res, x, y, out)
+        return out
+
+    def colours(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Orthophoto (r, g, b) uint8 at the pixel under each point."""
+        rows, cols = self.ortho_shape
+        c = np.clip(((x - self.ortho_x0) / self.ortho_res).astype(np.int64), 0, cols - 1)
+        r = np.clip(((self.ortho_y1 - y) / self.ortho_res).astype(np.int64), 0, rows - 1)
+        flat = r * cols + c
+        return self.ortho[0][flat], self.ortho[1][flat], self.ortho[2][flat]
+
+    def records(self, x: np.ndarray, y: np.ndarray, t: np.ndarray, u: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Raw LAS point format 7 records of a block of pulses (water swallows most of its own)."""
+        job = self.job
+        n = len(x)
+        ground = self.ground(x, y)
+        z = ground + 0.02 * g[:, 0]
+        cls = np.full(n, 2, dtype=np.uint8)
+        ret = np.ones(n, dtype=np.uint8)
+        nret = np.ones(n, dtype=np.uint8)
+
+        # buildings: roofs at base + height
+        roof = np.zeros(n, dtype=bool)
+        if self.roof_ids is not None:
+            rows, cols = self.roof_shape
+            c = np.minimum(((x - self.roof_x0) * (1.0 / ROOF_RES)).astype(np.int64), cols - 1)
+            r = np.minimum(((self.roof_y1 - y) * (1.0 / ROOF_RES)).astype(np.int64), rows - 1)
+            bid = self.roof_ids[r * cols + c] - 1
+            roof = bid >= 0
+            z[roof] = job.roof_z[bid[roof]] + 0.03 * g[roof, 0]
+            cls[roof] = 6
+
+        # the river: a flat water surface where the valley is lowest (its exact centreline
+        # only for points that can be near it)
+        water = np.zeros(n, dtype=bool)
+        near = np.flatnonzero((y > self.river[0]) & (y < self.river[1]) & ~roof)
+        if len(near):
+            centre = valley_centre(x[near])
+            wet = np.abs(y[near] - centre) < 32.0
+            near, centre = near[wet], centre[wet]
+            water[near] = True
+            z[near] = self.ground(x[near], centre) + 2.5 + 0.015 * g[near, 0]
+            cls[near] = 9
+
+        # vegetation where the orthophoto is green: tree crowns, grass and shrubs between them
+        red, green, blue = self.colours(x, y)
+        free = ~roof & ~water
+        cell = (np.floor(y / TREE_CELL).astype(np.int64) - self.c0y) * self.ncx + (np.floor(x / TREE_CELL).astype(np.int64) - self.c0x)
+        k = np.flatnonzero(free & self.has_tree[cell])
+        kc = cell[k]
+        dist = np.hypot(x[k] - self.tree_x[kc], y[k] - self.tree_y[kc]) / self.radius[kc]
+        crown = dist < 1.0
+        k, kc, dist = k[crown], kc[crown], dist[crown]
+        in_crown = np.zeros(n, dtype=bool)
+        in_crown[k] = True
+        first_return = u[k, 1] < 45875  # 70 %: the canopy's own returns
+        top = k[first_return]
+        th = self.height[kc[first_return]]
+        z[top] = ground[top] + th - 0.45 * th * dist[first_return] ** 2 + 0.25 * g[top, 1]
+        cls[top] = np.where(th > 7.0, 5, 4)
+        nret[k] = np.where(u[k, 2] < 32768, 2, 3)
+        ret[k] = np.where(first_return, 1, nret[k])  # the others reach the ground under it
+        low = np.flatnonzero(free & ~in_crown & _green(red, green, blue))
+        shrub = u[low, 3] < 16384
+        grass, shrub = low[~shrub], low[shrub]
+        z[grass] += 0.05 + 0.3 / 65536.0 * u[grass, 3]
+        cls[grass] = 3
+        z[shrub] += 0.5 + 1.5 / 65536.0 * u[shrub, 2]
+        cls[shrub] = 4
+
+        # intensity per class, brighter on bright surfaces, weaker for later returns, noisy
+        bright = (red.astype(np.float32) + green + blue) * np.float32(1 / 384.0) - np.float32(1.0)
+        intensity = _INTENSITY[cls] * (1.0 + 0.25 * bright) * np.where(ret > 1, 0.6, 1.0) + 1500.0 * g[:, 1]
+
+        idx = np.flatnonzero(~water | (u[:, 0] < 19661))  # 30 % of the water's returns
+        out = np.zeros(len(idx), dtype=_RECORD)
+        ox, oy, oz = job.offsets
+        out["X"] = np.rint((x[idx] - ox) * 1000.0)
+        out["Y"] = np.rint((y[idx] - oy) * 1000.0)
+        out["Z"] = np.rint((z[idx] - oz) * 1000.0)
+        out["intensity"] = np.clip(intensity[idx], 0, 65535)
+        out["bit_fields"] = ret[idx] | (nret[idx] << 4)  # return number, number of returns
+        out["classification"] = cls[idx]
+        out["red"] = red[idx] * np.uint16(257)
+        out["green"] = green[idx] * np.uint16(257)
+        out["blue"] = blue[idx] * np.uint16(257)
+        # 1,000 s per tile of the survey (the last three digits of its column and row): small
+        # enough for float64 to keep microseconds
+        out["gps_time"] = ((job.ty % 1000) * 1000 + job.tx % 1000) * 1000.0 + t[idx]
+        return out
+
+
+_RECORD = laspy.PointFormat(7).dtype()
+
+
+def _tile_points(job: _TileJob) -> Iterator[np.ndarray]:
+    """The tile's points as raw LAS point format 7 records, in scan order, block by block."""
+    tile: _Tile | None = None
+    for block in _bands(job):
+        if tile is None:
+            tile = _Tile(job)
+        yield tile.records(*block)

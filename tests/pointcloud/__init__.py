@@ -81,14 +81,28 @@ def load_layer(layer: Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
 
 
 def quantization_step(glb: bytes) -> float:
-    """Largest position step (m) of a tile: 16-bit quantized, or ~0 for float positions."""
+    """Largest position step (m) of a tile: 16-bit quantized, 24-bit mantissas (the meshopt
+    EXPONENTIAL filter: a power of two), or float32 rounding."""
     from cim.formats.glb import read_glb
+    from cim.formats.points import meshopt_decode_attributes
 
-    doc, _ = read_glb(glb)
+    doc, binary = read_glb(glb)
     acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
-    if acc["componentType"] == 5126:  # float32 relative to the node: twice its rounding
-        return 2 * max(abs(v) for v in acc["min"] + acc["max"]) * 2.0**-23
-    return max(doc["nodes"][0]["scale"]) / 65535.0
+    if acc["componentType"] != 5126:
+        return max(doc["nodes"][0]["scale"]) / 65535.0
+    ext = doc["bufferViews"][acc["bufferView"]].get("extensions", {}).get("EXT_meshopt_compression", {})
+    if ext.get("filter") == "EXPONENTIAL":
+        raw = meshopt_decode_attributes(binary[ext["byteOffset"] : ext["byteOffset"] + ext["byteLength"]], ext["count"], ext["byteStride"])
+        return float(2.0 ** int((raw.view("<i4") >> 24).max()))
+    # float32 relative to the node: twice its rounding, or the power-of-two step the values lie on
+    from cim.formats.glb import read_accessor
+
+    values = np.abs(read_accessor(doc, binary, doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]).astype(np.float64))
+    step = 2 * float(values.max()) * 2.0**-23
+    for k in range(10, -30, -1):
+        if (values / 2.0**k == np.round(values / 2.0**k)).all():
+            return max(step, 2.0**k)
+    return step
 
 
 def nearest_distance(a: np.ndarray, b: np.ndarray, window: float) -> np.ndarray:

@@ -46,7 +46,7 @@ def test_round_trip(meshopt, extent, float_positions):
     assert (acc["componentType"] == 5126) == float_positions
     d = decode_points_glb(glb)
     step = quantization_step(glb)
-    assert step <= (1e-3 if float_positions else extent / 65535 + UNIT)
+    assert step <= (0.005 if float_positions else extent / 65535 + UNIT)  # at most max_step
     assert np.abs(d["positions"] - pos * UNIT).max() <= step / 2 + 1e-6
     np.testing.assert_array_equal(d["colors"], rgb)
     np.testing.assert_array_equal(d["intensity"], inten)
@@ -164,3 +164,58 @@ def test_tiles_validate(tmp_path):
 def test_empty_tile_is_refused():
     with pytest.raises(ValueError):
         encode_points_glb(np.empty((0, 3), np.int64), UNIT, None, np.empty(0, np.uint16), np.empty(0, np.uint8), np.empty(0, np.uint8))
+
+
+def test_large_nodes_store_24_bit_positions_with_the_exponential_filter():
+    """Nodes too large for 16 bits at ``max_step``: 24-bit mantissas on a power-of-two step of at
+    most ``max_step``, decoded by meshopt's EXPONENTIAL filter to exact float32 values."""
+    pos, rgb, inten, cls, ret = _cloud(4000, extent=3000.0)
+    glb = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True, max_step=0.005)
+    doc, _ = read_glb(glb)
+    prim = doc["meshes"][0]["primitives"][0]
+    acc = doc["accessors"][prim["attributes"]["POSITION"]]
+    view = doc["bufferViews"][acc["bufferView"]]
+    assert acc["componentType"] == 5126 and view["extensions"]["EXT_meshopt_compression"]["filter"] == "EXPONENTIAL"
+    assert "scale" not in doc["nodes"][0] and "KHR_mesh_quantization" not in doc.get("extensionsRequired", [])
+    others = {doc["accessors"][a]["bufferView"] for k, a in prim["attributes"].items() if k != "POSITION"}
+    assert others == {1 - acc["bufferView"]}  # the filter applies to a whole view: positions alone
+    step = quantization_step(glb)
+    assert step == 2.0**-8  # 3.9 mm: the largest power of two under max_step
+    d = decode_points_glb(glb)
+    assert np.abs(d["positions"] - pos * UNIT).max() <= step / 2 + 1e-6
+    np.testing.assert_array_equal(d["colors"], rgb)
+    np.testing.assert_array_equal(d["intensity"], inten)
+    # without meshopt the same values are written as plain float32
+    plain = decode_points_glb(encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=False, max_step=0.005))
+    np.testing.assert_array_equal(plain["positions"], d["positions"])
+
+
+def test_exponential_filter_matches_meshoptimizer(tmp_path):
+    """CesiumJS decodes the position view with meshoptimizer's decodeGltfBuffer and its
+    EXPONENTIAL filter: the same floats as our reference decoder."""
+    node = shutil.which("node")
+    decoder = REPO / "viewer" / "node_modules" / "meshoptimizer" / "meshopt_decoder.mjs"
+    if node is None or not decoder.exists():
+        pytest.skip("node or the meshoptimizer npm package (viewer/node_modules) is missing")
+    pos, rgb, inten, cls, ret = _cloud(1500, extent=3000.0)
+    glb = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True)
+    doc, binary = read_glb(glb)
+    ext = doc["bufferViews"][0]["extensions"]["EXT_meshopt_compression"]
+    src = tmp_path / "pos.bin"
+    src.write_bytes(binary[ext["byteOffset"] : ext["byteOffset"] + ext["byteLength"]])
+    script = tmp_path / "decode.mjs"
+    script.write_text(
+        f'import {{ MeshoptDecoder }} from "{decoder.as_posix()}";\n'
+        'import { readFileSync } from "node:fs";\n'
+        "await MeshoptDecoder.ready;\n"
+        f"const n = {ext['count']}, s = {ext['byteStride']};\n"
+        "const out = new Uint8Array(n * s);\n"
+        f'MeshoptDecoder.decodeGltfBuffer(out, n, s, new Uint8Array(readFileSync("{src.as_posix()}")), "ATTRIBUTES", "EXPONENTIAL");\n'
+        "console.log(Buffer.from(out).toString('hex'));\n"
+    )
+    proc = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    theirs = np.frombuffer(bytes.fromhex(proc.stdout.strip()), "<f4").reshape(-1, 3)
+    ours = decode_points_glb(glb)["positions"]
+    t = np.array(doc["nodes"][0]["translation"])
+    np.testing.assert_array_equal(np.stack([ours[:, 0], ours[:, 2], -ours[:, 1]], axis=1), (theirs.astype(np.float64) + t))

@@ -1,4 +1,4 @@
-"""The sample city's lidar agrees with its DEM, its footprints and its river."""
+"""The sample city's lidar agrees with its DEM, its footprints, its river and its orthophoto."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
+from cim.samplecity.ortho import write_orthophoto
 from cim.samplecity.pointcloud import write_sample_pointcloud
 from cim.samplecity.terrain import dem_grid, valley_centre
 from cim.sources.dem import sample_dem
@@ -24,6 +25,8 @@ W, H = 300.0, 240.0
 
 @pytest.fixture(scope="module")
 def river_window(tmp_path_factory) -> tuple[Path, Path, Path, list[Path]]:
+    """DEM, footprints, folder and lidar tiles (100 m, 8 pts/m²) of the window; the orthophoto
+    is ``folder / "ortho.tif"``."""
     d = tmp_path_factory.mktemp("riverwindow")
     yc = float(valley_centre(np.array(X0 + W / 2)))
     xmin, ymin = X0, round(yc - H / 2)
@@ -39,7 +42,8 @@ def river_window(tmp_path_factory) -> tuple[Path, Path, Path, list[Path]]:
     pyogrio.raw.write(str(gpkg), geometry=shapely.to_wkb(np.array(boxes, dtype=object)),
                       field_data=[np.array(["b1", "b2"], dtype=object), np.array([18.0, 45.5])], fields=["id", "height"],
                       layer="buildings", driver="GPKG", geometry_type="Polygon", crs="EPSG:4544")
-    files = write_sample_pointcloud(d / "lidar", (xmin, ymin, xmax, ymax), dem, gpkg, 8.0, 100.0, 0)
+    write_orthophoto(d / "ortho.tif", (xmin - 20, ymin - 20, xmax + 20, ymax + 20), 0.5, boxes, np.array(["residential"] * 2), dem)
+    files = write_sample_pointcloud(d / "lidar", (xmin, ymin, xmax, ymax), dem, gpkg, d / "ortho.tif", 8.0, 100.0, 0)
     return dem, gpkg, d, files
 
 
@@ -92,7 +96,10 @@ def test_classes_agree_with_dem_footprints_and_river(river_window):
     w = c["cls"] == 9
     assert (np.abs(c["y"][w] - valley_centre(c["x"][w])) < 32.0).all()
     assert c["z"][w].std() < 0.5
-    assert (c["z"][w] < np.percentile(c["z"][g], 20)).mean() > 0.9  # the lowest surface around
+    # the lowest surface around: below the ground beyond its shore (the bare strip between the
+    # lidar's water and the orthophoto's 40 m river lies at about the water's level)
+    beyond = g & (np.abs(c["y"] - valley_centre(c["x"])) > 40.0)
+    assert (c["z"][w] < np.percentile(c["z"][beyond], 20)).mean() > 0.9
     # high vegetation stands above the ground
     hv = c["cls"] == 5
     assert (c["z"][hv] - ground[hv]).min() > 2.0
@@ -103,7 +110,8 @@ def test_colours_intensities_and_returns_are_plausible(river_window):
     c = _columns(files)
     r, g, b = (c[k].astype(np.float64) / 257.0 for k in ("r", "g", "b"))
     mean = lambda cls, a: a[c["cls"] == cls].mean()  # noqa: E731
-    assert mean(2, r) > mean(2, b)  # tan loess
+    dry = np.abs(c["y"] - valley_centre(c["x"])) > 40.0  # beyond the orthophoto's river
+    assert r[(c["cls"] == 2) & dry].mean() > b[(c["cls"] == 2) & dry].mean()  # tan loess, paving
     assert mean(5, g) > mean(5, r) and mean(5, g) > mean(5, b)  # green canopy
     assert mean(9, b) > mean(9, r)  # dark, bluish water
     assert mean(6, c["inten"]) > mean(2, c["inten"]) > mean(9, c["inten"])
@@ -120,18 +128,52 @@ def test_same_seed_same_points(river_window, tmp_path):
     x0, y0 = (float(v) for v in first.stem.split("_")[1:3])
     # a smaller window over the first tile gives exactly its points
     window = (max(x0, bb.left + 20), max(y0, bb.bottom + 20), min(x0 + 100, bb.right - 20), min(y0 + 100, bb.top - 20))
-    again = write_sample_pointcloud(tmp_path, window, dem, gpkg, 8.0, 100.0, 0)
+    again = write_sample_pointcloud(tmp_path, window, dem, gpkg, d / "ortho.tif", 8.0, 100.0, 0)
     a, b = laspy.read(first), laspy.read(again[0])
     np.testing.assert_array_equal(a.points.array, b.points.array)
 
 
 def test_merged_las(river_window, tmp_path):
-    dem, gpkg, _, files = river_window
+    dem, gpkg, d, files = river_window
     with rasterio.open(dem) as ds:
         b = ds.bounds
     bounds = (b.left + 20, b.bottom + 20, b.right - 20, b.top - 20)
-    merged = write_sample_pointcloud(tmp_path, bounds, dem, gpkg, 8.0, 100.0, 0, compress=False, merge="all.las")
+    merged = write_sample_pointcloud(tmp_path, bounds, dem, gpkg, d / "ortho.tif", 8.0, 100.0, 0, compress=False, merge="all.las")
     assert [p.name for p in merged] == ["all.las"]
     with laspy.open(merged[0]) as r:
         assert not r.header.are_points_compressed
         assert r.header.point_count == sum(laspy.open(f).header.point_count for f in files)
+
+
+def test_colours_are_the_orthophoto_and_vegetation_grows_where_it_is_green(river_window):
+    _, _, d, files = river_window
+    c = _columns(files)
+    with rasterio.open(d / "ortho.tif") as ds:
+        rgb = ds.read()
+        t = ds.transform
+    cols = np.floor((c["x"] - t.c) / t.a).astype(np.int64)
+    rows = np.floor((c["y"] - t.f) / t.e).astype(np.int64)
+    want = rgb[:, rows, cols].T.astype(np.int64) * 257
+    got = np.stack([c["r"], c["g"], c["b"]], axis=1).astype(np.int64)
+    # the pixel under the point (a point on a pixel edge may take its neighbour)
+    assert (got == want).all(axis=1).mean() > 0.999
+    r, g, b = (want[:, k] // 257 for k in range(3))
+    low = np.isin(c["cls"], [3, 4]) & (c["ret"] == 1) & (c["nret"] == 1)  # grass and shrubs
+    assert ((g > r + 6) & (g > b + 6))[low].all()
+
+
+def test_scan_order_and_windows_inside_a_tile(river_window, tmp_path):
+    """Points come band by band (GPS time increasing), and a window that cuts a tile's bands gives
+    exactly the tile's points inside it."""
+    dem, gpkg, d, files = river_window
+    tile = laspy.read(files[0])
+    t = np.asarray(tile.gps_time)
+    assert (np.diff(t) >= 0).all()
+    x0, y0 = (float(v) for v in files[0].stem.split("_")[1:3])
+    xs, ys = np.asarray(tile.x), np.asarray(tile.y)
+    lo_x, lo_y = max(x0, xs.min()) + 13.3, max(y0, ys.min()) + 21.7
+    window = (lo_x, lo_y, lo_x + 40.0, lo_y + 30.0)
+    part = laspy.read(write_sample_pointcloud(tmp_path, window, dem, gpkg, d / "ortho.tif", 8.0, 100.0, 0)[0])
+    inside = (xs >= window[0]) & (xs < window[2]) & (ys >= window[1]) & (ys < window[3])
+    assert inside.sum() > 5000
+    np.testing.assert_array_equal(part.points.array, tile.points.array[inside])
