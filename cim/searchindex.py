@@ -28,6 +28,8 @@ import numpy as np
 from cim.errors import CimInputError
 
 INDEX_NAME = "search.sqlite"
+#: the name prefix of the writer thread (the BIM geometry process may fork while it runs: SQLite only)
+THREAD_NAME = "cim-search"
 
 
 @dataclass
@@ -103,7 +105,7 @@ class SearchIndexWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cim-search")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=THREAD_NAME)
         self._jobs: list[Future] = []
         self._added: list[SearchRows] = []
         self._count = 0

@@ -50,6 +50,7 @@ import ifcopenshell
 import ifcopenshell.geom
 
 from cim.errors import CimInputError
+from cim.searchindex import THREAD_NAME as SEARCH_THREAD
 from cim.sources.ifc_file import EXCLUDED_CLASSES, get_attr, schema_has
 
 
@@ -266,7 +267,7 @@ def _child_entry() -> None:
 #: hold a lock the geometry process takes (the city build's search-index writer, which runs
 #: SQLite for the whole build: without it, every model of a city build started a fresh
 #: interpreter)
-FORK_SAFE_THREADS = ("cim-search",)
+FORK_SAFE_THREADS = (SEARCH_THREAD,)
 
 
 def _can_fork() -> bool:
