@@ -91,8 +91,10 @@ class DemPrefetch:
     """A DEM window read on a background thread while the caller does other work.
 
     GDAL decodes the window's blocks without the GIL, so reading the DEM under a footprint
-    file's declared extent overlaps with parsing and validating the footprints (measured: the
-    city preset's 21 M-cell window takes 0.2 s, a tenth of the whole buildings build).
+    file's declared extent overlaps with parsing and validating the footprints. The city
+    preset's 21 M-cell window takes 0.2 s alone; on the 2-core benchmark machine, where GDAL's
+    decoder threads then compete with the footprint reading, the overlap measured neutral
+    (within run-to-run noise); it pays where more cores are free.
     :meth:`window` hands the result over when the extent it was read for covers the bounds
     asked for (a stale declared extent falls back to a fresh read), so the result never
     depends on the prefetch.
