@@ -350,7 +350,7 @@ def main() -> None:
         cim_r = run_cim(las, args.workers, args.repeat)
         peer = None if args.no_peer else run_py3dtiles(las, args.workers)
         rows.append((las, floor, cim_r, peer))
-    print(f"\npoint clouds, {PRESET} preset of the sample city, {args.workers} workers, one run each:")
+    print(f"\npoint clouds, {PRESET} preset of the sample city, {args.workers} workers, cim best of {args.repeat} run(s), the others once:")
     print(f"  {'file':16s} {'points':>11s} {'tool':10s} {'wall s':>7s} {'M pts/s':>8s} {'CPU s':>7s} {'peak MB':>8s} {'B/point':>8s}")
     out = []
     for las, floor, c, p in rows:

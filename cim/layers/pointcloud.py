@@ -15,15 +15,19 @@ no process is forked, so lazrs' threads cannot deadlock one):
    and written by the same jobs; ``tileset.json`` is written last.
 
 Memory is bounded by ``stage_memory`` and the batch and chunk sizes, whatever the input size
-(peak RSS about 0.6 GB at 10 M and at 30 M points); the spill files live in a temporary folder
+(peak RSS 0.52 GB at 10 M points, 0.59 GB at 30 M); the spill files live in a temporary folder
 inside ``out_dir``, removed at the end. Every point is in exactly one tile: the build checks the
 count.
 
-Where the time goes (2 cores, 10 M points of the sample city, CPU per point): reading 9 ns,
-staging (reprojection, quantization, Morton key) 32, sorting 17, gathering a chunk 10,
-indexing 40, packing and meshopt-encoding tiles 65, writing files 22; plus about 1.3 s once:
-importing numpy, numba, laspy and pyproj, setting up the CRS transforms and loading the compiled
-kernels.
+Where the time goes (10 M points of the sample city, CPU a point, one thread, a shared machine):
+reading 9–11 ns, staging (reprojection, quantization, Morton key) 32–54, sorting 17–25, gathering
+runs into chunks 6–12, indexing (chunk keys, merge, node order) 40–48, packing and
+meshopt-encoding tiles 65–80, writing files 17–22; two threads spend about 30 % more CPU a point
+(memory bandwidth) for 1.5–1.7x the throughput. Fixed costs dominate small inputs: importing
+numpy, numba, laspy and pyproj 0.65–0.75 s, CRS setup 0.2 s, numba's first call (it imports its
+typing registries) 0.35 s, and 0.4–0.5 s at interpreter exit, where Python's final collection
+walks numba's objects (a ``gc.freeze()`` before exit takes that to 0.05 s: a choice for the
+command line, not for a library).
 """
 
 from __future__ import annotations
@@ -100,7 +104,8 @@ class PointCloudOptions:
     leaf_points : most points in a leaf tile
     node_bits : a node keeps one point per cell of a ``2**node_bits`` grid over its cube
         (7: 128 cells a side, Potree's spacing)
-    chunk_points : most points a worker indexes at once (bounds its memory)
+    chunk_points : most points a worker indexes at once (bounds its memory; 1 M measured the same
+        CPU as 2 M, 70–100 MB less peak memory and finer jobs to share between threads)
     batch_points : points read and staged at once (bounds a reader's memory)
     stage_memory : bytes of staged points (20 a point) kept in memory; the rest spill to
         temporary files. Bounds the build's memory whatever the input size
@@ -115,7 +120,7 @@ class PointCloudOptions:
 
     leaf_points: int = 60_000
     node_bits: int = 7
-    chunk_points: int = 2_000_000
+    chunk_points: int = 1_000_000
     batch_points: int = 1 << 19
     stage_memory: int = 256 << 20
     tolerance: float = 1e-3
@@ -132,11 +137,13 @@ class Workers:
     meshopt encoding, file writes) releases the GIL, and the Python between them is a few per
     cent of the time.
 
-    Measured against the earlier pool of forkserver processes on 2 cores: the same CPU time per
-    point, without the 1.3 s of CPU a forkserver and its workers spent importing numpy, numba,
-    laspy and pyproj again and loading the compiled kernels, without pickling points between
-    processes, and with one interpreter's memory instead of three (peak RSS 688 → ~400 MB at 10 M
-    points). No process is forked, so lazrs' threads cannot deadlock one.
+    Measured against the earlier pool of forkserver processes on 2 cores, same code otherwise,
+    alternating runs at 10 M points: best wall 6.3 → 4.0 s, CPU 6.0 → 4.4 s, peak RSS summed over
+    the processes 0.75 → 0.37 GB. Threads save what the forkserver and its workers spent
+    importing numpy, numba, laspy and pyproj again and loading the compiled kernels (about 1.3 s
+    of CPU), and pickling points between processes. No process is forked, so lazrs' threads
+    cannot deadlock one. LAZ decoding is the exception to the GIL: lazrs holds it, so its
+    multi-threaded decoder is used instead (:func:`~cim.sources.pointcloud.read_batches`).
 
     Parameters
     ----------

@@ -219,3 +219,16 @@ def test_exponential_filter_matches_meshoptimizer(tmp_path):
     ours = decode_points_glb(glb)["positions"]
     t = np.array(doc["nodes"][0]["translation"])
     np.testing.assert_array_equal(np.stack([ours[:, 0], ours[:, 2], -ours[:, 1]], axis=1), (theirs.astype(np.float64) + t))
+
+
+def test_positions_share_one_cubic_lattice():
+    """A flat node (50 x 50 x 2 m) is quantized on one step in every axis: the one that fits its
+    largest side in 16 bits, never finer than ``precision``."""
+    pos, rgb, inten, cls, ret = _cloud(2000, extent=50.0)
+    pos[:, 2] = pos[:, 2] // 25  # 2 m of height
+    glb = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True, precision=0.001)
+    doc, _ = read_glb(glb)
+    sx, sy, sz = doc["nodes"][0]["scale"]
+    assert sx == sy == sz == pytest.approx(65535 * 0.001)  # 50 m / 65535 < 1 mm: the precision
+    d = decode_points_glb(glb)
+    assert np.abs(d["positions"] - pos * UNIT).max() <= 0.0005 + 1e-9
