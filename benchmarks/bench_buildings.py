@@ -25,7 +25,8 @@ OUT = HERE / "out"
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from cim.layers.buildings import BuildingOptions, build_buildings_layer, prefetch_dem_for
+from cim.layers.buildings import BuildingOptions, build_buildings_layer, prefetch_dem_for, warm_up_kernels
+from cim.runtime import gc_paused
 from cim.pipeline import Recipe, _city_frame, _standalone
 from cim.searchindex import INDEX_NAME, SearchIndexWriter
 from cim.recipe import load_recipe
@@ -34,7 +35,10 @@ recipe = load_recipe(sys.argv[1])
 spec = next(s for s in recipe.layers if s.kind == "buildings")
 out = Path(sys.argv[2])
 # the steps of cim.convert_buildings, timed: file -> tiles on disk, then the search index and city.json
+paused = gc_paused()
+paused.__enter__()  # as cim.convert_buildings does
 t0 = time.perf_counter()
+warm_up_kernels()
 opts = BuildingOptions(dem=spec.options.get("dem"))
 prefetch = prefetch_dem_for(spec.source, opts.dem)
 table = read_footprints(spec.source)

@@ -19,8 +19,9 @@ from cim.kernels.frames import LocalFrame
 from cim.layers.base import LayerResult, Progress
 from cim.layers.imagery import build_imagery_layer
 from cim.layers.terrain import build_terrain_layer
-from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, prefetch_dem_for, schema_properties
+from cim.layers.buildings import BuildingOptions, build_buildings_layer, origin_for, prefetch_dem_for, schema_properties, warm_up_kernels
 from cim.recipe import DEFAULT_CIM_LEVEL, LayerSpec, Recipe, load_recipe
+from cim.runtime import paused_gc
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
 from cim.searchindex import INDEX_NAME, SearchIndexWriter, write_search_index
@@ -67,6 +68,7 @@ def _building_options(spec: LayerSpec) -> BuildingOptions:
     )
 
 
+@paused_gc
 def build(recipe: str | Path | Recipe, out: str | Path, *, progress: Progress | None = None) -> BuildReport:
     """Build every layer of a city recipe into ``out`` and write ``out/city.json``.
 
@@ -137,6 +139,7 @@ def _build_buildings(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     opts = _building_options(spec)
     opts.ground_offset = -ctx.terrain_error_for(opts.dem)
     crs, layer = spec.options.get("crs", ctx.recipe.crs), spec.options.get("layer")
+    warm_up_kernels()
     prefetch = prefetch_dem_for(spec.source, opts.dem, crs, layer)
     table = read_footprints(spec.source, crs=crs, layer=layer, id_attr=spec.options.get("id_attr", "id"))
     if ctx.frame is None:
@@ -330,6 +333,7 @@ def write_manifest(
     return doc
 
 
+@paused_gc
 def convert_buildings(
     source: str | Path,
     out: str | Path,
@@ -357,6 +361,7 @@ def convert_buildings(
     t0 = time.perf_counter()
     out = Path(out)
     opts = BuildingOptions(height, floors, storey_height, default_height, Path(dem) if dem else None, max_features)
+    warm_up_kernels()
     prefetch = prefetch_dem_for(source, opts.dem, crs)
     table = read_footprints(source, crs=crs, id_attr=id_attr)
     if origin is not None:
@@ -389,6 +394,7 @@ def _safe_name(stem: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem) or "city"
 
 
+@paused_gc
 def convert_imagery(
     source: str | Path,
     out: str | Path,
@@ -411,6 +417,7 @@ def convert_imagery(
     return BuildReport(out, [result], time.perf_counter() - t0)
 
 
+@paused_gc
 def convert_terrain(
     dem: str | Path,
     out: str | Path,
@@ -432,6 +439,7 @@ def convert_terrain(
     return BuildReport(out, [result], time.perf_counter() - t0)
 
 
+@paused_gc
 def convert_bim(
     sources: list[str | Path] | str | Path,
     out: str | Path,
@@ -464,6 +472,7 @@ def convert_bim(
     return _standalone(out, paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, result, t0)
 
 
+@paused_gc
 def convert_pointcloud(
     sources: list[str | Path] | str | Path,
     out: str | Path,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id, qu
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
+from cim.kernels.extrude import warm_up as extrude_warm_up
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, up_vectors
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
@@ -145,9 +146,11 @@ def prepare_buildings(
 ) -> PreparedBuildings:
     """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
 
-    The DEM window under the footprints is read once; then chunks of buildings are projected,
-    sampled and extruded on a thread pool (shapely, pyproj and numpy release the GIL in these
-    calls) and joined in order.
+    One pass in this process: the rings are projected once, the DEM window under the footprints
+    is sampled at every vertex (a building's base is its lowest ground), and the compiled
+    extrusion writes the meshes. (Chunks in forked processes were used while the extrusion was
+    numpy: each child then paid the page faults of its own copies, and a compiled kernel would
+    pay numba's start-up in every child; ``workers`` is kept for compatibility and unused.)
     """
     warnings: list[str] = []
     heights, notes = building_heights(table, opts)
@@ -156,126 +159,56 @@ def prepare_buildings(
     dem = None
     if opts.dem is not None:
         dem = dem_prefetch.window(table.bounds, table.crs) if dem_prefetch is not None else read_dem_window(opts.dem, table.bounds, table.crs)
-    workers = workers or opts.workers or os.cpu_count() or 1
-    n_chunks = 1 if n < 4000 else max(1, 2 * workers)
-    edges = np.linspace(0, n, n_chunks + 1).astype(np.int64)
-    chunks = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
-    if len(chunks) > 1:
-        # transformers exist before any fork (PROJ opens its database only here, in the parent)
-        to_lonlat(np.zeros(1), np.zeros(1), table.crs)
-        if dem is not None:
-            dem.sample(np.zeros(1), np.zeros(1), table.crs)
-    state = _PrepState(table.geometries, heights, table.crs, frame, dem, opts.ground_offset)
-    # GEOS, PROJ and the numpy steps between them hold the GIL for most of a chunk (threads
-    # measured no faster than one), so chunks run in forked processes where fork exists
-    parts = list(run_jobs(_prepare_job, state, chunks, workers=workers, engine="auto"))
-    base = np.concatenate([p.base for p in parts])
-    outside = np.isnan(base)
-    if outside.all() and dem is not None:
-        raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem.path} (check both files' CRS)")
-    if outside.any():
-        fill = float(np.nanmedian(base))
-        ids = ", ".join(map(str, table.ids[outside][:10]))
-        warnings.append(
-            f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name if dem else ''}; base set to the median "
-            f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})"
-        )
-        # redo only those chunks with the filled base: rare, so simplicity wins
-        for i, (a, b) in enumerate(chunks):
-            if outside[a:b].any():
-                parts[i] = _prepare_chunk(table.geometries[a:b], heights[a:b], table.crs, frame, dem, fill_base=fill, ground_offset=opts.ground_offset)
-        base = np.concatenate([p.base for p in parts])
-    mesh = _join_meshes([p.mesh for p in parts])
-    bounds = (
-        min(p.lonlat[0] for p in parts), min(p.lonlat[1] for p in parts),
-        max(p.lonlat[2] for p in parts), max(p.lonlat[3] for p in parts),
-    )
-    return PreparedBuildings(
-        mesh,
-        np.concatenate([p.centres for p in parts]),
-        np.concatenate([p.sizes for p in parts]),
-        base,
-        base + heights,
-        bounds,
-        warnings,
-    )
-
-
-@dataclass
-class _PrepState:
-    """What every chunk of :func:`prepare_buildings` reads (inherited by forked workers)."""
-
-    geometries: np.ndarray
-    heights: np.ndarray
-    crs: object
-    frame: LocalFrame
-    dem: DemWindow | None
-    ground_offset: float
-
-
-def _prepare_job(state: _PrepState, chunk: tuple[int, int]) -> "_Chunk":
-    a, b = chunk
-    return _prepare_chunk(state.geometries[a:b], state.heights[a:b], state.crs, state.frame, state.dem, ground_offset=state.ground_offset)
-
-
-@dataclass
-class _Chunk:
-    mesh: BuildingMesh
-    centres: np.ndarray
-    sizes: np.ndarray
-    base: np.ndarray
-    lonlat: tuple[float, float, float, float]
-
-
-def _prepare_chunk(
-    geoms: np.ndarray, heights: np.ndarray, crs, frame: LocalFrame, dem: DemWindow | None, fill_base: float | None = None,
-    ground_offset: float = 0.0,
-) -> _Chunk:
-    """Project, sample and extrude one contiguous chunk of buildings."""
-    n = len(geoms)
-    coords, ring_offsets, poly_offsets, part_feature = footprint_rings(geoms)
-    ring_of = np.repeat(np.arange(len(ring_offsets) - 1), np.diff(ring_offsets))
-    poly_of_ring = np.repeat(np.arange(len(poly_offsets) - 1), np.diff(poly_offsets))
-    starts = np.searchsorted(part_feature[poly_of_ring[ring_of]], np.arange(n))
-
-    lon, lat = to_lonlat(coords[:, 0], coords[:, 1], crs)
+    coords, ring_offsets, poly_offsets, part_feature = footprint_rings(table.geometries)
+    starts = ring_offsets[poly_offsets[np.searchsorted(part_feature, np.arange(n))]]  # each building's first coordinate
+    lon, lat = to_lonlat(coords[:, 0], coords[:, 1], table.crs)
     ground = frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon))))
     up = frame.rotate_vectors(up_vectors(lon, lat))
     if dem is not None:
-        z = dem.sample(coords[:, 0], coords[:, 1], crs)
+        z = dem.sample(coords[:, 0], coords[:, 1], table.crs)
         with np.errstate(invalid="ignore"):
             base = np.fmin.reduceat(z, starts)
-        base += ground_offset  # NaN (off the DEM) stays NaN; the fill below already has it
-        if fill_base is not None:
-            base[np.isnan(base)] = fill_base
+        base += opts.ground_offset  # NaN (off the DEM) stays NaN
+        outside = np.isnan(base)
+        if outside.all():
+            raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem.path} (check both files' CRS)")
+        if outside.any():
+            fill = float(np.nanmedian(base))
+            ids = ", ".join(map(str, table.ids[outside][:10]))
+            warnings.append(
+                f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name}; base set to the median "
+                f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})"
+            )
+            base[outside] = fill
     else:
         base = np.zeros(n)
     top = base + heights
-    mesh = extrude_footprints(ground, up, ring_offsets, poly_offsets, part_feature, np.nan_to_num(base), np.nan_to_num(top))
+    mesh = extrude_footprints(ground, up, ring_offsets, poly_offsets, part_feature, base, top)
     xmin = np.minimum.reduceat(ground[:, 0], starts)
     xmax = np.maximum.reduceat(ground[:, 0], starts)
     ymin = np.minimum.reduceat(ground[:, 1], starts)
     ymax = np.maximum.reduceat(ground[:, 1], starts)
     centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
     sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
-    lonlat = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
-    return _Chunk(mesh, centres, sizes, base, lonlat)
+    bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, warnings)
 
 
-def _join_meshes(meshes: list[BuildingMesh]) -> BuildingMesh:
-    """Concatenate meshes of consecutive building ranges."""
-    if len(meshes) == 1:
-        return meshes[0]
-    vshift = np.cumsum([0] + [len(m.positions) for m in meshes[:-1]])
-    tshift = np.cumsum([0] + [len(m.triangles) for m in meshes[:-1]])
-    return BuildingMesh(
-        positions=np.concatenate([m.positions for m in meshes]),
-        normals=np.concatenate([m.normals for m in meshes]),
-        triangles=np.concatenate([m.triangles + np.uint32(s) for m, s in zip(meshes, vshift)]),
-        vertex_offsets=np.concatenate([m.vertex_offsets[:-1] + s for m, s in zip(meshes, vshift)] + [[vshift[-1] + len(meshes[-1].positions)]]),
-        triangle_offsets=np.concatenate([m.triangle_offsets[:-1] + s for m, s in zip(meshes, tshift)] + [[tshift[-1] + len(meshes[-1].triangles)]]),
-    )
+_warm_up: threading.Thread | None = None
+
+
+def warm_up_kernels() -> None:
+    """Start loading the compiled extrusion kernels on a background thread (once per process).
+
+    numba's first call in a process costs about 0.4 s (its typing registries and the cached
+    machine code); started before the footprints are read, it overlaps the parts of reading that
+    run without the GIL (GDAL, GEOS) instead of waiting in front of the extrusion.
+    """
+    global _warm_up
+    if _warm_up is None:
+        _warm_up = threading.Thread(target=extrude_warm_up, name="cim-numba-warm-up", daemon=True)
+        _warm_up.start()
 
 
 def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = None, layer: str | int | None = None) -> DemPrefetch | None:

@@ -37,3 +37,13 @@ def test_a_failed_prefetch_reports_through_the_direct_read(tiny_sources, tmp_pat
     with pytest.raises(CimIOError, match="no-such-dem.tif"):
         DemPrefetch(missing, table.bounds, table.crs).window(table.bounds, table.crs)
     assert prefetch_dem_for(tiny_sources.buildings, None) is None
+
+
+def test_a_declared_extent_off_in_the_last_bits_still_hands_the_window_over(tiny_sources):
+    # the city preset's GeoPackage declares ymin 3825499.415666304 while its geometries reach
+    # 3825499.4156663036: an exact comparison threw the prefetched window away on every build
+    table = read_footprints(tiny_sources.buildings)
+    xmin, ymin, xmax, ymax = table.bounds
+    declared = (np.nextafter(xmin, np.inf), np.nextafter(ymin, np.inf), np.nextafter(xmax, -np.inf), np.nextafter(ymax, -np.inf))
+    prefetch = DemPrefetch(tiny_sources.dem, declared, table.crs)
+    assert prefetch.window(table.bounds, table.crs) is prefetch._future.result()

@@ -1,0 +1,34 @@
+"""cim.crs: the projection-only shortcut gives PROJ's numbers, and is taken only where it may be."""
+
+import numpy as np
+import pytest
+from pyproj import CRS, Transformer
+
+from cim.crs import _projection_only, from_lonlat, parse_crs, to_lonlat
+
+
+@pytest.mark.parametrize("epsg", [4544, 32648, 4547])  # CGCS2000 GK CM 105E, WGS 84 UTM 48N, CGCS2000 GK CM 114E
+def test_projection_only_matches_the_general_transformer(epsg):
+    crs = parse_crs(f"EPSG:{epsg}")
+    assert _projection_only(crs.to_wkt()) is not None
+    general = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    # a grid over 20 km around a point inside the CRS's area of use
+    lon0, lat0 = {4544: (105.72, 34.58), 32648: (105.0, 30.0), 4547: (114.1, 22.5)}[epsg]
+    x0, y0 = Transformer.from_crs(CRS.from_epsg(4326), crs, always_xy=True).transform(lon0, lat0)
+    gx, gy = (a.ravel() for a in np.meshgrid(np.linspace(x0 - 1e4, x0 + 1e4, 9), np.linspace(y0 - 1e4, y0 + 1e4, 9)))
+    lon, lat = to_lonlat(gx, gy, crs)
+    elon, elat = general.transform(gx, gy)
+    assert np.abs(lon - elon).max() < 1e-12 and np.abs(lat - elat).max() < 1e-12
+    bx, by = from_lonlat(lon, lat, crs)
+    assert np.abs(bx - gx).max() < 1e-6 and np.abs(by - gy).max() < 1e-6
+
+
+def test_other_datums_take_the_general_way():
+    nad83 = parse_crs("EPSG:2263")  # NAD83 / New York Long Island (ftUS)
+    assert _projection_only(nad83.to_wkt()) is None
+    x, y = np.array([988000.0]), np.array([194000.0])  # Manhattan
+    lon, lat = to_lonlat(x, y, nad83)
+    elon, elat = Transformer.from_crs(nad83, CRS.from_epsg(4326), always_xy=True).transform(x, y)
+    assert lon[0] == pytest.approx(elon[0], abs=1e-12) and lat[0] == pytest.approx(elat[0], abs=1e-12)
+    assert -74.1 < lon[0] < -73.9 and 40.6 < lat[0] < 40.9
+    assert _projection_only(parse_crs("EPSG:4326").to_wkt()) is None  # geographic: nothing to invert
