@@ -6,7 +6,7 @@ import rasterio
 import shapely
 
 import cim
-from cim.samplecity.terrain import ground_height
+from cim.samplecity.terrain import CENTRE_E, RIVER_HALF_WIDTH, WATER_DEPTH, ground_height, in_river, valley_centre, water_level
 
 
 def _digest(path):
@@ -42,6 +42,23 @@ def test_dem_is_a_valley_in_cgcs2000(tiny_sources):
     assert 1080 < z.min() < 1120 and 1600 < z.max() < 1800
     # the centre (the valley) is low, north and south edges are high
     assert z[100].mean() < z[0].mean() - 300 and z[100].mean() < z[-1].mean() - 300
+
+
+def test_the_dems_river_is_in_river_along_the_whole_city():
+    """The DEM's channel holds the river that the orthophoto and the lidar show: the ground lies
+    below the water surface exactly where ``in_river``, on both banks, from one end of the city
+    to the other, whatever the seed."""
+    assert 30.0 < RIVER_HALF_WIDTH < 35.0  # a river about 64 m wide
+    x = np.linspace(CENTRE_E - 7500, CENTRE_E + 7500, 151)
+    off = np.arange(-200.0, 200.0, 0.25) + 0.125
+    gx, gy = np.meshgrid(x, off)
+    gy = gy + valley_centre(gx)
+    shore = np.abs(np.abs(off) - RIVER_HALF_WIDTH)[:, None] < 0.01
+    for seed in (0, 1):
+        wet = ground_height(gx, gy, seed) < water_level(gx)
+        assert (wet == in_river(gx, gy))[~np.broadcast_to(shore, wet.shape)].all()
+        # the water is WATER_DEPTH deep at the centreline
+        np.testing.assert_allclose(water_level(x) - ground_height(x, valley_centre(x), seed), WATER_DEPTH, atol=1e-9)
 
 
 def test_footprints_are_realistic(tiny_sources):

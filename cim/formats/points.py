@@ -91,11 +91,12 @@ def encode_points_glb(
     colors : (n, 3) uint8 RGB, or None for a tile without colour
     intensity : (n,) uint16
     classification, return_number : (n,) uint8
-    max_step, precision, meshopt, bounds : as for :func:`encode_point_words`
+    max_step, precision, meshopt, bounds : passed through to :func:`encode_point_words`, which
+        documents them (``bounds`` of ``positions``)
 
     Returns
     -------
-    GLB bytes (:func:`encode_point_words`).
+    GLB bytes, as :func:`encode_point_words` writes them.
     """
     n = len(positions)
     words = np.zeros((n, POINT_WORDS), dtype=np.uint32)

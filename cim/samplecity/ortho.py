@@ -1,9 +1,10 @@
 """The sample city's orthophoto: an RGB GeoTIFF consistent with the DEM and the footprints.
 
 Land cover is decided per pixel from the same functions that shaped the ground and the blocks:
-the river along the valley centreline, grassy banks, a patchwork of fields on the valley floor,
-ochre loess slopes with scrub on the shaded (north-facing) sides, asphalt streets around built
-blocks, paved yards, and roofs coloured by use. A hillshade of the DEM lights the ground.
+the river where the DEM's channel holds it (:func:`terrain.in_river`), grassy banks, a patchwork
+of fields on the valley floor, ochre loess slopes with scrub on the shaded (north-facing) sides,
+asphalt streets around built blocks, paved yards, and roofs coloured by use. A hillshade of the
+DEM lights the ground.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from cim.samplecity.buildings import BLOCK_H, BLOCK_W, STREET
-from cim.samplecity.terrain import CENTRE_E, CENTRE_N, _hash01, valley_centre, valley_half_width, value_noise
+from cim.samplecity.terrain import CENTRE_E, CENTRE_N, _hash01, in_river, river_distance, valley_half_width, value_noise
 from cim.store import atomic_path
 
 ROOF_COLOURS = {
@@ -87,10 +88,13 @@ def write_orthophoto(
 
 
 def _ground_colour(x: np.ndarray, y: np.ndarray, z: np.ndarray, shade: np.ndarray, built: set, seed: int) -> np.ndarray:
+    """Ground colours ``(h, w, 3) uint8`` at pixel centres ``x, y (h, w) float64`` (a meshgrid: every
+    row holds the same eastings, so the river's curves are evaluated once a column)."""
     h, w = x.shape
     rgb = np.empty((h, w, 3), dtype=np.float32)
-    dr = np.abs(y - valley_centre(x))
-    edge = dr - valley_half_width(x)
+    columns = x[:1]
+    dr = river_distance(columns, y)
+    edge = dr - valley_half_width(columns)
     n1 = value_noise(x, y, 35.0, seed + 11)
     n2 = value_noise(x, y, 240.0, seed + 12)
     # loess slopes: ochre, with scrub where the noise is high and on shaded slopes
@@ -122,10 +126,10 @@ def _ground_colour(x: np.ndarray, y: np.ndarray, z: np.ndarray, shade: np.ndarra
     trees = np.stack([70 + 8 * n1, 100 + 10 * n1, 60 + 6 * n1], -1)
     rgb[yard] = np.where((n1[yard] > 0.45)[:, None], trees[yard], paved[yard])
     rgb[street] = np.stack([88 + 4 * n1, 90 + 4 * n1, 96 + 4 * n1], -1)[street]
-    # the river and its banks
+    # the river (the DEM's and the lidar's: terrain.in_river) and its grassy banks
     bank = dr < 110
     rgb[bank] = np.stack([104 + 8 * n1, 136 + 10 * n1, 82 + 6 * n1], -1)[bank]
-    water = dr < 40
+    water = in_river(columns, y)
     rgb[water] = np.stack([62 + 6 * n2, 96 + 6 * n2, 104 + 6 * n2], -1)[water]
     lit = rgb * np.where(water, 1.0, shade)[..., None]
     return np.clip(lit, 0, 255).astype(np.uint8)

@@ -8,8 +8,9 @@ overlap, and a tile cut by the survey's edge only generates the bands it keeps.
 
 Per point: ground (class 2) on the DEM; roofs (class 6) at the building's base (the lowest
 ground under its corners, as the buildings layer stands it) plus its ``height``; water (class
-9, sparse: water absorbs the laser) on a flat surface 2.5 m above the channel bed where the
-valley is lowest; vegetation where the orthophoto is green: trees in 10 m cells (high
+9, sparse: water absorbs the laser) on the river's flat surface (:func:`terrain.water_level`)
+wherever :func:`terrain.in_river`, the river the DEM's channel holds and the orthophoto paints;
+vegetation where the orthophoto is green: trees in 10 m cells (high
 vegetation 5, or 4 when short; first returns on the crown, last returns reaching the ground under
 it) and grass and shrubs (3, 4) between them. Colours are the orthophoto's pixel under the point
 (how survey software colourises lidar); intensities are plausible for each class and noisy.
@@ -46,7 +47,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 
 from cim.errors import CimInputError
-from cim.samplecity.terrain import _hash01, valley_centre
+from cim.samplecity.terrain import RIVER_HALF_WIDTH, _hash01, in_river, valley_centre, water_level
 from cim.sources.dem import read_dem_window
 from cim.sources.footprints import read_footprints
 from cim.store import atomic_path
@@ -309,9 +310,9 @@ class _Tile:
     def __init__(self, job: _TileJob) -> None:
         bx0, by0, bx1, by1 = self.clip = job.clip
         self.job = job
-        # the DEM with room for the river bed (up to 32 m away), no-data filled
+        # the DEM around the tile (a margin for bilinear neighbours), no-data filled
         with rasterio.open(job.dem_path) as ds:
-            win = _raster_window(ds, (bx0 - 40.0, by0 - 40.0, bx1 + 40.0, by1 + 40.0))
+            win = _raster_window(ds, (bx0 - 2.0, by0 - 2.0, bx1 + 2.0, by1 + 2.0))
             dem = ds.read(1, window=win, boundless=True, fill_value=np.nan if ds.nodata is None else ds.nodata).astype(np.float64)
             if ds.nodata is not None:
                 dem[dem == ds.nodata] = np.nan
@@ -353,7 +354,7 @@ class _Tile:
         self.has_tree = (_hash01(hx, hy, seed + 41) < TREE_CHANCE) & _green(*rgb)
         # the northings the river can reach along the tile (a 1 m table of its centreline)
         centre = valley_centre(np.arange(bx0 - 1.0, bx1 + 2.0))
-        self.river = (float(centre.min()) - 34.0, float(centre.max()) + 34.0)
+        self.river = (float(centre.min()) - RIVER_HALF_WIDTH - 2.0, float(centre.max()) + RIVER_HALF_WIDTH + 2.0)
 
     def ground(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         out = np.empty(len(x))
@@ -389,16 +390,13 @@ class _Tile:
             z[roof] = job.roof_z[bid[roof]] + 0.03 * g[roof, 0]
             cls[roof] = 6
 
-        # the river: a flat water surface where the valley is lowest (its exact centreline
-        # only for points that can be near it)
+        # the river: its flat water surface (the exact test only for points that can be near it)
         water = np.zeros(n, dtype=bool)
         near = np.flatnonzero((y > self.river[0]) & (y < self.river[1]) & ~roof)
         if len(near):
-            centre = valley_centre(x[near])
-            wet = np.abs(y[near] - centre) < 32.0
-            near, centre = near[wet], centre[wet]
+            near = near[in_river(x[near], y[near])]
             water[near] = True
-            z[near] = self.ground(x[near], centre) + 2.5 + 0.015 * g[near, 0]
+            z[near] = water_level(x[near]) + 0.015 * g[near, 0]
             cls[near] = 9
 
         # vegetation where the orthophoto is green: tree crowns, grass and shrubs between them

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 
 from cim.samplecity.ortho import write_orthophoto
 from cim.samplecity.pointcloud import write_sample_pointcloud
-from cim.samplecity.terrain import dem_grid, valley_centre
+from cim.samplecity.terrain import RIVER_HALF_WIDTH, dem_grid, in_river, river_distance, valley_centre, water_level
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
 
@@ -92,14 +92,19 @@ def test_classes_agree_with_dem_footprints_and_river(river_window):
         corners = shapely.get_coordinates(geom)
         base = np.nanmin(sample_dem(dem, corners[:, 0], corners[:, 1], table.crs))
         np.testing.assert_allclose(c["z"][inside & roof], base + height, atol=0.15)
-    # water: where the valley is lowest, on a flat surface above the bed
+    # water: exactly the river, on its flat surface, which the DEM's channel holds: the DEM is
+    # below the water inside the shore and above it outside (both within centimetres of the water
+    # in the half metre either side of the shore)
     w = c["cls"] == 9
-    assert (np.abs(c["y"][w] - valley_centre(c["x"][w])) < 32.0).all()
-    assert c["z"][w].std() < 0.5
-    # the lowest surface around: below the ground beyond its shore (the bare strip between the
-    # lidar's water and the orthophoto's 40 m river lies at about the water's level)
-    beyond = g & (np.abs(c["y"] - valley_centre(c["x"])) > 40.0)
-    assert (c["z"][w] < np.percentile(c["z"][beyond], 20)).mean() > 0.9
+    river = in_river(c["x"], c["y"])
+    assert w.sum() > 1000 and (w == (river & ~roof)).all()
+    level = water_level(c["x"])
+    assert np.abs(c["z"][w] - level[w]).max() < 0.1
+    dr = river_distance(c["x"], c["y"])
+    assert ((ground < level) == river)[np.abs(dr - RIVER_HALF_WIDTH) >= 0.5].all()
+    # the lowest surface around: every ground point 2 m beyond its shore stands above it
+    beyond = g & (dr > RIVER_HALF_WIDTH + 2.0)
+    assert (c["z"][beyond] - level[beyond]).min() > 0.05
     # high vegetation stands above the ground
     hv = c["cls"] == 5
     assert (c["z"][hv] - ground[hv]).min() > 2.0
@@ -110,8 +115,7 @@ def test_colours_intensities_and_returns_are_plausible(river_window):
     c = _columns(files)
     r, g, b = (c[k].astype(np.float64) / 257.0 for k in ("r", "g", "b"))
     mean = lambda cls, a: a[c["cls"] == cls].mean()  # noqa: E731
-    dry = np.abs(c["y"] - valley_centre(c["x"])) > 40.0  # beyond the orthophoto's river
-    assert r[(c["cls"] == 2) & dry].mean() > b[(c["cls"] == 2) & dry].mean()  # tan loess, paving
+    assert r[c["cls"] == 2].mean() > b[c["cls"] == 2].mean()  # tan loess, paving, grassy banks
     assert mean(5, g) > mean(5, r) and mean(5, g) > mean(5, b)  # green canopy
     assert mean(9, b) > mean(9, r)  # dark, bluish water
     assert mean(6, c["inten"]) > mean(2, c["inten"]) > mean(9, c["inten"])
@@ -177,3 +181,41 @@ def test_scan_order_and_windows_inside_a_tile(river_window, tmp_path):
     inside = (xs >= window[0]) & (xs < window[2]) & (ys >= window[1]) & (ys < window[3])
     assert inside.sum() > 5000
     np.testing.assert_array_equal(part.points.array, tile.points.array[inside])
+
+
+def _watery(rgb: np.ndarray) -> np.ndarray:
+    """bool: the orthophoto's water colour (blue-grey; the banks, fields and roofs are redder)."""
+    r, b = rgb[..., 0].astype(np.int16), rgb[..., 2].astype(np.int16)
+    return b > r + 15
+
+
+def test_orthophoto_dem_and_lidar_agree_on_the_river_up_to_its_shore(river_window):
+    """Across the river, every 5 m: the orthophoto paints water exactly where the DEM lies below
+    the water and the lidar finds water (class 9), but within a pixel or two of the shore."""
+    dem, gpkg, d, files = river_window
+    with rasterio.open(d / "ortho.tif") as ds:
+        rgb = np.moveaxis(ds.read(), 0, -1)
+        t = ds.transform
+    rows = np.arange(rgb.shape[0])
+    cols = np.arange(0, rgb.shape[1], 10)
+    px = t.c + (cols + 0.5) * t.a
+    py = t.f + (rows + 0.5) * t.e
+    gx, gy = np.meshgrid(px, py)
+    painted = _watery(rgb[:, cols])
+    river = in_river(gx, gy)
+    dr = river_distance(gx, gy)
+    near_shore = np.abs(dr - RIVER_HALF_WIDTH) < 2 * t.a
+    assert river.sum() > 1000 and (~river & (dr < 100)).sum() > 1000
+    # the orthophoto's river is terrain's river: no water colour on the dry banks, no dry strip
+    assert (painted == river)[~near_shore & (dr < 100)].all()
+    # and the DEM's: below the water surface inside the shore, above it outside
+    ground = sample_dem(dem, gx.ravel(), gy.ravel(), read_footprints(gpkg).crs).reshape(gx.shape)
+    assert ((ground < water_level(gx)) == river)[~near_shore].all()
+    # the lidar's water (class 9) is what the orthophoto paints under it
+    c = _columns(files)
+    col = np.floor((c["x"] - t.c) / t.a).astype(np.int64)
+    row = np.floor((c["y"] - t.f) / t.e).astype(np.int64)
+    under = _watery(rgb[row, col])
+    far = np.abs(river_distance(c["x"], c["y"]) - RIVER_HALF_WIDTH) >= 2 * t.a
+    assert (c["cls"] == 9).sum() > 1000
+    assert ((c["cls"] == 9) == under)[far].all()
