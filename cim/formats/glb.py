@@ -308,13 +308,13 @@ def encode_feature_mesh(
     index_type = UNSIGNED_SHORT if n_vertices < 65536 else UNSIGNED_INT
     idx = triangles.astype(np.uint16 if index_type == UNSIGNED_SHORT else np.uint32).reshape(-1)
     a_idx = b.accessor(idx, index_type, "SCALAR", target=ELEMENT_ARRAY_BUFFER)
-    a_pos = b.accessor(positions.astype(np.float32), FLOAT, "VEC3", min_max=position_bounds is None)
+    a_pos = b.accessor(np.asarray(positions, dtype=np.float32), FLOAT, "VEC3", min_max=position_bounds is None)
     if position_bounds is not None:
         acc = b.json["accessors"][a_pos]
         acc["min"] = [float(v) for v in np.asarray(position_bounds[0], dtype=np.float32)]
         acc["max"] = [float(v) for v in np.asarray(position_bounds[1], dtype=np.float32)]
     a_nrm = add_normals(b, normals)
-    a_fid = b.accessor(feature_ids.astype(np.float32), FLOAT, "SCALAR")
+    a_fid = b.accessor(np.asarray(feature_ids, dtype=np.float32), FLOAT, "SCALAR")
     pt = add_property_table(b, table)
     b.use_extension("EXT_mesh_features")
     b.json["materials"] = [

@@ -329,10 +329,117 @@ def gather_features(mesh: BuildingMesh, features: np.ndarray) -> tuple[np.ndarra
     return np.take(mesh.positions, vidx, axis=0), np.take(mesh.normals, vidx, axis=0), triangles, vertex_feature
 
 
+def gather_tile(
+    mesh: BuildingMesh, features: np.ndarray, origin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A tile's vertex arrays as a GLB stores them, cut out of a layer's mesh in one pass.
+
+    Parameters
+    ----------
+    mesh : positions (v, 3) float64 and normals (v, 3) float32 or (v, 4) int8, in the axes wanted
+    features : (m,) int, building indices, in the order wanted
+    origin : (3,) float64, subtracted from every position (the tile centre)
+
+    Returns
+    -------
+    positions : (v', 3) float32 relative to ``origin``
+    normals : normals of the gathered vertices, dtype and width as in ``mesh``
+    triangles : (t', 3) uint32, indices into the returned positions
+    feature_ids : (v',) float32, index into ``features`` of each vertex's building
+
+    Notes
+    -----
+    The same cut as :func:`gather_features`, written by a compiled loop that releases the GIL
+    (tiles encode on threads), without the float64 intermediates and index arrays.
+    """
+    features = np.ascontiguousarray(features, dtype=np.int64)
+    vo, to = mesh.vertex_offsets, mesh.triangle_offsets
+    nv = int((vo[features + 1] - vo[features]).sum())
+    nt = int((to[features + 1] - to[features]).sum())
+    positions = np.empty((nv, 3), dtype=np.float32)
+    normals = np.empty((nv, mesh.normals.shape[1]), dtype=mesh.normals.dtype)
+    triangles = np.empty((nt, 3), dtype=np.uint32)
+    fid = np.empty(nv, dtype=np.float32)
+    _gather_tile(mesh.positions, mesh.normals, mesh.triangles, vo, to, features, np.asarray(origin, dtype=np.float64), positions, normals, triangles, fid)
+    return positions, normals, triangles, fid
+
+
+@njit(cache=True, nogil=True)
+def _gather_tile(positions, normals, triangles, vo, to, features, origin, out_pos, out_nrm, out_tri, out_fid):
+    v = 0
+    t = 0
+    for i in range(len(features)):
+        f = features[i]
+        v0, v1 = vo[f], vo[f + 1]
+        shift = v0 - v
+        for k in range(v0, v1):
+            for c in range(3):
+                out_pos[v, c] = positions[k, c] - origin[c]
+            for c in range(normals.shape[1]):
+                out_nrm[v, c] = normals[k, c]
+            out_fid[v] = i
+            v += 1
+        for k in range(to[f], to[f + 1]):
+            for c in range(3):
+                out_tri[t, c] = triangles[k, c] - shift
+            t += 1
+
+
+def gltf_layer_arrays(mesh: BuildingMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A layer's mesh as every tile of it stores it, and each building's box, in one pass.
+
+    Returns
+    -------
+    positions : (v, 3) float64 in glTF axes (east, up, -north)
+    normals : (v, 4) int8, glTF axes, ``round(127 x)`` of the float32 normal, 4th byte 0 (as
+        :func:`cim.formats.glb.quantize_normals` makes them)
+    box_lo, box_hi : (n, 3) float64, each building's ENU bounds
+    """
+    n = mesh.n_features
+    positions = np.empty(mesh.positions.shape, dtype=np.float64)
+    normals = np.empty((len(mesh.normals), 4), dtype=np.int8)
+    box_lo = np.empty((n, 3), dtype=np.float64)
+    box_hi = np.empty((n, 3), dtype=np.float64)
+    _gltf_layer(mesh.positions, np.ascontiguousarray(mesh.normals, dtype=np.float32), mesh.vertex_offsets, positions, normals, box_lo, box_hi)
+    return positions, normals, box_lo, box_hi
+
+
+@njit(cache=True, nogil=True)
+def _quantize(x):
+    q = np.rint(x * np.float32(127.0))
+    return np.int8(min(max(q, np.float32(-127.0)), np.float32(127.0)))
+
+
+@njit(cache=True, nogil=True)
+def _gltf_layer(positions, normals, vo, out_pos, out_nrm, box_lo, box_hi):
+    for f in range(len(vo) - 1):
+        lo = np.full(3, np.inf)
+        hi = np.full(3, -np.inf)
+        for k in range(vo[f], vo[f + 1]):
+            for c in range(3):
+                x = positions[k, c]
+                if x < lo[c]:
+                    lo[c] = x
+                if x > hi[c]:
+                    hi[c] = x
+            out_pos[k, 0] = positions[k, 0]
+            out_pos[k, 1] = positions[k, 2]
+            out_pos[k, 2] = -positions[k, 1]
+            out_nrm[k, 0] = _quantize(normals[k, 0])
+            out_nrm[k, 1] = _quantize(normals[k, 2])
+            out_nrm[k, 2] = _quantize(-normals[k, 1])
+            out_nrm[k, 3] = 0
+        for c in range(3):
+            box_lo[f, c] = lo[c]
+            box_hi[f, c] = hi[c]
+
+
 def warm_up() -> None:
     """Load the compiled kernels (numba's first call in a process costs about 0.4 s of imports
     and registry set-up); callers start this on a thread while they read their input."""
     square = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     up = np.zeros_like(square)
     up[:, 2] = 1.0
-    extrude_footprints(square, up, np.array([0, 5]), np.array([0, 1]), np.array([0]), np.zeros(1), np.ones(1))
+    mesh = extrude_footprints(square, up, np.array([0, 5]), np.array([0, 1]), np.array([0]), np.zeros(1), np.ones(1))
+    positions, normals, _, _ = gltf_layer_arrays(mesh)
+    gather_tile(BuildingMesh(positions, normals, mesh.triangles, mesh.vertex_offsets, mesh.triangle_offsets), np.array([0]), np.zeros(3))

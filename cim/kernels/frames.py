@@ -134,6 +134,20 @@ class LocalFrame:
         """(n, 3) ECEF directions → ENU directions."""
         return rotate(np.asarray(v, dtype=np.float64), self.rotation)
 
+    def ground_and_up(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ENU of points on the ellipsoid (height 0) at geodetic degrees, and the ellipsoid
+        normal there in ENU: ``from_ecef(geodetic_to_ecef(lon, lat, 0))`` and
+        ``rotate_vectors(up_vectors(lon, lat))`` in one compiled pass (a point at ellipsoidal
+        height ``h`` is then ``ground + h * up``)."""
+        lon = np.ascontiguousarray(lon, dtype=np.float64)
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        ground = np.empty((len(lon), 3), dtype=np.float64)
+        up = np.empty((len(lon), 3), dtype=np.float64)
+        from cim.kernels.frames_jit import ground_and_up  # numba: imported by the layers that need it only
+
+        ground_and_up(lon, lat, self.rotation, np.asarray(self.origin_ecef, dtype=np.float64).reshape(3), ground, up)
+        return ground, up
+
     def to_ecef(self, enu: np.ndarray) -> np.ndarray:
         """(n, 3) ENU → (n, 3) ECEF metres, float64."""
         return rotate(np.asarray(enu, dtype=np.float64), self.rotation.T) + self.origin_ecef

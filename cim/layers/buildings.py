@@ -13,12 +13,12 @@ import numpy as np
 import pyogrio
 
 from cim.crs import crs_label, parse_crs, to_lonlat
-from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id, quantize_normals
+from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
 from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
-from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features
+from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
-from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, up_vectors
+from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
 from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
@@ -96,11 +96,9 @@ def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, n
     ntri = int((to[features + 1] - to[features]).sum())
     if rel in state.done:
         return rel, lo, hi, ntri, -1
-    pos, nrm, tri, vfeat = gather_features(state.mesh, features)  # glTF axes, quantized normals
     centre = (lo + hi) / 2.0
     gl_centre = enu_to_gltf(centre)
-    local = np.empty(pos.shape, dtype=np.float32)
-    np.subtract(pos, gl_centre, out=local, casting="same_kind")
+    local, nrm, tri, vfeat = gather_tile(state.mesh, features, gl_centre)  # glTF axes, quantized normals
     ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)")
     gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
     glb = encode_feature_mesh(
@@ -163,8 +161,7 @@ def prepare_buildings(
     coords, ring_offsets, poly_offsets, part_feature = footprint_rings(table.geometries)
     starts = ring_offsets[poly_offsets[np.searchsorted(part_feature, np.arange(n))]]  # each building's first coordinate
     lon, lat = to_lonlat(coords[:, 0], coords[:, 1], table.crs)
-    ground = frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon))))
-    up = frame.rotate_vectors(up_vectors(lon, lat))
+    ground, up = frame.ground_and_up(lon, lat)
     if dem is not None:
         z = dem.sample(coords[:, 0], coords[:, 1], table.crs)
         with np.errstate(invalid="ignore"):
@@ -207,8 +204,13 @@ def warm_up_kernels() -> None:
     """
     global _warm_up
     if _warm_up is None:
-        _warm_up = threading.Thread(target=extrude_warm_up, name="cim-numba-warm-up", daemon=True)
+        _warm_up = threading.Thread(target=_load_kernels, name="cim-numba-warm-up", daemon=True)
         _warm_up.start()
+
+
+def _load_kernels() -> None:
+    extrude_warm_up()
+    LocalFrame(0.0, 0.0, 0.0).ground_and_up(np.zeros(1), np.zeros(1))
 
 
 def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = None, layer: str | int | None = None) -> DemPrefetch | None:
@@ -282,16 +284,16 @@ def build_buildings_layer(
     )
     store = TileStore(out_dir, key)
     types = table.types
-    # each building's box, once: a tile's box is then the union of its buildings' boxes
-    vo = prep.mesh.vertex_offsets
     m = prep.mesh
+    # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
+    # (parents repeat 80 % of the leaves' buildings, so per-tile conversion did it 1.8 times),
+    # and each building's box (a tile's box is the union of its buildings' boxes)
+    gl_positions, gl_normals, box_lo, box_hi = gltf_layer_arrays(m)
     state = _TileState(
-        # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
-        # (parents repeat 80 % of the leaves' buildings, so per-tile conversion did it 1.8 times)
-        mesh=BuildingMesh(enu_to_gltf(m.positions), quantize_normals(enu_to_gltf(m.normals)), m.triangles, m.vertex_offsets, m.triangle_offsets),
+        mesh=BuildingMesh(gl_positions, gl_normals, m.triangles, m.vertex_offsets, m.triangle_offsets),
         columns=FeatureColumns.encode(table.columns, table.types),
-        box_lo=np.minimum.reduceat(m.positions, vo[:-1], axis=0),
-        box_hi=np.maximum.reduceat(m.positions, vo[:-1], axis=0),
+        box_lo=box_lo,
+        box_hi=box_hi,
         root=out_dir,
         done=frozenset(store.done),
     )

@@ -2,7 +2,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from cim.kernels.extrude import extrude_footprints, gather_features, triangulate_polygons
+from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features, gather_tile, gltf_layer_arrays, triangulate_polygons
 
 
 def _ragged(geoms):
@@ -82,3 +82,37 @@ def test_gather_features_keeps_each_building_whole():
     assert tri.max() < len(pos)
     # triangles of a building only use that building's vertices
     assert (vfeat[tri[:, 0]] == vfeat[tri[:, 1]]).all() and (vfeat[tri[:, 0]] == vfeat[tri[:, 2]]).all()
+
+
+def test_gather_tile_is_gather_features_as_a_glb_stores_it():
+    geoms = [Polygon([(i * 20, 0), (i * 20 + 10, 0), (i * 20 + 10, 10 + i), (i * 20, 10)]) for i in range(6)]
+    geoms.append(Polygon([(0, 30), (30, 30), (30, 50), (0, 50)], [[(10, 35), (10, 45), (20, 45), (20, 35)]]))
+    mesh = extrude_footprints(*_ragged(geoms), base=np.arange(7, dtype=float), top=np.arange(7, dtype=float) + 12.0)
+    quantized = np.zeros((len(mesh.positions), 4), dtype=np.int8)
+    quantized[:, :3] = np.round(mesh.normals * 127)
+    layer = BuildingMesh(mesh.positions, quantized, mesh.triangles, mesh.vertex_offsets, mesh.triangle_offsets)
+    features = np.array([6, 2, 4])
+    origin = np.array([40.0, 20.0, 5.0])
+    pos, nrm, tri, fid = gather_tile(layer, features, origin)
+    epos, enrm, etri, efeat = gather_features(layer, features)
+    assert pos.dtype == np.float32 and np.array_equal(pos, (epos - origin).astype(np.float32))
+    assert nrm.dtype == np.int8 and np.array_equal(nrm, enrm)
+    assert tri.dtype == np.uint32 and np.array_equal(tri, etri)
+    assert fid.dtype == np.float32 and np.array_equal(fid, efeat.astype(np.float32))
+
+
+def test_gltf_layer_arrays_are_the_numpy_conversions():
+    from cim.formats.glb import quantize_normals
+    from cim.formats.tileset import enu_to_gltf
+
+    geoms = [Polygon([(i * 20, 0), (i * 20 + 10, 3 * i), (i * 20 + 7, 10 + i), (i * 20, 10)]) for i in range(6)]
+    ground, up, rings, polys, feat = _ragged(geoms)
+    up = up + np.linspace(-0.01, 0.01, len(up))[:, None] * [1.0, -0.5, 0.0]  # not quite vertical, as in a city
+    up /= np.linalg.norm(up, axis=1, keepdims=True)
+    mesh = extrude_footprints(ground, up, rings, polys, feat, base=np.arange(6, dtype=float), top=np.arange(6, dtype=float) + 12.0)
+    pos, nrm, lo, hi = gltf_layer_arrays(mesh)
+    assert np.array_equal(pos, enu_to_gltf(mesh.positions))
+    assert np.array_equal(nrm, quantize_normals(enu_to_gltf(mesh.normals)))
+    vo = mesh.vertex_offsets
+    assert np.array_equal(lo, np.minimum.reduceat(mesh.positions, vo[:-1], axis=0))
+    assert np.array_equal(hi, np.maximum.reduceat(mesh.positions, vo[:-1], axis=0))

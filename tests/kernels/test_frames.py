@@ -42,3 +42,16 @@ def test_matrix_maps_enu_to_ecef():
     np.testing.assert_allclose(ecef, frame.to_ecef(enu[None])[0], atol=1e-6)
     up = up_vectors(105.72, 34.58)
     np.testing.assert_allclose(m[:3, 2], up, atol=1e-12)
+
+
+def test_ground_and_up_is_the_numpy_chain():
+    from cim.kernels.frames import LocalFrame, geodetic_to_ecef, up_vectors
+
+    frame = LocalFrame(105.72, 34.58, 1100.0)
+    rng = np.random.default_rng(3)
+    lon, lat = 105.6 + 0.25 * rng.random(5000), 34.5 + 0.15 * rng.random(5000)
+    ground, up = frame.ground_and_up(lon, lat)
+    assert np.allclose(ground, frame.from_ecef(geodetic_to_ecef(lon, lat, np.zeros(len(lon)))), rtol=0, atol=1e-6)
+    assert np.allclose(up, frame.rotate_vectors(up_vectors(lon, lat)), rtol=0, atol=1e-12)
+    # a point 50 m above the ellipsoid is ground + 50 up
+    assert np.allclose(ground + 50.0 * up, frame.from_ecef(geodetic_to_ecef(lon, lat, np.full(len(lon), 50.0))), rtol=0, atol=1e-6)
