@@ -19,6 +19,7 @@ from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
+from cim.kernels.raster import bilinear_sample
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
 from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
@@ -211,6 +212,7 @@ def warm_up_kernels() -> None:
 def _load_kernels() -> None:
     extrude_warm_up()
     LocalFrame(0.0, 0.0, 0.0).ground_and_up(np.zeros(1), np.zeros(1))
+    bilinear_sample(np.zeros((2, 2), dtype=np.float32), 0.0, 2.0, 1.0, 1.0, np.ones(1), np.ones(1))  # DEMs read as float32
 
 
 def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = None, layer: str | int | None = None) -> DemPrefetch | None:

@@ -9,6 +9,8 @@ id, never dropped silently.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,6 +222,16 @@ def _polygonal(g: shapely.Geometry) -> shapely.Geometry | None:
     return merged if merged.geom_type in ("Polygon", "MultiPolygon") and merged.area > 0 else None
 
 
+def _is_valid(geoms: np.ndarray, chunk: int = 20000) -> np.ndarray:
+    """``shapely.is_valid`` on threads: GEOS checks each geometry without the GIL, and the
+    check is the costliest step of reading footprints (0.15 s for the city's 78,000)."""
+    if len(geoms) <= chunk:
+        return shapely.is_valid(geoms)
+    parts = np.array_split(geoms, min(os.cpu_count() or 1, -(-len(geoms) // chunk)))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return np.concatenate(list(pool.map(shapely.is_valid, parts)))
+
+
 def _clean(
     geoms: np.ndarray, ids: np.ndarray, path: Path
 ) -> tuple[np.ndarray, np.ndarray, list[FeatureIssue], list[FeatureIssue]]:
@@ -244,7 +256,7 @@ def _clean(
             has_nan[np.flatnonzero(ok)[np.unique(index[bad])]] = True
     valid = np.zeros(n, dtype=bool)
     check = ok & polygonal & ~has_nan
-    valid[check] = shapely.is_valid(geoms[check])
+    valid[check] = _is_valid(geoms[check])
     area = np.zeros(n)
     area[check] = shapely.area(geoms[check])
     for i in np.flatnonzero(~(valid & (area > 0))):

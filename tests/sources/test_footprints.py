@@ -118,3 +118,13 @@ def test_footprint_rings_match_shapely_ragged_arrays_and_orient_every_ring():
         area = shapely.area(shapely.Polygon(xy[ring_offsets[r] : ring_offsets[r + 1]]))
         signed = shapely.is_ccw(shapely.LinearRing(xy[ring_offsets[r] : ring_offsets[r + 1]]))
         assert area > 0 and signed == (r in set(polygon_offsets[:-1].tolist()))
+
+
+def test_validity_checked_in_chunks_on_threads_is_shapely_s():
+    from cim.sources.footprints import _is_valid
+
+    good = Polygon([(0, 0), (4, 0), (4, 3), (0, 3)])
+    bowtie = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)])
+    geoms = np.array([good if i % 7 else bowtie for i in range(1000)], dtype=object)
+    assert np.array_equal(_is_valid(geoms, chunk=64), shapely.is_valid(geoms))
+    assert _is_valid(geoms, chunk=64).sum() == 1000 - len(range(0, 1000, 7))
