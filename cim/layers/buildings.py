@@ -18,7 +18,7 @@ from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, 
 from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
-from cim.kernels.frames import LocalFrame, ecef_to_geodetic
+from cim.kernels.frames import LocalFrame
 from cim.kernels.raster import bilinear_sample
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
@@ -72,6 +72,7 @@ class PreparedBuildings:
     base: np.ndarray  # (n,)
     top: np.ndarray  # (n,)
     lonlat_bounds: tuple[float, float, float, float]
+    lonlat_boxes: np.ndarray | None = None  # (n, 4) west, south, east, north of each footprint, degrees
     warnings: list[str] = field(default_factory=list)
 
 
@@ -189,8 +190,9 @@ def prepare_buildings(
     ymax = np.maximum.reduceat(ground[:, 1], starts)
     centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
     sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
-    bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
-    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, warnings)
+    boxes = np.stack([np.minimum.reduceat(lon, starts), np.minimum.reduceat(lat, starts), np.maximum.reduceat(lon, starts), np.maximum.reduceat(lat, starts)], axis=1)
+    bounds = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
+    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, lonlat_boxes=boxes, warnings=warnings)
 
 
 _warm_up: threading.Thread | None = None
@@ -299,7 +301,7 @@ def build_buildings_layer(
         root=out_dir,
         done=frozenset(store.done),
     )
-    rows = search_rows(layer_id, table, frame, state.box_lo, state.box_hi, prep) if search else None
+    rows = search_rows(layer_id, table, prep) if search else None
     if rows is not None and search_sink is not None:
         search_sink(rows)
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -365,17 +367,16 @@ def build_buildings_layer(
     return result
 
 
-def search_rows(layer_id: str, table: FootprintTable, frame: LocalFrame, box_lo: np.ndarray, box_hi: np.ndarray, prep: PreparedBuildings) -> SearchRows:
-    """Each building's position and attribute columns for the city's search index (titled by
-    ``name``, searchable by its other text attributes; the index builds the rows in SQL)."""
-    corners = np.concatenate([box_lo, box_hi, (box_lo + box_hi) / 2.0])
-    lon, lat, _ = ecef_to_geodetic(frame.to_ecef(corners))
-    n = len(table)
+def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -> SearchRows:
+    """Each building's footprint box (degrees), heights and attribute columns for the city's
+    search index (titled by ``name``, searchable by its other text attributes; the index builds
+    the rows in SQL)."""
+    box = prep.lonlat_boxes
+    assert box is not None
     text_cols = tuple(name for name in table.columns if table.types[name] == "STRING" and name not in ("id", "name"))
     return SearchRows(
-        layer_id, table.ids, None, None, lon[2 * n :], lat[2 * n :],
-        np.minimum(lon[:n], lon[n : 2 * n]), np.minimum(lat[:n], lat[n : 2 * n]),
-        np.maximum(lon[:n], lon[n : 2 * n]), np.maximum(lat[:n], lat[n : 2 * n]),
+        layer_id, table.ids, None, None, (box[:, 0] + box[:, 2]) / 2.0, (box[:, 1] + box[:, 3]) / 2.0,
+        box[:, 0], box[:, 1], box[:, 2], box[:, 3],
         prep.base, prep.top, columns=table.columns, types=table.types,
         title_column="name" if "name" in table.columns else None, text_columns=text_cols,
     )
