@@ -26,8 +26,8 @@ meshopt-encoding tiles 65–80, writing files 17–22; two threads spend about 3
 (memory bandwidth) for 1.5–1.7x the throughput. Fixed costs dominate small inputs: importing
 numpy, numba, laspy and pyproj 0.65–0.75 s, CRS setup 0.2 s, numba's first call (it imports its
 typing registries) 0.35 s, and 0.4–0.5 s at interpreter exit, where Python's final collection
-walks numba's objects (a ``gc.freeze()`` before exit takes that to 0.05 s: a choice for the
-command line, not for a library).
+walks numba's objects (the ``cim`` command freezes the collector before it exits, which takes
+that to 0.05 s; a library cannot choose that for its caller).
 """
 
 from __future__ import annotations
