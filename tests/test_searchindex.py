@@ -29,7 +29,7 @@ def _rows(layer: str, n: int, offset: float = 0.0, *, bad: bool = False) -> Sear
 
 def _dump(path) -> list:
     with sqlite3.connect(path) as con:
-        return [con.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("features", "features_body", "search_meta")]
+        return [con.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("features", "search_meta")]
 
 
 @fork_only
