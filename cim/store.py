@@ -121,9 +121,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, obj: object) -> None:
-    """Write ``obj`` as pretty JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+def atomic_write_json(path: str | Path, obj: object, *, pretty: bool = True) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: indented when ``pretty``, else compact
+    (Python's C encoder serves only compact output: indenting a city's ``tileset.json`` went
+    through the pure-Python encoder, 0.14 s of the buildings layer)."""
+    text = json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) if pretty else json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def build_key(*parts: object) -> str:
@@ -225,7 +228,7 @@ class TileStore:
     def finish(self, tileset_name: str, tileset: dict, content_dir: str = "tiles") -> None:
         """Write the tileset last, then remove content files of earlier builds it no longer names."""
         self.close()
-        atomic_write_json(self.root / tileset_name, tileset)
+        atomic_write_json(self.root / tileset_name, tileset, pretty=False)
         stale = self.root / content_dir
         for path in stale.rglob("*") if stale.is_dir() else ():
             if path.is_file() and path.relative_to(self.root).as_posix() not in self.written:
