@@ -5,7 +5,8 @@ with :func:`cim.samplecity.pointcloud.write_sample_pointcloud` (into ``benchmark
 then runs, each in a fresh process:
 
 - the floor: laspy reading the same file (chunked, no work), points/s;
-- cim: :func:`cim.layers.pointcloud.build_pointcloud_layer` with 2 workers, ``--repeat`` times
+- cim: :func:`cim.convert_pointcloud` (what ``cim convert pointcloud`` runs, with its exit) with
+  2 workers, ``--repeat`` times
   (the best wall is reported with the median: the machine is shared);
 - py3dtiles 12 (``py3dtiles convert --srs_in 4544 --srs_out 4978 --pyproj-always-xy
   --spec-version 1.1 --jobs 2``): EPSG:4544 declares northing first, so without always-xy
@@ -45,14 +46,16 @@ PRESET = "district"
 SURVEY_TILE = 500.0
 
 CIM_CHILD = r"""
-import json, resource, sys, time
-from cim.layers.pointcloud import build_pointcloud_layer
+import gc, json, resource, sys, time
+from cim.pipeline import convert_pointcloud
 if __name__ == "__main__":
+    # what `cim convert pointcloud LAS OUT` runs (GC paused during the build, frozen before exit)
     t0 = time.perf_counter()
-    r = build_pointcloud_layer([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3]))
+    r = convert_pointcloud([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3])).layers[0]
     u = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the build, imports included
     print(json.dumps({"wall": time.perf_counter() - t0, "points": r.count, "tiles": r.tiles, "bytes": r.bytes,
                       "user": u.ru_utime, "sys": u.ru_stime}))
+    gc.freeze()
 """
 
 FLOOR_CHILD = r"""
