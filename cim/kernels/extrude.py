@@ -47,7 +47,7 @@ def _ring_ends(ring_offsets: np.ndarray) -> np.ndarray:
     return last
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _convex_quads(xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: np.ndarray) -> np.ndarray:
     """(p,) bool: polygons of one ring with four open vertices, strictly convex and
     counter-clockwise (two triangles each, no earcut needed)."""
@@ -146,7 +146,7 @@ def triangulate_polygons(
     return np.concatenate(parts), np.concatenate(owners)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _feature_polygons(polygon_feature: np.ndarray, n: int) -> np.ndarray:
     """(n + 1,) offsets of each feature's polygons (``polygon_feature`` is non-decreasing)."""
     first = np.zeros(n + 1, dtype=np.int64)
@@ -157,7 +157,7 @@ def _feature_polygons(polygon_feature: np.ndarray, n: int) -> np.ndarray:
     return first
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _extrude_counts(ground, ring_offsets, polygon_offsets, poly_first, quad, ear_first, min_edge):
     """Per feature: roof vertices, wall edges, roof triangles."""
     n = len(poly_first) - 1
@@ -175,10 +175,10 @@ def _extrude_counts(ground, ring_offsets, polygon_offsets, poly_first, quad, ear
     return roof, edges, rooftri
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _extrude_write(
     ground, up, ring_offsets, polygon_offsets, poly_first, quad, ear_tri, ear_first, base, top, min_edge,
-    vstart, tstart, rooftri, positions, normals, triangles,
+    vstart, tstart, positions, normals, triangles,
 ):
     """Write every building's roof vertices, wall quads and triangles into its slots."""
     n = len(poly_first) - 1
@@ -291,7 +291,7 @@ def extrude_footprints(
     triangles = np.empty((int(tstart[-1]), 3), dtype=np.uint32)
     _extrude_write(
         ground, up, ring_offsets, polygon_offsets, poly_first, quad, ear_tri, ear_first, base, top, _MIN_EDGE,
-        vstart, tstart, rooftri, positions, normals, triangles,
+        vstart, tstart, positions, normals, triangles,
     )
     return BuildingMesh(positions, normals, triangles, vstart, tstart)
 
