@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,9 @@ _IDENT = re.compile(r"[^A-Za-z0-9_]")
 #: noData sentinels per metadata type, used only for columns that hold nulls
 NO_DATA = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e308, "STRING": ""}
 
+
+#: ``(values, offsets, rows) -> (values, offsets)``: a gather of ragged items (string columns)
+RaggedTake = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def property_id(name: str) -> str:
     """A schema-safe identifier for an attribute name (``[A-Za-z_][A-Za-z0-9_]*``)."""
@@ -49,10 +53,14 @@ class EncodedColumn:
     offsets: np.ndarray | None = None
     no_data: object = None
 
-    def take(self, rows: np.ndarray) -> "EncodedColumn":
-        """The rows ``rows`` of this column (a numpy gather, no Python loop)."""
+    def take(self, rows: np.ndarray, ragged: RaggedTake | None = None) -> "EncodedColumn":
+        """The rows ``rows`` of this column (a numpy gather, no Python loop; a string column
+        through ``ragged`` when given, such as :func:`cim.kernels.ragged.take_ragged`)."""
         if self.offsets is None:
             return EncodedColumn(self.name, self.kind, self.values[rows], None, self.no_data)
+        if ragged is not None:
+            values, offsets = ragged(self.values, self.offsets, rows)
+            return EncodedColumn(self.name, self.kind, values, offsets, self.no_data)
         start = self.offsets[rows]
         length = self.offsets[rows + 1] - start
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -118,9 +126,11 @@ class FeatureColumns:
     def encode(cls, columns: dict[str, np.ndarray], types: dict[str, str]) -> "FeatureColumns":
         return cls([encode_column(name, col, types[name]) for name, col in columns.items()])
 
-    def take(self, rows: np.ndarray, class_name: str, description: str = "") -> "PropertyTable":
+    def take(self, rows: np.ndarray, class_name: str, description: str = "", ragged: RaggedTake | None = None) -> "PropertyTable":
+        """The property table of ``rows`` (string columns cut by ``ragged`` when given: see
+        :meth:`EncodedColumn.take`)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return PropertyTable(class_name, [c.take(rows) for c in self.columns], len(rows), description)
+        return PropertyTable(class_name, [c.take(rows, ragged) for c in self.columns], len(rows), description)
 
 
 @dataclass

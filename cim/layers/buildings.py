@@ -19,6 +19,7 @@ from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
 from cim.kernels.frames import LocalFrame
+from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
@@ -101,7 +102,7 @@ def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, n
     centre = (lo + hi) / 2.0
     gl_centre = enu_to_gltf(centre)
     local, nrm, tri, vfeat = gather_tile(state.mesh, features, gl_centre)  # glTF axes, quantized normals
-    ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)")
+    ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)", ragged=take_ragged)
     gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
     glb = encode_feature_mesh(
         local, nrm, tri, vfeat, ptable, gl_centre, position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
@@ -215,6 +216,7 @@ def _load_kernels() -> None:
     extrude_warm_up()
     LocalFrame(0.0, 0.0, 0.0).ground_and_up(np.zeros(1), np.zeros(1))
     bilinear_sample(np.zeros((2, 2), dtype=np.float32), 0.0, 2.0, 1.0, 1.0, np.ones(1), np.ones(1))  # DEMs read as float32
+    take_ragged(np.zeros(1, dtype=np.uint8), np.array([0, 1]), np.array([0]))
 
 
 def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = None, layer: str | int | None = None) -> DemPrefetch | None:

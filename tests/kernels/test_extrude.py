@@ -116,3 +116,18 @@ def test_gltf_layer_arrays_are_the_numpy_conversions():
     vo = mesh.vertex_offsets
     assert np.array_equal(lo, np.minimum.reduceat(mesh.positions, vo[:-1], axis=0))
     assert np.array_equal(hi, np.maximum.reduceat(mesh.positions, vo[:-1], axis=0))
+
+
+def test_take_ragged_is_the_numpy_gather():
+    from cim.formats.glb import encode_column
+    from cim.kernels.ragged import take_ragged
+
+    names = np.array(["Minzhu School", None, "", "天水 library", "x" * 300, "hall"] * 50, dtype=object)
+    column = encode_column("name", names, "STRING")
+    rows = np.array([5, 3, 3, 0, 299, 4, 1, 2])
+    fast = column.take(rows, ragged=take_ragged)
+    slow = column.take(rows)
+    assert np.array_equal(fast.values, slow.values) and np.array_equal(fast.offsets, slow.offsets)
+    assert bytes(fast.values[fast.offsets[1] : fast.offsets[2]]).decode() == "天水 library"
+    empty = column.take(np.zeros(0, dtype=np.int64), ragged=take_ragged)
+    assert len(empty.values) == 0 and list(empty.offsets) == [0]
