@@ -39,17 +39,18 @@ class DemWindow:
         return bilinear_sample(self.grid, self.x0, self.y0, self.dx, self.dy, x, y)
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
+def _open(path: Path, threads: int | str = "ALL_CPUS") -> rasterio.DatasetReader:
     if not path.exists():
         raise CimIOError(f"{path}: no such DEM")
     try:
-        return rasterio.open(path, num_threads="ALL_CPUS")  # GTiff decodes blocks on every core
+        return rasterio.open(path, num_threads=threads)  # GTiff decodes blocks on that many cores
     except rasterio.errors.RasterioIOError as exc:
         raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
 
 
-def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float], crs: CRS) -> DemWindow:
-    """Read the part of a DEM under ``bounds`` (xmin, ymin, xmax, ymax in ``crs``).
+def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float], crs: CRS, *, threads: int | str = "ALL_CPUS") -> DemWindow:
+    """Read the part of a DEM under ``bounds`` (xmin, ymin, xmax, ymax in ``crs``), decoding
+    compressed blocks on ``threads`` cores.
 
     Raises
     ------
@@ -57,7 +58,7 @@ def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float],
         Missing file, no CRS, not a raster, or a rotated geotransform.
     """
     path = Path(path)
-    with _open(path) as ds:
+    with _open(path, threads) as ds:
         if ds.crs is None:
             raise CimCRSError(f"{path}: the DEM declares no CRS")
         t = ds.transform
@@ -91,10 +92,10 @@ class DemPrefetch:
     """A DEM window read on a background thread while the caller does other work.
 
     GDAL decodes the window's blocks without the GIL, so reading the DEM under a footprint
-    file's declared extent overlaps with parsing and validating the footprints. The city
-    preset's 21 M-cell window takes 0.2 s alone; on the 2-core benchmark machine, where GDAL's
-    decoder threads then compete with the footprint reading, the overlap measured neutral
-    (within run-to-run noise); it pays where more cores are free.
+    file's declared extent overlaps with parsing and validating the footprints (the city
+    preset's 21 M-cell window: 0.35-0.5 s of CPU). The prefetch decodes on one thread, leaving
+    the other core to the caller: on the 2-core benchmark machine, decoding on every core made
+    the buildings slower (best of 3: 1.53 s against 1.45 s file to tiles).
     :meth:`window` hands the result over when the extent it was read for covers the bounds
     asked for (a stale declared extent falls back to a fresh read), so the result never
     depends on the prefetch.
@@ -105,7 +106,7 @@ class DemPrefetch:
         self.bounds = tuple(float(v) for v in bounds)
         self.crs = crs
         pool = ThreadPoolExecutor(1, thread_name_prefix="cim-dem")
-        self._future = pool.submit(read_dem_window, self.path, self.bounds, crs)
+        self._future = pool.submit(read_dem_window, self.path, self.bounds, crs, threads=1)
         pool.shutdown(wait=False)
 
     def window(self, bounds: tuple[float, float, float, float], crs: CRS) -> DemWindow:
