@@ -246,17 +246,19 @@ def _clean(
     polygonal = (types == 3) | (types == 6)
     empty = np.zeros(n, dtype=bool)
     empty[~missing] = shapely.is_empty(geoms[~missing])
-    # NaN coordinates: count coordinates per geometry and look for NaN among them
-    has_nan = np.zeros(n, dtype=bool)
     ok = ~missing & ~empty
-    if ok.any():
-        coords, index = shapely.get_coordinates(geoms[ok], return_index=True)
+    valid = np.zeros(n, dtype=bool)
+    valid[ok & polygonal] = _is_valid(geoms[ok & polygonal])
+    # NaN or infinite coordinates: GEOS reports them invalid ("Invalid Coordinate"), so only the
+    # geometries that fail (or are not polygons) need their coordinates looked at
+    has_nan = np.zeros(n, dtype=bool)
+    suspect = ok & ~valid
+    if suspect.any():
+        coords, index = shapely.get_coordinates(geoms[suspect], return_index=True)
         bad = ~np.isfinite(coords).all(axis=1)
         if bad.any():
-            has_nan[np.flatnonzero(ok)[np.unique(index[bad])]] = True
-    valid = np.zeros(n, dtype=bool)
+            has_nan[np.flatnonzero(suspect)[np.unique(index[bad])]] = True
     check = ok & polygonal & ~has_nan
-    valid[check] = _is_valid(geoms[check])
     area = np.zeros(n)
     area[check] = shapely.area(geoms[check])
     for i in np.flatnonzero(~(valid & (area > 0))):
