@@ -72,13 +72,13 @@ def to_lonlat(x: np.ndarray, y: np.ndarray, src: CRS) -> tuple[np.ndarray, np.nd
     about 1 ms, where the general one searches PROJ's database for datum transformations (0.1 to
     0.2 s of CPU in each process that projects anything).
     """
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
+    lon = np.array(x, dtype=np.float64, order="C")  # our own copies, transformed in place
+    lat = np.array(y, dtype=np.float64, order="C")
     if src.is_geographic and src.equals(GEODETIC, ignore_axis_order=True):
-        return x.copy(), y.copy()
+        return lon, lat
     direct = _projection_only(src.to_wkt())
-    lon, lat = (direct[0] if direct is not None else transformer(src, GEODETIC)).transform(x, y)
-    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    (direct[0] if direct is not None else transformer(src, GEODETIC)).transform(lon.reshape(-1), lat.reshape(-1), inplace=True)
+    return lon, lat
 
 
 def from_lonlat(lon: np.ndarray, lat: np.ndarray, dst: CRS) -> tuple[np.ndarray, np.ndarray]:

@@ -32,3 +32,13 @@ def test_other_datums_take_the_general_way():
     assert lon[0] == pytest.approx(elon[0], abs=1e-12) and lat[0] == pytest.approx(elat[0], abs=1e-12)
     assert -74.1 < lon[0] < -73.9 and 40.6 < lat[0] < 40.9
     assert _projection_only(parse_crs("EPSG:4326").to_wkt()) is None  # geographic: nothing to invert
+
+
+def test_to_lonlat_keeps_shapes_and_leaves_its_inputs_alone():
+    crs = parse_crs("EPSG:4544")
+    x, y = np.array([[566000.0, 566100.0]]), np.array([[3828000.0, 3828000.0]])
+    lon, lat = to_lonlat(x, y, crs)
+    assert lon.shape == (1, 2) and 105.71 < lon[0, 0] < 105.73 and 34.57 < lat[0, 1] < 34.59
+    assert x[0, 0] == 566000.0 and y[0, 0] == 3828000.0
+    slon, slat = to_lonlat(566000.0, 3828000.0, crs)
+    assert slon.shape == () and float(slon) == lon[0, 0] and float(slat) == lat[0, 0]
