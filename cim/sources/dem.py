@@ -48,6 +48,13 @@ def _open(path: Path, threads: int | str = "ALL_CPUS") -> rasterio.DatasetReader
         raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
 
 
+#: GDAL's block cache (MB) while a window is read. A window is read once, block by block, so a
+#: cache that holds every decoded block (GDAL's default: 5 % of the RAM) only adds a second copy
+#: of the window in fresh pages (the city's 86 MB window: 0.39 s of CPU with the default cache,
+#: 0.25-0.34 s with this one, on this machine's costly page faults).
+READ_CACHE_MB = 64
+
+
 def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float], crs: CRS, *, threads: int | str = "ALL_CPUS") -> DemWindow:
     """Read the part of a DEM under ``bounds`` (xmin, ymin, xmax, ymax in ``crs``), decoding
     compressed blocks on ``threads`` cores.
@@ -58,7 +65,7 @@ def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float],
         Missing file, no CRS, not a raster, or a rotated geotransform.
     """
     path = Path(path)
-    with _open(path, threads) as ds:
+    with rasterio.Env(GDAL_CACHEMAX=READ_CACHE_MB), _open(path, threads) as ds:
         if ds.crs is None:
             raise CimCRSError(f"{path}: the DEM declares no CRS")
         t = ds.transform
