@@ -14,6 +14,7 @@ import argparse
 import json
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -91,7 +92,8 @@ def main() -> None:
     n, tri, size = best["count"], best["triangles"], best["bytes"]
     print(f"\nbuildings, preset {args.preset}: {n:,} buildings, {best['tiles']} tiles, {tri:,} leaf triangles, {size / 1e6:.1f} MB")
     print(f"  wall (best of {len(runs)}): {best['wall']:.2f} s file → tiles on disk (read {best['read']:.2f} s); then {best['index']:.2f} s more to finish the search index (written meanwhile) and city.json; {best['process_wall']:.2f} s in all with interpreter start and imports")
-    print(f"  throughput:   {n / best['wall']:,.0f} buildings/s   {tri / best['wall']:,.0f} triangles/s")
+    median = statistics.median(r["wall"] for r in runs)
+    print(f"  throughput:   {n / best['wall']:,.0f} buildings/s   {tri / best['wall']:,.0f} triangles/s   (median run: {n / median:,.0f} buildings/s)")
     print(f"  output:       {size / n:,.0f} bytes/building")
     print(f"  peak memory:  {max(r['peak_rss_mb'] for r in runs):,.0f} MB RSS")
     print("  all runs (s): " + ", ".join(f"{r['wall']:.2f}" for r in runs))
