@@ -204,3 +204,22 @@ def test_dem_in_another_crs_gives_the_same_bases(tiny_sources, tmp_path):
     assert not b.warnings
     assert b.bounds["min_height"] == pytest.approx(a.bounds["min_height"], abs=0.3)
     assert b.bounds["max_height"] == pytest.approx(a.bounds["max_height"], abs=0.3)
+
+
+def test_first_build_writes_tiles_in_place_a_rebuild_atomically(tiny_sources, tmp_path, monkeypatch):
+    """Until tileset.json exists nothing names the tiles, so they are written without a rename;
+    over a published tileset every rewritten tile goes through a temporary name."""
+    import cim.layers.buildings as layer_module
+
+    calls: list[str] = []
+    for name in ("write_new_bytes", "atomic_write_bytes"):
+        real = getattr(layer_module, name)
+        monkeypatch.setattr(layer_module, name, lambda path, data, _real=real, _name=name: (calls.append(_name), _real(path, data))[1])
+    out = tmp_path / "b"
+    first = cim.convert_buildings(tiny_sources.buildings, out, dem=tiny_sources.dem)
+    assert calls and set(calls) == {"write_new_bytes"} and len(calls) == first.layers[0].tiles
+    calls.clear()
+    tile = next((out / "tiles").glob("*.glb"))
+    tile.unlink()  # lost: the rebuild redoes it while the old tileset.json is still served
+    cim.convert_buildings(tiny_sources.buildings, out, dem=tiny_sources.dem)
+    assert calls == ["atomic_write_bytes"] and tile.exists()

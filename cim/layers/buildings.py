@@ -26,7 +26,7 @@ from cim.errors import CimInputError
 from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable, footprint_rings
 from cim.engines import run_jobs
-from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
+from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint, write_new_bytes
 from cim.tiling.quadtree import TileNode, quadtree_plan
 
 log = logging.getLogger("cim.buildings")
@@ -87,6 +87,7 @@ class _TileState:
     box_hi: np.ndarray
     root: Path
     done: frozenset[str]
+    in_place: bool = False  # no tileset.json names the tiles yet: write them without a rename
 
 
 def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray, int, int]:
@@ -107,7 +108,7 @@ def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, n
     glb = encode_feature_mesh(
         local, nrm, tri, vfeat, ptable, gl_centre, position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
     )
-    atomic_write_bytes(state.root / rel, glb)
+    (write_new_bytes if state.in_place else atomic_write_bytes)(state.root / rel, glb)
     return rel, lo, hi, ntri, len(glb)
 
 
@@ -302,6 +303,9 @@ def build_buildings_layer(
         box_hi=box_hi,
         root=out_dir,
         done=frozenset(store.done),
+        # a first build: nothing serves these tiles before tileset.json is written, last; a tile
+        # torn by a crash has no line in the build log, so a resumed build writes it again
+        in_place=not (out_dir / "tileset.json").exists(),
     )
     rows = search_rows(layer_id, table, prep) if search else None
     if rows is not None and search_sink is not None:
