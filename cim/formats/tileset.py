@@ -6,6 +6,7 @@ Boxes are axis-aligned in the tileset's local frame (ENU, z up, after the root t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import numpy as np
@@ -37,6 +38,32 @@ def box_bounds(box: list[float]) -> tuple[np.ndarray, np.ndarray]:
 def transform_list(matrix: np.ndarray) -> list[float]:
     """A row-major (4, 4) matrix as 3D Tiles' column-major list of 16 numbers."""
     return [float(v) for v in np.asarray(matrix, dtype=np.float64).T.ravel()]
+
+
+def replace_tree(
+    node: Any, bounds: dict[str, tuple[np.ndarray, np.ndarray]], error: Callable[[Any], float]
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The tileset JSON of a tree of REPLACE-refined tiles, with the tree's (lo, hi) box.
+
+    ``node`` has ``name`` and ``children``; its content is ``tiles/<name>.glb``, whose box is
+    ``bounds[name]``; ``error(node)`` is its geometric error. Each tile's bounding volume grows
+    to hold its children's (a client culls a tile and everything under it by that box).
+    """
+    lo, hi = bounds[node.name]
+    kids = []
+    for child in node.children:
+        cj, clo, chi = replace_tree(child, bounds, error)
+        kids.append(cj)
+        lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
+    tile: dict[str, Any] = {
+        "boundingVolume": {"box": box_from_bounds(lo, hi)},
+        "geometricError": round(float(error(node)), 3),
+        "refine": "REPLACE",
+        "content": {"uri": f"tiles/{node.name}.glb"},
+    }
+    if kids:
+        tile["children"] = kids
+    return tile, lo, hi
 
 
 def tileset_document(root: dict[str, Any], geometric_error: float, **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pyogrio
 
 from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
-from cim.formats.tileset import box_from_bounds, enu_to_gltf, tileset_document, transform_list
+from cim.formats.tileset import enu_to_gltf, replace_tree, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
@@ -27,7 +27,7 @@ from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
 from cim.sources.footprints import FootprintTable, footprint_rings
 from cim.engines import run_jobs
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint, write_new_bytes
-from cim.tiling.quadtree import TileNode, quadtree_plan
+from cim.tiling.quadtree import quadtree_plan
 
 log = logging.getLogger("cim.buildings")
 
@@ -325,24 +325,7 @@ def build_buildings_layer(
         if progress:
             progress("tiles", i + 1, len(nodes))
 
-    def tile_json(node: TileNode) -> tuple[dict, np.ndarray, np.ndarray]:
-        lo, hi = bounds[node.name]
-        kids = []
-        for child in node.children:
-            cj, clo, chi = tile_json(child)
-            kids.append(cj)
-            lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
-        tile: dict = {
-            "boundingVolume": {"box": box_from_bounds(lo, hi)},
-            "geometricError": round(node.geometric_error, 3),
-            "refine": "REPLACE",
-            "content": {"uri": f"tiles/{node.name}.glb"},
-        }
-        if kids:
-            tile["children"] = kids
-        return tile, lo, hi
-
-    root_json, lo, hi = tile_json(root)
+    root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
     root_json["transform"] = transform_list(frame.matrix())
     diagonal = float(np.linalg.norm(hi - lo))
     doc = tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0))
