@@ -4,8 +4,9 @@ iterator over the same file, which is the floor: cim cannot be faster than the k
 For each file, fresh processes run, alternately, (a) the iterator alone: open the file, iterate
 every element with the settings cim uses (world coordinates, unwelded vertices, the same classes
 excluded, as many threads as ``--threads``) and touch its buffers; (b) cim's whole conversion:
-georeference, attributes, geometry (its geometry process), spool, LOD plan, GLB tiles, tilesets
-and search rows. Both clocks start after the imports (``import ifcopenshell`` and ``import
+georeference, attributes, geometry (its geometry process; or cim's own process for a tiny model
+of simple solids, see ``cim.sources.ifc_simple``), spool, LOD plan, GLB tiles, tilesets and
+search rows. Both clocks start after the imports (``import ifcopenshell`` and ``import
 cim.layers.bim``) and stop when the last byte is written; ``proc s`` is the whole process, the
 interpreter and imports included, measured from outside.
 
@@ -13,7 +14,7 @@ Printed: elements/s and triangles/s; the ratio cim / iterator (target ≤ 1.25),
 the ratios of runs made one after the other (the machine is shared and its load drifts: pairing
 cancels the drift better than a ratio of medians, printed in ``--json`` as ``ratio_of_medians``);
 peak memory (cim's process + what its geometry process added to the memory it shares with it,
-fork being copy-on-write / the iterator's process); CPU seconds (cim's process and its geometry
+fork being copy-on-write, 0 when cim made the model in its own process / the iterator's process); CPU seconds (cim's process and its geometry
 process / the iterator's process); and how busy other work kept the machine's cores meanwhile.
 """
 

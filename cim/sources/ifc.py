@@ -7,7 +7,8 @@
   stream per-element triangle meshes in world coordinates (metres) from ifcopenshell's
   multi-threaded geometry iterator, run in a separate process so that a pathological element can
   be stopped: an element that takes longer than ``element_timeout`` seconds is killed with its
-  process, reported, and the rest continue.
+  process, reported, and the rest continue. A tiny model of simple planar solids is made in this
+  process instead (:mod:`cim.sources.ifc_simple`, :mod:`cim.sources.ifc_kernel`).
 
 Units: the iterator gives metres whatever the project's length unit; attribute lengths, areas and
 volumes are converted to m, m², m³.
@@ -34,6 +35,7 @@ from cim.sources.ifc_file import (
     model_context,
     open_ifc,
     schema_has,
+    schema_name,
     unit_scale,
 )
 from cim.sources.ifc_geometry import (
@@ -82,6 +84,7 @@ class IfcElementIndex:
 
     def __init__(self, f: ifcopenshell.file) -> None:
         self.f = f
+        self.schema = schema_name(f)
         self.unit = length_unit(f)
         self.area_unit = unit_scale(f, "AREAUNIT")
         self.volume_unit = unit_scale(f, "VOLUMEUNIT")
@@ -141,7 +144,7 @@ class IfcElementIndex:
             nxt = self.opening_of.get(i) or self.host.get(i) or self.parent.get(i)
             if nxt is None:
                 return None
-            if nxt.is_a("IfcSpatialStructureElement") or (self.f.schema != "IFC2X3" and nxt.is_a("IfcSpatialElement")):
+            if nxt.is_a("IfcSpatialStructureElement") or (self.schema != "IFC2X3" and nxt.is_a("IfcSpatialElement")):
                 return nxt
             cur = nxt
         return None

@@ -1,4 +1,4 @@
-"""Element triangles from ifcopenshell's geometry iterator, in a process that can be stopped.
+"""Element triangles from ifcopenshell's geometry iterator, bounded: a process that can be stopped.
 
 OpenCASCADE cannot be interrupted: a boolean-heavy element may run for minutes, and a thread
 inside it can be neither stopped nor abandoned safely (it keeps a core busy and may crash the
@@ -9,49 +9,32 @@ multi-threaded iterator resumes with the rest. Every element costs at most the t
 Elements the iterator skips silently (invalid geometry) are then made one at a time by the same
 process, to learn why, and reported.
 
-How the process starts (measured on the 2-core build machines, where a one-element IFC takes
-ifcopenshell's own iterator about 0.04 s and a 300-element building 1–3 s):
-
-- ``fork()`` of the caller, after it has parsed the file: 5–15 ms with a 100 MB parent, no
-  import, and the parsed model is shared copy-on-write rather than parsed twice. Used whenever
-  the caller's other Python threads are known to be harmless (:data:`FORK_SAFE_THREADS`; fork
-  copies only the calling thread, so a lock another thread holds would stay locked in the child
-  forever; native threads such as OpenBLAS's register fork handlers).
-- otherwise a fresh interpreter (``python -c``): nothing of the caller's ``__main__`` re-runs,
-  but importing numpy and ifcopenshell costs 0.6–1 s before the first element, which made cim
-  2× slower than the bare iterator on small files. ``GeometryOptions(start="spawn")`` forces it.
-
-Messages travel on their own socket pair (never stdout: kernel chatter on it cannot corrupt
-them). The parent sends jobs, ``("iterate", ids | None)``, ``("careful", ids)`` or ``("exit",)``;
-the process answers ``("ready",)`` once the file is open, one ``("el", ...)`` per element,
-``("start", id)`` / ``("fail", id, why)`` in careful jobs, and ``("done", peak_mb)`` after each job,
-or ``("error", why)`` before it ends.
+How the process starts (fork, or a fresh interpreter) and the one exception, tiny models of
+simple planar solids made in this process, whose bound is what is admitted rather than a timer,
+are in :mod:`cim.sources.ifc_kernel` and :mod:`cim.sources.ifc_simple`.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 import ifcopenshell
-import ifcopenshell.geom
 
 from cim.errors import CimInputError
-from cim.searchindex import THREAD_NAME as SEARCH_THREAD
-from cim.sources.ifc_file import EXCLUDED_CLASSES, get_attr, schema_has
+from cim.sources.ifc_file import EXCLUDED_CLASSES
+from cim.sources.ifc_kernel import _InProcessKernel, _Kernel, excluded_classes, kernel_settings, peak_rss_mb
+from cim.sources.ifc_simple import simple_model
+
+__all__ = [
+    "ElementGeometry", "GeometryLog", "GeometryOptions", "GeometryStream", "excluded_classes", "iter_element_geometry",
+    "kernel_settings", "peak_rss_mb",
+]
 
 
 @dataclass
@@ -69,8 +52,11 @@ class GeometryOptions:
     geometry_library : ifcopenshell's kernel ("opencascade", the reference; "manifold" is about
         8× faster on booleans but differs on some real walls)
     exclude : classes not drawn
-    start : how the geometry process starts: "auto" (fork when the caller runs one Python thread,
-        else a fresh interpreter) or "spawn" (always a fresh interpreter); see the module notes
+    start : where the kernel runs: "auto" (in this process for a model :func:`cim.sources.
+        ifc_simple.simple_model` admits, else a geometry process, forked when the caller runs one
+        Python thread, else a fresh interpreter), "process" (never in this process) or "spawn"
+        (always a fresh interpreter); see :mod:`cim.sources.ifc_kernel`
+    in_process_elements : the most elements a model made in this process may have (0: never)
     """
 
     threads: int | None = None
@@ -79,6 +65,7 @@ class GeometryOptions:
     geometry_library: str = "opencascade"
     exclude: tuple[str, ...] = EXCLUDED_CLASSES
     start: str = "auto"
+    in_process_elements: int = 8
 
     def thread_count(self) -> int:
         return max(1, self.threads or min(os.cpu_count() or 1, 8))
@@ -122,6 +109,7 @@ class GeometryLog:
     kernel_peak_mb: float = 0.0
     processes: int = 0  # geometry processes started
     forked: int = 0  # of which forked (the others were fresh interpreters)
+    in_process: bool = False  # made in this process (see cim.sources.ifc_simple), no process started
 
     def warnings(self, element_timeout: float) -> list[str]:
         out = []
@@ -132,263 +120,6 @@ class GeometryLog:
         if self.empty:
             out.append(f"{len(self.empty)} element(s) have a body representation but no triangles: " + "; ".join(f"{g} ({c})" for g, c in self.empty[:20]))
         return out
-
-
-def kernel_settings(max_voids: int) -> ifcopenshell.geom.settings:
-    """The iterator settings cim uses: world coordinates (metres), unwelded vertices (the
-    kernel's per-face normals: flat shading), default materials, at most ``max_voids`` openings
-    subtracted per element (0: all)."""
-    s = ifcopenshell.geom.settings()
-    s.set("use-world-coords", True)
-    s.set("weld-vertices", False)
-    s.set("apply-default-materials", True)
-    if max_voids > 0:
-        s.set("max-voids-per-element", int(max_voids))
-    return s
-
-
-def excluded_classes(f: ifcopenshell.file, exclude: tuple[str, ...] = EXCLUDED_CLASSES) -> list[str]:
-    """The classes of ``exclude`` the file's schema knows (the iterator rejects the others)."""
-    return [c for c in exclude if schema_has(f, c)]
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (MB): VmHWM on Linux, else getrusage."""
-    status = _proc_status()
-    if "VmHWM" in status:
-        return status["VmHWM"]
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _proc_status() -> dict[str, float]:
-    """Memory lines of /proc/self/status in MB (empty off Linux)."""
-    out: dict[str, float] = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(("VmHWM:", "VmRSS:")):
-                    out[line[:5]] = int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return out
-
-
-# -- the geometry process ----------------------------------------------------------------------
-
-
-def _pack(shape) -> tuple:
-    g = shape.geometry
-    mats = []
-    for m in g.materials:
-        d = m.diffuse
-        rgb = (d.r(), d.g(), d.b()) if d is not None else (0.7, 0.7, 0.7)
-        t = m.transparency
-        alpha = 1.0 if t is None or t != t else 1.0 - float(t)
-        mats.append((float(rgb[0]), float(rgb[1]), float(rgb[2]), min(1.0, max(0.0, alpha))))
-    return ("el", int(shape.id), shape.guid, shape.type, g.verts_buffer, g.normals_buffer, g.faces_buffer, g.material_ids_buffer, mats)
-
-
-def _serve(conn: Connection, path: str, opts: dict, f: ifcopenshell.file | None, base_mb: float) -> None:
-    """The geometry process: open the file (unless inherited), then run jobs until told to stop.
-
-    ``base_mb`` is the resident memory inherited from a forked parent: the peak reported after
-    each job is what this process added to it.
-    """
-    try:
-        if f is None:
-            f = ifcopenshell.open(path)
-        settings = kernel_settings(opts["max_voids"])
-        conn.send(("ready",))
-        while True:
-            job = conn.recv()
-            if job[0] == "iterate":
-                ids = job[1]
-                if ids is None:
-                    exclude = excluded_classes(f, tuple(opts["exclude"]))
-                    threads = min(opts["threads"], max(1, _drawable_at_most(f, exclude, opts["threads"])))
-                    it = ifcopenshell.geom.iterator(settings, f, threads, exclude=exclude or None, geometry_library=opts["library"])
-                elif ids:
-                    threads = min(opts["threads"], len(ids))
-                    it = ifcopenshell.geom.iterator(settings, f, threads, include=[f.by_id(i) for i in ids], geometry_library=opts["library"])
-                if (ids is None or ids) and it.initialize():
-                    while True:
-                        conn.send(_pack(it.get()))
-                        if not it.next():
-                            break
-                it = None
-            elif job[0] == "careful":
-                for i in job[1]:
-                    conn.send(("start", i))
-                    try:
-                        shape = ifcopenshell.geom.create_shape(settings, f.by_id(i), geometry_library=opts["library"])
-                    except Exception as exc:
-                        conn.send(("fail", i, " ".join(str(exc).split())[:240]))
-                    else:
-                        conn.send(_pack(shape))
-            else:
-                return
-            conn.send(("done", max(0.0, peak_rss_mb() - base_mb)))
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        return  # the parent has gone
-    except Exception as exc:  # report, then end: the parent decides
-        try:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
-
-
-def _drawable_at_most(f: ifcopenshell.file, exclude: list[str], limit: int) -> int:
-    """How many products have a representation and are not excluded, counted up to ``limit + 1``.
-
-    The iterator gets no more threads than elements: starting a second thread for a one-element
-    file made ifcopenshell's iterator take 0.05–0.09 s instead of 0.045 s here.
-    """
-    n = 0
-    for p in f.by_type("IfcProduct"):
-        if get_attr(p, "Representation") is not None and not any(p.is_a(c) for c in exclude):
-            n += 1
-            if n > limit:
-                break
-    return n
-
-
-def _child_entry() -> None:
-    """Entry point of a spawned geometry process (``python -c``): arguments come pickled on
-    stdin, messages travel on the socket whose descriptor is ``argv[1]``."""
-    conn = Connection(int(sys.argv[1]))
-    path, opts = pickle.load(sys.stdin.buffer)
-    _serve(conn, path, opts, None, 0.0)
-    conn.close()
-
-
-#: threads that may run while the geometry process forks: they never enter ifcopenshell, nor
-#: hold a lock the geometry process takes (the city build's search-index writer, which runs
-#: SQLite for the whole build: without it, every model of a city build started a fresh
-#: interpreter)
-FORK_SAFE_THREADS = (SEARCH_THREAD,)
-
-
-def _can_fork() -> bool:
-    """Fork only on Linux (macOS system libraries are not fork-safe), from a process whose other
-    Python threads (if any) are of :data:`FORK_SAFE_THREADS`: fork copies only the calling
-    thread, so a lock another thread holds would stay locked in the child forever."""
-    if not (hasattr(os, "fork") and sys.platform.startswith("linux")):
-        return False
-    me = threading.current_thread()
-    return all(t is me or t.name.startswith(FORK_SAFE_THREADS) for t in threading.enumerate())
-
-
-def _socket_pair() -> tuple[Connection, Connection]:
-    """A duplex message channel. Large buffers (up to 4 MB where allowed) let the geometry
-    process run ahead while the parent is busy, instead of blocking on a full socket."""
-    a, b = socket.socketpair()
-    for s in (a, b):
-        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-            except OSError:
-                pass
-    return Connection(a.detach()), Connection(b.detach())
-
-
-class _Kernel:
-    """A geometry process and the parent's end of its channel."""
-
-    STALL, EOF = object(), object()
-
-    def __init__(self, path: Path, opts: dict, file: ifcopenshell.file | None, start: str) -> None:
-        here, there = _socket_pair()
-        self.ready = False
-        self.pid: int | None = None
-        self.proc: subprocess.Popen | None = None
-        try:
-            if start != "spawn" and _can_fork():
-                try:
-                    self.pid = self._fork(here, there, path, opts, file)
-                except OSError:  # no memory or process left to fork: try a fresh interpreter
-                    self.proc = self._spawn(there, path, opts)
-            else:
-                self.proc = self._spawn(there, path, opts)
-        finally:
-            there.close()
-        self.conn = here
-
-    @staticmethod
-    def _fork(here: Connection, there: Connection, path: Path, opts: dict, file) -> int:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns when native threads (OpenBLAS's pool) exist; see _can_fork
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid:
-            return pid
-        code = 0
-        try:  # the child: never return into the caller's code
-            here.close()
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
-            _serve(there, str(path), opts, file, _proc_status().get("VmRSS", 0.0))
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-
-    @staticmethod
-    def _spawn(there: Connection, path: Path, opts: dict) -> subprocess.Popen:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        fd = there.fileno()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from cim.sources.ifc_geometry import _child_entry; _child_entry()", str(fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(fd,), env=env,
-        )
-        try:
-            proc.stdin.write(pickle.dumps((str(path), opts), protocol=pickle.HIGHEST_PROTOCOL))
-            proc.stdin.close()
-        except OSError:
-            pass  # it died at once: recv() sees the end of the channel
-        return proc
-
-    def send(self, job: tuple) -> None:
-        try:
-            self.conn.send(job)
-        except OSError:
-            pass  # it has died: recv() sees the end of the channel
-
-    def recv(self, timeout: float | None):
-        try:
-            if not self.conn.poll(timeout):
-                return self.STALL
-            return self.conn.recv()
-        except (EOFError, OSError):
-            return self.EOF
-
-    def release(self) -> None:
-        """Tell the process to end, without waiting: it unmaps its memory on its own core (about
-        10 ms here) while the caller goes on; :meth:`stop` reaps it later."""
-        self.send(("exit",))
-        self.conn.close()
-
-    def stop(self) -> None:
-        """Kill the process unless it has ended (it holds no resource worth a graceful end) and
-        reap it."""
-        if self.pid is not None:
-            if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-                try:
-                    os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                os.waitpid(self.pid, 0)
-            self.pid = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(timeout=30)
-            self.proc = None
-        self.conn.close()
 
 
 def _unpack(msg: tuple) -> ElementGeometry:
@@ -408,41 +139,50 @@ Expected = Mapping[int, tuple[str, str]]
 
 
 class GeometryStream:
-    """Per-element meshes of an IFC file, each element once, from a geometry process.
+    """Per-element meshes of an IFC file, each element once, from a geometry process (or, for a
+    tiny model of simple solids, from this process: see :mod:`cim.sources.ifc_kernel`).
 
-    The process starts at construction and begins iterating at once, so that it works while
-    the caller reads attributes; :meth:`elements` then streams the meshes.
+    A process starts at construction and begins iterating at once, so that it works while the
+    caller reads attributes; :meth:`elements` then streams the meshes. In this process, the work
+    is done as :meth:`elements` is read.
 
     Parameters
     ----------
     path : the IFC file
     options : threads, timeout, kernel
     file : the file already open in this process, if it is: a forked geometry process uses it
-        as it is (copy-on-write) instead of parsing the file again
+        as it is (copy-on-write) instead of parsing the file again; only then may the model be
+        made in this process
 
     Notes
     -----
     See the module notes: a stall kills the process, a careful one-at-a-time pass finds and
     reports the culprit, and the fast iterator resumes with the rest; bounded, every element
-    costs at most the timeout, twice.
+    costs at most the timeout, twice. A model made in this process has no timer (a C++ call
+    cannot be stopped): its bound is what :func:`cim.sources.ifc_simple.simple_model` admits.
     """
 
     def __init__(self, path: str | Path, options: GeometryOptions | None = None, *, file: ifcopenshell.file | None = None) -> None:
         self.path = Path(path)
         self.options = options or GeometryOptions()
         o = self.options
-        if o.start not in ("auto", "spawn"):
-            raise ValueError(f"GeometryOptions.start: 'auto' or 'spawn', not {o.start!r}")
+        if o.start not in ("auto", "process", "spawn"):
+            raise ValueError(f"GeometryOptions.start: 'auto', 'process' or 'spawn', not {o.start!r}")
         self._opts = {"threads": o.thread_count(), "max_voids": o.max_voids, "library": o.geometry_library, "exclude": list(o.exclude)}
         self._file = file
         self.processes = self.forked = 0
+        self.in_process = (file is not None and o.start == "auto"
+                           and simple_model(file, self.path, excluded_classes(file, o.exclude), o.in_process_elements))
         self._released: list[_Kernel] = []
-        self._first: _Kernel | None = self._start(("iterate", None))
+        self._first: _Kernel | _InProcessKernel | None = self._start(("iterate", None))
 
-    def _start(self, job: tuple | None) -> _Kernel:
-        kernel = _Kernel(self.path, self._opts, self._file, self.options.start)
-        self.processes += 1
-        self.forked += kernel.pid is not None
+    def _start(self, job: tuple | None) -> _Kernel | _InProcessKernel:
+        if self.in_process:
+            kernel = _InProcessKernel(self._file, self._opts)
+        else:
+            kernel = _Kernel(self.path, self._opts, self._file, "spawn" if self.options.start == "spawn" else "auto")
+            self.processes += 1
+            self.forked += kernel.pid is not None
         if job is not None:
             kernel.send(job)
         return kernel
@@ -503,7 +243,7 @@ class GeometryStream:
         finally:
             if kernel is not None:
                 kernel.stop()
-            log.processes, log.forked = self.processes, self.forked
+            log.processes, log.forked, log.in_process = self.processes, self.forked, self.in_process
         log.seconds = time.perf_counter() - t0
 
 

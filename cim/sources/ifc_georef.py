@@ -18,7 +18,7 @@ import ifcopenshell.util.placement
 import ifcopenshell.util.unit
 
 from cim.kernels.mapconv import dms_to_degrees, helmert_2d, rotation_from_axis, rotation_from_true_north
-from cim.sources.ifc_file import LENGTH_MEASURES, as_tuple, get_attr, length_unit, model_context, raw_value
+from cim.sources.ifc_file import LENGTH_MEASURES, as_tuple, get_attr, length_unit, model_context, raw_value, schema_name
 
 _METRE_PREFIX = {None: 1.0, "": 1.0, "MILLI": 1e-3, "CENTI": 1e-2, "DECI": 1e-1, "KILO": 1e3}
 _UNIT_NAMES = {"METRE": 1.0, "METER": 1.0, "MILLIMETRE": 1e-3, "MILLIMETER": 1e-3, "CENTIMETRE": 1e-2, "CENTIMETER": 1e-2,
@@ -98,7 +98,7 @@ def read_georeference(f: ifcopenshell.file) -> IfcGeoreference:
         tn = get_attr(ctx, "TrueNorth")
         if tn is not None and tn.DirectionRatios and len(tn.DirectionRatios) >= 2:
             geo.true_north = rotation_from_true_north(float(tn.DirectionRatios[0]), float(tn.DirectionRatios[1]))
-    if f.schema == "IFC2X3":
+    if schema_name(f) == "IFC2X3":
         _read_epset_conversion(f, geo)
     else:
         _read_map_conversion(f, geo, ctx)
@@ -113,7 +113,7 @@ def _wcs_matrix(ctx, unit: float) -> np.ndarray | None:
     except Exception:
         return None
     m[:3, 3] *= unit
-    return None if np.allclose(m, np.eye(4), atol=1e-9) else m
+    return None if float(np.abs(m - np.eye(4)).max()) <= 1e-9 else m  # (np.allclose costs 0.4 ms here)
 
 
 def _map_unit_of(unit_entity, fallback: float) -> float:

@@ -1,0 +1,193 @@
+"""Where a BIM model stands in the city frame: the file's georeference, with overrides.
+
+:func:`resolve_placement` decides how a model's world metres (as the geometry kernel gives them)
+reach the city's ENU frame (:class:`ModelPlacement`); split from :mod:`cim.layers.bim`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cim.crs import crs_label, parse_crs, to_lonlat
+from cim.errors import CimCRSError, CimInputError
+from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef
+from cim.kernels.mapconv import enu_rotation_about_up, helmert_2d
+from cim.sources.ifc import IfcGeoreference, open_ifc, read_georeference
+
+
+@dataclass
+class ModelPlacement:
+    """How a model's world metres (as the kernel gives them) reach the city's ENU frame."""
+
+    method: str
+    frame: LocalFrame
+    geo: IfcGeoreference
+    crs: object | None = None  # pyproj CRS of map coordinates, when placed through one
+    origin: tuple[float, float, float] | None = None  # an override, in crs units (or lon, lat, h)
+    rotation: float = 0.0  # radians, east → model +X, counter-clockwise
+    notes: list[str] = field(default_factory=list)
+
+    def map_coords(self, xyz: np.ndarray) -> np.ndarray:
+        """(n, 3) world metres → (n, 3) map coordinates in the CRS's units (placements through
+        a CRS only)."""
+        xyz = np.asarray(xyz, dtype=np.float64)
+        unit = _crs_unit(self.crs)
+        if self.origin is None:
+            enh = dataclasses.replace(self.geo, rotation=self.rotation).to_map(xyz)
+        else:
+            o = (self.origin[0] * unit, self.origin[1] * unit, self.origin[2] * unit)
+            enh = helmert_2d(self.geo.engineering(xyz), o, self.rotation)
+        return enh / np.array([unit, unit, 1.0])
+
+    def enu(self, xyz: np.ndarray) -> np.ndarray:
+        """(n, 3) world metres → (n, 3) float64 ENU metres of the city frame."""
+        xyz = np.asarray(xyz, dtype=np.float64)
+        if len(xyz) == 0:
+            return np.zeros((0, 3))
+        geo = self.geo
+        if self.crs is not None:
+            enh = self.map_coords(xyz)
+            lon, lat = map_to_lonlat(enh[:, 0], enh[:, 1], self.crs)
+            return self.frame.from_ecef(geodetic_to_ecef(lon, lat, enh[:, 2]))
+        local = geo.engineering(xyz)
+        if self.method == "IfcSite":
+            local = local - np.asarray(geo.site_origin)
+        local = local @ enu_rotation_about_up(self.rotation).T
+        if self.method == "frame origin":
+            return local
+        lon, lat, h = (self.origin if self.origin is not None else (geo.longitude, geo.latitude, geo.elevation))
+        return self.frame.from_ecef(LocalFrame(lon, lat, h).to_ecef(local))
+
+    def normal_matrix(self, anchor: np.ndarray) -> np.ndarray:
+        """(3, 3) matrix taking world normals to ENU normals near ``anchor`` (world metres):
+        the inverse transpose of the placement's Jacobian there."""
+        pts = np.asarray(anchor, dtype=np.float64)[None, :] + np.vstack([np.zeros(3), np.eye(3)])
+        e = self.enu(pts)
+        jac = (e[1:] - e[0]).T
+        return np.linalg.inv(jac).T
+
+    def describe(self) -> dict:
+        d = {"method": self.method, "rotation_deg": round(float(np.degrees(self.rotation)), 9), "file": self.geo.to_dict()}
+        if self.crs is not None:
+            d["crs"] = crs_label(self.crs)
+        if self.origin is not None:
+            d["origin"] = list(self.origin)
+        return d
+
+
+#: datums whose geographic coordinates PROJ takes unchanged as WGS 84's: WGS 84 itself, and
+#: CGCS2000, the datum of Chinese surveying, to which PROJ 9 knows no transformation: it applies
+#: a null ("ballpark") offset
+WGS84_LIKE_DATUMS = frozenset({"World Geodetic System 1984", "World Geodetic System 1984 ensemble", "China 2000"})
+
+
+def map_to_lonlat(x: np.ndarray, y: np.ndarray, crs) -> tuple[np.ndarray, np.ndarray]:
+    """Map coordinates in the projected ``crs`` → lon/lat degrees, as :func:`cim.crs.to_lonlat`.
+
+    On a datum of :data:`WGS84_LIKE_DATUMS` the inverse projection alone gives the same numbers
+    (``tests/bim/test_georef.py`` checks it), and pyproj builds that transformer in 1 ms, where
+    the general one searches PROJ's database for datum transformations (0.1–0.2 s of CPU here, in
+    each process and each thread that uses it): on a 100-element model that search was more
+    than all the rest this process does while the geometry process works.
+    """
+    geodetic = crs.geodetic_crs
+    if not crs.is_projected or geodetic is None or geodetic.datum is None or geodetic.datum.name not in WGS84_LIKE_DATUMS:
+        return to_lonlat(x, y, crs)
+    lon, lat = _inverse_projection(crs.to_wkt()).transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _inverse_projection(wkt: str):
+    from pyproj import CRS, Transformer
+
+    crs = CRS.from_wkt(wkt)
+    return Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+
+
+def _crs_unit(crs) -> float:
+    axis = crs.axis_info[0] if crs.axis_info else None
+    return float(axis.unit_conversion_factor) if axis is not None and axis.unit_conversion_factor else 1.0
+
+
+def resolve_placement(
+    geo: IfcGeoreference,
+    frame: LocalFrame,
+    *,
+    crs: object = None,
+    origin: tuple[float, float, float] | None = None,
+    rotation: float | None = None,
+    require_georef: bool = False,
+    name: str = "model",
+) -> ModelPlacement:
+    """Decide how a model is placed: the file's georeference, with overrides.
+
+    Parameters
+    ----------
+    geo : what the file says (:func:`cim.sources.ifc.read_georeference`)
+    frame : the city frame
+    crs : the city's CRS: the CRS of ``origin``, and of the file's map conversion when the file
+        names none (or one pyproj does not know). A CRS the file names wins over it.
+    origin : where the model's local origin (IFC world 0, 0, 0) goes: (E, N, H) in ``crs``, or
+        (lon°, lat°, h) when ``crs`` is None. With it the model is placed rigidly (no scale).
+    rotation : degrees, counter-clockwise from east (grid east with a CRS) to the model's +X
+    require_georef : raise when there is nothing to place the model by (standalone conversion)
+    """
+    theta = None if rotation is None else float(np.radians(rotation))
+    city_crs = parse_crs(crs, what=f"{name}: crs") if crs is not None else None
+    notes = list(geo.notes)
+    if origin is not None:
+        origin = tuple(float(v) for v in origin)
+        if len(origin) != 3:
+            raise CimInputError(f"{name}: origin needs three numbers (E, N, H or lon, lat, h)")
+        base = theta if theta is not None else geo.rotation if geo.kind != "none" else 0.0
+        if city_crs is not None:
+            _require_projected(city_crs, name)
+            return ModelPlacement("origin override", frame, geo, city_crs, origin, base, notes)
+        return ModelPlacement("origin override (lon, lat, h)", frame, geo, None, origin, base, notes)
+    if geo.has_map_conversion:
+        file_crs = None
+        if geo.crs_name:
+            try:
+                file_crs = parse_crs(geo.crs_name, what=f"{name}: IfcProjectedCRS")
+            except CimCRSError:
+                notes.append(f"the file's CRS {geo.crs_name!r} is unknown to pyproj")
+        if file_crs is None and city_crs is None:
+            raise CimCRSError(f"{name}: the map conversion names no usable CRS ({geo.crs_name!r}); give crs (--crs)")
+        use = file_crs or city_crs
+        if file_crs is None:
+            notes.append(f"map conversion read in the city CRS {crs_label(city_crs)}")
+        elif city_crs is not None and not file_crs.equals(city_crs):
+            notes.append(f"the model's CRS {crs_label(file_crs)} differs from the city's {crs_label(city_crs)}; used the model's")
+        _require_projected(use, name)
+        return ModelPlacement(geo.kind, frame, geo, use, None, theta if theta is not None else geo.rotation, notes)
+    if geo.kind == "IfcSite":
+        return ModelPlacement("IfcSite", frame, geo, None, None, theta if theta is not None else geo.rotation, notes)
+    if require_georef:
+        raise CimInputError(
+            f"{name}: no georeference (no IfcMapConversion, ePSet_MapConversion or IfcSite RefLatitude/RefLongitude); "
+            "--origin is required (E,N,H in --crs, or lon,lat,h without --crs)"
+        )
+    notes.append("no georeference in the file: placed at the city origin (give origin/crs to place it)")
+    return ModelPlacement("frame origin", frame, geo, None, None, theta or 0.0, notes)
+
+
+def _require_projected(crs, name: str) -> None:
+    if crs.is_geographic:
+        raise CimCRSError(f"{name}: {crs_label(crs)} is geographic; a map conversion needs a projected CRS")
+
+
+def frame_for_model(path: str | Path, *, crs: object = None, origin: tuple[float, float, float] | None = None, rotation: float | None = None) -> LocalFrame:
+    """An ENU frame at a model's local origin, for converting one model on its own
+    (``cim convert bim``); raises CimInputError when the model cannot be placed."""
+    path = Path(path)
+    geo = read_georeference(open_ifc(path))
+    probe = LocalFrame(0.0, 0.0, 0.0)
+    placement = resolve_placement(geo, probe, crs=crs, origin=origin, rotation=rotation, require_georef=True, name=path.name)
+    lon, lat, h = ecef_to_geodetic(probe.to_ecef(placement.enu(np.zeros((1, 3)))))
+    return LocalFrame(float(lon[0]), float(lat[0]), float(h[0]))

@@ -1,0 +1,220 @@
+"""A BIM model's element meshes after streaming: placed in the city frame and spooled.
+
+:func:`_ingest` places batches of element meshes (:class:`cim.sources.ifc.ElementGeometry`) and
+appends them to a :class:`_MeshSpool` (in memory, on disk when large), from which the tiles read
+their elements back; split from :mod:`cim.layers.bim`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from cim.kernels.mesh import range_index, split_vertices_by_material, unit_vectors, vertex_normals
+from cim.layers.bim_placement import ModelPlacement
+from cim.sources.ifc import ElementGeometry
+
+
+class _MeshSpool:
+    """Per-element meshes appended to flat buffers, read back per tile.
+
+    The buffers stay in memory up to ``spill_bytes`` (24 bytes a vertex and 12 a triangle: a
+    4.5 MB IFC of 1,300 elements needs 7 MB), then move to temporary files that are memory-mapped
+    for reading, so a model's meshes are never all in memory. Small models thus touch no file:
+    creating the temporary folder and four files cost 15–25 ms here, a third of converting a
+    one-element model.
+    """
+
+    KINDS = {"pos": (np.float32, 3), "nrm": (np.float32, 3), "rgba": (np.uint8, 4), "tri": (np.uint32, 3)}
+
+    def __init__(self, spill_bytes: int = 64 << 20) -> None:
+        self.spill_bytes = spill_bytes
+        self._buffers: dict[str, bytearray] = {k: bytearray() for k in self.KINDS}
+        self._files: dict | None = None
+        self.folder: Path | None = None
+        self.v_start: list[int] = []
+        self.t_start: list[int] = []
+        self.v_count: list[int] = []
+        self.t_count: list[int] = []
+        self._nv = self._nt = 0
+        self._bytes = 0
+        self.maps: dict[str, np.ndarray] = {}
+
+    def append(self, pos: np.ndarray, nrm: np.ndarray, rgba: np.ndarray, tri: np.ndarray) -> None:
+        """Append one element: (v, 3) positions and normals, (v, 4) colours, (t, 3) triangles."""
+        self.extend(pos, nrm, rgba, tri, np.array([len(pos)]), np.array([len(tri)]))
+
+    def extend(self, pos: np.ndarray, nrm: np.ndarray, rgba: np.ndarray, tri: np.ndarray, v_counts: np.ndarray, t_counts: np.ndarray) -> None:
+        """Append several elements at once: their buffers concatenated, ``v_counts`` / ``t_counts``
+        vertices and triangles each (triangles index each element's own vertices)."""
+        parts = {"pos": pos, "nrm": nrm, "rgba": rgba, "tri": tri}
+        for k, (dtype, _) in self.KINDS.items():
+            data = np.ascontiguousarray(parts[k], dtype=dtype).data
+            self._bytes += data.nbytes
+            if self._files is None:
+                self._buffers[k] += data
+            else:
+                self._files[k].write(data)
+        if self._files is None and self._bytes > self.spill_bytes:
+            self._spill()
+        v_counts, t_counts = np.asarray(v_counts, dtype=np.int64), np.asarray(t_counts, dtype=np.int64)
+        self.v_start += (self._nv + np.cumsum(v_counts) - v_counts).tolist()
+        self.t_start += (self._nt + np.cumsum(t_counts) - t_counts).tolist()
+        self.v_count += v_counts.tolist()
+        self.t_count += t_counts.tolist()
+        self._nv += int(v_counts.sum())
+        self._nt += int(t_counts.sum())
+
+    def _spill(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="cim-bim-"))
+        self._files = {k: open(self.folder / f"{k}.bin", "wb") for k in self.KINDS}  # noqa: SIM115 (closed in finish)
+        for k, buf in self._buffers.items():
+            self._files[k].write(buf)
+        self._buffers = {}
+
+    def finish(self) -> None:
+        for k, (dtype, width) in self.KINDS.items():
+            n = self._nv if k != "tri" else self._nt
+            if self._files is None:
+                self.maps[k] = np.frombuffer(self._buffers[k], dtype=dtype).reshape(n, width)
+                continue
+            self._files[k].close()
+            self.maps[k] = np.memmap(self.folder / f"{k}.bin", dtype=dtype, mode="r", shape=(n, width)) if n else np.zeros((0, width), dtype=dtype)
+        self.v_start_a, self.v_count_a = np.array(self.v_start, dtype=np.int64), np.array(self.v_count, dtype=np.int64)
+        self.t_start_a, self.t_count_a = np.array(self.t_start, dtype=np.int64), np.array(self.t_count, dtype=np.int64)
+
+    def close(self) -> None:
+        """Free the buffers and remove the temporary files."""
+        self.maps.clear()
+        self._buffers = {}
+        if self._files is not None:
+            for f in self._files.values():
+                f.close()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def gather(self, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (float32, anchor-relative), normals, colours, triangles (indices into the
+        gathered vertices) and each vertex's row in ``elements``."""
+        vc, tc = self.v_count_a[elements], self.t_count_a[elements]
+        vidx = range_index(self.v_start_a[elements], vc)
+        tidx = range_index(self.t_start_a[elements], tc)
+        base = np.zeros(len(elements), dtype=np.int64)
+        np.cumsum(vc[:-1], out=base[1:])
+        tri = self.maps["tri"][tidx].astype(np.int64) + np.repeat(base, tc)[:, None]
+        rows = np.repeat(np.arange(len(elements)), vc)
+        return self.maps["pos"][vidx], self.maps["nrm"][vidx], self.maps["rgba"][vidx], tri, rows
+
+
+@dataclass
+class _Model:
+    """A model's elements after streaming: geometry records and what tiling needs."""
+
+    name: str
+    source: Path
+    placement: ModelPlacement
+    anchor: np.ndarray  # (3,) ENU of the spool's origin
+    ids: list[int] = field(default_factory=list)
+    lo: list[np.ndarray] = field(default_factory=list)  # ENU boxes
+    hi: list[np.ndarray] = field(default_factory=list)
+    wlo: list[np.ndarray] = field(default_factory=list)  # world (model axes) boxes
+    whi: list[np.ndarray] = field(default_factory=list)
+    hull: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # world (model axes) x, y
+
+
+def _ingest(batch: list[ElementGeometry], model: _Model, spool: _MeshSpool, normal_m: np.ndarray) -> None:
+    """Place a batch of element meshes in the city frame and spool them.
+
+    Vectorised over the batch (one placement, one normal rotation, one colour lookup, one write
+    per buffer); only elements with several materials go through a per-element split. The
+    per-element version cost 0.8 ms an element, about a tenth of the kernel's time for it.
+    """
+    vcounts = np.array([len(g.vertices) for g in batch], dtype=np.int64)
+    vstarts = np.zeros(len(batch), dtype=np.int64)
+    np.cumsum(vcounts[:-1], out=vstarts[1:])
+    world = np.concatenate([g.vertices for g in batch])
+    enu = model.placement.enu(world)
+    # normals in ENU: the kernel's rotated, or made from the placed faces when it gave none
+    normals = np.empty_like(enu)
+    has = np.array([len(g.normals) == len(g.vertices) for g in batch])
+    if has.any():
+        normals[range_index(vstarts[has], vcounts[has])] = np.concatenate([g.normals for g, h in zip(batch, has) if h]) @ normal_m.T
+    for i in np.flatnonzero(~has):
+        a, b = vstarts[i], vstarts[i] + vcounts[i]
+        normals[a:b] = vertex_normals(enu[a:b], batch[i].triangles)
+    # one material a vertex: vertices shared by triangles of two materials are duplicated
+    mat_base = np.zeros(len(batch), dtype=np.int64)
+    np.cumsum([len(g.materials) for g in batch[:-1]], out=mat_base[1:])
+    sources, tris, vmats, new_counts = [], [], [], np.empty(len(batch), dtype=np.int64)
+    for i, g in enumerate(batch):
+        a, nv = vstarts[i], vcounts[i]
+        if len(g.materials) > 1 and len(g.tri_material) and g.tri_material.min() != g.tri_material.max():
+            source, tri, vmat = split_vertices_by_material(g.triangles, g.tri_material, nv)
+            sources.append(source + a)
+            vmats.append(vmat + mat_base[i])
+        else:
+            tri = g.triangles
+            sources.append(np.arange(a, a + nv))
+            vmats.append(np.full(nv, mat_base[i] + (g.tri_material[0] if len(g.tri_material) else 0), dtype=np.int64))
+        tris.append(tri)
+        new_counts[i] = len(sources[-1])
+    source = np.concatenate(sources)
+    materials = np.concatenate([g.materials for g in batch])
+    rgba = np.clip(np.round(materials[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
+    pos = enu[source]
+    spool.extend(pos - model.anchor, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts,
+                 np.array([len(t) for t in tris], dtype=np.int64))
+    new_starts = np.zeros(len(batch), dtype=np.int64)
+    np.cumsum(new_counts[:-1], out=new_starts[1:])
+    model.ids.extend(g.id for g in batch)
+    model.lo.extend(np.minimum.reduceat(pos, new_starts, axis=0))
+    model.hi.extend(np.maximum.reduceat(pos, new_starts, axis=0))
+    model.wlo.extend(np.minimum.reduceat(world, vstarts, axis=0))
+    model.whi.extend(np.maximum.reduceat(world, vstarts, axis=0))
+    model.hull = convex_hull_xy(np.concatenate([model.hull, world[:, :2]]))
+
+
+def convex_hull_xy(xy: np.ndarray) -> np.ndarray:
+    """The convex hull of points, as the coordinates of its ring (or of the degenerate hull).
+
+    Parameters
+    ----------
+    xy : (n, 2) float
+
+    Returns
+    -------
+    (k, 2) float64
+
+    Notes
+    -----
+    Akl–Toussaint: a point strictly inside the octagon of the extreme points in eight directions
+    cannot be on the hull, so those are dropped (numpy) before GEOS sees the rest. On the
+    unwelded meshes of a 300-element building GEOS took 0.07 s for the whole batch of vertices;
+    after the filter it sees a few hundred.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if len(xy) > 64:
+        x, y = xy[:, 0], xy[:, 1]
+        s, d = x + y, x - y
+        # the extremes in counter-clockwise order: left, lower left, bottom, lower right, ...
+        ring = xy[[x.argmin(), s.argmin(), y.argmin(), d.argmax(), x.argmax(), s.argmax(), y.argmax(), d.argmin()]]
+        edges = np.roll(ring, -1, axis=0) - ring
+        edges_ok = np.abs(edges).sum(axis=1) > 0
+        if edges_ok.sum() >= 3:
+            scale = float(np.abs(xy).max()) or 1.0
+            inside = np.ones(len(xy), dtype=bool)
+            for a, e in zip(ring[edges_ok], edges[edges_ok]):
+                inside &= e[0] * (y - a[1]) - e[1] * (x - a[0]) > 1e-9 * scale * scale
+            xy = np.concatenate([ring, xy[~inside]])
+    return np.asarray(shapely.get_coordinates(shapely.convex_hull(shapely.multipoints(xy))))
+
+
+def _new_model(name: str, path: Path, placement: ModelPlacement, first: ElementGeometry) -> tuple[_Model, np.ndarray]:
+    anchor_world = first.vertices.mean(axis=0)
+    return _Model(name, path, placement, placement.enu(anchor_world[None, :])[0]), placement.normal_matrix(anchor_world)
