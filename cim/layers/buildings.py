@@ -13,7 +13,7 @@ import numpy as np
 import pyogrio
 
 from cim.crs import crs_label, parse_crs, to_lonlat
-from cim.formats.glb import FeatureColumns, encode_feature_mesh, property_id
+from cim.formats.glb import FeatureColumns, encode_feature_mesh
 from cim.formats.tileset import enu_to_gltf, replace_tree, tileset_document, transform_list
 from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
@@ -369,8 +369,3 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
         prep.base, prep.top, columns=table.columns, types=table.types,
         title_column="name" if "name" in table.columns else None, text_columns=text_cols,
     )
-
-
-def schema_properties(schema: dict[str, str]) -> dict[str, str]:
-    """Attribute name → the property id under which viewers find it in the tiles."""
-    return {name: property_id(name) for name in schema}
