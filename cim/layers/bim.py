@@ -50,7 +50,7 @@ import shapely
 from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError, CimIOError
 from cim.formats.glb import FeatureColumns
-from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
+from cim.formats.tileset import box_from_bounds, replace_tree, tileset_document, transform_list
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
 from cim.layers.bim_placement import ModelPlacement, frame_for_model, map_to_lonlat, resolve_placement
@@ -63,7 +63,6 @@ from cim.layers.bim_tiles import (
     _encode_tile,
     _exterior_flags,
     _Node,
-    _tile_json,
     _value_mask,
     _walk,
     plan_model_tiles,
@@ -332,7 +331,7 @@ def _write_model(f, model: _Model, spool: _MeshSpool, prep: _Prepared, store: Ti
                 progress(f"{name}: tiles", i + 1, len(nodes))
     spool.maps.clear()
 
-    tile, tlo, thi = _tile_json(root, bounds)
+    tile, tlo, thi = replace_tree(root, bounds, lambda node: node.error)
     diagonal = float(np.linalg.norm(thi - tlo))
     props = [prep.search[r] for r in rows]
     summary = {

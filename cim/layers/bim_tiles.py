@@ -12,7 +12,7 @@ import numpy as np
 
 from cim.formats.glb import NO_DATA, EncodedColumn, FeatureColumns, PropertyTable, encode_column
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
-from cim.formats.tileset import box_from_bounds, enu_to_gltf
+from cim.formats.tileset import enu_to_gltf
 from cim.kernels.mesh import chunk_by_budget
 from cim.layers.bim_spool import _MeshSpool, _Model
 from cim.sources.ifc import IfcElementIndex
@@ -264,21 +264,3 @@ def _walk(node: _Node) -> list[_Node]:
     for c in node.children:
         out += _walk(c)
     return out
-
-
-def _tile_json(node: _Node, bounds: dict) -> tuple[dict, np.ndarray, np.ndarray]:
-    lo, hi = bounds[node.name]
-    kids = []
-    for c in node.children:
-        cj, clo, chi = _tile_json(c, bounds)
-        kids.append(cj)
-        lo, hi = np.minimum(lo, clo), np.maximum(hi, chi)
-    tile: dict = {
-        "boundingVolume": {"box": box_from_bounds(lo, hi)},
-        "geometricError": round(node.error, 3),
-        "refine": "REPLACE",
-        "content": {"uri": f"tiles/{node.name}.glb"},
-    }
-    if kids:
-        tile["children"] = kids
-    return tile, lo, hi
