@@ -42,3 +42,18 @@ def test_to_lonlat_keeps_shapes_and_leaves_its_inputs_alone():
     assert x[0, 0] == 566000.0 and y[0, 0] == 3828000.0
     slon, slat = to_lonlat(566000.0, 3828000.0, crs)
     assert slon.shape == () and float(slon) == lon[0, 0] and float(slat) == lat[0, 0]
+
+
+@pytest.mark.parametrize("code", ["EPSG:4544", "EPSG:4547", "EPSG:32650", "EPSG:27700"])
+def test_to_lonlat_is_proj_over_the_whole_area_of_use(code):
+    """The shortcut (CGCS2000, WGS 84) or the general path (OSGB 36) gives what PROJ's way to
+    EPSG:4326 gives anywhere the CRS is meant for: a PROJ that learns a CGCS2000 → WGS 84
+    transformation fails here."""
+    crs = parse_crs(code)
+    w, s, e, n = crs.area_of_use.bounds
+    rng = np.random.default_rng(7)
+    lon, lat = rng.uniform(w, e, 200), rng.uniform(s, n, 200)
+    x, y = Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True).transform(lon, lat)
+    got = np.array(to_lonlat(x, y, crs))
+    want = np.array(Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True).transform(x, y))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)

@@ -53,7 +53,7 @@ from cim.formats.glb import FeatureColumns
 from cim.formats.tileset import box_from_bounds, replace_tree, tileset_document, transform_list
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
-from cim.layers.bim_placement import ModelPlacement, frame_for_model, map_to_lonlat, resolve_placement
+from cim.layers.bim_placement import ModelPlacement, frame_for_model, resolve_placement
 from cim.layers.bim_spool import _ingest, _MeshSpool, _Model, _new_model, convex_hull_xy
 from cim.layers.bim_tiles import (
     DETAIL_CLASSES,
@@ -83,7 +83,7 @@ from cim.store import TileStore, build_key, file_fingerprint
 
 __all__ = [
     "DETAIL_CLASSES", "ENVELOPE_CLASSES", "VIEWER_PROPERTIES", "BimOptions", "ModelPlacement", "build_bim_layer", "convex_hull_xy",
-    "frame_for_model", "map_to_lonlat", "plan_model_tiles", "resolve_placement",
+    "frame_for_model", "plan_model_tiles", "resolve_placement",
 ]
 
 log = logging.getLogger("cim.bim")

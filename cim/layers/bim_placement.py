@@ -7,7 +7,6 @@ reach the city's ENU frame (:class:`ModelPlacement`); split from :mod:`cim.layer
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +51,7 @@ class ModelPlacement:
         geo = self.geo
         if self.crs is not None:
             enh = self.map_coords(xyz)
-            lon, lat = map_to_lonlat(enh[:, 0], enh[:, 1], self.crs)
+            lon, lat = to_lonlat(enh[:, 0], enh[:, 1], self.crs)  # projection alone on CGCS2000/WGS 84 (cim.crs)
             return self.frame.from_ecef(geodetic_to_ecef(lon, lat, enh[:, 2]))
         local = geo.engineering(xyz)
         if self.method == "IfcSite":
@@ -78,36 +77,6 @@ class ModelPlacement:
         if self.origin is not None:
             d["origin"] = list(self.origin)
         return d
-
-
-#: datums whose geographic coordinates PROJ takes unchanged as WGS 84's: WGS 84 itself, and
-#: CGCS2000, the datum of Chinese surveying, to which PROJ 9 knows no transformation: it applies
-#: a null ("ballpark") offset
-WGS84_LIKE_DATUMS = frozenset({"World Geodetic System 1984", "World Geodetic System 1984 ensemble", "China 2000"})
-
-
-def map_to_lonlat(x: np.ndarray, y: np.ndarray, crs) -> tuple[np.ndarray, np.ndarray]:
-    """Map coordinates in the projected ``crs`` → lon/lat degrees, as :func:`cim.crs.to_lonlat`.
-
-    On a datum of :data:`WGS84_LIKE_DATUMS` the inverse projection alone gives the same numbers
-    (``tests/bim/test_georef.py`` checks it), and pyproj builds that transformer in 1 ms, where
-    the general one searches PROJ's database for datum transformations (0.1–0.2 s of CPU here, in
-    each process and each thread that uses it): on a 100-element model that search was more
-    than all the rest this process does while the geometry process works.
-    """
-    geodetic = crs.geodetic_crs
-    if not crs.is_projected or geodetic is None or geodetic.datum is None or geodetic.datum.name not in WGS84_LIKE_DATUMS:
-        return to_lonlat(x, y, crs)
-    lon, lat = _inverse_projection(crs.to_wkt()).transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
-
-
-@functools.lru_cache(maxsize=16)
-def _inverse_projection(wkt: str):
-    from pyproj import CRS, Transformer
-
-    crs = CRS.from_wkt(wkt)
-    return Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
 
 
 def _crs_unit(crs) -> float:

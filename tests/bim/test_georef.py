@@ -227,21 +227,3 @@ def test_map_conversion_needs_a_crs(sample, tmp_path):
         resolve_placement(geo, city_frame())
     p = resolve_placement(geo, city_frame(), crs="EPSG:4544")
     assert any("unknown to pyproj" in n for n in p.notes)
-
-
-@pytest.mark.parametrize("code", ["EPSG:4544", "EPSG:4547", "EPSG:32650", "EPSG:27700"])
-def test_map_to_lonlat_agrees_with_the_general_transformer(code):
-    """The inverse projection alone (CGCS2000, WGS 84) or the general path (others) gives what
-    cim.crs.to_lonlat gives: a PROJ that learns a CGCS2000 → WGS 84 transformation fails here."""
-    from pyproj import CRS, Transformer
-
-    from cim.crs import to_lonlat
-    from cim.layers.bim import map_to_lonlat
-
-    crs = CRS.from_user_input(code)
-    w, s, e, n = crs.area_of_use.bounds
-    rng = np.random.default_rng(7)
-    lon, lat = rng.uniform(w, e, 200), rng.uniform(s, n, 200)
-    x, y = Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True).transform(lon, lat)
-    got, want = np.array(map_to_lonlat(x, y, crs)), np.array(to_lonlat(x, y, crs))
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
