@@ -110,42 +110,6 @@ def _roof_triangles(xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: n
     return quad, ear_tri, ear_first
 
 
-def triangulate_polygons(
-    xy: np.ndarray, ring_offsets: np.ndarray, polygon_offsets: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Triangulate polygons with holes; returns triangles over the *open* ring vertices.
-
-    Parameters
-    ----------
-    xy : (k, 2) float64, closed rings (first coordinate repeated at each ring's end)
-    ring_offsets : (r + 1,) int, coordinate offsets of rings
-    polygon_offsets : (p + 1,) int, ring offsets of polygons
-
-    Returns
-    -------
-    triangles : (t, 3) int64 indices into the open vertices ``xy[~closing]``, counter-clockwise,
-        grouped by polygon in polygon order
-    triangle_polygon : (t,) int64, the polygon each triangle belongs to
-    """
-    ring_offsets = np.asarray(ring_offsets, dtype=np.int64)
-    polygon_offsets = np.asarray(polygon_offsets, dtype=np.int64)
-    xy = np.ascontiguousarray(xy[:, :2], dtype=np.float64)
-    quad, ear_tri, ear_first = _roof_triangles(xy, ring_offsets, polygon_offsets)
-    open_start = ring_offsets - np.arange(len(ring_offsets))
-    parts, owners = [], []
-    for p in range(len(quad)):
-        if quad[p]:
-            s = open_start[polygon_offsets[p]]
-            parts.append(np.array([[s, s + 1, s + 2], [s, s + 2, s + 3]], dtype=np.int64))
-            owners.append(np.full(2, p, dtype=np.int64))
-        elif ear_first[p + 1] > ear_first[p]:
-            parts.append(ear_tri[ear_first[p] : ear_first[p + 1]])
-            owners.append(np.full(ear_first[p + 1] - ear_first[p], p, dtype=np.int64))
-    if not parts:
-        return np.empty((0, 3), np.int64), np.empty(0, np.int64)
-    return np.concatenate(parts), np.concatenate(owners)
-
-
 @njit(cache=True, nogil=True)
 def _feature_polygons(polygon_feature: np.ndarray, n: int) -> np.ndarray:
     """(n + 1,) offsets of each feature's polygons (``polygon_feature`` is non-decreasing)."""
@@ -300,35 +264,6 @@ def extrude_footprints(
 _MIN_EDGE = 1e-9
 
 
-def gather_features(mesh: BuildingMesh, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cut the triangles of some buildings out of a mesh.
-
-    Parameters
-    ----------
-    mesh : BuildingMesh
-    features : (m,) int, building indices, in the order wanted
-
-    Returns
-    -------
-    positions : (v, 3) float64
-    normals : (v, 3) float32
-    triangles : (t, 3) uint32, indices into the returned positions
-    vertex_feature : (v,) int64, index into ``features`` of each vertex's building
-    """
-    features = np.asarray(features, dtype=np.int64)
-    vo, to = mesh.vertex_offsets, mesh.triangle_offsets
-    vcount = vo[features + 1] - vo[features]
-    tcount = to[features + 1] - to[features]
-    new_vstart = np.concatenate([[0], np.cumsum(vcount)[:-1]])
-    vidx = np.repeat(vo[features] - new_vstart, vcount) + np.arange(vcount.sum())
-    tidx = np.repeat(to[features] - np.concatenate([[0], np.cumsum(tcount)[:-1]]), tcount) + np.arange(tcount.sum())
-    shift = np.repeat(vo[features] - new_vstart, tcount)
-    triangles = np.take(mesh.triangles, tidx, axis=0)
-    triangles -= shift.astype(np.uint32)[:, None]  # every index stays >= its shift: no wrap-around
-    vertex_feature = np.repeat(np.arange(len(features)), vcount)
-    return np.take(mesh.positions, vidx, axis=0), np.take(mesh.normals, vidx, axis=0), triangles, vertex_feature
-
-
 def gather_tile(
     mesh: BuildingMesh, features: np.ndarray, origin: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -349,8 +284,8 @@ def gather_tile(
 
     Notes
     -----
-    The same cut as :func:`gather_features`, written by a compiled loop that releases the GIL
-    (tiles encode on threads), without the float64 intermediates and index arrays.
+    A compiled loop that releases the GIL (tiles encode on threads), without the float64
+    intermediates and index arrays a numpy gather needs.
     """
     features = np.ascontiguousarray(features, dtype=np.int64)
     vo, to = mesh.vertex_offsets, mesh.triangle_offsets

@@ -23,7 +23,7 @@ from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.searchindex import SearchRows
 from cim.errors import CimInputError
-from cim.sources.dem import DemPrefetch, DemWindow, read_dem_window
+from cim.sources.dem import DemPrefetch, read_dem_window
 from cim.sources.footprints import FootprintTable, footprint_rings
 from cim.engines import run_jobs
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint, write_new_bytes
@@ -72,9 +72,14 @@ class PreparedBuildings:
     sizes: np.ndarray  # (n,) metres
     base: np.ndarray  # (n,)
     top: np.ndarray  # (n,)
-    lonlat_bounds: tuple[float, float, float, float]
-    lonlat_boxes: np.ndarray | None = None  # (n, 4) west, south, east, north of each footprint, degrees
+    lonlat_boxes: np.ndarray  # (n, 4) west, south, east, north of each footprint, degrees
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lonlat_bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) of all the footprints, degrees."""
+        b = self.lonlat_boxes
+        return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
 @dataclass
@@ -144,7 +149,7 @@ def _to_float(v: object) -> float:
 
 
 def prepare_buildings(
-    table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, workers: int | None = None, dem_prefetch: DemPrefetch | None = None
+    table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, dem_prefetch: DemPrefetch | None = None
 ) -> PreparedBuildings:
     """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
 
@@ -152,7 +157,7 @@ def prepare_buildings(
     is sampled at every vertex (a building's base is its lowest ground), and the compiled
     extrusion writes the meshes. (Chunks in forked processes were used while the extrusion was
     numpy: each child then paid the page faults of its own copies, and a compiled kernel would
-    pay numba's start-up in every child; ``workers`` is kept for compatibility and unused.)
+    pay numba's start-up in every child.)
     """
     warnings: list[str] = []
     heights, notes = building_heights(table, opts)
@@ -193,8 +198,7 @@ def prepare_buildings(
     centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
     sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
     boxes = np.stack([np.minimum.reduceat(lon, starts), np.minimum.reduceat(lat, starts), np.maximum.reduceat(lon, starts), np.maximum.reduceat(lat, starts)], axis=1)
-    bounds = (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-    return PreparedBuildings(mesh, centres, sizes, base, top, bounds, lonlat_boxes=boxes, warnings=warnings)
+    return PreparedBuildings(mesh, centres, sizes, base, top, boxes, warnings)
 
 
 _warm_up: threading.Thread | None = None
@@ -361,7 +365,6 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
     search index (titled by ``name``, searchable by its other text attributes; the index builds
     the rows in SQL)."""
     box = prep.lonlat_boxes
-    assert box is not None
     text_cols = tuple(name for name in table.columns if table.types[name] == "STRING" and name not in ("id", "name"))
     return SearchRows(
         layer_id, table.ids, None, None, (box[:, 0] + box[:, 2]) / 2.0, (box[:, 1] + box[:, 3]) / 2.0,

@@ -2,7 +2,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_features, gather_tile, gltf_layer_arrays, triangulate_polygons
+from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 
 
 def _ragged(geoms):
@@ -61,30 +61,31 @@ def test_watertight_sides_every_roof_edge_meets_a_wall():
     assert len(mesh.triangles) == 4 + 2 * 6  # earcut: n - 2 roof triangles; two per wall
 
 
-def test_convex_quad_fast_path_matches_earcut_area():
-    quads = [Polygon([(0, 0), (4, 0), (5, 3), (0, 2)]), Polygon([(0, 0), (4, 0), (1, 1), (0, 4)])]  # convex, concave
-    ground, up, rings, polys, feat = _ragged(quads)
-    tri, owner = triangulate_polygons(ground[:, :2], rings, polys)
-    open_xy = ground[np.setdiff1d(np.arange(len(ground)), rings[1:] - 1), :2]
-    t = open_xy[tri]
-    area = 0.5 * ((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 1, 1] - t[:, 0, 1]) * (t[:, 2, 0] - t[:, 0, 0]))
-    assert (area > 0).all()
+def test_convex_quads_and_concave_quads_roof_exactly_their_footprint():
+    quads = [Polygon([(0, 0), (4, 0), (5, 3), (0, 2)]), Polygon([(10, 0), (14, 0), (11, 1), (10, 4)])]  # convex (no earcut), concave
+    mesh = extrude_footprints(*_ragged(quads), base=np.zeros(2), top=np.full(2, 5.0))
+    p, n = _tri_normals(mesh)
     for i, q in enumerate(quads):
-        assert np.isclose(area[owner == i].sum(), q.area)
+        t0, t1 = mesh.triangle_offsets[i], mesh.triangle_offsets[i + 1]
+        roof = np.isclose(p[t0:t1, :, 2], 5.0).all(axis=1)
+        assert roof.sum() == 2 and np.allclose(n[t0:t1][roof], [0, 0, 1])  # counter-clockwise from above
+        tri = p[t0:t1][roof]
+        assert np.isclose(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum(), q.area)
 
 
-def test_gather_features_keeps_each_building_whole():
-    geoms = [Polygon([(i * 20, 0), (i * 20 + 10, 0), (i * 20 + 10, 10), (i * 20, 10)]) for i in range(5)]
-    mesh = extrude_footprints(*_ragged(geoms), base=np.zeros(5), top=np.arange(1, 6, dtype=float))
-    pos, nrm, tri, vfeat = gather_features(mesh, np.array([3, 1]))
-    assert set(vfeat.tolist()) == {0, 1}
-    assert np.isclose(pos[vfeat == 0, 2].max(), 4.0) and np.isclose(pos[vfeat == 1, 2].max(), 2.0)
-    assert tri.max() < len(pos)
-    # triangles of a building only use that building's vertices
-    assert (vfeat[tri[:, 0]] == vfeat[tri[:, 1]]).all() and (vfeat[tri[:, 0]] == vfeat[tri[:, 2]]).all()
+def _gather_numpy(mesh, features):
+    """The reference cut: each building's vertex and triangle runs, in the order asked."""
+    vo, to = mesh.vertex_offsets, mesh.triangle_offsets
+    vidx = np.concatenate([np.arange(vo[f], vo[f + 1]) for f in features])
+    parts, base = [], 0
+    for f in features:
+        parts.append(mesh.triangles[to[f] : to[f + 1]].astype(np.int64) - vo[f] + base)
+        base += vo[f + 1] - vo[f]
+    vfeat = np.concatenate([np.full(vo[f + 1] - vo[f], i) for i, f in enumerate(features)])
+    return mesh.positions[vidx], mesh.normals[vidx], np.concatenate(parts), vfeat
 
 
-def test_gather_tile_is_gather_features_as_a_glb_stores_it():
+def test_gather_tile_keeps_each_building_whole_as_a_glb_stores_it():
     geoms = [Polygon([(i * 20, 0), (i * 20 + 10, 0), (i * 20 + 10, 10 + i), (i * 20, 10)]) for i in range(6)]
     geoms.append(Polygon([(0, 30), (30, 30), (30, 50), (0, 50)], [[(10, 35), (10, 45), (20, 45), (20, 35)]]))
     mesh = extrude_footprints(*_ragged(geoms), base=np.arange(7, dtype=float), top=np.arange(7, dtype=float) + 12.0)
@@ -94,11 +95,14 @@ def test_gather_tile_is_gather_features_as_a_glb_stores_it():
     features = np.array([6, 2, 4])
     origin = np.array([40.0, 20.0, 5.0])
     pos, nrm, tri, fid = gather_tile(layer, features, origin)
-    epos, enrm, etri, efeat = gather_features(layer, features)
+    epos, enrm, etri, efeat = _gather_numpy(layer, features)
     assert pos.dtype == np.float32 and np.array_equal(pos, (epos - origin).astype(np.float32))
     assert nrm.dtype == np.int8 and np.array_equal(nrm, enrm)
     assert tri.dtype == np.uint32 and np.array_equal(tri, etri)
     assert fid.dtype == np.float32 and np.array_equal(fid, efeat.astype(np.float32))
+    # triangles of a building only use that building's vertices; heights are the building's own
+    assert (fid[tri[:, 0]] == fid[tri[:, 1]]).all() and (fid[tri[:, 0]] == fid[tri[:, 2]]).all()
+    assert np.isclose(pos[fid == 1, 2].max() + origin[2], 14.0)
 
 
 def test_gltf_layer_arrays_are_the_numpy_conversions():
