@@ -146,6 +146,10 @@ class PropertyTable:
     count: int
     class_description: str = ""
 
+    def add_to(self, builder: "GltfBuilder", schema_id: str = "cim") -> int:
+        """Write this table into ``builder`` (see :func:`add_property_table`); returns its index."""
+        return add_property_table(builder, self, schema_id)
+
     @classmethod
     def from_columns(cls, class_name: str, columns: dict[str, np.ndarray], types: dict[str, str], description: str = "") -> "PropertyTable":
         count = len(next(iter(columns.values()))) if columns else 0
@@ -175,6 +179,21 @@ class GltfBuilder:
         views = self.json.setdefault("bufferViews", [])
         views.append(view)
         return len(views) - 1
+
+    def buffer_views(self, blob: bytes, starts: np.ndarray, lengths: np.ndarray) -> list[int]:
+        """Views of ``blob`` (written once, 8-byte aligned): view i is ``lengths[i]`` bytes from
+        ``starts[i]`` (multiples of 8 where the views hold metadata); returns their indices."""
+        pad = (-self.offset) % 8
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.offset += pad
+        base = self.offset
+        self.chunks.append(blob)
+        self.offset += len(blob)
+        views = self.json.setdefault("bufferViews", [])
+        first = len(views)
+        views.extend({"buffer": 0, "byteOffset": base + s, "byteLength": n} for s, n in zip(np.asarray(starts).tolist(), np.asarray(lengths).tolist()))
+        return list(range(first, len(views)))
 
     def accessor(
         self,
@@ -226,38 +245,52 @@ class GltfBuilder:
         return b"".join(out)
 
 
+def column_definition(col: EncodedColumn) -> dict:
+    """The schema's class property for ``col`` (name, type, noData)."""
+    definition: dict = {"name": col.name}
+    if col.kind in ("STRING", "BOOLEAN"):
+        definition["type"] = col.kind
+    else:
+        definition.update(type="SCALAR", componentType=col.kind)
+    if col.no_data is not None:
+        definition["noData"] = col.no_data
+    return definition
+
+
 def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: str = "cim") -> int:
     """Write ``table`` as EXT_structural_metadata (schema + property table); returns its index."""
     props: dict[str, dict] = {}
     values: dict[str, dict] = {}
     for col in table.columns:
         pid = property_id(col.name)
-        definition: dict = {"name": col.name}
         entry: dict = {}
         if col.kind == "STRING":
-            definition["type"] = "STRING"
             # a buffer view cannot be empty: a column of empty strings gets one unused byte
             entry["values"] = builder.buffer_view(col.values.tobytes() or b"\0")
             entry["stringOffsets"] = builder.buffer_view(col.offsets.astype(np.uint32).tobytes())
             entry["stringOffsetType"] = "UINT32"
         elif col.kind == "BOOLEAN":
-            definition["type"] = "BOOLEAN"
             entry["values"] = builder.buffer_view(np.packbits(col.values, bitorder="little").tobytes())
         else:
-            definition.update(type="SCALAR", componentType=col.kind)
             entry["values"] = builder.buffer_view(col.values.tobytes())
-        if col.no_data is not None:
-            definition["noData"] = col.no_data
-        props[pid] = definition
+        props[pid] = column_definition(col)
         values[pid] = entry
+    return attach_property_table(builder, table.class_name, table.class_description, props, values, table.count, schema_id)
+
+
+def attach_property_table(builder: GltfBuilder, class_name: str, description: str, props: dict[str, dict], values: dict[str, dict],
+                          count: int, schema_id: str = "cim") -> int:
+    """Add a class (``props``: its properties' definitions) and its property table (``values``:
+    each property's buffer views) to the builder's EXT_structural_metadata; returns the table's
+    index."""
     cls: dict = {"properties": props}
-    if table.class_description:
-        cls["description"] = table.class_description
+    if description:
+        cls["description"] = description
     ext = builder.json.setdefault("extensions", {}).setdefault(
         "EXT_structural_metadata", {"schema": {"id": schema_id, "classes": {}}, "propertyTables": []}
     )
-    ext["schema"]["classes"][table.class_name] = cls
-    ext["propertyTables"].append({"class": table.class_name, "count": int(table.count), "properties": values})
+    ext["schema"]["classes"][class_name] = cls
+    ext["propertyTables"].append({"class": class_name, "count": int(count), "properties": values})
     builder.use_extension("EXT_structural_metadata")
     return len(ext["propertyTables"]) - 1
 

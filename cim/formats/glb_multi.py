@@ -20,8 +20,8 @@ from cim.formats.glb import (
     UNSIGNED_SHORT,
     GltfBuilder,
     PropertyTable,
-    add_property_table,
 )
+from cim.formats.glb_table import BlockTable
 
 
 @dataclass
@@ -50,7 +50,7 @@ class FeaturePrimitive:
 
 def encode_feature_primitives(
     primitives: list[FeaturePrimitive],
-    table: PropertyTable,
+    table: PropertyTable | BlockTable,
     translation: np.ndarray,
     *,
     double_sided: bool = True,
@@ -62,12 +62,13 @@ def encode_feature_primitives(
     Parameters
     ----------
     primitives : the primitives (empty ones are skipped)
-    table : the features' attributes, shared by every primitive
+    table : the features' attributes, shared by every primitive (a :class:`PropertyTable`, or
+        rows of a :class:`cim.formats.glb_table.ColumnBlock`)
     translation : (3,) float64, the node translation (the tile centre in glTF axes)
     double_sided : draw back faces too (BIM exports do not always wind faces consistently)
     """
     b = GltfBuilder()
-    pt = add_property_table(b, table)
+    pt = table.add_to(b)
     b.use_extension("EXT_mesh_features")
     materials: list[dict] = []
     prims: list[dict] = []

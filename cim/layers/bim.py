@@ -49,7 +49,7 @@ import shapely
 
 from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError, CimIOError
-from cim.formats.glb import FeatureColumns
+from cim.formats.glb_table import ColumnBlock
 from cim.formats.tileset import box_from_bounds, replace_tree, tileset_document, transform_list
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
@@ -63,7 +63,6 @@ from cim.layers.bim_tiles import (
     _encode_tile,
     _exterior_flags,
     _Node,
-    _value_mask,
     _walk,
     plan_model_tiles,
 )
@@ -143,7 +142,7 @@ class _Prepared:
     expected: dict[int, tuple[str, str]]
     facts: _ElementFacts
     attrs: ElementAttributes
-    columns: FeatureColumns
+    block: ColumnBlock  # the encoded attribute columns
     search: list[dict]  # non-null attributes per row, for the search index
     warnings: list[str]
 
@@ -176,8 +175,8 @@ def _prepare_elements(f, path: Path, name: str, opts: BimOptions, ids: list[int]
     attrs.types["Model"] = "STRING"
     attrs.columns["cim_level"] = np.where(facts.is_space, 5, 6).astype(np.int64)
     attrs.types["cim_level"] = "INT32"
-    columns = _encode_columns(attrs.columns, attrs.types)
-    return _Prepared(index, expected, facts, attrs, columns, _search_properties(attrs), warnings)
+    block = ColumnBlock(_encode_columns(attrs.columns, attrs.types).columns, attrs.present)
+    return _Prepared(index, expected, facts, attrs, block, _search_properties(attrs), warnings)
 
 
 def _convert_model(
@@ -293,10 +292,6 @@ def _write_model(f, model: _Model, spool: _MeshSpool, prep: _Prepared, store: Ti
     attrs, facts = prep.attrs, prep.facts.take(rows)
     if attrs.dropped:
         warnings.append(f"{model.source.name}: {attrs.dropped} property column(s) beyond the {opts.max_properties} most common left out")
-    # rows in the prepared order (always so for one element): no copy of every column
-    identity = len(rows) == len(prep.facts.ids) and bool((rows == np.arange(len(rows))).all())
-    columns = prep.columns if identity else FeatureColumns([c.take(rows) for c in prep.columns.columns])
-    has_value = _value_mask(columns, {k: v[rows] for k, v in attrs.present.items()})
     n = len(model.ids)
 
     lo, hi = np.array(model.lo), np.array(model.hi)
@@ -314,7 +309,7 @@ def _write_model(f, model: _Model, spool: _MeshSpool, prep: _Prepared, store: Ti
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def write(node: _Node) -> None:
-        glb, blo, bhi = _encode_tile(node, spool, model, columns, has_value)
+        glb, blo, bhi = _encode_tile(node, spool, model, prep.block, rows)
         store.write(f"models/{name}/tiles/{node.name}.glb", glb)
         bounds[node.name] = (blo, bhi)
 

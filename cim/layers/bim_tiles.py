@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cim.formats.glb import NO_DATA, EncodedColumn, FeatureColumns, PropertyTable, encode_column
+from cim.formats.glb import NO_DATA, EncodedColumn, FeatureColumns, encode_column
+from cim.formats.glb_table import ColumnBlock
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
 from cim.formats.tileset import enu_to_gltf
 from cim.kernels.mesh import chunk_by_budget
@@ -122,19 +123,17 @@ def _exterior_flags(facts: "_ElementFacts", ids: list[int], wlo: np.ndarray, whi
     return flags
 
 
-def _encode_tile(node: _Node, spool: _MeshSpool, model: _Model, columns: FeatureColumns,
-                 has_value: np.ndarray | None = None) -> tuple[bytes, np.ndarray, np.ndarray]:
+def _encode_tile(node: _Node, spool: _MeshSpool, model: _Model, block: ColumnBlock, rows: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
     """One tile's GLB and its content bounds (ENU).
 
-    ``has_value`` ((columns, elements) bool, see :func:`_value_mask`) says which columns hold a
-    value for which elements: a tile's table leaves out the columns none of its elements has a
-    value in (readers see no value, as for noData). A STRING column empty in every row would
-    need a zero-length buffer view, which glTF forbids; and a model's property sets make
-    hundreds of columns (221 in a real IFC4 file) of which a tile's elements use some: cutting
-    and encoding them all took 7–15 ms a tile.
+    ``rows`` maps the model's elements to the rows of ``block``, the encoded attributes. A
+    tile's table leaves out the columns none of its elements has a value in (readers see no
+    value, as for noData): a STRING column empty in every row would need a zero-length buffer
+    view, which glTF forbids; and a model's property sets make hundreds of columns (221 in a
+    real IFC4 file) of which a tile's elements use some.
     """
     els = node.elements
-    pos32, nrm, rgba, tri, rows = spool.gather(els)
+    pos32, nrm, rgba, tri, vrows = spool.gather(els)
     pos = pos32.astype(np.float64) + model.anchor
     lo, hi = pos.min(axis=0), pos.max(axis=0)
     centre = (lo + hi) / 2.0
@@ -150,34 +149,9 @@ def _encode_tile(node: _Node, spool: _MeshSpool, model: _Model, columns: Feature
         keep[t.ravel()] = True
         used = np.flatnonzero(keep)
         remap = np.cumsum(keep, dtype=np.int64) - 1
-        prims.append(FeaturePrimitive(rel[used], normals[used], rgba[used], remap[t].astype(np.uint32), rows[used], mode, mode.lower()))
-    if has_value is None:
-        has_value = _value_mask(columns, {})
-    used_columns = [c for c, keep in zip(columns.columns, has_value[:, els].any(axis=1)) if keep]
-    description = "A BIM element (IFC product) with its attributes and property sets"
-    n = len(has_value[0]) if len(has_value) else 0
-    if len(els) == n and bool((els == np.arange(n)).all()):  # every element, in order (one-tile models): no copy
-        table = PropertyTable("element", used_columns, n, description)
-    else:
-        table = FeatureColumns(used_columns).take(els, "element", description)
+        prims.append(FeaturePrimitive(rel[used], normals[used], rgba[used], remap[t].astype(np.uint32), vrows[used], mode, mode.lower()))
+    table = block.table(rows[els], "element", "A BIM element (IFC product) with its attributes and property sets")
     return encode_feature_primitives(prims, table, enu_to_gltf(centre)), lo, hi
-
-
-def _value_mask(columns: FeatureColumns, present: dict[str, np.ndarray]) -> np.ndarray:
-    """(columns, rows) bool: which rows hold a value in each encoded column (``present`` says it
-    for BOOLEAN columns, which encode absence as false)."""
-    out = []
-    for c in columns.columns:
-        if c.offsets is not None:
-            out.append(np.diff(c.offsets) > 0)
-        elif c.kind == "BOOLEAN":
-            p = present.get(c.name)
-            out.append(np.ones(len(c.values), dtype=bool) if p is None else np.asarray(p, dtype=bool))
-        elif c.no_data is None:
-            out.append(np.ones(len(c.values), dtype=bool))
-        else:
-            out.append(c.values != c.no_data)
-    return np.array(out, dtype=bool).reshape(len(out), -1)
 
 
 @dataclass

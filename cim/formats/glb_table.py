@@ -1,0 +1,180 @@
+"""Property tables cut from one block of columns: each tile's table in a few numpy calls.
+
+:func:`cim.formats.glb.add_property_table` writes a table column by column: a gather, a buffer
+view and a schema entry each, 30–80 µs of Python a column. A BIM model's property sets make
+hundreds of columns (221 in a real IFC4 file) for a few dozen elements, so its five tiles took
+40 ms that way, more than a tenth of converting the model. A :class:`ColumnBlock` packs a
+layer's columns once, by kind, into matrices (one row per column): a tile's table is then one
+fancy-index per kind (one ragged gather for all its string columns), written as one blob of
+8-byte-aligned buffer views; only the JSON entries remain per column, built from definitions
+made once.
+
+The tables it writes are the ones ``add_property_table`` writes for the same columns (same
+schema, same values, same noData); only the order of the buffer views differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cim.formats.glb import EncodedColumn, GltfBuilder, attach_property_table, column_definition, property_id
+
+#: bytes per value of the fixed-width kinds
+_WIDTH = {"INT32": 4, "INT64": 8, "FLOAT64": 8}
+
+
+def _ceil8(n: np.ndarray | int):
+    return (n + 7) // 8 * 8
+
+
+class ColumnBlock:
+    """A layer's encoded columns (all of one length), packed to cut property tables fast.
+
+    Parameters
+    ----------
+    columns : the encoded columns (see :func:`cim.formats.glb.encode_column`)
+    present : for BOOLEAN columns, which rows hold a value (absence encodes as false); a
+        BOOLEAN column not named holds a value in every row
+
+    Attributes
+    ----------
+    has_value : (columns, rows) bool, which rows hold a value in each column (a string column:
+        a non-empty one; a number column with noData: not the noData value)
+    """
+
+    def __init__(self, columns: list[EncodedColumn], present: dict[str, np.ndarray] | None = None) -> None:
+        present = present or {}
+        self.count = len(columns[0].values) if columns and columns[0].offsets is None else (len(columns[0].offsets) - 1 if columns else 0)
+        self.ids = [property_id(c.name) for c in columns]
+        self.definitions = [column_definition(c) for c in columns]
+        self.kinds = [c.kind for c in columns]
+        n = self.count
+        self.has_value = np.ones((len(columns), n), dtype=bool)
+        #: kind -> (positions of its columns, data): a (k, n) matrix for fixed-width and BOOLEAN
+        #: kinds; for STRING (all values one after the other, (k * n + 1,) int64 item offsets)
+        self.groups: dict[str, tuple[np.ndarray, object]] = {}
+        for kind in dict.fromkeys(self.kinds):
+            pos = np.array([i for i, k in enumerate(self.kinds) if k == kind], dtype=np.int64)
+            cols = [columns[i] for i in pos]
+            if any((len(c.offsets) - 1 if c.offsets is not None else len(c.values)) != n for c in cols):
+                raise ValueError("ColumnBlock: columns of different lengths")
+            if kind == "STRING":
+                values = np.concatenate([c.values for c in cols]).astype(np.uint8, copy=False)
+                lengths = np.concatenate([np.diff(c.offsets) for c in cols])
+                offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+                np.cumsum(lengths, out=offsets[1:])
+                self.groups[kind] = (pos, (values, offsets))
+                self.has_value[pos] = (lengths > 0).reshape(len(pos), n)
+            elif kind == "BOOLEAN":
+                self.groups[kind] = (pos, np.array([c.values for c in cols], dtype=bool).reshape(len(pos), n))
+                for i, c in zip(pos, cols):
+                    if c.name in present:
+                        self.has_value[i] = np.asarray(present[c.name], dtype=bool)
+            elif kind in _WIDTH:
+                dtype = {"INT32": np.int32, "INT64": np.int64, "FLOAT64": np.float64}[kind]
+                matrix = np.array([c.values for c in cols], dtype=dtype).reshape(len(pos), n)
+                self.groups[kind] = (pos, matrix)
+                for j, (i, c) in enumerate(zip(pos, cols)):
+                    if c.no_data is not None:
+                        self.has_value[i] = matrix[j] != c.no_data
+            else:
+                raise ValueError(f"ColumnBlock: unsupported metadata type {kind!r}")
+
+    def add_table(self, builder: GltfBuilder, rows: np.ndarray, class_name: str, description: str = "", schema_id: str = "cim") -> int:
+        """Write the table of ``rows`` into ``builder`` (EXT_structural_metadata), leaving out
+        the columns that hold no value in any of them; returns the table's index."""
+        rows = np.asarray(rows, dtype=np.int64)
+        m = len(rows)
+        if m == 0:
+            raise ValueError("ColumnBlock.add_table: a property table needs at least one row")
+        keep = self.has_value[:, rows].any(axis=1)
+        entries: dict[int, dict] = {}
+        for kind, (pos, data) in self.groups.items():
+            sel = np.flatnonzero(keep[pos])
+            if len(sel) == 0:
+                continue
+            if kind == "STRING":
+                values_views, offsets_views = _write_strings(builder, data, sel, rows, self.count)
+                for j, v, o in zip(pos[sel].tolist(), values_views, offsets_views):
+                    entries[j] = {"values": v, "stringOffsets": o, "stringOffsetType": "UINT32"}
+                continue
+            sub = data[np.ix_(sel, rows)]
+            if kind == "BOOLEAN":
+                sub = np.packbits(sub, axis=1, bitorder="little")
+                width = sub.shape[1]
+            else:
+                width = m * _WIDTH[kind]
+            views = _write_rows(builder, sub, width)
+            for j, v in zip(pos[sel].tolist(), views):
+                entries[j] = {"values": v}
+        used = np.flatnonzero(keep).tolist()
+        props = {self.ids[j]: self.definitions[j] for j in used}
+        values = {self.ids[j]: entries[j] for j in used}
+        return attach_property_table(builder, class_name, description, props, values, m, schema_id)
+
+    def table(self, rows: np.ndarray, class_name: str, description: str = "") -> "BlockTable":
+        """The table of ``rows``, for writers that take a table (:meth:`BlockTable.add_to`)."""
+        return BlockTable(self, np.asarray(rows, dtype=np.int64), class_name, description)
+
+
+@dataclass
+class BlockTable:
+    """Rows of a :class:`ColumnBlock` as one property table: what
+    :class:`cim.formats.glb.PropertyTable` is to ``add_property_table``."""
+
+    block: ColumnBlock
+    rows: np.ndarray
+    class_name: str
+    class_description: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def add_to(self, builder: GltfBuilder, schema_id: str = "cim") -> int:
+        return self.block.add_table(builder, self.rows, self.class_name, self.class_description, schema_id)
+
+
+def _write_rows(builder: GltfBuilder, sub: np.ndarray, width: int) -> list[int]:
+    """One buffer view per row of ``sub`` (each row's first ``width`` bytes), every row padded to
+    a multiple of 8 bytes: one blob."""
+    sub = np.ascontiguousarray(sub)
+    k, row_bytes = sub.shape[0], sub.shape[1] * sub.itemsize
+    padded = _ceil8(row_bytes)
+    if padded != row_bytes:
+        raw = np.zeros((k, padded), dtype=np.uint8)
+        raw[:, :row_bytes] = sub.view(np.uint8).reshape(k, row_bytes)
+        sub = raw
+    return builder.buffer_views(sub.tobytes(), np.arange(k, dtype=np.int64) * padded, np.full(k, width, dtype=np.int64))
+
+
+def _write_strings(builder: GltfBuilder, data: tuple[np.ndarray, np.ndarray], sel: np.ndarray, rows: np.ndarray, n: int) -> tuple[list[int], list[int]]:
+    """The values and offsets views of the string columns ``sel`` (group positions) cut to
+    ``rows``: one gather of every item, one blob of values (each column's bytes 8-aligned, at
+    least one: a buffer view cannot be empty), one blob of UINT32 offsets."""
+    values, item_offsets = data
+    k, m = len(sel), len(rows)
+    items = (sel[:, None] * n + rows[None, :]).ravel()
+    starts = item_offsets[items]
+    lengths = item_offsets[items + 1] - starts
+    cum = np.zeros(k * m + 1, dtype=np.int64)
+    np.cumsum(lengths, out=cum[1:])
+    col_start = cum[0:k * m:m]  # each column's first byte in the gathered order
+    col_bytes = cum[m::m] - col_start
+    padded = _ceil8(np.maximum(col_bytes, 1))
+    dest = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(padded, out=dest[1:])
+    total = int(cum[-1])
+    out = np.zeros(int(dest[-1]), dtype=np.uint8)
+    if total:
+        idx = np.arange(total, dtype=np.int64)
+        out[np.repeat(np.repeat(dest[:-1] - col_start, m), lengths) + idx] = values[np.repeat(starts - cum[:-1], lengths) + idx]
+    value_views = builder.buffer_views(out.tobytes(), dest[:-1], np.maximum(col_bytes, 1))
+    width = m + 1 + (m + 1) % 2  # UINT32 offsets, rows padded to 8 bytes
+    rel = np.zeros((k, width), dtype=np.uint32)
+    rel[:, :m] = cum[:-1].reshape(k, m) - col_start[:, None]
+    rel[:, m] = col_bytes
+    offset_views = builder.buffer_views(rel.tobytes(), np.arange(k, dtype=np.int64) * width * 4, np.full(k, (m + 1) * 4, dtype=np.int64))
+    return value_views, offset_views

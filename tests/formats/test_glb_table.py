@@ -1,0 +1,84 @@
+"""ColumnBlock writes the property tables add_property_table writes, and only valid buffer views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cim.formats.glb import FeatureColumns, GltfBuilder, add_property_table, read_glb, read_property_table
+from cim.formats.glb_table import ColumnBlock
+
+N = 37
+TYPES = {"name": "STRING", "label": "STRING", "empty": "STRING", "area": "FLOAT64", "storeys": "INT32", "code": "INT64", "external": "BOOLEAN",
+         "rooms": "INT32", "loadbearing": "BOOLEAN"}
+
+
+def _columns(seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "name": np.array([None if rng.random() < 0.3 else "wäll-" * int(rng.integers(0, 4)) for _ in range(N)], dtype=object),
+        "label": np.array(["标高 1"] * N, dtype=object),
+        "empty": np.array([None] * N, dtype=object),  # no value in any row: never written
+        "area": np.where(rng.random(N) < 0.4, np.nan, rng.random(N) * 100),
+        "storeys": rng.integers(-5, 5, N).astype(np.int64),  # odd row counts need padding to 8 bytes
+        "code": np.where(rng.random(N) < 0.4, np.nan, rng.integers(0, 9, N)).astype(float),
+        "external": rng.random(N) < 0.5,
+        "rooms": rng.integers(0, 50, N).astype(np.int64),  # a second column of each fixed kind: rows must stay 8-aligned
+        "loadbearing": rng.random(N) < 0.5,
+    }
+
+
+def _tables(rows: np.ndarray, block: ColumnBlock, columns: FeatureColumns) -> tuple[dict, dict, dict, bytes]:
+    used = [c for c, keep in zip(columns.columns, block.has_value[:, rows].any(axis=1)) if keep]
+    ref, ours = GltfBuilder(), GltfBuilder()
+    for b in (ref, ours):
+        b.buffer_view(b"xyz")  # a view before the table: offsets must not assume they start at 0
+    add_property_table(ref, FeatureColumns(used).take(rows, "element"))
+    block.add_table(ours, rows, "element")
+    ref_doc, ref_bin = read_glb(ref.to_glb())
+    doc, binary = read_glb(ours.to_glb())
+    return ref_doc, read_property_table(ref_doc, ref_bin), doc, binary
+
+
+@pytest.mark.parametrize("pick", ["all", "five", "one", "eight-shuffled"])
+def test_block_tables_match_add_property_table(pick):
+    columns = FeatureColumns.encode(_columns(), TYPES)
+    present = {"external": np.random.default_rng(2).random(N) < 0.7}
+    block = ColumnBlock(columns.columns, present)
+    rng = np.random.default_rng(3)
+    rows = {"all": np.arange(N), "five": np.sort(rng.permutation(N)[:5]), "one": np.array([3]), "eight-shuffled": rng.permutation(N)[:8]}[pick]
+    ref_doc, ref_values, doc, binary = _tables(rows, block, columns)
+    values = read_property_table(doc, binary)
+    assert values == ref_values
+    assert "empty" not in values  # a column with no value in these rows is left out
+    ext, ref_ext = doc["extensions"]["EXT_structural_metadata"], ref_doc["extensions"]["EXT_structural_metadata"]
+    assert ext["schema"] == ref_ext["schema"]  # same definitions, noData included
+    assert list(ext["propertyTables"][0]["properties"]) == list(ref_ext["propertyTables"][0]["properties"])  # same order
+    views = doc["bufferViews"]
+    for entry in ext["propertyTables"][0]["properties"].values():
+        for key in ("values", "stringOffsets"):
+            if key in entry:
+                view = views[entry[key]]
+                assert view["byteOffset"] % 8 == 0 and view["byteLength"] > 0
+                assert view["byteOffset"] + view["byteLength"] <= len(binary)
+
+
+def test_block_has_value_follows_nulls_and_presence():
+    raw = _columns()
+    present = {"external": np.arange(N) % 3 == 0}
+    block = ColumnBlock(FeatureColumns.encode(raw, TYPES).columns, present)
+    has = dict(zip(TYPES, block.has_value))
+    assert has["name"].tolist() == [v is not None and v != "" for v in raw["name"]]
+    assert not has["empty"].any() and has["label"].all() and has["storeys"].all()
+    assert has["area"].tolist() == (~np.isnan(raw["area"])).tolist()
+    assert has["code"].tolist() == (~np.isnan(raw["code"])).tolist()
+    assert has["external"].tolist() == present["external"].tolist()
+
+
+def test_block_refuses_what_it_cannot_write():
+    columns = FeatureColumns.encode(_columns(), TYPES).columns
+    with pytest.raises(ValueError, match="at least one row"):
+        ColumnBlock(columns).add_table(GltfBuilder(), np.array([], dtype=np.int64), "element")
+    short = FeatureColumns.encode({"x": np.arange(3.0)}, {"x": "FLOAT64"}).columns
+    with pytest.raises(ValueError, match="different lengths"):
+        ColumnBlock(columns[3:4] + short)
