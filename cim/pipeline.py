@@ -203,6 +203,7 @@ def _build_bim(spec: LayerSpec, ctx: BuildContext) -> LayerResult:
     if not sources:
         raise CimInputError(f"layer {spec.id}: no .ifc file in {src}")
     crs = o.get("crs", ctx.recipe.crs)
+    crs = parse_crs(crs, what=f"layer {spec.id}: crs") if crs is not None else None  # refused before any file is read
     origin = tuple(o["origin"]) if "origin" in o else None
     if ctx.frame is None:
         ctx.frame = frame_for_model(sources[0], crs=crs, origin=origin, rotation=o.get("rotation"))
@@ -492,9 +493,10 @@ def convert_bim(
     paths = [q for p in paths for q in (sorted(p.glob("*.ifc")) if p.is_dir() else [p])]
     if not paths:
         raise CimInputError(f"no .ifc file in {sources}")
+    crs = parse_crs(crs, what="crs") if crs is not None else None  # refused before any file is read
     frame = frame_for_model(paths[0], crs=crs, origin=origin, rotation=rotation)
     result = build_bim_layer(paths, out, frame, crs=crs, origin=origin, rotation=rotation, require_georef=True, progress=progress)
-    return _standalone(out, paths[0].stem, crs_label(parse_crs(crs)) if crs else None, frame, result, t0)
+    return _standalone(out, paths[0].stem, crs_label(crs) if crs is not None else None, frame, result, t0)
 
 
 @paused_gc

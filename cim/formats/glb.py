@@ -245,15 +245,15 @@ class GltfBuilder:
         return b"".join(out)
 
 
-def column_definition(col: EncodedColumn) -> dict:
-    """The schema's class property for ``col`` (name, type, noData)."""
-    definition: dict = {"name": col.name}
-    if col.kind in ("STRING", "BOOLEAN"):
-        definition["type"] = col.kind
+def column_definition(name: str, kind: str, no_data: object = None) -> dict:
+    """The schema's class property for a column (its name, metadata type and noData, if any)."""
+    definition: dict = {"name": name}
+    if kind in ("STRING", "BOOLEAN"):
+        definition["type"] = kind
     else:
-        definition.update(type="SCALAR", componentType=col.kind)
-    if col.no_data is not None:
-        definition["noData"] = col.no_data
+        definition.update(type="SCALAR", componentType=kind)
+    if no_data is not None:
+        definition["noData"] = no_data
     return definition
 
 
@@ -273,7 +273,7 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
             entry["values"] = builder.buffer_view(np.packbits(col.values, bitorder="little").tobytes())
         else:
             entry["values"] = builder.buffer_view(col.values.tobytes())
-        props[pid] = column_definition(col)
+        props[pid] = column_definition(col.name, col.kind, col.no_data)
         values[pid] = entry
     return attach_property_table(builder, table.class_name, table.class_description, props, values, table.count, schema_id)
 

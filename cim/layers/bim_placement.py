@@ -101,14 +101,17 @@ def resolve_placement(
     geo : what the file says (:func:`cim.sources.ifc.read_georeference`)
     frame : the city frame
     crs : the city's CRS: the CRS of ``origin``, and of the file's map conversion when the file
-        names none (or one pyproj does not know). A CRS the file names wins over it.
+        names none (or one pyproj does not know). A CRS the file names wins over it. Parsed
+        (and refused when invalid) only when the model is placed through one of those.
     origin : where the model's local origin (IFC world 0, 0, 0) goes: (E, N, H) in ``crs``, or
         (lon°, lat°, h) when ``crs`` is None. With it the model is placed rigidly (no scale).
     rotation : degrees, counter-clockwise from east (grid east with a CRS) to the model's +X
     require_georef : raise when there is nothing to place the model by (standalone conversion)
     """
     theta = None if rotation is None else float(np.radians(rotation))
-    city_crs = parse_crs(crs, what=f"{name}: crs") if crs is not None else None
+    # parsed only where it is used: a model placed by its IfcSite never needs PROJ (its first CRS
+    # costs about 2 ms of a process, 4 % of converting a one-element model)
+    city_crs = parse_crs(crs, what=f"{name}: crs") if crs is not None and (origin is not None or geo.has_map_conversion) else None
     notes = list(geo.notes)
     if origin is not None:
         origin = tuple(float(v) for v in origin)

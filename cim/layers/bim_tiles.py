@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cim.formats.glb import NO_DATA, EncodedColumn, FeatureColumns, encode_column
 from cim.formats.glb_table import ColumnBlock
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
 from cim.formats.tileset import enu_to_gltf
@@ -212,25 +211,6 @@ class _ElementFacts:
         """The facts of ``rows`` (an int index array)."""
         arrays = {k: getattr(self, k)[rows] for k in ("ids", "is_space", "detail", "walls", "envelope", "external", "whole_id", "whole_flag", "storey")}
         return _ElementFacts(**arrays, elevation=self.elevation)
-
-
-def _encode_columns(columns: dict[str, np.ndarray], types: dict[str, str]) -> FeatureColumns:
-    """Encode attribute columns for property tables (as ``FeatureColumns.encode``), with STRING
-    columns made by a Python loop rather than Arrow: both run at about 0.4 µs a string here, but
-    importing pyarrow costs 0.06–0.26 s, six times the whole conversion of a one-element model,
-    and BIM tables are small (thousands of rows)."""
-    out = []
-    for name, col in columns.items():
-        if types[name] != "STRING":
-            out.append(encode_column(name, col, types[name]))
-            continue
-        values = col.tolist()
-        strings = [b"" if v is None else (v if isinstance(v, str) else str(v)).encode("utf-8") for v in values]
-        offsets = np.zeros(len(strings) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)), out=offsets[1:])
-        has_null = any(v is None for v in values)
-        out.append(EncodedColumn(name, "STRING", np.frombuffer(b"".join(strings), dtype=np.uint8).copy(), offsets, NO_DATA["STRING"] if has_null else None))
-    return FeatureColumns(out)
 
 
 def _walk(node: _Node) -> list[_Node]:

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cim.formats.glb import FeatureColumns
 from cim.formats.glb_multi import _distinct
-from cim.layers.bim import _encode_columns, _exterior_flags, _ElementFacts, _MeshSpool, convex_hull_xy
+from cim.layers.bim import _exterior_flags, _ElementFacts, _MeshSpool, convex_hull_xy
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
 from tests.bim.test_robustness import SPEC, add_broken_proxy, variant
@@ -127,23 +126,6 @@ def test_spool_in_memory_and_on_disk_agree():
     for spool in spools:
         spool.close()
     assert not folder.exists()
-
-
-def test_string_columns_encode_as_the_glb_encoder_does():
-    columns = {
-        "Name": np.array(["Wall 1", None, "窗 2", ""], dtype=object),
-        "Tag": np.array([None, None, None, None], dtype=object),
-        "Height": np.array([1.5, np.nan, 2.0, 3.0]),
-        "Floors": np.array([1.0, 2.0, np.nan, 4.0]),
-        "External": np.array([True, False, True, False]),
-    }
-    types = {"Name": "STRING", "Tag": "STRING", "Height": "FLOAT64", "Floors": "INT32", "External": "BOOLEAN"}
-    ours, theirs = _encode_columns(columns, types), FeatureColumns.encode(columns, types)
-    for a, b in zip(ours.columns, theirs.columns):
-        assert (a.name, a.kind, a.no_data) == (b.name, b.kind, b.no_data)
-        np.testing.assert_array_equal(a.values, b.values)
-        if b.offsets is not None:
-            np.testing.assert_array_equal(a.offsets, b.offsets)
 
 
 def test_distinct_feature_ids():

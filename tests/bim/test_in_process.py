@@ -18,7 +18,7 @@ from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
 from cim.sources.ifc_kernel import excluded_classes
 from cim.sources.ifc_simple import simple_model
-from tests.bim.test_layer import city_frame
+from tests.bim.test_layer import CITY, city_frame
 from tests.bim.test_robustness import SPEC, _body, _placement, _storey, add_broken_proxy, add_swiss_cheese_wall, variant
 
 #: enough for the 16-element sample building (walls with openings, slabs, doors, windows)
@@ -152,14 +152,18 @@ def test_layer_made_in_process_is_the_same(one_wall, tmp_path):
 
 
 def test_layer_inputs_are_checked_in_order(one_wall, tmp_path):
-    """A bad CRS is reported before a bad file, a missing file as a cim error (not a bare
+    """A bad CRS is reported before a bad file by the conversion (the layer function parses it
+    where a model is placed through it), a missing file as a cim error (not a bare
     FileNotFoundError), and a file named twice is converted twice."""
+    import cim
     from cim.errors import CimCRSError, CimInputError, CimIOError
 
     bad = tmp_path / "bad.ifc"
     bad.write_text("not a STEP file\n")
     with pytest.raises(CimCRSError):
-        build_bim_layer([bad], tmp_path / "a", city_frame(), crs="EPSG:999999")
+        cim.convert_bim(bad, tmp_path / "a", crs="EPSG:999999")
+    with pytest.raises(CimCRSError, match="one_wall.ifc: crs"):
+        build_bim_layer([one_wall], tmp_path / "a2", city_frame(), crs="EPSG:999999", origin=(CITY["easting"], CITY["northing"], 1100.0))
     with pytest.raises(CimInputError, match="not a readable IFC"):
         build_bim_layer([bad], tmp_path / "b", city_frame(), crs="EPSG:4544")
     with pytest.raises(CimIOError, match="no such IFC"):

@@ -29,6 +29,7 @@ def _columns(seed: int = 1) -> dict[str, np.ndarray]:
 
 
 def _tables(rows: np.ndarray, block: ColumnBlock, columns: FeatureColumns) -> tuple[dict, dict, dict, bytes]:
+    """The reference (add_property_table on the columns encoded one by one) and the block's table."""
     used = [c for c, keep in zip(columns.columns, block.has_value[:, rows].any(axis=1)) if keep]
     ref, ours = GltfBuilder(), GltfBuilder()
     for b in (ref, ours):
@@ -42,9 +43,10 @@ def _tables(rows: np.ndarray, block: ColumnBlock, columns: FeatureColumns) -> tu
 
 @pytest.mark.parametrize("pick", ["all", "five", "one", "eight-shuffled"])
 def test_block_tables_match_add_property_table(pick):
-    columns = FeatureColumns.encode(_columns(), TYPES)
+    raw = _columns()
+    columns = FeatureColumns.encode(raw, TYPES)
     present = {"external": np.random.default_rng(2).random(N) < 0.7}
-    block = ColumnBlock(columns.columns, present)
+    block = ColumnBlock(raw, TYPES, present)
     rng = np.random.default_rng(3)
     rows = {"all": np.arange(N), "five": np.sort(rng.permutation(N)[:5]), "one": np.array([3]), "eight-shuffled": rng.permutation(N)[:8]}[pick]
     ref_doc, ref_values, doc, binary = _tables(rows, block, columns)
@@ -66,7 +68,7 @@ def test_block_tables_match_add_property_table(pick):
 def test_block_has_value_follows_nulls_and_presence():
     raw = _columns()
     present = {"external": np.arange(N) % 3 == 0}
-    block = ColumnBlock(FeatureColumns.encode(raw, TYPES).columns, present)
+    block = ColumnBlock(raw, TYPES, present)
     has = dict(zip(TYPES, block.has_value))
     assert has["name"].tolist() == [v is not None and v != "" for v in raw["name"]]
     assert not has["empty"].any() and has["label"].all() and has["storeys"].all()
@@ -75,10 +77,32 @@ def test_block_has_value_follows_nulls_and_presence():
     assert has["external"].tolist() == present["external"].tolist()
 
 
+def test_block_encodes_as_encode_column():
+    """Column by column, the block's matrices and strings are what encode_column makes (noData
+    declared where a column holds a null; integers given as integers converted exactly)."""
+    raw = _columns() | {"big": np.array([2**53 + 1] * N, dtype=np.int64), "odd": np.array([1.0, "x", None] * 12 + [3], dtype=object)}
+    types = TYPES | {"big": "INT64", "odd": "STRING"}
+    block = ColumnBlock(raw, types)
+    for j, (name, ref) in enumerate(zip(raw, FeatureColumns.encode(raw, types).columns)):
+        assert block.definitions[j] == {"name": name, **({"type": ref.kind} if ref.kind in ("STRING", "BOOLEAN") else {"type": "SCALAR", "componentType": ref.kind}),
+                                        **({"noData": ref.no_data} if ref.no_data is not None else {})}
+        pos, data = block.groups[ref.kind]
+        k = int(np.flatnonzero(pos == j)[0])
+        if ref.kind == "STRING":
+            values, offsets = data
+            assert values[offsets[k * N]:offsets[(k + 1) * N]].tobytes() == ref.values.tobytes()
+            np.testing.assert_array_equal(offsets[k * N:(k + 1) * N + 1] - offsets[k * N], ref.offsets)
+        else:
+            assert data[k].dtype == ref.values.dtype
+            np.testing.assert_array_equal(data[k], ref.values)
+    assert block.groups["INT64"][1][-1][0] == 2**53 + 1
+
+
 def test_block_refuses_what_it_cannot_write():
-    columns = FeatureColumns.encode(_columns(), TYPES).columns
+    raw = _columns()
     with pytest.raises(ValueError, match="at least one row"):
-        ColumnBlock(columns).add_table(GltfBuilder(), np.array([], dtype=np.int64), "element")
-    short = FeatureColumns.encode({"x": np.arange(3.0)}, {"x": "FLOAT64"}).columns
+        ColumnBlock(raw, TYPES).add_table(GltfBuilder(), np.array([], dtype=np.int64), "element")
     with pytest.raises(ValueError, match="different lengths"):
-        ColumnBlock(columns[3:4] + short)
+        ColumnBlock({"area": raw["area"], "x": np.arange(3.0)}, {"area": "FLOAT64", "x": "FLOAT64"})
+    with pytest.raises(ValueError, match="unsupported metadata type 'FLOAT16' for 'x'"):
+        ColumnBlock({"x": np.arange(3.0)}, {"x": "FLOAT16"})
