@@ -67,15 +67,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     The temporary name carries the process and thread ids, so concurrent writers never share
     one, without the cost of a random name per file.
     """
-    path = Path(path)
+    path = os.fspath(path)  # strings, not Path objects: a small model writes a handful of files
+    folder, name = os.path.split(path)
+    folder = folder or os.curdir
     try:
-        _ensure_dir(path.parent)
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        _ensure_dir(folder)
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except FileNotFoundError:  # the folder was removed since we made it
-            _MADE_DIRS.discard(str(path.parent))
-            _ensure_dir(path.parent)
+            _MADE_DIRS.discard(folder)
+            _ensure_dir(folder)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -183,7 +185,7 @@ class TileStore:
 
     def write(self, rel: str, data: bytes) -> None:
         """Write one tile atomically and log it."""
-        atomic_write_bytes(self.root / rel, data)
+        atomic_write_bytes(f"{os.fspath(self.root)}/{rel}", data)
         self.record(rel, len(data))
 
     def record(self, rel: str, size: int) -> None:

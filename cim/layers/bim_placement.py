@@ -14,7 +14,7 @@ import numpy as np
 
 from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError
-from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef
+from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, rotate
 from cim.kernels.mapconv import enu_rotation_about_up, helmert_2d
 from cim.sources.ifc import IfcGeoreference, open_ifc, read_georeference
 
@@ -30,6 +30,8 @@ class ModelPlacement:
     origin: tuple[float, float, float] | None = None  # an override, in crs units (or lon, lat, h)
     rotation: float = 0.0  # radians, east → model +X, counter-clockwise
     notes: list[str] = field(default_factory=list)
+    #: (A, b) with ``enu = xyz @ A.T + b``, for placements not through a CRS (all affine)
+    _affine: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def map_coords(self, xyz: np.ndarray) -> np.ndarray:
         """(n, 3) world metres → (n, 3) map coordinates in the CRS's units (placements through
@@ -48,19 +50,34 @@ class ModelPlacement:
         xyz = np.asarray(xyz, dtype=np.float64)
         if len(xyz) == 0:
             return np.zeros((0, 3))
-        geo = self.geo
         if self.crs is not None:
             enh = self.map_coords(xyz)
             lon, lat = to_lonlat(enh[:, 0], enh[:, 1], self.crs)  # projection alone on CGCS2000/WGS 84 (cim.crs)
             return self.frame.from_ecef(geodetic_to_ecef(lon, lat, enh[:, 2]))
-        local = geo.engineering(xyz)
+        if self._affine is None:
+            self._affine = self._compose()
+        a, b = self._affine
+        return rotate(xyz, a) + b
+
+    def _compose(self) -> tuple[np.ndarray, np.ndarray]:
+        """The placement without a CRS as one affine map: the context's world coordinate system,
+        the site origin, the rotation about up, then (unless placed at the frame origin) the
+        model's own ENU frame at its geodetic point into the city's (rotation and offset between
+        two tangent planes), composed once: no ECEF round trip per batch of vertices, nor its
+        6,000 km intermediate values."""
+        geo = self.geo
+        a = np.eye(3) if geo.wcs is None else np.array(geo.wcs[:3, :3], dtype=np.float64)
+        b = np.zeros(3) if geo.wcs is None else np.array(geo.wcs[:3, 3], dtype=np.float64)
         if self.method == "IfcSite":
-            local = local - np.asarray(geo.site_origin)
-        local = local @ enu_rotation_about_up(self.rotation).T
+            b = b - np.asarray(geo.site_origin, dtype=np.float64)
+        r = enu_rotation_about_up(self.rotation)
+        a, b = r @ a, r @ b
         if self.method == "frame origin":
-            return local
+            return a, b
         lon, lat, h = (self.origin if self.origin is not None else (geo.longitude, geo.latitude, geo.elevation))
-        return self.frame.from_ecef(LocalFrame(lon, lat, h).to_ecef(local))
+        site, city = LocalFrame(lon, lat, h), self.frame
+        m = city.rotation @ site.rotation.T
+        return m @ a, m @ b + city.rotation @ (np.asarray(site.origin_ecef, dtype=np.float64).reshape(3) - np.asarray(city.origin_ecef, dtype=np.float64).reshape(3))
 
     def normal_matrix(self, anchor: np.ndarray) -> np.ndarray:
         """(3, 3) matrix taking world normals to ENU normals near ``anchor`` (world metres):

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import ifcopenshell
-import ifcopenshell.util.placement
 
 from cim.sources.ifc_file import (
     BODY_IDENTIFIERS,
@@ -32,6 +31,7 @@ from cim.sources.ifc_file import (
     as_tuple,
     get_attr,
     length_unit,
+    local_placement,
     model_context,
     open_ifc,
     schema_has,
@@ -86,8 +86,6 @@ class IfcElementIndex:
         self.f = f
         self.schema = schema_name(f)
         self.unit = length_unit(f)
-        self.area_unit = unit_scale(f, "AREAUNIT")
-        self.volume_unit = unit_scale(f, "VOLUMEUNIT")
         self.container: dict[int, object] = {}
         self.parent: dict[int, object] = {}  # aggregate / nest parent
         self.host: dict[int, object] = {}  # opening → voided element
@@ -177,8 +175,18 @@ class IfcElementIndex:
         if storey.Elevation is not None:
             return float(storey.Elevation) * self.unit
         if storey.ObjectPlacement is not None:
-            return float(ifcopenshell.util.placement.get_local_placement(storey.ObjectPlacement)[2, 3]) * self.unit
+            return float(local_placement(storey.ObjectPlacement)[2, 3]) * self.unit
         return 0.0
+
+    @property
+    def area_unit(self) -> float:
+        """m² per project area unit (asked only when an area is read: 0.2 ms a unit here)."""
+        return unit_scale(self.f, "AREAUNIT")
+
+    @property
+    def volume_unit(self) -> float:
+        """m³ per project volume unit (asked only when a volume is read)."""
+        return unit_scale(self.f, "VOLUMEUNIT")
 
     # attributes
     def properties(self, element) -> dict[str, object]:

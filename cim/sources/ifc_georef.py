@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import ifcopenshell
-import ifcopenshell.util.placement
 import ifcopenshell.util.unit
 
 from cim.kernels.mapconv import dms_to_degrees, helmert_2d, rotation_from_axis, rotation_from_true_north
-from cim.sources.ifc_file import LENGTH_MEASURES, as_tuple, get_attr, length_unit, model_context, raw_value, schema_name
+from cim.sources.ifc_file import LENGTH_MEASURES, as_tuple, axis2placement, get_attr, length_unit, local_placement, model_context, raw_value, schema_name
 
 _METRE_PREFIX = {None: 1.0, "": 1.0, "MILLI": 1e-3, "CENTI": 1e-2, "DECI": 1e-1, "KILO": 1e3}
 _UNIT_NAMES = {"METRE": 1.0, "METER": 1.0, "MILLIMETRE": 1e-3, "MILLIMETER": 1e-3, "CENTIMETRE": 1e-2, "CENTIMETER": 1e-2,
@@ -109,7 +108,7 @@ def read_georeference(f: ifcopenshell.file) -> IfcGeoreference:
 
 def _wcs_matrix(ctx, unit: float) -> np.ndarray | None:
     try:
-        m = np.asarray(ifcopenshell.util.placement.get_axis2placement(ctx.WorldCoordinateSystem), dtype=np.float64)
+        m = axis2placement(ctx.WorldCoordinateSystem)
     except Exception:
         return None
     m[:3, 3] *= unit
@@ -205,7 +204,7 @@ def _read_site(f: ifcopenshell.file, geo: IfcGeoreference) -> None:
         geo.latitude, geo.longitude = lat, lon
         geo.elevation = float(site.RefElevation or 0.0) * geo.project_unit
         if site.ObjectPlacement is not None:
-            m = ifcopenshell.util.placement.get_local_placement(site.ObjectPlacement)
+            m = local_placement(site.ObjectPlacement)
             geo.site_origin = tuple(float(v) * geo.project_unit for v in m[:3, 3])
         geo.rotation = geo.true_north or 0.0
         return

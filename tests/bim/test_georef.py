@@ -227,3 +227,32 @@ def test_map_conversion_needs_a_crs(sample, tmp_path):
         resolve_placement(geo, city_frame())
     p = resolve_placement(geo, city_frame(), crs="EPSG:4544")
     assert any("unknown to pyproj" in n for n in p.notes)
+
+
+@pytest.mark.parametrize("method", ["IfcSite", "origin override (lon, lat, h)", "frame origin"])
+def test_affine_placement_is_the_ecef_round_trip(method):
+    """Placements without a CRS are composed into one affine map: it gives what going through the
+    model's own ENU frame and ECEF gives (to a micrometre, 2 km from the city origin)."""
+    from cim.kernels.frames import LocalFrame
+    from cim.kernels.mapconv import enu_rotation_about_up
+    from cim.layers.bim_placement import ModelPlacement
+    from cim.sources.ifc import IfcGeoreference
+
+    wcs = np.eye(4)
+    wcs[:3, :3] = enu_rotation_about_up(0.3)
+    wcs[:3, 3] = (5.0, -3.0, 1.5)
+    geo = IfcGeoreference(kind="IfcSite", latitude=34.59, longitude=105.74, elevation=1130.0, site_origin=(2.0, 4.0, 0.5), wcs=wcs)
+    frame = city_frame()
+    origin = (105.71, 34.60, 1120.0) if method.startswith("origin") else None
+    placement = ModelPlacement(method, frame, geo, None, origin, math.radians(17.0))
+    xyz = np.random.default_rng(0).uniform(-80, 80, (200, 3))
+    local = xyz @ wcs[:3, :3].T + wcs[:3, 3]
+    if method == "IfcSite":
+        local = local - np.array(geo.site_origin)
+    local = local @ enu_rotation_about_up(math.radians(17.0)).T
+    if method == "frame origin":
+        want = local
+    else:
+        lon, lat, h = origin or (geo.longitude, geo.latitude, geo.elevation)
+        want = frame.from_ecef(LocalFrame(lon, lat, h).to_ecef(local))
+    np.testing.assert_allclose(placement.enu(xyz), want, atol=1e-6, rtol=0)

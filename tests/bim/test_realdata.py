@@ -117,3 +117,17 @@ def test_ungeoreferenced_file_sits_at_the_city_origin(ifc_dir, tmp_path):
     exterior = read_tile(next((tmp_path / "bim").rglob("exterior.glb")))["table"]
     outer = [c for c in exterior["IfcClass"] if c == "IfcWallStandardCase"]
     assert 0 < len(outer) < len(walls)
+
+
+@pytest.mark.parametrize("name", [REVIT, ACAD, IFC4])
+def test_placements_read_as_ifcopenshell_reads_them(ifc_dir, name):
+    """cim's plain-float placement reader gives ifcopenshell.util.placement's matrices for every
+    local placement of the real files (chains through their parents included)."""
+    from cim.sources.ifc_file import axis2placement, local_placement
+
+    f = ifcopenshell.open(str(ifc_dir / name))
+    placements = f.by_type("IfcLocalPlacement")
+    assert placements
+    for p in placements:
+        np.testing.assert_allclose(axis2placement(p.RelativePlacement), ifcopenshell.util.placement.get_axis2placement(p.RelativePlacement), atol=1e-12)
+        np.testing.assert_allclose(local_placement(p), ifcopenshell.util.placement.get_local_placement(p), atol=1e-9)
