@@ -8,14 +8,18 @@ georeference, attributes, geometry (its geometry process; or cim's own process f
 of simple solids, see ``cim.sources.ifc_simple``), spool, LOD plan, GLB tiles, tilesets and
 search rows. Both clocks start after the imports (``import ifcopenshell`` and ``import
 cim.layers.bim``) and stop when the last byte is written; ``proc s`` is the whole process, the
-interpreter and imports included, measured from outside.
+interpreter and imports included, measured from outside. A file converts ``--repeat`` times
+at least, and more when short, until the iterator's runs add up to ``--min-seconds`` (the
+one-element file takes 0.05 s and its kernel alone varies by ±30 % from run to run here: a
+median of 5 such runs moved by 0.2 of ratio between invocations).
 
 Printed: elements/s and triangles/s; the ratio cim / iterator (target ≤ 1.25), the median of
 the ratios of runs made one after the other (the machine is shared and its load drifts: pairing
 cancels the drift better than a ratio of medians, printed in ``--json`` as ``ratio_of_medians``);
 peak memory (cim's process + what its geometry process added to the memory it shares with it,
-fork being copy-on-write, 0 when cim made the model in its own process / the iterator's process); CPU seconds (cim's process and its geometry
-process / the iterator's process); and how busy other work kept the machine's cores meanwhile.
+fork being copy-on-write, 0 when cim made the model in its own process / the iterator's
+process); CPU seconds (cim's process and its geometry process / the iterator's process); how
+busy other work kept the machine's cores meanwhile; and the number of rounds.
 """
 
 from __future__ import annotations
@@ -114,9 +118,12 @@ def run(code: str, *args: str) -> dict:
     return out
 
 
-def bench(path: Path, threads: int, repeat: int) -> dict:
+def bench(path: Path, threads: int, repeat: int, min_seconds: float = 0.0) -> dict:
+    """``repeat`` rounds (an iterator run, then a cim run), more for a short file: until the
+    iterator runs add up to ``min_seconds`` (a one-element file converts in 0.05 s, and the
+    kernel alone varies by ±30 % from run to run on these machines: the median needs many)."""
     it_runs, cim_runs = [], []
-    for _ in range(repeat):
+    while len(it_runs) < repeat or sum(r["wall"] for r in it_runs) < min_seconds:
         it_runs.append(run(ITERATOR, str(path), str(threads)))
         dest = OUT / "tiles" / path.stem
         shutil.rmtree(dest, ignore_errors=True)
@@ -127,6 +134,7 @@ def bench(path: Path, threads: int, repeat: int) -> dict:
     others = [r["others_busy"] for r in it_runs + cim_runs if "others_busy" in r]
     return {
         "file": path.name,
+        "rounds": len(it_runs),
         "mb": round(path.stat().st_size / 1e6, 2),
         "elements": c["elements"],
         "triangles": c["triangles"],
@@ -155,16 +163,17 @@ def bench(path: Path, threads: int, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=5, help="rounds per file (at least)")
+    ap.add_argument("--min-seconds", type=float, default=3.0, help="more rounds for a short file, until its iterator runs add up to this")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     ap.add_argument("files", nargs="*", type=Path, help="IFC files (default: the sample buildings and ../shared/realdata/ifc)")
     args = ap.parse_args()
     files = args.files or ensure_samples() + sorted(REALDATA.glob("*.ifc"))
     print(f"{'file':36} {'elements':>8} {'triangles':>9} {'iter s':>7} {'cim s':>7} {'ratio':>6} {'cim el/s':>9} {'cim tri/s':>9} "
-          f"{'peak MB cim+kernel/iter':>24} {'CPU s cim+kernel/iter':>22} {'proc s cim/iter':>16} {'others':>6}")
+          f"{'peak MB cim+kernel/iter':>24} {'CPU s cim+kernel/iter':>22} {'proc s cim/iter':>16} {'others':>6} {'rounds':>6}")
     for path in files:
-        r = bench(path, args.threads, args.repeat)
+        r = bench(path, args.threads, args.repeat, args.min_seconds)
         if args.json:
             print(json.dumps(r))
         others = "" if r["others_busy"] is None else f"{100 * r['others_busy']:.0f} %"
@@ -173,10 +182,11 @@ def main() -> None:
             f"{r['cim_elements_per_s']:9.1f} {r['cim_triangles_per_s']:9,} "
             f"{r['cim_rss_mb']:12.0f}+{r['cim_kernel_rss_mb']:.0f} / {r['iterator_rss_mb']:.0f} "
             f"{r['cim_cpu_s'] - r['cim_kernel_cpu_s']:10.2f}+{r['cim_kernel_cpu_s']:.2f} / {r['iterator_cpu_s']:.2f} "
-            f"{r['cim_proc_s']:9.2f} / {r['iterator_proc_s']:.2f} {others:>6}",
+            f"{r['cim_proc_s']:9.2f} / {r['iterator_proc_s']:.2f} {others:>6} {r['rounds']:6}",
             flush=True,
         )
-    print(f"({args.threads} threads; medians of {args.repeat} alternating runs; ratio = median of paired ratios; "
+    print(f"({args.threads} threads; medians of at least {args.repeat} alternating rounds, more for short files (until the iterator's add up to "
+          f"{args.min_seconds:g} s); ratio = median of paired ratios; "
           "'others' = how busy other work kept the cores)")
 
 
