@@ -164,7 +164,7 @@ def bench(path: Path, threads: int, repeat: int, min_seconds: float = 0.0) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="rounds per file (at least)")
-    ap.add_argument("--min-seconds", type=float, default=3.0, help="more rounds for a short file, until its iterator runs add up to this")
+    ap.add_argument("--min-seconds", type=float, default=5.0, help="more rounds for a short file, until its iterator runs add up to this")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", action="store_true", help="print one JSON line per file")
     ap.add_argument("files", nargs="*", type=Path, help="IFC files (default: the sample buildings and ../shared/realdata/ifc)")
