@@ -15,11 +15,12 @@ schema, same values, same noData); only the order of the buffer views differs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from cim.formats.glb import NO_DATA, GltfBuilder, attach_property_table, column_definition, property_id
+from cim.formats.glb import NO_DATA, GltfBuilder, RawJSON, attach_property_table, column_definition, property_id
 
 #: bytes per value of the fixed-width kinds, and their dtypes
 _WIDTH = {"INT32": 4, "INT64": 8, "FLOAT64": 8}
@@ -95,6 +96,8 @@ class ColumnBlock:
             else:
                 raise ValueError(f"ColumnBlock: unsupported metadata type {kind!r} for {names[pos[0]]!r}")
         self.definitions = [column_definition(name, kind, nd) for name, kind, nd in zip(names, self.kinds, no_data)]
+        #: each column's ``"id":{definition}`` as JSON text, made once for all the tiles
+        self._json = [json.dumps(pid) + ":" + json.dumps(d, separators=(",", ":"), allow_nan=False) for pid, d in zip(self.ids, self.definitions)]
 
     def add_table(self, builder: GltfBuilder, rows: np.ndarray, class_name: str, description: str = "", schema_id: str = "cim") -> int:
         """Write the table of ``rows`` into ``builder`` (EXT_structural_metadata), leaving out
@@ -124,7 +127,7 @@ class ColumnBlock:
             for j, v in zip(pos[sel].tolist(), views):
                 entries[j] = {"values": v}
         used = np.flatnonzero(keep).tolist()
-        props = {self.ids[j]: self.definitions[j] for j in used}
+        props = RawJSON("{" + ",".join(self._json[j] for j in used) + "}")
         values = {self.ids[j]: entries[j] for j in used}
         return attach_property_table(builder, class_name, description, props, values, m, schema_id)
 

@@ -106,3 +106,17 @@ def test_block_refuses_what_it_cannot_write():
         ColumnBlock({"area": raw["area"], "x": np.arange(3.0)}, {"area": "FLOAT64", "x": "FLOAT64"})
     with pytest.raises(ValueError, match="unsupported metadata type 'FLOAT16' for 'x'"):
         ColumnBlock({"x": np.arange(3.0)}, {"x": "FLOAT16"})
+
+
+def test_raw_json_is_spliced_verbatim_even_when_a_name_looks_like_its_placeholder(monkeypatch):
+    import json
+
+    import cim.formats.glb as glb
+
+    first = bytes([1] * 6)
+    tags = iter([first, bytes([2] * 6)])  # the first tag is taken by a value below: drawn again
+    monkeypatch.setattr(glb.os, "urandom", lambda n: next(tags))
+    taken = f"cim-raw-{first.hex()}-0"
+    tree = {"b": taken, "a": glb.RawJSON('{"x":[1,2.5,"y"]}'), "c": [glb.RawJSON("-1.7976931348623157e+308")]}
+    out = json.loads(glb._dumps(tree))
+    assert out == {"b": taken, "a": {"x": [1, 2.5, "y"]}, "c": [-1.7976931348623157e308]}
