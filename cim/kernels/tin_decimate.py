@@ -124,10 +124,8 @@ def _remove(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: no cover 
                 continue
             # turn clockwise to the first outgoing half-edge (a border vertex's border edge)
             e = start = vhe[v]
-            border = False
             while True:
                 if he[e] < 0:
-                    border = True
                     break
                 f = he[e]
                 e = 3 * (f // 3) + (f % 3 + 1) % 3

@@ -77,7 +77,6 @@ def test_tileset_structure(built):
     np.testing.assert_allclose(np.array(ts["root"]["transform"]).reshape(4, 4).T, FRAME.matrix())
     all_tiles = list(walk(ts["root"]))
     assert len(all_tiles) > 8 and max(len(Path(uri).stem) for uri in tiles) >= 4  # a real tree, 3 levels deep or more
-    depth_of = {}
     for tile, parent in all_tiles:
         assert tile["refine"] == "ADD"
         if parent is not None:
