@@ -164,6 +164,7 @@ class GltfBuilder:
     json: dict = field(default_factory=lambda: {"asset": {"version": "2.0", "generator": "cim"}})
     chunks: list[bytes] = field(default_factory=list)
     offset: int = 0
+
     def buffer_view(self, data: bytes, target: int | None = None, byte_stride: int | None = None) -> int:
         pad = (-self.offset) % 8
         if pad:
@@ -243,7 +244,6 @@ class GltfBuilder:
         if body:
             out += [struct.pack("<II", len(body), CHUNK_BIN), body]
         return b"".join(out)
-
 
 
 class RawJSON:

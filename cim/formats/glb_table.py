@@ -95,6 +95,11 @@ class ColumnBlock:
                         self.has_value[i] = matrix[j] != NO_DATA[kind]
             else:
                 raise ValueError(f"ColumnBlock: unsupported metadata type {kind!r} for {names[pos[0]]!r}")
+        # two names that make one identifier ("a b", "a_b"): the last wins, as in add_property_table
+        last = {pid: j for j, pid in enumerate(self.ids)}
+        for j, pid in enumerate(self.ids):
+            if last[pid] != j:
+                self.has_value[j] = False
         self.definitions = [column_definition(name, kind, nd) for name, kind, nd in zip(names, self.kinds, no_data)]
         #: each column's ``"id":{definition}`` as JSON text, made once for all the tiles
         self._json = [json.dumps(pid) + ":" + json.dumps(d, separators=(",", ":"), allow_nan=False) for pid, d in zip(self.ids, self.definitions)]

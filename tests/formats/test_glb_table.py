@@ -120,3 +120,21 @@ def test_raw_json_is_spliced_verbatim_even_when_a_name_looks_like_its_placeholde
     tree = {"b": taken, "a": glb.RawJSON('{"x":[1,2.5,"y"]}'), "c": [glb.RawJSON("-1.7976931348623157e+308")]}
     out = json.loads(glb._dumps(tree))
     assert out == {"b": taken, "a": {"x": [1, 2.5, "y"]}, "c": [-1.7976931348623157e308]}
+
+
+def test_names_that_make_one_identifier_keep_the_last_column():
+    """"Pset.A" and "Pset_A" are both property Pset_A: one entry, the last column's (as
+    add_property_table's dictionary keeps it), never a duplicate JSON key."""
+    raw = {"Pset.A": np.array(["x", "y"], dtype=object), "Pset_A": np.array([1.5, 2.5])}
+    types = {"Pset.A": "STRING", "Pset_A": "FLOAT64"}
+    block = ColumnBlock(raw, types)
+    b = GltfBuilder()
+    block.add_table(b, np.arange(2), "element")
+    doc, binary = read_glb(b.to_glb())
+    ref = GltfBuilder()
+    add_property_table(ref, FeatureColumns.encode(raw, types).take(np.arange(2), "element"))
+    ref_doc, ref_bin = read_glb(ref.to_glb())
+    assert read_property_table(doc, binary) == read_property_table(ref_doc, ref_bin) == {"Pset_A": [1.5, 2.5]}
+    glb = b.to_glb()
+    text = glb[20:20 + int.from_bytes(glb[12:16], "little")].decode()
+    assert text.count('"Pset_A":{"name"') == 1  # (json.loads would hide a duplicate key)
