@@ -7,8 +7,8 @@ checked when a build resumes), so an interrupted build started again with the sa
 options skips what is already done. ``tileset.json`` is written last, after every tile it names
 exists.
 
-A layer whose index file (``tileset.json``, ``layer.json``) does not exist yet may write its tiles
-straight to their names (:meth:`TileStore.write_many` with ``atomic=False``): nothing names them
+A layer whose index file (``tileset.json``, ``layer.json``) does not exist yet
+(:meth:`TileStore.unpublished`) may write its tiles straight to their names (:meth:`TileStore.write_many` with ``atomic=False``): nothing names them
 until the index is written, and a tile is logged only once it is whole, so a torn one is written
 again on resume. That saves the temporary name and the rename, a second directory operation per
 file (see :meth:`TileStore.write_many`).
@@ -156,8 +156,9 @@ class TileStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         with os.scandir(self.root) as entries:
-            #: nothing of an earlier build to clear away at the end (no folder walk then)
-            self._started_empty = next(entries, None) is None
+            #: the folder held no file of an earlier build (hidden ones aside: a build log, a
+            #: temporary file): nothing to clear away at the end, no folder walk then
+            self.fresh = all(e.name.startswith(".") for e in entries)
         self.key = key
         self._lock = threading.Lock()
         self._log = self.root / LOG_NAME
@@ -178,6 +179,12 @@ class TileStore:
         self.written: set[str] = set(self.done)
         self.bytes_written = 0
         self._log_file = None
+
+    def unpublished(self, index_name: str) -> bool:
+        """True while the layer's index (``tileset.json``, ``layer.json``) does not exist: nothing
+        names its files yet, so they may be written straight to their names (see the module
+        notes); once it exists, every file replaces its old self atomically."""
+        return not (self.root / index_name).exists()
 
     def is_done(self, rel: str) -> bool:
         """True when ``rel`` was finished by an earlier run of the same build."""
@@ -234,7 +241,7 @@ class TileStore:
         """Write the tileset last, then remove content files of earlier builds it no longer names."""
         self.close()
         atomic_write_json(self.root / tileset_name, tileset, pretty=False)
-        if self._started_empty:
+        if self.fresh:
             return  # every file below was written by this build
         root = os.fspath(self.root)
         for path in _files_under(os.path.join(root, content_dir)):

@@ -44,3 +44,18 @@ def test_a_store_in_an_empty_folder_writes_only_its_own(tmp_path):
     store.finish("tileset.json", {}, content_dir="models")
     assert (tmp_path / "new" / "models/m/tiles/x.glb").read_bytes() == b"x" * 7
     assert store.size_on_disk() == 7 + 3  # "{}\n"; the hidden build log is not counted
+
+
+def test_fresh_and_unpublished(tmp_path):
+    """A folder holding only hidden files (an earlier log, a temporary file) is fresh; one with a
+    visible file is not. A layer is unpublished until its index exists."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / LOG_NAME).write_text('{"key": "old"}\n')
+    (tmp_path / "a" / ".x.glb.1.2.tmp").write_bytes(b"torn")
+    store = TileStore(tmp_path / "a", "key")
+    assert store.fresh and store.unpublished("tileset.json")
+    store.write("tiles/t.glb", b"t")
+    store.finish("tileset.json", {})
+    assert not store.unpublished("tileset.json")
+    again = TileStore(tmp_path / "a", "other")
+    assert not again.fresh and not again.unpublished("tileset.json")

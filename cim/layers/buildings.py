@@ -309,7 +309,7 @@ def build_buildings_layer(
         done=frozenset(store.done),
         # a first build: nothing serves these tiles before tileset.json is written, last; a tile
         # torn by a crash has no line in the build log, so a resumed build writes it again
-        in_place=not (out_dir / "tileset.json").exists(),
+        in_place=store.unpublished("tileset.json"),
     )
     rows = search_rows(layer_id, table, prep) if search else None
     if rows is not None and search_sink is not None:

@@ -308,13 +308,11 @@ def build_terrain_layer(
         # blocks sit at level 1 or deeper, so the roots come from the coarse pass (both are written)
         zb = max(int(min_zoom), zmax - BLOCK_LEVELS, 1)
         key = build_key(FORMAT_VERSION, file_fingerprint(src.path), zmax, int(min_zoom), float(error_factor))
-        # an empty folder has no tiles of earlier builds to find and remove afterwards; with no
+        # a fresh folder has no tiles of earlier builds to find and remove afterwards; with no
         # layer.json yet nothing names a tile before this build's layer.json does, so tiles are
         # written straight to their names (see cim.store); else each replaces its old self atomically
-        fresh = not out_dir.is_dir() or all(p.name.startswith(".") for p in out_dir.iterdir())
-        published = (out_dir / "layer.json").exists()
         store = TileStore(out_dir, key)
-        b = _Build(src, store, _Writer(store, atomic=published), zmax, int(min_zoom), zb, float(error_factor))
+        b = _Build(src, store, _Writer(store, atomic=not store.unpublished("layer.json")), zmax, int(min_zoom), zb, float(error_factor))
         bx0, by0, bx1, by1 = tiles_covering(src.bounds, zb)
         jobs = [(bx, by) for by in range(by0, by1 + 1) for bx in range(bx0, bx1 + 1)]
         blocks: list[_Block] = []
@@ -344,7 +342,7 @@ def build_terrain_layer(
     )
     b.store.close()
     atomic_write_json(out_dir / "layer.json", doc)
-    if fresh:  # only this build's files: no walk over thousands of them to sum or prune
+    if b.store.fresh:  # only this build's files: no walk over thousands of them to sum or prune
         size = b.store.bytes_written + (out_dir / "layer.json").stat().st_size
     else:
         _remove_stale(out_dir, b.store.written)
