@@ -8,9 +8,9 @@ options skips what is already done. ``tileset.json`` is written last, after ever
 exists.
 
 A layer whose index file (``tileset.json``, ``layer.json``) does not exist yet
-(:meth:`TileStore.unpublished`) may write its tiles straight to their names (:meth:`TileStore.write_many` with ``atomic=False``): nothing names them
-until the index is written, and a tile is logged only once it is whole, so a torn one is written
-again on resume. That saves the temporary name and the rename, a second directory operation per
+(:meth:`TileStore.unpublished`) may write its tiles straight to their names
+(:meth:`TileStore.write_many` with ``atomic=False``): nothing names them until the index is
+written, and a tile is logged only once it is whole, so a torn one is written again on resume. That saves the temporary name and the rename, a second directory operation per
 file (see :meth:`TileStore.write_many`).
 """
 
