@@ -5,7 +5,7 @@ no process is forked, so lazrs' threads cannot deadlock one):
 
 1. **stage**: every file is cut into point ranges; a job reads its range in batches, reprojects
    each batch into the city's ENU frame with the file's checked quadratic fit
-   (:class:`~cim.sources.pointcloud.PiecewiseFit`, made once here with pyproj), sorts it by
+   (:class:`~cim.sources.pointcloud_transform.PiecewiseFit`, made once here with pyproj), sorts it by
    Morton code and keeps it as a run (:func:`~cim.tiling.octree.stage_batch`): in memory up to
    ``stage_memory`` bytes for the whole build, beyond that in the job's spill file;
 2. **index**: the summed counts split the cube into chunks of at most ``chunk_points``; a job
@@ -52,7 +52,6 @@ from cim.formats.tileset import box_from_bounds, tileset_document, transform_lis
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
 from cim.sources.pointcloud import (
-    PiecewiseFit,
     PointCloudSource,
     frame_for,
     header_box_enu,
@@ -61,6 +60,7 @@ from cim.sources.pointcloud import (
     read_batches,
     source_transform,
 )
+from cim.sources.pointcloud_transform import PiecewiseFit
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
 from cim.kernels.octree import WORDS
 from cim.tiling.octree import (
