@@ -238,7 +238,7 @@ def bench_kernels() -> None:
     """Time cim's compiled per-point passes against the same work written with numpy."""
     import numpy as np
 
-    from cim.formats.points import meshopt_encode_attributes
+    from cim.formats.meshopt import meshopt_encode_attributes
     from cim.kernels.octree import stage_points
 
     rng = np.random.default_rng(0)

@@ -26,7 +26,12 @@ from pyproj import CRS
 from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.frames import LocalFrame
-from cim.sources.pointcloud_transform import LocalTransform, PiecewiseFit, exact_enu  # noqa: F401 (re-exported)
+from cim.sources.pointcloud_transform import LocalTransform, PiecewiseFit, exact_enu  # (re-exported: see __all__)
+
+__all__ = [
+    "POINTCLOUD_SUFFIXES", "LocalTransform", "PiecewiseFit", "PointBatch", "PointCloudSource", "exact_enu", "frame_for", "header_box_enu",
+    "list_pointcloud_files", "open_pointcloud", "read_batches", "source_transform",
+]
 
 log = logging.getLogger("cim.pointcloud")
 

@@ -84,7 +84,7 @@ def quantization_step(glb: bytes) -> float:
     """Largest position step (m) of a tile: 16-bit quantized, 24-bit mantissas (the meshopt
     EXPONENTIAL filter: a power of two), or float32 rounding."""
     from cim.formats.glb import read_glb
-    from cim.formats.points import meshopt_decode_attributes
+    from cim.formats.meshopt import meshopt_decode_attributes
 
     doc, binary = read_glb(glb)
     acc = doc["accessors"][doc["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]

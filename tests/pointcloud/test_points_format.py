@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from cim.formats.glb import read_glb
-from cim.formats.points import (
-    POINT_PROPERTIES,
-    decode_points_glb,
-    encode_points_glb,
-    meshopt_decode_attributes,
-    meshopt_encode_attributes,
-)
+from cim.formats.meshopt import meshopt_decode_attributes, meshopt_encode_attributes
+from cim.formats.points import POINT_PROPERTIES, decode_points_glb, encode_points_glb
 from tests.conftest import REPO, validate_glbs
 from tests.pointcloud import quantization_step
 
