@@ -165,11 +165,15 @@ class GltfBuilder:
     chunks: list[bytes] = field(default_factory=list)
     offset: int = 0
 
-    def buffer_view(self, data: bytes, target: int | None = None, byte_stride: int | None = None) -> int:
+    def _align(self) -> None:
+        """Pad the binary chunk to an 8-byte boundary (where every buffer view starts)."""
         pad = (-self.offset) % 8
         if pad:
             self.chunks.append(b"\0" * pad)
             self.offset += pad
+
+    def buffer_view(self, data: bytes, target: int | None = None, byte_stride: int | None = None) -> int:
+        self._align()
         view = {"buffer": 0, "byteOffset": self.offset, "byteLength": len(data)}
         if target is not None:
             view["target"] = target
@@ -184,10 +188,7 @@ class GltfBuilder:
     def buffer_views(self, blob: bytes, starts: np.ndarray, lengths: np.ndarray) -> list[int]:
         """Views of ``blob`` (written once, 8-byte aligned): view i is ``lengths[i]`` bytes from
         ``starts[i]`` (multiples of 8 where the views hold metadata); returns their indices."""
-        pad = (-self.offset) % 8
-        if pad:
-            self.chunks.append(b"\0" * pad)
-            self.offset += pad
+        self._align()
         base = self.offset
         self.chunks.append(blob)
         self.offset += len(blob)

@@ -56,7 +56,7 @@ class ColumnBlock:
     def __init__(self, columns: dict[str, np.ndarray], types: dict[str, str], present: dict[str, np.ndarray] | None = None) -> None:
         present = present or {}
         names = list(columns)
-        self.kinds = [types[name] for name in names]
+        kinds = [types[name] for name in names]
         lengths = {len(columns[name]) for name in names}
         if len(lengths) > 1:
             raise ValueError("ColumnBlock: columns of different lengths")
@@ -67,8 +67,8 @@ class ColumnBlock:
         #: kind -> (positions of its columns, data): a (k, n) matrix for fixed-width and BOOLEAN
         #: kinds; for STRING (all values one after the other, (k * n + 1,) int64 item offsets)
         self.groups: dict[str, tuple[np.ndarray, object]] = {}
-        for kind in dict.fromkeys(self.kinds):
-            pos = np.array([i for i, k in enumerate(self.kinds) if k == kind], dtype=np.int64)
+        for kind in dict.fromkeys(kinds):
+            pos = np.array([i for i, k in enumerate(kinds) if k == kind], dtype=np.int64)
             cols = [columns[names[i]] for i in pos]
             if kind == "STRING":
                 flat = [v for c in cols for v in (c.tolist() if isinstance(c, np.ndarray) else list(c))]
@@ -100,7 +100,7 @@ class ColumnBlock:
         for j, pid in enumerate(self.ids):
             if last[pid] != j:
                 self.has_value[j] = False
-        self.definitions = [column_definition(name, kind, nd) for name, kind, nd in zip(names, self.kinds, no_data)]
+        self.definitions = [column_definition(name, kind, nd) for name, kind, nd in zip(names, kinds, no_data)]
         #: each column's ``"id":{definition}`` as JSON text, made once for all the tiles
         self._json = [json.dumps(pid) + ":" + json.dumps(d, separators=(",", ":"), allow_nan=False) for pid, d in zip(self.ids, self.definitions)]
 
@@ -150,10 +150,6 @@ class BlockTable:
     rows: np.ndarray
     class_name: str
     class_description: str = ""
-
-    @property
-    def count(self) -> int:
-        return len(self.rows)
 
     def add_to(self, builder: GltfBuilder, schema_id: str = "cim") -> int:
         return self.block.add_table(builder, self.rows, self.class_name, self.class_description, schema_id)

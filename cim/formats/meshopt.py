@@ -98,11 +98,7 @@ def _meshopt_encode(data, be, tail, out):  # pragma: no cover - compiled
                         out[p + t] = byte
                     p += 4
                     if c3:
-                        for t in range(16):
-                            x = zz[o + t, k]
-                            if x >= 3:
-                                out[p] = x
-                                p += 1
+                        p = _put_escapes(zz, o, k, 3, out, p)
                     out[hp + g // 4] |= 1 << ((g % 4) * 2)
                 elif s2 <= 16:
                     for t in range(8):
@@ -111,11 +107,7 @@ def _meshopt_encode(data, be, tail, out):  # pragma: no cover - compiled
                         out[p + t] = ((15 if x0 >= 15 else x0) << 4) | (15 if x1 >= 15 else x1)
                     p += 8
                     if c15:
-                        for t in range(16):
-                            x = zz[o + t, k]
-                            if x >= 15:
-                                out[p] = x
-                                p += 1
+                        p = _put_escapes(zz, o, k, 15, out, p)
                     out[hp + g // 4] |= 2 << ((g % 4) * 2)
                 else:
                     for t in range(16):
@@ -127,6 +119,18 @@ def _meshopt_encode(data, be, tail, out):  # pragma: no cover - compiled
     for t in range(stride):
         out[p + tail - stride + t] = data[0, t]
     return p + tail
+
+
+@njit(inline="always", **_JIT)  # inlined into the encoder's loop: a call there cost 10 %
+def _put_escapes(zz, o, k, limit, out, p):  # pragma: no cover - compiled
+    """After a group of 2- or 4-bit codes: the group's values that did not fit (``>= limit``,
+    coded as the sentinel), one byte each, from ``out[p]``; returns the new end."""
+    for t in range(16):
+        x = zz[o + t, k]
+        if x >= limit:
+            out[p] = x
+            p += 1
+    return p
 
 
 def meshopt_decode_attributes(src: bytes, count: int, stride: int) -> np.ndarray:
