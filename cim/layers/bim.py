@@ -53,16 +53,16 @@ from cim.formats.tileset import box_from_bounds, replace_tree, tileset_document,
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
 from cim.layers.bim_placement import ModelPlacement, frame_for_model, resolve_placement
-from cim.layers.bim_spool import _ingest, _MeshSpool, _Model, _new_model, convex_hull_xy
+from cim.layers.bim_spool import MeshSpool, SpooledModel, convex_hull_xy, ingest_batch, new_model
 from cim.layers.bim_tiles import (
     DETAIL_CLASSES,
     ENVELOPE_CLASSES,
-    _ElementFacts,
-    _encode_tile,
-    _exterior_flags,
-    _Node,
-    _walk,
+    ElementFacts,
+    TileNode,
+    encode_tile,
+    exterior_flags,
     plan_model_tiles,
+    walk_nodes,
 )
 from cim.runtime import paused_gc
 from cim.searchindex import SearchRows
@@ -139,7 +139,7 @@ class _Prepared:
 
     index: IfcElementIndex
     expected: dict[int, tuple[str, str]]
-    facts: _ElementFacts
+    facts: ElementFacts
     attrs: ElementAttributes
     block: ColumnBlock  # the encoded attribute columns
     search: list[dict]  # non-null attributes per row, for the search index
@@ -167,7 +167,7 @@ def _prepare_elements(f, path: Path, name: str, opts: BimOptions, ids: list[int]
     if heavy:
         warnings.append(f"{path.name}: {len(heavy)} element(s) with more than {opts.geometry.max_voids} openings drawn without them: " + "; ".join(f"{g} ({c}, {k} openings)" for g, c, k in heavy[:10]))
     elements = [f.by_id(i) for i in (sorted(expected) if ids is None else ids)]
-    facts = _ElementFacts.read(index, elements)
+    facts = ElementFacts.read(index, elements)
     attrs = index.attributes(elements, max_properties=opts.max_properties)
     n = len(elements)
     attrs.columns["Model"] = np.full(n, name, dtype=object)
@@ -236,7 +236,7 @@ def _finish_model(stream: GeometryStream, f, path: Path, name: str, store: TileS
                   prepared: Future, progress: Progress | None, geometry_done) -> dict:
     """Stream and spool the meshes, then plan and write the model (see :func:`_convert_model`)."""
     glog = GeometryLog()
-    spool = _MeshSpool()
+    spool = MeshSpool()
     try:
         model = _stream_model(stream, name, path, placement, prepared, spool, glog, progress)
         prep = prepared.result()
@@ -251,14 +251,14 @@ def _finish_model(stream: GeometryStream, f, path: Path, name: str, store: TileS
         spool.close()
 
 
-def _stream_model(stream: GeometryStream, name: str, path: Path, placement: ModelPlacement, prepared, spool: _MeshSpool, glog: GeometryLog,
-                  progress) -> _Model | None:
+def _stream_model(stream: GeometryStream, name: str, path: Path, placement: ModelPlacement, prepared, spool: MeshSpool, glog: GeometryLog,
+                  progress) -> SpooledModel | None:
     """Spool the element meshes as they arrive, placed in batches of about 2,048 vertices (one
     pyproj call a batch; batches of 65,536 left 80 ms of a 3.6 s conversion, and of 8,192 a whole
     100-element model, to do after the last element). The batch before the last expected
     element is placed at once, so that only the last element is left to place after it (a
     batch costs 4–10 ms here, on the critical path at the end)."""
-    model: _Model | None = None
+    model: SpooledModel | None = None
     normal_m = np.eye(3)
     batch: list[ElementGeometry] = []
     batch_vertices = done = 0
@@ -268,20 +268,20 @@ def _stream_model(stream: GeometryStream, name: str, path: Path, placement: Mode
         done += 1
         if batch_vertices >= 2048 or (prepared.done() and done + 1 >= len(prepared.result().expected)):
             if model is None:
-                model, normal_m = _new_model(name, path, placement, batch[0])
-            _ingest(batch, model, spool, normal_m)
+                model, normal_m = new_model(name, path, placement, batch[0])
+            ingest_batch(batch, model, spool, normal_m)
             batch, batch_vertices = [], 0
             if progress:
                 progress(f"{name}: geometry", done, max(done, len(prepared.result().expected)) if prepared.done() else done)
     if batch:
         if model is None:
-            model, normal_m = _new_model(name, path, placement, batch[0])
-        _ingest(batch, model, spool, normal_m)
+            model, normal_m = new_model(name, path, placement, batch[0])
+        ingest_batch(batch, model, spool, normal_m)
     spool.finish()
     return model
 
 
-def _write_model(f, model: _Model, spool: _MeshSpool, prep: _Prepared, store: TileStore, opts: BimOptions, glog: GeometryLog,
+def _write_model(f, model: SpooledModel, spool: MeshSpool, prep: _Prepared, store: TileStore, opts: BimOptions, glog: GeometryLog,
                  warnings: list[str], progress) -> dict:
     """Plan the model's tiles and write them, its tileset and its search rows."""
     name, placement = model.name, model.placement
@@ -299,17 +299,17 @@ def _write_model(f, model: _Model, spool: _MeshSpool, prep: _Prepared, store: Ti
     # and slabs kept around it, so leaving it out changes the picture by its thinnest extent
     sizes = np.where(facts.is_space, (hi - lo).min(axis=1), np.linalg.norm(hi - lo, axis=1))
     tri_counts = spool.t_count_a
-    exterior = _exterior_flags(facts, model.ids, np.array(model.wlo), np.array(model.whi))
+    exterior = exterior_flags(facts, model.ids, np.array(model.wlo), np.array(model.whi))
     keys, elev = facts.storey, facts.elevation
     order = sorted(set(keys.tolist()), key=lambda k: (elev.get(k, -np.inf), k))  # unassigned (-1) first
     root = plan_model_tiles(sizes, tri_counts, (lo + hi) / 2.0, keys, order, exterior, facts.detail,
                             max_triangles=opts.max_triangles, min_storey_size=opts.min_storey_size)
 
-    nodes = _walk(root)
+    nodes = walk_nodes(root)
     bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def write(node: _Node) -> None:
-        glb, blo, bhi = _encode_tile(node, spool, model, prep.block, rows)
+    def write(node: TileNode) -> None:
+        glb, blo, bhi = encode_tile(node, spool, model, prep.block, rows)
         store.write(f"models/{name}/tiles/{node.name}.glb", glb)
         bounds[node.name] = (blo, bhi)
 
@@ -547,7 +547,7 @@ def _load_summary(out_dir: Path, name: str) -> dict | None:
         return None
 
 
-def _footprint_coords(model: _Model, placement: ModelPlacement) -> dict:
+def _footprint_coords(model: SpooledModel, placement: ModelPlacement) -> dict:
     """The model's convex footprint in the CRS it was placed through (the map conversion's, or
     the override's), else in lon/lat (EPSG:4326): never through a new CRS transformer, which
     pyproj takes 0.15–0.3 s to build here (four times the whole conversion of a one-element

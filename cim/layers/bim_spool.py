@@ -1,7 +1,7 @@
 """A BIM model's element meshes after streaming: placed in the city frame and spooled.
 
-:func:`_ingest` places batches of element meshes (:class:`cim.sources.ifc.ElementGeometry`) and
-appends them to a :class:`_MeshSpool` (in memory, on disk when large), from which the tiles read
+:func:`ingest_batch` places batches of element meshes (:class:`cim.sources.ifc.ElementGeometry`) and
+appends them to a :class:`MeshSpool` (in memory, on disk when large), from which the tiles read
 their elements back; split from :mod:`cim.layers.bim`.
 """
 
@@ -20,7 +20,7 @@ from cim.layers.bim_placement import ModelPlacement
 from cim.sources.ifc import ElementGeometry
 
 
-class _MeshSpool:
+class MeshSpool:
     """Per-element meshes appended to flat buffers, read back per tile.
 
     The buffers stay in memory up to ``spill_bytes`` (24 bytes a vertex and 12 a triangle: a
@@ -113,7 +113,7 @@ class _MeshSpool:
 
 
 @dataclass
-class _Model:
+class SpooledModel:
     """A model's elements after streaming: geometry records and what tiling needs."""
 
     name: str
@@ -128,7 +128,7 @@ class _Model:
     hull: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # world (model axes) x, y
 
 
-def _ingest(batch: list[ElementGeometry], model: _Model, spool: _MeshSpool, normal_m: np.ndarray) -> None:
+def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshSpool, normal_m: np.ndarray) -> None:
     """Place a batch of element meshes in the city frame and spool them.
 
     Vectorised over the batch (one placement, one normal rotation, one colour lookup, one write
@@ -215,6 +215,13 @@ def convex_hull_xy(xy: np.ndarray) -> np.ndarray:
     return np.asarray(shapely.get_coordinates(shapely.convex_hull(shapely.multipoints(xy))))
 
 
-def _new_model(name: str, path: Path, placement: ModelPlacement, first: ElementGeometry) -> tuple[_Model, np.ndarray]:
+def new_model(name: str, path: Path, placement: ModelPlacement, first: ElementGeometry) -> tuple[SpooledModel, np.ndarray]:
+    """An empty model anchored at the centre of its first element, and the normal rotation there.
+
+    Returns
+    -------
+    model : the model, its spool origin (``anchor``) in ENU
+    normal_m : (3, 3) float, world normals → ENU normals near the anchor
+    """
     anchor_world = first.vertices.mean(axis=0)
-    return _Model(name, path, placement, placement.enu(anchor_world[None, :])[0]), placement.normal_matrix(anchor_world)
+    return SpooledModel(name, path, placement, placement.enu(anchor_world[None, :])[0]), placement.normal_matrix(anchor_world)

@@ -14,7 +14,7 @@ from cim.formats.glb_table import ColumnBlock
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
 from cim.formats.tileset import enu_to_gltf
 from cim.kernels.mesh import chunk_by_budget
-from cim.layers.bim_spool import _MeshSpool, _Model
+from cim.layers.bim_spool import MeshSpool, SpooledModel
 from cim.sources.ifc import IfcElementIndex
 
 #: always in the exterior tile (slab edges and roofs make the silhouette)
@@ -27,11 +27,13 @@ DETAIL_CLASSES = (
 
 
 @dataclass
-class _Node:
+class TileNode:
+    """A tile of a model's tree: its elements (rows of the model), geometric error and children."""
+
     name: str
     elements: np.ndarray
     error: float
-    children: list["_Node"] = field(default_factory=list)
+    children: list["TileNode"] = field(default_factory=list)
 
 
 def plan_model_tiles(
@@ -45,7 +47,7 @@ def plan_model_tiles(
     *,
     max_triangles: int,
     min_storey_size: float,
-) -> _Node:
+) -> TileNode:
     """The tile tree of one model: exterior → storey parts → detail (see the module notes).
 
     Parameters
@@ -67,7 +69,7 @@ def plan_model_tiles(
     keep = ext[: max(1, int(np.searchsorted(cum, max_triangles, side="right")))]
     in_root = np.zeros(n, dtype=bool)
     in_root[keep] = True
-    root = _Node("exterior", np.sort(keep), float(sizes[~in_root].max()) if (~in_root).any() else 0.0)
+    root = TileNode("exterior", np.sort(keep), float(sizes[~in_root].max()) if (~in_root).any() else 0.0)
     if root.error == 0.0:
         return root
     fabric = exterior | (~detail & (sizes >= min_storey_size))
@@ -79,16 +81,16 @@ def plan_model_tiles(
             kept = g[fabric[g]]
             name = f"s{level:02d}-{k}"
             if len(kept) == 0 or len(kept) == len(g):
-                root.children.append(_Node(name, g, 0.0))
+                root.children.append(TileNode(name, g, 0.0))
                 continue
             omitted = g[~fabric[g]]
-            node = _Node(name, kept, float(sizes[omitted].max()))
-            node.children.append(_Node(name + "-detail", g, 0.0))
+            node = TileNode(name, kept, float(sizes[omitted].max()))
+            node.children.append(TileNode(name + "-detail", g, 0.0))
             root.children.append(node)
     return root
 
 
-def _exterior_flags(facts: "_ElementFacts", ids: list[int], wlo: np.ndarray, whi: np.ndarray) -> np.ndarray:
+def exterior_flags(facts: "ElementFacts", ids: list[int], wlo: np.ndarray, whi: np.ndarray) -> np.ndarray:
     """Which elements make the far view (see :data:`ENVELOPE_CLASSES`).
 
     Elements that say nothing about ``IsExternal`` count as exterior when they are not strictly
@@ -122,7 +124,7 @@ def _exterior_flags(facts: "_ElementFacts", ids: list[int], wlo: np.ndarray, whi
     return flags
 
 
-def _encode_tile(node: _Node, spool: _MeshSpool, model: _Model, block: ColumnBlock, rows: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
+def encode_tile(node: TileNode, spool: MeshSpool, model: SpooledModel, block: ColumnBlock, rows: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
     """One tile's GLB and its content bounds (ENU).
 
     ``rows`` maps the model's elements to the rows of ``block``, the encoded attributes. A
@@ -154,7 +156,7 @@ def _encode_tile(node: _Node, spool: _MeshSpool, model: _Model, block: ColumnBlo
 
 
 @dataclass
-class _ElementFacts:
+class ElementFacts:
     """What tiling needs to know of each element besides its geometry (one row per element).
 
     Attributes
@@ -181,7 +183,7 @@ class _ElementFacts:
     elevation: dict[int, float]
 
     @classmethod
-    def read(cls, index: IfcElementIndex, elements: list) -> "_ElementFacts":
+    def read(cls, index: IfcElementIndex, elements: list) -> "ElementFacts":
         n = len(elements)
         out = cls(np.array([el.id() for el in elements], dtype=np.int64), *(np.zeros(n, dtype=bool) for _ in range(4)),
                   np.full(n, -1, dtype=np.int8), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), {})
@@ -207,14 +209,15 @@ class _ElementFacts:
                     out.elevation[s.id()] = index.storey_elevation(s)
         return out
 
-    def take(self, rows: np.ndarray) -> "_ElementFacts":
+    def take(self, rows: np.ndarray) -> "ElementFacts":
         """The facts of ``rows`` (an int index array)."""
         arrays = {k: getattr(self, k)[rows] for k in ("ids", "is_space", "detail", "walls", "envelope", "external", "whole_id", "whole_flag", "storey")}
-        return _ElementFacts(**arrays, elevation=self.elevation)
+        return ElementFacts(**arrays, elevation=self.elevation)
 
 
-def _walk(node: _Node) -> list[_Node]:
+def walk_nodes(node: TileNode) -> list[TileNode]:
+    """``node`` and all nodes under it, depth first, each before its children."""
     out = [node]
     for c in node.children:
-        out += _walk(c)
+        out += walk_nodes(c)
     return out

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from cim.formats.glb_multi import _distinct
-from cim.layers.bim import _exterior_flags, _ElementFacts, _MeshSpool, convex_hull_xy
+from cim.layers.bim_spool import MeshSpool, convex_hull_xy
+from cim.layers.bim_tiles import ElementFacts, exterior_flags
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
 from tests.bim.test_robustness import SPEC, add_broken_proxy, variant
@@ -110,7 +111,7 @@ def test_spool_in_memory_and_on_disk_agree():
     for _ in range(20):
         nv, nt = int(rng.integers(3, 40)), int(rng.integers(1, 30))
         meshes.append((rng.normal(size=(nv, 3)), rng.normal(size=(nv, 3)), rng.integers(0, 255, (nv, 4)), rng.integers(0, nv, (nt, 3))))
-    spools = [_MeshSpool(), _MeshSpool(spill_bytes=2000)]
+    spools = [MeshSpool(), MeshSpool(spill_bytes=2000)]
     for spool in spools:
         for m in meshes:
             spool.append(*m)
@@ -136,7 +137,7 @@ def test_distinct_feature_ids():
 def test_exterior_flags_parts_follow_their_whole():
     """A plate (part) inside the walls' box follows its curtain wall; an inner wall stays in."""
     n = 4
-    facts = _ElementFacts(
+    facts = ElementFacts(
         ids=np.array([10, 11, 12, 13]),
         is_space=np.zeros(n, dtype=bool),
         detail=np.zeros(n, dtype=bool),
@@ -150,7 +151,7 @@ def test_exterior_flags_parts_follow_their_whole():
     )
     wlo = np.array([[0, 0, 0], [4, 4, 0], [0, 0, 0], [3, 3, 1]], dtype=float)
     whi = np.array([[10, 10, 3], [6, 6, 2], [10, 0.2, 3], [4, 4, 2]], dtype=float)
-    flags = _exterior_flags(facts, [10, 11, 12, 13], wlo, whi)
+    flags = exterior_flags(facts, [10, 11, 12, 13], wlo, whi)
     # the outer wall is on the boundary, the inner one says IsExternal=false, the curtain wall is
     # envelope, and its plate inside the box follows it
     assert flags.tolist() == [True, False, True, True]
@@ -160,17 +161,18 @@ def test_batch_ingest_places_each_element_as_alone(small):
     """The vectorised ingest gives each element what placing it alone gives (positions, normals,
     colours split by material, triangles, boxes)."""
     from cim.kernels.mesh import split_vertices_by_material, unit_vectors
-    from cim.layers.bim import _ingest, _new_model, _prepare_placement
+    from cim.layers.bim import _prepare_placement
+    from cim.layers.bim_spool import ingest_batch, new_model
     from tests.bim.test_layer import city_frame
 
     f = open_ifc(small)
     meshes = list(iter_element_geometry(small, _expected(small), GeometryOptions(), file=f))
     assert any(len(g.materials) > 1 for g in meshes)
     placement = _prepare_placement(f, small, city_frame(), "EPSG:4544", None, None, False)
-    model, normal_m = _new_model("m", small, placement, meshes[0])
-    spool = _MeshSpool()
-    _ingest(meshes[:7], model, spool, normal_m)
-    _ingest(meshes[7:], model, spool, normal_m)
+    model, normal_m = new_model("m", small, placement, meshes[0])
+    spool = MeshSpool()
+    ingest_batch(meshes[:7], model, spool, normal_m)
+    ingest_batch(meshes[7:], model, spool, normal_m)
     spool.finish()
     assert model.ids == [g.id for g in meshes]
     for row, g in enumerate(meshes):
