@@ -5,7 +5,7 @@ For each file, fresh processes run, alternately, (a) the iterator alone: open th
 every element with the settings cim uses (world coordinates, unwelded vertices, the same classes
 excluded, as many threads as ``--threads``) and touch its buffers; (b) cim's whole conversion:
 georeference, attributes, geometry (its geometry process; or cim's own process for a tiny model
-of simple solids, see ``cim.sources.ifc_simple``), spool, LOD plan, GLB tiles, tilesets and
+of simple solids, see ``cim.sources.ifc.simple``), spool, LOD plan, GLB tiles, tilesets and
 search rows. Both clocks start after the imports (``import ifcopenshell`` and ``import
 cim.layers.bim``) and stop when the last byte is written; ``proc s`` is the whole process, the
 interpreter and imports included, measured from outside. A file converts ``--repeat`` times
@@ -41,7 +41,7 @@ REALDATA = HERE.parent.parent / "shared" / "realdata" / "ifc"
 ITERATOR = r"""
 import json, resource, sys, time
 import ifcopenshell, ifcopenshell.geom
-from cim.sources.ifc_geometry import excluded_classes, kernel_settings, peak_rss_mb
+from cim.sources.ifc.kernel import excluded_classes, kernel_settings, peak_rss_mb
 t0 = time.perf_counter()
 f = ifcopenshell.open(sys.argv[1])
 it = ifcopenshell.geom.iterator(kernel_settings(256), f, int(sys.argv[2]), exclude=excluded_classes(f))

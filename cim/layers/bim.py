@@ -24,11 +24,11 @@ placed and spooled) and :mod:`cim.layers.bim_tiles` (the tile tree and the GLBs)
 reads the attributes, drives the kernel and writes the layer.
 
 Where the time goes (2-core machines): the geometry process (ifcopenshell's iterator, forked
-after this process has parsed the file; see :mod:`cim.sources.ifc_kernel`) is the critical
+after this process has parsed the file; see :mod:`cim.sources.ifc.kernel`) is the critical
 path. This process consumes its meshes from the first one on, while a helper thread reads the
 georeference, the index and the attributes; what is left when the last mesh arrives (the tile
 plan, the GLBs, the tilesets) takes 0.01–0.5 s. A tiny model of simple solids (a few elements:
-:mod:`cim.sources.ifc_simple`) is made in this process instead, one step after the other: the
+:mod:`cim.sources.ifc.simple`) is made in this process instead, one step after the other: the
 fork, its page faults and the thread hand-offs cost more than the whole of its attributes.
 Measured against ifcopenshell's own iterator over the same file in ``benchmarks/bench_bim.py``.
 """
@@ -75,8 +75,8 @@ from cim.sources.ifc import (
     GeometryStream,
     open_ifc,
     read_georeference,
+    schema_name,
 )
-from cim.sources.ifc_file import schema_name
 from cim.store import TileStore, build_key, file_fingerprint
 
 __all__ = [

@@ -12,12 +12,12 @@ import ifcopenshell.guid
 import numpy as np
 import pytest
 
-import cim.sources.ifc_simple as ifc_simple
+import cim.sources.ifc.simple as ifc_simple
 from cim.layers.bim import BimOptions, build_bim_layer
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
-from cim.sources.ifc_kernel import excluded_classes
-from cim.sources.ifc_simple import simple_model
+from cim.sources.ifc.kernel import excluded_classes
+from cim.sources.ifc.simple import simple_model
 from tests.bim.test_layer import CITY, city_frame
 from tests.bim.test_robustness import SPEC, _body, _placement, _storey, add_broken_proxy, add_swiss_cheese_wall, variant
 

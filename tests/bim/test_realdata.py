@@ -123,7 +123,7 @@ def test_ungeoreferenced_file_sits_at_the_city_origin(ifc_dir, tmp_path):
 def test_placements_read_as_ifcopenshell_reads_them(ifc_dir, name):
     """cim's plain-float placement reader gives ifcopenshell.util.placement's matrices for every
     local placement of the real files (chains through their parents included)."""
-    from cim.sources.ifc_file import axis2placement, local_placement
+    from cim.sources.ifc.file import axis2placement, local_placement
 
     f = ifcopenshell.open(str(ifc_dir / name))
     placements = f.by_type("IfcLocalPlacement")

@@ -4,7 +4,7 @@ The geometry process exists because OpenCASCADE cannot be interrupted: an elemen
 minutes (hundreds of openings in one wall, booleans of curved or near-coincident surfaces,
 fine tessellation of large curved faces, the healing of broken boundaries). Run in this
 process, such an element would hang the caller, and no timer can help: the C++ call holds the
-GIL until it returns. So a model is made here (:class:`cim.sources.ifc_kernel._InProcessKernel`)
+GIL until it returns. So a model is made here (:class:`cim.sources.ifc.kernel.InProcessKernel`)
 only when what the kernel would be asked to do is small by construction:
 
 - at most ``max_elements`` products to draw (and a file of at most :data:`MAX_BYTES`);
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import ifcopenshell
 
-from cim.sources.ifc_file import get_attr
+from cim.sources.ifc.file import get_attr
 
 #: largest file considered (bytes): a model of a few elements is far smaller
 MAX_BYTES = 2_000_000

@@ -1,17 +1,9 @@
-"""IFC reader: elements and their attributes; the public names of the IFC modules.
+"""IFC elements and their attributes: relationships indexed once, attributes as typed columns.
 
-- :func:`read_georeference` (:mod:`cim.sources.ifc_georef`) reads where a model stands.
-- :class:`IfcElementIndex` indexes the relationships once (containment, aggregation, voids,
-  types, property sets, materials) and gives each element's attributes as typed columns.
-- :class:`GeometryStream` and :func:`iter_element_geometry` (:mod:`cim.sources.ifc_geometry`)
-  stream per-element triangle meshes in world coordinates (metres) from ifcopenshell's
-  multi-threaded geometry iterator, run in a separate process so that a pathological element can
-  be stopped: an element that takes longer than ``element_timeout`` seconds is killed with its
-  process, reported, and the rest continue. A tiny model of simple planar solids is made in this
-  process instead (:mod:`cim.sources.ifc_simple`, :mod:`cim.sources.ifc_kernel`).
-
-Units: the iterator gives metres whatever the project's length unit; attribute lengths, areas and
-volumes are converted to m, m², m³.
+:class:`IfcElementIndex` indexes the relationships of a file once (containment, aggregation,
+voids, types, property sets, materials) and gives each element's storey, building, material and
+attributes; :meth:`IfcElementIndex.attributes` turns a list of elements into the typed columns of
+:class:`ElementAttributes`. Attribute lengths, areas and volumes are converted to m, m², m³.
 """
 
 from __future__ import annotations
@@ -23,39 +15,18 @@ import numpy as np
 
 import ifcopenshell
 
-from cim.sources.ifc_file import (
+from cim.sources.ifc.file import (
     BODY_IDENTIFIERS,
     EXCLUDED_CLASSES,
     LENGTH_MEASURES,
-    SPATIAL_CLASSES,
     as_tuple,
     get_attr,
     length_unit,
     local_placement,
-    model_context,
-    open_ifc,
     schema_has,
     schema_name,
     unit_scale,
 )
-from cim.sources.ifc_geometry import (
-    ElementGeometry,
-    GeometryLog,
-    GeometryOptions,
-    GeometryStream,
-    iter_element_geometry,
-    peak_rss_mb,
-)
-from cim.sources.ifc_georef import IfcGeoreference, read_georeference
-
-__all__ = [
-    "BODY_IDENTIFIERS", "EXCLUDED_CLASSES", "SPATIAL_CLASSES", "ElementAttributes", "ElementGeometry", "GeometryLog",
-    "GeometryOptions", "GeometryStream", "IfcElementIndex", "IfcGeoreference", "iter_element_geometry", "length_unit",
-    "model_context", "open_ifc", "peak_rss_mb", "read_georeference",
-]
-
-
-# -- elements and attributes -----------------------------------------------------------------
 
 
 @dataclass

@@ -1,11 +1,5 @@
-"""Opening an IFC file, and the small helpers every IFC module shares.
-
-The IFC reader is split along its seams: this module (files, units, attribute access),
-:mod:`cim.sources.ifc_georef` (where a model stands), :mod:`cim.sources.ifc` (elements and their
-attributes; it also re-exports the public names of the others) and
-:mod:`cim.sources.ifc_geometry` (triangles from a bounded geometry process), which runs the
-kernel through :mod:`cim.sources.ifc_kernel` (a process, or this one for the tiny models
-:mod:`cim.sources.ifc_simple` admits).
+"""Opening an IFC file, and the small helpers every IFC module shares: units, attribute access,
+placements. The reader's other modules are listed in :mod:`cim.sources.ifc`.
 """
 
 from __future__ import annotations

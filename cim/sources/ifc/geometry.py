@@ -11,7 +11,7 @@ process, to learn why, and reported.
 
 How the process starts (fork, or a fresh interpreter) and the one exception, tiny models of
 simple planar solids made in this process, whose bound is what is admitted rather than a timer,
-are in :mod:`cim.sources.ifc_kernel` and :mod:`cim.sources.ifc_simple`.
+are in :mod:`cim.sources.ifc.kernel` and :mod:`cim.sources.ifc.simple`.
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ import numpy as np
 import ifcopenshell
 
 from cim.errors import CimInputError
-from cim.sources.ifc_file import EXCLUDED_CLASSES
-from cim.sources.ifc_kernel import _InProcessKernel, _Kernel, excluded_classes, kernel_settings, peak_rss_mb
-from cim.sources.ifc_simple import simple_model
+from cim.sources.ifc.file import EXCLUDED_CLASSES
+from cim.sources.ifc.kernel import InProcessKernel, ProcessKernel, excluded_classes
+from cim.sources.ifc.simple import simple_model
 
-__all__ = [
-    "ElementGeometry", "GeometryLog", "GeometryOptions", "GeometryStream", "excluded_classes", "iter_element_geometry",
-    "kernel_settings", "peak_rss_mb",
-]
+__all__ = ["ElementGeometry", "GeometryLog", "GeometryOptions", "GeometryStream", "iter_element_geometry"]
 
 
 @dataclass
@@ -52,10 +49,10 @@ class GeometryOptions:
     geometry_library : ifcopenshell's kernel ("opencascade", the reference; "manifold" is about
         8× faster on booleans but differs on some real walls)
     exclude : classes not drawn
-    start : where the kernel runs: "auto" (in this process for a model :func:`cim.sources.
-        ifc_simple.simple_model` admits, else a geometry process, forked when the caller runs one
+    start : where the kernel runs: "auto" (in this process for a model :func:`cim.sources.ifc.
+        simple.simple_model` admits, else a geometry process, forked when the caller runs one
         Python thread, else a fresh interpreter), "process" (never in this process) or "spawn"
-        (always a fresh interpreter); see :mod:`cim.sources.ifc_kernel`
+        (always a fresh interpreter); see :mod:`cim.sources.ifc.kernel`
     in_process_elements : the most elements a model made in this process may have (0: never)
     """
 
@@ -109,7 +106,7 @@ class GeometryLog:
     kernel_peak_mb: float = 0.0
     processes: int = 0  # geometry processes started
     forked: int = 0  # of which forked (the others were fresh interpreters)
-    in_process: bool = False  # made in this process (see cim.sources.ifc_simple), no process started
+    in_process: bool = False  # made in this process (see cim.sources.ifc.simple), no process started
 
     def warnings(self, element_timeout: float) -> list[str]:
         out = []
@@ -140,7 +137,7 @@ Expected = Mapping[int, tuple[str, str]]
 
 class GeometryStream:
     """Per-element meshes of an IFC file, each element once, from a geometry process (or, for a
-    tiny model of simple solids, from this process: see :mod:`cim.sources.ifc_kernel`).
+    tiny model of simple solids, from this process: see :mod:`cim.sources.ifc.kernel`).
 
     A process starts at construction and begins iterating at once, so that it works while the
     caller reads attributes; :meth:`elements` then streams the meshes. In this process, the work
@@ -159,7 +156,7 @@ class GeometryStream:
     See the module notes: a stall kills the process, a careful one-at-a-time pass finds and
     reports the culprit, and the fast iterator resumes with the rest; bounded, every element
     costs at most the timeout, twice. A model made in this process has no timer (a C++ call
-    cannot be stopped): its bound is what :func:`cim.sources.ifc_simple.simple_model` admits.
+    cannot be stopped): its bound is what :func:`cim.sources.ifc.simple.simple_model` admits.
     """
 
     def __init__(self, path: str | Path, options: GeometryOptions | None = None, *, file: ifcopenshell.file | None = None) -> None:
@@ -173,14 +170,14 @@ class GeometryStream:
         self.processes = self.forked = 0
         self.in_process = (file is not None and o.start == "auto"
                            and simple_model(file, self.path, excluded_classes(file, o.exclude), o.in_process_elements))
-        self._released: list[_Kernel] = []
-        self._first: _Kernel | _InProcessKernel | None = self._start(("iterate", None))
+        self._released: list[ProcessKernel] = []
+        self._first: ProcessKernel | InProcessKernel | None = self._start(("iterate", None))
 
-    def _start(self, job: tuple | None) -> _Kernel | _InProcessKernel:
+    def _start(self, job: tuple | None) -> ProcessKernel | InProcessKernel:
         if self.in_process:
-            kernel = _InProcessKernel(self._file, self._opts)
+            kernel = InProcessKernel(self._file, self._opts)
         else:
-            kernel = _Kernel(self.path, self._opts, self._file, "spawn" if self.options.start == "spawn" else "auto")
+            kernel = ProcessKernel(self.path, self._opts, self._file, "spawn" if self.options.start == "spawn" else "auto")
             self.processes += 1
             self.forked += kernel.pid is not None
         if job is not None:
@@ -279,20 +276,20 @@ class _Run:
             return None
         return g
 
-    def _recv(self, kernel: _Kernel):
+    def _recv(self, kernel: ProcessKernel):
         return kernel.recv(self.options.element_timeout if kernel.ready else self.open_timeout)
 
     def _done(self, msg: tuple) -> None:
         if len(msg) > 1:
             self.log.kernel_peak_mb = max(self.log.kernel_peak_mb, msg[1])
 
-    def drain(self, kernel: _Kernel):
+    def drain(self, kernel: ProcessKernel):
         """Yield the meshes of an iterate job; returns "done", "stall" or "crash"."""
         while True:
             msg = self._recv(kernel)
-            if msg is _Kernel.STALL:
+            if msg is ProcessKernel.STALL:
                 return "stall"
-            if msg is _Kernel.EOF:
+            if msg is ProcessKernel.EOF:
                 return "crash"
             kind = msg[0]
             if kind == "el":
@@ -309,7 +306,7 @@ class _Run:
                     raise CimInputError(f"{self.stream.path}: the geometry kernel cannot read it ({msg[1]})")
                 return "crash"
 
-    def careful(self, ids: list[int], kernel: _Kernel | None, *, stop_at_culprit: bool):
+    def careful(self, ids: list[int], kernel: ProcessKernel | None, *, stop_at_culprit: bool):
         """Make ``ids`` one at a time (in ``kernel``, or new processes); returns (True when it
         stopped at a culprit, the process still running or None)."""
         log, seen = self.log, self.seen
@@ -322,7 +319,7 @@ class _Run:
             culprit = False
             while True:
                 msg = self._recv(kernel)
-                if msg is _Kernel.STALL or msg is _Kernel.EOF:
+                if msg is ProcessKernel.STALL or msg is ProcessKernel.EOF:
                     kernel.stop()
                     kernel = None
                     if current is None:  # died before its first element: give up on the rest
@@ -332,7 +329,7 @@ class _Run:
                                 log.failed.append((*self.name(i), "the geometry process died"))
                         return False, None
                     seen.add(current)
-                    if msg is _Kernel.STALL:
+                    if msg is ProcessKernel.STALL:
                         log.timed_out.append(self.name(current))
                     else:
                         log.failed.append((*self.name(current), "crashed the geometry kernel"))

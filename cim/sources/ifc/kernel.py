@@ -1,9 +1,9 @@
 """Where ifcopenshell's geometry kernel runs: a geometry process, or (tiny models) this process.
 
-:class:`cim.sources.ifc_geometry.GeometryStream` drives a kernel through jobs and messages. The
+:class:`cim.sources.ifc.geometry.GeometryStream` drives a kernel through jobs and messages. The
 kernel is one of:
 
-- a **geometry process** (:class:`_Kernel`), which can be killed when an element never ends.
+- a **geometry process** (:class:`ProcessKernel`), which can be killed when an element never ends.
   It starts as a ``fork()`` of the caller, after the caller has parsed the file: no import, and
   the parsed model is shared copy-on-write rather than parsed twice. Used whenever the caller's
   other Python threads are known to be harmless (:data:`FORK_SAFE_THREADS`; fork copies only
@@ -12,13 +12,13 @@ kernel is one of:
   (``python -c``): nothing of the caller's ``__main__`` re-runs, but importing numpy and
   ifcopenshell costs 0.6–1 s before the first element. ``GeometryOptions(start="spawn")``
   forces it.
-- **this process** (:class:`_InProcessKernel`), for a model :func:`cim.sources.ifc_simple.
+- **this process** (:class:`InProcessKernel`), for a model :func:`cim.sources.ifc.simple.
   simple_model` admits: a few elements of small planar solids. On these machines (a Firecracker
   VM) a page fault costs 5–15 µs, and after a fork every first write to a shared page is one, in
   both processes: the fork, its faults and the messages cost 15–25 ms, a third of converting a
   one-element model (ifcopenshell's own iterator: 0.04–0.05 s). Its bound is not a timer, as a
   C++ call cannot be interrupted (it also holds the GIL throughout, so not even a watchdog
-  thread runs): it is what is admitted; see :mod:`cim.sources.ifc_simple`.
+  thread runs): it is what is admitted; see :mod:`cim.sources.ifc.simple`.
 
 Messages travel on their own socket pair (never stdout: kernel chatter on it cannot corrupt
 them). The parent sends jobs, ``("iterate", ids | None)``, ``("careful", ids)`` or ``("exit",)``;
@@ -46,7 +46,7 @@ import ifcopenshell
 import ifcopenshell.geom
 
 from cim.searchindex import THREAD_NAME as SEARCH_THREAD
-from cim.sources.ifc_file import EXCLUDED_CLASSES, get_attr, schema_has
+from cim.sources.ifc.file import EXCLUDED_CLASSES, get_attr, schema_has
 
 
 def kernel_settings(max_voids: int) -> ifcopenshell.geom.settings:
@@ -171,7 +171,7 @@ def _serve(conn: Connection, path: str, opts: dict, f: ifcopenshell.file | None,
             pass
 
 
-def _child_entry() -> None:
+def child_entry() -> None:
     """Entry point of a spawned geometry process (``python -c``): arguments come pickled on
     stdin, messages travel on the socket whose descriptor is ``argv[1]``."""
     conn = Connection(int(sys.argv[1]))
@@ -210,7 +210,7 @@ def _socket_pair() -> tuple[Connection, Connection]:
     return Connection(a.detach()), Connection(b.detach())
 
 
-class _Kernel:
+class ProcessKernel:
     """A geometry process and the parent's end of its channel."""
 
     STALL, EOF = object(), object()
@@ -255,11 +255,11 @@ class _Kernel:
     @staticmethod
     def _spawn(there: Connection, path: Path, opts: dict) -> subprocess.Popen:
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[2])
+        root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         fd = there.fileno()
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from cim.sources.ifc_kernel import _child_entry; _child_entry()", str(fd)],
+            [sys.executable, "-c", "from cim.sources.ifc.kernel import child_entry; child_entry()", str(fd)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(fd,), env=env,
         )
         try:
@@ -308,8 +308,8 @@ class _Kernel:
         self.conn.close()
 
 
-class _InProcessKernel:
-    """The kernel in this process, behind :class:`_Kernel`'s interface (see the module notes).
+class InProcessKernel:
+    """The kernel in this process, behind :class:`ProcessKernel`'s interface (see the module notes).
 
     A job runs as its messages are read (:meth:`recv` makes the next element), so meshes are
     consumed one by one as from a process. With several iterator threads the kernel works on
@@ -317,7 +317,7 @@ class _InProcessKernel:
     meanwhile (the BIM layer reads a model's attributes before its geometry when it is made here).
     """
 
-    STALL, EOF = _Kernel.STALL, _Kernel.EOF
+    STALL, EOF = ProcessKernel.STALL, ProcessKernel.EOF
     pid = proc = None
 
     def __init__(self, file: ifcopenshell.file, opts: dict) -> None:
