@@ -52,6 +52,7 @@ from cim.formats.tileset import box_from_bounds, tileset_document, transform_lis
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.layers.base import LayerResult, Progress
 from cim.sources.pointcloud import (
+    PiecewiseFit,
     PointCloudSource,
     frame_for,
     header_box_enu,
@@ -60,7 +61,6 @@ from cim.sources.pointcloud import (
     read_batches,
     source_transform,
 )
-from cim.sources.pointcloud_transform import PiecewiseFit
 from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint
 from cim.kernels.octree import WORDS
 from cim.tiling.octree import (

@@ -17,8 +17,7 @@ from cim.errors import CimCRSError
 from cim.formats.tileset import box_bounds
 from cim.kernels.frames import LocalFrame
 from cim.layers.pointcloud import build_pointcloud_layer
-from cim.sources.pointcloud import open_pointcloud
-from cim.sources.pointcloud_transform import exact_enu
+from cim.sources.pointcloud import exact_enu, open_pointcloud
 from tests.conftest import REPO, validate_glbs
 from tests.pointcloud import REALDATA, id_points, load_layer, nearest_distance, quantization_step, walk, write_las
 

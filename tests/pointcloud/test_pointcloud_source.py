@@ -9,12 +9,13 @@ from pyproj import CRS, Transformer
 from cim.errors import CimCRSError, CimIOError
 from cim.kernels.frames import LocalFrame
 from cim.sources.pointcloud import (
+    LocalTransform,
+    exact_enu,
     frame_for,
     list_pointcloud_files,
     open_pointcloud,
     read_batches,
 )
-from cim.sources.pointcloud_transform import LocalTransform, exact_enu
 from tests.pointcloud import REALDATA, write_las
 
 FORMATS = [(0, "1.1"), (1, "1.1"), (2, "1.2"), (3, "1.2"), (4, "1.3"), (5, "1.3")] + [(f, "1.4") for f in range(6, 11)]

@@ -1,4 +1,4 @@
-"""LAS/LAZ reader: headers, CRS, chunked point batches, and the source CRS → city ENU transform.
+"""LAS/LAZ reader: headers, CRS, chunked point batches, and each file's transform to city ENU.
 
 Reading goes through laspy (LAS 1.1–1.4, point formats 0–10; LAS 1.0, whose header differs from
 1.1 only in its version byte, is read as 1.1) with the lazrs backend for LAZ, in its
@@ -6,8 +6,7 @@ multi-threaded mode when points are read (:func:`read_batches`): lazrs' multi-th
 and ``fork()``ed processes can deadlock, so the point-cloud layer works on threads and forks
 nothing. Uncompressed point records are read directly into a reused buffer.
 
-Reprojection into the city frame (fitted, checked against pyproj) is in
-:mod:`cim.sources.pointcloud_transform`; its names are re-exported here.
+The transform itself (fitted, checked against pyproj) is :mod:`cim.sources.pointcloud.transform`.
 """
 
 from __future__ import annotations
@@ -26,12 +25,7 @@ from pyproj import CRS
 from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.frames import LocalFrame
-from cim.sources.pointcloud_transform import LocalTransform, PiecewiseFit, exact_enu  # (re-exported: see __all__)
-
-__all__ = [
-    "POINTCLOUD_SUFFIXES", "LocalTransform", "PiecewiseFit", "PointBatch", "PointCloudSource", "exact_enu", "frame_for", "header_box_enu",
-    "list_pointcloud_files", "open_pointcloud", "read_batches", "source_transform",
-]
+from cim.sources.pointcloud.transform import LocalTransform
 
 log = logging.getLogger("cim.pointcloud")
 

@@ -6,8 +6,7 @@ pyproj → ECEF → ENU result at control points over the header box, checks it 
 other points, and keeps it where it is within ``tol`` (1 mm); else it splits the box in four and
 tries again, and marks boxes that still fail for exact pyproj. Over 8 km of EPSG:4544 one
 quadratic stays within 0.4 mm. The fits are plain arrays (:class:`PiecewiseFit`, picklable): the
-threads that read the points evaluate them without a pyproj transformer. Split from
-:mod:`cim.sources.pointcloud`, which re-exports these names.
+threads that read the points evaluate them without a pyproj transformer.
 """
 
 from __future__ import annotations
