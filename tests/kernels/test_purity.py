@@ -6,7 +6,7 @@ def test_kernels_import_no_io_library():
     """cim.kernels is pure numpy: importing every kernel pulls in no I/O or projection library."""
     code = (
         "import sys, pkgutil, importlib, cim.kernels as k\n"
-        "[importlib.import_module('cim.kernels.' + m.name) for m in pkgutil.iter_modules(k.__path__)]\n"
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(k.__path__, 'cim.kernels.')]\n"
         "bad = [m for m in ('rasterio', 'pyogrio', 'pyproj', 'aiohttp', 'laspy', 'osgeo') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

@@ -17,90 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_JIT = {"nogil": True, "cache": True}
+from cim.kernels.tin.primitives import JIT, incircle, link, orient, worst_sample
 
-
-@njit(**_JIT)
-def _orient(ax, ay, bx, by, cx, cy):  # pragma: no cover - compiled
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
-
-
-@njit(**_JIT)
-def _incircle(ax, ay, bx, by, cx, cy, dx, dy):  # pragma: no cover - compiled
-    """> 0 when d lies strictly inside the circle through the counter-clockwise a, b, c."""
-    adx, ady = ax - dx, ay - dy
-    bdx, bdy = bx - dx, by - dy
-    cdx, cdy = cx - dx, cy - dy
-    ad = adx * adx + ady * ady
-    bd = bdx * bdx + bdy * bdy
-    cd = cdx * cdx + cdy * cdy
-    return adx * (bdy * cd - bd * cdy) - ady * (bdx * cd - bd * cdx) + ad * (bdx * cdy - bdy * cdx)
-
-
-@njit(**_JIT)
-def _scan(grid, ax, ay, bx, by, cx, cy):  # pragma: no cover - compiled
-    """Worst sample of triangle (a, b, c): ``(error, x, y)``, over every grid point inside or on it."""
-    return _scan_until(grid, ax, ay, bx, by, cx, cy, np.inf)
-
-
-@njit(**_JIT)
-def _scan_until(grid, ax, ay, bx, by, cx, cy, stop):  # pragma: no cover - compiled
-    """:func:`_scan`, returning early (with an error above ``stop``, not the worst) once a row
-    holds a sample farther than ``stop``: a removal that fails needs no more than that."""
-    za, zb, zc = grid[ay, ax], grid[by, bx], grid[cy, cx]
-    ux, uy, vx, vy = bx - ax, by - ay, cx - ax, cy - ay
-    nz = ux * vy - uy * vx
-    best, bxo, byo = -1.0, ax, ay
-    if nz <= 0:
-        return best, bxo, byo
-    uz, vz = zb - za, zc - za
-    dzdx = -(uy * vz - uz * vy) / nz
-    dzdy = -(uz * vx - ux * vz) / nz
-    # edge functions A*x + B*y + C >= 0 inside, for a->b, b->c, c->a
-    a0, b0 = -(by - ay), bx - ax
-    c0 = -(a0 * ax + b0 * ay)
-    a1, b1 = -(cy - by), cx - bx
-    c1 = -(a1 * bx + b1 * by)
-    a2, b2 = -(ay - cy), ax - cx
-    c2 = -(a2 * cx + b2 * cy)
-    xmin, xmax = min(ax, bx, cx), max(ax, bx, cx)
-    for y in range(min(ay, by, cy), max(ay, by, cy) + 1):
-        lo, hi = xmin, xmax
-        for k in range(3):
-            if k == 0:
-                A, R = a0, -(b0 * y + c0)
-            elif k == 1:
-                A, R = a1, -(b1 * y + c1)
-            else:
-                A, R = a2, -(b2 * y + c2)
-            # ceil/floor of R / A through a float division: exact while |R|, |A| < 2**26 (a
-            # non-integer quotient lies at least 1/|A| from an integer, far more than the rounding),
-            # and three int64 divisions a row were a third of the time of a scan
-            if A > 0:
-                lo = max(lo, int(np.ceil(R / A)))
-            elif A < 0:
-                hi = min(hi, int(np.floor(R / A)))
-            elif R > 0:
-                hi = lo - 1
-        if lo > hi:
-            continue
-        row = grid[y]
-        z0 = za + (y - ay) * dzdy + (lo - ax) * dzdx
-        # one pass keeping the first sample of the largest error (numba does not vectorise a
-        # max-reduction here, so a separate one only added a second pass over the best rows)
-        m, xm = best, -1
-        for x in range(lo, hi + 1):
-            d = abs(row[x] - (z0 + (x - lo) * dzdx))
-            if d > m:
-                m, xm = d, x
-        if xm >= 0:
-            best, bxo, byo = m, xm, y
-            if best > stop:
-                break
-    return best, bxo, byo
-
-
-@njit(**_JIT)
+@njit(**JIT)
 def _sift_up(heap, hpos, err, i):  # pragma: no cover - compiled
     t = heap[i]
     while i > 0:
@@ -115,7 +34,7 @@ def _sift_up(heap, hpos, err, i):  # pragma: no cover - compiled
     hpos[t] = i
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _sift_down(heap, hpos, err, i, n):  # pragma: no cover - compiled
     t = heap[i]
     while True:
@@ -133,16 +52,9 @@ def _sift_down(heap, hpos, err, i, n):  # pragma: no cover - compiled
     hpos[t] = i
 
 
-@njit(**_JIT)
-def _link(he, a, b):  # pragma: no cover - compiled
-    he[a] = b
-    if b >= 0:
-        he[b] = a
-
-
-@njit(**_JIT)
-def _workspace(n):  # pragma: no cover - compiled
-    """Work arrays for :func:`_greedy_in` on grids of up to ``n`` samples.
+@njit(**JIT)
+def workspace(n):  # pragma: no cover - compiled
+    """Work arrays for :func:`greedy_insert` on grids of up to ``n`` samples.
 
     Allocated once per batch of tiles and reused: allocating them per 65 × 65 tile (about 1 MB,
     which malloc takes from fresh mmap'ed pages) cost about 20 µs a tile, as much as meshing a
@@ -165,15 +77,15 @@ def _workspace(n):  # pragma: no cover - compiled
     )
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _greedy(grid, threshold, max_vertices):  # pragma: no cover - compiled
     rows, cols = grid.shape
-    return _greedy_in(grid, threshold, max_vertices, _workspace(rows * cols))
+    return greedy_insert(grid, threshold, max_vertices, workspace(rows * cols))
 
 
-@njit(**_JIT)
-def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compiled
-    """Greedy insertion on ``grid`` using ``work`` (from :func:`_workspace`); the returned vertex and
+@njit(**JIT)
+def greedy_insert(grid, threshold, max_vertices, work):  # pragma: no cover - compiled
+    """Greedy insertion on ``grid`` using ``work`` (from :func:`workspace`); the returned vertex and
     half-edge arrays are views into it, valid until its next use."""
     rows, cols = grid.shape
     vx, vy, tv, he, err, cand_x, cand_y, heap, hpos, stamp, touched, stack = work
@@ -198,7 +110,7 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
     he[:6] = -1
     hpos[:2] = -1
     stamp[:2] = -1
-    _link(he, 2, 3)  # the diagonal: 2->0 in the first triangle, 0->2 in the second
+    link(he, 2, 3)  # the diagonal: 2->0 in the first triangle, 0->2 in the second
     nt = 2
     n_heap = 0
     n_touch = 2
@@ -210,7 +122,7 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
             t = touched[i]
             e0 = 3 * t
             a, b, c = tv[e0], tv[e0 + 1], tv[e0 + 2]
-            e, x, y = _scan(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c])
+            e, x, y = worst_sample(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c])
             err[t], cand_x[t], cand_y[t] = e, x, y
             if e > threshold:
                 if hpos[t] < 0:
@@ -241,9 +153,9 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
         n_touch = 0
         e0 = 3 * t
         a, b, c = tv[e0], tv[e0 + 1], tv[e0 + 2]
-        o0 = _orient(vx[a], vy[a], vx[b], vy[b], px, py)
-        o1 = _orient(vx[b], vy[b], vx[c], vy[c], px, py)
-        o2 = _orient(vx[c], vy[c], vx[a], vy[a], px, py)
+        o0 = orient(vx[a], vy[a], vx[b], vy[b], px, py)
+        o1 = orient(vx[b], vy[b], vx[c], vy[c], px, py)
+        o2 = orient(vx[c], vy[c], vx[a], vy[a], px, py)
         n_stack = 0
         if o0 != 0 and o1 != 0 and o2 != 0:
             # inside: split into (a, b, v), (b, c, v), (c, a, v)
@@ -254,11 +166,11 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
             tv[e0 + 1], tv[e0 + 2] = b, v
             tv[3 * t1], tv[3 * t1 + 1], tv[3 * t1 + 2] = b, c, v
             tv[3 * t2], tv[3 * t2 + 1], tv[3 * t2 + 2] = c, a, v
-            _link(he, 3 * t1, h_bc)
-            _link(he, 3 * t2, h_ca)
-            _link(he, e0 + 1, 3 * t1 + 2)
-            _link(he, 3 * t1 + 1, 3 * t2 + 2)
-            _link(he, 3 * t2 + 1, e0 + 2)
+            link(he, 3 * t1, h_bc)
+            link(he, 3 * t2, h_ca)
+            link(he, e0 + 1, 3 * t1 + 2)
+            link(he, 3 * t1 + 1, 3 * t2 + 2)
+            link(he, 3 * t2 + 1, e0 + 2)
             for tt in (t, t1, t2):
                 stamp[tt] = it
                 touched[n_touch] = tt
@@ -277,9 +189,9 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
             hpos[t1] = -1
             tv[e0], tv[e0 + 1], tv[e0 + 2] = x, v, wv
             tv[3 * t1], tv[3 * t1 + 1], tv[3 * t1 + 2] = v, y, wv
-            _link(he, e0 + 1, 3 * t1 + 2)
-            _link(he, e0 + 2, h_wx)
-            _link(he, 3 * t1 + 1, h_yw)
+            link(he, e0 + 1, 3 * t1 + 2)
+            link(he, e0 + 2, h_wx)
+            link(he, 3 * t1 + 1, h_yw)
             he[e0] = -1
             he[3 * t1] = -1
             for tt, s in ((t, 2), (t1, 1)):
@@ -301,11 +213,11 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
                 hpos[t3] = -1
                 tv[f0], tv[f0 + 1], tv[f0 + 2] = y, v, wp
                 tv[3 * t3], tv[3 * t3 + 1], tv[3 * t3 + 2] = v, x, wp
-                _link(he, f0, 3 * t1)
-                _link(he, 3 * t3, e0)
-                _link(he, f0 + 1, 3 * t3 + 2)
-                _link(he, f0 + 2, h_wpy)
-                _link(he, 3 * t3 + 1, h_xwp)
+                link(he, f0, 3 * t1)
+                link(he, 3 * t3, e0)
+                link(he, f0 + 1, 3 * t3 + 2)
+                link(he, f0 + 2, h_wpy)
+                link(he, 3 * t3 + 1, h_xwp)
                 for tt, s in ((tp, 2), (t3, 1)):
                     stamp[tt] = it
                     touched[n_touch] = tt
@@ -323,17 +235,17 @@ def _greedy_in(grid, threshold, max_vertices, work):  # pragma: no cover - compi
             A, B, V = tv[e], tv[3 * T + (k + 1) % 3], tv[3 * T + (k + 2) % 3]
             T2, kf = f // 3, f % 3
             W = tv[3 * T2 + (kf + 2) % 3]
-            if _incircle(vx[A], vy[A], vx[B], vy[B], vx[V], vy[V], vx[W], vy[W]) <= 0:
+            if incircle(vx[A], vy[A], vx[B], vy[B], vx[V], vy[V], vx[W], vy[W]) <= 0:
                 continue
             h_bv, h_va = he[3 * T + (k + 1) % 3], he[3 * T + (k + 2) % 3]
             h_aw, h_wb = he[3 * T2 + (kf + 1) % 3], he[3 * T2 + (kf + 2) % 3]
             tv[3 * T], tv[3 * T + 1], tv[3 * T + 2] = A, W, V
             tv[3 * T2], tv[3 * T2 + 1], tv[3 * T2 + 2] = W, B, V
-            _link(he, 3 * T, h_aw)
-            _link(he, 3 * T + 1, 3 * T2 + 2)
-            _link(he, 3 * T + 2, h_va)
-            _link(he, 3 * T2, h_wb)
-            _link(he, 3 * T2 + 1, h_bv)
+            link(he, 3 * T, h_aw)
+            link(he, 3 * T + 1, 3 * T2 + 2)
+            link(he, 3 * T + 2, h_va)
+            link(he, 3 * T2, h_wb)
+            link(he, 3 * T2 + 1, h_bv)
             for tt in (T, T2):
                 if stamp[tt] != it:
                     stamp[tt] = it

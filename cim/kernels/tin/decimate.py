@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cim.kernels.tin_insert import _JIT, _incircle, _link, _orient, _scan_until
+from cim.kernels.tin.primitives import JIT, incircle, link, orient, worst_sample_until
 
 #: most triangles around one vertex that a removal considers
 _STAR_CAP = 64
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
     """Ear-clip the counter-clockwise polygon ``ring[:m]``, preferring Delaunay ears.
 
@@ -36,7 +36,7 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
         for j in range(n):
             jp, jn = (j - 1) % n, (j + 1) % n
             a, b, c = ring[idx[jp]], ring[idx[j]], ring[idx[jn]]
-            if _orient(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c]) <= 0:
+            if orient(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c]) <= 0:
                 continue
             empty = True  # no other polygon vertex inside or on the ear
             for q in range(n):
@@ -44,9 +44,9 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
                     continue
                 d = ring[idx[q]]
                 if (
-                    _orient(vx[a], vy[a], vx[b], vy[b], vx[d], vy[d]) >= 0
-                    and _orient(vx[b], vy[b], vx[c], vy[c], vx[d], vy[d]) >= 0
-                    and _orient(vx[c], vy[c], vx[a], vy[a], vx[d], vy[d]) >= 0
+                    orient(vx[a], vy[a], vx[b], vy[b], vx[d], vy[d]) >= 0
+                    and orient(vx[b], vy[b], vx[c], vy[c], vx[d], vy[d]) >= 0
+                    and orient(vx[c], vy[c], vx[a], vy[a], vx[d], vy[d]) >= 0
                 ):
                     empty = False
                     break
@@ -59,7 +59,7 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
                 if q == jp or q == j or q == jn:
                     continue
                 d = ring[idx[q]]
-                if _incircle(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c], vx[d], vy[d]) > 0:
+                if incircle(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c], vx[d], vy[d]) > 0:
                     delaunay = False
                     break
             if delaunay:
@@ -74,20 +74,20 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
             idx[q] = idx[q + 1]
         n -= 1
     a, b, c = ring[idx[0]], ring[idx[1]], ring[idx[2]]
-    if _orient(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c]) <= 0:
+    if orient(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c]) <= 0:
         return -1
     out[nt, 0], out[nt, 1], out[nt, 2] = idx[0], idx[1], idx[2]
     return nt + 1
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _holds_at(grid, vx, vy, ring, tris, nnew, px, py, z, threshold):  # pragma: no cover - compiled
     """Whether the new triangles pass within ``threshold`` of height ``z`` at the point ``(px, py)``."""
     for i in range(nnew):
         a, b, c = ring[tris[i, 0]], ring[tris[i, 1]], ring[tris[i, 2]]
-        w0 = _orient(vx[b], vy[b], vx[c], vy[c], px, py)
-        w1 = _orient(vx[c], vy[c], vx[a], vy[a], px, py)
-        w2 = _orient(vx[a], vy[a], vx[b], vy[b], px, py)
+        w0 = orient(vx[b], vy[b], vx[c], vy[c], px, py)
+        w1 = orient(vx[c], vy[c], vx[a], vy[a], px, py)
+        w2 = orient(vx[a], vy[a], vx[b], vy[b], px, py)
         if w0 >= 0 and w1 >= 0 and w2 >= 0:
             total = w0 + w1 + w2
             h = (w0 * grid[vy[a], vx[a]] + w1 * grid[vy[b], vx[b]] + w2 * grid[vy[c], vx[c]]) / total
@@ -95,13 +95,13 @@ def _holds_at(grid, vx, vy, ring, tris, nnew, px, py, z, threshold):  # pragma: 
     return True  # on the ring itself (a border vertex): the scans decide
 
 
-@njit(**_JIT)
-def _remove(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: no cover - compiled
+@njit(**JIT)
+def remove_vertices(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: no cover - compiled
     """Remove redundant vertices of a TIN that meets ``threshold`` on ``grid`` (``tv``/``he`` change in place).
 
-    ``vx, vy`` are the vertices, ``tv, he`` the half-edges as :mod:`cim.kernels.tin_insert` builds
-    them, ``terr`` each triangle's error as :func:`cim.kernels.tin_insert._scan` gives it (kept up
-    to date here). Returns the remaining vertices (in their original order), the triangles,
+    ``vx, vy`` are the vertices, ``tv, he`` the half-edges as :mod:`cim.kernels.tin.insert` builds
+    them, ``terr`` each triangle's error as :func:`cim.kernels.tin.primitives.worst_sample` gives
+    it (kept up to date here). Returns the remaining vertices (in their original order), the triangles,
     ``(l, 3)``, and the largest error among them: the scan of every new triangle is already done
     when its removal is accepted, so no final pass over the TIN is needed (it was a tenth of the
     time of meshing a tile of the sample city).
@@ -173,7 +173,7 @@ def _remove(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: no cover 
             ok = True
             for i in range(nnew):
                 a, b, c = ring[tris[i, 0]], ring[tris[i, 1]], ring[tris[i, 2]]
-                err, _, _ = _scan_until(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c], threshold)
+                err, _, _ = worst_sample_until(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c], threshold)
                 tris_err[i] = err
                 if err > threshold:
                     ok = False
@@ -194,7 +194,7 @@ def _remove(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: no cover 
                     p, q = tris[i, s], tris[i, (s + 1) % 3]
                     e2 = 3 * T + s
                     if (p + 1) % m == q:
-                        _link(he, e2, outer[p])  # a ring edge keeps its outer twin
+                        link(he, e2, outer[p])  # a ring edge keeps its outer twin
                     else:
                         for i2 in range(nnew):  # a diagonal: its reverse is in another new triangle
                             for s2 in range(3):

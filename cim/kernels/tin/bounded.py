@@ -1,24 +1,8 @@
-"""Error-bounded triangulated irregular networks (TINs) from height grids.
+"""Error-bounded TINs of square windows of a height grid, many windows in one compiled call.
 
-Two steps, both compiled with numba (sequential loops that numpy cannot vectorise; ``nogil``, so
-tiles mesh in parallel threads). Almost all of the time goes to scanning triangles for their worst
-sample (about 2 ns a sample): a tile of the sample city's level 17 (8–11 vertices) costs 60–100 µs,
-some eight scans of its 4,225 samples. (Measured there: work arrays allocated once a batch, not
-once a tile, -20 µs a tile; the triangle's row bounds by float division instead of three int64
-divisions a row, and one pass a row instead of a max then a search, -40 %; the removal step
-keeping each triangle's error instead of scanning the final TIN again, -10 %.)
-
-1. greedy insertion (:mod:`cim.kernels.tin_insert`; Garland & Heckbert 1995, the method of
-   Delatin/pydelatin): insert the worst sample until every sample is within the bound;
-2. removal of redundant vertices (:mod:`cim.kernels.tin_decimate`): take out each vertex whose
-   removal keeps the bound. Measured on 65 × 65 and 257 × 257 windows of the sample city's DEM
-   and of the Lyon DEM at the same error: 10–25 % fewer vertices than pydelatin.
-
-The error is the largest vertical distance between the TIN and a grid sample, measured at every
-sample (where the grid is defined). Coordinates are grid indices ``(x = column, y = row)``;
-triangles are counter-clockwise in that frame, so a grid whose row index grows northwards gives
-counter-clockwise triangles seen from above. Many tiles of one grid mesh in one call
-(:func:`error_bounded_tins`), which keeps per-tile interpreter overhead out of the loop.
+Each window is meshed by greedy insertion (:mod:`cim.kernels.tin.insert`), then redundant
+vertices are removed (:mod:`cim.kernels.tin.decimate`); :func:`tin_error` measures a TIN against
+its grid. See :mod:`cim.kernels.tin` for the method and its costs.
 """
 
 from __future__ import annotations
@@ -28,8 +12,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from cim.kernels.tin_decimate import _remove
-from cim.kernels.tin_insert import _JIT, _greedy_in, _scan, _workspace
+from cim.kernels.tin.decimate import remove_vertices
+from cim.kernels.tin.insert import greedy_insert, workspace
+from cim.kernels.tin.primitives import JIT, worst_sample
 
 #: removal sweeps over a TIN's vertices (the second removes 1–2 % more; a third, almost nothing)
 REMOVAL_PASSES = 2
@@ -40,7 +25,7 @@ def _identity_frame(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((1, size, size)), np.ones((1, size, size))
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _tins(grid, rows0, cols0, size, max_error, decimate, max_vertices, offset, scale, frame):  # pragma: no cover - compiled
     k = len(rows0)
     cap_v = k * size * size
@@ -53,7 +38,7 @@ def _tins(grid, rows0, cols0, size, max_error, decimate, max_vertices, offset, s
     lo = np.zeros(k)
     hi = np.zeros(k)
     tile = np.empty((size, size))
-    work = _workspace(size * size)
+    work = workspace(size * size)
     nv = nt = 0
     for s in range(k):
         r0, c0, f = rows0[s], cols0[s], frame[s]
@@ -63,13 +48,13 @@ def _tins(grid, rows0, cols0, size, max_error, decimate, max_vertices, offset, s
                 h = grid[r0 + y, c0 + x]
                 h_lo, h_hi = min(h_lo, h), max(h_hi, h)
                 tile[y, x] = offset[f, y, x] + h * scale[f, y, x]
-        vx, vy, tv, he, err, threshold = _greedy_in(tile, max_error, max_vertices, work)
+        vx, vy, tv, he, err, threshold = greedy_insert(tile, max_error, max_vertices, work)
         if err != err:
             worst[s] = np.nan
             voff[s + 1], toff[s + 1] = nv, nt
             continue
         if decimate and err <= threshold:
-            vx, vy, tri, err = _remove(tile, threshold, vx, vy, tv, he, REMOVAL_PASSES, work[4])
+            vx, vy, tri, err = remove_vertices(tile, threshold, vx, vy, tv, he, REMOVAL_PASSES, work[4])
         else:
             tri = tv.reshape(-1, 3)
         n, m = len(vx), tri.shape[0]
@@ -173,12 +158,12 @@ def error_bounded_tin(
     return v, t, float(err[0])
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _tin_error(grid, vx, vy, tri):  # pragma: no cover - compiled
     worst = 0.0
     for i in range(tri.shape[0]):
         a, b, c = tri[i, 0], tri[i, 1], tri[i, 2]
-        e, _, _ = _scan(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c])
+        e, _, _ = worst_sample(grid, vx[a], vy[a], vx[b], vy[b], vx[c], vy[c])
         worst = max(worst, e)
     return worst
 
