@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from cim.samplecity.buildings import BLOCK_H, BLOCK_W, STREET
-from cim.samplecity.terrain import CENTRE_E, CENTRE_N, _hash01, in_river, river_distance, valley_half_width, value_noise
+from cim.samplecity.terrain import CENTRE_E, CENTRE_N, in_river, lattice_uniform, river_distance, valley_half_width, value_noise
 from cim.store import atomic_path
 
 ROOF_COLOURS = {
@@ -106,7 +106,7 @@ def _ground_colour(x: np.ndarray, y: np.ndarray, z: np.ndarray, shade: np.ndarra
     floor = edge < 60
     fx = np.floor((x - CENTRE_E) / 90.0).astype(np.int64) + (1 << 30)
     fy = np.floor((y - CENTRE_N) / 60.0).astype(np.int64) + (1 << 30)
-    crop = _hash01(fx, fy, seed + 13)
+    crop = lattice_uniform(fx, fy, seed + 13)
     crops = np.array([[118, 150, 72], [150, 170, 88], [196, 182, 110], [134, 112, 80], [96, 132, 70]], dtype=np.float32)
     field = crops[np.minimum((crop * len(crops)).astype(np.int64), len(crops) - 1)] * (1 + 0.06 * n1[..., None])
     rgb[floor] = field[floor]
@@ -141,6 +141,6 @@ def _paint_roofs(rgb: np.ndarray, roof_id: np.ndarray, codes: np.ndarray, seed: 
         return
     ids = roof_id[on]
     palette = np.array([(128, 128, 128)] + list(ROOF_COLOURS.values()), dtype=np.float32)
-    jitter = 0.85 + 0.3 * _hash01(ids.astype(np.int64), np.full(len(ids), 7, np.int64), seed + 21)
+    jitter = 0.85 + 0.3 * lattice_uniform(ids.astype(np.int64), np.full(len(ids), 7, np.int64), seed + 21)
     colour = palette[codes[ids - 1]] * jitter[:, None]
     rgb[on] = np.clip(colour, 0, 255).astype(np.uint8)

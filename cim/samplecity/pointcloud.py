@@ -47,7 +47,7 @@ from pyproj import CRS
 from rasterio.windows import Window
 
 from cim.errors import CimInputError
-from cim.samplecity.terrain import RIVER_HALF_WIDTH, _hash01, in_river, valley_centre, water_level
+from cim.samplecity.terrain import RIVER_HALF_WIDTH, in_river, lattice_uniform, valley_centre, water_level
 from cim.sources.dem import read_dem_window
 from cim.sources.footprints import read_footprints
 from cim.store import atomic_path
@@ -346,12 +346,12 @@ class _Tile:
         gx, gy = np.meshgrid(np.arange(self.c0x, self.c0x + self.ncx), np.arange(self.c0y, self.c0y + ncy))
         hx, hy = gx.ravel() + (1 << 40), gy.ravel() + (1 << 40)
         seed = job.seed
-        self.tree_x = (gx.ravel() + 0.5 + 0.2 * (_hash01(hx, hy, seed + 42) - 0.5)) * TREE_CELL
-        self.tree_y = (gy.ravel() + 0.5 + 0.2 * (_hash01(hx, hy, seed + 43) - 0.5)) * TREE_CELL
-        self.radius = 2.2 + 2.3 * _hash01(hx, hy, seed + 44)
-        self.height = 5.0 + 11.0 * _hash01(hx, hy, seed + 45)
+        self.tree_x = (gx.ravel() + 0.5 + 0.2 * (lattice_uniform(hx, hy, seed + 42) - 0.5)) * TREE_CELL
+        self.tree_y = (gy.ravel() + 0.5 + 0.2 * (lattice_uniform(hx, hy, seed + 43) - 0.5)) * TREE_CELL
+        self.radius = 2.2 + 2.3 * lattice_uniform(hx, hy, seed + 44)
+        self.height = 5.0 + 11.0 * lattice_uniform(hx, hy, seed + 45)
         rgb = self.colours(self.tree_x, self.tree_y)
-        self.has_tree = (_hash01(hx, hy, seed + 41) < TREE_CHANCE) & _green(*rgb)
+        self.has_tree = (lattice_uniform(hx, hy, seed + 41) < TREE_CHANCE) & _green(*rgb)
         # the northings the river can reach along the tile (a 1 m table of its centreline)
         centre = valley_centre(np.arange(bx0 - 1.0, bx1 + 2.0))
         self.river = (float(centre.min()) - RIVER_HALF_WIDTH - 2.0, float(centre.max()) + RIVER_HALF_WIDTH + 2.0)

@@ -33,7 +33,7 @@ RIVER_HALF_WIDTH = CHANNEL_HALF_WIDTH * WATER_DEPTH / CHANNEL_DEPTH
 BANK_FADE = 60.0
 
 
-def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
+def lattice_uniform(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     """Uniform [0, 1) values from integer lattice coordinates (a 64-bit mix, splitmix style)."""
     h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
     h ^= np.full(1, seed, dtype=np.uint64) * np.uint64(0x165667B19E3779F9)  # array math wraps silently
@@ -52,10 +52,10 @@ def value_noise(x: np.ndarray, y: np.ndarray, scale: float, seed: int) -> np.nda
     fy = fy * fy * (3 - 2 * fy)
     ix = ix.astype(np.int64) + (1 << 40)
     iy = iy.astype(np.int64) + (1 << 40)
-    v00 = _hash01(ix, iy, seed)
-    v10 = _hash01(ix + 1, iy, seed)
-    v01 = _hash01(ix, iy + 1, seed)
-    v11 = _hash01(ix + 1, iy + 1, seed)
+    v00 = lattice_uniform(ix, iy, seed)
+    v10 = lattice_uniform(ix + 1, iy, seed)
+    v01 = lattice_uniform(ix, iy + 1, seed)
+    v11 = lattice_uniform(ix + 1, iy + 1, seed)
     v = (v00 * (1 - fx) + v10 * fx) * (1 - fy) + (v01 * (1 - fx) + v11 * fx) * fy
     return 2.0 * v - 1.0
 
