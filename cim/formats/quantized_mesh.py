@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from cim.kernels.frames import WGS84_A, WGS84_E2
+from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 QMAX = 32767
 HEADER = struct.Struct("<3d2f4d3d")

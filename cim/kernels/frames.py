@@ -1,16 +1,15 @@
 """Geodetic frames: geodetic ↔ ECEF on the WGS84/CGCS2000 ellipsoid and the local ENU frame.
 
-CGCS2000 and WGS84 ellipsoids differ by 0.1 mm in the semi-minor axis; we use WGS84 constants,
-as 3D Tiles clients do.
+CGCS2000 and WGS84 ellipsoids differ by 0.1 mm in the semi-minor axis; we use WGS84 constants
+(:mod:`cim.kernels.ellipsoid`), as 3D Tiles clients do. The compiled loop of
+:meth:`LocalFrame.ground_and_up` is in :mod:`cim.kernels.frames_jit`, imported when first used.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-WGS84_A = 6378137.0
-WGS84_F = 1.0 / 298.257223563
-WGS84_E2 = WGS84_F * (2.0 - WGS84_F)
+from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 
 def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:

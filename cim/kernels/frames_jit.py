@@ -1,12 +1,13 @@
 """Compiled (numba) loops of :mod:`cim.kernels.frames`, in their own module so that importing
-the frames (as the BIM geometry process and the server do) does not import numba (0.3-0.4 s)."""
+the frames (as the BIM geometry process and the server do) does not import numba (0.3-0.4 s).
+It depends on the ellipsoid only, not on the frames, which import it when first used."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from cim.kernels.frames import WGS84_A, WGS84_E2
+from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 
 @njit(cache=True, nogil=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from cim.kernels.frames import WGS84_A, WGS84_E2
+from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 _JIT = {"nogil": True, "cache": True}
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from cim.kernels.frames import WGS84_A, WGS84_E2
+from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 #: samples per tile edge (CesiumJS's height-map width) and the intervals between them
 SAMPLES = 65
