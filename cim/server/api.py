@@ -9,6 +9,7 @@ from aiohttp import web
 
 from cim.errors import CimInputError, CimNotFound
 from cim.searchindex import INDEX_NAME, search
+from cim.server.state import CITY_DIR
 
 
 def _parse_bbox(value: str) -> tuple[float, float, float, float]:
@@ -21,8 +22,6 @@ def _parse_bbox(value: str) -> tuple[float, float, float, float]:
 
 async def api_search(request: web.Request) -> web.Response:
     """``GET /api/search?q=words&bbox=w,s,e,n&limit=20``: features by text and/or place."""
-    from cim.server.app import CITY_DIR
-
     index = request.app[CITY_DIR] / INDEX_NAME
     if not index.is_file():
         raise CimNotFound("this city has no search index (rebuild it with cim build)")

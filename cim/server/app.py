@@ -26,11 +26,9 @@ from aiohttp import web
 from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
 from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
+from cim.server.state import CITY_DIR, VIEWER_DIR
 
-__all__ = ["CITY_DIR", "VIEWER_DIR", "content_type_for", "create_app", "run", "serve_file"]
-
-CITY_DIR = web.AppKey("city_dir", Path)
-VIEWER_DIR = web.AppKey("viewer_dir", Path)
+__all__ = ["content_type_for", "create_app", "run", "serve_file"]
 
 #: The repository's ``viewer/`` folder, beside the ``cim`` package (an editable install).
 DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
