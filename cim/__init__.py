@@ -13,9 +13,8 @@ The same operations are the ``cim`` command's subcommands (``cim sample``, ``cim
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from cim.errors import CimCRSError, CimError, CimInputError, CimIOError, CimNotFound, CimRecipeError  # noqa: E402
+from cim._version import __version__
+from cim.errors import CimCRSError, CimError, CimInputError, CimIOError, CimNotFound, CimRecipeError
 
 __all__ = [
     "__version__",

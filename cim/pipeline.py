@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import cim
+from cim._version import __version__
 from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError
 from cim.kernels.frames import LocalFrame
@@ -341,7 +341,7 @@ def write_manifest(
         "name": name,
         "title": title,
         "crs": crs_label(parse_crs(crs)) if crs else None,
-        "generator": f"cim {cim.__version__}",
+        "generator": f"cim {__version__}",
         "origin": frame.to_dict(),
         "bounds": bounds,
         "layers": entries,

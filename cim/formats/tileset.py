@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-import cim
+from cim._version import __version__
 
 
 class Asset(TypedDict, total=False):
@@ -69,7 +69,7 @@ def replace_tree(
 def tileset_document(root: dict[str, Any], geometric_error: float, **extra: Any) -> dict[str, Any]:
     """A 3D Tiles 1.1 tileset with ``root`` and the tileset-wide geometric error."""
     doc: dict[str, Any] = {
-        "asset": {"version": "1.1", "generator": f"cim {cim.__version__}"},
+        "asset": {"version": "1.1", "generator": f"cim {__version__}"},
         "geometricError": float(geometric_error),
         "root": root,
     }
