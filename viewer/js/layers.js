@@ -1,19 +1,38 @@
-// Layer loaders, keyed by the `kind` field of a city.json layer.
-//
-// A loader is `async (layer, ctx) => handle`, where `ctx` is
-//   { viewer, url: absolute URL of the layer's data, reportError(message, error) }
-// and the handle it returns is
-//   { layer, tileset (or null), get show(), set show(v), boundingSphere (or null) }.
-// New kinds (terrain, imagery, ...) register themselves with `registerKind`.
+// @ts-check
+// Layer loaders, keyed by the `kind` field of a city.json layer. New kinds (vector, ...)
+// register themselves with `registerKind`; the CityViewer asks `loaderFor(kind)`.
 
-const Cesium = window.Cesium;
+/** @import { ImageryLayerSpec, LayerSpec } from "../types/city" */
 
+/**
+ * What a loader returns: enough for the viewer to show, hide, frame and wait for a layer.
+ * @typedef {object} LayerHandle
+ * @property {Cesium.Cesium3DTileset | null} tileset  3D Tiles layers only
+ * @property {boolean} show
+ * @property {Cesium.BoundingSphere | null} boundingSphere
+ */
+
+/**
+ * @typedef {object} LoaderContext
+ * @property {Cesium.Viewer} viewer
+ * @property {string} url  absolute URL of the layer's data
+ * @property {(message: string, detail?: unknown) => void} reportError
+ */
+
+/** @typedef {(layer: LayerSpec, ctx: LoaderContext) => Promise<LayerHandle> | LayerHandle} Loader */
+
+/** @type {Map<string, Loader>} */
 const loaders = new Map();
 
+/**
+ * @param {string} kind
+ * @param {Loader} loader
+ */
 export function registerKind(kind, loader) {
   loaders.set(kind, loader);
 }
 
+/** @param {string} kind */
 export function loaderFor(kind) {
   return loaders.get(kind) ?? null;
 }
@@ -22,11 +41,17 @@ export function knownKinds() {
   return [...loaders.keys()];
 }
 
+/**
+ * @param {LayerSpec} layer
+ * @param {LoaderContext} ctx
+ * @param {Cesium.Cesium3DTileset.ConstructorOptions} [options]
+ * @returns {Promise<LayerHandle>}
+ */
 async function load3DTiles(layer, ctx, options = {}) {
   const tileset = await Cesium.Cesium3DTileset.fromUrl(ctx.url, options);
   // With a listener attached Cesium no longer logs tile failures itself: we
   // collect them so that the page (and the tests) can report them.
-  tileset.tileFailed.addEventListener((event) => {
+  tileset.tileFailed.addEventListener((/** @type {{ url?: string, message?: string }} */ event) => {
     ctx.reportError(
       `${layer.title ?? layer.id}: a tile failed to load (${event.url ?? "unknown url"})`,
       event.message,
@@ -34,7 +59,6 @@ async function load3DTiles(layer, ctx, options = {}) {
   });
   ctx.viewer.scene.primitives.add(tileset);
   return {
-    layer,
     tileset,
     get show() {
       return tileset.show;
@@ -65,8 +89,9 @@ registerKind("pointcloud", (layer, ctx) =>
 );
 
 // Imagery tiles (an XYZ template) draped on the globe. city.json states the tiling scheme.
-registerKind("imagery", (layer, ctx) => {
-  const b = layer.bounds ?? {};
+registerKind("imagery", (spec, ctx) => {
+  const layer = /** @type {ImageryLayerSpec} */ (spec);
+  const b = layer.bounds;
   // new URL() percent-encodes the template's braces; Cesium needs them literal.
   const template = ctx.url.replace(/%7B/gi, "{").replace(/%7D/gi, "}");
   const provider = new Cesium.UrlTemplateImageryProvider({
@@ -75,15 +100,14 @@ registerKind("imagery", (layer, ctx) => {
       layer.tiling === "Geographic" ? new Cesium.GeographicTilingScheme() : new Cesium.WebMercatorTilingScheme(),
     minimumLevel: layer.minzoom ?? 0,
     maximumLevel: layer.maxzoom,
-    rectangle: Cesium.Rectangle.fromDegrees(b.west, b.south, b.east, b.north),
+    rectangle: b ? Cesium.Rectangle.fromDegrees(b.west, b.south, b.east, b.north) : undefined,
     credit: layer.title ?? layer.id,
   });
-  provider.errorEvent.addEventListener((error) => {
+  provider.errorEvent.addEventListener((/** @type {Cesium.TileProviderError} */ error) => {
     ctx.reportError(`${layer.title ?? layer.id}: an imagery tile failed to load`, error?.message ?? error);
   });
   const imagery = ctx.viewer.imageryLayers.addImageryProvider(provider);
   return {
-    layer,
     tileset: null,
     get show() {
       return imagery.show;
@@ -97,14 +121,13 @@ registerKind("imagery", (layer, ctx) => {
 });
 
 // Quantized-mesh terrain (a folder holding layer.json). Hiding it puts the plain ellipsoid back.
-registerKind("terrain", async (layer, ctx) => {
+registerKind("terrain", async (_layer, ctx) => {
   const folder = ctx.url.endsWith("/") ? ctx.url : `${ctx.url}/`;
   const provider = await Cesium.CesiumTerrainProvider.fromUrl(folder, { requestVertexNormals: true });
   const scene = ctx.viewer.scene;
   scene.terrainProvider = provider;
   let shown = true;
   return {
-    layer,
     tileset: null,
     get show() {
       return shown;

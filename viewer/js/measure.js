@@ -1,19 +1,36 @@
+// @ts-check
 // Measuring: click two points in the scene; the viewer draws the segment and labels its
 // length, horizontal distance and height difference. Positions come from the depth buffer
 // (scene.pickPosition), so they land on buildings, terrain or point clouds alike.
 
-const Cesium = window.Cesium;
+/** @import { CityViewer } from "./city-viewer.js" */
 
-export function setupMeasure({ viewer, $, onChange }) {
-  const button = $("measure-toggle");
-  const clear = $("measure-clear");
-  const out = $("measure-result");
-  const scene = viewer.scene;
+import { byId } from "./dom.js";
+
+const LINE = Cesium.Color.fromCssColorString("#4fc3f7");
+const LABEL_BACKGROUND = Cesium.Color.fromCssColorString("#101418").withAlpha(0.8);
+
+/**
+ * @typedef {object} Measurement  metres
+ * @property {number} distance  straight line
+ * @property {number} horizontal  along the ellipsoid
+ * @property {number} vertical  height of the second point above the first
+ */
+
+/** @param {CityViewer} viewer */
+export function measureTool(viewer) {
+  const button = byId("measure-toggle", HTMLButtonElement);
+  const out = byId("measure-result", HTMLElement);
+  const cesium = viewer.cesium;
+  const scene = cesium.scene;
   scene.pickTranslucentDepth = true;
   let active = false;
+  /** @type {Cesium.Cartesian3 | null} */
   let first = null;
+  /** @type {Cesium.Entity[]} */
   const drawn = [];
 
+  /** @param {boolean} on */
   function setActive(on) {
     active = on;
     first = null;
@@ -22,44 +39,55 @@ export function setupMeasure({ viewer, $, onChange }) {
     scene.canvas.style.cursor = on ? "crosshair" : "";
   }
 
+  /** @param {number} x @param {number} y */
   function pointAt(x, y) {
     const p = scene.pickPosition(new Cesium.Cartesian2(x, y));
     return Cesium.defined(p) ? p : null;
   }
 
+  /**
+   * @param {Cesium.Cartesian3} a
+   * @param {Cesium.Cartesian3} b
+   * @returns {Measurement}
+   */
   function describe(a, b) {
     const ca = Cesium.Cartographic.fromCartesian(a);
     const cb = Cesium.Cartographic.fromCartesian(b);
-    const geodesic = new Cesium.EllipsoidGeodesic(ca, cb);
-    const horizontal = geodesic.surfaceDistance;
-    const vertical = cb.height - ca.height;
-    return { distance: Cesium.Cartesian3.distance(a, b), horizontal, vertical };
+    const horizontal = new Cesium.EllipsoidGeodesic(ca, cb).surfaceDistance;
+    return { distance: Cesium.Cartesian3.distance(a, b), horizontal, vertical: cb.height - ca.height };
   }
 
+  /**
+   * @param {Cesium.Cartesian3} a
+   * @param {Cesium.Cartesian3} b
+   * @param {Measurement} m
+   */
   function draw(a, b, m) {
-    const mid = Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3());
     drawn.push(
-      viewer.entities.add({
-        polyline: { positions: [a, b], width: 3, material: Cesium.Color.fromCssColorString("#4fc3f7"), depthFailMaterial: Cesium.Color.fromCssColorString("#4fc3f7").withAlpha(0.4) },
+      cesium.entities.add({
+        polyline: { positions: [a, b], width: 3, material: LINE, depthFailMaterial: LINE.withAlpha(0.4) },
       }),
-      viewer.entities.add({
-        position: mid,
+      cesium.entities.add({
+        position: Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3()),
         label: {
           text: `${m.distance.toFixed(2)} m`,
           font: "14px sans-serif",
           fillColor: Cesium.Color.WHITE,
           showBackground: true,
-          backgroundColor: Cesium.Color.fromCssColorString("#101418").withAlpha(0.8),
+          backgroundColor: LABEL_BACKGROUND,
           disableDepthTestDistance: Number.POSITIVE_INFINITY,
         },
       }),
     );
-    out.textContent = `Length ${m.distance.toFixed(2)} m · horizontal ${m.horizontal.toFixed(2)} m · height ${m.vertical >= 0 ? "+" : ""}${m.vertical.toFixed(2)} m`;
+    const sign = m.vertical >= 0 ? "+" : "";
+    out.textContent = `Length ${m.distance.toFixed(2)} m · horizontal ${m.horizontal.toFixed(2)} m · height ${sign}${m.vertical.toFixed(2)} m`;
     scene.requestRender();
-    onChange?.();
   }
 
-  // one measurement between canvas pixels (x1, y1) and (x2, y2); null where nothing is hit
+  /**
+   * One measurement between canvas pixels (x1, y1) and (x2, y2); null where nothing is hit.
+   * @param {number} x1 @param {number} y1 @param {number} x2 @param {number} y2
+   */
   function measure(x1, y1, x2, y2) {
     const a = pointAt(x1, y1);
     const b = pointAt(x2, y2);
@@ -69,21 +97,22 @@ export function setupMeasure({ viewer, $, onChange }) {
     return m;
   }
 
-  function clearAll() {
-    drawn.splice(0).forEach((e) => viewer.entities.remove(e));
+  function clear() {
+    drawn.splice(0).forEach((e) => cesium.entities.remove(e));
     out.textContent = "";
     first = null;
     scene.requestRender();
   }
 
   button.addEventListener("click", () => setActive(!active));
-  clear.addEventListener("click", clearAll);
+  byId("measure-clear", HTMLButtonElement).addEventListener("click", clear);
 
-  // returns true when the click was consumed by a measurement
-  function onClick(x, y) {
-    if (!active) return false;
-    const p = pointAt(x, y);
-    if (!p) return true;
+  // while measuring, clicks set points instead of selecting
+  viewer.on("click", (click) => {
+    if (!active) return;
+    click.preventDefault();
+    const p = pointAt(click.x, click.y);
+    if (!p) return;
     if (!first) {
       first = p;
       out.textContent = "First point set; click the second.";
@@ -91,8 +120,11 @@ export function setupMeasure({ viewer, $, onChange }) {
       draw(first, p, describe(first, p));
       setActive(false);
     }
-    return true;
-  }
+  });
+  viewer.on("reset", () => {
+    clear();
+    setActive(false);
+  });
 
-  return { measure, clear: clearAll, onClick, get active() { return active; } };
+  return { measure, clear };
 }

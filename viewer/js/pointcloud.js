@@ -1,10 +1,16 @@
-// Point-cloud styling: colour by RGB, classification (with a legend that filters classes),
-// elevation or intensity; point size; eye-dome lighting. One CustomShader reads the points'
-// EXT_structural_metadata property attributes (classification, intensity) on the GPU.
+// @ts-check
+// Point-cloud styling, for every point-cloud layer at once: colour by RGB, classification (with a
+// legend of the classes of all layers that filters them), elevation (one ramp over all layers'
+// heights) or intensity; point size; eye-dome lighting. Each layer gets a CustomShader that
+// reads its points' EXT_structural_metadata property attributes (classification, intensity) on
+// the GPU; the panel sets the same uniforms on all of them.
 
-const Cesium = window.Cesium;
+/** @import { CityViewer } from "./city-viewer.js" */
+/** @import { PointCloudLayerSpec } from "../types/city" */
 
-// ASPRS standard classes
+import { byId } from "./dom.js";
+
+/** @type {Record<number, [name: string, colour: string]>} ASPRS standard classes */
 export const CLASS_COLOURS = {
   1: ["unclassified", "#9e9e9e"],
   2: ["ground", "#a1887f"],
@@ -17,7 +23,17 @@ export const CLASS_COLOURS = {
   17: ["bridge deck", "#8e24aa"],
 };
 
+/** @typedef {"rgb" | "classification" | "elevation" | "intensity"} ColourMode */
+
+/** @type {Record<ColourMode, number>} */
 const MODES = { rgb: 0, classification: 1, elevation: 2, intensity: 3 };
+
+/**
+ * @typedef {object} Cloud  one point-cloud layer, as this tool sees it
+ * @property {PointCloudLayerSpec} spec
+ * @property {Cesium.Cesium3DTileset} tileset
+ * @property {Cesium.CustomShader} shader
+ */
 
 function classTable() {
   // 32 entries of rgb for the shader
@@ -29,36 +45,22 @@ function classTable() {
   return `vec3 classColour(int c) {\n${rows.join("\n")}\nreturn vec3(0.8);\n}`;
 }
 
-export function setupPointCloud({ layer, tileset, origin, $, onChange }) {
-  $("points-panel").hidden = false;
-  const mode = $("points-mode");
-  const size = $("points-size");
-  const edl = $("points-edl");
-  const legend = $("points-legend");
-  const hasClass = Boolean(layer.schema?.classification);
-  const hasIntensity = Boolean(layer.schema?.intensity);
-  for (const opt of mode.options) {
-    if (opt.value === "classification") opt.disabled = !hasClass;
-    if (opt.value === "intensity") opt.disabled = !hasIntensity;
-    if (opt.value === "rgb") opt.disabled = layer.has_color === false;
-  }
-  if (layer.has_color === false) mode.value = hasClass ? "classification" : "elevation";
-
-  const o = origin ?? { lon: 0, lat: 0, height: 0 };
-  const originWC = Cesium.Cartesian3.fromDegrees(o.lon, o.lat, o.height);
-  const up = Cesium.Ellipsoid.WGS84.geodeticSurfaceNormal(originWC, new Cesium.Cartesian3());
-  const b = layer.bounds ?? {};
-  const hidden = new Set();
-
-  const shader = new Cesium.CustomShader({
+/**
+ * A layer's shader: only the metadata its schema has may be read (else it does not compile).
+ * @param {PointCloudLayerSpec} spec
+ */
+function cloudShader(spec) {
+  const hasClass = Boolean(spec.schema?.classification);
+  const hasIntensity = Boolean(spec.schema?.intensity);
+  return new Cesium.CustomShader({
     uniforms: {
-      u_mode: { type: Cesium.UniformType.INT, value: MODES[mode.value] },
+      u_mode: { type: Cesium.UniformType.INT, value: 0 },
       u_hidden: { type: Cesium.UniformType.FLOAT, value: 0 },
-      u_size: { type: Cesium.UniformType.FLOAT, value: Number(size.value) },
-      u_origin: { type: Cesium.UniformType.VEC3, value: originWC },
-      u_up: { type: Cesium.UniformType.VEC3, value: up },
-      u_hmin: { type: Cesium.UniformType.FLOAT, value: (b.min_height ?? 0) - o.height },
-      u_hmax: { type: Cesium.UniformType.FLOAT, value: (b.max_height ?? 100) - o.height },
+      u_size: { type: Cesium.UniformType.FLOAT, value: 2 },
+      u_origin: { type: Cesium.UniformType.VEC3, value: new Cesium.Cartesian3() },
+      u_up: { type: Cesium.UniformType.VEC3, value: new Cesium.Cartesian3(0, 0, 1) },
+      u_hmin: { type: Cesium.UniformType.FLOAT, value: 0 },
+      u_hmax: { type: Cesium.UniformType.FLOAT, value: 100 },
     },
     vertexShaderText: `
       void vertexMain(VertexInput vsInput, inout czm_modelVertexOutput vsOutput) {
@@ -85,8 +87,43 @@ export function setupPointCloud({ layer, tileset, origin, $, onChange }) {
         }
       }`,
   });
-  tileset.customShader = shader;
-  tileset.pointCloudShading = new Cesium.PointCloudShading({ attenuation: false, eyeDomeLighting: edl.checked });
+}
+
+/** @param {CityViewer} viewer */
+export function pointCloudTool(viewer) {
+  const panel = byId("points-panel", HTMLElement);
+  const mode = byId("points-mode", HTMLSelectElement);
+  const size = byId("points-size", HTMLInputElement);
+  const edl = byId("points-edl", HTMLInputElement);
+  const legend = byId("points-legend", HTMLElement);
+  /** @type {Cloud[]} */
+  const clouds = [];
+  /** @type {Set<number>} ASPRS codes hidden */
+  const hidden = new Set();
+  // elevation is measured along the up direction at the city origin
+  let originWC = new Cesium.Cartesian3();
+  let up = new Cesium.Cartesian3(0, 0, 1);
+
+  /** @param {ColourMode} m */
+  const option = (m) => [...mode.options].find((o) => o.value === m);
+
+  /** @returns {ColourMode} */
+  function defaultMode() {
+    if (!option("rgb")?.disabled) return "rgb";
+    return option("classification")?.disabled ? "elevation" : "classification";
+  }
+
+  // a mode is offered when at least one layer has what it colours by
+  function updateModes() {
+    const some = (/** @type {(spec: PointCloudLayerSpec) => boolean} */ test) => clouds.some((c) => test(c.spec));
+    const rgb = option("rgb");
+    const classification = option("classification");
+    const intensity = option("intensity");
+    if (rgb) rgb.disabled = !some((s) => s.has_color !== false);
+    if (classification) classification.disabled = !some((s) => Boolean(s.schema?.classification));
+    if (intensity) intensity.disabled = !some((s) => Boolean(s.schema?.intensity));
+    if (mode.selectedOptions[0]?.disabled) mode.value = defaultMode();
+  }
 
   function maskValue() {
     let v = 0;
@@ -95,55 +132,108 @@ export function setupPointCloud({ layer, tileset, origin, $, onChange }) {
   }
 
   function apply() {
-    shader.setUniform("u_mode", MODES[mode.value]);
-    shader.setUniform("u_size", Number(size.value));
-    shader.setUniform("u_hidden", maskValue());
-    tileset.pointCloudShading.eyeDomeLighting = edl.checked;
+    const heights = clouds.map((c) => c.spec.bounds);
+    const originHeight = viewer.city?.origin?.height ?? 0;
+    const hmin = Math.min(...heights.map((b) => b?.min_height ?? 0)) - originHeight;
+    const hmax = Math.max(...heights.map((b) => b?.max_height ?? 100)) - originHeight;
+    for (const { tileset, shader } of clouds) {
+      shader.setUniform("u_mode", MODES[/** @type {ColourMode} */ (mode.value)]);
+      shader.setUniform("u_size", Number(size.value));
+      shader.setUniform("u_hidden", maskValue());
+      shader.setUniform("u_origin", originWC);
+      shader.setUniform("u_up", up);
+      shader.setUniform("u_hmin", hmin);
+      shader.setUniform("u_hmax", hmax);
+      tileset.pointCloudShading.eyeDomeLighting = edl.checked;
+    }
     legend.hidden = mode.value !== "classification";
-    onChange?.();
+    viewer.unsettle();
   }
 
-  const present = Object.keys(layer.classes ?? CLASS_COLOURS).map(Number);
-  legend.replaceChildren(
-    ...present.map((c) => {
-      const [name, colour] = CLASS_COLOURS[c] ?? [layer.classes?.[c]?.name ?? `class ${c}`, "#cccccc"];
-      const label = document.createElement("label");
-      label.className = "inline legend-row";
-      const box = document.createElement("input");
-      box.type = "checkbox";
-      box.checked = true;
-      box.dataset.class = String(c);
-      box.addEventListener("change", () => {
-        if (box.checked) hidden.delete(c);
-        else hidden.add(c);
-        apply();
-      });
-      const swatch = document.createElement("span");
-      swatch.className = "swatch";
-      swatch.style.background = colour;
-      const count = layer.classes?.[c]?.count;
-      label.append(box, swatch, document.createTextNode(`${c} ${name}${count ? ` (${count.toLocaleString()})` : ""}`));
-      return label;
-    }),
-  );
-  for (const el of [mode, size, edl]) el.addEventListener("input", apply);
-  apply();
+  // the classes every layer reports (with their point counts), else the standard ones
+  function renderLegend() {
+    /** @type {Map<number, { name: string, count: number }>} */
+    const present = new Map();
+    for (const { spec } of clouds) {
+      for (const [code, info] of Object.entries(spec.classes ?? {})) {
+        const c = Number(code);
+        const seen = present.get(c);
+        const name = CLASS_COLOURS[c]?.[0] ?? info.name ?? `class ${c}`;
+        present.set(c, { name, count: (seen?.count ?? 0) + (info.count ?? 0) });
+      }
+    }
+    if (!present.size) {
+      for (const [code, [name]] of Object.entries(CLASS_COLOURS)) present.set(Number(code), { name, count: 0 });
+    }
+    legend.replaceChildren(
+      ...[...present].sort(([a], [b]) => a - b).map(([c, { name, count }]) => {
+        const label = document.createElement("label");
+        label.className = "inline legend-row";
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.checked = !hidden.has(c);
+        box.dataset.class = String(c);
+        box.addEventListener("change", () => setClassVisible(c, box.checked));
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = CLASS_COLOURS[c]?.[1] ?? "#cccccc";
+        label.append(box, swatch, document.createTextNode(`${c} ${name}${count ? ` (${count.toLocaleString()})` : ""}`));
+        return label;
+      }),
+    );
+  }
 
-  return {
-    setMode(m) {
-      mode.value = m;
-      apply();
-    },
-    setClassVisible(c, visible) {
-      if (visible) hidden.delete(c);
-      else hidden.add(c);
-      const box = legend.querySelector(`input[data-class="${c}"]`);
-      if (box) box.checked = visible;
-      apply();
-    },
-    setSize(px) {
-      size.value = String(px);
-      apply();
-    },
-  };
+  /** @param {ColourMode} m */
+  function setMode(m) {
+    mode.value = m;
+    apply();
+  }
+
+  /**
+   * @param {number} c  an ASPRS class code
+   * @param {boolean} visible
+   */
+  function setClassVisible(c, visible) {
+    if (visible) hidden.delete(c);
+    else hidden.add(c);
+    const box = legend.querySelector(`input[data-class="${c}"]`);
+    if (box instanceof HTMLInputElement) box.checked = visible;
+    apply();
+  }
+
+  /** @param {number} px */
+  function setSize(px) {
+    size.value = String(px);
+    apply();
+  }
+
+  for (const el of [mode, size, edl]) el.addEventListener("input", apply);
+
+  viewer.on("layeradded", ({ kind, spec, handle }) => {
+    if (kind !== "pointcloud" || !handle.tileset) return;
+    const o = viewer.city?.origin ?? { lon: 0, lat: 0, height: 0 };
+    originWC = Cesium.Cartesian3.fromDegrees(o.lon, o.lat, o.height);
+    up = Cesium.Ellipsoid.WGS84.geodeticSurfaceNormal(originWC, new Cesium.Cartesian3());
+    const cloudSpec = /** @type {PointCloudLayerSpec} */ (spec);
+    const cloud = { spec: cloudSpec, tileset: handle.tileset, shader: cloudShader(cloudSpec) };
+    cloud.tileset.customShader = cloud.shader;
+    cloud.tileset.pointCloudShading = new Cesium.PointCloudShading({ attenuation: false, eyeDomeLighting: edl.checked });
+    clouds.push(cloud);
+    panel.hidden = false;
+    updateModes();
+    renderLegend();
+    apply();
+  });
+
+  viewer.on("reset", () => {
+    if (!clouds.length) return;
+    hidden.clear();
+    mode.value = defaultMode();
+    size.value = size.defaultValue;
+    edl.checked = edl.defaultChecked;
+    renderLegend();
+    apply();
+  });
+
+  return { setMode, setClassVisible, setSize };
 }

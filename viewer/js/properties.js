@@ -1,12 +1,21 @@
+// @ts-check
 // Reading and formatting the properties of a picked 3D Tiles feature.
 
-const Cesium = window.Cesium;
+/** @typedef {null | boolean | number | string | PlainValue[]} PlainValue */
 
+/**
+ * @param {unknown} picked  what scene.pick returned
+ * @returns {picked is Cesium.Cesium3DTileFeature}
+ */
 export function isTileFeature(picked) {
   return picked instanceof Cesium.Cesium3DTileFeature;
 }
 
-// Value as something JSON can carry (for window.cim.pickAt and data-value).
+/**
+ * Value as something JSON can carry (for window.cim.pickAt and data-value).
+ * @param {unknown} value
+ * @returns {PlainValue}
+ */
 export function plainValue(value) {
   if (value === undefined || value === null) return null;
   if (typeof value === "bigint") {
@@ -16,23 +25,30 @@ export function plainValue(value) {
   if (typeof value === "number" || typeof value === "string" || typeof value === "boolean") {
     return value;
   }
-  if (ArrayBuffer.isView(value) || Array.isArray(value)) {
-    return Array.from(value, plainValue);
-  }
-  if (typeof value.x === "number" && typeof value.y === "number") {
-    // Cesium Cartesian2/3/4 values from vector-typed metadata.
-    const out = [value.x, value.y];
-    if (typeof value.z === "number") out.push(value.z);
-    if (typeof value.w === "number") out.push(value.w);
-    return out;
+  if (Array.isArray(value)) return value.map(plainValue);
+  if (ArrayBuffer.isView(value)) {
+    return Array.from(/** @type {ArrayLike<unknown>} */ (/** @type {unknown} */ (value)), plainValue);
   }
   if (value instanceof Cesium.Matrix2 || value instanceof Cesium.Matrix3 || value instanceof Cesium.Matrix4) {
     return Array.from(value);
   }
+  const v = /** @type {{ x?: unknown, y?: unknown, z?: unknown, w?: unknown }} */ (value);
+  if (typeof v.x === "number" && typeof v.y === "number") {
+    // Cesium Cartesian2/3/4 values from vector-typed metadata.
+    const out = [v.x, v.y];
+    if (typeof v.z === "number") out.push(v.z);
+    if (typeof v.w === "number") out.push(v.w);
+    return out;
+  }
   return String(value);
 }
 
+/**
+ * @param {Cesium.Cesium3DTileFeature} feature
+ * @returns {Record<string, PlainValue>}
+ */
 export function featureProperties(feature) {
+  /** @type {Record<string, PlainValue>} */
   const props = {};
   for (const key of feature.getPropertyIds()) {
     props[key] = plainValue(feature.getProperty(key));
@@ -40,9 +56,14 @@ export function featureProperties(feature) {
   return props;
 }
 
-// Display text for a value; `type` is the layer's schema type when known.
-// FLOAT32 values are shown with float32 precision so that 12.3 does not show
-// up as 12.300000190734863; every other number is shown in full.
+/**
+ * Display text for a value; `type` is the layer's schema type when known.
+ * FLOAT32 values are shown with float32 precision so that 12.3 does not show
+ * up as 12.300000190734863; every other number is shown in full.
+ * @param {unknown} value
+ * @param {string} [type]
+ * @returns {string}
+ */
 export function formatValue(value, type) {
   if (value === null || value === undefined) return "";
   if (Array.isArray(value)) return value.map((v) => formatValue(v, type)).join(", ");

@@ -1,0 +1,79 @@
+// city.json as `cim build` writes it: the fields the viewer reads.
+
+import type { PlainValue } from "../js/properties.js";
+
+export interface Origin {
+  lon: number;
+  lat: number;
+  height: number;
+}
+
+/** Degrees and ellipsoidal metres. */
+export interface Bounds {
+  west: number;
+  south: number;
+  east: number;
+  north: number;
+  min_height?: number;
+  max_height?: number;
+}
+
+export interface City {
+  name: string;
+  title?: string;
+  crs?: string;
+  origin?: Origin;
+  bounds?: Bounds;
+  search?: { url?: string; api?: string };
+  layers?: LayerSpec[];
+}
+
+/** One entry of city.json's `layers`; the kinds below add their own fields. */
+export interface LayerSpec {
+  id: string;
+  kind: string;
+  url: string;
+  title?: string;
+  /** false: the layer opens hidden */
+  visible?: boolean;
+  count?: number;
+  bounds?: Bounds;
+  /** property name -> metadata type (STRING, FLOAT32, ...) */
+  schema?: Record<string, string>;
+  /** the property that identifies a feature (search results name it) */
+  id_property?: string;
+}
+
+export interface BimLayerSpec extends LayerSpec {
+  kind: "bim";
+  classes?: string[];
+  storey_names?: string[];
+  /** the element properties that carry the viewer's notions */
+  viewer_properties?: { class?: string; storey?: string };
+}
+
+export interface PointCloudLayerSpec extends LayerSpec {
+  kind: "pointcloud";
+  /** ASPRS class code -> name and point count */
+  classes?: Record<string, { name?: string; count?: number }>;
+  has_color?: boolean;
+}
+
+export interface ImageryLayerSpec extends LayerSpec {
+  kind: "imagery";
+  tiling?: "WebMercator" | "Geographic";
+  minzoom?: number;
+  maxzoom?: number;
+}
+
+/** A row of /api/search. */
+export interface SearchResult {
+  layer: string;
+  id: string;
+  title: string;
+  lon: number;
+  lat: number;
+  base?: number;
+  top?: number;
+  properties: Record<string, PlainValue>;
+}
