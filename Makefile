@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PRESET ?= city
 
-.PHONY: demo test install test-deps viewer-deps chromium sample build serve bench clean
+.PHONY: demo test install test-deps viewer-deps viewer-check chromium sample build serve bench clean
 
 demo: install viewer-deps build serve
 
@@ -36,6 +36,10 @@ viewer/node_modules/.package-lock.json: viewer/package.json viewer/package-lock.
 
 viewer-deps: viewer/node_modules/.package-lock.json
 
+# Type-check the viewer's JSDoc-typed ES modules (nothing is built: the browser loads them as-is).
+viewer-check: viewer-deps
+	cd viewer && npx --no-install tsc --noEmit -p tsconfig.json
+
 # Debian's chromium for the browser tests (Playwright cannot download its own here).
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
@@ -56,7 +60,7 @@ serve: build viewer-deps
 	@echo "cim: open http://$(HOST):$(PORT)/"
 	$(VENV)/bin/cim serve tiles/tianshui --host $(HOST) --port $(PORT)
 
-test: test-deps
+test: test-deps viewer-check
 	$(VENV)/bin/pytest -q
 
 bench: install
