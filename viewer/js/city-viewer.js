@@ -9,6 +9,7 @@
 /** @import { LayerHandle } from "./layers.js" */
 /** @import { PlainValue } from "./properties.js" */
 
+import { EventDispatcher } from "./events.js";
 import { loaderFor } from "./layers.js";
 import { featureProperties, isTileFeature } from "./properties.js";
 
@@ -56,14 +57,13 @@ const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
  * @property {{ message: string }} error
  */
 
-/** @typedef {keyof CityViewerEvents} EventName */
-
 /**
  * @template T
  * @typedef {(viewer: CityViewer) => T} Tool
  */
 
-export class CityViewer {
+/** @extends {EventDispatcher<CityViewerEvents>} */
+export class CityViewer extends EventDispatcher {
   /** @type {City | null} */
   city = null;
   /** @type {Map<string, Layer>} */
@@ -79,8 +79,6 @@ export class CityViewer {
   /** the city.json URL that layer URLs are relative to */
   baseUrl = window.location.href;
 
-  /** @type {Map<EventName, Set<(event: any) => void>>} */
-  #listeners = new Map();
   #loadingDone = false;
   #settleFrames = 0;
   /** @type {number | null} */
@@ -92,6 +90,8 @@ export class CityViewer {
 
   /** @param {string | Element} container */
   constructor(container) {
+    // a tool that fails on an event is reported like any error, except on "error" itself
+    super((type, error) => (type === "error" ? console.error(error) : this.reportError(`A tool failed on "${String(type)}"`, error)));
     this.cesium = new Cesium.Viewer(container, {
       baseLayer: false,
       geocoder: false,
@@ -127,37 +127,7 @@ export class CityViewer {
     );
   }
 
-  // ------------------------------------------------------------ events and tools
-
-  /**
-   * @template {EventName} K
-   * @param {K} type
-   * @param {(event: CityViewerEvents[K]) => void} listener
-   * @returns {() => void} removes the listener
-   */
-  on(type, listener) {
-    let set = this.#listeners.get(type);
-    if (!set) this.#listeners.set(type, (set = new Set()));
-    set.add(listener);
-    return () => set.delete(listener);
-  }
-
-  /**
-   * Call every listener of `type`; one that throws is reported and the others still run.
-   * @template {EventName} K
-   * @param {K} type
-   * @param {CityViewerEvents[K]} event
-   */
-  emit(type, event) {
-    for (const listener of this.#listeners.get(type) ?? []) {
-      try {
-        listener(event);
-      } catch (error) {
-        if (type === "error") console.error(error);
-        else this.reportError(`A tool failed on "${type}"`, error);
-      }
-    }
-  }
+  // ------------------------------------------------------------ tools
 
   /**
    * Install a tool: call it with this viewer and return what it returns (its scripting API).
@@ -232,14 +202,6 @@ export class CityViewer {
       this.reportError(`Layer "${spec.title ?? spec.id}" could not be loaded`, error);
       return { reason: "failed" };
     }
-  }
-
-  /**
-   * The loaded layers of one kind, in city.json order.
-   * @param {string} kind
-   */
-  layersOfKind(kind) {
-    return [...this.layers.values()].filter((layer) => layer.kind === kind);
   }
 
   /**
