@@ -1,85 +1,31 @@
 """End-to-end: the CesiumJS viewer, served by `python -m cim.server`, on the tiny sample city.
 
-The tests of this module share one page (the `viewer` fixture) and run in file order; the last
-one checks everything the page requested and logged while they ran.
+Every test gets the viewer in its initial state (the `viewer` fixture: one page per module,
+reset between tests) and leaves nothing requested outside the server and no error logged.
 """
 
 from __future__ import annotations
 
-import base64
+import itertools
 import json
 import math
 
 import numpy as np
 import pytest
 
-from .conftest import READY_TIMEOUT_MS, BuiltCity, ViewerPage, open_viewer, run_server
+from .helpers import (
+    READY_TIMEOUT_MS,
+    BuiltCity,
+    ViewerPage,
+    click_canvas_centre,
+    image_stats,
+    open_viewer,
+    panel_rows,
+    run_server,
+    wait_frames,
+)
 
 pytestmark = pytest.mark.browser
-
-# Decodes PNGs inside the page (no Pillow needed): distinct colours of the first image, the
-# fraction of pixels that differ between the first and the second, and the centre pixel.
-_IMAGE_STATS_JS = """
-async ([a, b]) => {
-  const decode = async (b64) => {
-    const bin = atob(b64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const ctx = canvas.getContext("2d");
-    ctx.drawImage(bitmap, 0, 0);
-    return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
-  };
-  const ia = await decode(a);
-  const pa = ia.data;
-  const colours = new Set();
-  for (let i = 0; i < pa.length; i += 4) colours.add((pa[i] << 16) | (pa[i + 1] << 8) | pa[i + 2]);
-  const c = 4 * (Math.floor(ia.height / 2) * ia.width + Math.floor(ia.width / 2));
-  const out = { width: ia.width, height: ia.height, distinct: colours.size,
-                centre: [pa[c], pa[c + 1], pa[c + 2]], diff: null };
-  if (b) {
-    const pb = (await decode(b)).data;
-    let changed = 0;
-    for (let i = 0; i < pa.length; i += 4) {
-      const d = Math.abs(pa[i] - pb[i]) + Math.abs(pa[i + 1] - pb[i + 1]) + Math.abs(pa[i + 2] - pb[i + 2]);
-      if (d > 24) changed++;
-    }
-    out.diff = changed / (ia.width * ia.height);
-  }
-  return out;
-}
-"""
-
-
-def image_stats(vp: ViewerPage, png: bytes, other: bytes | None = None) -> dict:
-    enc = [base64.b64encode(png).decode("ascii"), base64.b64encode(other).decode("ascii") if other else None]
-    return vp.page.evaluate(_IMAGE_STATS_JS, enc)
-
-
-def wait_frames(vp: ViewerPage, n: int = 3) -> None:
-    """Request renders and wait until `n` more frames were drawn."""
-    start = vp.page.evaluate("window.cim.frames")
-    vp.page.wait_for_function(
-        f"() => {{ window.cim.viewer.scene.requestRender(); return window.cim.frames >= {start + n}; }}",
-        timeout=60_000,
-        polling=100,
-    )
-
-
-def click_canvas_centre(vp: ViewerPage) -> None:
-    centre = vp.page.evaluate("window.cim.canvasCenter()")
-    vp.page.mouse.click(centre["x"], centre["y"])
-
-
-def panel_rows(vp: ViewerPage) -> dict[str, str]:
-    rows = vp.page.eval_on_selector_all(
-        "#feature-props tr",
-        "rows => rows.map(r => [r.dataset.key, r.querySelector('th').textContent, r.querySelector('td').textContent])",
-    )
-    for key, th, _ in rows:
-        assert key == th, f"row data-key {key!r} does not match its header {th!r}"
-    return {key: td for key, _, td in rows}
 
 
 # --------------------------------------------------------------------------- source data
@@ -201,13 +147,12 @@ def test_click_tallest_building_shows_its_attributes(viewer: ViewerPage, built_c
 
 def test_click_on_empty_ground_clears_the_selection(viewer: ViewerPage, built_city: BuiltCity) -> None:
     page = viewer.page
-    if page.evaluate("window.cim.selection") is None:
-        target = tallest_building(built_city)
-        roof = built_city.city["bounds"]["max_height"]
-        page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 250)", [target["lon"], target["lat"], roof])
-        viewer.wait_ready()
-        click_canvas_centre(viewer)
-        page.wait_for_function("() => window.cim.selection !== null", timeout=30_000, polling=100)
+    target = tallest_building(built_city)
+    roof = built_city.city["bounds"]["max_height"]
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 250)", [target["lon"], target["lat"], roof])
+    viewer.wait_ready()
+    click_canvas_centre(viewer)
+    page.wait_for_function("() => window.cim.selection !== null", timeout=30_000, polling=100)
 
     b = built_city.city["bounds"]
     # About 2 km west of the city: nothing but the globe under the camera.
@@ -278,7 +223,6 @@ def test_search_box_finds_a_building_and_selects_it(viewer: ViewerPage, built_ci
 
 def test_shadows_follow_the_sun(viewer: ViewerPage, built_city: BuiltCity) -> None:
     page = viewer.page
-    page.evaluate("window.cim.flyHome(0)")
     page.evaluate("window.cim.setSun('2024-12-21', 9, false)")
     viewer.wait_ready()
     plain = viewer.screenshot("09-winter-9h-no-shadows")
@@ -291,8 +235,6 @@ def test_shadows_follow_the_sun(viewer: ViewerPage, built_city: BuiltCity) -> No
     stats = image_stats(viewer, shaded, plain)
     # low winter sun: buildings cast long shadows over the ground and each other
     assert stats["diff"] > 0.01, f"turning shadows on changed almost nothing: {stats}"
-    page.evaluate("window.cim.setSun('2024-06-21', 10, false)")
-    viewer.wait_ready()
 
 
 def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity) -> None:
@@ -309,8 +251,8 @@ def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity)
     shape = shapely.from_wkb(geometry[ids.index(str(target["attrs"]["id"]))])
     ring = list(shape.exterior.coords) if shape.geom_type == "Polygon" else list(shape.geoms[0].exterior.coords)
     # the longest edge, measured 1 m inside the roof from each corner (so the pick hits the roof)
-    edges = sorted(((shapely.Point(a).distance(shapely.Point(b)), a, b) for a, b in zip(ring, ring[1:])), reverse=True)
-    length, a, b = edges[0]
+    edges = sorted(((shapely.Point(a).distance(shapely.Point(b)), a, b) for a, b in itertools.pairwise(ring)), reverse=True)
+    _, a, b = edges[0]
     centre = shape.centroid
     inset = [(p[0] + (centre.x - p[0]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9), p[1] + (centre.y - p[1]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9)) for p in (a, b)]
     to_ll = Transformer.from_crs(meta["crs"], "EPSG:4326", always_xy=True)
@@ -334,7 +276,6 @@ def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity)
     wait_frames(viewer)
     assert "Length" in page.text_content("#measure-result")
     viewer.screenshot("11-measure")
-    page.evaluate("window.cim.clearMeasurements()")
 
 
 def test_buildings_stand_on_the_rendered_terrain(viewer: ViewerPage, built_city: BuiltCity) -> None:
@@ -388,8 +329,6 @@ def test_imagery_and_terrain_are_listed_and_imagery_toggles(viewer: ViewerPage, 
         pytest.skip("this city lacks imagery or terrain")
     listed = page.eval_on_selector_all("#layer-list li", "lis => lis.map(li => li.dataset.layer)")
     assert kinds["imagery"] in listed and kinds["terrain"] in listed
-    page.evaluate("window.cim.flyHome(0)")
-    viewer.wait_ready()
     with_imagery = viewer.screenshot("12-imagery-on")
     box = page.locator(f"#layer-{kinds['imagery']}")
     box.uncheck()
@@ -449,8 +388,6 @@ def test_bim_element_pick_filter_and_cut(viewer: ViewerPage, built_city: BuiltCi
     assert "cut at" in page.text_content("#bim-cut-label")
     assert image_stats(viewer, filtered, before)["diff"] > 0.001
     assert image_stats(viewer, cut, whole)["diff"] > 0.002, "the cut changed nothing"
-    page.evaluate("window.cim.bim.setCut(false)")
-    viewer.wait_ready()
 
 
 def test_point_cloud_renders_upright_in_colour(viewer: ViewerPage, built_city: BuiltCity) -> None:
@@ -504,15 +441,10 @@ def test_point_cloud_renders_upright_in_colour(viewer: ViewerPage, built_city: B
     no_ground = viewer.screenshot("20-lidar-no-ground")
     assert image_stats(viewer, by_class, shot)["diff"] > 0.01
     assert image_stats(viewer, no_ground, by_class)["diff"] > 0.01
-    page.evaluate("window.cim.points.setClassVisible(2, true)")
-    page.evaluate("window.cim.points.setMode('rgb')")
-    page.evaluate("window.cim.viewer.scene.globe.show = true")
-    page.locator(f"#layer-{lidar['id']}").uncheck()
-    for lid in others:
-        page.locator(f"#layer-{lid}").check()
 
 
 def test_nothing_left_the_server_and_nothing_failed(viewer: ViewerPage) -> None:
+    """The page's whole log (the fixture checks the same after every test)."""
     log = viewer.log
     assert any(u.endswith("/cesium/Cesium.js") for u in log.requests)
     assert any("/city/city.json" in u for u in log.requests)
