@@ -162,13 +162,12 @@ export class CityViewer extends EventDispatcher {
       const specs = Array.isArray(this.city.layers) ? this.city.layers : [];
       // load in parallel, announce in city.json order
       const loading = specs.map((spec) => this.#loadLayer(spec));
-      for (const [i, pending] of loading.entries()) {
-        const spec = specs[i];
-        const result = await pending;
+      for (const [i, spec] of specs.entries()) {
+        const result = await loading[i];
         if ("handle" in result) {
           const layer = { id: spec.id, kind: spec.kind, spec, handle: result.handle };
           // a layer the city marks "visible": false loads hidden (dense point clouds, say)
-          layer.handle.show = spec.visible !== false;
+          if (spec.visible === false) layer.handle.show = false;
           this.layers.set(spec.id, layer);
           this.emit("layeradded", layer);
         } else {
