@@ -27,6 +27,7 @@ export function plainValue(value) {
   }
   if (Array.isArray(value)) return value.map(plainValue);
   if (ArrayBuffer.isView(value)) {
+    // a typed array (array metadata); getProperty never gives a DataView
     return Array.from(/** @type {ArrayLike<unknown>} */ (/** @type {unknown} */ (value)), plainValue);
   }
   if (value instanceof Cesium.Matrix2 || value instanceof Cesium.Matrix3 || value instanceof Cesium.Matrix4) {
