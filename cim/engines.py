@@ -1,84 +1,295 @@
-"""Engines: where a layer's tile jobs run.
+"""Engines: where tile jobs run, and the one module that makes threads and processes.
 
-A tile job is ``job(state, item) -> result``: a module-level function of shared read-only state
-(the layer's arrays) and one item (a tile key). The same job runs in this process on a thread
-pool, or in forked worker processes that inherit ``state`` copy-on-write (no pickling of large
-arrays), and gives the same bytes either way.
+A **tile job** is ``job(state, key) -> result``: a module-level function (picklable by
+reference) of read-only shared state and one key, whose output depends on nothing else. The
+same job runs in the calling thread, on a pool of threads, in forked worker processes (which
+inherit ``state`` copy-on-write, no pickling of large arrays) or on a cluster, and gives the same
+bytes on each. A job writes its tiles through the :class:`cim.store.TileSink` in its state, and
+the layer's run logs them (see :mod:`cim.layers.base`).
 
-``"processes"`` uses the fork start method, so it is offered only where fork exists (Linux,
-macOS) and only for jobs that touch numpy, files and the standard library: never a LAZ decoder
-or GDAL in the child (see the field notes on lazrs and fork). ``"auto"`` picks processes for
-pure-numpy jobs when more than one core is asked for.
+An :class:`Engine` hands a layer a :class:`TaskPool` for the length of its build
+(:meth:`Engine.pool`); the pool's threads end with it, and with them the work arrays a job keeps
+per thread. Everything else that runs beside a layer's jobs (a thread overlapping file writes
+with meshing, the search index writer, a DEM window read ahead) is a **helper thread** made here
+too (:func:`helper_threads`, :func:`background`), so that this module knows every thread the
+library runs: :func:`fork_allowed` forks only when the process policy allows it
+(:mod:`cim.runtime`) and every other thread is one known to hold no lock a child would need.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
-T = TypeVar("T")
+from cim.errors import CimInputError
+from cim.runtime import fork_available, policy
+
+__all__ = [
+    "Engine",
+    "LocalEngine",
+    "TaskPool",
+    "InlinePool",
+    "ThreadPool",
+    "ForkPool",
+    "engine_from",
+    "helper_threads",
+    "background",
+    "fork_allowed",
+    "register_fork_safe",
+]
+
+K = TypeVar("K")
 R = TypeVar("R")
+Job = Callable[[Any, Any], Any]
 
-_STATE: Any = None
-_JOB: Callable[[Any, Any], Any] | None = None
-
-
-def _run_in_child(item: Any) -> Any:
-    assert _JOB is not None
-    return _JOB(_STATE, item)
+#: name prefixes of helper threads known to hold no lock a forked child would take
+_FORK_SAFE: set[str] = set()
 
 
-def fork_available() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+def register_fork_safe(prefix: str) -> None:
+    """Declare that helper threads named ``prefix...`` never hold a lock a forked child takes
+    (for example a thread that only runs SQLite on its own connection)."""
+    _FORK_SAFE.add(prefix)
 
 
-def run_jobs(
-    job: Callable[[Any, T], R],
-    state: Any,
-    items: Iterable[T],
-    *,
-    workers: int | None = None,
-    engine: str = "auto",
-) -> Iterator[R]:
-    """Yield ``job(state, item)`` for every item, in order.
+def fork_allowed() -> bool:
+    """True when this process may fork now: the process policy allows it (:mod:`cim.runtime`),
+    the platform is Linux (macOS system libraries are not fork-safe), and every other Python
+    thread is a helper thread declared fork-safe (fork copies only the calling thread, so a lock
+    another thread holds would stay locked in the child forever)."""
+    if not (policy().fork and fork_available() and sys.platform.startswith("linux")):
+        return False
+    me = threading.current_thread()
+    safe = tuple(_FORK_SAFE)
+    return all(t is me or (safe and t.name.startswith(safe)) for t in threading.enumerate())
+
+
+# -- pools -----------------------------------------------------------------------------------
+
+
+class TaskPool(ABC):
+    """Runs one layer's tile jobs; results come back in key order."""
+
+    workers: int = 1
+
+    @abstractmethod
+    def map(self, job: Job, state: Any, keys: Iterable[Any], *, sizes: Sequence[float] | None = None) -> Iterator[Any]:
+        """Yield ``job(state, key)`` for every key, in the keys' order.
+
+        ``sizes`` (one per key) lets a parallel pool start the largest jobs first, so that the
+        last moments of a pass are short jobs; results still come back in key order.
+        """
+
+
+class InlinePool(TaskPool):
+    """Runs every job in the calling thread, one after the other."""
+
+    def map(self, job: Job, state: Any, keys: Iterable[Any], *, sizes: Sequence[float] | None = None) -> Iterator[Any]:
+        for key in keys:
+            yield job(state, key)
+
+
+class ThreadPool(TaskPool):
+    """Runs jobs on threads of this process: the default, since every heavy step of the layers
+    (numba kernels, numpy, GDAL, zlib, meshopt, file writes) releases the GIL."""
+
+    def __init__(self, executor: ThreadPoolExecutor, workers: int) -> None:
+        self._executor = executor
+        self.workers = workers
+
+    def map(self, job: Job, state: Any, keys: Iterable[Any], *, sizes: Sequence[float] | None = None) -> Iterator[Any]:
+        keys = list(keys)
+        if len(keys) <= 1:
+            yield from (job(state, key) for key in keys)
+            return
+        order: Iterable[int] = range(len(keys))
+        if sizes is not None:
+            order = sorted(order, key=lambda i: -sizes[i])
+        futures = {i: self._executor.submit(job, state, keys[i]) for i in order}
+        try:
+            for i in range(len(keys)):
+                yield futures[i].result()
+        finally:
+            for f in futures.values():
+                f.cancel()
+
+
+_CHILD_STATE: Any = None
+_CHILD_JOB: Job | None = None
+
+
+def _run_in_child(key: Any) -> Any:
+    assert _CHILD_JOB is not None
+    return _CHILD_JOB(_CHILD_STATE, key)
+
+
+class ForkPool(TaskPool):
+    """Runs jobs in forked worker processes that inherit ``state`` copy-on-write.
+
+    Only for jobs that touch numpy, files and the standard library: never a LAZ decoder or GDAL
+    in the child (lazrs' threads and fork can deadlock). Results travel back pickled.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, job: Job, state: Any, keys: Iterable[Any], *, sizes: Sequence[float] | None = None) -> Iterator[Any]:
+        global _CHILD_STATE, _CHILD_JOB
+        keys = list(keys)
+        if len(keys) < 2 * self.workers:
+            yield from (job(state, key) for key in keys)
+            return
+        _CHILD_STATE, _CHILD_JOB = state, job
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with warnings.catch_warnings():
+                # Python 3.12+ warns when a process with threads forks; fork_allowed() checked them
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                pool = ctx.Pool(self.workers)
+            with pool:
+                yield from pool.imap(_run_in_child, keys, chunksize=1)
+        finally:
+            _CHILD_STATE, _CHILD_JOB = None, None
+
+
+# -- engines ---------------------------------------------------------------------------------
+
+
+class Engine(ABC):
+    """Where a build's tile jobs run."""
+
+    name: str = "engine"
+
+    @property
+    @abstractmethod
+    def workers(self) -> int:
+        """How many jobs run at once."""
+
+    def workers_for(self, small: bool) -> int:
+        """How many jobs a pool opened with ``small`` runs at once (layers cut their work by it)."""
+        return self.workers
+
+    @abstractmethod
+    def pool(self, name: str, *, small: bool = False) -> AbstractContextManager[TaskPool]:
+        """A pool for one layer's jobs, for the length of the ``with`` block.
+
+        ``small``: the layer's whole input is small enough that starting workers costs more than
+        they save; an engine may then run the jobs in the calling thread.
+        """
+
+    def close(self) -> None:
+        """Release what the engine holds (a cluster connection)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalEngine(Engine):
+    """Runs jobs on this machine: threads of this process by default.
 
     Parameters
     ----------
-    job : a module-level function (picklable by reference)
-    state : read-only data every job needs
-    items : the jobs' keys
-    workers : parallel workers (default: the number of cores)
-    engine : ``"threads"``, ``"processes"`` or ``"auto"``
+    workers : jobs at once (default: the number of cores)
+    processes : run jobs in forked worker processes instead of threads. It is honoured only where
+        :func:`fork_allowed` (the caller opted in to forking, see :mod:`cim.runtime`); otherwise
+        threads run them. Measured slower than threads for every layer on 2 cores (see
+        ``benchmarks/README.md``); offered for jobs that hold the GIL
     """
-    global _STATE, _JOB
-    items = list(items)
-    workers = max(1, workers or os.cpu_count() or 1)
-    if engine == "auto":
-        engine = "processes" if workers > 1 and fork_available() and len(items) >= 2 * workers else "threads"
-    if engine == "processes" and not fork_available():
-        engine = "threads"
-    if engine == "threads" or workers == 1:
-        if workers == 1:
-            yield from (job(state, item) for item in items)
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from pool.map(lambda item: job(state, item), items)
-        return
-    if engine != "processes":
-        raise ValueError(f"unknown engine {engine!r}")
-    _STATE, _JOB = state, job
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, *, processes: bool = False) -> None:
+        if workers is not None and int(workers) < 1:
+            raise CimInputError(f"workers must be at least 1, got {workers!r}")
+        self._workers = int(workers) if workers is not None else (os.cpu_count() or 1)
+        self._explicit = workers is not None
+        self.processes = processes
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def workers_for(self, small: bool) -> int:
+        return 1 if small and not self._explicit else self._workers
+
+    @contextmanager
+    def pool(self, name: str, *, small: bool = False) -> Iterator[TaskPool]:
+        n = self.workers_for(small)
+        if n == 1:
+            yield InlinePool()
+        elif self.processes and fork_allowed():
+            yield ForkPool(n)
+        else:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"cim-{name}") as executor:
+                yield ThreadPool(executor, n)
+
+    def __repr__(self) -> str:
+        return f"LocalEngine(workers={self._workers}{', processes=True' if self.processes else ''})"
+
+
+def engine_from(engine: Engine | str | None = None, *, workers: int | None = None) -> Engine:
+    """An engine from a name (``"local"``, ``"threads"``, ``"processes"``) or an instance
+    (returned as it is); ``None`` is the local engine."""
+    if isinstance(engine, Engine):
+        return engine
+    if engine in (None, "local", "threads"):
+        return LocalEngine(workers)
+    if engine == "processes":
+        return LocalEngine(workers, processes=True)
+    raise CimInputError(f"unknown engine {engine!r} (known: local, threads, processes)")
+
+
+# -- helper threads ----------------------------------------------------------------------------
+
+
+@contextmanager
+def helper_threads(n: int, name: str, *, fork_safe: bool = False) -> Iterator[ThreadPoolExecutor]:
+    """Threads that run beside a layer's jobs for the ``with`` block (file writes overlapping
+    the meshing, attributes read while geometry streams in). ``fork_safe``: they never hold a
+    lock a forked child would take (see :func:`register_fork_safe`)."""
+    prefix = f"cim-{name}"
+    if fork_safe:
+        register_fork_safe(prefix)
+    executor = ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix=prefix)
     try:
-        ctx = multiprocessing.get_context("fork")
-        with warnings.catch_warnings():
-            # Python 3.12+ warns when forking a process that has threads (GDAL's pool, say);
-            # the children run only numpy and file writes, which hold none of those locks
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-            pool = ctx.Pool(workers)
-        with pool:
-            yield from pool.imap(_run_in_child, items, chunksize=1)
+        yield executor
     finally:
-        _STATE, _JOB = None, None
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def background(fn: Callable[..., R], *args: Any, name: str, fork_safe: bool = False) -> Future[R]:
+    """Start ``fn(*args)`` on a daemon helper thread; its result or error comes back through the
+    returned future. For one-shot work that a caller may never wait for (loading compiled
+    kernels, reading ahead)."""
+    prefix = f"cim-{name}"
+    if fork_safe:
+        register_fork_safe(prefix)
+    future: Future[R] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=prefix, daemon=True).start()
+    return future
+
+
+def run_jobs(job: Job, state: Any, items: Iterable[Any], *, workers: int | None = None, engine: str = "threads") -> Iterator[Any]:
+    """Transitional: the buildings layer's old entry point (removed with the layer contract)."""
+    with LocalEngine(workers, processes=engine == "processes").pool("tiles") as pool:
+        yield from pool.map(job, state, items)

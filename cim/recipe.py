@@ -25,23 +25,30 @@ from pathlib import Path
 from typing import Any
 
 from cim.errors import CimIOError, CimRecipeError
+from cim.layers import registry
 
-KINDS = ("buildings", "imagery", "terrain", "bim", "pointcloud")
-DEFAULT_CIM_LEVEL = {"buildings": 2, "terrain": 1, "imagery": 1, "pointcloud": 1, "bim": 6}
+__all__ = ["LayerSpec", "Recipe", "load_recipe", "recipe_from_dict"]
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
 class LayerSpec:
-    """One layer of a recipe: ``options`` holds the kind's own keys (height, dem, ...)."""
+    """One layer of a recipe.
+
+    ``options`` holds the kind's own keys (height, dem, ...) as the recipe gives them; the kind's
+    ``Options`` check them when the city is built (relative paths are read from ``base``, the
+    recipe's folder). ``cim_level`` None: the kind's default.
+    """
 
     id: str
     kind: str
     source: Path
     title: str
-    cim_level: int
+    cim_level: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     visible: bool = True  # whether the viewer shows the layer when it opens
+    base: Path | None = None
 
 
 @dataclass
@@ -109,17 +116,16 @@ def recipe_from_dict(doc: dict[str, Any], base: Path, where: str = "recipe") -> 
         if lid in seen:
             raise CimRecipeError(f"{label}: duplicate layer id {lid!r}")
         seen.add(lid)
-        if kind not in KINDS:
-            raise CimRecipeError(f"{label} ({lid}): kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind not in registry.kinds():
+            raise CimRecipeError(f"{label} ({lid}): kind {kind!r} is not one of {', '.join(registry.kinds())}")
         if not isinstance(source, str):
             raise CimRecipeError(f"{label} ({lid}): source (a path) is required")
-        level = raw.pop("cim_level", DEFAULT_CIM_LEVEL[kind])
+        level = raw.pop("cim_level", None)
+        if level is not None and (not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 7):
+            raise CimRecipeError(f"{label} ({lid}): cim_level must be a whole number from 1 to 7, got {level!r}")
         visible = raw.pop("visible", True)
         if not isinstance(visible, bool):
             raise CimRecipeError(f"{label} ({lid}): visible must be true or false")
         title = raw.pop("title", lid.replace("_", " ").title())
-        for key in ("dem",):
-            if isinstance(raw.get(key), str):
-                raw[key] = (base / raw[key]).resolve()
-        layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), int(level), raw, visible))
+        layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), level, raw, visible, base.resolve()))
     return Recipe(name, str(city.get("title", name)), city.get("crs"), origin, layers)

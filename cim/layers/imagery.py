@@ -9,12 +9,10 @@ the pyramid, never a whole level.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import rasterio
@@ -25,12 +23,15 @@ from rasterio.warp import transform_bounds
 
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.formats.imagery import EXTENSIONS, FORMATS, downsample_2x, encode_tile
-from cim.layers.base import LayerResult, Progress
-from cim.store import TileStore, build_key, file_fingerprint
+from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
+from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.webmercator import TILE_SIZE, tile_bounds, tiles_covering, zoom_for_resolution
 
-log = logging.getLogger("cim.imagery")
+__all__ = ["ImageryLayer", "ImageryOptions", "ImageryInfo", "ImageryPlan", "METADATA"]
+
 METADATA = "imagery.json"
+#: the finest zoom an option may ask for (about 2 cm a pixel at the equator)
+MAX_ZOOM = 24
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -56,151 +57,189 @@ def _lonlat_bounds(ds: rasterio.DatasetReader) -> tuple[float, float, float, flo
     return transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
 
 
-def build_imagery_layer(
-    source: str | Path,
-    out_dir: str | Path,
-    *,
-    fmt: str = "webp",
-    max_zoom: int | None = None,
-    min_zoom: int | None = None,
-    quality: int = 85,
-    workers: int | None = None,
-    layer_id: str = "imagery",
-    progress: Progress | None = None,
-) -> LayerResult:
-    """Tile an orthophoto into ``out_dir/tiles/{z}/{x}/{y}.<ext>`` plus ``out_dir/imagery.json``.
+@dataclass
+class ImageryOptions(LayerOptions):
+    """Options of an imagery layer."""
 
-    Parameters
-    ----------
-    source : an 8-bit grey, RGB or RGBA raster with a CRS (no-data or an alpha band → transparent)
-    out_dir : the layer folder
-    fmt : ``"webp"`` (default: small, with alpha), ``"png"`` or ``"jpeg"`` (no transparency)
-    max_zoom : finest zoom; default from the source's resolution
-    min_zoom : coarsest zoom; default: where the extent fits in at most 2 × 2 tiles
-    """
-    t0 = time.perf_counter()
-    source = Path(source)
-    out_dir = Path(out_dir)
-    if fmt not in FORMATS:
-        raise CimInputError(f"imagery format {fmt!r} is not one of {', '.join(FORMATS)}")
-    with _open(source) as ds:
-        west, south, east, north = _lonlat_bounds(ds)
-        lat = (south + north) / 2.0
-        # the source's ground resolution in metres (projected CRS in metres, or degrees)
-        res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if ds.crs.is_geographic else ds.crs.linear_units_factor[1])
-        has_nodata = ds.nodata is not None or ds.count == 4 or any(m != rasterio.enums.MaskFlags.all_valid for m in ds.mask_flag_enums[0])
-    zmax = max_zoom if max_zoom is not None else zoom_for_resolution(res, lat)
-    zmin = min_zoom if min_zoom is not None else _coarsest(west, south, east, north, zmax)
-    zmin = min(zmin, zmax)
-    ext = EXTENSIONS[fmt]
-    key = build_key("imagery-1", file_fingerprint(source), fmt, zmin, zmax, quality)
-    store = TileStore(out_dir, key)
-    counts = {"tiles": 0, "pixels": 0}
+    format: Literal["webp", "png", "jpeg"] = option("webp", help="Tile format: webp (small, with transparency), png, or jpeg (no transparency).")
+    max_zoom: int | None = option(None, help="Finest zoom [default: from the image's resolution].")
+    min_zoom: int | None = option(None, help="Coarsest zoom [default: where the image fits in 2x2 tiles].")
+    quality: int = option(85, help="WebP/JPEG quality, 1-100.")
 
-    # split the pyramid into subtrees rooted a few levels below zmin, for the thread pool
-    split = min(zmax, zmin + 2)
-    x0, y0, x1, y1 = tiles_covering(west, south, east, north, split)
-    roots = [(split, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
-    total_leaves = _count_tiles(west, south, east, north, zmax)
-    done = [0]
+    def check(self, where: str) -> None:
+        if not 1 <= self.quality <= 100:
+            raise CimInputError(f"{where}: option 'quality' must be in 1..100, got {self.quality}")
+        for name in ("max_zoom", "min_zoom"):
+            z = getattr(self, name)
+            if z is not None and not 0 <= z <= MAX_ZOOM:
+                raise CimInputError(f"{where}: option {name!r} must be in 0..{MAX_ZOOM}, got {z}")
+
+
+@dataclass
+class ImageryInfo(LayerInfo):
+    """What an imagery layer adds to its ``city.json`` entry."""
+
+    minzoom: int
+    maxzoom: int
+    image_format: str
+    pixels: int
+    tiling: str = "WebMercator"
+    scheme: str = "xyz"
+
+
+@dataclass
+class ImageryPlan(LayerPlan):
+    source: Path = Path()
+    bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # west, south, east, north
+    zmin: int = 0
+    zmax: int = 0
+    split: int = 0  # the level of the subtrees' roots (the jobs)
+    transparent: bool = False
+    options: ImageryOptions = field(default_factory=ImageryOptions)
+
+
+@dataclass(frozen=True)
+class _Subtrees:
+    """What every subtree job shares."""
+
+    source: str
+    bounds: tuple[float, float, float, float]
+    zmax: int
+    fmt: str
+    quality: int
+    sink: TileSink
+
+
+class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
+    """An orthophoto (8-bit grey/RGB/RGBA, any CRS) → Web Mercator XYZ tiles + ``imagery.json``."""
+
+    kind = "imagery"
+    Options = ImageryOptions
+    index = METADATA
+    format = "imagery"
+    order = 20
+    cim_level = 1
+    summary = "Tile an orthophoto (any CRS, 8-bit) into Web Mercator XYZ tiles with an overview pyramid."
+
+    def plan(self, sources: list[Path], options: ImageryOptions, run: LayerRun) -> ImageryPlan:
+        source = sources[0]
+        with _open(source) as ds:
+            west, south, east, north = _lonlat_bounds(ds)
+            lat = (south + north) / 2.0
+            # the source's ground resolution in metres (projected CRS in metres, or degrees)
+            res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if ds.crs.is_geographic else ds.crs.linear_units_factor[1])
+            transparent = ds.nodata is not None or ds.count == 4 or any(m != rasterio.enums.MaskFlags.all_valid for m in ds.mask_flag_enums[0])
+        zmax = options.max_zoom if options.max_zoom is not None else zoom_for_resolution(res, lat)
+        zmin = options.min_zoom if options.min_zoom is not None else _coarsest(west, south, east, north, zmax)
+        zmin = min(zmin, zmax)
+        key = build_key("imagery-1", file_fingerprint(source), options.format, zmin, zmax, options.quality)
+        # the pyramid is cut into subtrees rooted a few levels below zmin: the jobs
+        split = min(zmax, zmin + 2)
+        x0, y0, x1, y1 = tiles_covering(west, south, east, north, split)
+        roots = [(split, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+        return ImageryPlan(key, roots, source=source, bounds=(west, south, east, north), zmin=zmin, zmax=zmax, split=split,
+                           transparent=transparent, options=options)
+
+    def build(self, plan: ImageryPlan, run: LayerRun) -> LayerOutput:
+        assert run.store is not None
+        opts = plan.options
+        ext = EXTENSIONS[opts.format]
+        state = _Subtrees(str(plan.source), plan.bounds, plan.zmax, opts.format, opts.quality, run.store.sink())
+        arrays: dict[tuple[int, int, int], np.ndarray | None] = {}
+        tiles = pixels = 0
+        for root, (rgba, n, px) in zip(plan.jobs, run.map(_render_subtree, state, plan.jobs, stage="tiles")):
+            arrays[root] = rgba
+            tiles += n
+            pixels += px
+        # the levels above the subtrees, from their top tiles
+        west, south, east, north = plan.bounds
+        for z in range(plan.split - 1, plan.zmin - 1, -1):
+            bx0, by0, bx1, by1 = tiles_covering(west, south, east, north, z)
+            upper: dict[tuple[int, int, int], np.ndarray | None] = {}
+            for x in range(bx0, bx1 + 1):
+                for y in range(by0, by1 + 1):
+                    kids = [[arrays.get((z + 1, 2 * x + dx, 2 * y + dy)) for dx in (0, 1)] for dy in (0, 1)]
+                    if all(k is None for row in kids for k in row):
+                        continue
+                    rgba = _parent_tile(kids)
+                    rel = f"tiles/{z}/{x}/{y}.{ext}"
+                    if run.store.is_done(rel):
+                        run.store.keep(rel)
+                    else:
+                        run.store.write(rel, encode_tile(rgba, opts.format, opts.quality))
+                    tiles += 1
+                    upper[(z, x, y)] = rgba
+            arrays = upper
+        meta = {
+            "tilejson": "3.0.0",
+            "name": run.id,
+            "scheme": "xyz",
+            "tiling": "WebMercator",
+            "crs": "EPSG:3857",
+            "format": opts.format,
+            "content_type": FORMATS[opts.format],
+            "tile_size": TILE_SIZE,
+            "minzoom": plan.zmin,
+            "maxzoom": plan.zmax,
+            "bounds": [west, south, east, north],
+            "tiles": [f"tiles/{{z}}/{{x}}/{{y}}.{ext}"],
+            "transparent": plan.transparent,
+            "source": plan.source.name,
+        }
+        return LayerOutput(
+            index=meta,
+            count=tiles,
+            tiles=tiles,
+            bounds={"west": west, "south": south, "east": east, "north": north, "min_height": 0.0, "max_height": 0.0},
+            url=f"tiles/{{z}}/{{x}}/{{y}}.{ext}",
+            info=ImageryInfo(minzoom=plan.zmin, maxzoom=plan.zmax, image_format=opts.format, pixels=pixels),
+        )
+
+
+def _parent_tile(kids: list[list[np.ndarray | None]]) -> np.ndarray:
+    """A tile from its four children (``kids[dy][dx]``, None where a child is outside the image)."""
+    big = np.zeros((2 * TILE_SIZE, 2 * TILE_SIZE, 4), dtype=np.uint8)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            kid = kids[dy][dx]
+            if kid is not None:
+                big[dy * TILE_SIZE : (dy + 1) * TILE_SIZE, dx * TILE_SIZE : (dx + 1) * TILE_SIZE] = kid
+    return downsample_2x(big)
+
+
+def _render_subtree(state: _Subtrees, root: tuple[int, int, int]) -> tuple[np.ndarray | None, int, int]:
+    """The tile job: render the subtree under ``root`` depth first (memory holds one path of the
+    pyramid), write its tiles; returns the root's RGBA (None outside the image), the number of
+    tiles and of finest-level pixels."""
+    west, south, east, north = state.bounds
+    ext = EXTENSIONS[state.fmt]
+    counts = [0, 0]
 
     def render(z: int, x: int, y: int, src: rasterio.DatasetReader) -> np.ndarray | None:
         bx0, by0, bx1, by1 = tiles_covering(west, south, east, north, z)
         if not (bx0 <= x <= bx1 and by0 <= y <= by1):
             return None
-        if z == zmax:
+        if z == state.zmax:
             rgba = _warp_tile(src, x, y, z)
-            done[0] += 1
-            if progress and done[0] % 16 == 0:
-                progress("imagery", done[0], total_leaves)
+            counts[1] += TILE_SIZE * TILE_SIZE
         else:
             kids = [[render(z + 1, 2 * x + dx, 2 * y + dy, src) for dx in (0, 1)] for dy in (0, 1)]
             if all(k is None for row in kids for k in row):
                 return None
-            big = np.zeros((2 * TILE_SIZE, 2 * TILE_SIZE, 4), dtype=np.uint8)
-            for dy in (0, 1):
-                for dx in (0, 1):
-                    if kids[dy][dx] is not None:
-                        big[dy * TILE_SIZE : (dy + 1) * TILE_SIZE, dx * TILE_SIZE : (dx + 1) * TILE_SIZE] = kids[dy][dx]
-            rgba = downsample_2x(big)
+            rgba = _parent_tile(kids)
         # fully transparent tiles inside the extent are written too: a client asks for every
         # tile in the layer's rectangle, and a 404 there is an error in its console
         rel = f"tiles/{z}/{x}/{y}.{ext}"
-        if not store.is_done(rel):
-            store.write(rel, encode_tile(rgba, fmt, quality))
-        counts["tiles"] += 1
-        counts["pixels"] += int(TILE_SIZE * TILE_SIZE) if z == zmax else 0
+        if state.sink.is_done(rel):
+            state.sink.keep(rel)
+        else:
+            state.sink.write(rel, encode_tile(rgba, state.fmt, state.quality))
+        counts[0] += 1
         return rgba
 
-    def run_root(root: tuple[int, int, int]) -> tuple[tuple[int, int, int], np.ndarray | None]:
-        with rasterio.open(source) as src:  # GDAL datasets are not shared across threads
-            return root, render(*root, src)
-
-    n_workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        arrays = dict(pool.map(run_root, roots))
-
-    # the levels above the split, from the subtrees' top tiles
-    for z in range(split - 1, zmin - 1, -1):
-        bx0, by0, bx1, by1 = tiles_covering(west, south, east, north, z)
-        upper: dict[tuple[int, int, int], np.ndarray | None] = {}
-        for x in range(bx0, bx1 + 1):
-            for y in range(by0, by1 + 1):
-                big = np.zeros((2 * TILE_SIZE, 2 * TILE_SIZE, 4), dtype=np.uint8)
-                any_kid = False
-                for dy in (0, 1):
-                    for dx in (0, 1):
-                        kid = arrays.get((z + 1, 2 * x + dx, 2 * y + dy))
-                        if kid is not None:
-                            big[dy * TILE_SIZE : (dy + 1) * TILE_SIZE, dx * TILE_SIZE : (dx + 1) * TILE_SIZE] = kid
-                            any_kid = True
-                if not any_kid:
-                    continue
-                rgba = downsample_2x(big)
-                rel = f"tiles/{z}/{x}/{y}.{ext}"
-                if not store.is_done(rel):
-                    store.write(rel, encode_tile(rgba, fmt, quality))
-                counts["tiles"] += 1
-                upper[(z, x, y)] = rgba
-        arrays = upper
-    if progress:
-        progress("imagery", total_leaves, total_leaves)
-
-    meta = {
-        "tilejson": "3.0.0",
-        "name": layer_id,
-        "scheme": "xyz",
-        "tiling": "WebMercator",
-        "crs": "EPSG:3857",
-        "format": fmt,
-        "content_type": FORMATS[fmt],
-        "tile_size": TILE_SIZE,
-        "minzoom": zmin,
-        "maxzoom": zmax,
-        "bounds": [west, south, east, north],
-        "tiles": [f"tiles/{{z}}/{{x}}/{{y}}.{ext}"],
-        "transparent": has_nodata,
-        "source": source.name,
-    }
-    store.finish(METADATA, meta)
-    result = LayerResult(
-        id=layer_id,
-        kind="imagery",
-        path=out_dir,
-        count=counts["tiles"],
-        tiles=counts["tiles"],
-        triangles=0,
-        bytes=store.size_on_disk(),
-        bounds={"west": west, "south": south, "east": east, "north": north, "min_height": 0.0, "max_height": 0.0},
-        schema={},
-        seconds=time.perf_counter() - t0,
-        resumed_tiles=store.resumed,
-        format="imagery",
-        url=f"tiles/{{z}}/{{x}}/{{y}}.{ext}",
-        extra={"tiling": "WebMercator", "scheme": "xyz", "minzoom": zmin, "maxzoom": zmax, "image_format": fmt, "pixels": counts["pixels"]},
-    )
-    log.info("imagery %s: %d tiles, zoom %d–%d, %.1f MB, %.2f s", layer_id, result.tiles, zmin, zmax, result.bytes / 1e6, result.seconds)
-    return result
+    with rasterio.open(state.source) as src:  # a GDAL dataset is never shared between threads
+        rgba = render(*root, src)
+    return rgba, counts[0], counts[1]
 
 
 def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Terrain tile jobs: lattice windows → gzip-compressed quantized-mesh tiles (pure: no I/O).
+"""Terrain tiles from lattice windows: gzip-compressed quantized-mesh tiles (pure: no I/O).
 
-A job meshes each tile of a level within the level's error bound (:func:`level_error`), measured
+:func:`encode_terrain_tiles` meshes each tile of a level within the level's error bound (:func:`level_error`), measured
 from the surface a client draws (flat triangles between ECEF vertices) along the tile's up
 direction, so the Earth's curvature counts; levels 0–5 are regular grids instead. Normals come
 from the lattice itself (central differences), so neighbouring tiles of a level shade alike. Every
@@ -20,6 +20,8 @@ from cim.kernels.frames import geodetic_to_ecef, up_vectors
 from cim.kernels.heightfield import lattice_normals
 from cim.kernels.tin import error_bounded_tins
 from cim.tiling.geographic import INTERVALS, SAMPLES, level_max_error, sample_degrees, tile_bounds, tile_degrees
+
+__all__ = ["GRID_LEVELS", "GRID_STRIDE", "LevelTiles", "encode_terrain_tiles", "level_error"]
 
 #: levels up to this one (tiles of 5.6° and more) are regular grids on every GRID_STRIDE-th sample
 GRID_LEVELS = 5
@@ -43,7 +45,7 @@ class LevelTiles:
 
 
 def encode_terrain_tiles(parts: list[LevelTiles], error_factor: float = 1.0) -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    """A tile job, pure: lattice windows → gzip-compressed quantized-mesh tiles.
+    """Lattice windows → gzip-compressed quantized-mesh tiles.
 
     Each level's tiles are meshed within :func:`level_error` of their samples, then every tile of
     every part is encoded in one batch.
