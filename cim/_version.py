@@ -1,4 +1,4 @@
-"""The package's version, in a module of its own so that any module can read it without importing
-``cim`` itself."""
+"""The package version, in a module of its own so that modules inside ``cim`` can read it
+without importing the ``cim`` package (which lazily imports them)."""
 
 __version__ = "0.1.0"

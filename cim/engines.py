@@ -18,6 +18,7 @@ library runs: :func:`fork_allowed` forks only when the process policy allows it
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
@@ -40,6 +41,7 @@ __all__ = [
     "ThreadPool",
     "ForkPool",
     "engine_from",
+    "helper_executor",
     "helper_threads",
     "background",
     "fork_allowed",
@@ -52,6 +54,9 @@ Job = Callable[[Any, Any], Any]
 
 #: name prefixes of helper threads known to hold no lock a forked child would take
 _FORK_SAFE: set[str] = set()
+#: live thread pools by their threads' name prefix (their idle threads are fork-safe)
+_POOLS: dict[str, ThreadPool] = {}
+_pool_ids = itertools.count(1)
 
 
 def register_fork_safe(prefix: str) -> None:
@@ -69,7 +74,13 @@ def fork_allowed() -> bool:
         return False
     me = threading.current_thread()
     safe = tuple(_FORK_SAFE)
-    return all(t is me or (safe and t.name.startswith(safe)) for t in threading.enumerate())
+    for t in threading.enumerate():
+        if t is me or (safe and t.name.startswith(safe)):
+            continue
+        pool = _POOLS.get(t.name.rpartition("_")[0])
+        if pool is None or pool.busy:
+            return False
+    return True
 
 
 # -- pools -----------------------------------------------------------------------------------
@@ -99,11 +110,34 @@ class InlinePool(TaskPool):
 
 class ThreadPool(TaskPool):
     """Runs jobs on threads of this process: the default, since every heavy step of the layers
-    (numba kernels, numpy, GDAL, zlib, meshopt, file writes) releases the GIL."""
+    (numba kernels, numpy, GDAL, zlib, meshopt, file writes) releases the GIL.
+
+    While no job runs, its threads wait on the pool's queue and hold nothing a forked child
+    needs, so they do not stop a fork (:func:`fork_allowed`): a layer's helper process may start
+    between two passes of jobs.
+    """
 
     def __init__(self, executor: ThreadPoolExecutor, workers: int) -> None:
         self._executor = executor
         self.workers = workers
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Some job is queued or running."""
+        return self._busy > 0
+
+    def _submit(self, job: Job, state: Any, key: Any) -> Future:
+        with self._lock:
+            self._busy += 1
+        future = self._executor.submit(job, state, key)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future) -> None:
+        with self._lock:
+            self._busy -= 1
 
     def map(self, job: Job, state: Any, keys: Iterable[Any], *, sizes: Sequence[float] | None = None) -> Iterator[Any]:
         keys = list(keys)
@@ -113,7 +147,7 @@ class ThreadPool(TaskPool):
         order: Iterable[int] = range(len(keys))
         if sizes is not None:
             order = sorted(order, key=lambda i: -sizes[i])
-        futures = {i: self._executor.submit(job, state, keys[i]) for i in order}
+        futures = {i: self._submit(job, state, keys[i]) for i in order}
         try:
             for i in range(len(keys)):
                 yield futures[i].result()
@@ -231,8 +265,13 @@ class LocalEngine(Engine):
         elif self.processes and fork_allowed():
             yield ForkPool(n)
         else:
-            with ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"cim-{name}") as executor:
-                yield ThreadPool(executor, n)
+            prefix = f"cim-{name}-{next(_pool_ids)}"
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix=prefix) as executor:
+                _POOLS[prefix] = pool = ThreadPool(executor, n)
+                try:
+                    yield pool
+                finally:
+                    del _POOLS[prefix]
 
     def __repr__(self) -> str:
         return f"LocalEngine(workers={self._workers}{', processes=True' if self.processes else ''})"
@@ -253,15 +292,20 @@ def engine_from(engine: Engine | str | None = None, *, workers: int | None = Non
 # -- helper threads ----------------------------------------------------------------------------
 
 
-@contextmanager
-def helper_threads(n: int, name: str, *, fork_safe: bool = False) -> Iterator[ThreadPoolExecutor]:
-    """Threads that run beside a layer's jobs for the ``with`` block (file writes overlapping
-    the meshing, attributes read while geometry streams in). ``fork_safe``: they never hold a
-    lock a forked child would take (see :func:`register_fork_safe`)."""
+def helper_executor(n: int, name: str, *, fork_safe: bool = False) -> ThreadPoolExecutor:
+    """``n`` threads that run beside a layer's jobs (file writes overlapping the meshing,
+    attributes read while geometry streams in); the caller shuts them down. ``fork_safe``: they
+    never hold a lock a forked child would take (see :func:`register_fork_safe`)."""
     prefix = f"cim-{name}"
     if fork_safe:
         register_fork_safe(prefix)
-    executor = ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix=prefix)
+    return ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix=prefix)
+
+
+@contextmanager
+def helper_threads(n: int, name: str, *, fork_safe: bool = False) -> Iterator[ThreadPoolExecutor]:
+    """:func:`helper_executor` for the length of a ``with`` block."""
+    executor = helper_executor(n, name, fork_safe=fork_safe)
     try:
         yield executor
     finally:

@@ -88,7 +88,9 @@ def build(
         with SearchIndexWriter(out / INDEX_NAME) as search:
             city.search = search
             for spec, builder, options in sorted(layers, key=lambda t: t[1].order):
-                results[spec.id] = run_layer(builder, spec.id, [spec.source], options, city)
+                result = results[spec.id] = run_layer(builder, spec.id, [spec.source], options, city)
+                if result.search is not None and not search.has(result.search):
+                    search.add(result.search)  # indexed while the next layer builds
             if any(r.search is not None for r in results.values()):
                 search.finish()
     finally:
@@ -153,6 +155,8 @@ def convert(
             city.search = search
             result = run_layer(builder, layer_id or kind, paths, opts, city, out=out)
             if result.search is not None:
+                if not search.has(result.search):
+                    search.add(result.search, wait=True)
                 search.finish()
     finally:
         if not isinstance(engine, Engine):

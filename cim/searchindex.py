@@ -30,12 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cim.engines import fork_allowed, helper_executor
 from cim.errors import CimInputError, CimIOError
 
 INDEX_NAME = "search.sqlite"
-#: the name prefix of the writer thread where the index is not written by a forked child (the BIM
-#: geometry process may fork while it runs: SQLite only)
-THREAD_NAME = "cim-search"
 
 
 @dataclass
@@ -104,13 +102,13 @@ class SearchIndexWriter:
     renames the file into place (atomic); leaving the ``with`` block on an error removes the
     temporary file instead.
 
-    Where fork is safe (Linux), each :meth:`add` forks a child process that inherits the rows
-    (no copy, no pickling) and writes them while the parent tiles: staging 78,000 buildings
-    through ``executemany`` holds the GIL for about 0.5 s, which on a thread slowed the tile
-    encoding beside it by as much; the fork itself costs the parent about 15 ms. Children write
-    one after the other (each waits for the previous one). Elsewhere, or with
-    ``processes=False``, a background thread writes them (SQLite's own work then still runs
-    without the GIL).
+    Where forking is allowed (:func:`cim.engines.fork_allowed`: the caller opted in, as the ``cim``
+    command does), each :meth:`add` forks a child process that inherits the rows (no copy, no
+    pickling) and writes them while the parent tiles: staging rows through ``executemany`` holds
+    the GIL, which on a thread slows the tile encoding beside it by as much. Children write one
+    after the other (each waits for the previous one). Elsewhere, or with ``processes=False``, a
+    helper thread writes them (SQLite's own work then still runs without the GIL); it holds no
+    lock a forked child would need, so the BIM layer's geometry process may still fork.
     """
 
     def __init__(self, path: str | Path, *, processes: bool | None = None) -> None:
@@ -119,7 +117,7 @@ class SearchIndexWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
-        self._fork = sys.platform.startswith("linux") and hasattr(os, "fork") if processes is None else bool(processes)
+        self._fork = fork_allowed() if processes is None else bool(processes)
         self._child: tuple[int, int] | None = None  # (pid, read end of its error pipe)
         self._pool: ThreadPoolExecutor | None = None
         self._jobs: list[Future] = []
@@ -130,14 +128,18 @@ class SearchIndexWriter:
         if self._fork:
             _create(self._tmp).close()
         else:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix=THREAD_NAME)
+            self._pool = helper_executor(1, "search", fork_safe=True)
             self._jobs.append(self._pool.submit(self._open))
 
     def _open(self) -> None:
         self._con = _create(self._tmp, check_same_thread=False)
 
-    def add(self, rows: SearchRows) -> None:
-        """Queue one layer's rows (returns at once, or once the previous layer's are written)."""
+    def add(self, rows: SearchRows, *, wait: bool = False) -> None:
+        """Queue one layer's rows (returns at once, or once the previous layer's are written).
+
+        ``wait``: nothing is left to run beside the writing, so write them now in this process
+        (a child process or a thread would only add its start-up).
+        """
         start = self._count + 1
         self._count += len(rows.ids)
         self._added.append(rows)
@@ -145,9 +147,20 @@ class SearchIndexWriter:
             self._half_width = max(self._half_width, float(np.max(rows.east - rows.west)) / 2.0)
         if not self._fork:
             assert self._pool is not None
-            self._jobs.append(self._pool.submit(self._insert, rows, start))
+            job = self._pool.submit(self._insert, rows, start)
+            self._jobs.append(job)
+            if wait:
+                job.result()
             return
         self._wait_child()
+        if wait:
+            con = _connect(self._tmp)
+            try:
+                _insert_rows(con, rows, start)
+                con.commit()
+            finally:
+                con.close()
+            return
         self._child = _fork_writer(self._tmp, rows, start)
 
     def has(self, rows: SearchRows) -> bool:

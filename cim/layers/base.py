@@ -256,6 +256,8 @@ class LayerResult:
     #: the CRS of the layer's sources (a label such as ``EPSG:4544``), when they share one
     crs: str | None = None
     info: LayerInfo | None = None
+    #: the files and folders the layer was built from
+    sources: list[Path] = field(default_factory=list)
     #: rows for the city's search index, when the layer has features
     search: SearchRows | None = field(default=None, repr=False)
 
@@ -338,8 +340,9 @@ class LayerRun:
         warnings.warn(w, stacklevel=2)
 
     def add_search(self, rows: SearchRows) -> None:
-        """Hand the layer's rows to the city's search index now (it indexes them while the tiles
-        are made); :func:`run_layer` does it at the end for rows handed over only in the output."""
+        """Hand the layer's rows to the city's search index now, so that it indexes them while
+        the tiles are made (rows returned only in the :class:`LayerOutput` are indexed by the
+        caller of :func:`run_layer` once the layer is done)."""
         if self.city.search is not None and not self.city.search.has(rows):
             self.city.search.add(rows)
 
@@ -460,10 +463,9 @@ def run_layer(builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path
         url=output.url if output.url is not None else builder.url,
         crs=output.crs,
         info=output.info,
+        sources=paths,
         search=output.search,
     )
-    if output.search is not None:
-        run.add_search(output.search)
     if city.frame is None:
         from cim.kernels.frames import LocalFrame
 

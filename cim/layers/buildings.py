@@ -3,64 +3,75 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyogrio
 
-from cim.crs import crs_label, parse_crs, to_lonlat
+from cim.crs import crs_label, parse_crs, to_lonlat, transformer
+from cim.engines import background
+from cim.errors import CimInputError
 from cim.formats.glb import FeatureColumns, encode_feature_mesh
 from cim.formats.tileset import enu_to_gltf, replace_tree, tileset_document, transform_list
-from cim.layers.base import LayerResult, Progress
 from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
 from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
+from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.searchindex import SearchRows
-from cim.errors import CimInputError
-from cim.sources.dem import DemPrefetch, read_dem_window
-from cim.sources.footprints import FootprintTable, footprint_rings
-from cim.engines import run_jobs
-from cim.store import TileStore, atomic_write_bytes, build_key, file_fingerprint, write_new_bytes
-from cim.tiling.quadtree import quadtree_plan
+from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
+from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
+from cim.store import TileSink, build_key, file_fingerprint
+from cim.tiling.quadtree import TileNode, quadtree_plan
+from cim.warnings import CimWarning, DefaultValueWarning, FeatureRepairedWarning, FeatureSkippedWarning, OutsideDataWarning
+
+__all__ = [
+    "BuildingsLayer", "BuildingsOptions", "BuildingsInfo", "BuildingsPlan", "PreparedBuildings", "building_heights", "prepare_buildings",
+    "prefetch_dem_for", "origin_for", "search_rows", "warm_up_kernels", "tile_job",
+]
 
 log = logging.getLogger("cim.buildings")
 
 
-
 @dataclass
-class BuildingOptions:
-    """How heights and tiles are made.
+class BuildingsOptions(LayerOptions):
+    """How footprints are read, given heights and tiled.
 
-    Attributes
-    ----------
-    height : attribute with the height in metres (first choice)
-    floors : attribute with the number of floors (second choice, times ``storey_height``)
-    storey_height : metres per floor
-    default_height : metres, for buildings with neither (one warning gives their count)
-    dem : a DEM to stand buildings on (base = lowest ground under the footprint)
-    max_features : most buildings in one tile
-    workers : parallel workers (default: the number of cores)
-    engine : where tile jobs run: ``"auto"``, ``"threads"`` or ``"processes"`` (see cim.engines)
-    ground_offset : metres added to the ground sampled from the DEM. A city with a terrain layer
-        sinks its buildings by the terrain's finest error bound: the rendered ground is the DEM
-        within that bound, so a base that low never floats above it
+    Heights: the ``height`` attribute (metres), else ``floors`` × ``storey_height``, else
+    ``default_height`` (one warning gives the count). With a ``dem``, a building's base is the
+    lowest ground under its footprint; a city with a terrain layer built from the same DEM sinks
+    its buildings by the terrain's finest error bound, so that a base never floats above the
+    rendered ground.
     """
 
-    height: str | None = "height"
-    floors: str | None = "floors"
-    storey_height: float = 3.0
-    default_height: float = 10.0
-    dem: Path | None = None
-    max_features: int = 2000
-    workers: int | None = None
-    engine: str = "threads"  # measured: see benchmarks/bench_buildings.py --engine
-    ground_offset: float = 0.0
+    height: str | None = option("height", help="Attribute with the height in metres.", cli="--height-attr")
+    floors: str | None = option("floors", help="Attribute with the number of floors (used where there is no height).", cli="--floors-attr")
+    storey_height: float = option(3.0, help="Metres per floor.")
+    default_height: float = option(10.0, help="Metres, where neither height nor floors is known.")
+    dem: Path | None = option(None, help="DEM to stand buildings on (base = lowest ground under the footprint).")
+    max_features: int = option(2000, help="Most buildings in one tile.")
+    crs: str | None = option(None, help="CRS of a file that declares none, e.g. EPSG:4544 [default: the city's].")
+    layer: str | None = option(None, help="Layer of a multi-layer file (GeoPackage) [default: the first].")
+    id_attr: str = option("id", help="Attribute with feature ids.")
+
+    def check(self, where: str) -> None:
+        for name in ("storey_height", "default_height"):
+            if not getattr(self, name) > 0:
+                raise CimInputError(f"{where}: option {name!r} must be positive, got {getattr(self, name)}")
+        if self.max_features < 1:
+            raise CimInputError(f"{where}: option 'max_features' must be at least 1, got {self.max_features}")
+
+
+@dataclass
+class BuildingsInfo(LayerInfo):
+    """What a buildings layer adds to its ``city.json`` entry."""
+
+    id_property: str = "id"
+    #: LOD1 buildings left out because a BIM model of the city stands on their footprint
+    replaced_by_bim: int | None = None
 
 
 @dataclass
@@ -73,7 +84,7 @@ class PreparedBuildings:
     base: np.ndarray  # (n,)
     top: np.ndarray  # (n,)
     lonlat_boxes: np.ndarray  # (n, 4) west, south, east, north of each footprint, degrees
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[tuple[type[CimWarning], str]] = field(default_factory=list)
 
     @property
     def lonlat_bounds(self) -> tuple[float, float, float, float]:
@@ -82,29 +93,28 @@ class PreparedBuildings:
         return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
-@dataclass
-class _TileState:
-    """Read-only data every tile job of a buildings layer shares (inherited by forked workers)."""
+@dataclass(frozen=True)
+class TileState:
+    """Read-only data every tile job of a buildings layer shares."""
 
     mesh: BuildingMesh
     columns: FeatureColumns
     box_lo: np.ndarray
     box_hi: np.ndarray
-    root: Path
-    done: frozenset[str]
-    in_place: bool = False  # no tileset.json names the tiles yet: write them without a rename
+    sink: TileSink
 
 
-def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray, int, int]:
-    """Encode and write one tile; returns (file, box lo, box hi, triangles, bytes or -1 if kept)."""
+def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The tile job: encode and write one tile (``job``: its name and buildings); returns its
+    box (lo, hi, ENU) and its triangles."""
     name, features = job
     lo = state.box_lo[features].min(axis=0)
     hi = state.box_hi[features].max(axis=0)
     rel = f"tiles/{name}.glb"
     to = state.mesh.triangle_offsets
     ntri = int((to[features + 1] - to[features]).sum())
-    if rel in state.done:
-        return rel, lo, hi, ntri, -1
+    if state.sink.is_done(rel):
+        return lo, hi, ntri
     centre = (lo + hi) / 2.0
     gl_centre = enu_to_gltf(centre)
     local, nrm, tri, vfeat = gather_tile(state.mesh, features, gl_centre)  # glTF axes, quantized normals
@@ -113,11 +123,11 @@ def _encode_tile(state: _TileState, job: tuple[str, np.ndarray]) -> tuple[str, n
     glb = encode_feature_mesh(
         local, nrm, tri, vfeat, ptable, gl_centre, position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
     )
-    (write_new_bytes if state.in_place else atomic_write_bytes)(state.root / rel, glb)
-    return rel, lo, hi, ntri, len(glb)
+    state.sink.write(rel, glb)
+    return lo, hi, ntri
 
 
-def building_heights(table: FootprintTable, opts: BuildingOptions) -> tuple[np.ndarray, list[str]]:
+def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.ndarray, list[tuple[type[CimWarning], str]]]:
     """Height of each building: the height attribute, else floors × storey height, else default."""
     n = len(table)
     heights = np.full(n, np.nan)
@@ -133,11 +143,11 @@ def building_heights(table: FootprintTable, opts: BuildingOptions) -> tuple[np.n
         use = missing & (floors > 0)
         heights[use] = floors[use] * opts.storey_height
         if use.any():
-            notes.append(f"{int(use.sum())} building(s) took their height from {opts.floors!r} × {opts.storey_height} m")
+            notes.append((DefaultValueWarning, f"{int(use.sum())} building(s) took their height from {opts.floors!r} × {opts.storey_height} m"))
     missing = np.isnan(heights)
     if missing.any():
         heights[missing] = opts.default_height
-        notes.append(f"{int(missing.sum())} of {n} building(s) have no height; used the default {opts.default_height} m")
+        notes.append((DefaultValueWarning, f"{int(missing.sum())} of {n} building(s) have no height; used the default {opts.default_height} m"))
     return heights, notes
 
 
@@ -149,7 +159,7 @@ def _to_float(v: object) -> float:
 
 
 def prepare_buildings(
-    table: FootprintTable, frame: LocalFrame, opts: BuildingOptions, dem_prefetch: DemPrefetch | None = None
+    table: FootprintTable, frame: LocalFrame, opts: BuildingsOptions, dem_prefetch: DemPrefetch | None = None, ground_offset: float = 0.0
 ) -> PreparedBuildings:
     """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
 
@@ -159,7 +169,7 @@ def prepare_buildings(
     numpy: each child then paid the page faults of its own copies, and a compiled kernel would
     pay numba's start-up in every child.)
     """
-    warnings: list[str] = []
+    warnings: list[tuple[type[CimWarning], str]] = []
     heights, notes = building_heights(table, opts)
     warnings += notes
     n = len(table)
@@ -175,17 +185,17 @@ def prepare_buildings(
         z = dem.sample(coords[:, 0], coords[:, 1], table.crs)
         with np.errstate(invalid="ignore"):
             base = np.fmin.reduceat(z, starts)
-        base += opts.ground_offset  # NaN (off the DEM) stays NaN
+        base += ground_offset  # NaN (off the DEM) stays NaN
         outside = np.isnan(base)
         if outside.all():
             raise CimInputError(f"{table.source}: no footprint lies on the DEM {dem.path} (check both files' CRS)")
         if outside.any():
             fill = float(np.nanmedian(base))
             ids = ", ".join(map(str, table.ids[outside][:10]))
-            warnings.append(
+            warnings.append((OutsideDataWarning,
                 f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name}; base set to the median "
                 f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})"
-            )
+            ))
             base[outside] = fill
     else:
         base = np.zeros(n)
@@ -201,20 +211,19 @@ def prepare_buildings(
     return PreparedBuildings(mesh, centres, sizes, base, top, boxes, warnings)
 
 
-_warm_up: threading.Thread | None = None
+_warm_up = None
 
 
 def warm_up_kernels() -> None:
-    """Start loading the compiled extrusion kernels on a background thread (once per process).
+    """Start loading the compiled extrusion kernels on a helper thread (once per process).
 
-    numba's first call in a process costs about 0.4 s (its typing registries and the cached
-    machine code); started before the footprints are read, it overlaps the parts of reading that
-    run without the GIL (GDAL, GEOS) instead of waiting in front of the extrusion.
+    numba's first call in a process loads its typing registries and the cached machine code;
+    started before the footprints are read, it overlaps the parts of reading that run without
+    the GIL (GDAL, GEOS) instead of waiting in front of the extrusion.
     """
     global _warm_up
     if _warm_up is None:
-        _warm_up = threading.Thread(target=_load_kernels, name="cim-numba-warm-up", daemon=True)
-        _warm_up.start()
+        _warm_up = background(_load_kernels, name="numba-warm-up")
 
 
 def _load_kernels() -> None:
@@ -248,116 +257,150 @@ def origin_for(table: FootprintTable, ground_height: float = 0.0) -> LocalFrame:
     return LocalFrame(float(lon[0]), float(lat[0]), ground_height)
 
 
-def build_buildings_layer(
-    table: FootprintTable,
-    out_dir: str | Path,
-    frame: LocalFrame,
-    opts: BuildingOptions | None = None,
-    *,
-    layer_id: str = "buildings",
-    progress: Progress | None = None,
-    search: bool = True,
-    dem_prefetch: DemPrefetch | None = None,
-    search_sink: Callable[[SearchRows], None] | None = None,
-) -> LayerResult:
-    """Write a buildings layer: ``out_dir/tileset.json`` and ``out_dir/tiles/*.glb``.
+@dataclass
+class BuildingsPlan(LayerPlan):
+    table: FootprintTable | None = None
+    prep: PreparedBuildings | None = None
+    root: TileNode | None = None
+    frame: LocalFrame | None = None
+    replaced: int = 0
 
-    Parameters
-    ----------
-    table : the footprints (see :func:`cim.sources.footprints.read_footprints`)
-    out_dir : the layer folder
-    frame : the city's local frame; the tileset's root transform is its ENU→ECEF matrix
-    opts : heights, DEM, tile size
-    progress : called as ``progress(stage, done, total)``
-    dem_prefetch : the DEM window under the footprints, already being read (see
-        :func:`prefetch_dem_for`)
-    search_sink : called with the layer's search rows before the tiles are encoded (a
-        :class:`cim.searchindex.SearchIndexWriter` indexes them meanwhile)
+
+class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
+    """Building footprints (GeoPackage, GeoJSON, Shapefile; any CRS) → LOD1 prisms → a quadtree of
+    GLB tiles with per-building ids and attributes (``tileset.json`` + ``tiles/*.glb``).
+
+    Parents hold the buildings of their children (refine REPLACE) with a geometric error from
+    the largest building size left out below them; a tile holds at most ``max_features``
+    buildings. Buildings under a BIM model of the same city (more than half of their footprint)
+    are left out: the model replaces them.
     """
-    t0 = time.perf_counter()
-    opts = opts or BuildingOptions()
-    out_dir = Path(out_dir)
-    if progress:
-        progress("extrude", 0, len(table))
-    prep = prepare_buildings(table, frame, opts, dem_prefetch=dem_prefetch)
-    if progress:
-        progress("extrude", len(table), len(table))
-    for w in prep.warnings:
-        log.warning("%s: %s", table.source.name, w)
-    root = quadtree_plan(prep.centres, prep.sizes, opts.max_features)
-    nodes = list(root.walk())
-    key = build_key(
-        "buildings-1",
-        file_fingerprint(table.source),
-        file_fingerprint(opts.dem) if opts.dem else None,
-        opts.height, opts.floors, opts.storey_height, opts.default_height, opts.max_features,
-        frame.to_dict(),
-    )
-    store = TileStore(out_dir, key)
-    types = table.types
-    m = prep.mesh
-    # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
-    # (parents repeat 80 % of the leaves' buildings, so per-tile conversion did it 1.8 times),
-    # and each building's box (a tile's box is the union of its buildings' boxes)
-    gl_positions, gl_normals, box_lo, box_hi = gltf_layer_arrays(m)
-    state = _TileState(
-        mesh=BuildingMesh(gl_positions, gl_normals, m.triangles, m.vertex_offsets, m.triangle_offsets),
-        columns=FeatureColumns.encode(table.columns, table.types),
-        box_lo=box_lo,
-        box_hi=box_hi,
-        root=out_dir,
-        done=frozenset(store.done),
-        # a first build: nothing serves these tiles before tileset.json is written, last; a tile
-        # torn by a crash has no line in the build log, so a resumed build writes it again
-        in_place=store.unpublished("tileset.json"),
-    )
-    rows = search_rows(layer_id, table, prep) if search else None
-    if rows is not None and search_sink is not None:
-        search_sink(rows)
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    triangles = 0
-    jobs = ((node.name, node.features) for node in nodes)
-    results = run_jobs(_encode_tile, state, jobs, workers=opts.workers, engine=opts.engine)
-    for i, (node, (rel, lo, hi, ntri, size)) in enumerate(zip(nodes, results)):
-        if size >= 0:
-            store.record(rel, size)
-        else:
-            store.keep(rel)
-        bounds[node.name] = (lo, hi)
-        if not node.children:
-            triangles += ntri
-        if progress:
-            progress("tiles", i + 1, len(nodes))
 
-    root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
-    root_json["transform"] = transform_list(frame.matrix())
-    diagonal = float(np.linalg.norm(hi - lo))
-    doc = tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0))
-    store.finish("tileset.json", doc)
+    kind = "buildings"
+    Options = BuildingsOptions
+    order = 50
+    cim_level = 2
+    summary = "Extrude building footprints (GeoPackage, GeoJSON, Shapefile) to LOD1 3D Tiles."
 
-    west, south, east, north = prep.lonlat_bounds
-    result = LayerResult(
-        id=layer_id,
-        kind="buildings",
-        path=out_dir,
-        count=len(table),
-        tiles=len(nodes),
-        triangles=triangles,
-        bytes=store.size_on_disk(),
-        bounds={"west": west, "south": south, "east": east, "north": north, "min_height": float(prep.base.min()), "max_height": float(prep.top.max())},
-        schema=dict(types),
-        seconds=time.perf_counter() - t0,
-        resumed_tiles=store.resumed,
-        skipped=len(table.skipped),
-        repaired=len(table.repaired),
-        warnings=prep.warnings,
-    )
-    result.search = rows
-    log.info(
-        "buildings %s: %d buildings, %d tiles, %d triangles, %.1f MB, %s, %.2f s",
-        layer_id, result.count, result.tiles, triangles, result.bytes / 1e6, crs_label(table.crs), result.seconds,
-    )
-    return result
+    def plan(self, sources: list[Path], options: BuildingsOptions, run: LayerRun) -> BuildingsPlan:
+        source = sources[0]
+        crs = options.crs if options.crs is not None else run.city.crs
+        warm_up_kernels()
+        prefetch = prefetch_dem_for(source, options.dem, crs, options.layer)
+        table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr)
+        frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
+        replaced = _drop_replaced(table, [fp for r in run.city.results("bim") for fp in r.info.footprints])  # type: ignore[union-attr]
+        if len(replaced):
+            table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
+        ground_offset = -_terrain_error(run, options.dem)
+        run.progress("extrude", 0, len(table))
+        prep = prepare_buildings(table, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset)
+        run.progress("extrude", len(table), len(table))
+        root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
+        nodes = list(root.walk())
+        key = build_key(
+            "buildings-1",
+            file_fingerprint(table.source),
+            file_fingerprint(options.dem) if options.dem else None,
+            options.height, options.floors, options.storey_height, options.default_height, options.max_features,
+            frame.to_dict(),
+        )
+        return BuildingsPlan(key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame,
+                             replaced=len(replaced))
+
+    def build(self, plan: BuildingsPlan, run: LayerRun) -> LayerOutput:
+        assert run.store is not None and plan.table is not None and plan.prep is not None and plan.root is not None and plan.frame is not None
+        table, prep, root = plan.table, plan.prep, plan.root
+        if table.skipped:
+            run.warn(FeatureSkippedWarning, f"{table.source.name}: skipped {len(table.skipped)} footprint(s): {issue_ids(table.skipped)}")
+        if table.repaired:
+            run.warn(FeatureRepairedWarning, f"{table.source.name}: repaired {len(table.repaired)} invalid footprint(s): {issue_ids(table.repaired)}")
+        for category, message in prep.warnings:
+            run.warn(category, f"{table.source.name}: {message}")
+        # the search index takes the rows now and indexes them while the tiles are encoded
+        rows = search_rows(run.id, table, prep)
+        run.add_search(rows)
+        m = prep.mesh
+        # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
+        # (parents repeat most of the leaves' buildings), and each building's box (a tile's box
+        # is the union of its buildings' boxes)
+        gl_positions, gl_normals, box_lo, box_hi = gltf_layer_arrays(m)
+        state = TileState(
+            mesh=BuildingMesh(gl_positions, gl_normals, m.triangles, m.vertex_offsets, m.triangle_offsets),
+            columns=FeatureColumns.encode(table.columns, table.types),
+            box_lo=box_lo,
+            box_hi=box_hi,
+            sink=run.store.sink(),
+        )
+        bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        triangles = 0
+        leaves = {node.name for node in root.walk() if not node.children}
+        for (name, _), (lo, hi, ntri) in zip(plan.jobs, run.map(tile_job, state, plan.jobs, stage="tiles")):
+            bounds[name] = (lo, hi)
+            if name in leaves:
+                triangles += ntri
+        root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
+        root_json["transform"] = transform_list(plan.frame.matrix())
+        diagonal = float(np.linalg.norm(hi - lo))
+        west, south, east, north = prep.lonlat_bounds
+        return LayerOutput(
+            index=tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0)),
+            count=len(table),
+            tiles=len(plan.jobs),
+            triangles=triangles,
+            bounds={"west": west, "south": south, "east": east, "north": north, "min_height": float(prep.base.min()), "max_height": float(prep.top.max())},
+            schema=dict(table.types),
+            skipped=len(table.skipped),
+            repaired=len(table.repaired),
+            crs=crs_label(table.crs),
+            info=BuildingsInfo(replaced_by_bim=plan.replaced or None),
+            search=rows,
+        )
+
+
+def _terrain_error(run: LayerRun, dem: Path | None) -> float:
+    """The finest error bound of a terrain layer of the city built from ``dem`` (0 when none)."""
+    if dem is None:
+        return 0.0
+    for r in run.city.results("terrain"):
+        if r.info is not None and any(Path(s).resolve() == Path(dem).resolve() for s in r.sources):
+            return r.info.finest_error()  # type: ignore[attr-defined]
+    return 0.0
+
+
+def _city_frame(table: FootprintTable, opts: BuildingsOptions, prefetch: DemPrefetch | None) -> LocalFrame:
+    """The centre of the footprints, on the ground (from the prefetched DEM window when there is
+    one: opening the DEM again costs more than sampling the window)."""
+    frame = origin_for(table)
+    if opts.dem is not None:
+        xmin, ymin, xmax, ymax = table.bounds
+        x, y = np.array([(xmin + xmax) / 2]), np.array([(ymin + ymax) / 2])
+        z = prefetch.window(table.bounds, table.crs).sample(x, y, table.crs) if prefetch is not None else sample_dem(opts.dem, x, y, table.crs)
+        if np.isfinite(z[0]):
+            frame = LocalFrame(frame.lon, frame.lat, float(z[0]))
+    return frame
+
+
+def _drop_replaced(table: FootprintTable, footprints: list[dict[str, Any]]) -> np.ndarray:
+    """Rows of ``table`` whose footprint lies mostly (> 50 % of its area) under a BIM model's
+    footprint (``{"wkt", "crs"}``, see :class:`cim.layers.bim.BimInfo`)."""
+    import shapely
+    from pyproj import CRS
+
+    if not footprints:
+        return np.empty(0, dtype=np.int64)
+    tree = shapely.STRtree(table.geometries)
+    rows: set[int] = set()
+    for fp in footprints:
+        geom, crs = shapely.from_wkt(fp["wkt"]), fp.get("crs")
+        if crs is not None and not CRS.from_user_input(crs).equals(table.crs):
+            t = transformer(CRS.from_user_input(crs), table.crs)
+            geom = shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        for i in tree.query(geom):
+            g = table.geometries[i]
+            if shapely.area(shapely.intersection(g, geom)) > 0.5 * shapely.area(g):
+                rows.add(int(i))
+    return np.array(sorted(rows), dtype=np.int64)
 
 
 def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -> SearchRows:

@@ -6,7 +6,7 @@ must never meet a fork):
 
 1. **stage**: every file is cut into point ranges; a job reads its range in batches, reprojects
    each batch into the city's ENU frame with the file's checked quadratic fit
-   (:class:`~cim.sources.pointcloud_transform.PiecewiseFit`, made once here with pyproj), sorts it by
+   (:class:`~cim.sources.pointcloud.transform.PiecewiseFit`, made once here with pyproj), sorts it by
    Morton code and keeps it as a run (:func:`~cim.tiling.octree.stage_batch`): in memory up to
    ``stage_memory`` bytes for the whole build, beyond that in the job's spill file;
 2. **index**: the summed counts split the cube into chunks of at most ``chunk_points``; a job

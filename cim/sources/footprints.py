@@ -167,10 +167,6 @@ def read_footprints(
     table = FootprintTable(geoms[keep], ids[keep], {k: v[keep] for k, v in columns.items()}, types, file_crs, path)
     table.repaired = repaired
     table.skipped = skipped
-    if repaired:
-        log.warning("%s: repaired %d invalid footprint(s): %s", path.name, len(repaired), _ids(repaired))
-    if skipped:
-        log.warning("%s: skipped %d footprint(s): %s", path.name, len(skipped), _ids(skipped))
     if len(table) == 0:
         raise CimInputError(f"{path}: no usable polygon footprints (skipped {len(skipped)})")
     log.info("%s: %d footprints in %s", path.name, len(table), crs_label(file_crs))
@@ -208,7 +204,8 @@ def _ids_from(values: np.ndarray, stem: str) -> np.ndarray:
     return values.astype(str).astype(object)
 
 
-def _ids(issues: list[FeatureIssue], most: int = 10) -> str:
+def issue_ids(issues: list[FeatureIssue], most: int = 10) -> str:
+    """The first ``most`` issues as text: ``id (reason), ...``."""
     shown = ", ".join(f"{i.id} ({i.reason})" for i in issues[:most])
     return shown + (f" and {len(issues) - most} more" if len(issues) > most else "")
 

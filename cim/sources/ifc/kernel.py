@@ -5,20 +5,20 @@ kernel is one of:
 
 - a **geometry process** (:class:`ProcessKernel`), which can be killed when an element never ends.
   It starts as a ``fork()`` of the caller, after the caller has parsed the file: no import, and
-  the parsed model is shared copy-on-write rather than parsed twice. Used whenever the caller's
-  other Python threads are known to be harmless (:data:`FORK_SAFE_THREADS`; fork copies only
-  the calling thread, so a lock another thread holds would stay locked in the child forever;
-  native threads such as OpenBLAS's register fork handlers). Otherwise it is a fresh interpreter
-  (``python -c``): nothing of the caller's ``__main__`` re-runs, but importing numpy and
-  ifcopenshell costs 0.6–1 s before the first element. ``GeometryOptions(start="spawn")``
-  forces it.
+  the parsed model is shared copy-on-write rather than parsed twice. Used whenever
+  :func:`cim.engines.fork_allowed` says so: the caller opted in to forking (the ``cim`` command
+  does; see :mod:`cim.runtime`) and its other Python threads are known to be harmless (fork
+  copies only the calling thread, so a lock another thread holds would stay locked in the child
+  forever; native threads such as OpenBLAS's register fork handlers). Otherwise it is a fresh
+  interpreter (``python -c``): nothing of the caller's ``__main__`` re-runs, but it imports numpy
+  and ifcopenshell and parses the file again before the first element.
+  ``GeometryOptions(start="spawn")`` forces it.
 - **this process** (:class:`InProcessKernel`), for a model :func:`cim.sources.ifc.simple.
-  simple_model` admits: a few elements of small planar solids. On these machines (a Firecracker
-  VM) a page fault costs 5–15 µs, and after a fork every first write to a shared page is one, in
-  both processes: the fork, its faults and the messages cost 15–25 ms, a third of converting a
-  one-element model (ifcopenshell's own iterator: 0.04–0.05 s). Its bound is not a timer, as a
-  C++ call cannot be interrupted (it also holds the GIL throughout, so not even a watchdog
-  thread runs): it is what is admitted; see :mod:`cim.sources.ifc.simple`.
+  simple_model` admits: a few elements of small planar solids, for which the fork, its
+  copy-on-write page faults and the messages would cost a large part of the conversion (see
+  ``benchmarks/README.md``). Its bound is not a timer, as a C++ call cannot be interrupted (it
+  also holds the GIL throughout, so not even a watchdog thread runs): it is what is admitted;
+  see :mod:`cim.sources.ifc.simple`.
 
 Messages travel on their own socket pair (never stdout: kernel chatter on it cannot corrupt
 them). The parent sends jobs, ``("iterate", ids | None)``, ``("careful", ids)`` or ``("exit",)``;
@@ -45,7 +45,7 @@ from pathlib import Path
 import ifcopenshell
 import ifcopenshell.geom
 
-from cim.searchindex import THREAD_NAME as SEARCH_THREAD
+from cim.engines import fork_allowed
 from cim.sources.ifc.file import EXCLUDED_CLASSES, get_attr, schema_has
 
 
@@ -180,23 +180,6 @@ def child_entry() -> None:
     conn.close()
 
 
-#: threads that may run while the geometry process forks: they never enter ifcopenshell, nor
-#: hold a lock the geometry process takes (the city build's search-index writer, which runs
-#: SQLite for the whole build: without it, every model of a city build started a fresh
-#: interpreter)
-FORK_SAFE_THREADS = (SEARCH_THREAD,)
-
-
-def _can_fork() -> bool:
-    """Fork only on Linux (macOS system libraries are not fork-safe), from a process whose other
-    Python threads (if any) are of :data:`FORK_SAFE_THREADS`: fork copies only the calling
-    thread, so a lock another thread holds would stay locked in the child forever."""
-    if not (hasattr(os, "fork") and sys.platform.startswith("linux")):
-        return False
-    me = threading.current_thread()
-    return all(t is me or t.name.startswith(FORK_SAFE_THREADS) for t in threading.enumerate())
-
-
 def _socket_pair() -> tuple[Connection, Connection]:
     """A duplex message channel. Large buffers (up to 4 MB where allowed) let the geometry
     process run ahead while the parent is busy, instead of blocking on a full socket."""
@@ -221,7 +204,7 @@ class ProcessKernel:
         self.pid: int | None = None
         self.proc: subprocess.Popen | None = None
         try:
-            if start != "spawn" and _can_fork():
+            if start != "spawn" and fork_allowed():
                 try:
                     self.pid = self._fork(here, there, path, opts, file)
                 except OSError:  # no memory or process left to fork: try a fresh interpreter
@@ -235,7 +218,7 @@ class ProcessKernel:
     @staticmethod
     def _fork(here: Connection, there: Connection, path: Path, opts: dict, file) -> int:
         with warnings.catch_warnings():
-            # Python 3.12+ warns when native threads (OpenBLAS's pool) exist; see _can_fork
+            # Python 3.12+ warns when native threads (OpenBLAS's pool) exist; see cim.engines.fork_allowed
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid:

@@ -14,8 +14,9 @@ from cim.formats.glb_table import ColumnBlock
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
 from cim.formats.tileset import enu_to_gltf
 from cim.kernels.mesh import chunk_by_budget
-from cim.layers.bim_spool import MeshSpool, SpooledModel
+from cim.layers.bim.spool import MeshSpool, SpooledModel
 from cim.sources.ifc import IfcElementIndex
+from cim.store import TileSink
 
 #: always in the exterior tile (slab edges and roofs make the silhouette)
 ENVELOPE_CLASSES = ("IfcRoof", "IfcSlab", "IfcCurtainWall")
@@ -134,8 +135,7 @@ def encode_tile(node: TileNode, spool: MeshSpool, model: SpooledModel, block: Co
     real IFC4 file) of which a tile's elements use some.
     """
     els = node.elements
-    pos32, nrm, rgba, tri, vrows = spool.gather(els)
-    pos = pos32.astype(np.float64) + model.anchor
+    pos, nrm, rgba, tri, vrows = spool.gather(els)
     lo, hi = pos.min(axis=0), pos.max(axis=0)
     centre = (lo + hi) / 2.0
     rel = enu_to_gltf(pos - centre).astype(np.float32)
@@ -153,6 +153,25 @@ def encode_tile(node: TileNode, spool: MeshSpool, model: SpooledModel, block: Co
         prims.append(FeaturePrimitive(rel[used], normals[used], rgba[used], remap[t].astype(np.uint32), vrows[used], mode, mode.lower()))
     table = block.table(rows[els], "element", "A BIM element (IFC product) with its attributes and property sets")
     return encode_feature_primitives(prims, table, enu_to_gltf(centre)), lo, hi
+
+
+@dataclass(frozen=True)
+class ModelTiles:
+    """What every tile job of one model shares: its spooled meshes and encoded attributes."""
+
+    spool: MeshSpool
+    model: SpooledModel
+    block: ColumnBlock
+    rows: np.ndarray
+    sink: TileSink
+    folder: str  # the model's tiles, relative to the layer folder
+
+
+def tile_job(state: ModelTiles, node: TileNode) -> tuple[np.ndarray, np.ndarray]:
+    """The tile job: encode and write one tile of a model; returns its content bounds (ENU)."""
+    glb, lo, hi = encode_tile(node, state.spool, state.model, state.block, state.rows)
+    state.sink.write(f"{state.folder}/{node.name}.glb", glb)
+    return lo, hi
 
 
 @dataclass

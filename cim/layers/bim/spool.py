@@ -16,21 +16,22 @@ import numpy as np
 import shapely
 
 from cim.kernels.mesh import range_index, split_vertices_by_material, unit_vectors, vertex_normals
-from cim.layers.bim_placement import ModelPlacement
+from cim.layers.bim.placement import ModelPlacement
 from cim.sources.ifc import ElementGeometry
 
 
 class MeshSpool:
     """Per-element meshes appended to flat buffers, read back per tile.
 
-    The buffers stay in memory up to ``spill_bytes`` (24 bytes a vertex and 12 a triangle: a
-    4.5 MB IFC of 1,300 elements needs 7 MB), then move to temporary files that are memory-mapped
-    for reading, so a model's meshes are never all in memory. Small models thus touch no file:
-    creating the temporary folder and four files cost 15–25 ms here, a third of converting a
-    one-element model.
+    The buffers stay in memory up to ``spill_bytes`` (40 bytes a vertex and 12 a triangle), then
+    move to temporary files that are memory-mapped for reading, so a model's meshes are never all
+    in memory; small models touch no file. Positions are kept in float64 city ENU metres, so what
+    a tile reads back does not depend on which element happened to arrive first.
+
+    Elements are read back by their index in the model's canonical order (see :meth:`reorder`).
     """
 
-    KINDS = {"pos": (np.float32, 3), "nrm": (np.float32, 3), "rgba": (np.uint8, 4), "tri": (np.uint32, 3)}
+    KINDS = {"pos": (np.float64, 3), "nrm": (np.float32, 3), "rgba": (np.uint8, 4), "tri": (np.uint32, 3)}
 
     def __init__(self, spill_bytes: int = 64 << 20) -> None:
         self.spill_bytes = spill_bytes
@@ -88,6 +89,11 @@ class MeshSpool:
         self.v_start_a, self.v_count_a = np.array(self.v_start, dtype=np.int64), np.array(self.v_count, dtype=np.int64)
         self.t_start_a, self.t_count_a = np.array(self.t_start, dtype=np.int64), np.array(self.t_count, dtype=np.int64)
 
+    def reorder(self, order: np.ndarray) -> None:
+        """Make element ``i`` the one appended ``order[i]``-th (after :meth:`finish`)."""
+        for name in ("v_start_a", "v_count_a", "t_start_a", "t_count_a"):
+            setattr(self, name, getattr(self, name)[order])
+
     def close(self) -> None:
         """Free the buffers and remove the temporary files."""
         self.maps.clear()
@@ -100,8 +106,8 @@ class MeshSpool:
             self.folder = None
 
     def gather(self, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Positions (float32, anchor-relative), normals, colours, triangles (indices into the
-        gathered vertices) and each vertex's row in ``elements``."""
+        """Positions (float64 ENU), normals, colours, triangles (indices into the gathered
+        vertices) and each vertex's row in ``elements``."""
         vc, tc = self.v_count_a[elements], self.t_count_a[elements]
         vidx = range_index(self.v_start_a[elements], vc)
         tidx = range_index(self.t_start_a[elements], tc)
@@ -119,7 +125,6 @@ class SpooledModel:
     name: str
     source: Path
     placement: ModelPlacement
-    anchor: np.ndarray  # (3,) ENU of the spool's origin
     ids: list[int] = field(default_factory=list)
     lo: list[np.ndarray] = field(default_factory=list)  # ENU boxes
     hi: list[np.ndarray] = field(default_factory=list)
@@ -168,7 +173,7 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
     materials = np.concatenate([g.materials for g in batch])
     rgba = np.clip(np.round(materials[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
     pos = enu[source]
-    spool.extend(pos - model.anchor, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts,
+    spool.extend(pos, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts,
                  np.array([len(t) for t in tris], dtype=np.int64))
     new_starts = np.zeros(len(batch), dtype=np.int64)
     np.cumsum(new_counts[:-1], out=new_starts[1:])
@@ -216,12 +221,32 @@ def convex_hull_xy(xy: np.ndarray) -> np.ndarray:
 
 
 def new_model(name: str, path: Path, placement: ModelPlacement, first: ElementGeometry) -> tuple[SpooledModel, np.ndarray]:
-    """An empty model anchored at the centre of its first element, and the normal rotation there.
+    """An empty model, and the rotation of its normals into ENU.
+
+    The rotation is taken at the model's reference point (its local origin, where the
+    georeference places it), so it does not depend on which element arrives first; at the first
+    element's centre only when the origin does not project (a file whose coordinates lie far
+    from its own origin, outside the CRS).
 
     Returns
     -------
-    model : the model, its spool origin (``anchor``) in ENU
-    normal_m : (3, 3) float, world normals → ENU normals near the anchor
+    model : the model
+    normal_m : (3, 3) float, world normals → ENU normals
     """
-    anchor_world = first.vertices.mean(axis=0)
-    return SpooledModel(name, path, placement, placement.enu(anchor_world[None, :])[0]), placement.normal_matrix(anchor_world)
+    normal_m = placement.normal_matrix(np.zeros(3))
+    if not np.all(np.isfinite(normal_m)):
+        normal_m = placement.normal_matrix(first.vertices.mean(axis=0))
+    return SpooledModel(name, path, placement), normal_m
+
+
+def sort_elements(model: SpooledModel, spool: MeshSpool) -> None:
+    """Put a streamed model's elements in STEP id order (the kernel's threads send them in no
+    fixed order): every later step, and so every output byte, then follows the file alone."""
+    order = np.argsort(np.asarray(model.ids, dtype=np.int64), kind="stable")
+    if np.all(order == np.arange(len(order))):
+        return
+    model.ids = [model.ids[i] for i in order]
+    for name in ("lo", "hi", "wlo", "whi"):
+        values = getattr(model, name)
+        setattr(model, name, [values[i] for i in order])
+    spool.reorder(order)
