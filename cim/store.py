@@ -156,10 +156,6 @@ def file_fingerprint(path: str | Path) -> dict[str, object]:
 
 _journal = threading.local()
 
-#: a journal entry's size for a tile an earlier run of the same build finished (kept, not written)
-KEPT = -1
-
-
 def _note(rel: str, size: int) -> None:
     entries = getattr(_journal, "entries", None)
     if entries is None:
@@ -169,7 +165,7 @@ def _note(rel: str, size: int) -> None:
 
 def journaled(job_and_state: tuple, key: object) -> tuple[object, list[tuple[str, int]]]:
     """Run ``job(state, key)`` and return ``(result, files)``: the files its :class:`TileSink`
-    wrote or kept, ``(relative path, size)`` (size :data:`KEPT` for a kept one).
+    wrote, ``(relative path, size)``.
 
     A module-level function of ``((job, state), key)``, so an engine runs it wherever it runs
     the job itself; the layer's run logs the files in its store.
@@ -189,8 +185,8 @@ class TileSink:
 
     Made by :meth:`TileStore.sink`; it carries the layer folder, whether writes must be atomic
     (the layer is published) and the tiles an earlier run of the same build finished, so a job
-    can skip them (:meth:`is_done`, then :meth:`keep`). Picklable: a forked or remote worker
-    writes to the same (shared) folder.
+    can skip them (:meth:`is_done`). Picklable: a forked or remote worker writes to the same
+    (shared) folder.
     """
 
     __slots__ = ("root", "atomic", "done")
@@ -214,10 +210,6 @@ class TileSink:
         """Write one tile (``rel`` is relative to the layer folder) and note it in the job's journal."""
         (atomic_write_bytes if self.atomic else write_new_bytes)(f"{self.root}/{rel}", data)
         _note(rel, len(data))
-
-    def keep(self, rel: str) -> None:
-        """Note a tile an earlier run finished as part of this build."""
-        _note(rel, KEPT)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -262,7 +254,8 @@ class TileStore:
         if not self._done:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
         self._resumed = len(self._done)
-        self._written: set[str] = set()
+        # an earlier run of the same build finished these: they are this build's too
+        self._written: set[str] = set(self._done)
         self._bytes = 0
         self._log_file = None
         self._finished = False
@@ -330,28 +323,21 @@ class TileStore:
                 raise w.error
 
     def record(self, entries: list[tuple[str, int]]) -> None:
-        """Log files that are whole on disk (``(relative path, size)``; size :data:`KEPT` for a
-        tile an earlier run finished) in one append."""
+        """Log files that are whole on disk, ``(relative path, size)``, in one append."""
         if not entries:
             return
         # the same text as json.dumps({"file": rel, "size": size}), a third of the time
-        lines = "".join(f'{{"file": {json.dumps(rel)}, "size": {int(size)}}}\n' for rel, size in entries if size != KEPT)
+        lines = "".join(f'{{"file": {json.dumps(rel)}, "size": {int(size)}}}\n' for rel, size in entries)
         with self._lock:
             if self._finished:
                 raise RuntimeError(f"{self.root}: a file was logged after the layer was published")
-            if lines:
-                if self._log_file is None:
-                    self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
-                self._log_file.write(lines)
-                self._log_file.flush()  # to the OS at once: a killed build still resumes from here
+            if self._log_file is None:
+                self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+            self._log_file.write(lines)
+            self._log_file.flush()  # to the OS at once: a killed build still resumes from here
             for rel, size in entries:
                 self._written.add(rel)
-                if size != KEPT:
-                    self._bytes += size
-
-    def keep(self, rel: str) -> None:
-        """Mark a file finished by an earlier run as part of this build."""
-        self.record([(rel, KEPT)])
+                self._bytes += size
 
     # -- publishing
 

@@ -163,9 +163,7 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
                         continue
                     rgba = _parent_tile(kids)
                     rel = f"tiles/{z}/{x}/{y}.{ext}"
-                    if run.store.is_done(rel):
-                        run.store.keep(rel)
-                    else:
+                    if not run.store.is_done(rel):
                         run.store.write(rel, encode_tile(rgba, opts.format, opts.quality))
                     tiles += 1
                     upper[(z, x, y)] = rgba
@@ -230,9 +228,7 @@ def _render_subtree(state: _Subtrees, root: tuple[int, int, int]) -> tuple[np.nd
         # fully transparent tiles inside the extent are written too: a client asks for every
         # tile in the layer's rectangle, and a 404 there is an error in its console
         rel = f"tiles/{z}/{x}/{y}.{ext}"
-        if state.sink.is_done(rel):
-            state.sink.keep(rel)
-        else:
+        if not state.sink.is_done(rel):
             state.sink.write(rel, encode_tile(rgba, state.fmt, state.quality))
         counts[0] += 1
         return rgba

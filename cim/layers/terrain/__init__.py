@@ -176,7 +176,7 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
                 for z, e in b.worst.items():
                     worst[z] = max(worst.get(z, 0.0), e)
             parts = _coarse_levels(blocks, tiles, plan.block_zoom, plan.min_zoom)
-            items, errors, _ = _encode(parts, plan.error_factor, run.store.is_done, run.store.keep)
+            items, errors, _ = _encode(parts, plan.error_factor, run.store.is_done)
             run.store.write_many(items)
             for z, e in errors.items():
                 worst[z] = max(worst.get(z, 0.0), e)
@@ -220,16 +220,13 @@ def _dem_index_range(bounds: tuple[float, float, float, float], z: int) -> tuple
     )
 
 
-def _encode(parts: list[LevelTiles], error_factor: float, is_done, keep) -> tuple[list[tuple[str, bytes]], dict[int, float], np.ndarray]:
-    """Mesh and encode the parts' tiles, leaving out (and keeping) those an earlier run finished;
+def _encode(parts: list[LevelTiles], error_factor: float, is_done) -> tuple[list[tuple[str, bytes]], dict[int, float], np.ndarray]:
+    """Mesh and encode the parts' tiles, leaving out those an earlier run finished;
     returns the files to write, the worst TIN error of each level (the grid levels have none) and
     each tile's (vertices, triangles)."""
     todo = []
     for p in parts:
         names = [f"{p.z}/{x}/{y}.terrain" for x, y in p.tiles]
-        for name in names:
-            if is_done(name):
-                keep(name)
         fresh = [i for i, name in enumerate(names) if not is_done(name)]
         if fresh:
             todo.append(LevelTiles(p.grid, p.z, [p.tiles[i] for i in fresh], np.asarray(p.rows0)[fresh], np.asarray(p.cols0)[fresh]))
@@ -295,7 +292,7 @@ def block_job(state: TerrainState, key: tuple[int, int]) -> BlockResult | None:
         src = raw[::step, ::step][r0:r1, c0:c1]
         g = fill_nodata(src, out=_scratch(f"fill{k}", src.shape))
         parts.append(LevelTiles(g, z, tiles[z], m + ty * INTERVALS - r0, m + tx * INTERVALS - c0))
-    items, worst, counts = _encode(parts, state.error_factor, state.sink.is_done, state.sink.keep)
+    items, worst, counts = _encode(parts, state.error_factor, state.sink.is_done)
     for rel, data in items:
         state.sink.write(rel, data)
     deepest = counts[counts[:, 0] == state.max_zoom]
