@@ -299,17 +299,21 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
     values: dict[str, dict] = {}
     for col in table.columns:
         pid = property_id(col.name)
+        props[pid] = column_definition(col.name, col.kind, col.no_data)
         entry: dict = {}
         if col.kind == "STRING":
-            # a buffer view cannot be empty: a column of empty strings gets one unused byte
-            entry["values"] = builder.buffer_view(col.values.tobytes() or b"\0")
+            if not col.values.nbytes:
+                # every string of the tile is empty: a buffer view cannot be empty, and padding it
+                # would contradict the string offsets, so the (optional) property is left out of
+                # this tile's table; readers see no value, as for noData
+                continue
+            entry["values"] = builder.buffer_view(col.values.tobytes())
             entry["stringOffsets"] = builder.buffer_view(col.offsets.astype(np.uint32).tobytes())
             entry["stringOffsetType"] = "UINT32"
         elif col.kind == "BOOLEAN":
             entry["values"] = builder.buffer_view(np.packbits(col.values, bitorder="little").tobytes())
         else:
             entry["values"] = builder.buffer_view(col.values.tobytes())
-        props[pid] = column_definition(col.name, col.kind, col.no_data)
         values[pid] = entry
     return attach_property_table(builder, table.class_name, table.class_description, props, values, table.count, schema_id)
 
