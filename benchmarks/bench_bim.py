@@ -62,17 +62,19 @@ print(json.dumps({"wall": wall, "elements": n, "triangles": tri, "cpu": ru.ru_ut
 CIM = r"""
 import json, resource, sys, time
 from pathlib import Path
+import cim
 from cim.kernels.frames import LocalFrame
-from cim.layers.bim import BimOptions, build_bim_layer
-from cim.sources.ifc import GeometryOptions, peak_rss_mb
+from cim.runtime import process_policy
+from cim.sources.ifc import peak_rss_mb
 t0 = time.perf_counter()
-r = build_bim_layer([Path(sys.argv[1])], Path(sys.argv[2]), LocalFrame(105.78, 34.57, 1100.0), crs="EPSG:4544",
-                    options=BimOptions(geometry=GeometryOptions(threads=int(sys.argv[3]))))
+with process_policy(fork=True, pause_gc=True):  # as the cim command runs it
+    r = cim.build_layer("bim", [Path(sys.argv[1])], Path(sys.argv[2]), frame=LocalFrame(105.78, 34.57, 1100.0), crs="EPSG:4544",
+                        threads=int(sys.argv[3]))
 wall = time.perf_counter() - t0
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"wall": wall, "elements": r.count, "triangles": r.triangles, "tiles": r.tiles, "bytes": r.bytes,
                   "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, "kernel_cpu": kids.ru_utime + kids.ru_stime,
-                  "rss_mb": peak_rss_mb(), "child_rss_mb": r.extra["models"][0]["kernel_peak_mb"], "warnings": len(r.warnings)}))
+                  "rss_mb": peak_rss_mb(), "child_rss_mb": r.info.models[0]["kernel_peak_mb"], "warnings": len(r.warnings)}))
 """
 
 #: sample buildings: (name, width, depth, storeys)

@@ -1,8 +1,8 @@
 """Buildings end to end (read footprints → LOD1 tiles on disk) on the sample city.
 
-Runs the steps of ``cim.convert_buildings`` (read and repair the footprints, heights, DEM bases,
-extrusion, tiles; then the search index and ``city.json``) and prints buildings/s for file →
-tiles on disk (the issue's measure), the time the search index adds, triangles/s, bytes per
+Runs ``cim.convert("buildings", ...)`` as ``cim convert buildings`` does (read and repair the
+footprints, heights, DEM bases, extrusion, tiles; then the search index and ``city.json``) and
+prints buildings/s for file → tiles on disk (the layer's own time), the time the search index adds, triangles/s, bytes per
 building and peak memory (RSS of the build process), with pg2b3dm's published throughput beside
 them for scale. Each run is a fresh child process
 building into an empty folder, so nothing is resumed and memory is the build's own.
@@ -26,31 +26,22 @@ OUT = HERE / "out"
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from cim.layers.buildings import BuildingOptions, build_buildings_layer, prefetch_dem_for, warm_up_kernels
-from cim.runtime import gc_paused
-from cim.pipeline import Recipe, _city_frame, _standalone
-from cim.searchindex import INDEX_NAME, SearchIndexWriter
+import cim
 from cim.recipe import load_recipe
-from cim.sources.footprints import read_footprints
+from cim.runtime import process_policy
 recipe = load_recipe(sys.argv[1])
 spec = next(s for s in recipe.layers if s.kind == "buildings")
-out = Path(sys.argv[2])
-# the steps of cim.convert_buildings, timed: file -> tiles on disk, then the search index and city.json
-paused = gc_paused()
-paused.__enter__()  # as cim.convert_buildings does
-t0 = time.perf_counter()
-warm_up_kernels()
-opts = BuildingOptions(dem=spec.options.get("dem"))
-prefetch = prefetch_dem_for(spec.source, opts.dem)
-table = read_footprints(spec.source)
-frame = _city_frame(Recipe(spec.source.stem, spec.source.stem, None, None, []), table, opts, prefetch)
-t1 = time.perf_counter()
-search = SearchIndexWriter(out / INDEX_NAME)
-layer = build_buildings_layer(table, out, frame, opts, dem_prefetch=prefetch, search_sink=search.add)
-t2 = time.perf_counter()
-_standalone(out, spec.source.stem, None, frame, layer, t0, search)
-t3 = time.perf_counter()
-print(json.dumps({"wall": t2 - t0, "read": t1 - t0, "index": t3 - t2, "count": layer.count, "tiles": layer.tiles, "triangles": layer.triangles, "bytes": layer.bytes}))
+read = []
+def progress(stage, done, total):  # the extrusion starts once the footprints are read
+    if stage.endswith("extrude") and not read:
+        read.append(time.perf_counter())
+with process_policy(fork=True, pause_gc=True):  # as `cim convert buildings` runs it
+    t0 = time.perf_counter()
+    report = cim.convert("buildings", spec.source, sys.argv[2], dem=spec.base / spec.options["dem"], progress=progress)
+    t3 = time.perf_counter()
+layer = report.layers[0]
+# file -> tiles on disk is the layer's own time; then the search index (written meanwhile) and city.json
+print(json.dumps({"wall": layer.seconds, "read": read[0] - t0, "index": (t3 - t0) - layer.seconds, "count": layer.count, "tiles": layer.tiles, "triangles": layer.triangles, "bytes": layer.bytes}))
 """
 
 #: pg2b3dm's published runs: 9.7 M buildings in 1 h 54 min, 46 M in 3 h 21 min
@@ -61,7 +52,7 @@ def ensure_sources(preset: str) -> Path:
     recipe = OUT / preset / "city.toml"
     if not recipe.exists():
         print(f"generating the {preset} preset into {recipe.parent} (once)...", flush=True)
-        subprocess.run([sys.executable, "-m", "cim.cli.main", "sample", "--preset", preset, str(recipe.parent)], check=True)
+        subprocess.run([sys.executable, "-m", "cim", "sample", "--preset", preset, str(recipe.parent)], check=True)
     return recipe
 
 

@@ -21,10 +21,10 @@ OUT = HERE / "out"
 
 CHILD = r"""
 import json, sys, time
-from cim.layers.imagery import build_imagery_layer
+import cim
 t0 = time.perf_counter()
-r = build_imagery_layer(sys.argv[1], sys.argv[2], fmt=sys.argv[3])
-print(json.dumps({"wall": time.perf_counter() - t0, "tiles": r.tiles, "bytes": r.bytes, "pixels": r.extra["pixels"], "minzoom": r.extra["minzoom"], "maxzoom": r.extra["maxzoom"]}))
+r = cim.build_layer("imagery", sys.argv[1], sys.argv[2], format=sys.argv[3])
+print(json.dumps({"wall": time.perf_counter() - t0, "tiles": r.tiles, "bytes": r.bytes, "pixels": r.info.pixels, "minzoom": r.info.minzoom, "maxzoom": r.info.maxzoom}))
 """
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     ortho = OUT / args.preset / "data" / "ortho.tif"
     if not ortho.exists():
         print(f"generating the {args.preset} preset into {ortho.parent.parent} (once)...", flush=True)
-        subprocess.run([sys.executable, "-m", "cim.cli.main", "sample", "--preset", args.preset, str(ortho.parent.parent)], check=True)
+        subprocess.run([sys.executable, "-m", "cim", "sample", "--preset", args.preset, str(ortho.parent.parent)], check=True)
     with rasterio.open(ortho) as ds:
         src_pixels = ds.width * ds.height
     runs = []

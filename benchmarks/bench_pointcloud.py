@@ -5,7 +5,7 @@ with :func:`cim.samplecity.pointcloud.write_sample_pointcloud` (into ``benchmark
 then runs, each in a fresh process:
 
 - the floor: laspy reading the same file (chunked, no work), points/s;
-- cim: :func:`cim.convert_pointcloud` (what ``cim convert pointcloud`` runs, with its exit) with
+- cim: :func:`cim.convert` (what ``cim convert pointcloud`` runs, with its process policy and exit) with
   2 workers, ``--repeat`` times
   (the best wall is reported with the median: the machine is shared);
 - py3dtiles 12 (``py3dtiles convert --srs_in 4544 --srs_out 4978 --pyproj-always-xy
@@ -47,11 +47,13 @@ SURVEY_TILE = 500.0
 
 CIM_CHILD = r"""
 import gc, json, resource, sys, time
-from cim.pipeline import convert_pointcloud
+import cim
+from cim.runtime import process_policy
 if __name__ == "__main__":
     # what `cim convert pointcloud LAS OUT` runs (GC paused during the build, frozen before exit)
     t0 = time.perf_counter()
-    r = convert_pointcloud([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3])).layers[0]
+    with process_policy(fork=True, pause_gc=True):
+        r = cim.convert("pointcloud", [sys.argv[1]], sys.argv[2], workers=int(sys.argv[3])).layers[0]
     u = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the build, imports included
     print(json.dumps({"wall": time.perf_counter() - t0, "points": r.count, "tiles": r.tiles, "bytes": r.bytes,
                       "user": u.ru_utime, "sys": u.ru_stime}))

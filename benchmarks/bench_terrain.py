@@ -39,12 +39,12 @@ import json, os, sys, time, resource, tempfile
 from pathlib import Path
 import numpy as np, rasterio
 from rasterio.transform import from_origin
-from cim.layers.terrain import build_terrain_layer
+import cim
 warm = Path(tempfile.mkdtemp())
 with rasterio.open(warm / "w.tif", "w", driver="GTiff", width=200, height=200, count=1, dtype="float32", nodata=-9999.0,
                    crs="EPSG:4544", transform=from_origin(566000, 3830000, 2, 2)) as d:
     d.write(np.random.default_rng(0).random((200, 200), dtype=np.float32) * 10 + 1000, 1)
-build_terrain_layer(warm / "w.tif", warm / "t", min_zoom=12)
+cim.build_layer("terrain", warm / "w.tif", warm / "t", min_zoom=12)
 def busy():  # (busy, all) clock ticks of the machine's cores so far
     try:
         ticks = [int(v) for v in open("/proc/stat").readline().split()[1:]]
@@ -54,7 +54,7 @@ def busy():  # (busy, all) clock ticks of the machine's cores so far
 b0 = busy()
 r0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
-r = build_terrain_layer(sys.argv[1], sys.argv[2])
+r = cim.build_layer("terrain", sys.argv[1], sys.argv[2])
 wall = time.perf_counter() - t0
 r1 = resource.getrusage(resource.RUSAGE_SELF)
 b1 = busy()
@@ -64,7 +64,7 @@ if b0 and b1 and b1[1] > b0[1]:
     hz, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
     others = max(0.0, ((b1[0] - b0[0]) / hz - user - system) / (wall * cores))
 print(json.dumps({"wall": wall, "cells": r.count, "tiles": r.tiles, "bytes": r.bytes, "triangles": r.triangles,
-                  "maxzoom": r.extra["maxzoom"], "user": user, "sys": system, "others_busy": others,
+                  "maxzoom": r.info.maxzoom, "user": user, "sys": system, "others_busy": others,
                   "peak_rss_mb": r1.ru_maxrss / 1024.0}))
 """
 

@@ -332,8 +332,3 @@ def background(fn: Callable[..., R], *args: Any, name: str, fork_safe: bool = Fa
     threading.Thread(target=run, name=prefix, daemon=True).start()
     return future
 
-
-def run_jobs(job: Job, state: Any, items: Iterable[Any], *, workers: int | None = None, engine: str = "threads") -> Iterator[Any]:
-    """Transitional: the buildings layer's old entry point (removed with the layer contract)."""
-    with LocalEngine(workers, processes=engine == "processes").pool("tiles") as pool:
-        yield from pool.map(job, state, items)

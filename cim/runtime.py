@@ -112,13 +112,3 @@ def gc_paused() -> Iterator[None]:
             if was_enabled:
                 gc.enable()
 
-
-def paused_gc(func):  # transitional: removed once no library function pauses the collector itself
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with gc_paused():
-            return func(*args, **kwargs)
-
-    return wrapper

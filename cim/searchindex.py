@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import tempfile
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor  # (typing: the engines make the thread)
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -28,11 +28,18 @@ from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.state import CITY_DIR, VIEWER_DIR
 
-__all__ = ["content_type_for", "create_app", "run", "serve_file"]
+__all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
 
-#: The repository's ``viewer/`` folder, beside the ``cim`` package (an editable install).
-DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
 CESIUM_BUILD = Path("node_modules", "cesium", "Build", "Cesium")
+
+
+def default_viewer_dir() -> Path:
+    """The viewer the package carries (``cim/viewer``, copied in when a wheel is built), else
+    the checkout's ``viewer/`` folder beside the package (a source tree or an editable install)."""
+    packaged = Path(__file__).resolve().parents[1] / "viewer"
+    if (packaged / "index.html").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "viewer"
 
 CONTENT_TYPES: dict[str, str] = {
     ".json": "application/json",
@@ -362,7 +369,7 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     city_root = Path(city_dir).resolve()
     if not (city_root / "city.json").is_file():
         raise CimNotFound(f"no city.json in {city_dir}")
-    viewer_root = Path(viewer_dir if viewer_dir is not None else DEFAULT_VIEWER_DIR).resolve()
+    viewer_root = Path(viewer_dir if viewer_dir is not None else default_viewer_dir()).resolve()
     app = web.Application(middlewares=[error_middleware, _preflight_middleware])
     app[CITY_DIR] = city_root
     app[VIEWER_DIR] = viewer_root
@@ -395,5 +402,7 @@ def run(
     """
     app = create_app(city_dir, viewer_dir)
     shown = f"[{host}]" if ":" in host else host
+    if not (app[VIEWER_DIR] / CESIUM_BUILD / "Cesium.js").is_file():
+        print(f"cim: warning: no CesiumJS under {app[VIEWER_DIR]} (run `npm ci` in viewer/, then reinstall): the viewer will not load", flush=True)
     print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
     web.run_app(app, host=host, port=port, print=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ from pyproj import CRS
 from rasterio.windows import Window, from_bounds
 
 from cim.crs import parse_crs, transformer
+from cim.engines import background
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.raster import bilinear_sample
 
@@ -101,8 +102,7 @@ class DemPrefetch:
     GDAL decodes the window's blocks without the GIL, so reading the DEM under a footprint
     file's declared extent overlaps with parsing and validating the footprints (the city
     preset's 21 M-cell window: 0.35-0.5 s of CPU). The prefetch decodes on one thread, leaving
-    the other core to the caller: on the 2-core benchmark machine, decoding on every core made
-    the buildings slower (best of 3: 1.53 s against 1.45 s file to tiles).
+    the other cores to the caller (see ``benchmarks/README.md``).
     :meth:`window` hands the result over when the extent it was read for covers the bounds
     asked for (a stale declared extent falls back to a fresh read), so the result never
     depends on the prefetch.
@@ -112,9 +112,7 @@ class DemPrefetch:
         self.path = Path(path)
         self.bounds = tuple(float(v) for v in bounds)
         self.crs = crs
-        pool = ThreadPoolExecutor(1, thread_name_prefix="cim-dem")
-        self._future = pool.submit(read_dem_window, self.path, self.bounds, crs, threads=1)
-        pool.shutdown(wait=False)
+        self._future = background(functools.partial(read_dem_window, threads=1), self.path, self.bounds, crs, name="dem-prefetch")
 
     def window(self, bounds: tuple[float, float, float, float], crs: CRS) -> DemWindow:
         """The DEM window under ``bounds`` (in ``crs``): the prefetched one when it covers them."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import shapely
 from pyproj import CRS
 
 from cim.crs import crs_label, parse_crs
+from cim.engines import helper_threads
 from cim.errors import CimCRSError, CimInputError, CimIOError
 
 log = logging.getLogger("cim.sources.footprints")
@@ -225,7 +225,7 @@ def _is_valid(geoms: np.ndarray, chunk: int = 20000) -> np.ndarray:
     if len(geoms) <= chunk:
         return shapely.is_valid(geoms)
     parts = np.array_split(geoms, min(os.cpu_count() or 1, -(-len(geoms) // chunk)))
-    with ThreadPoolExecutor(len(parts)) as pool:
+    with helper_threads(len(parts), "validity") as pool:
         return np.concatenate(list(pool.map(shapely.is_valid, parts)))
 
 

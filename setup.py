@@ -1,0 +1,47 @@
+"""Packaging of the viewer with the library: the metadata lives in pyproject.toml.
+
+The web viewer (``viewer/``: its ES modules, page and styles, and the built CesiumJS that
+``npm ci`` installs under ``viewer/node_modules/cesium/Build/Cesium``) is copied into the
+package as ``cim/viewer/`` when a wheel is built, so ``pip install .`` outside the checkout
+gives a ``cim serve`` with a working viewer. An editable install serves ``viewer/`` in place.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+VIEWER = Path(__file__).resolve().parent / "viewer"
+#: what the viewer needs at run time (its tooling and type declarations stay behind)
+VIEWER_FILES = ("index.html", "main.js", "style.css", "js")
+CESIUM = Path("node_modules", "cesium", "Build", "Cesium")
+
+
+class BuildWithViewer(build_py):
+    """build_py that also copies the viewer into the built package (not for editable installs)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        target = Path(self.build_lib) / "cim" / "viewer"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for name in VIEWER_FILES:
+            src = VIEWER / name
+            if src.is_dir():
+                shutil.copytree(src, target / name)
+            elif src.exists():
+                shutil.copy2(src, target / name)
+        cesium = VIEWER / CESIUM
+        if (cesium / "Cesium.js").is_file():
+            shutil.copytree(cesium, target / CESIUM)
+        else:
+            self.warn(f"{cesium} is missing (run `npm ci` in viewer/ first): the installed viewer will have no CesiumJS")
+
+
+setup(cmdclass={"build_py": BuildWithViewer})
