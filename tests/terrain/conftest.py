@@ -4,33 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 
-from cim.layers.terrain import build_terrain_layer
-from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
-
-REPO = Path(__file__).resolve().parents[2]
-REALDATA = REPO.parent / "shared" / "realdata"
-
-
-def write_dem(path: Path, grid: np.ndarray, x0: float, y0: float, res: float, *, crs="EPSG:4544", nodata=-9999.0, **extra) -> Path:
-    """A single-band GeoTIFF, north-up, ``(x0, y0)`` its north-west corner."""
-    profile = {
-        "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": grid.dtype.name,
-        "crs": crs, "transform": from_origin(x0, y0, res, res), "nodata": nodata, **extra,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(grid, 1)
-    return path
-
-
-def hills(width_m: float, height_m: float, res: float, dx: float = -400.0, dy: float = 2300.0) -> tuple[np.ndarray, float, float]:
-    """The sample city's loess hills north of the river around (105.72 E, 34.60 N): grid, west, north."""
-    xmin, ymin = CENTRE_E + dx, CENTRE_N + dy
-    return dem_grid(xmin, ymin, xmin + width_m, ymin + height_m, res), xmin, ymin + height_m
+import cim
+from tests.helpers import REALDATA
+from tests.helpers.terrain import hills, write_dem
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +23,7 @@ def hills_dem(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def hills_terrain(hills_dem: Path, tmp_path_factory: pytest.TempPathFactory):
     """The hills DEM built into a terrain layer: ``(layer result, folder)``."""
     out = tmp_path_factory.mktemp("terrain") / "terrain"
-    return build_terrain_layer(hills_dem, out), out
+    return cim.build_layer("terrain", hills_dem, out), out
 
 
 @pytest.fixture(scope="session")

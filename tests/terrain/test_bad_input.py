@@ -7,22 +7,22 @@ import pytest
 import rasterio
 from affine import Affine
 
+import cim
 from cim.errors import CimCRSError, CimInputError, CimIOError
-from cim.layers.terrain import build_terrain_layer
-from tests.terrain.conftest import hills, write_dem
+from tests.helpers.terrain import hills, tiles_on_disk, write_dem
 
 
 def test_no_crs(tmp_path):
     grid, west, north = hills(100.0, 100.0, 2.0)
     path = write_dem(tmp_path / "nocrs.tif", grid, west, north, 2.0, crs=None)
     with pytest.raises(CimCRSError, match="nocrs.tif.*no CRS"):
-        build_terrain_layer(path, tmp_path / "out")
+        cim.build_layer("terrain", path, tmp_path / "out")
 
 
 def test_all_nodata(tmp_path):
     path = write_dem(tmp_path / "empty.tif", np.full((50, 60), -9999.0, np.float32), 566000.0, 3830000.0, 2.0)
     with pytest.raises(CimInputError, match="empty.tif.*no data"):
-        build_terrain_layer(path, tmp_path / "out")
+        cim.build_layer("terrain", path, tmp_path / "out")
     assert not (tmp_path / "out" / "layer.json").exists()
 
 
@@ -32,37 +32,39 @@ def test_rotated_geotransform(tmp_path):
     with rasterio.open(path, "w", driver="GTiff", width=20, height=20, count=1, dtype="float32", crs="EPSG:4544", transform=t) as dst:
         dst.write(np.ones((20, 20), np.float32), 1)
     with pytest.raises(CimInputError, match="rotated.tif.*rotated"):
-        build_terrain_layer(path, tmp_path / "out")
+        cim.build_layer("terrain", path, tmp_path / "out")
 
 
 def test_not_a_raster(tmp_path):
     path = tmp_path / "notes.tif"
     path.write_text("this is not a GeoTIFF\n")
     with pytest.raises(CimInputError, match="notes.tif.*not a raster"):
-        build_terrain_layer(path, tmp_path / "out")
+        cim.build_layer("terrain", path, tmp_path / "out")
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(CimIOError, match="missing.tif"):
-        build_terrain_layer(tmp_path / "missing.tif", tmp_path / "out")
+        cim.build_layer("terrain", tmp_path / "missing.tif", tmp_path / "out")
 
 
-@pytest.mark.parametrize("kwargs", [{"error_factor": 0.0}, {"error_factor": 3.0}, {"min_zoom": 18, "max_zoom": 17}, {"max_zoom": 40}])
-def test_bad_options(hills_dem, tmp_path, kwargs):
-    with pytest.raises(CimInputError):
-        build_terrain_layer(hills_dem, tmp_path / "out", **kwargs)
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [({"error_factor": 0.0}, "error_factor"), ({"error_factor": 3.0}, "error_factor"), ({"min_zoom": 18, "max_zoom": 17}, "min_zoom"), ({"max_zoom": 40}, "max_zoom")],
+)
+def test_bad_options(hills_dem, tmp_path, kwargs, named):
+    with pytest.raises(CimInputError, match=named):
+        cim.build_layer("terrain", hills_dem, tmp_path / "out", **kwargs)
 
 
 def test_integer_dem_with_nodata(tmp_path):
     """int16 heights with a no-data corner: the corner is filled, the tiles still decode."""
     from cim.formats.quantized_mesh import decode_quantized_mesh
-    from tests.terrain.helpers import tiles_on_disk
 
     grid, west, north = hills(300.0, 200.0, 2.0)
     g = np.round(grid).astype(np.int16)
     g[:40, :60] = -32768
     path = write_dem(tmp_path / "int.tif", g, west, north, 2.0, nodata=-32768)
-    result = build_terrain_layer(path, tmp_path / "out", min_zoom=10)
+    result = cim.build_layer("terrain", path, tmp_path / "out", min_zoom=10)
     assert result.bounds["min_height"] >= float(g[g > -32768].min())
     for p in tiles_on_disk(tmp_path / "out").values():
         q = decode_quantized_mesh(p.read_bytes())

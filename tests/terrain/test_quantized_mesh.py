@@ -19,7 +19,7 @@ from cim.formats.quantized_mesh import (
     oct_encode,
 )
 from cim.kernels.frames import geodetic_to_ecef
-from tests.terrain.helpers import QMAX, scaled_visible
+from tests.helpers.terrain import QMAX, scaled_visible
 
 BOUNDS = (105.71, 34.59, 105.7113733, 34.5913733)
 

@@ -7,21 +7,22 @@ import json
 import numpy as np
 import pytest
 
+import cim
 from cim.formats.quantized_mesh import decode_quantized_mesh
-from cim.layers.terrain import build_terrain_layer, level_error
+from cim.layers.terrain import level_error
 from cim.tiling.geographic import INTERVALS, sample_degrees, tile_bounds
-from tests.terrain.helpers import QMAX, DemTruth, drawn_errors, tiles_on_disk
+from tests.helpers.terrain import QMAX, DemTruth, drawn_errors, tiles_on_disk
 
 pytestmark = pytest.mark.realdata
 
 
 def test_lyon_dem_tiles_match_the_dem(realdata_dir, tmp_path):
     dem = realdata_dir / "raster" / "oslandia_lyon_dem.tif"
-    result = build_terrain_layer(dem, tmp_path / "lyon")
+    result = cim.build_layer("terrain", dem, tmp_path / "lyon")
     doc = json.loads((tmp_path / "lyon" / "layer.json").read_text())
     w, s, e, n = doc["bounds"]
     assert 4.7 < w < e < 5.0 and 45.6 < s < n < 45.9  # Lyon
-    assert result.extra["maxzoom"] == 15  # 10 m cells at 45.7° N
+    assert result.info.maxzoom == 15  # 10 m cells at 45.7° N
     assert 150 < result.bounds["min_height"] < result.bounds["max_height"] < 320
     truth = DemTruth(dem)
     rng = np.random.default_rng(11)

@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
+import cim
 from cim.formats.quantized_mesh import decode_quantized_mesh
 from cim.kernels.frames import geodetic_to_ecef, up_vectors
-from cim.layers.terrain import build_terrain_layer, level_error
+from cim.layers.terrain import TerrainInfo, level_error
 from cim.tiling.geographic import INTERVALS, level_max_error, sample_degrees, tile_bounds
-from tests.terrain.helpers import QMAX, DemTruth, drawn_errors, scaled_visible, tiles_on_disk
+from tests.helpers.terrain import QMAX, DemTruth, drawn_errors, hills, scaled_visible, tiles_on_disk, write_dem
 
 WGS84_RADII = np.array([6378137.0, 6378137.0, 6356752.314245179])
 
@@ -26,7 +27,8 @@ def test_result_and_layer_json(hills_terrain, hills_dem):
     result, out = hills_terrain
     doc = json.loads((out / "layer.json").read_text())
     assert result.kind == "terrain" and result.format == "quantized-mesh" and result.url == ""
-    assert result.extra["maxzoom"] == 17  # a 2 m DEM at 34.6° N: level 17's lattice is 2.39 × 1.97 m
+    assert isinstance(result.info, TerrainInfo) and result.info.minzoom == 0 and result.info.dem_cell_size == pytest.approx(2.0)
+    assert result.info.maxzoom == 17  # a 2 m DEM at 34.6° N: level 17's lattice is 2.39 × 1.97 m
     assert doc["tilejson"] == "2.1.0" and doc["format"] == "quantized-mesh-1.0"
     assert doc["scheme"] == "tms" and doc["projection"] == "EPSG:4326"
     assert doc["extensions"] == ["octvertexnormals"]
@@ -38,9 +40,9 @@ def test_result_and_layer_json(hills_terrain, hills_dem):
     assert (b["west"], b["south"], b["east"], b["north"]) == pytest.approx((w, s, e, n))
     assert 1100 < b["min_height"] < b["max_height"] < 1800
     assert result.tiles == len(tiles_on_disk(out))
-    measured = result.extra["measured_error"]
+    measured = result.info.measured_error
     assert set(measured) == {str(z) for z in range(6, 18)}  # levels 0-5 are regular grids
-    assert all(0 < measured[z] <= result.extra["max_error"][z] for z in measured)
+    assert all(0 < measured[z] <= result.info.max_error[z] for z in measured)
     # layer.json is written after every tile
     assert (out / "layer.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in tiles_on_disk(out).values())
 
@@ -101,7 +103,7 @@ def test_decode_every_tile(hills_terrain):
         assert nrm is not None and np.allclose(np.linalg.norm(nrm, axis=1), 1.0)
         up = up_vectors(llh[:, 0], llh[:, 1])
         assert ((nrm * up).sum(axis=1) > 0.5).all()
-        if z == result.extra["maxzoom"]:
+        if z == result.info.maxzoom:
             face = np.cross(ecef[t[:, 1]] - ecef[t[:, 0]], ecef[t[:, 2]] - ecef[t[:, 0]])
             vert = np.zeros_like(ecef)
             for k in range(3):
@@ -153,7 +155,7 @@ def test_heights_match_the_dem_within_the_level_error(hills_terrain, hills_dem):
 
 
 def test_error_factor_scales_the_bound(hills_dem, tmp_path):
-    coarse = build_terrain_layer(hills_dem, tmp_path / "coarse", error_factor=1.5, min_zoom=14)
+    coarse = cim.build_layer("terrain", hills_dem, tmp_path / "coarse", error_factor=1.5, min_zoom=14)
     doc = json.loads((tmp_path / "coarse" / "layer.json").read_text())
     assert doc["minzoom"] == 14 and all(not doc["available"][z] for z in range(14))
     assert doc["cim"]["maxError"]["17"] == pytest.approx(1.5 * level_max_error(17), rel=1e-3)
@@ -162,8 +164,8 @@ def test_error_factor_scales_the_bound(hills_dem, tmp_path):
 
 
 def test_threads_give_identical_tiles_and_resume(hills_dem, tmp_path):
-    a = build_terrain_layer(hills_dem, tmp_path / "a", workers=1, min_zoom=12)
-    b = build_terrain_layer(hills_dem, tmp_path / "b", workers=2, min_zoom=12)
+    a = cim.build_layer("terrain", hills_dem, tmp_path / "a", workers=1, min_zoom=12)
+    b = cim.build_layer("terrain", hills_dem, tmp_path / "b", workers=2, min_zoom=12)
     ta, tb = tiles_on_disk(tmp_path / "a"), tiles_on_disk(tmp_path / "b")
     assert ta.keys() == tb.keys() and a.tiles == b.tiles
     assert all(ta[k].read_bytes() == tb[k].read_bytes() for k in ta)
@@ -172,7 +174,7 @@ def test_threads_give_identical_tiles_and_resume(hills_dem, tmp_path):
     before = ta[victim].read_bytes()
     ta[victim].unlink()
     (tmp_path / "a" / "layer.json").unlink()
-    again = build_terrain_layer(hills_dem, tmp_path / "a", workers=1, min_zoom=12)
+    again = cim.build_layer("terrain", hills_dem, tmp_path / "a", workers=1, min_zoom=12)
     assert again.resumed_tiles == len(ta) - 1
     assert ta[victim].read_bytes() == before
     assert (tmp_path / "a" / "layer.json").exists()
@@ -180,14 +182,13 @@ def test_threads_give_identical_tiles_and_resume(hills_dem, tmp_path):
     stray = tmp_path / "a" / "12" / "1" / "1.terrain"
     stray.parent.mkdir(parents=True, exist_ok=True)
     stray.write_bytes(b"old")
-    build_terrain_layer(hills_dem, tmp_path / "a", workers=1, min_zoom=13)
+    cim.build_layer("terrain", hills_dem, tmp_path / "a", workers=1, min_zoom=13)
     assert not stray.exists() and not any((tmp_path / "a" / "12").rglob("*.terrain"))
 
 
 def test_large_dem_is_read_window_by_window(tmp_path, monkeypatch):
     """A DEM wider than a block (16 tiles of the deepest level) is never read whole."""
     from cim.sources import dem_grid
-    from tests.terrain.conftest import hills, write_dem
 
     grid, west, north = hills(20000.0, 2600.0, 10.0, dx=-6000.0, dy=2000.0)
     path = write_dem(tmp_path / "wide.tif", grid.astype(np.int16), west, north, 10.0, nodata=-32768)
@@ -199,8 +200,8 @@ def test_large_dem_is_read_window_by_window(tmp_path, monkeypatch):
         return real(self, window)
 
     monkeypatch.setattr(dem_grid.TerrainDem, "_read", spy)
-    result = build_terrain_layer(path, tmp_path / "t")
-    assert result.extra["maxzoom"] == 15
+    result = cim.build_layer("terrain", path, tmp_path / "t")
+    assert result.info.maxzoom == 15
     assert len(sizes) >= 3 and max(sizes) < 0.6 * grid.size
     truth = DemTruth(path)
     files = tiles_on_disk(tmp_path / "t")
@@ -216,11 +217,9 @@ def test_large_dem_is_read_window_by_window(tmp_path, monkeypatch):
 
 def test_tiny_sample_city(tmp_path):
     """The sample's own DEM (data/dem.tif of the tiny preset) builds, with its level from its 1 m cells."""
-    import cim
-
     city = cim.sample("tiny", tmp_path / "tiny")
-    result = build_terrain_layer(city.dem, tmp_path / "terrain")
-    assert result.extra["maxzoom"] == 18
+    result = cim.build_layer("terrain", city.dem, tmp_path / "terrain")
+    assert result.info.maxzoom == 18
     for path in tiles_on_disk(tmp_path / "terrain").values():
         decode_quantized_mesh(path.read_bytes())
     shutil.rmtree(tmp_path / "tiny")
@@ -245,7 +244,7 @@ def test_unpublished_tiles_are_written_in_place_and_a_torn_one_is_redone(hills_d
     monkeypatch.setattr(store, "atomic_write_bytes", counting("atomic", store.atomic_write_bytes))
     monkeypatch.setattr(store, "write_new_bytes", counting("direct", store.write_new_bytes))
     out = tmp_path / "t"
-    first = build_terrain_layer(hills_dem, out, min_zoom=12)
+    first = cim.build_layer("terrain", hills_dem, out, min_zoom=12)
     assert calls == {"atomic": 0, "direct": first.tiles}
     assert first.bytes == sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
     log = [json.loads(line) for line in (out / ".cim-build.jsonl").read_text().splitlines()[1:]]
@@ -256,10 +255,10 @@ def test_unpublished_tiles_are_written_in_place_and_a_torn_one_is_redone(hills_d
     whole = tiles[victim].read_bytes()
     tiles[victim].write_bytes(whole[: len(whole) // 2])
     (out / "layer.json").unlink()
-    again = build_terrain_layer(hills_dem, out, min_zoom=12)
+    again = cim.build_layer("terrain", hills_dem, out, min_zoom=12)
     assert again.resumed_tiles == first.tiles - 1 and tiles[victim].read_bytes() == whole
     assert calls["direct"] == first.tiles + 1 and calls["atomic"] == 0
     # published: other options rewrite every tile through a temporary name
-    build_terrain_layer(hills_dem, out, min_zoom=12, error_factor=1.2)
+    cim.build_layer("terrain", hills_dem, out, min_zoom=12, error_factor=1.2)
     assert calls["atomic"] > 0 and calls["direct"] == first.tiles + 1
     assert not list(out.rglob(".*.tmp")), "no temporary files left behind"

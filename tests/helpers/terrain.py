@@ -1,4 +1,5 @@
-"""Independent checks of decoded terrain tiles: interpolation, DEM truth, Cesium's horizon test."""
+"""Terrain test helpers: synthetic DEMs of the sample city, and independent checks of decoded
+terrain tiles (interpolation, DEM truth, Cesium's horizon test)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,29 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from pyproj import Transformer
+from rasterio.transform import from_origin
 
 from cim.kernels.raster import bilinear_sample
+from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 
 QMAX = 32767
+
+
+def write_dem(path: Path, grid: np.ndarray, x0: float, y0: float, res: float, *, crs="EPSG:4544", nodata=-9999.0, **extra) -> Path:
+    """A single-band GeoTIFF, north-up, ``(x0, y0)`` its north-west corner."""
+    profile = {
+        "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": grid.dtype.name,
+        "crs": crs, "transform": from_origin(x0, y0, res, res), "nodata": nodata, **extra,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(grid, 1)
+    return path
+
+
+def hills(width_m: float, height_m: float, res: float, dx: float = -400.0, dy: float = 2300.0) -> tuple[np.ndarray, float, float]:
+    """The sample city's loess hills north of the river around (105.72 E, 34.60 N): grid, west, north."""
+    xmin, ymin = CENTRE_E + dx, CENTRE_N + dy
+    return dem_grid(xmin, ymin, xmin + width_m, ymin + height_m, res), xmin, ymin + height_m
 
 
 def tiles_on_disk(root: Path) -> dict[tuple[int, int, int], Path]:
