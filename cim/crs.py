@@ -15,6 +15,16 @@ from pyproj.exceptions import CRSError
 
 from cim.errors import CimCRSError
 
+__all__ = [
+    "parse_crs",
+    "WGS84_LIKE_DATUMS",
+    "GEODETIC",
+    "transformer",
+    "to_lonlat",
+    "from_lonlat",
+    "crs_label",
+]
+
 
 def parse_crs(value: object, *, what: str = "CRS") -> CRS:
     """Parse a user CRS (``"EPSG:4544"``, WKT, PROJJSON, an int or a pyproj CRS).

@@ -6,6 +6,16 @@ maps them to HTTP status codes through one table (``cim.server.errors``).
 
 from __future__ import annotations
 
+__all__ = [
+    "CimError",
+    "CimInputError",
+    "CimCRSError",
+    "CimIOError",
+    "CimRecipeError",
+    "CimNotFound",
+    "CimForbidden",
+]
+
 
 class CimError(Exception):
     """Base class of every error cim raises on purpose."""

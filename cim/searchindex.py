@@ -33,6 +33,8 @@ import numpy as np
 from cim.engines import fork_allowed, helper_executor
 from cim.errors import CimInputError, CimIOError
 
+__all__ = ["INDEX_NAME", "SearchRows", "write_search_index", "SearchIndexWriter", "search"]
+
 INDEX_NAME = "search.sqlite"
 
 

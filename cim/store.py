@@ -36,6 +36,21 @@ from pathlib import Path
 
 from cim.errors import CimIOError
 
+__all__ = [
+    "LOG_NAME",
+    "atomic_path",
+    "atomic_write_bytes",
+    "write_new_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "build_key",
+    "file_fingerprint",
+    "journaled",
+    "TileSink",
+    "TileStore",
+    "TileWriter",
+]
+
 LOG_NAME = ".cim-build.jsonl"
 
 

@@ -16,6 +16,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = [
+    "GLB_MAGIC",
+    "CHUNK_JSON",
+    "CHUNK_BIN",
+    "NO_DATA",
+    "RaggedTake",
+    "property_id",
+    "EncodedColumn",
+    "encode_column",
+    "FeatureColumns",
+    "PropertyTable",
+    "GltfBuilder",
+    "RawJSON",
+    "column_definition",
+    "add_property_table",
+    "attach_property_table",
+    "quantize_normals",
+    "add_normals",
+    "encode_feature_mesh",
+    "read_glb",
+    "read_accessor",
+    "read_property_table",
+]
+
 GLB_MAGIC = 0x46546C67
 CHUNK_JSON = 0x4E4F534A
 CHUNK_BIN = 0x004E4942

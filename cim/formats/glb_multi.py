@@ -23,6 +23,8 @@ from cim.formats.glb import (
 )
 from cim.formats.glb_table import BlockTable
 
+__all__ = ["FeaturePrimitive", "encode_feature_primitives"]
+
 
 @dataclass
 class FeaturePrimitive:

@@ -22,6 +22,8 @@ import numpy as np
 
 from cim.formats.glb import NO_DATA, GltfBuilder, RawJSON, attach_property_table, column_definition, property_id
 
+__all__ = ["ColumnBlock", "BlockTable"]
+
 #: bytes per value of the fixed-width kinds, and their dtypes
 _WIDTH = {"INT32": 4, "INT64": 8, "FLOAT64": 8}
 _DTYPE = {"INT32": np.int32, "INT64": np.int64, "FLOAT64": np.float64}

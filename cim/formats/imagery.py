@@ -7,6 +7,8 @@ import io
 import numpy as np
 from PIL import Image
 
+__all__ = ["FORMATS", "EXTENSIONS", "encode_tile", "decode_tile", "downsample_2x"]
+
 FORMATS = {"webp": "image/webp", "png": "image/png", "jpeg": "image/jpeg"}
 EXTENSIONS = {"webp": "webp", "png": "png", "jpeg": "jpg"}
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = ["meshopt_encode_attributes", "meshopt_decode_attributes", "exponential_filter"]
+
 _JIT = {"nogil": True, "cache": True}
 
 _HEADER = 0xA0

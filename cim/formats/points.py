@@ -43,6 +43,20 @@ from numba import njit
 from cim.formats.glb import ARRAY_BUFFER, CHUNK_BIN, CHUNK_JSON, FLOAT, GLB_MAGIC, POINTS, UNSIGNED_BYTE, UNSIGNED_SHORT, read_glb
 from cim.formats.meshopt import exponential_filter, meshopt_decode_attributes, meshopt_encode_attributes
 
+__all__ = [
+    "POINT_CLASS",
+    "POINT_PROPERTIES",
+    "POINT_DESCRIPTIONS",
+    "SHORT_MAX",
+    "EXPONENTIAL",
+    "MANTISSA_MAX",
+    "encode_points_glb",
+    "POINT_WORDS",
+    "encode_point_words",
+    "decode_points_glb",
+    "position_bounds",
+]
+
 _JIT = {"nogil": True, "cache": True}
 
 POINT_CLASS = "point"

@@ -30,6 +30,25 @@ from numba import njit
 
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
+__all__ = [
+    "QMAX",
+    "HEADER",
+    "OCT_VERTEX_NORMALS",
+    "WGS84_B",
+    "UNBOUNDED_OCCLUSION",
+    "QuantizedMesh",
+    "zigzag_delta_decode",
+    "high_water_mark_decode",
+    "oct_encode",
+    "oct_decode",
+    "horizon_occlusion_points",
+    "encode_quantized_mesh",
+    "encode_quantized_meshes",
+    "gzip_tile",
+    "decode_quantized_mesh",
+    "layer_document",
+]
+
 QMAX = 32767
 HEADER = struct.Struct("<3d2f4d3d")
 OCT_VERTEX_NORMALS = 1

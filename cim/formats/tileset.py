@@ -13,6 +13,16 @@ import numpy as np
 
 from cim._version import __version__
 
+__all__ = [
+    "Asset",
+    "box_from_bounds",
+    "box_bounds",
+    "transform_list",
+    "replace_tree",
+    "tileset_document",
+    "enu_to_gltf",
+]
+
 
 class Asset(TypedDict, total=False):
     version: str

@@ -4,6 +4,8 @@ CGCS2000 and WGS84 ellipsoids differ by 0.1 mm in the semi-minor axis; we use WG
 as 3D Tiles clients do.
 """
 
+__all__ = ["WGS84_A", "WGS84_F", "WGS84_E2"]
+
 #: semi-major axis (m)
 WGS84_A = 6378137.0
 #: flattening

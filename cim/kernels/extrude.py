@@ -15,6 +15,8 @@ import mapbox_earcut
 import numpy as np
 from numba import njit
 
+__all__ = ["BuildingMesh", "extrude_footprints", "gather_tile", "gltf_layer_arrays", "warm_up"]
+
 
 @dataclass
 class BuildingMesh:

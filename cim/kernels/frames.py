@@ -11,6 +11,16 @@ import numpy as np
 
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
+__all__ = [
+    "geodetic_to_ecef",
+    "ecef_to_geodetic",
+    "up_vectors",
+    "enu_rotation",
+    "enu_to_ecef_matrix",
+    "rotate",
+    "LocalFrame",
+]
+
 
 def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Geodetic degrees and ellipsoidal height to ECEF metres.

@@ -9,6 +9,8 @@ from numba import njit
 
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
+__all__ = ["ground_and_up"]
+
 
 @njit(cache=True, nogil=True)
 def ground_and_up(lon, lat, rot, origin, ground, up):

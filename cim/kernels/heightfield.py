@@ -13,6 +13,16 @@ from numba import njit
 
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
+__all__ = [
+    "raster_heights",
+    "lattice_bilinear",
+    "FILL_REACH",
+    "FILL_SWEEPS",
+    "fill_nodata",
+    "lattice_coverage",
+    "lattice_normals",
+]
+
 _JIT = {"nogil": True, "cache": True}
 
 

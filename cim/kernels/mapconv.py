@@ -13,6 +13,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = [
+    "helmert_2d",
+    "rotation_from_axis",
+    "rotation_from_true_north",
+    "dms_to_degrees",
+    "enu_rotation_about_up",
+]
+
 
 def helmert_2d(
     xyz: np.ndarray,

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "unit_vectors",
+    "vertex_normals",
+    "split_vertices_by_material",
+    "range_index",
+    "chunk_by_budget",
+]
+
 
 def unit_vectors(v: np.ndarray, fallback: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """Normalise rows; rows of (near) zero length become ``fallback``.

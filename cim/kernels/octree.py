@@ -30,6 +30,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = [
+    "MAX_LEVELS",
+    "WORDS",
+    "morton_code",
+    "cell_corner",
+    "index_bits",
+    "code_levels",
+    "stage_points",
+    "gather_sorted",
+    "chunk_keys",
+    "node_order",
+    "leaf_ranges",
+    "node_is_leaf",
+    "common_depth",
+]
+
 _JIT = {"nogil": True, "cache": True}
 
 #: most digits of a code (21 bits an axis fill a uint64)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = ["take_ragged"]
+
 
 def take_ragged(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The items ``rows`` of a ragged array, in that order: (values, offsets (len(rows) + 1,) int64).

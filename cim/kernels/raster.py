@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = ["bilinear_sample"]
+
 
 def bilinear_sample(grid: np.ndarray, x0: float, y0: float, dx: float, dy: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Sample a north-up grid bilinearly at points; NaN where the grid has no data.

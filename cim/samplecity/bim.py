@@ -35,6 +35,8 @@ from ifcopenshell.util.shape_builder import ShapeBuilder
 
 from cim.store import atomic_path
 
+__all__ = ["MM", "WALL", "INNER_WALL", "SLAB", "ROOF", "write_sample_ifc"]
+
 MM = 1000.0  # project units (millimetres) per metre
 WALL = 0.25  # external wall thickness (m)
 INNER_WALL = 0.12

@@ -13,6 +13,17 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, valley_centre, valley_half_width
 
+__all__ = [
+    "STREET",
+    "ROADS_EW",
+    "ROADS_NS",
+    "ESTATES",
+    "STOREY",
+    "Footprints",
+    "generate_footprints",
+    "attributes",
+]
+
 BLOCK_W, BLOCK_H = 170.0, 130.0  # block pitch (m), streets included
 STREET = 22.0
 

@@ -25,6 +25,8 @@ from cim.samplecity.sites import bim_sites, lidar_bounds
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 from cim.store import atomic_path, atomic_write_text
 
+__all__ = ["CRS", "Preset", "PRESETS", "SampleCity", "sample"]
+
 log = logging.getLogger("cim.sample")
 CRS = "EPSG:4544"
 

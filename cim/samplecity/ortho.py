@@ -22,6 +22,8 @@ from cim.samplecity.buildings import BLOCK_H, BLOCK_W, STREET
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, in_river, lattice_uniform, river_distance, valley_half_width, value_noise
 from cim.store import atomic_path
 
+__all__ = ["ROOF_COLOURS", "USE_CODES", "write_orthophoto"]
+
 ROOF_COLOURS = {
     "residential": (150, 92, 78),
     "commercial": (176, 184, 192),

@@ -52,6 +52,16 @@ from cim.sources.dem import read_dem_window
 from cim.sources.footprints import read_footprints
 from cim.store import atomic_path
 
+__all__ = [
+    "SAMPLE_CRS",
+    "TREE_CELL",
+    "BAND",
+    "ROOF_RES",
+    "TREE_CHANCE",
+    "IN_PROCESS_POINTS",
+    "write_sample_pointcloud",
+]
+
 log = logging.getLogger("cim.sample")
 
 SAMPLE_CRS = "EPSG:4544"

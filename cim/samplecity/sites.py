@@ -7,6 +7,8 @@ import shapely
 
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N
 
+__all__ = ["bim_sites", "lidar_bounds"]
+
 
 def bim_sites(geoms: list, attrs: dict[str, np.ndarray], count: int, min_floors: int = 4, max_floors: int = 16) -> list[dict]:
     """The ``count`` largest rectangular footprints with ``min_floors``–``max_floors`` floors,

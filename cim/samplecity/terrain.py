@@ -16,6 +16,25 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "FLOOR_HEIGHT",
+    "HILL_HEIGHT",
+    "CHANNEL_HALF_WIDTH",
+    "CHANNEL_DEPTH",
+    "WATER_DEPTH",
+    "RIVER_HALF_WIDTH",
+    "BANK_FADE",
+    "lattice_uniform",
+    "value_noise",
+    "valley_centre",
+    "valley_half_width",
+    "river_distance",
+    "in_river",
+    "water_level",
+    "ground_height",
+    "dem_grid",
+]
+
 #: the city centre in EPSG:4544 (105.72 E, 34.58 N)
 CENTRE_E, CENTRE_N = 566062.0, 3828235.0
 FLOOR_HEIGHT = 1100.0

@@ -11,6 +11,8 @@ from cim.errors import CimInputError, CimNotFound
 from cim.searchindex import INDEX_NAME, search
 from cim.server.state import CITY_DIR
 
+__all__ = ["api_search"]
+
 
 def _parse_bbox(value: str) -> tuple[float, float, float, float]:
     try:

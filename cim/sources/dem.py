@@ -16,6 +16,8 @@ from cim.engines import background
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.raster import bilinear_sample
 
+__all__ = ["DemWindow", "READ_CACHE_MB", "read_dem_window", "DemPrefetch", "sample_dem"]
+
 
 @dataclass
 class DemWindow:

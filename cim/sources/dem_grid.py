@@ -22,6 +22,8 @@ from cim.crs import GEODETIC, crs_label, parse_crs, to_lonlat, transformer
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.heightfield import lattice_bilinear, raster_heights
 
+__all__ = ["CONTROL_STEP", "TerrainDem"]
+
 #: lattice samples between two pyproj-transformed control points
 CONTROL_STEP = 16
 

@@ -22,6 +22,8 @@ from cim.crs import crs_label, parse_crs
 from cim.engines import helper_threads
 from cim.errors import CimCRSError, CimInputError, CimIOError
 
+__all__ = ["FeatureIssue", "FootprintTable", "read_footprints", "issue_ids", "footprint_rings"]
+
 log = logging.getLogger("cim.sources.footprints")
 
 #: metadata type names (EXT_structural_metadata) for the attribute columns we keep

@@ -21,6 +21,23 @@ import numpy as np
 
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
+__all__ = [
+    "SAMPLES",
+    "INTERVALS",
+    "LEVEL_ZERO_ERROR",
+    "MAX_LEVEL",
+    "tile_degrees",
+    "sample_degrees",
+    "tile_count",
+    "tile_bounds",
+    "tiles_covering",
+    "level_max_error",
+    "radii_of_curvature",
+    "sample_metres",
+    "level_for_resolution",
+    "availability",
+]
+
 #: samples per tile edge (CesiumJS's height-map width) and the intervals between them
 SAMPLES = 65
 INTERVALS = SAMPLES - 1

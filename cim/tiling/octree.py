@@ -41,6 +41,28 @@ from cim.kernels.octree import (
     stage_points,
 )
 
+__all__ = [
+    "STAGE_DTYPE",
+    "Scratch",
+    "OctreeGrid",
+    "IDENTITY",
+    "StagedBatch",
+    "stage_batch",
+    "Run",
+    "Chunk",
+    "node_name",
+    "merge_counts",
+    "plan_chunks",
+    "ancestors",
+    "attach_runs",
+    "group_chunks",
+    "ChunkIndex",
+    "index_chunk",
+    "MemoryBudget",
+    "SpillFile",
+    "read_slices",
+]
+
 #: a staged point: ENU position in grid units, colour, class, intensity, return number
 STAGE_DTYPE = np.dtype(
     [

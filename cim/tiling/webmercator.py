@@ -5,6 +5,17 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "ORIGIN",
+    "TILE_SIZE",
+    "MAX_LAT",
+    "tile_of",
+    "tile_bounds",
+    "tiles_covering",
+    "ground_resolution",
+    "zoom_for_resolution",
+]
+
 ORIGIN = 20037508.342789244  # half the projected width of the world, metres
 TILE_SIZE = 256
 MAX_LAT = 85.0511287798066

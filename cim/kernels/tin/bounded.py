@@ -16,6 +16,8 @@ from cim.kernels.tin.decimate import remove_vertices
 from cim.kernels.tin.insert import greedy_insert, workspace
 from cim.kernels.tin.primitives import JIT, worst_sample
 
+__all__ = ["REMOVAL_PASSES", "error_bounded_tins", "error_bounded_tin", "tin_error"]
+
 #: removal sweeps over a TIN's vertices (the second removes 1–2 % more; a third, almost nothing)
 REMOVAL_PASSES = 2
 

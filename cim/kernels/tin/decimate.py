@@ -15,6 +15,8 @@ from numba import njit
 
 from cim.kernels.tin.primitives import JIT, incircle, link, orient, worst_sample_until
 
+__all__ = ["remove_vertices"]
+
 #: most triangles around one vertex that a removal considers
 _STAR_CAP = 64
 

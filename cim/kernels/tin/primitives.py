@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+__all__ = ["JIT", "orient", "incircle", "worst_sample", "worst_sample_until", "link"]
+
 #: numba options of every TIN kernel: ``nogil``, so tiles mesh in parallel threads; cached
 JIT = {"nogil": True, "cache": True}
 

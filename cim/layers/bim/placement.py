@@ -18,6 +18,8 @@ from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, r
 from cim.kernels.mapconv import enu_rotation_about_up, helmert_2d
 from cim.sources.ifc import IfcGeoreference, open_ifc, read_georeference
 
+__all__ = ["ModelPlacement", "resolve_placement", "frame_for_model"]
+
 
 @dataclass
 class ModelPlacement:

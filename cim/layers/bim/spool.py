@@ -19,6 +19,15 @@ from cim.kernels.mesh import range_index, split_vertices_by_material, unit_vecto
 from cim.layers.bim.placement import ModelPlacement
 from cim.sources.ifc import ElementGeometry
 
+__all__ = [
+    "MeshSpool",
+    "SpooledModel",
+    "ingest_batch",
+    "convex_hull_xy",
+    "new_model",
+    "sort_elements",
+]
+
 
 class MeshSpool:
     """Per-element meshes appended to flat buffers, read back per tile.

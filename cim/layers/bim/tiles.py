@@ -18,6 +18,19 @@ from cim.layers.bim.spool import MeshSpool, SpooledModel
 from cim.sources.ifc import IfcElementIndex
 from cim.store import TileSink
 
+__all__ = [
+    "ENVELOPE_CLASSES",
+    "DETAIL_CLASSES",
+    "TileNode",
+    "plan_model_tiles",
+    "exterior_flags",
+    "encode_tile",
+    "ModelTiles",
+    "tile_job",
+    "ElementFacts",
+    "walk_nodes",
+]
+
 #: always in the exterior tile (slab edges and roofs make the silhouette)
 ENVELOPE_CLASSES = ("IfcRoof", "IfcSlab", "IfcCurtainWall")
 #: never before the detail level: volumes, furniture, services, small parts

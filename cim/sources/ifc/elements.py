@@ -28,6 +28,8 @@ from cim.sources.ifc.file import (
     unit_scale,
 )
 
+__all__ = ["ElementAttributes", "IfcElementIndex"]
+
 
 @dataclass
 class ElementAttributes:

@@ -13,6 +13,24 @@ import numpy as np
 
 from cim.errors import CimInputError, CimIOError
 
+__all__ = [
+    "EXCLUDED_CLASSES",
+    "BODY_IDENTIFIERS",
+    "SPATIAL_CLASSES",
+    "LENGTH_MEASURES",
+    "open_ifc",
+    "schema_name",
+    "length_unit",
+    "unit_scale",
+    "model_context",
+    "schema_has",
+    "get_attr",
+    "raw_value",
+    "as_tuple",
+    "axis2placement",
+    "local_placement",
+]
+
 #: classes never drawn: voids, virtual boundaries, annotations and grids
 EXCLUDED_CLASSES = ("IfcOpeningElement", "IfcVirtualElement", "IfcAnnotation", "IfcGrid")
 #: representation identifiers that hold a 3D body the iterator draws

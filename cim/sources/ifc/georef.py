@@ -19,6 +19,8 @@ import ifcopenshell.util.unit
 from cim.kernels.mapconv import dms_to_degrees, helmert_2d, rotation_from_axis, rotation_from_true_north
 from cim.sources.ifc.file import LENGTH_MEASURES, as_tuple, axis2placement, get_attr, length_unit, local_placement, model_context, raw_value, schema_name
 
+__all__ = ["IfcGeoreference", "read_georeference"]
+
 _METRE_PREFIX = {None: 1.0, "": 1.0, "MILLI": 1e-3, "CENTI": 1e-2, "DECI": 1e-1, "KILO": 1e3}
 _UNIT_NAMES = {"METRE": 1.0, "METER": 1.0, "MILLIMETRE": 1e-3, "MILLIMETER": 1e-3, "CENTIMETRE": 1e-2, "CENTIMETER": 1e-2,
                "DECIMETRE": 0.1, "KILOMETRE": 1e3, "FOOT": 0.3048, "US SURVEY FOOT": 1200.0 / 3937.0, "INCH": 0.0254}

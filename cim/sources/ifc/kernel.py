@@ -48,6 +48,16 @@ import ifcopenshell.geom
 from cim.engines import fork_allowed
 from cim.sources.ifc.file import EXCLUDED_CLASSES, get_attr, schema_has
 
+__all__ = [
+    "kernel_settings",
+    "excluded_classes",
+    "peak_rss_mb",
+    "drawable_at_most",
+    "child_entry",
+    "ProcessKernel",
+    "InProcessKernel",
+]
+
 
 def kernel_settings(max_voids: int) -> ifcopenshell.geom.settings:
     """The iterator settings cim uses: world coordinates (metres), unwelded vertices (the

@@ -32,6 +32,16 @@ import ifcopenshell
 
 from cim.sources.ifc.file import get_attr
 
+__all__ = [
+    "MAX_BYTES",
+    "MAX_POINTS",
+    "MAX_INNER",
+    "MAX_FACES",
+    "MAX_OPENINGS",
+    "MAX_ITEMS",
+    "simple_model",
+]
+
 #: largest file considered (bytes): a model of a few elements is far smaller
 MAX_BYTES = 2_000_000
 MAX_POINTS = 256

@@ -27,6 +27,18 @@ from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.frames import LocalFrame
 from cim.sources.pointcloud.transform import LocalTransform
 
+__all__ = [
+    "POINTCLOUD_SUFFIXES",
+    "PointCloudSource",
+    "PointBatch",
+    "list_pointcloud_files",
+    "open_pointcloud",
+    "read_batches",
+    "source_transform",
+    "header_box_enu",
+    "frame_for",
+]
+
 log = logging.getLogger("cim.pointcloud")
 
 POINTCLOUD_SUFFIXES = (".las", ".laz")

@@ -21,6 +21,8 @@ from cim.crs import crs_label, to_lonlat
 from cim.errors import CimCRSError
 from cim.kernels.frames import LocalFrame, geodetic_to_ecef
 
+__all__ = ["exact_enu", "LocalTransform", "PiecewiseFit"]
+
 
 def exact_enu(crs: CRS, frame: LocalFrame, x: np.ndarray, y: np.ndarray, z: np.ndarray, z_factor: float = 1.0) -> np.ndarray:
     """Exact ENU (n, 3) of source points: pyproj to longitude/latitude, then ECEF and the frame.
