@@ -30,7 +30,7 @@ def meshopt_encode_attributes(data: np.ndarray) -> bytes:
     Byte deltas between consecutive elements, zigzagged, stored per byte position in groups of
     16 as 0, 2, 4 or 8 bits each (2- and 4-bit codes escape larger values to trailing bytes),
     each group in its smallest form. A compiled loop: the choice and the variable-length output
-    of each group do not vectorise well in numpy (measured 10-20x slower).
+    of each group do not vectorise well in numpy.
     """
     data = np.ascontiguousarray(data, dtype=np.uint8)
     n, stride = data.shape
@@ -123,7 +123,7 @@ def _meshopt_encode(data, be, tail, out):  # pragma: no cover - compiled
     return p + tail
 
 
-@njit(inline="always", **_JIT)  # inlined into the encoder's loop: a call there cost 10 %
+@njit(inline="always", **_JIT)  # inlined into the encoder's loop: no call per group
 def _put_escapes(zz, o, k, limit, out, p):  # pragma: no cover - compiled
     """After a group of 2- or 4-bit codes: the group's values that did not fit (``>= limit``,
     coded as the sentinel), one byte each, from ``out[p]``; returns the new end."""

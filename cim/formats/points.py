@@ -20,13 +20,8 @@ as glTF requires (single bytes are widened with padding, which compression makes
   The Khronos validator reports 0 errors and warnings (it cannot decode the extension, so it
   checks the JSON only); CesiumJS decodes it with meshoptimizer.
 
-Where the bytes go (the sample city's 10 M-point survey, 2.5 points/m², 8.0 bytes a point):
-positions 4.5 (the low byte of each axis is noise at millimetre steps: 1.0 each), colour 1.3,
-intensity 1.9 (16-bit, noisy), class and return number 0.15, padding columns 0.17 (meshopt's
-per-block headers), JSON 0.12. Measured and dropped: other point orders (Hilbert, 2D Morton,
-class-grouped) within 1 %; float32 positions for the coarse nodes cost 8.6 bytes a point there
-against 4.9 for the 24-bit mantissas; 2.5 kB of JSON a tile (descriptions, names, default
-material values) shrank to 2.0 kB without them.
+Where the bytes of a point go, and the layouts measured and dropped (other point orders, float32
+positions for the coarse nodes, a larger shared JSON), is in ``benchmarks/README.md``.
 
 The meshopt attribute codec is in :mod:`cim.formats.meshopt`.
 """
@@ -168,8 +163,8 @@ def encode_point_words(
     scale = None
     if short:
         # one cubic lattice: the step that fits the node's largest side in 16 bits, no finer than
-        # the data. A finer step on the flatter axes (the vertical, mostly) cost 0.02-0.1 bytes a
-        # point more on the sample surveys for errors below the data's own precision anyway.
+        # the data. A finer step on the flatter axes (the vertical, mostly) would spend bytes on
+        # errors below the data's own precision anyway.
         # q = round(rel / step), step a whole number of units: 32.32 fixed point
         step = np.full(3, max(int(finest.max()), max(1, int(precision / unit + 1e-9))), dtype=np.int64)
         mul = np.array([((1 << 32) + int(t) // 2) // int(t) for t in step], dtype=np.int64)
@@ -179,8 +174,8 @@ def encode_point_words(
     else:
         # the same rule as 16-bit nodes, the finest 16-bit step clamped to [precision, max_step],
         # here max_step: as a power of two (exact in float32) on 24-bit mantissas. Meshopt's
-        # EXPONENTIAL filter turns them into float32 on the GPU; raw float32 positions cost
-        # 8.6 bytes a point once compressed, these 4.9 (top nodes of the sample city)
+        # EXPONENTIAL filter turns them into float32 on the GPU; raw float32 positions compress
+        # worse than these mantissas on one step (benchmarks/README.md)
         exponent = math.floor(math.log2(max(max_step, unit)))
         exponent = max(exponent, math.ceil(math.log2(float(ext.max()) * unit / MANTISSA_MAX)))
         mul = np.zeros(3, dtype=np.int64)
@@ -286,7 +281,7 @@ def encode_point_words(
 
 #: what every tile's JSON shares (metadata schema, material, scene), serialised once. Kept to
 #: what readers need (the properties' descriptions, :data:`POINT_DESCRIPTIONS`, go in the layer's
-#: manifest): at 2.5 kB, a tile's JSON was 0.15 bytes a point of the sample city
+#: manifest): every tile repeats it, so its size counts per point
 _SHARED_JSON = json.dumps(
     {
         "extensions": {
@@ -397,7 +392,7 @@ def _pack_words(words, base, mode, mul, inv_step, exponent, colored, pos_out, at
     ``exponent`` (the meshopt EXPONENTIAL filter's input); _FLOAT: the same values as float32.
     The attributes go to ``attr_out[:, attr_col:]``: COLOR_0 RGB + pad (when ``colored``),
     _INTENSITY + 2 pad, _CLASSIFICATION + 3 pad, _RETURN_NUMBER + 3 pad, each a masked copy of
-    a staged word: one pass of word stores (byte by byte it measured 2x slower).
+    a staged word: one pass of word stores, not byte by byte.
     """
     n = words.shape[0]
     f = np.empty(1, dtype=np.float32)

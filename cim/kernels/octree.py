@@ -18,11 +18,10 @@ A staged point is five little-endian uint32 words: x, y, z (int32 grid units, EN
 ``r | g << 8 | b << 16 | class << 24``, then ``intensity | return_number << 16``.
 
 The per-point loops are compiled with numba (``nogil``, cached): the numpy formulations of the
-same passes (several temporaries a pass, strided field access, fancy-index gathers) measured 5
-times slower for staging (``benchmarks/bench_pointcloud.py --kernels``), and numpy's ``take`` of
-20-byte rows several times slower than :func:`gather_sorted`. Sorting stays numpy's ``np.sort`` on
-keys that pack the code above the point's index (its ``argsort`` of 64-bit keys runs at a tenth
-of the speed on these machines).
+same passes make several temporaries a pass, access fields with a stride and gather by fancy
+index (``benchmarks/bench_pointcloud.py --kernels`` compares them). Sorting stays numpy's
+``np.sort``, on keys that pack the code above the point's index, rather than an ``argsort`` of
+the codes.
 """
 
 from __future__ import annotations

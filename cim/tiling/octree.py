@@ -80,11 +80,10 @@ assert STAGE_DTYPE.itemsize == 20
 class Scratch:
     """Reusable work arrays of one worker thread.
 
-    A fresh large numpy array costs the kernel's zeroing of its pages when first written (2 MB
-    transparent huge pages here): at 10 M points the per-batch and per-chunk temporaries were
-    1.6 GB of fresh memory, 12 % of the build's CPU in ``clear_page``. Arrays handed out are
-    views of buffers that grow as needed and are reused by the thread's next batch or chunk, so a
-    caller must be done with one before asking for the same name again.
+    A fresh large numpy array costs the kernel's zeroing of its pages when first written, and a
+    build would make such temporaries for every batch and chunk. Arrays handed out are views of
+    buffers that grow as needed and are reused by the thread's next batch or chunk, so a caller
+    must be done with one before asking for the same name again.
     """
 
     def __init__(self) -> None:
@@ -427,10 +426,10 @@ def index_chunk(records: np.ndarray, chunk: Chunk, grid: OctreeGrid, leaf_max: i
 class MemoryBudget:
     """Bytes of staged records that may stay in memory, shared by the threads that stage.
 
-    Keeping a run in memory saves writing it to a spill file and reading it back (36 of the
-    ~330 ns of CPU a point costs at 10 M points, and the kernel's write-back of the file): inputs
-    up to the budget are staged without disk, larger ones keep the budget's worth and spill the
-    rest, so peak memory stays bounded whatever the input size.
+    Keeping a run in memory saves writing it to a spill file and reading it back (CPU time, and
+    the kernel's write-back of the file): inputs up to the budget are staged without disk, larger
+    ones keep the budget's worth and spill the rest, so peak memory stays bounded whatever the
+    input size.
     """
 
     def __init__(self, limit: int) -> None:
@@ -489,7 +488,7 @@ def read_slices(slices: list[tuple[str | np.ndarray, int, int]], scratch: Scratc
     else:
         out = np.empty(total, dtype=STAGE_DTYPE)
     buf = memoryview(out.view(np.uint8))
-    words = out.view(np.uint32).reshape(total, WORDS)  # numpy copies structured rows field by field: 5x slower
+    words = out.view(np.uint32).reshape(total, WORDS)  # numpy copies structured rows field by field; words go in one pass
     pos = 0
     by_path: dict[str, list[tuple[int, int, int]]] = {}
     for source, off, n in slices:

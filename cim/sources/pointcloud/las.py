@@ -311,12 +311,12 @@ def read_batches(
 
     LAZ files go through laspy and lazrs, seeking to ``start`` through their chunk table
     (decoding from the chunk's start), with lazrs' multi-threaded decoder: its Python binding
-    holds the GIL while it decodes, so threads reading LAZ side by side measured no faster than
-    one, while one batch of several LAZ chunks decodes on every core (safe here: cim starts no
-    process after it). Uncompressed files are read straight into one reused
-    buffer (laspy allocates each batch anew: 18.8 ns a point against 8.8 measured), so a batch's
-    arrays are only valid until the next one is asked for. ``buffer``, a uint8 array of at least
-    ``batch * src.record_size`` bytes, is used for that when given.
+    holds the GIL while it decodes, so threads reading LAZ side by side are no faster than one,
+    while one batch of several LAZ chunks decodes on every core (safe here: cim starts no
+    process after it). Uncompressed files are read straight into one reused buffer (laspy
+    allocates each batch anew, in fresh pages), so a batch's arrays are only valid until the next
+    one is asked for. ``buffer``, a uint8 array of at least ``batch * src.record_size`` bytes, is
+    used for that when given.
     """
     count = src.count - start if count is None else min(count, src.count - start)
     fmt = src.point_format
