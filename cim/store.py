@@ -149,8 +149,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: object, *, pretty: bool = True) -> None:
     """Write ``obj`` as JSON to ``path`` atomically: indented when ``pretty``, else compact
-    (Python's C encoder serves only compact output: indenting a city's ``tileset.json`` went
-    through the pure-Python encoder, 0.14 s of the buildings layer)."""
+    (Python's C encoder serves only compact output: indenting goes through the pure-Python
+    encoder, so large documents such as a layer's ``tileset.json`` are written compact)."""
     text = json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) if pretty else json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
@@ -309,8 +309,7 @@ class TileStore:
         self.record([(rel, len(data))])
 
     def write_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Write files, then log them all in one append (logging one file a time cost about 70 µs
-        of CPU a tile on the terrain of the sample city)."""
+        """Write files, then log them all in one append rather than one a file."""
         write = atomic_write_bytes if self._published else write_new_bytes
         root = os.fspath(self.root)
         done: list[tuple[str, int]] = []
@@ -324,8 +323,8 @@ class TileStore:
     @contextlib.contextmanager
     def writer(self, *, threads: int = 2, in_flight: int = 32, batch: int = 64) -> Iterator[TileWriter]:
         """A :class:`TileWriter` that writes batches of files on helper threads while the caller
-        goes on (creating a file costs 20 µs to 2 ms, mostly in the kernel with the GIL
-        released); leaving the block waits for every write and raises the first error."""
+        goes on (creating a file is mostly the kernel's work, done with the GIL released); leaving
+        the block waits for every write and raises the first error."""
         from cim.engines import helper_threads
 
         with helper_threads(threads, "store-io") as pool:
@@ -416,8 +415,8 @@ class TileWriter:
 
 def _files_under(folder: str) -> Iterator[str]:
     """Paths of the regular files below ``folder`` (none when it does not exist); ``os.scandir``
-    rather than ``Path.rglob``, whose pattern machinery cost about 1 ms a walk here, as much as
-    writing a small model's tiles."""
+    rather than ``Path.rglob``, whose pattern machinery a plain walk does not need (a small
+    model's whole build is short enough to feel it)."""
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):

@@ -284,8 +284,8 @@ def _encode_tiles(bounds, u_in, v_in, h_in, tri, voff, toff, nrm, with_normals, 
     when a tile has a vertex no triangle of its own uses (or an index outside the tile).
 
     The numpy version of this (the same arithmetic in the same order, so the same bytes, over a
-    block's tiles at once, then a Python loop packing each tile) took about 28 µs a tile of the
-    sample city, 11 of them in the per-tile loop; this takes about 8 µs, and releases the GIL.
+    block's tiles at once, then a Python loop packing each tile) paid the interpreter for every
+    tile; this is one compiled pass, and releases the GIL.
     """
     k = bounds.shape[0]
     cap = 0
@@ -463,10 +463,9 @@ def gzip_tile(data: bytes, level: int = 6) -> bytes:
     """Gzip bytes deterministically (no file name, time 0), as terrain tiles are stored and served.
 
     The deflate window and hash table are sized to the tile (a window of at least the tile's length
-    finds every match the full 32 KB window would): zlib allocates and clears them per call, and for
-    the sample city's tiles (about 280 bytes before compression) that setup was the whole cost,
-    80 µs a tile with the defaults, about 30 µs fitted, for the same bytes out. Levels 6 and 9 gave
-    the same sizes there (2.06 MB for 8,674 tiles), level 1 1.6 % more, at the same speed.
+    finds every match the full 32 KB window would): zlib allocates and clears them per call, and
+    for tiles of a few hundred bytes that setup is most of the work; fitted, the bytes out are the
+    same. The level's effect on terrain tiles' sizes is in ``benchmarks/README.md``.
     """
     wbits = max(9, min(15, (len(data) - 1).bit_length()))
     c = zlib.compressobj(level, zlib.DEFLATED, 16 + wbits, max(1, min(8, wbits - 6)))

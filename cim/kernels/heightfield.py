@@ -1,9 +1,9 @@
 """Height-field kernels for terrain: sampling a raster on a lattice, filling no-data, surface normals.
 
-The sampling and filling loops are compiled with numba (per million samples the numpy version of
-the sampling took 0.13 s, the compiled one about 10 ms; the fill's passes are sequential scans).
-Kernels that make a block's worth of samples can write into a caller's buffer (``out``): on these
-machines touching fresh memory costs 3–10 µs a page, 10–25 ms for a block's 10 MB lattice.
+The sampling and filling loops are compiled with numba (the numpy version of the sampling made
+temporaries the size of the lattice; the fill's passes are sequential scans). Kernels that make a
+block's worth of samples can write into a caller's buffer (``out``), so a block reuses memory
+already touched rather than fresh pages the kernel must zero.
 """
 
 from __future__ import annotations
@@ -208,9 +208,8 @@ def _fill(g, reach, sweeps):  # pragma: no cover - compiled
 
     Works on the runs of empty samples along rows and along columns, with estimates kept in compact
     arrays indexed by the empty samples' row-major rank, so a pass costs in proportion to what is
-    still empty, not to the grid (a 1000 × 1000 block with a few per cent empty: 3–6 ms, where full-grid
-    passes over transposed copies took 30–90 ms; most of that was touching fresh pages and striding
-    across rows). The arithmetic and its order are the full-grid version's: the result is the same.
+    still empty, not to the grid (full-grid passes over transposed copies touched fresh pages and
+    strode across rows). The arithmetic and its order are the full-grid version's: the result is the same.
     """
     rows, cols = g.shape
     n_empty = 0
@@ -418,8 +417,7 @@ def lattice_coverage(grid: np.ndarray, margin: int, k: int, n: int) -> tuple[np.
     lo, hi : the smallest and largest finite sample of the whole grid, margin included (inf, -inf
         when there is none)
 
-    One pass (numpy's masks, reshapes and the boolean gather took about 15 ms a block of the
-    sample city, about a tenth of its meshing).
+    One pass, where numpy's masks, reshapes and boolean gather made several, with temporaries.
     """
     have = np.zeros((k, k), dtype=np.bool_)
     lo, hi = _lattice_coverage(grid, int(margin), int(k), int(n), have)

@@ -53,8 +53,7 @@ def _open(path: Path, threads: int | str = "ALL_CPUS") -> rasterio.DatasetReader
 
 #: GDAL's block cache (MB) while a window is read. A window is read once, block by block, so a
 #: cache that holds every decoded block (GDAL's default: 5 % of the RAM) only adds a second copy
-#: of the window in fresh pages (the city's 86 MB window: 0.39 s of CPU with the default cache,
-#: 0.25-0.34 s with this one, on this machine's costly page faults).
+#: of the window in fresh pages, each a page fault.
 READ_CACHE_MB = 64
 
 
@@ -102,9 +101,8 @@ class DemPrefetch:
     """A DEM window read on a background thread while the caller does other work.
 
     GDAL decodes the window's blocks without the GIL, so reading the DEM under a footprint
-    file's declared extent overlaps with parsing and validating the footprints (the city
-    preset's 21 M-cell window: 0.35-0.5 s of CPU). The prefetch decodes on one thread, leaving
-    the other cores to the caller (see ``benchmarks/README.md``).
+    file's declared extent overlaps with parsing and validating the footprints. The prefetch
+    decodes on one thread, leaving the other cores to the caller (see ``benchmarks/README.md``).
     :meth:`window` hands the result over when the extent it was read for covers the bounds
     asked for (a stale declared extent falls back to a fresh read), so the result never
     depends on the prefetch.

@@ -18,7 +18,8 @@ from cim.kernels.tin.primitives import JIT, worst_sample
 
 __all__ = ["REMOVAL_PASSES", "error_bounded_tins", "error_bounded_tin", "tin_error"]
 
-#: removal sweeps over a TIN's vertices (the second removes 1–2 % more; a third, almost nothing)
+#: removal sweeps over a TIN's vertices (a removal can free a neighbour swept earlier; each sweep
+#: finds fewer: benchmarks/README.md)
 REMOVAL_PASSES = 2
 
 

@@ -4,8 +4,8 @@ Greedy insertion picks each vertex for the coarse surface of its moment; after l
 many of the early ones carry no weight. Each vertex in turn (corners excepted) is taken out, the
 hole left by its star is triangulated again by ear clipping with Delaunay ears, and the removal
 is kept when every new triangle still lies within the error bound of the grid samples it covers.
-Two passes remove 10–25 % of the vertices of greedy insertion at the same error on the sample
-city's DEM and on the Lyon DEM (``benchmarks/bench_terrain.py``).
+What two passes remove at the same error is measured by ``benchmarks/bench_terrain.py`` (see
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
