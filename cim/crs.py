@@ -62,8 +62,8 @@ def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     src, dst = CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt)
     # between EPSG:4326 and a projection on a WGS 84-like datum (EPSG:4544 among them) the
     # projection alone gives PROJ's numbers (the datum step is a null offset; tests/test_crs.py
-    # compares them), and pyproj builds it in about 1 ms, where the general transformer searches
-    # PROJ's database for datum transformations (0.1-0.2 s of CPU in every process)
+    # compares them), and pyproj builds it without the search of PROJ's database for datum
+    # transformations that the general transformer makes in every process
     if dst.equals(GEODETIC, ignore_axis_order=True) and _wgs84_like_projection(src):
         dst = src.geodetic_crs
     elif src.equals(GEODETIC, ignore_axis_order=True) and _wgs84_like_projection(dst):

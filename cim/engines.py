@@ -237,8 +237,9 @@ class LocalEngine(Engine):
     workers : jobs at once (default: the number of cores)
     processes : run jobs in forked worker processes instead of threads. It is honoured only where
         :func:`fork_allowed` (the caller opted in to forking, see :mod:`cim.runtime`); otherwise
-        threads run them. Measured slower than threads for every layer on 2 cores (see
-        ``benchmarks/README.md``); offered for jobs that hold the GIL
+        threads run them. The layers' jobs release the GIL, so for them processes only add their
+        start-up and copies (measured in ``benchmarks/README.md``); offered for jobs that hold
+        the GIL
     """
 
     name = "local"

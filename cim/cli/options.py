@@ -68,7 +68,7 @@ def owns_process(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     When the command's work is done, everything still alive is frozen out of the collector's
     sight: Python's final collection at exit would otherwise walk it all (numba's objects after
-    a point-cloud build took half a second).
+    a point-cloud build, for one).
     """
 
     @functools.wraps(fn)

@@ -1,5 +1,5 @@
 """Compiled (numba) loops of :mod:`cim.kernels.frames`, in their own module so that importing
-the frames (as the BIM geometry process and the server do) does not import numba (0.3-0.4 s).
+the frames (as the BIM geometry process and the server do) does not import numba, a heavy import.
 It depends on the ellipsoid only, not on the frames, which import it when first used."""
 
 from __future__ import annotations

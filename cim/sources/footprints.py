@@ -223,7 +223,7 @@ def _polygonal(g: shapely.Geometry) -> shapely.Geometry | None:
 
 def _is_valid(geoms: np.ndarray, chunk: int = 20000) -> np.ndarray:
     """``shapely.is_valid`` on threads: GEOS checks each geometry without the GIL, and the
-    check is the costliest step of reading footprints (0.15 s for the city's 78,000)."""
+    check is the costliest step of reading footprints."""
     if len(geoms) <= chunk:
         return shapely.is_valid(geoms)
     parts = np.array_split(geoms, min(os.cpu_count() or 1, -(-len(geoms) // chunk)))
@@ -297,8 +297,7 @@ def footprint_rings(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     Notes
     -----
     ``shapely.to_ragged_array`` after ``get_parts`` and ``orient_polygons`` gives the same arrays,
-    but builds a Python object for every part and ring, which holds the GIL and cost 0.3 s for the
-    city's 78,000 footprints. Here only geometries with holes or several parts go through the
+    but builds a Python object for every part and ring, holding the GIL throughout. Here only geometries with holes or several parts go through the
     object path; a simple polygon's one ring is its coordinate run, so the common case reads
     ``get_coordinates`` once and orients rings by the sign of their shoelace area in numpy.
     """
