@@ -7,11 +7,10 @@ are not kept), and a B-tree on the centre longitude for box queries. The build w
 (atomically, while the layers build); the server only reads it, so any number of requests can
 share it.
 
-Why not SQLite's R*Tree: it inserts one row at a time at about 15 µs a row whatever the order
-(1.2 s for the city's 78,000 buildings, more than tiling them), while the longitude index builds
-in a sort. A box query scans the features whose centre lies within the box's longitudes widened
-by the widest feature (kept in ``search_meta``), then filters by the box: a few milliseconds for
-a city of 100,000 features.
+Why not SQLite's R*Tree: it inserts one row at a time, whatever the order, while the longitude
+index builds in a sort. A box query scans the features whose centre lies within the box's
+longitudes widened by the widest feature (kept in ``search_meta``), then filters by the box.
+(Measured: ``benchmarks/README.md``.)
 """
 
 from __future__ import annotations
@@ -45,9 +44,9 @@ class SearchRows:
     Attributes come either as ``properties`` (one dict per feature: models whose features carry
     different keys, such as BIM elements) or as ``columns`` (name → array, typed by ``types``:
     the same attributes for every feature, such as building footprints). Columns never become
-    Python dicts: SQLite's ``json_object`` writes each row's JSON, so indexing 100,000 buildings
-    costs a fraction of a second. With columns, ``titles`` may be left ``None`` (then the
-    ``title_column`` value, else the id) and ``texts`` ``None`` (then the ``text_columns``).
+    Python dicts: SQLite's ``json_object`` writes each row's JSON, in C. With columns, ``titles``
+    may be left ``None`` (then the ``title_column`` value, else the id) and ``texts`` ``None``
+    (then the ``text_columns``).
     """
 
     layer: str
@@ -78,8 +77,8 @@ class SearchRows:
 def write_search_index(path: Path, layers: list[SearchRows]) -> int:
     """Write the index for ``layers``; returns the number of features indexed.
 
-    The caller waits for it, so nothing runs beside it: no child process (forking cost a small
-    BIM model's conversion 10-20 ms)."""
+    The caller waits for it, so nothing runs beside it: no child process (a fork would only add
+    to a small BIM model's conversion)."""
     with SearchIndexWriter(path, processes=False) as writer:
         for rows in layers:
             writer.add(rows)
@@ -230,8 +229,8 @@ class SearchIndexWriter:
 
 def _connect(path: Path, **kwargs) -> sqlite3.Connection:
     """A connection for writing the temporary index: no journal and no fsync (the file is
-    renamed into place only when complete, as tiles are; the sync at commit cost 0.16 s for the
-    city), staging in memory."""
+    renamed into place only when complete, as tiles are, so a sync at commit would protect
+    nothing), staging in memory."""
     con = sqlite3.connect(path, **kwargs)
     con.execute("PRAGMA journal_mode = OFF")
     con.execute("PRAGMA synchronous = OFF")

@@ -121,7 +121,7 @@ def encode_feature_primitives(
 
 def _distinct(ids: np.ndarray) -> int:
     """How many distinct values ``ids`` (non-negative ints, feature-table rows) holds: a count of
-    the non-zero bins; ``np.unique`` would sort, and its first call imports ``numpy.ma`` (60 ms,
-    longer than converting a one-element IFC)."""
+    the non-zero bins; ``np.unique`` would sort, and its first call imports ``numpy.ma``
+    (longer than converting a one-element IFC)."""
     ids = np.asarray(ids, dtype=np.int64)
     return int(np.count_nonzero(np.bincount(ids))) if len(ids) else 0

@@ -1,13 +1,12 @@
 """Property tables cut from one block of columns: each tile's table in a few numpy calls.
 
 :func:`cim.formats.glb.add_property_table` writes a table column by column: a gather, a buffer
-view and a schema entry each, 30–80 µs of Python a column. A BIM model's property sets make
-hundreds of columns (221 in a real IFC4 file) for a few dozen elements, so its five tiles took
-40 ms that way, more than a tenth of converting the model. A :class:`ColumnBlock` packs a
-layer's columns once, by kind, into matrices (one row per column): a tile's table is then one
-fancy-index per kind (one ragged gather for all its string columns), written as one blob of
-8-byte-aligned buffer views; only the JSON entries remain per column, built from definitions
-made once.
+view and a schema entry each, in Python. A BIM model's property sets make hundreds of columns
+for a few dozen elements, so that Python, paid per column and per tile, outweighs the data. A
+:class:`ColumnBlock` packs a layer's columns once, by kind, into matrices (one row per column):
+a tile's table is then one fancy-index per kind (one ragged gather for all its string columns),
+written as one blob of 8-byte-aligned buffer views; only the JSON entries remain per column,
+built from definitions made once.
 
 The tables it writes are the ones ``add_property_table`` writes for the same columns (same
 schema, same values, same noData); only the order of the buffer views differs.
@@ -38,7 +37,7 @@ class ColumnBlock:
 
     Encodes as :func:`cim.formats.glb.encode_column` does, a kind at a time (tests hold the
     two equal): nulls (None, NaN) become the kind's noData, declared only for columns that hold
-    one; strings are UTF-8 by a Python pass (no pyarrow: importing it cost 0.06–0.26 s, more than
+    one; strings are UTF-8 by a Python pass (no pyarrow: importing it costs more than
     converting a small IFC model, and BIM tables have thousands of rows, not millions).
 
     Parameters

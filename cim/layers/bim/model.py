@@ -60,9 +60,8 @@ class Placing:
 class PreparedModel:
     """A model's elements read from the file, one row per geometry candidate (or per element drawn).
 
-    Made in a thread while the geometry process works: on these machines the index, attributes
-    and their encoding take 0.1–1.5 s per model, which on the critical path was 5–10 % of a
-    conversion.
+    Made in a thread while the geometry process works, so that the index, the attributes and
+    their encoding stay off the critical path.
     """
 
     index: IfcElementIndex

@@ -128,8 +128,8 @@ def resolve_placement(
     require_georef : raise when there is nothing to place the model by (standalone conversion)
     """
     theta = None if rotation is None else float(np.radians(rotation))
-    # parsed only where it is used: a model placed by its IfcSite never needs PROJ (its first CRS
-    # costs about 2 ms of a process, 4 % of converting a one-element model)
+    # parsed only where it is used: a model placed by its IfcSite never needs PROJ (a process's
+    # first CRS pays for PROJ's set-up, a noticeable part of converting a one-element model)
     city_crs = parse_crs(crs, what=f"{name}: crs") if crs is not None and (origin is not None or geo.has_map_conversion) else None
     notes = list(geo.notes)
     if origin is not None:

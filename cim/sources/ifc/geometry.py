@@ -44,10 +44,10 @@ class GeometryOptions:
         memory blow-ups with many threads on large files)
     element_timeout : seconds one element may take before it is stopped and reported
     max_voids : an element with more openings than this is drawn without them (OpenCASCADE's
-        boolean subtraction grows faster than linearly: 400 openings in one wall take about 3 s,
-        1,600 about 24 s here); 0 subtracts them all
-    geometry_library : ifcopenshell's kernel ("opencascade", the reference; "manifold" is about
-        8× faster on booleans but differs on some real walls)
+        boolean subtraction grows faster than linearly with an element's openings); 0 subtracts
+        them all
+    geometry_library : ifcopenshell's kernel ("opencascade", the reference; "manifold" is much
+        faster on booleans but differs on some real walls)
     exclude : classes not drawn
     start : where the kernel runs: "auto" (in this process for a model :func:`cim.sources.ifc.
         simple.simple_model` admits, else a geometry process, forked when the caller runs one

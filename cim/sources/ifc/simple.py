@@ -17,11 +17,11 @@ only when what the kernel would be asked to do is small by construction:
 
 On such input every step of the kernel is planar: no curve is approximated, no surface is
 meshed to a tolerance, and a boolean meets a few dozen planar faces, so its work is bounded by
-the input's size (milliseconds here). This is a bound by construction, not a proof about
-OpenCASCADE: what it does not cover (a kernel that loops or crashes on such simple input would
-take this process with it) is why the limits are small. Anything else, and every model beyond
+the input's size. This is a bound by construction, not a proof about OpenCASCADE: what it does
+not cover (a kernel that loops or crashes on such simple input would take this process with it)
+is why the limits are small. Anything else, and every model beyond
 them, goes to a geometry process as before, with the element timeout. The check itself reads
-at most ``max_elements`` products' representations (about 0.1 ms an element here).
+at most ``max_elements`` products' representations.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def simple_model(f: ifcopenshell.file, path: str | Path | None, exclude: list[st
         products.append((p, shape))
         if len(products) > max_elements:
             return False
-    # openings through the relationships (an inverse attribute's first read costs 1–12 ms here)
+    # openings through the relationships (an inverse attribute's first read is costly)
     openings: dict[int, list] = {}
     for rel in f.by_type("IfcRelVoidsElement"):
         host, opening = get_attr(rel, "RelatingBuildingElement"), get_attr(rel, "RelatedOpeningElement")
