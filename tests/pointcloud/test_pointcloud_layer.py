@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,13 +14,16 @@ import numpy as np
 import pytest
 from pyproj import CRS
 
+import cim
 from cim.errors import CimCRSError
 from cim.formats.tileset import box_bounds
 from cim.kernels.frames import LocalFrame
-from cim.layers.pointcloud import build_pointcloud_layer
+from cim.layers.pointcloud import PointCloudInfo
 from cim.sources.pointcloud import exact_enu, open_pointcloud
-from tests.conftest import REPO, validate_glbs
-from tests.pointcloud import REALDATA, id_points, load_layer, nearest_distance, quantization_step, walk, write_las
+from cim.warnings import OutsideDataWarning
+from tests.helpers import REPO
+from tests.helpers.gltf import validate_glbs
+from tests.helpers.pointcloud import id_points, load_layer, nearest_distance, quantization_step, walk, write_las
 
 FRAME = LocalFrame(105.7208, 34.5802, 1150.0)
 
@@ -43,7 +47,7 @@ def id_cloud(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
 def built(id_cloud, tmp_path_factory):
     d, _, _ = id_cloud
     out = tmp_path_factory.mktemp("layer") / "points"
-    result = build_pointcloud_layer([d], out, FRAME, workers=1, leaf_points=2_000, chunk_points=6_000)
+    result = cim.build_layer("pointcloud", [d], out, frame=FRAME, workers=1, leaf_points=2_000, chunk_points=6_000)
     return out, result
 
 
@@ -116,7 +120,7 @@ def test_sample_survey_stays_under_8_5_bytes_a_point(tiny_sources, tmp_path):
     """Colour, class, intensity and return number in under 8.5 bytes a point on the tiny preset's
     survey (1 point/m²; denser surveys compress better). The earlier layout, float32 positions for
     nodes too large for 16 bits and 2.5 kB of JSON a tile, took 9.3 on the same files."""
-    r = build_pointcloud_layer([tiny_sources.lidar[0].parent], tmp_path / "tiny", workers=1)
+    r = cim.build_layer("pointcloud", [tiny_sources.lidar[0].parent], tmp_path / "tiny", workers=1)
     assert r.count > 150_000
     assert r.bytes / r.count < 8.5
 
@@ -124,7 +128,7 @@ def test_sample_survey_stays_under_8_5_bytes_a_point(tiny_sources, tmp_path):
 def test_chunking_does_not_change_the_tree(id_cloud, built, tmp_path):
     d, _, _ = id_cloud
     out, _ = built
-    one = build_pointcloud_layer([d], tmp_path / "one", FRAME, workers=1, leaf_points=2_000, chunk_points=10**9)
+    one = cim.build_layer("pointcloud", [d], tmp_path / "one", frame=FRAME, workers=1, leaf_points=2_000, chunk_points=10**9)
     _, a = load_layer(out)
     _, b = load_layer(tmp_path / "one")
     assert set(a) == set(b)
@@ -139,17 +143,20 @@ def test_manifest_facts(built):
     assert 105.71 < b["west"] < b["east"] < 105.73 and 34.57 < b["south"] < b["north"] < 34.59
     assert 1100 < b["min_height"] < b["max_height"] < 1200
     assert result.schema == {"intensity": "UINT16", "classification": "UINT8", "return_number": "UINT8"}
-    assert result.extra["attributes"] == {"intensity": "_INTENSITY", "classification": "_CLASSIFICATION", "return_number": "_RETURN_NUMBER"}
-    assert set(result.extra["classes"]) == {"2", "3", "5", "6", "9"}
-    assert result.extra["classes"]["6"]["name"] == "building"
+    info = result.info
+    assert isinstance(info, PointCloudInfo) and info.points == 30_000 and info.has_color and info.crs == ["EPSG:4544"] and info.spacing > 0
+    assert info.attributes == {"intensity": "_INTENSITY", "classification": "_CLASSIFICATION", "return_number": "_RETURN_NUMBER"}
+    assert set(info.classes) == {"2", "3", "5", "6", "9"}
+    assert info.classes["6"]["name"] == "building"
+    assert sum(c["count"] for c in info.classes.values()) == 30_000
 
 
 def test_rebuild_replaces_stale_tiles(id_cloud, tmp_path):
     d, _, _ = id_cloud
     out = tmp_path / "re"
-    build_pointcloud_layer([d / "a.las"], out, FRAME, workers=1, leaf_points=1_000)
+    cim.build_layer("pointcloud", [d / "a.las"], out, frame=FRAME, workers=1, leaf_points=1_000)
     many = {p.name for p in (out / "tiles").iterdir()}
-    build_pointcloud_layer([d / "a.las"], out, FRAME, workers=1, leaf_points=50_000)
+    cim.build_layer("pointcloud", [d / "a.las"], out, frame=FRAME, workers=1, leaf_points=50_000)
     few = {p.name for p in (out / "tiles").iterdir()}
     assert few < many
     _, tiles = load_layer(out)
@@ -158,7 +165,7 @@ def test_rebuild_replaces_stale_tiles(id_cloud, tmp_path):
 
 def test_default_frame_is_the_data_centre(id_cloud, tmp_path):
     d, xyz, _ = id_cloud
-    build_pointcloud_layer([d / "a.las"], tmp_path / "c", workers=1)
+    cim.build_layer("pointcloud", [d / "a.las"], tmp_path / "c", workers=1)
     ts = json.loads((tmp_path / "c" / "tileset.json").read_text())
     m = np.array(ts["root"]["transform"]).reshape(4, 4).T
     from cim.kernels.frames import ecef_to_geodetic
@@ -178,8 +185,9 @@ def test_header_bounds_that_lie_cost_time_not_points(id_cloud, tmp_path):
     maxx, minx, maxy, miny = struct.unpack_from("<dddd", data, 179)
     struct.pack_into("<dddd", data, 179, minx + 1.0, minx, miny + 1.0, miny)  # a 1 m box
     path.write_bytes(bytes(data))
-    r = build_pointcloud_layer([path], tmp_path / "out", FRAME, workers=1)
-    assert any("header bounds" in w for w in r.warnings)
+    with pytest.warns(OutsideDataWarning, match="header bounds"):
+        r = cim.build_layer("pointcloud", [path], tmp_path / "out", frame=FRAME, workers=1)
+    assert [type(w) for w in r.warnings if "header bounds" in str(w)] == [OutsideDataWarning]
     _, tiles = load_layer(tmp_path / "out")
     ids = np.concatenate([_ids(t) for t in tiles.values()])
     assert sorted(ids.tolist()) == list(range(5000))
@@ -192,30 +200,35 @@ def test_header_bounds_that_lie_cost_time_not_points(id_cloud, tmp_path):
 def test_missing_crs_names_the_file(tmp_path):
     path = write_las(tmp_path / "anon.las", np.array([[1.0, 2.0, 3.0]] * 5), crs=None)
     with pytest.raises(CimCRSError, match="anon.las"):
-        build_pointcloud_layer([path], tmp_path / "out")
+        cim.build_layer("pointcloud", [path], tmp_path / "out")
 
 
-def test_laz_with_workers_does_not_deadlock(tmp_path):
+@pytest.mark.parametrize("engine", ["local", "processes"])
+def test_laz_with_workers_does_not_deadlock(tmp_path, engine):
     """lazrs' threads and fork() deadlock: the build must never fork after lazrs has started its
     thread pool (its workers are threads). A child process runs the build with two workers on LAZ
-    input, under a timeout."""
+    input, under a timeout, with forking allowed as the ``cim`` command allows it, on the default
+    engine and on forked worker processes."""
     xyz, rgb = id_points(120_000, seed=3, size=500.0)
     write_las(tmp_path / "x.laz", xyz[:60_000], rgb=rgb[:60_000])
     write_las(tmp_path / "y.laz", xyz[60_000:], rgb=rgb[60_000:])
     code = textwrap.dedent(
         f"""
         import laspy
-        from cim.layers.pointcloud import build_pointcloud_layer
+        import cim
+        from cim.runtime import process_policy
         if __name__ == "__main__":
             with laspy.open({str(tmp_path / 'x.laz')!r}, laz_backend=laspy.LazBackend.LazrsParallel) as r:
                 r.read_points(-1)  # lazrs' thread pool now exists in this process
-            r = build_pointcloud_layer([{str(tmp_path)!r}], {str(tmp_path / 'out')!r}, workers=2, chunk_points=40_000)
+            with process_policy(fork=True, pause_gc=True):
+                r = cim.build_layer("pointcloud", [{str(tmp_path)!r}], {str(tmp_path / 'out')!r}, engine={engine!r}, workers=2, chunk_points=40_000)
             print("POINTS", r.count)
         """
     )
     script = tmp_path / "run.py"
     script.write_text(code)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout's cim
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "POINTS 120000" in proc.stdout
     _, tiles = load_layer(tmp_path / "out")
@@ -224,13 +237,6 @@ def test_laz_with_workers_does_not_deadlock(tmp_path):
 
 
 # --- real third-party files ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def realpc():
-    if not (REALDATA / "laspy_simple.las").exists():
-        pytest.skip(f"real third-party point clouds not found at {REALDATA} (../shared/realdata beside the checkout)")
-    return REALDATA
 
 
 def _check_against_input(path: Path, out: Path, frame: LocalFrame, src_kwargs: dict) -> None:
@@ -257,20 +263,20 @@ def _check_against_input(path: Path, out: Path, frame: LocalFrame, src_kwargs: d
 @pytest.mark.parametrize("name", ["laspy_simple.las", "laspy_simple.laz"])
 def test_real_simple_needs_and_uses_the_given_crs(realpc, tmp_path, name):
     with pytest.raises(CimCRSError, match=name):
-        build_pointcloud_layer([realpc / name], tmp_path / "x")
+        cim.build_layer("pointcloud", [realpc / name], tmp_path / "x")
     frame = LocalFrame(-123.07, 44.05, 130.0)
-    r = build_pointcloud_layer([realpc / name], tmp_path / "a", frame, crs="EPSG:2994")
+    r = cim.build_layer("pointcloud", [realpc / name], tmp_path / "a", frame=frame, crs="EPSG:2994")
     assert r.count == 1065
     assert -123.08 < r.bounds["west"] < r.bounds["east"] < -123.05 and 44.04 < r.bounds["south"] < r.bounds["north"] < 44.07
     _check_against_input(realpc / name, tmp_path / "a", frame, {"crs": "EPSG:2994"})
     # another CRS puts the same numbers elsewhere: the argument is applied, not ignored
-    other = build_pointcloud_layer([realpc / name], tmp_path / "b", crs="EPSG:32610")  # UTM 10N, metres
+    other = cim.build_layer("pointcloud", [realpc / name], tmp_path / "b", crs="EPSG:32610")  # UTM 10N, metres
     assert abs(other.bounds["south"] - r.bounds["south"]) > 30  # about 7.7° N instead of 44°
 
 
 @pytest.mark.realdata
 def test_real_autzen_lands_in_eugene(realpc, tmp_path):
-    r = build_pointcloud_layer([realpc / "laspy_autzen_trim.laz"], tmp_path / "autzen")
+    r = cim.build_layer("pointcloud", [realpc / "laspy_autzen_trim.laz"], tmp_path / "autzen")
     assert r.count == 110_000
     assert -123.08 < r.bounds["west"] < r.bounds["east"] < -123.06
     assert 44.04 < r.bounds["south"] < r.bounds["north"] < 44.06
@@ -288,8 +294,8 @@ def test_real_las_1_4_format_7(realpc, tmp_path):
     path = realpc / "laspy_simple1_4.las"
     # its header says WGS 84 about coordinates up to 226° and 100°: refused, not misplaced
     with pytest.raises(CimCRSError, match="laspy_simple1_4.las"):
-        build_pointcloud_layer([path], tmp_path / "x")
+        cim.build_layer("pointcloud", [path], tmp_path / "x")
     frame = LocalFrame(3.0, 0.0, 0.0)
-    r = build_pointcloud_layer([path], tmp_path / "a", frame, crs="EPSG:32631", crs_override=True)
-    assert r.count == 22_600 and r.extra["has_color"]
+    r = cim.build_layer("pointcloud", [path], tmp_path / "a", frame=frame, crs="EPSG:32631", crs_override=True)
+    assert r.count == 22_600 and r.info.has_color
     _check_against_input(path, tmp_path / "a", frame, {"crs": "EPSG:32631", "crs_override": True})

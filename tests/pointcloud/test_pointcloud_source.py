@@ -16,7 +16,7 @@ from cim.sources.pointcloud import (
     open_pointcloud,
     read_batches,
 )
-from tests.pointcloud import REALDATA, write_las
+from tests.helpers.pointcloud import write_las
 
 FORMATS = [(0, "1.1"), (1, "1.1"), (2, "1.2"), (3, "1.2"), (4, "1.3"), (5, "1.3")] + [(f, "1.4") for f in range(6, 11)]
 
@@ -144,19 +144,12 @@ def test_invalid_coordinates_for_the_crs_are_reported(tmp_path):
         frame_for([open_pointcloud(path)])
 
 
-def test_real_files_headers(realdata_pc):
-    simple = open_pointcloud(realdata_pc / "laspy_simple.las", crs="EPSG:2994")
+def test_real_files_headers(realpc):
+    simple = open_pointcloud(realpc / "laspy_simple.las", crs="EPSG:2994")
     assert simple.count == 1065 and simple.crs_from == "argument" and simple.point_format == 3
-    autzen = open_pointcloud(realdata_pc / "laspy_autzen_trim.laz")
+    autzen = open_pointcloud(realpc / "laspy_autzen_trim.laz")
     assert autzen.count == 110_000 and autzen.crs_from == "header" and autzen.compressed
     f = frame_for([autzen])
     assert f.lon == pytest.approx(-123.07, abs=0.01) and f.lat == pytest.approx(44.05, abs=0.01)
-    v14 = open_pointcloud(realdata_pc / "laspy_simple1_4.las", crs="EPSG:32631", crs_override=True)
+    v14 = open_pointcloud(realpc / "laspy_simple1_4.las", crs="EPSG:32631", crs_override=True)
     assert v14.version == "1.4" and v14.point_format == 7 and v14.count == 22_600
-
-
-@pytest.fixture
-def realdata_pc():
-    if not (REALDATA / "laspy_simple.las").exists():
-        pytest.skip(f"real third-party point clouds not found at {REALDATA} (../shared/realdata beside the checkout)")
-    return REALDATA

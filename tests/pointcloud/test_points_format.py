@@ -12,8 +12,9 @@ import pytest
 from cim.formats.glb import read_glb
 from cim.formats.meshopt import meshopt_decode_attributes, meshopt_encode_attributes
 from cim.formats.points import POINT_PROPERTIES, decode_points_glb, encode_points_glb
-from tests.conftest import REPO, validate_glbs
-from tests.pointcloud import quantization_step
+from tests.helpers import REPO
+from tests.helpers.gltf import validate_glbs
+from tests.helpers.pointcloud import quantization_step
 
 UNIT = 1e-4
 
