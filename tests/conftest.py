@@ -1,19 +1,13 @@
-"""Shared fixtures: the built tiny city, the real third-party data, the glTF validator."""
+"""Shared fixtures: the built tiny city, the real third-party data (helpers are in tests/helpers)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import cim
-
-REPO = Path(__file__).resolve().parents[1]
-REALDATA = REPO.parent / "shared" / "realdata"
-VALIDATOR = REPO / "tests" / "tools" / "validate_gltf.mjs"
+from tests.helpers import REALDATA
 
 
 @pytest.fixture(scope="session")
@@ -39,17 +33,3 @@ def tiny_city(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
     recipe.write_text(text)
     cim.build(recipe, out)
     return out
-
-
-def validate_glbs(paths: list[Path]) -> list[dict]:
-    """Run the Khronos glTF validator (npm gltf-validator) on GLB files; one report each."""
-    node = shutil.which("node")
-    if node is None or not (REPO / "viewer" / "node_modules" / "gltf-validator").exists():
-        pytest.skip("Khronos gltf-validator not installed (make test runs `npm ci` in viewer/)")
-    reports = []
-    for i in range(0, len(paths), 200):
-        proc = subprocess.run([node, str(VALIDATOR), *map(str, paths[i : i + 200])], capture_output=True, text=True, timeout=300)
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        assert len(lines) == len(paths[i : i + 200]), proc.stderr
-        reports += lines
-    return reports

@@ -12,7 +12,8 @@ from cim.formats.tileset import box_bounds
 from cim.kernels.frames import LocalFrame
 from cim.sources.dem import sample_dem
 from cim.sources.footprints import read_footprints
-from tests.conftest import validate_glbs
+from cim.warnings import OutsideDataWarning
+from tests.helpers.gltf import validate_glbs
 
 
 def _tiles(tile, parent=None):
@@ -160,10 +161,8 @@ def test_rebuild_resumes_and_replaces_atomically(tiny_sources, tmp_path):
     assert not list(out.rglob(".*.glb*")), "no temporary files left behind"
 
 
-def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sources, tmp_path, caplog):
+def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sources, tmp_path):
     """A footprint beyond the DEM's edge still converts, on the layer's median ground, with a warning naming it."""
-    import logging
-
     import shapely
     from shapely.geometry import Polygon
 
@@ -177,11 +176,12 @@ def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sou
     data[5] = data[5].astype(np.int32)
     path = tmp_path / "with-far.gpkg"
     pyogrio.raw.write(str(path), shapely.to_wkb(np.array(geoms, dtype=object)), data, list(meta["fields"]), driver="GPKG", geometry_type="Unknown", crs="EPSG:4544", promote_to_multi=False)
-    with caplog.at_level(logging.WARNING, logger="cim"):
+    with pytest.warns(OutsideDataWarning, match=r"1 building\(s\) lie outside the DEM dem\.tif.*FAR-1"):
         report = cim.convert_buildings(path, tmp_path / "out", dem=tiny_sources.dem)
     layer = report.layers[0]
     assert layer.count == tiny_sources.n_buildings + 1
-    assert any("1 building(s) lie outside the DEM dem.tif" in w and "FAR-1" in w for w in layer.warnings)
+    outside = [w for w in layer.warnings if isinstance(w, OutsideDataWarning)]
+    assert len(outside) == 1 and "1 building(s) lie outside the DEM dem.tif" in str(outside[0]) and "FAR-1" in str(outside[0])
     table = read_footprints(tiny_sources.buildings)
     xy = shapely.get_coordinates(table.geometries)
     ground = sample_dem(tiny_sources.dem, xy[:, 0], xy[:, 1], table.crs)
@@ -209,12 +209,18 @@ def test_dem_in_another_crs_gives_the_same_bases(tiny_sources, tmp_path):
 def test_first_build_writes_tiles_in_place_a_rebuild_atomically(tiny_sources, tmp_path, monkeypatch):
     """Until tileset.json exists nothing names the tiles, so they are written without a rename;
     over a published tileset every rewritten tile goes through a temporary name."""
-    import cim.layers.buildings as layer_module
+    from cim import store
 
     calls: list[str] = []
     for name in ("write_new_bytes", "atomic_write_bytes"):
-        real = getattr(layer_module, name)
-        monkeypatch.setattr(layer_module, name, lambda path, data, _real=real, _name=name: (calls.append(_name), _real(path, data))[1])
+        real = getattr(store, name)
+
+        def write(path, data, _real=real, _name=name):
+            if str(path).endswith(".glb"):  # the tiles (not the index, the build log or city.json)
+                calls.append(_name)
+            return _real(path, data)
+
+        monkeypatch.setattr(store, name, write)
     out = tmp_path / "b"
     first = cim.convert_buildings(tiny_sources.buildings, out, dem=tiny_sources.dem)
     assert calls and set(calls) == {"write_new_bytes"} and len(calls) == first.layers[0].tiles

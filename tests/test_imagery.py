@@ -7,9 +7,10 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+import cim
 from cim.errors import CimCRSError, CimInputError
 from cim.formats.imagery import decode_tile
-from cim.layers.imagery import build_imagery_layer
+from cim.layers.imagery import ImageryInfo
 from cim.tiling.webmercator import ORIGIN, TILE_SIZE, tiles_covering
 
 
@@ -25,8 +26,8 @@ def _pixel_of(lon, lat, z):
 @pytest.mark.realdata
 def test_real_rgb_lands_in_the_right_place_with_nodata_transparent(realdata, tmp_path):
     src_path = realdata / "raster" / "rasterio_RGB.byte.tif"
-    layer = build_imagery_layer(src_path, tmp_path / "img", fmt="png", max_zoom=10)
-    assert layer.extra["maxzoom"] == 10
+    layer = cim.build_layer("imagery", src_path, tmp_path / "img", format="png", max_zoom=10)
+    assert isinstance(layer.info, ImageryInfo) and layer.info.maxzoom == 10 and layer.info.image_format == "png"
     z = 10
     cache = {}
 
@@ -65,7 +66,7 @@ def test_real_rgb_lands_in_the_right_place_with_nodata_transparent(realdata, tmp
 
 
 def test_every_tile_in_the_extent_exists_at_every_level(tiny_sources, tmp_path):
-    layer = build_imagery_layer(tiny_sources.ortho, tmp_path / "img")
+    layer = cim.build_layer("imagery", tiny_sources.ortho, tmp_path / "img")
     meta = json.loads((tmp_path / "img" / "imagery.json").read_text())
     assert meta["format"] == "webp" and meta["scheme"] == "xyz" and meta["maxzoom"] == 18
     west, south, east, north = meta["bounds"]
@@ -78,6 +79,7 @@ def test_every_tile_in_the_extent_exists_at_every_level(tiny_sources, tmp_path):
                 assert (tmp_path / "img" / "tiles" / str(z) / str(x) / f"{y}.webp").exists(), (z, x, y)
                 total += 1
     assert layer.tiles == total
+    assert (layer.info.minzoom, layer.info.maxzoom, layer.info.image_format) == (meta["minzoom"], meta["maxzoom"], "webp")
     # the coarsest tile is mostly opaque ground, not blank
     x0, y0, _, _ = tiles_covering(west, south, east, north, meta["minzoom"])
     rgba = decode_tile((tmp_path / "img" / "tiles" / str(meta["minzoom"]) / str(x0) / f"{y0}.webp").read_bytes())
@@ -89,13 +91,13 @@ def test_bad_imagery_is_a_clear_error(tmp_path):
     with rasterio.open(nocrs, "w", driver="GTiff", width=8, height=8, count=3, dtype="uint8") as ds:
         ds.write(np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(CimCRSError, match="nocrs.tif"):
-        build_imagery_layer(nocrs, tmp_path / "a")
+        cim.build_layer("imagery", nocrs, tmp_path / "a")
     floats = tmp_path / "floats.tif"
     with rasterio.open(floats, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32", crs="EPSG:4544", transform=rasterio.transform.from_origin(566000, 3828000, 1, 1)) as ds:
         ds.write(np.zeros((1, 8, 8), np.float32))
     with pytest.raises(CimInputError, match="8-bit"):
-        build_imagery_layer(floats, tmp_path / "b")
+        cim.build_layer("imagery", floats, tmp_path / "b")
     text = tmp_path / "notes.tif"
     text.write_text("hello")
     with pytest.raises(CimInputError, match="notes.tif"):
-        build_imagery_layer(text, tmp_path / "c")
+        cim.build_layer("imagery", text, tmp_path / "c")

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import cim
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO.parent / "shared" / "tools" / "validate-3dtiles"
 #: the first call may build the validator (npm ci + tsc, about 2 minutes)
 TIMEOUT = 900
@@ -177,14 +177,6 @@ def test_tiny_city_3dtiles_layers_pass_the_validator(tiny_city, validator):
 # --- outputs of the real third-party files ---------------------------------------------------------
 
 
-def _las_1_4(src: Path, out: Path) -> None:
-    # its header says WGS 84 about UTM-like numbers: cim refuses it unless the CRS is overridden,
-    # which cim.convert_pointcloud cannot ask for; the layer builder can (as tests/pointcloud do)
-    from cim.layers.pointcloud import build_pointcloud_layer
-
-    build_pointcloud_layer([src], out, crs="EPSG:32631", crs_override=True)
-
-
 #: output name -> (file under ../shared/realdata, how the project converts it); the options are
 #: those of tests/bim/test_realdata.py, tests/pointcloud and tests/sources/test_footprints.py
 REAL: dict[str, tuple[str, Callable[[Path, Path], object]]] = {
@@ -196,7 +188,8 @@ REAL: dict[str, tuple[str, Callable[[Path, Path], object]]] = {
     "las-laspy_simple": ("pointcloud/laspy_simple.las", lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:2994")),
     "laz-laspy_simple": ("pointcloud/laspy_simple.laz", lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:2994")),
     "laz-laspy_autzen_trim": ("pointcloud/laspy_autzen_trim.laz", lambda s, o: cim.convert_pointcloud(s, o)),
-    "las-laspy_simple1_4": ("pointcloud/laspy_simple1_4.las", _las_1_4),
+    # its header says WGS 84 about UTM-like numbers: cim refuses it unless the CRS is overridden
+    "las-laspy_simple1_4": ("pointcloud/laspy_simple1_4.las", lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:32631", crs_override=True)),
     # no height attribute: every building gets the default height
     "shp-osgearth_dcbuildings": ("vector/osgearth_dcbuildings.shp", lambda s, o: cim.convert_buildings(s, o)),
     "geojson-urbanopt_example_project": ("vector/urbanopt_example_project.json",

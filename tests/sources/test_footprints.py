@@ -1,4 +1,4 @@
-import logging
+import warnings
 
 import numpy as np
 import pyogrio
@@ -6,8 +6,10 @@ import pytest
 import shapely
 from shapely.geometry import Point, Polygon
 
+import cim
 from cim.errors import CimCRSError, CimIOError
 from cim.sources.footprints import footprint_rings, read_footprints
+from cim.warnings import DefaultValueWarning, FeatureRepairedWarning, FeatureSkippedWarning
 
 
 def _write(path, geoms, ids, crs="EPSG:4544", extra=None):
@@ -17,7 +19,7 @@ def _write(path, geoms, ids, crs="EPSG:4544", extra=None):
     pyogrio.raw.write(str(path), wkb, data, fields, driver="GPKG", geometry_type="Unknown", crs=crs, promote_to_multi=False)
 
 
-def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path, caplog):
+def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path):
     good = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
     bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])  # self-intersecting: make_valid mends it
     flat = Polygon([(0, 0), (10, 0), (20, 0)])  # zero area
@@ -26,16 +28,22 @@ def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path, caplo
     point = Point(1, 1)
     path = tmp_path / "bad.gpkg"
     _write(path, [good, bowtie, flat, nan, empty, point, None], ["A", "B", "C", "D", "E", "F", "G"], extra={"height": np.arange(7.0)})
-    with caplog.at_level(logging.WARNING, logger="cim"):
-        table = read_footprints(path)
+    table = read_footprints(path)
     assert list(table.ids) == ["A", "B"]
     assert [i.id for i in table.repaired] == ["B"]
     skipped = {i.id: i.reason for i in table.skipped}
     assert set(skipped) == {"C", "D", "E", "F", "G"}
     assert "NaN" in skipped["D"] and "zero area" in skipped["C"] and "not a polygon" in skipped["F"]
     assert shapely.is_valid(table.geometries).all() and np.isclose(table.geometries[1].area, 50.0)
-    assert "skipped 5 footprint(s)" in caplog.text and "C (zero area)" in caplog.text
     assert table.columns["height"].tolist() == [0.0, 1.0]
+    # the layer built from the file reports both, typed, naming the footprints
+    with pytest.warns(FeatureSkippedWarning, match=r"bad\.gpkg: skipped 5 footprint\(s\): .*C \(zero area\)"):
+        result = cim.build_layer("buildings", path, tmp_path / "out")
+    assert result.count == 2 and result.skipped == 5 and result.repaired == 1
+    skipped = [str(w) for w in result.warnings if isinstance(w, FeatureSkippedWarning)]
+    repaired = [str(w) for w in result.warnings if isinstance(w, FeatureRepairedWarning)]
+    assert len(skipped) == 1 and "skipped 5 footprint(s)" in skipped[0] and "C (zero area)" in skipped[0]
+    assert len(repaired) == 1 and "repaired 1 invalid footprint(s)" in repaired[0] and "B (" in repaired[0]
 
 
 def test_missing_crs_is_a_clear_error(tmp_path):
@@ -67,15 +75,16 @@ def test_sample_city_footprints_have_typed_attributes(tiny_sources):
 
 
 @pytest.mark.realdata
-def test_dc_buildings_shapefile_without_heights(realdata, tmp_path, caplog):
-    import cim
-
-    with caplog.at_level(logging.WARNING, logger="cim"):
+def test_dc_buildings_shapefile_without_heights(realdata, tmp_path):
+    with warnings.catch_warnings(record=True) as issued:
+        warnings.simplefilter("always")
         report = cim.convert_buildings(realdata / "vector" / "osgearth_dcbuildings.shp", tmp_path / "dc")
     layer = report.layers[0]
     assert layer.count == 1251
-    assert any("1251 of 1251 building(s) have no height; used the default 10.0 m" in w for w in layer.warnings)
-    assert caplog.text.count("have no height") == 1  # one warning, with the count
+    defaults = [w for w in layer.warnings if isinstance(w, DefaultValueWarning)]
+    assert len(defaults) == 1 and "1251 of 1251 building(s) have no height; used the default 10.0 m" in str(defaults[0])
+    # one Python warning, with the count
+    assert [w.category for w in issued if "have no height" in str(w.message)] == [DefaultValueWarning]
     # Washington DC, from the NAD83 Maryland .prj
     b = layer.bounds
     assert -77.2 < b["west"] < b["east"] < -76.9 and 38.8 < b["south"] < b["north"] < 39.0
@@ -83,7 +92,6 @@ def test_dc_buildings_shapefile_without_heights(realdata, tmp_path, caplog):
 
 @pytest.mark.realdata
 def test_urbanopt_heights_from_number_of_stories(realdata, tmp_path):
-    import cim
     from cim.formats.glb import read_glb, read_property_table
 
     src = realdata / "vector" / "urbanopt_example_project.json"
@@ -92,7 +100,9 @@ def test_urbanopt_heights_from_number_of_stories(realdata, tmp_path):
     report = cim.convert_buildings(src, tmp_path / "uo", height=None, floors="number_of_stories", storey_height=3.5)
     layer = report.layers[0]
     assert layer.count == n_buildings and layer.count >= 13
-    assert not any("default" in w for w in layer.warnings)
+    assert not any("default" in str(w) for w in layer.warnings)
+    floors = [str(w) for w in layer.warnings if isinstance(w, DefaultValueWarning)]
+    assert floors == [f"buildings: urbanopt_example_project.json: {layer.count} building(s) took their height from 'number_of_stories' × 3.5 m"]
     doc, binary = read_glb((tmp_path / "uo" / "tiles" / "0-0-0.glb").read_bytes())
     props = read_property_table(doc, binary)
     stories = dict(zip(props["id"], props["number_of_stories"]))
