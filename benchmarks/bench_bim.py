@@ -78,7 +78,12 @@ print(json.dumps({"wall": wall, "elements": r.count, "triangles": r.triangles, "
 """
 
 #: sample buildings: (name, width, depth, storeys)
-SAMPLES = [("sample-small", 24.0, 14.0, 4), ("sample-office", 40.0, 24.0, 8), ("sample-tower", 60.0, 40.0, 12), ("sample-block", 90.0, 50.0, 16)]
+SAMPLES = [
+    ("sample-small", 24.0, 14.0, 4),
+    ("sample-office", 40.0, 24.0, 8),
+    ("sample-tower", 60.0, 40.0, 12),
+    ("sample-block", 90.0, 50.0, 16),
+]
 
 
 def ensure_samples() -> list[Path]:
@@ -90,8 +95,18 @@ def ensure_samples() -> list[Path]:
         path = OUT / f"{name}.ifc"
         if not path.exists():
             print(f"writing {path.name} (once)...", flush=True)
-            write_sample_ifc(path, easting=566000.0 + 100 * i, northing=3827000.0, base_height=1150.0, rotation_deg=15.0 * i,
-                             width=w, depth=d, storeys=n, name=name, seed=i)
+            write_sample_ifc(
+                path,
+                easting=566000.0 + 100 * i,
+                northing=3827000.0,
+                base_height=1150.0,
+                rotation_deg=15.0 * i,
+                width=w,
+                depth=d,
+                storeys=n,
+                name=name,
+                seed=i,
+            )
         paths.append(path)
     return paths
 
@@ -172,8 +187,10 @@ def main() -> None:
     ap.add_argument("files", nargs="*", type=Path, help="IFC files (default: the sample buildings and ../shared/realdata/ifc)")
     args = ap.parse_args()
     files = args.files or ensure_samples() + sorted(REALDATA.glob("*.ifc"))
-    print(f"{'file':36} {'elements':>8} {'triangles':>9} {'iter s':>7} {'cim s':>7} {'ratio':>6} {'cim el/s':>9} {'cim tri/s':>9} "
-          f"{'peak MB cim+kernel/iter':>24} {'CPU s cim+kernel/iter':>22} {'proc s cim/iter':>16} {'others':>6} {'rounds':>6}")
+    print(
+        f"{'file':36} {'elements':>8} {'triangles':>9} {'iter s':>7} {'cim s':>7} {'ratio':>6} {'cim el/s':>9} {'cim tri/s':>9} "
+        f"{'peak MB cim+kernel/iter':>24} {'CPU s cim+kernel/iter':>22} {'proc s cim/iter':>16} {'others':>6} {'rounds':>6}"
+    )
     for path in files:
         r = bench(path, args.threads, args.repeat, args.min_seconds)
         if args.json:
@@ -187,9 +204,11 @@ def main() -> None:
             f"{r['cim_proc_s']:9.2f} / {r['iterator_proc_s']:.2f} {others:>6} {r['rounds']:6}",
             flush=True,
         )
-    print(f"({args.threads} threads; medians of at least {args.repeat} alternating rounds, more for short files (until the iterator's add up to "
-          f"{args.min_seconds:g} s); ratio = median of paired ratios; "
-          "'others' = how busy other work kept the cores)")
+    print(
+        f"({args.threads} threads; medians of at least {args.repeat} alternating rounds, more for short files (until the iterator's add up to "
+        f"{args.min_seconds:g} s); ratio = median of paired ratios; "
+        "'others' = how busy other work kept the cores)"
+    )
 
 
 if __name__ == "__main__":

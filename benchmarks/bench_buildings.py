@@ -82,16 +82,32 @@ def main() -> None:
     best = min(runs, key=lambda r: r["wall"])
     n, tri, size = best["count"], best["triangles"], best["bytes"]
     print(f"\nbuildings, preset {args.preset}: {n:,} buildings, {best['tiles']} tiles, {tri:,} leaf triangles, {size / 1e6:.1f} MB")
-    print(f"  wall (best of {len(runs)}): {best['wall']:.2f} s file → tiles on disk (read {best['read']:.2f} s); then {best['index']:.2f} s more to finish the search index (written meanwhile) and city.json; {best['process_wall']:.2f} s in all with interpreter start and imports")
+    print(
+        f"  wall (best of {len(runs)}): {best['wall']:.2f} s file → tiles on disk (read {best['read']:.2f} s); then {best['index']:.2f} s more to finish the search index (written meanwhile) and city.json; {best['process_wall']:.2f} s in all with interpreter start and imports"
+    )
     median = statistics.median(r["wall"] for r in runs)
-    print(f"  throughput:   {n / best['wall']:,.0f} buildings/s   {tri / best['wall']:,.0f} triangles/s   (median run: {n / median:,.0f} buildings/s)")
+    print(
+        f"  throughput:   {n / best['wall']:,.0f} buildings/s   {tri / best['wall']:,.0f} triangles/s   (median run: {n / median:,.0f} buildings/s)"
+    )
     print(f"  output:       {size / n:,.0f} bytes/building")
     print(f"  peak memory:  {max(r['peak_rss_mb'] for r in runs):,.0f} MB RSS")
     print("  all runs (s): " + ", ".join(f"{r['wall']:.2f}" for r in runs))
     for name, (lo, hi) in PEER.items():
         print(f"  peer {name}: {lo:,.0f}–{hi:,.0f} buildings/s → cim is {n / best['wall'] / hi:,.0f}–{n / best['wall'] / lo:,.0f}× that")
     if args.json:
-        print(json.dumps({"bench": "buildings", "preset": args.preset, "buildings_per_s": n / best["wall"], "triangles_per_s": tri / best["wall"], "bytes_per_building": size / n, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), **best}))
+        print(
+            json.dumps(
+                {
+                    "bench": "buildings",
+                    "preset": args.preset,
+                    "buildings_per_s": n / best["wall"],
+                    "triangles_per_s": tri / best["wall"],
+                    "bytes_per_building": size / n,
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                    **best,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -48,9 +48,13 @@ def main() -> None:
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     best = min(runs, key=lambda r: r["wall"])
-    print(f"\nimagery, preset {args.preset}, {args.format}: {src_pixels / 1e6:.1f} M source pixels → {best['tiles']} tiles (zoom {best['minzoom']}–{best['maxzoom']}), {best['bytes'] / 1e6:.1f} MB")
+    print(
+        f"\nimagery, preset {args.preset}, {args.format}: {src_pixels / 1e6:.1f} M source pixels → {best['tiles']} tiles (zoom {best['minzoom']}–{best['maxzoom']}), {best['bytes'] / 1e6:.1f} MB"
+    )
     print(f"  wall (best of {len(runs)}): {best['wall']:.2f} s")
-    print(f"  throughput:  {src_pixels / best['wall'] / 1e6:.1f} M source pixels/s, {best['pixels'] / best['wall'] / 1e6:.1f} M tile pixels/s, {best['tiles'] / best['wall']:.0f} tiles/s")
+    print(
+        f"  throughput:  {src_pixels / best['wall'] / 1e6:.1f} M source pixels/s, {best['pixels'] / best['wall'] / 1e6:.1f} M tile pixels/s, {best['tiles'] / best['wall']:.0f} tiles/s"
+    )
     print(f"  peak memory: {peak:.0f} MB RSS")
 
 

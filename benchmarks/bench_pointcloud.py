@@ -182,9 +182,18 @@ def ensure_las(points: int) -> Path:
     area = (b.right - b.left) * (b.top - b.bottom)
     print(f"writing {path} ({points:,} points, once)...", flush=True)
     t0 = time.perf_counter()
-    write_sample_pointcloud(path.parent, (b.left, b.bottom, b.right, b.top), root / "data" / "dem.tif",
-                            root / "data" / "buildings.gpkg", root / "data" / "ortho.tif", points / area * 1.02, SURVEY_TILE, 0,
-                            compress=False, merge=name)
+    write_sample_pointcloud(
+        path.parent,
+        (b.left, b.bottom, b.right, b.top),
+        root / "data" / "dem.tif",
+        root / "data" / "buildings.gpkg",
+        root / "data" / "ortho.tif",
+        points / area * 1.02,
+        SURVEY_TILE,
+        0,
+        compress=False,
+        merge=name,
+    )
     print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
     return path
 
@@ -216,8 +225,16 @@ def run_cim(las: Path, workers: int, repeat: int = 1) -> dict:
         shutil.rmtree(dest, ignore_errors=True)
         r = run_measured([sys.executable, "-c", CIM_CHILD, str(las), str(dest), str(workers)])
         res = json.loads(r["stdout"].strip().splitlines()[-1])
-        runs.append({**res, "process_wall": r["process_wall"], "peak_rss_mb": r["peak_rss_mb"], "cpu_s": res["user"] + res["sys"],
-                     "others_busy": r["others_busy"], "out_bytes": dir_bytes(dest)})
+        runs.append(
+            {
+                **res,
+                "process_wall": r["process_wall"],
+                "peak_rss_mb": r["peak_rss_mb"],
+                "cpu_s": res["user"] + res["sys"],
+                "others_busy": r["others_busy"],
+                "out_bytes": dir_bytes(dest),
+            }
+        )
     walls = sorted(x["process_wall"] for x in runs)
     best = min(runs, key=lambda x: x["process_wall"])
     return {**best, "median_wall": walls[len(walls) // 2], "runs": len(runs), "peak_rss_mb": max(x["peak_rss_mb"] for x in runs)}
@@ -227,10 +244,31 @@ def run_py3dtiles(las: Path, workers: int) -> dict:
     exe = ensure_py3dtiles()
     dest = OUT / f"{las.stem}-py3dtiles"
     shutil.rmtree(dest, ignore_errors=True)
-    cmd = [str(exe), "convert", str(las), "--out", str(dest), "--overwrite", "--jobs", str(workers),
-           "--srs_in", "4544", "--srs_out", "4978", "--pyproj-always-xy", "--spec-version", "1.1"]
+    cmd = [
+        str(exe),
+        "convert",
+        str(las),
+        "--out",
+        str(dest),
+        "--overwrite",
+        "--jobs",
+        str(workers),
+        "--srs_in",
+        "4544",
+        "--srs_out",
+        "4978",
+        "--pyproj-always-xy",
+        "--spec-version",
+        "1.1",
+    ]
     r = run_measured(cmd)
-    return {"wall": r["process_wall"], "process_wall": r["process_wall"], "peak_rss_mb": r["peak_rss_mb"], "cpu_s": r["cpu_s"], "out_bytes": dir_bytes(dest)}
+    return {
+        "wall": r["process_wall"],
+        "process_wall": r["process_wall"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "cpu_s": r["cpu_s"],
+        "out_bytes": dir_bytes(dest),
+    }
 
 
 # --- kernels: the numba passes against numpy formulations ------------------------------------
@@ -245,22 +283,48 @@ def bench_kernels() -> None:
 
     rng = np.random.default_rng(0)
     n = 1 << 19
-    las = np.zeros(n, dtype=[("X", "<i4"), ("Y", "<i4"), ("Z", "<i4"), ("i", "<u2"), ("b", "u1"), ("c", "u1"),
-                             ("r", "<u2"), ("g", "<u2"), ("bl", "<u2")])
+    las = np.zeros(
+        n,
+        dtype=[("X", "<i4"), ("Y", "<i4"), ("Z", "<i4"), ("i", "<u2"), ("b", "u1"), ("c", "u1"), ("r", "<u2"), ("g", "<u2"), ("bl", "<u2")],
+    )
     for k in ("X", "Y"):
         las[k] = rng.integers(-1_000_000, 1_000_000, n)
     las["Z"] = rng.integers(0, 300_000, n)
     coef = rng.random((3, 9)) * 1e-3
     coef[0, 1] = coef[1, 2] = coef[2, 3] = 1000.0
     a, b = np.full(3, 1e-6), np.zeros(3)
-    origin = np.full(3, -2**24, dtype=np.int64)
+    origin = np.full(3, -(2**24), dtype=np.int64)
 
     def numba_stage() -> None:
         words = np.empty((n, 5), np.uint32)
         keys = np.empty(n, np.uint64)
         lohi = np.zeros((2, 3), np.int64)
-        stage_points(las["X"], las["Y"], las["Z"], a, b, coef, 1e4, origin, 25, 15, las["r"], las["g"], las["bl"], 8,
-                     las["i"], las["c"], 0xFF, las["b"], 0x0F, 19, words, keys, lohi, np.zeros(256, np.int64))
+        stage_points(
+            las["X"],
+            las["Y"],
+            las["Z"],
+            a,
+            b,
+            coef,
+            1e4,
+            origin,
+            25,
+            15,
+            las["r"],
+            las["g"],
+            las["bl"],
+            8,
+            las["i"],
+            las["c"],
+            0xFF,
+            las["b"],
+            0x0F,
+            19,
+            words,
+            keys,
+            lohi,
+            np.zeros(256, np.int64),
+        )
 
     def numpy_stage() -> None:
         basis = np.empty((9, n))
@@ -269,8 +333,11 @@ def bench_kernels() -> None:
             np.multiply(las[col], a[k], out=basis[1 + k])
             basis[1 + k] += b[k]
         u, v, w = basis[1], basis[2], basis[3]
-        np.multiply(u, u, out=basis[4]); np.multiply(u, v, out=basis[5]); np.multiply(v, v, out=basis[6])  # noqa: E702
-        np.multiply(u, w, out=basis[7]); np.multiply(v, w, out=basis[8])  # noqa: E702
+        np.multiply(u, u, out=basis[4])
+        np.multiply(u, v, out=basis[5])
+        np.multiply(v, v, out=basis[6])
+        np.multiply(u, w, out=basis[7])
+        np.multiply(v, w, out=basis[8])
         enu = coef @ basis
         q = np.rint(enu * 1e4).astype(np.int64)
         off = (np.clip(q - origin[:, None], 0, 2**25 - 1) >> 10).astype(np.uint64)
@@ -278,7 +345,9 @@ def bench_kernels() -> None:
         cell = (_np_spread(off[0]) << np.uint64(2)) | (_np_spread(off[1]) << np.uint64(1)) | _np_spread(off[2])
         words = np.empty((n, 5), np.uint32)
         words[:, :3] = q.T.astype(np.uint32)
-        words[:, 3] = (las["r"] >> 8) | ((las["g"] >> 8) << 8) | ((las["bl"] >> 8).astype(np.uint32) << 16) | (las["c"].astype(np.uint32) << 24)
+        words[:, 3] = (
+            (las["r"] >> 8) | ((las["g"] >> 8) << 8) | ((las["bl"] >> 8).astype(np.uint32) << 16) | (las["c"].astype(np.uint32) << 24)
+        )
         words[:, 4] = las["i"] | ((las["b"] & 0x0F).astype(np.uint32) << 16)
         _ = (cell << np.uint64(19)) | np.arange(n, dtype=np.uint64)
 
@@ -302,8 +371,10 @@ def bench_kernels() -> None:
         return min(t)
 
     print("\nkernels (ns/point, best of 3):")
-    for name, fast, slow, count in (("stage (reproject, quantize, key)", numba_stage, numpy_stage, n),
-                                    ("meshopt attribute encode (24 B/pt)", numba_meshopt, numpy_meshopt, n // 4)):
+    for name, fast, slow, count in (
+        ("stage (reproject, quantize, key)", numba_stage, numpy_stage, n),
+        ("meshopt attribute encode (24 B/pt)", numba_meshopt, numpy_meshopt, n // 4),
+    ):
         tf, ts = best(fast) / count * 1e9, best(slow) / count * 1e9
         print(f"  {name:38s} numba {tf:7.1f}   numpy {ts:7.1f}   {ts / tf:5.1f}x")
 
@@ -311,7 +382,13 @@ def bench_kernels() -> None:
 def _np_spread(x):
     import numpy as np
 
-    for shift, mask in ((32, 0x1F00000000FFFF), (16, 0x1F0000FF0000FF), (8, 0x100F00F00F00F00F), (4, 0x10C30C30C30C30C3), (2, 0x1249249249249249)):
+    for shift, mask in (
+        (32, 0x1F00000000FFFF),
+        (16, 0x1F0000FF0000FF),
+        (8, 0x100F00F00F00F00F),
+        (4, 0x10C30C30C30C30C3),
+        (2, 0x1249249249249249),
+    ):
         x = (x | (x << np.uint64(shift))) & np.uint64(mask)
     return x
 
@@ -360,20 +437,44 @@ def main() -> None:
     out = []
     for las, floor, c, p in rows:
         n = c["points"]
-        line = {"file": las.name, "points": n, "floor_pts_s": n / floor["wall"], "cim_wall": c["process_wall"],
-                "cim_build_wall": c["wall"], "cim_pts_s": n / c["process_wall"], "cim_peak_mb": c["peak_rss_mb"],
-                "cim_bytes_per_point": c["out_bytes"] / n, "cim_tiles": c["tiles"], "cim_cpu_s": c["cpu_s"],
-                "cim_median_wall": c["median_wall"], "cim_others_busy": c["others_busy"]}
-        print(f"  {las.name:16s} {n:11,d} {'laspy read':10s} {floor['wall']:7.2f} {n / floor['wall'] / 1e6:8.2f} {floor['cpu_s']:7.2f} {floor['peak_rss_mb']:8.0f} {'':>8s}")
-        print(f"  {'':16s} {'':11s} {'cim':10s} {c['process_wall']:7.2f} {n / c['process_wall'] / 1e6:8.2f} {c['cpu_s']:7.2f} {c['peak_rss_mb']:8.0f} {c['out_bytes'] / n:8.2f}"
-              f"   (build call {c['wall']:.2f} s, {c['tiles']} tiles; best of {c['runs']}, median wall {c['median_wall']:.2f} s;"
-              f" other work kept the cores {100 * c['others_busy']:.0f} % busy)")
+        line = {
+            "file": las.name,
+            "points": n,
+            "floor_pts_s": n / floor["wall"],
+            "cim_wall": c["process_wall"],
+            "cim_build_wall": c["wall"],
+            "cim_pts_s": n / c["process_wall"],
+            "cim_peak_mb": c["peak_rss_mb"],
+            "cim_bytes_per_point": c["out_bytes"] / n,
+            "cim_tiles": c["tiles"],
+            "cim_cpu_s": c["cpu_s"],
+            "cim_median_wall": c["median_wall"],
+            "cim_others_busy": c["others_busy"],
+        }
+        print(
+            f"  {las.name:16s} {n:11,d} {'laspy read':10s} {floor['wall']:7.2f} {n / floor['wall'] / 1e6:8.2f} {floor['cpu_s']:7.2f} {floor['peak_rss_mb']:8.0f} {'':>8s}"
+        )
+        print(
+            f"  {'':16s} {'':11s} {'cim':10s} {c['process_wall']:7.2f} {n / c['process_wall'] / 1e6:8.2f} {c['cpu_s']:7.2f} {c['peak_rss_mb']:8.0f} {c['out_bytes'] / n:8.2f}"
+            f"   (build call {c['wall']:.2f} s, {c['tiles']} tiles; best of {c['runs']}, median wall {c['median_wall']:.2f} s;"
+            f" other work kept the cores {100 * c['others_busy']:.0f} % busy)"
+        )
         if p is not None:
-            print(f"  {'':16s} {'':11s} {'py3dtiles':10s} {p['wall']:7.2f} {n / p['wall'] / 1e6:8.2f} {p['cpu_s']:7.2f} {p['peak_rss_mb']:8.0f} {p['out_bytes'] / n:8.2f}")
-            print(f"  {'':16s} {'':11s} cim is {p['wall'] / c['process_wall']:.1f}x faster ({p['cpu_s'] / c['cpu_s']:.1f}x less CPU), "
-                  f"{p['out_bytes'] / c['out_bytes']:.1f}x smaller")
-            line.update(py3dtiles_wall=p["wall"], py3dtiles_pts_s=n / p["wall"], py3dtiles_peak_mb=p["peak_rss_mb"], py3dtiles_cpu_s=p["cpu_s"],
-                        py3dtiles_bytes_per_point=p["out_bytes"] / n, speedup=p["wall"] / c["process_wall"])
+            print(
+                f"  {'':16s} {'':11s} {'py3dtiles':10s} {p['wall']:7.2f} {n / p['wall'] / 1e6:8.2f} {p['cpu_s']:7.2f} {p['peak_rss_mb']:8.0f} {p['out_bytes'] / n:8.2f}"
+            )
+            print(
+                f"  {'':16s} {'':11s} cim is {p['wall'] / c['process_wall']:.1f}x faster ({p['cpu_s'] / c['cpu_s']:.1f}x less CPU), "
+                f"{p['out_bytes'] / c['out_bytes']:.1f}x smaller"
+            )
+            line.update(
+                py3dtiles_wall=p["wall"],
+                py3dtiles_pts_s=n / p["wall"],
+                py3dtiles_peak_mb=p["peak_rss_mb"],
+                py3dtiles_cpu_s=p["cpu_s"],
+                py3dtiles_bytes_per_point=p["out_bytes"] / n,
+                speedup=p["wall"] / c["process_wall"],
+            )
         out.append(line)
     if args.kernels:
         bench_kernels()

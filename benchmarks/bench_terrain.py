@@ -179,8 +179,11 @@ def main() -> None:
             runs.append(p)
             busy = "" if p["others_busy"] is None else f", other work kept the cores {100 * p['others_busy']:.0f} % busy"
             load = "" if p["load_before"] is None else f"load {p['load_before']:.1f} before"
-            print(f"  run {i + 1}: wall {p['wall']:.2f} s, CPU {p['user'] + p['sys']:.2f} s (user {p['user']:.2f}, system {p['sys']:.2f})"
-                  f" -> {p['cells'] / p['wall'] / 1e6:.1f} M cells/s  ({load}{busy})", flush=True)
+            print(
+                f"  run {i + 1}: wall {p['wall']:.2f} s, CPU {p['user'] + p['sys']:.2f} s (user {p['user']:.2f}, system {p['sys']:.2f})"
+                f" -> {p['cells'] / p['wall'] / 1e6:.1f} M cells/s  ({load}{busy})",
+                flush=True,
+            )
         dests[-1].rename(final)
         for d in dests[:-1]:
             d.rename(trash / d.name)
@@ -189,11 +192,15 @@ def main() -> None:
         median = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
         report["pyramid"] = {"runs": runs, "best": best, "median": median}
         p = best
-        print(f"\nterrain pyramid, preset {args.preset}: {p['cells']:,} DEM cells → levels 0–{p['maxzoom']}, "
-              f"{p['tiles']:,} tiles, {p['bytes'] / 1e6:.2f} MB")
+        print(
+            f"\nterrain pyramid, preset {args.preset}: {p['cells']:,} DEM cells → levels 0–{p['maxzoom']}, "
+            f"{p['tiles']:,} tiles, {p['bytes'] / 1e6:.2f} MB"
+        )
         for label, r in (("best", best), ("median", median)):
-            print(f"  {label:<7} wall {r['wall']:.2f} s  CPU {r['user'] + r['sys']:.2f} s (user {r['user']:.2f}, system {r['sys']:.2f})"
-                  f"  {r['cells'] / r['wall'] / 1e6:.2f} M DEM cells/s  {r['tiles'] / r['wall']:,.0f} tiles/s")
+            print(
+                f"  {label:<7} wall {r['wall']:.2f} s  CPU {r['user'] + r['sys']:.2f} s (user {r['user']:.2f}, system {r['sys']:.2f})"
+                f"  {r['cells'] / r['wall'] / 1e6:.2f} M DEM cells/s  {r['tiles'] / r['wall']:,.0f} tiles/s"
+            )
         print(f"  CPU work    {p['cells'] / (p['user'] + p['sys']) / 1e6:.2f} M DEM cells per CPU second (best run)")
         print(f"  output      {p['bytes'] / p['tiles']:,.0f} bytes/tile (gzip), {p['triangles']:,} triangles at level {p['maxzoom']}")
         print(f"  peak memory {max(r['peak_rss_mb'] for r in runs):,.0f} MB RSS")
@@ -212,13 +219,17 @@ def main() -> None:
     report["tin"] = {str(z): r for z, r in rows}
     print("\nTIN on the same 65 × 65 tile windows at the same error bound (cim: greedy insertion + vertex removal)")
     print("  (Mcells/s: one call a window; 'batch': cim's windows in one call, as the layer does; one core)")
-    print(f"  {'level':>5} {'windows':>7} {'bound m':>8} | {'cim verts':>9} {'max err':>8} {'Mcells/s':>8} {'batch':>6} | "
-          f"{'pydelatin':>9} {'max err':>8} {'Mcells/s':>8} | {'verts ratio':>11}")
+    print(
+        f"  {'level':>5} {'windows':>7} {'bound m':>8} | {'cim verts':>9} {'max err':>8} {'Mcells/s':>8} {'batch':>6} | "
+        f"{'pydelatin':>9} {'max err':>8} {'Mcells/s':>8} | {'verts ratio':>11}"
+    )
     for z, r in rows:
         o, t = r["cim"], r["pydelatin"]
-        print(f"  {z:>5} {r['windows']:>7} {r['max_error']:>8.3f} | {o['vertices']:>9,} {o['error']:>8.3f} {o['cells_per_s'] / 1e6:>8.1f} "
-              f"{o['batch_cells_per_s'] / 1e6:>6.1f} | {t['vertices']:>9,} {t['error']:>8.3f} {t['cells_per_s'] / 1e6:>8.1f} | "
-              f"{o['vertices'] / t['vertices']:>11.3f}")
+        print(
+            f"  {z:>5} {r['windows']:>7} {r['max_error']:>8.3f} | {o['vertices']:>9,} {o['error']:>8.3f} {o['cells_per_s'] / 1e6:>8.1f} "
+            f"{o['batch_cells_per_s'] / 1e6:>6.1f} | {t['vertices']:>9,} {t['error']:>8.3f} {t['cells_per_s'] / 1e6:>8.1f} | "
+            f"{o['vertices'] / t['vertices']:>11.3f}"
+        )
     if args.json:
         print(json.dumps(report))
 

@@ -219,7 +219,7 @@ class Engine(ABC):
         they save; an engine may then run the jobs in the calling thread.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an engine that holds nothing has nothing to release
         """Release what the engine holds (a cluster connection)."""
 
     def __enter__(self) -> Engine:
@@ -327,9 +327,8 @@ def background(fn: Callable[..., R], *args: Any, name: str, fork_safe: bool = Fa
             return
         try:
             future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+        except BaseException as exc:
             future.set_exception(exc)
 
     threading.Thread(target=run, name=prefix, daemon=True).start()
     return future
-

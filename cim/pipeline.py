@@ -44,7 +44,10 @@ class BuildReport:
         return sum(layer.bytes for layer in self.layers)
 
     def summary(self) -> str:
-        parts = [f"{lr.id}: {lr.tiles:,} tiles" if lr.kind in ("imagery", "terrain") else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" for lr in self.layers]
+        parts = [
+            f"{lr.id}: {lr.tiles:,} tiles" if lr.kind in ("imagery", "terrain") else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles"
+            for lr in self.layers
+        ]
         return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
 
 
@@ -81,7 +84,9 @@ def build(
     layers = [(spec, *_checked(spec, where)) for spec in rec.layers]
     from cim.kernels.frames import LocalFrame
 
-    city = City(out, engine_from(engine, workers=workers), crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress)
+    city = City(
+        out, engine_from(engine, workers=workers), crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress
+    )
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, LayerResult] = {}
     try:
@@ -98,8 +103,16 @@ def build(
             city.engine.close()
     assert city.frame is not None  # run_layer fixes it
     report = BuildReport(out, [results[spec.id] for spec in rec.layers], time.perf_counter() - t0)
-    write_manifest(out, rec.name, rec.title, rec.crs, city.frame, report.layers, {spec.id: spec for spec in rec.layers},
-                   search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers))
+    write_manifest(
+        out,
+        rec.name,
+        rec.title,
+        rec.crs,
+        city.frame,
+        report.layers,
+        {spec.id: spec for spec in rec.layers},
+        search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers),
+    )
     return report
 
 
@@ -255,7 +268,14 @@ def write_manifest(
             "count": lr.count,
             "schema": lr.schema,
             "properties": {name: property_id(name) for name in lr.schema},
-            "stats": {"tiles": lr.tiles, "triangles": lr.triangles, "bytes": lr.bytes, "seconds": round(lr.seconds, 3), "skipped": lr.skipped, "repaired": lr.repaired},
+            "stats": {
+                "tiles": lr.tiles,
+                "triangles": lr.triangles,
+                "bytes": lr.bytes,
+                "seconds": round(lr.seconds, 3),
+                "skipped": lr.skipped,
+                "repaired": lr.repaired,
+            },
         }
         if lr.info is not None:
             entry.update(lr.info.manifest())

@@ -111,4 +111,3 @@ def gc_paused() -> Iterator[None]:
             gc.unfreeze()
             if was_enabled:
                 gc.enable()
-

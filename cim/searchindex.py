@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 import tempfile
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor  # (typing: the engines make the thread)
@@ -219,7 +218,7 @@ class SearchIndexWriter:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
 
-    def __enter__(self) -> "SearchIndexWriter":
+    def __enter__(self) -> SearchIndexWriter:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
@@ -248,7 +247,9 @@ def _create(path: Path, **kwargs) -> sqlite3.Connection:
 
 def _insert_rows(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
     _insert_layer(con, rows, start)
-    con.execute("INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features WHERE rowid >= ?", (start,))
+    con.execute(
+        "INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features WHERE rowid >= ?", (start,)
+    )
 
 
 def _fork_writer(path: Path, rows: SearchRows, start: int) -> tuple[int, int]:
@@ -272,7 +273,7 @@ def _fork_writer(path: Path, rows: SearchRows, start: int) -> tuple[int, int]:
             con.commit()
             con.close()
             code = 0
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 os.write(write, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000])
         finally:
@@ -285,8 +286,16 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
     """Stage one layer's rows in a temporary table, then fill the index tables from it in SQL."""
     count = len(rows.ids)
     fixed = [
-        range(start, start + count), map(str, rows.ids), rows.lon.tolist(), rows.lat.tolist(), rows.base.tolist(), rows.top.tolist(),
-        rows.west.tolist(), rows.south.tolist(), rows.east.tolist(), rows.north.tolist(),
+        range(start, start + count),
+        map(str, rows.ids),
+        rows.lon.tolist(),
+        rows.lat.tolist(),
+        rows.base.tolist(),
+        rows.top.tolist(),
+        rows.west.tolist(),
+        rows.south.tolist(),
+        rows.east.tolist(),
+        rows.north.tolist(),
     ]
     extra: list = []
     names: list[str] = []
@@ -307,7 +316,8 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
     con.execute("DROP TABLE IF EXISTS temp.staging")
     con.execute(
         "CREATE TEMP TABLE staging (rowid INTEGER PRIMARY KEY, fid, lon, lat, base, top, west, south, east, north"
-        + "".join(f", {c}" for c in names) + ")"
+        + "".join(f", {c}" for c in names)
+        + ")"
     )
     con.executemany(f"INSERT INTO staging VALUES ({', '.join('?' * (10 + len(names)))})", zip(*fixed, *extra))
 

@@ -151,7 +151,11 @@ def atomic_write_json(path: str | Path, obj: object, *, pretty: bool = True) -> 
     """Write ``obj`` as JSON to ``path`` atomically: indented when ``pretty``, else compact
     (Python's C encoder serves only compact output: indenting goes through the pure-Python
     encoder, so large documents such as a layer's ``tileset.json`` are written compact)."""
-    text = json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) if pretty else json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = (
+        json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False)
+        if pretty
+        else json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    )
     atomic_write_text(path, text + "\n")
 
 
@@ -170,6 +174,7 @@ def file_fingerprint(path: str | Path) -> dict[str, object]:
 # -- writing from tile jobs ------------------------------------------------------------------
 
 _journal = threading.local()
+
 
 def _note(rel: str, size: int) -> None:
     entries = getattr(_journal, "entries", None)
@@ -204,7 +209,7 @@ class TileSink:
     (shared) folder.
     """
 
-    __slots__ = ("root", "atomic", "done")
+    __slots__ = ("atomic", "done", "root")
 
     def __init__(self, root: str | Path, atomic: bool, done: frozenset[str] = frozenset()) -> None:
         self.root = os.fspath(root)
@@ -407,7 +412,7 @@ class TileWriter:
     def _write(self, items: list[tuple[str, bytes]]) -> None:
         try:
             self._store.write_many(items)
-        except BaseException as exc:  # noqa: BLE001 - raised in the submitting thread
+        except BaseException as exc:
             self.error = self.error or exc
         finally:
             self._slots.release()

@@ -53,8 +53,15 @@ def convert_command(kind: str) -> click.Command:
 
     @handle_errors
     @owns_process
-    def run(sources: tuple[Path, ...], out: Path, city_origin: tuple[float, float, float] | None, engine: Any, verbose: int, quiet: bool,
-            **options: Any) -> None:
+    def run(
+        sources: tuple[Path, ...],
+        out: Path,
+        city_origin: tuple[float, float, float] | None,
+        engine: Any,
+        verbose: int,
+        quiet: bool,
+        **options: Any,
+    ) -> None:
         from cim.pipeline import convert
 
         setup_logging(verbose, quiet)
@@ -69,8 +76,16 @@ def convert_command(kind: str) -> click.Command:
     ]
     hints = get_type_hints(builder.Options)
     params += [_option(f, hints[f.name]) for f in dataclasses.fields(builder.Options)]
-    params.append(click.Option(["--city-origin"], nargs=3, type=float, default=None, metavar="LON LAT H",
-                               help="The city's local frame origin [default: from the data]."))
+    params.append(
+        click.Option(
+            ["--city-origin"],
+            nargs=3,
+            type=float,
+            default=None,
+            metavar="LON LAT H",
+            help="The city's local frame origin [default: from the data].",
+        )
+    )
     command = click.Command(kind, callback=run, params=params, help=_help(builder), short_help=builder.summary)
     return common(engine_options(command))
 

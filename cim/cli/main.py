@@ -54,7 +54,9 @@ def sample(preset: str, seed: int, out_dir: Path, verbose: int, quiet: bool) -> 
 
 @cli.command()
 @click.argument("recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [default: tiles/<city name>].")
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Output folder [default: tiles/<city name>]."
+)
 @engine_options
 @common
 @handle_errors
@@ -72,7 +74,9 @@ def build(recipe: Path, out: Path | None, engine: Engine, verbose: int, quiet: b
     print_report(report, quiet)
 
 
-cli.add_command(KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT."))
+cli.add_command(
+    KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
+)
 
 
 @cli.command()

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from cim.pipeline import BuildReport
 
 __all__ = [
-    "console", "EXIT_INPUT", "EXIT_ERROR", "setup_logging", "handle_errors", "owns_process", "progress_bar", "common", "engine_options",
+    "console",
+    "EXIT_INPUT",
+    "EXIT_ERROR",
+    "setup_logging",
+    "handle_errors",
+    "owns_process",
+    "progress_bar",
+    "common",
+    "engine_options",
     "print_report",
 ]
 
@@ -128,15 +136,30 @@ def engine_options(fn: Any) -> Any:
         return wrapper
 
     if isinstance(fn, click.Command):
-        fn.params.append(click.Option(["--engine", "engine_name"], type=click.Choice(["local", "processes"]), default="local", show_default=True,
-                                      help="Where tile jobs run: threads of this process (local) or forked worker processes."))
-        fn.params.append(click.Option(["--workers"], type=click.IntRange(min=1), default=None, help="Jobs at once [default: the number of cores]."))
+        fn.params.append(
+            click.Option(
+                ["--engine", "engine_name"],
+                type=click.Choice(["local", "processes"]),
+                default="local",
+                show_default=True,
+                help="Where tile jobs run: threads of this process (local) or forked worker processes.",
+            )
+        )
+        fn.params.append(
+            click.Option(["--workers"], type=click.IntRange(min=1), default=None, help="Jobs at once [default: the number of cores].")
+        )
         assert fn.callback is not None
         fn.callback = finish(fn.callback)
         return fn
     fn = click.option("--workers", type=click.IntRange(min=1), default=None, help="Jobs at once [default: the number of cores].")(fn)
-    fn = click.option("--engine", "engine_name", type=click.Choice(["local", "processes"]), default="local", show_default=True,
-                      help="Where tile jobs run: threads of this process (local) or forked worker processes.")(fn)
+    fn = click.option(
+        "--engine",
+        "engine_name",
+        type=click.Choice(["local", "processes"]),
+        default="local",
+        show_default=True,
+        help="Where tile jobs run: threads of this process (local) or forked worker processes.",
+    )(fn)
     return finish(fn)
 
 

@@ -57,6 +57,7 @@ NO_DATA = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e
 #: ``(values, offsets, rows) -> (values, offsets)``: a gather of ragged items (string columns)
 RaggedTake = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+
 def property_id(name: str) -> str:
     """A schema-safe identifier for an attribute name (``[A-Za-z_][A-Za-z0-9_]*``)."""
     ident = _IDENT.sub("_", name.strip()) or "_"
@@ -78,7 +79,7 @@ class EncodedColumn:
     offsets: np.ndarray | None = None
     no_data: object = None
 
-    def take(self, rows: np.ndarray, ragged: RaggedTake | None = None) -> "EncodedColumn":
+    def take(self, rows: np.ndarray, ragged: RaggedTake | None = None) -> EncodedColumn:
         """The rows ``rows`` of this column (a numpy gather, no Python loop; a string column
         through ``ragged`` when given, such as :func:`cim.kernels.ragged.take_ragged`)."""
         if self.offsets is None:
@@ -148,10 +149,10 @@ class FeatureColumns:
     columns: list[EncodedColumn]
 
     @classmethod
-    def encode(cls, columns: dict[str, np.ndarray], types: dict[str, str]) -> "FeatureColumns":
+    def encode(cls, columns: dict[str, np.ndarray], types: dict[str, str]) -> FeatureColumns:
         return cls([encode_column(name, col, types[name]) for name, col in columns.items()])
 
-    def take(self, rows: np.ndarray, class_name: str, description: str = "", ragged: RaggedTake | None = None) -> "PropertyTable":
+    def take(self, rows: np.ndarray, class_name: str, description: str = "", ragged: RaggedTake | None = None) -> PropertyTable:
         """The property table of ``rows`` (string columns cut by ``ragged`` when given: see
         :meth:`EncodedColumn.take`)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -171,12 +172,12 @@ class PropertyTable:
     count: int
     class_description: str = ""
 
-    def add_to(self, builder: "GltfBuilder", schema_id: str = "cim") -> int:
+    def add_to(self, builder: GltfBuilder, schema_id: str = "cim") -> int:
         """Write this table into ``builder`` (see :func:`add_property_table`); returns its index."""
         return add_property_table(builder, self, schema_id)
 
     @classmethod
-    def from_columns(cls, class_name: str, columns: dict[str, np.ndarray], types: dict[str, str], description: str = "") -> "PropertyTable":
+    def from_columns(cls, class_name: str, columns: dict[str, np.ndarray], types: dict[str, str], description: str = "") -> PropertyTable:
         count = len(next(iter(columns.values()))) if columns else 0
         return FeatureColumns.encode(columns, types).take(np.arange(count), class_name, description)
 
@@ -218,7 +219,10 @@ class GltfBuilder:
         self.offset += len(blob)
         views = self.json.setdefault("bufferViews", [])
         first = len(views)
-        views.extend({"buffer": 0, "byteOffset": base + s, "byteLength": n} for s, n in zip(np.asarray(starts).tolist(), np.asarray(lengths).tolist()))
+        views.extend(
+            {"buffer": 0, "byteOffset": base + s, "byteLength": n}
+            for s, n in zip(np.asarray(starts).tolist(), np.asarray(lengths).tolist())
+        )
         return list(range(first, len(views)))
 
     def accessor(
@@ -342,8 +346,15 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
     return attach_property_table(builder, table.class_name, table.class_description, props, values, table.count, schema_id)
 
 
-def attach_property_table(builder: GltfBuilder, class_name: str, description: str, props: dict[str, dict] | RawJSON,
-                          values: dict[str, dict], count: int, schema_id: str = "cim") -> int:
+def attach_property_table(
+    builder: GltfBuilder,
+    class_name: str,
+    description: str,
+    props: dict[str, dict] | RawJSON,
+    values: dict[str, dict],
+    count: int,
+    schema_id: str = "cim",
+) -> int:
     """Add a class (``props``: its properties' definitions, or their JSON text) and its property
     table (``values``: each property's buffer views) to the builder's EXT_structural_metadata;
     returns the table's index."""
@@ -439,9 +450,7 @@ def encode_feature_mesh(
                     "material": 0,
                     "mode": TRIANGLES,
                     "extensions": {
-                        "EXT_mesh_features": {
-                            "featureIds": [{"featureCount": int(table.count), "attribute": 0, "propertyTable": pt}]
-                        }
+                        "EXT_mesh_features": {"featureIds": [{"featureCount": int(table.count), "attribute": 0, "propertyTable": pt}]}
                     },
                 }
             ]
@@ -458,7 +467,7 @@ def read_glb(data: bytes) -> tuple[dict, bytes]:
     magic, version, length = struct.unpack_from("<III", data, 0)
     if magic != GLB_MAGIC or version != 2:
         raise ValueError("not a glTF 2.0 GLB")
-    jlen, jtype = struct.unpack_from("<II", data, 12)
+    jlen, _ = struct.unpack_from("<II", data, 12)
     doc = json.loads(data[20 : 20 + jlen])
     bin_chunk = b""
     off = 20 + jlen

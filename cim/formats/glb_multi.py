@@ -103,9 +103,7 @@ def encode_feature_primitives(
                 "material": len(materials) - 1,
                 "mode": TRIANGLES,
                 "extensions": {
-                    "EXT_mesh_features": {
-                        "featureIds": [{"featureCount": _distinct(fid), "attribute": 0, "propertyTable": pt}]
-                    }
+                    "EXT_mesh_features": {"featureIds": [{"featureCount": _distinct(fid), "attribute": 0, "propertyTable": pt}]}
                 },
             }
         )

@@ -103,7 +103,9 @@ class ColumnBlock:
                 self.has_value[j] = False
         self.definitions = [column_definition(name, kind, nd) for name, kind, nd in zip(names, kinds, no_data)]
         #: each column's ``"id":{definition}`` as JSON text, made once for all the tiles
-        self._json = [json.dumps(pid) + ":" + json.dumps(d, separators=(",", ":"), allow_nan=False) for pid, d in zip(self.ids, self.definitions)]
+        self._json = [
+            json.dumps(pid) + ":" + json.dumps(d, separators=(",", ":"), allow_nan=False) for pid, d in zip(self.ids, self.definitions)
+        ]
 
     def add_table(self, builder: GltfBuilder, rows: np.ndarray, class_name: str, description: str = "", schema_id: str = "cim") -> int:
         """Write the table of ``rows`` into ``builder`` (EXT_structural_metadata), leaving out
@@ -137,7 +139,7 @@ class ColumnBlock:
         values = {self.ids[j]: entries[j] for j in used}
         return attach_property_table(builder, class_name, description, props, values, m, schema_id)
 
-    def table(self, rows: np.ndarray, class_name: str, description: str = "") -> "BlockTable":
+    def table(self, rows: np.ndarray, class_name: str, description: str = "") -> BlockTable:
         """The table of ``rows``, for writers that take a table (:meth:`BlockTable.add_to`)."""
         return BlockTable(self, np.asarray(rows, dtype=np.int64), class_name, description)
 
@@ -189,7 +191,9 @@ def _write_rows(builder: GltfBuilder, sub: np.ndarray, width: int) -> list[int]:
     return builder.buffer_views(sub.tobytes(), np.arange(k, dtype=np.int64) * padded, np.full(k, width, dtype=np.int64))
 
 
-def _write_strings(builder: GltfBuilder, data: tuple[np.ndarray, np.ndarray], sel: np.ndarray, rows: np.ndarray, n: int) -> tuple[list[int], list[int]]:
+def _write_strings(
+    builder: GltfBuilder, data: tuple[np.ndarray, np.ndarray], sel: np.ndarray, rows: np.ndarray, n: int
+) -> tuple[list[int], list[int]]:
     """The values and offsets views of the string columns ``sel`` (group positions) cut to
     ``rows``: one gather of every item, one blob of values (each column's bytes 8-aligned, at
     least one: a buffer view cannot be empty), one blob of UINT32 offsets."""
@@ -200,7 +204,7 @@ def _write_strings(builder: GltfBuilder, data: tuple[np.ndarray, np.ndarray], se
     lengths = item_offsets[items + 1] - starts
     cum = np.zeros(k * m + 1, dtype=np.int64)
     np.cumsum(lengths, out=cum[1:])
-    col_start = cum[0:k * m:m]  # each column's first byte in the gathered order
+    col_start = cum[0 : k * m : m]  # each column's first byte in the gathered order
     col_bytes = cum[m::m] - col_start
     padded = _ceil8(np.maximum(col_bytes, 1))
     dest = np.zeros(k + 1, dtype=np.int64)

@@ -190,8 +190,20 @@ def encode_point_words(
         pos_view, attr_col = 0, 0
     pmin = np.empty(3)
     pmax = np.empty(3)
-    _pack_words(np.ascontiguousarray(words, dtype=np.uint32), base, mode, mul, unit / 2.0**exponent, exponent, colored,
-                views[pos_view], views[-1], attr_col, pmin, pmax)
+    _pack_words(
+        np.ascontiguousarray(words, dtype=np.uint32),
+        base,
+        mode,
+        mul,
+        unit / 2.0**exponent,
+        exponent,
+        colored,
+        views[pos_view],
+        views[-1],
+        attr_col,
+        pmin,
+        pmax,
+    )
     views = [v.view(np.uint8) for v in views]
     pos_col = 0
     attr_col *= 4
@@ -212,8 +224,16 @@ def encode_point_words(
             ext_ = {"buffer": 0, "byteOffset": offset, "byteLength": len(encoded), "byteStride": stride, "mode": "ATTRIBUTES", "count": n}
             if i == pos_view and mode == _EXPONENTIAL:
                 ext_["filter"] = EXPONENTIAL
-            buffer_views.append({"buffer": 1, "byteOffset": raw_offset, "byteLength": n * stride, "byteStride": stride,
-                                 "target": ARRAY_BUFFER, "extensions": {"EXT_meshopt_compression": ext_}})
+            buffer_views.append(
+                {
+                    "buffer": 1,
+                    "byteOffset": raw_offset,
+                    "byteLength": n * stride,
+                    "byteStride": stride,
+                    "target": ARRAY_BUFFER,
+                    "extensions": {"EXT_meshopt_compression": ext_},
+                }
+            )
             raw_offset += n * stride
         else:
             encoded = memoryview(data).cast("B")
@@ -234,7 +254,7 @@ def encode_point_words(
     if short:
         used.append("KHR_mesh_quantization")
         required.append("KHR_mesh_quantization")
-    doc["extensionsUsed"] = used + ["KHR_materials_unlit", "EXT_structural_metadata"]
+    doc["extensionsUsed"] = [*used, "KHR_materials_unlit", "EXT_structural_metadata"]
     if required:
         doc["extensionsRequired"] = required
 
@@ -316,7 +336,15 @@ def _pack_glb(doc: dict, chunks: list) -> bytes:
     js += b" " * ((-len(js)) % 4)
     size = sum(len(c) for c in chunks)
     total = 12 + 8 + len(js) + 8 + size
-    return b"".join([struct.pack("<III", GLB_MAGIC, 2, total), struct.pack("<II", len(js), CHUNK_JSON), js, struct.pack("<II", size, CHUNK_BIN), *chunks])
+    return b"".join(
+        [
+            struct.pack("<III", GLB_MAGIC, 2, total),
+            struct.pack("<II", len(js), CHUNK_JSON),
+            js,
+            struct.pack("<II", size, CHUNK_BIN),
+            *chunks,
+        ]
+    )
 
 
 def decode_points_glb(data: bytes) -> dict[str, np.ndarray]:

@@ -86,9 +86,7 @@ class QuantizedMesh:
     def lonlat_heights(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
         """(n, 3) float64 ``(lon°, lat°, h m)`` of the vertices, given the tile's bounds."""
         west, south, east, north = bounds
-        return np.stack(
-            [west + self.u / QMAX * (east - west), south + self.v / QMAX * (north - south), self.heights()], axis=1
-        )
+        return np.stack([west + self.u / QMAX * (east - west), south + self.v / QMAX * (north - south), self.heights()], axis=1)
 
 
 def zigzag_delta_decode(codes: np.ndarray) -> np.ndarray:
@@ -184,8 +182,15 @@ def encode_quantized_mesh(
     """
     n, m = len(u), len(np.asarray(triangles).reshape(-1, 3))
     return encode_quantized_meshes(
-        np.asarray([bounds], dtype=np.float64), u, v, heights, triangles, np.array([0, n]), np.array([0, m]),
-        normals=normals, height_ranges=None if height_range is None else np.asarray([height_range], dtype=np.float64),
+        np.asarray([bounds], dtype=np.float64),
+        u,
+        v,
+        heights,
+        triangles,
+        np.array([0, n]),
+        np.array([0, m]),
+        normals=normals,
+        height_ranges=None if height_range is None else np.asarray([height_range], dtype=np.float64),
     )[0]
 
 
@@ -234,8 +239,17 @@ def encode_quantized_meshes(
     with_ranges = height_ranges is not None
     ranges = np.ascontiguousarray(height_ranges, dtype=np.float64).reshape(-1, 2) if with_ranges else np.zeros((0, 2))
     buf, offsets = _encode_tiles(
-        bounds, np.ascontiguousarray(u, dtype=np.int64), np.ascontiguousarray(v, dtype=np.int64),
-        np.ascontiguousarray(heights, dtype=np.float64), tri, voff, toff, nrm, with_normals, ranges, with_ranges,
+        bounds,
+        np.ascontiguousarray(u, dtype=np.int64),
+        np.ascontiguousarray(v, dtype=np.int64),
+        np.ascontiguousarray(heights, dtype=np.float64),
+        tri,
+        voff,
+        toff,
+        nrm,
+        with_normals,
+        ranges,
+        with_ranges,
     )
     if offsets[0] < 0:
         raise ValueError("every vertex must belong to a triangle of its own tile")
@@ -412,7 +426,7 @@ def _encode_tiles(bounds, u_in, v_in, h_in, tri, voff, toff, nrm, with_normals, 
         wide = n > 65536
         size = 4 if wide else 2
         if wide:  # 32-bit indices start on a 4-byte boundary of the tile
-            for b in range((4 - (pos - start) % 4) % 4):
+            for _ in range((4 - (pos - start) % 4) % 4):
                 buf[pos] = 0
                 pos += 1
         i4[0] = m
@@ -524,8 +538,19 @@ def decode_quantized_mesh(data: bytes) -> QuantizedMesh:
             normals = oct_decode(np.frombuffer(buf, dtype=np.uint8, count=2 * n, offset=pos).reshape(n, 2))
         pos += length
     return QuantizedMesh(
-        np.array(h[0:3]), h[3], h[4], np.array(h[5:8]), h[8], np.array(h[9:12]),
-        u, v, hq, tri, *edges, normals=normals, extensions=extensions,
+        np.array(h[0:3]),
+        h[3],
+        h[4],
+        np.array(h[5:8]),
+        h[8],
+        np.array(h[9:12]),
+        u,
+        v,
+        hq,
+        tri,
+        *edges,
+        normals=normals,
+        extensions=extensions,
     )
 
 

@@ -41,7 +41,9 @@ def box_from_bounds(lo: np.ndarray, hi: np.ndarray, pad: float = 0.01) -> list[f
 def box_bounds(box: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) corners of an axis-aligned 3D Tiles box."""
     c = np.array(box[:3])
-    h = np.array([abs(box[3]) + abs(box[6]) + abs(box[9]), abs(box[4]) + abs(box[7]) + abs(box[10]), abs(box[5]) + abs(box[8]) + abs(box[11])])
+    h = np.array(
+        [abs(box[3]) + abs(box[6]) + abs(box[9]), abs(box[4]) + abs(box[7]) + abs(box[10]), abs(box[5]) + abs(box[8]) + abs(box[11])]
+    )
     return c - h, c + h
 
 

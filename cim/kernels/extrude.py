@@ -143,8 +143,22 @@ def _extrude_counts(ground, ring_offsets, polygon_offsets, poly_first, quad, ear
 
 @njit(cache=True, nogil=True)
 def _extrude_write(
-    ground, up, ring_offsets, polygon_offsets, poly_first, quad, ear_tri, ear_first, base, top, min_edge,
-    vstart, tstart, positions, normals, triangles,
+    ground,
+    up,
+    ring_offsets,
+    polygon_offsets,
+    poly_first,
+    quad,
+    ear_tri,
+    ear_first,
+    base,
+    top,
+    min_edge,
+    vstart,
+    tstart,
+    positions,
+    normals,
+    triangles,
 ):
     """Write every building's roof vertices, wall quads and triangles into its slots."""
     n = len(poly_first) - 1
@@ -256,8 +270,22 @@ def extrude_footprints(
     normals = np.empty((int(vstart[-1]), 3), dtype=np.float32)
     triangles = np.empty((int(tstart[-1]), 3), dtype=np.uint32)
     _extrude_write(
-        ground, up, ring_offsets, polygon_offsets, poly_first, quad, ear_tri, ear_first, base, top, _MIN_EDGE,
-        vstart, tstart, positions, normals, triangles,
+        ground,
+        up,
+        ring_offsets,
+        polygon_offsets,
+        poly_first,
+        quad,
+        ear_tri,
+        ear_first,
+        base,
+        top,
+        _MIN_EDGE,
+        vstart,
+        tstart,
+        positions,
+        normals,
+        triangles,
     )
     return BuildingMesh(positions, normals, triangles, vstart, tstart)
 
@@ -266,9 +294,7 @@ def extrude_footprints(
 _MIN_EDGE = 1e-9
 
 
-def gather_tile(
-    mesh: BuildingMesh, features: np.ndarray, origin: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def gather_tile(mesh: BuildingMesh, features: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A tile's vertex arrays as a GLB stores them, cut out of a layer's mesh in one pass.
 
     Parameters
@@ -297,7 +323,19 @@ def gather_tile(
     normals = np.empty((nv, mesh.normals.shape[1]), dtype=mesh.normals.dtype)
     triangles = np.empty((nt, 3), dtype=np.uint32)
     fid = np.empty(nv, dtype=np.float32)
-    _gather_tile(mesh.positions, mesh.normals, mesh.triangles, vo, to, features, np.asarray(origin, dtype=np.float64), positions, normals, triangles, fid)
+    _gather_tile(
+        mesh.positions,
+        mesh.normals,
+        mesh.triangles,
+        vo,
+        to,
+        features,
+        np.asarray(origin, dtype=np.float64),
+        positions,
+        normals,
+        triangles,
+        fid,
+    )
     return positions, normals, triangles, fid
 
 
@@ -337,7 +375,9 @@ def gltf_layer_arrays(mesh: BuildingMesh) -> tuple[np.ndarray, np.ndarray, np.nd
     normals = np.empty((len(mesh.normals), 4), dtype=np.int8)
     box_lo = np.empty((n, 3), dtype=np.float64)
     box_hi = np.empty((n, 3), dtype=np.float64)
-    _gltf_layer(mesh.positions, np.ascontiguousarray(mesh.normals, dtype=np.float32), mesh.vertex_offsets, positions, normals, box_lo, box_hi)
+    _gltf_layer(
+        mesh.positions, np.ascontiguousarray(mesh.normals, dtype=np.float32), mesh.vertex_offsets, positions, normals, box_lo, box_hi
+    )
     return positions, normals, box_lo, box_hi
 
 

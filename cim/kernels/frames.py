@@ -40,7 +40,7 @@ def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndar
     sin_phi = np.sin(phi)
     cos_phi = np.cos(phi)
     n = WGS84_A / np.sqrt(1.0 - WGS84_E2 * sin_phi * sin_phi)
-    out = np.empty(np.broadcast(lam, phi, h).shape + (3,), dtype=np.float64)
+    out = np.empty((*np.broadcast(lam, phi, h).shape, 3), dtype=np.float64)
     out[..., 0] = (n + h) * cos_phi * np.cos(lam)
     out[..., 1] = (n + h) * cos_phi * np.sin(lam)
     out[..., 2] = (n * (1.0 - WGS84_E2) + h) * sin_phi
@@ -78,7 +78,7 @@ def up_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Unit ellipsoid normals, (n, 3) float64, at geodetic degrees."""
     lam = np.radians(np.asarray(lon, dtype=np.float64))
     phi = np.radians(np.asarray(lat, dtype=np.float64))
-    out = np.empty(np.broadcast(lam, phi).shape + (3,), dtype=np.float64)
+    out = np.empty((*np.broadcast(lam, phi).shape, 3), dtype=np.float64)
     out[..., 0] = np.cos(phi) * np.cos(lam)
     out[..., 1] = np.cos(phi) * np.sin(lam)
     out[..., 2] = np.sin(phi)

@@ -54,7 +54,9 @@ def vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return out
 
 
-def split_vertices_by_material(triangles: np.ndarray, tri_material: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_vertices_by_material(
+    triangles: np.ndarray, tri_material: np.ndarray, n_vertices: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Give every vertex one material, duplicating vertices shared by triangles of two.
 
     Parameters

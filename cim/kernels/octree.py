@@ -97,9 +97,30 @@ def code_levels(n: int, max_levels: int = 14) -> int:
 
 @njit(**_JIT)
 def stage_points(
-    X, Y, Z, a, b, coef, inv_unit, origin, cube_bits, levels,
-    R, G, B, rgb_shift, intensity, cls, cls_mask, bit_fields, ret_mask, idx_bits,
-    words, keys, lohi, classes,
+    X,
+    Y,
+    Z,
+    a,
+    b,
+    coef,
+    inv_unit,
+    origin,
+    cube_bits,
+    levels,
+    R,
+    G,
+    B,
+    rgb_shift,
+    intensity,
+    cls,
+    cls_mask,
+    bit_fields,
+    ret_mask,
+    idx_bits,
+    words,
+    keys,
+    lohi,
+    classes,
 ):  # pragma: no cover - compiled
     """Reproject, quantize and pack a batch of LAS points; key each by its Morton code.
 
@@ -148,8 +169,17 @@ def stage_points(
         vw = v * w
         cell = np.uint64(0)
         for k in range(3):
-            e = (coef[k, 0] + coef[k, 1] * u + coef[k, 2] * v + coef[k, 3] * w + coef[k, 4] * uu
-                 + coef[k, 5] * uv + coef[k, 6] * vv + coef[k, 7] * uw + coef[k, 8] * vw)
+            e = (
+                coef[k, 0]
+                + coef[k, 1] * u
+                + coef[k, 2] * v
+                + coef[k, 3] * w
+                + coef[k, 4] * uu
+                + coef[k, 5] * uv
+                + coef[k, 6] * vv
+                + coef[k, 7] * uw
+                + coef[k, 8] * vw
+            )
             q = np.int64(np.floor(e * inv_unit + 0.5))
             words[i, k] = np.uint32(q & 0xFFFFFFFF)
             if q < lohi[0, k]:
@@ -171,8 +201,12 @@ def stage_points(
         c = np.uint32(cls[i] & cls_mask)
         classes[c] += 1
         if has_rgb:
-            words[i, 3] = (np.uint32(R[i] >> rgb_shift) & 0xFF) | ((np.uint32(G[i] >> rgb_shift) & 0xFF) << 8) \
-                | ((np.uint32(B[i] >> rgb_shift) & 0xFF) << 16) | (c << 24)
+            words[i, 3] = (
+                (np.uint32(R[i] >> rgb_shift) & 0xFF)
+                | ((np.uint32(G[i] >> rgb_shift) & 0xFF) << 8)
+                | ((np.uint32(B[i] >> rgb_shift) & 0xFF) << 16)
+                | (c << 24)
+            )
         else:
             words[i, 3] = c << 24
         words[i, 4] = np.uint32(intensity[i]) | (np.uint32(bit_fields[i] & ret_mask) << 16)

@@ -420,7 +420,9 @@ class LayerBuilder(ABC, Generic[O, P]):
         return self.Options.from_mapping(values, where=where, base=base)
 
 
-def run_layer(builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path], options: LayerOptions, city: City, *, out: Path | None = None) -> LayerResult:
+def run_layer(
+    builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path], options: LayerOptions, city: City, *, out: Path | None = None
+) -> LayerResult:
     """Build one layer of ``city`` into ``out`` (default ``city.out / layer_id``).
 
     The skeleton every kind shares: plan, open the store with the plan's key, run the build on
@@ -473,6 +475,12 @@ def run_layer(builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path
         city.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
     city.built.append(result)
     log.info(
-        "%s %s: %d features, %d tiles, %.1f MB, %.2f s", builder.kind, layer_id, result.count, result.tiles, result.bytes / 1e6, result.seconds
+        "%s %s: %d features, %d tiles, %.1f MB, %.2f s",
+        builder.kind,
+        layer_id,
+        result.count,
+        result.tiles,
+        result.bytes / 1e6,
+        result.seconds,
     )
     return result

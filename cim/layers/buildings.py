@@ -29,8 +29,18 @@ from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import CimWarning, DefaultValueWarning, FeatureRepairedWarning, FeatureSkippedWarning, OutsideDataWarning
 
 __all__ = [
-    "BuildingsLayer", "BuildingsOptions", "BuildingsInfo", "BuildingsPlan", "PreparedBuildings", "building_heights", "prepare_buildings",
-    "prefetch_dem_for", "origin_for", "search_rows", "warm_up_kernels", "tile_job",
+    "BuildingsLayer",
+    "BuildingsOptions",
+    "BuildingsInfo",
+    "BuildingsPlan",
+    "PreparedBuildings",
+    "building_heights",
+    "prepare_buildings",
+    "prefetch_dem_for",
+    "origin_for",
+    "search_rows",
+    "warm_up_kernels",
+    "tile_job",
 ]
 
 log = logging.getLogger("cim.buildings")
@@ -121,7 +131,13 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
     ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)", ragged=take_ragged)
     gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
     glb = encode_feature_mesh(
-        local, nrm, tri, vfeat, ptable, gl_centre, position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
+        local,
+        nrm,
+        tri,
+        vfeat,
+        ptable,
+        gl_centre,
+        position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
     )
     state.sink.write(rel, glb)
     return lo, hi, ntri
@@ -139,15 +155,23 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
     heights[~(heights > 0)] = np.nan
     missing = np.isnan(heights)
     if missing.any() and opts.floors and opts.floors in table.columns:
-        floors = np.array([_to_float(v) for v in table.columns[opts.floors]]) if table.types[opts.floors] == "STRING" else np.asarray(table.columns[opts.floors], dtype=np.float64)
+        floors = (
+            np.array([_to_float(v) for v in table.columns[opts.floors]])
+            if table.types[opts.floors] == "STRING"
+            else np.asarray(table.columns[opts.floors], dtype=np.float64)
+        )
         use = missing & (floors > 0)
         heights[use] = floors[use] * opts.storey_height
         if use.any():
-            notes.append((DefaultValueWarning, f"{int(use.sum())} building(s) took their height from {opts.floors!r} × {opts.storey_height} m"))
+            notes.append(
+                (DefaultValueWarning, f"{int(use.sum())} building(s) took their height from {opts.floors!r} × {opts.storey_height} m")
+            )
     missing = np.isnan(heights)
     if missing.any():
         heights[missing] = opts.default_height
-        notes.append((DefaultValueWarning, f"{int(missing.sum())} of {n} building(s) have no height; used the default {opts.default_height} m"))
+        notes.append(
+            (DefaultValueWarning, f"{int(missing.sum())} of {n} building(s) have no height; used the default {opts.default_height} m")
+        )
     return heights, notes
 
 
@@ -175,7 +199,9 @@ def prepare_buildings(
     n = len(table)
     dem = None
     if opts.dem is not None:
-        dem = dem_prefetch.window(table.bounds, table.crs) if dem_prefetch is not None else read_dem_window(opts.dem, table.bounds, table.crs)
+        dem = (
+            dem_prefetch.window(table.bounds, table.crs) if dem_prefetch is not None else read_dem_window(opts.dem, table.bounds, table.crs)
+        )
 
     coords, ring_offsets, poly_offsets, part_feature = footprint_rings(table.geometries)
     starts = ring_offsets[poly_offsets[np.searchsorted(part_feature, np.arange(n))]]  # each building's first coordinate
@@ -192,10 +218,13 @@ def prepare_buildings(
         if outside.any():
             fill = float(np.nanmedian(base))
             ids = ", ".join(map(str, table.ids[outside][:10]))
-            warnings.append((OutsideDataWarning,
-                f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name}; base set to the median "
-                f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})"
-            ))
+            warnings.append(
+                (
+                    OutsideDataWarning,
+                    f"{int(outside.sum())} building(s) lie outside the DEM {dem.path.name}; base set to the median "
+                    f"ground {fill:.1f} m ({ids}{', ...' if outside.sum() > 10 else ''})",
+                )
+            )
             base[outside] = fill
     else:
         base = np.zeros(n)
@@ -207,7 +236,15 @@ def prepare_buildings(
     ymax = np.maximum.reduceat(ground[:, 1], starts)
     centres = np.stack([(xmin + xmax) / 2, (ymin + ymax) / 2], axis=1)
     sizes = np.maximum(np.hypot(xmax - xmin, ymax - ymin), heights)
-    boxes = np.stack([np.minimum.reduceat(lon, starts), np.minimum.reduceat(lat, starts), np.maximum.reduceat(lon, starts), np.maximum.reduceat(lat, starts)], axis=1)
+    boxes = np.stack(
+        [
+            np.minimum.reduceat(lon, starts),
+            np.minimum.reduceat(lat, starts),
+            np.maximum.reduceat(lon, starts),
+            np.maximum.reduceat(lat, starts),
+        ],
+        axis=1,
+    )
     return PreparedBuildings(mesh, centres, sizes, base, top, boxes, warnings)
 
 
@@ -246,7 +283,7 @@ def prefetch_dem_for(source: str | Path, dem: str | Path | None, crs: object = N
         if bounds is None or declared is None or not np.all(np.isfinite(bounds)):
             return None
         return DemPrefetch(dem, tuple(bounds), parse_crs(declared))
-    except Exception:  # noqa: BLE001 - an optimisation only: the build's own reads report errors
+    except Exception:
         return None
 
 
@@ -302,19 +339,29 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             "buildings-1",
             file_fingerprint(table.source),
             file_fingerprint(options.dem) if options.dem else None,
-            options.height, options.floors, options.storey_height, options.default_height, options.max_features,
+            options.height,
+            options.floors,
+            options.storey_height,
+            options.default_height,
+            options.max_features,
             frame.to_dict(),
         )
-        return BuildingsPlan(key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame,
-                             replaced=len(replaced))
+        return BuildingsPlan(
+            key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame, replaced=len(replaced)
+        )
 
     def build(self, plan: BuildingsPlan, run: LayerRun) -> LayerOutput:
-        assert run.store is not None and plan.table is not None and plan.prep is not None and plan.root is not None and plan.frame is not None
+        assert (
+            run.store is not None and plan.table is not None and plan.prep is not None and plan.root is not None and plan.frame is not None
+        )
         table, prep, root = plan.table, plan.prep, plan.root
         if table.skipped:
             run.warn(FeatureSkippedWarning, f"{table.source.name}: skipped {len(table.skipped)} footprint(s): {issue_ids(table.skipped)}")
         if table.repaired:
-            run.warn(FeatureRepairedWarning, f"{table.source.name}: repaired {len(table.repaired)} invalid footprint(s): {issue_ids(table.repaired)}")
+            run.warn(
+                FeatureRepairedWarning,
+                f"{table.source.name}: repaired {len(table.repaired)} invalid footprint(s): {issue_ids(table.repaired)}",
+            )
         for category, message in prep.warnings:
             run.warn(category, f"{table.source.name}: {message}")
         # the search index takes the rows now and indexes them while the tiles are encoded
@@ -348,7 +395,14 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             count=len(table),
             tiles=len(plan.jobs),
             triangles=triangles,
-            bounds={"west": west, "south": south, "east": east, "north": north, "min_height": float(prep.base.min()), "max_height": float(prep.top.max())},
+            bounds={
+                "west": west,
+                "south": south,
+                "east": east,
+                "north": north,
+                "min_height": float(prep.base.min()),
+                "max_height": float(prep.top.max()),
+            },
             schema=dict(table.types),
             skipped=len(table.skipped),
             repaired=len(table.repaired),
@@ -375,7 +429,11 @@ def _city_frame(table: FootprintTable, opts: BuildingsOptions, prefetch: DemPref
     if opts.dem is not None:
         xmin, ymin, xmax, ymax = table.bounds
         x, y = np.array([(xmin + xmax) / 2]), np.array([(ymin + ymax) / 2])
-        z = prefetch.window(table.bounds, table.crs).sample(x, y, table.crs) if prefetch is not None else sample_dem(opts.dem, x, y, table.crs)
+        z = (
+            prefetch.window(table.bounds, table.crs).sample(x, y, table.crs)
+            if prefetch is not None
+            else sample_dem(opts.dem, x, y, table.crs)
+        )
         if np.isfinite(z[0]):
             frame = LocalFrame(frame.lon, frame.lat, float(z[0]))
     return frame
@@ -395,7 +453,7 @@ def _drop_replaced(table: FootprintTable, footprints: list[dict[str, Any]]) -> n
         geom, crs = shapely.from_wkt(fp["wkt"]), fp.get("crs")
         if crs is not None and not CRS.from_user_input(crs).equals(table.crs):
             t = transformer(CRS.from_user_input(crs), table.crs)
-            geom = shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+            geom = shapely.transform(geom, lambda xy, t=t: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
         for i in tree.query(geom):
             g = table.geometries[i]
             if shapely.area(shapely.intersection(g, geom)) > 0.5 * shapely.area(g):
@@ -410,8 +468,20 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
     box = prep.lonlat_boxes
     text_cols = tuple(name for name in table.columns if table.types[name] == "STRING" and name not in ("id", "name"))
     return SearchRows(
-        layer_id, table.ids, None, None, (box[:, 0] + box[:, 2]) / 2.0, (box[:, 1] + box[:, 3]) / 2.0,
-        box[:, 0], box[:, 1], box[:, 2], box[:, 3],
-        prep.base, prep.top, columns=table.columns, types=table.types,
-        title_column="name" if "name" in table.columns else None, text_columns=text_cols,
+        layer_id,
+        table.ids,
+        None,
+        None,
+        (box[:, 0] + box[:, 2]) / 2.0,
+        (box[:, 1] + box[:, 3]) / 2.0,
+        box[:, 0],
+        box[:, 1],
+        box[:, 2],
+        box[:, 3],
+        prep.base,
+        prep.top,
+        columns=table.columns,
+        types=table.types,
+        title_column="name" if "name" in table.columns else None,
+        text_columns=text_cols,
     )

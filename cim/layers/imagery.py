@@ -61,7 +61,9 @@ def _lonlat_bounds(ds: rasterio.DatasetReader) -> tuple[float, float, float, flo
 class ImageryOptions(LayerOptions):
     """Options of an imagery layer."""
 
-    format: Literal["webp", "png", "jpeg"] = option("webp", help="Tile format: webp (small, with transparency), png, or jpeg (no transparency).")
+    format: Literal["webp", "png", "jpeg"] = option(
+        "webp", help="Tile format: webp (small, with transparency), png, or jpeg (no transparency)."
+    )
     max_zoom: int | None = option(None, help="Finest zoom [default: from the image's resolution].")
     min_zoom: int | None = option(None, help="Coarsest zoom [default: where the image fits in 2x2 tiles].")
     quality: int = option(85, help="WebP/JPEG quality, 1-100.")
@@ -128,7 +130,9 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
             lat = (south + north) / 2.0
             # the source's ground resolution in metres (projected CRS in metres, or degrees)
             res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if ds.crs.is_geographic else ds.crs.linear_units_factor[1])
-            transparent = ds.nodata is not None or ds.count == 4 or any(m != rasterio.enums.MaskFlags.all_valid for m in ds.mask_flag_enums[0])
+            transparent = (
+                ds.nodata is not None or ds.count == 4 or any(m != rasterio.enums.MaskFlags.all_valid for m in ds.mask_flag_enums[0])
+            )
         zmax = options.max_zoom if options.max_zoom is not None else zoom_for_resolution(res, lat)
         zmin = options.min_zoom if options.min_zoom is not None else _coarsest(west, south, east, north, zmax)
         zmin = min(zmin, zmax)
@@ -137,8 +141,17 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
         split = min(zmax, zmin + 2)
         x0, y0, x1, y1 = tiles_covering(west, south, east, north, split)
         roots = [(split, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
-        return ImageryPlan(key, roots, source=source, bounds=(west, south, east, north), zmin=zmin, zmax=zmax, split=split,
-                           transparent=transparent, options=options)
+        return ImageryPlan(
+            key,
+            roots,
+            source=source,
+            bounds=(west, south, east, north),
+            zmin=zmin,
+            zmax=zmax,
+            split=split,
+            transparent=transparent,
+            options=options,
+        )
 
     def build(self, plan: ImageryPlan, run: LayerRun) -> LayerOutput:
         assert run.store is not None
@@ -244,8 +257,13 @@ def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int) -> np.ndarra
     transform = from_bounds(xmin, ymin, xmax, ymax, TILE_SIZE, TILE_SIZE)
     add_alpha = src.count != 4 and src.nodata is None
     with WarpedVRT(
-        src, crs="EPSG:3857", transform=transform, width=TILE_SIZE, height=TILE_SIZE,
-        resampling=Resampling.bilinear, add_alpha=add_alpha,
+        src,
+        crs="EPSG:3857",
+        transform=transform,
+        width=TILE_SIZE,
+        height=TILE_SIZE,
+        resampling=Resampling.bilinear,
+        add_alpha=add_alpha,
     ) as vrt:
         bands = vrt.read()
         mask = vrt.dataset_mask()

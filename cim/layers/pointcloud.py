@@ -41,6 +41,7 @@ from cim.errors import CimInputError
 from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_point_words, position_bounds
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
+from cim.kernels.octree import WORDS
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.sources.pointcloud import (
     PiecewiseFit,
@@ -53,8 +54,6 @@ from cim.sources.pointcloud import (
     source_transform,
 )
 from cim.store import TileSink, build_key, file_fingerprint
-from cim.warnings import OutsideDataWarning, ReprojectionWarning
-from cim.kernels.octree import WORDS
 from cim.tiling.octree import (
     IDENTITY,
     Chunk,
@@ -73,8 +72,19 @@ from cim.tiling.octree import (
     read_slices,
     stage_batch,
 )
+from cim.warnings import OutsideDataWarning, ReprojectionWarning
 
-__all__ = ["PointCloudLayer", "PointCloudOptions", "PointCloudInfo", "PointCloudPlan", "LAS_CLASSES", "encode_tile", "stage_job", "index_job", "top_job"]
+__all__ = [
+    "PointCloudLayer",
+    "PointCloudOptions",
+    "PointCloudInfo",
+    "PointCloudPlan",
+    "LAS_CLASSES",
+    "encode_tile",
+    "stage_job",
+    "index_job",
+    "top_job",
+]
 
 log = logging.getLogger("cim.pointcloud")
 
@@ -82,10 +92,25 @@ log = logging.getLogger("cim.pointcloud")
 IN_PROCESS_POINTS = 1_000_000
 #: ASPRS class names for the manifest
 LAS_CLASSES = {
-    0: "never classified", 1: "unclassified", 2: "ground", 3: "low vegetation", 4: "medium vegetation",
-    5: "high vegetation", 6: "building", 7: "low point (noise)", 8: "model key point", 9: "water",
-    10: "rail", 11: "road surface", 12: "overlap", 13: "wire guard", 14: "wire conductor",
-    15: "transmission tower", 16: "wire connector", 17: "bridge deck", 18: "high noise",
+    0: "never classified",
+    1: "unclassified",
+    2: "ground",
+    3: "low vegetation",
+    4: "medium vegetation",
+    5: "high vegetation",
+    6: "building",
+    7: "low point (noise)",
+    8: "model key point",
+    9: "water",
+    10: "rail",
+    11: "road surface",
+    12: "overlap",
+    13: "wire guard",
+    14: "wire conductor",
+    15: "transmission tower",
+    16: "wire connector",
+    17: "bridge deck",
+    18: "high noise",
 }
 
 
@@ -173,7 +198,9 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
         workers = run.city.engine.workers_for(small)
         ranges = list(_ranges(srcs, total, workers + 1, options.batch_points))
         run.propose_frame(frame)
-        return PointCloudPlan(key, ranges, small, srcs=srcs, files=files, fits=fits, grid=grid, frame=frame, total=total, workers=workers, options=options)
+        return PointCloudPlan(
+            key, ranges, small, srcs=srcs, files=files, fits=fits, grid=grid, frame=frame, total=total, workers=workers, options=options
+        )
 
     def build(self, plan: PointCloudPlan, run: LayerRun) -> LayerOutput:
         assert run.store is not None and plan.grid is not None and plan.frame is not None
@@ -244,14 +271,21 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
 
         for src, fit in zip(srcs, plan.fits):
             if fit.exact.any():
-                run.warn(ReprojectionWarning, f"{src.path.name}: {int(fit.exact.sum())} of {len(fit.lo)} area(s) reprojected point by point (no quadratic within {opts.tolerance} m)")
+                run.warn(
+                    ReprojectionWarning,
+                    f"{src.path.name}: {int(fit.exact.sum())} of {len(fit.lo)} area(s) reprojected point by point (no quadratic within {opts.tolerance} m)",
+                )
         if stage.restaged:
             run.warn(OutsideDataWarning, "points lie outside their files' header bounds: the octree cube was sized from the points")
         classes = {int(c): int(n) for c, n in enumerate(stage.classes) if n}
         labels = sorted({crs_label(s.crs) for s in srcs})
         log.info(
             "pointcloud %s: %d points, reprojection: %d fitted box(es), largest error %.2g m, %d exact box(es)",
-            run.id, total, sum(len(f.lo) for f in plan.fits), max(f.error for f in plan.fits), sum(int(f.exact.sum()) for f in plan.fits),
+            run.id,
+            total,
+            sum(len(f.lo) for f in plan.fits),
+            max(f.error for f in plan.fits),
+            sum(int(f.exact.sum()) for f in plan.fits),
         )
         return LayerOutput(
             index=doc,
@@ -326,7 +360,17 @@ def stage_job(state: StageState, key: tuple[int, int, int, int]) -> StageResult:
     with SpillFile(os.path.join(state.tmp, f"stage-{job:05d}.bin"), state.budget) as spill:
         quad = fit.single_quadratic(src.scales, src.offsets)
         for b in read_batches(src, start, count, state.batch, buffer):
-            attrs = (b.colors_raw, b.color_shift, b.intensity, b.classification_raw, b.class_mask, b.bit_fields, b.return_mask, grid, scratch)
+            attrs = (
+                b.colors_raw,
+                b.color_shift,
+                b.intensity,
+                b.classification_raw,
+                b.class_mask,
+                b.bit_fields,
+                b.return_mask,
+                grid,
+                scratch,
+            )
             st = None
             if quad is not None:
                 st = stage_batch(b.X, b.Y, b.Z, *quad, *attrs)
@@ -376,7 +420,9 @@ def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: i
 
 
 def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path) -> _Staged:
-    state = StageState(tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, MemoryBudget(plan.options.stage_memory))
+    state = StageState(
+        tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, MemoryBudget(plan.options.stage_memory)
+    )
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
@@ -427,13 +473,24 @@ class ChunkResult:
 
 
 def encode_tile(
-    records: np.ndarray, grid: OctreeGrid, colors: bool, max_step: float, precision: float, meshopt: bool,
+    records: np.ndarray,
+    grid: OctreeGrid,
+    colors: bool,
+    max_step: float,
+    precision: float,
+    meshopt: bool,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """One node's GLB from its staging records (STAGE_DTYPE, whose words the encoder reads)."""
     words = records.view(np.uint32).reshape(len(records), WORDS)
     return encode_point_words(
-        words, grid.unit, colors, max_step=max_step, precision=precision, meshopt=meshopt, bounds=bounds,
+        words,
+        grid.unit,
+        colors,
+        max_step=max_step,
+        precision=precision,
+        meshopt=meshopt,
+        bounds=bounds,
     )
 
 
@@ -503,7 +560,10 @@ def _geodetic_bounds(frame: LocalFrame, lo: np.ndarray, hi: np.ndarray) -> dict[
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     lon, lat, h = ecef_to_geodetic(frame.to_ecef(corners))
     return {
-        "west": float(lon.min()), "south": float(lat.min()), "east": float(lon.max()), "north": float(lat.max()),
-        "min_height": float(h.min()), "max_height": float(h.max()),
+        "west": float(lon.min()),
+        "south": float(lat.min()),
+        "east": float(lon.max()),
+        "north": float(lat.max()),
+        "min_height": float(h.min()),
+        "max_height": float(h.max()),
     }
-

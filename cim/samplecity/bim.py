@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
 import ifcopenshell
 import ifcopenshell.api.aggregate
 import ifcopenshell.api.context
@@ -31,6 +29,7 @@ import ifcopenshell.api.spatial
 import ifcopenshell.api.style
 import ifcopenshell.api.type
 import ifcopenshell.api.unit
+import numpy as np
 from ifcopenshell.util.shape_builder import ShapeBuilder
 
 from cim.store import atomic_path
@@ -78,8 +77,12 @@ class _Writer:
         profile = self.builder.profile(outer, inner_curves=[inner])
         # the profile lies in the wall's XZ plane: extrude along +Y
         return self.builder.extrude(
-            profile, magnitude=depth * MM, position=(0.0, y * MM, 0.0),
-            position_z_axis=(0.0, -1.0, 0.0), position_x_axis=(1.0, 0.0, 0.0), extrusion_vector=(0.0, 0.0, 1.0),
+            profile,
+            magnitude=depth * MM,
+            position=(0.0, y * MM, 0.0),
+            position_z_axis=(0.0, -1.0, 0.0),
+            position_x_axis=(1.0, 0.0, 0.0),
+            extrusion_vector=(0.0, 0.0, 1.0),
         )
 
     def represent(self, product, items: list, styles: list | None = None) -> None:
@@ -101,7 +104,9 @@ class _Writer:
     def style(self, name: str, rgb: tuple[float, float, float], transparency: float = 0.0):
         style = ifcopenshell.api.style.add_style(self.f, name=name)
         ifcopenshell.api.style.add_surface_style(
-            self.f, style=style, ifc_class="IfcSurfaceStyleRendering",
+            self.f,
+            style=style,
+            ifc_class="IfcSurfaceStyleRendering",
             attributes={
                 "SurfaceColour": {"Name": None, "Red": rgb[0], "Green": rgb[1], "Blue": rgb[2]},
                 "Transparency": transparency,
@@ -183,8 +188,11 @@ def write_sample_ifc(
         f,
         projected_crs={"Name": crs, "Description": "CGCS2000 / 3-degree Gauss-Kruger CM 105E", "MapUnit": metre},
         coordinate_operation={
-            "Eastings": float(easting), "Northings": float(northing), "OrthogonalHeight": float(base_height),
-            "XAxisAbscissa": math.cos(angle), "XAxisOrdinate": math.sin(angle),
+            "Eastings": float(easting),
+            "Northings": float(northing),
+            "OrthogonalHeight": float(base_height),
+            "XAxisAbscissa": math.cos(angle),
+            "XAxisOrdinate": math.sin(angle),
             "Scale": 1.0 / MM,  # project millimetres → map metres
         },
     )
@@ -210,7 +218,9 @@ def write_sample_ifc(
     int_wall_t = ifcopenshell.api.root.create_entity(f, ifc_class="IfcWallType", name="INT-120 partition", predefined_type="PARTITIONING")
     slab_t = ifcopenshell.api.root.create_entity(f, ifc_class="IfcSlabType", name="FLR-200 concrete", predefined_type="FLOOR")
     win_w, win_h = float(rng.choice([1.2, 1.5, 1.8])), 1.5
-    win_t = ifcopenshell.api.root.create_entity(f, ifc_class="IfcWindowType", name=f"WIN {win_w * 1000:.0f}x{win_h * 1000:.0f}", predefined_type="WINDOW")
+    win_t = ifcopenshell.api.root.create_entity(
+        f, ifc_class="IfcWindowType", name=f"WIN {win_w * 1000:.0f}x{win_h * 1000:.0f}", predefined_type="WINDOW"
+    )
     door_t = ifcopenshell.api.root.create_entity(f, ifc_class="IfcDoorType", name="DOOR 1000x2100", predefined_type="DOOR")
     w.pset(ext_wall_t, "Pset_WallCommon", {"Reference": "EXT-250", "AcousticRating": "Rw 52"})
     w.pset(win_t, "Pset_WindowCommon", {"Reference": "WIN-A", "GlazingAreaFraction": 0.78})
@@ -225,12 +235,16 @@ def write_sample_ifc(
     def asset(el, category: str) -> None:
         nonlocal code
         code += 1
-        w.pset(el, "CIM_Asset", {
-            "AssetCode": f"{name[:8].upper()}-{category}-{code:04d}",
-            "InstallYear": int(rng.integers(1995, 2024)),
-            "UnitCost": round(float(rng.uniform(50.0, 5000.0)), 2),
-            "Inspected": bool(rng.random() < 0.5),
-        })
+        w.pset(
+            el,
+            "CIM_Asset",
+            {
+                "AssetCode": f"{name[:8].upper()}-{category}-{code:04d}",
+                "InstallYear": int(rng.integers(1995, 2024)),
+                "UnitCost": round(float(rng.uniform(50.0, 5000.0)), 2),
+                "Inspected": bool(rng.random() < 0.5),
+            },
+        )
 
     for level, (z0, h) in enumerate(zip(elevations[:-1], heights)):
         storey = ifcopenshell.api.root.create_entity(f, ifc_class="IfcBuildingStorey", name=_storey_name(level))
@@ -248,7 +262,9 @@ def write_sample_ifc(
             (x0, y0), (x1, y1) = corners[side], corners[(side + 1) % 4]
             length = math.hypot(x1 - x0, y1 - y0)
             heading = math.atan2(y1 - y0, x1 - x0)
-            wall = w.element("IfcWall", f"External wall {level}-{'SENW'[side]}", storey, predefined_type="SOLIDWALL", type_=ext_wall_t, material=brick)
+            wall = w.element(
+                "IfcWall", f"External wall {level}-{'SENW'[side]}", storey, predefined_type="SOLIDWALL", type_=ext_wall_t, material=brick
+            )
             w.represent(wall, [w.box((length, WALL, h), (0.0, 0.0, 0.0))])
             w.place(wall, x0, y0, z0, heading)
             w.pset(wall, "Pset_WallCommon", {"IsExternal": True, "LoadBearing": True, "FireRating": "REI90", "ThermalTransmittance": 0.28})
@@ -262,7 +278,9 @@ def write_sample_ifc(
                 sill = 0.0 if is_door else 0.9
                 if centre - ow / 2 < WALL + 0.2 or centre + ow / 2 > length - WALL - 0.2:
                     continue
-                opening = ifcopenshell.api.root.create_entity(f, ifc_class="IfcOpeningElement", name=f"Opening {wall.Name} {k}", predefined_type="OPENING")
+                opening = ifcopenshell.api.root.create_entity(
+                    f, ifc_class="IfcOpeningElement", name=f"Opening {wall.Name} {k}", predefined_type="OPENING"
+                )
                 w.represent(opening, [w.box((ow, WALL + 0.2, oh), (0.0, -0.1, 0.0))])
                 ox, oy = x0 + math.cos(heading) * (centre - ow / 2), y0 + math.sin(heading) * (centre - ow / 2)
                 w.place(opening, ox, oy, z0 + sill, heading)
@@ -275,7 +293,10 @@ def write_sample_ifc(
                 else:
                     fill = w.element("IfcWindow", f"Window {wall.Name} {k}", storey, predefined_type="WINDOW", type_=win_t, material=glass)
                     fill.OverallWidth, fill.OverallHeight = ow * MM, oh * MM
-                    items = [w.frame(ow, oh, 0.08, 0.07, WALL / 2 - 0.04), w.box((ow - 0.14, 0.024, oh - 0.14), (0.07, WALL / 2 - 0.012, 0.07))]
+                    items = [
+                        w.frame(ow, oh, 0.08, 0.07, WALL / 2 - 0.04),
+                        w.box((ow - 0.14, 0.024, oh - 0.14), (0.07, WALL / 2 - 0.012, 0.07)),
+                    ]
                     w.represent(fill, items, [frame_style, glass_style])
                     w.pset(fill, "Pset_WindowCommon", {"IsExternal": True, "ThermalTransmittance": 1.1, "Infiltration": 0.3})
                 w.place(fill, ox, oy, z0 + sill, heading)
@@ -290,7 +311,9 @@ def write_sample_ifc(
         w.place(inner, split, -hy + WALL, z0, math.pi / 2)
         w.pset(inner, "Pset_WallCommon", {"IsExternal": False, "LoadBearing": False, "FireRating": "EI30"})
         asset(inner, "WAL")
-        opening = ifcopenshell.api.root.create_entity(f, ifc_class="IfcOpeningElement", name=f"Opening partition {level}", predefined_type="OPENING")
+        opening = ifcopenshell.api.root.create_entity(
+            f, ifc_class="IfcOpeningElement", name=f"Opening partition {level}", predefined_type="OPENING"
+        )
         w.represent(opening, [w.box((0.9, INNER_WALL + 0.2, 2.1), (0.0, -INNER_WALL / 2 - 0.1, 0.0))])
         w.place(opening, split, -hy + WALL + inner_len / 2 - 0.45, z0, math.pi / 2)
         ifcopenshell.api.feature.add_feature(f, feature=opening, element=inner)
@@ -309,7 +332,9 @@ def write_sample_ifc(
             w.place(space, 0.0, 0.0, z0)
             w.pset(space, "Pset_SpaceCommon", {"IsExternal": False, "Reference": space.LongName})
             qto = ifcopenshell.api.pset.add_qto(f, product=space, name="Qto_SpaceBaseQuantities")
-            ifcopenshell.api.pset.edit_qto(f, qto=qto, properties={"NetFloorArea": round((xb - xa) * (depth - 2 * WALL), 2), "Height": h - SLAB})
+            ifcopenshell.api.pset.edit_qto(
+                f, qto=qto, properties={"NetFloorArea": round((xb - xa) * (depth - 2 * WALL), 2), "Height": h - SLAB}
+            )
 
     top = float(elevations[-1])
     roof_storey = storey  # the roof belongs to the top storey

@@ -190,7 +190,14 @@ def attributes(geoms: list, cols: dict[str, np.ndarray], xmid: float, seed: int 
     per_estate: dict[tuple, int] = {}
     names = np.empty(n, dtype=object)
     address = np.empty(n, dtype=object)
-    label = {"residential": "Residence", "commercial": "Plaza", "mixed": "Mansion", "public": "Centre", "education": "School", "industrial": "Works"}
+    label = {
+        "residential": "Residence",
+        "commercial": "Plaza",
+        "mixed": "Mansion",
+        "public": "Centre",
+        "education": "School",
+        "industrial": "Works",
+    }
     for i in range(n):
         key = (tuple(cols["block"][i]), cols["estate"][i])
         per_estate[key] = per_estate.get(key, 0) + 1

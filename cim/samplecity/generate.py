@@ -50,7 +50,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", 520.0, 400.0, 1.0, 0.5, 2, (2, 3), 1.0, 250.0, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"),
+    "tiny": Preset(
+        "tiny", 520.0, 400.0, 1.0, 0.5, 2, (2, 3), 1.0, 250.0, dx=-1300.0, dy=-130.0, description="a few blocks; builds in seconds"
+    ),
     "district": Preset("district", 2000.0, 2000.0, 1.0, 0.5, dy=-300.0, description="about 4 km² of the centre"),
     # 8.2 pts/m² over the surveyed 12.5 km² (see lidar_bounds): 100 M points once the river has
     # swallowed most of its returns
@@ -127,9 +129,10 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
 
 def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
     """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace."""
+    from pyproj import CRS as _CRS
+
     from cim.samplecity.bim import write_sample_ifc
     from cim.sources.dem import sample_dem
-    from pyproj import CRS as _CRS
 
     sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
     paths = []
@@ -139,9 +142,16 @@ def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, see
         name = f"{site['id']}-{site['name'].replace(' ', '-').lower()}"
         paths.append(
             write_sample_ifc(
-                folder / f"{name}.ifc", easting=site["easting"], northing=site["northing"], base_height=ground,
-                rotation_deg=site["rotation"], width=site["width"], depth=site["depth"], storeys=site["storeys"],
-                name=site["name"], seed=seed,
+                folder / f"{name}.ifc",
+                easting=site["easting"],
+                northing=site["northing"],
+                base_height=ground,
+                rotation_deg=site["rotation"],
+                width=site["width"],
+                depth=site["depth"],
+                storeys=site["storeys"],
+                name=site["name"],
+                seed=seed,
             )
         )
     return paths
@@ -164,10 +174,9 @@ def _write_dem(path: Path, xmin: float, ymin: float, xmax: float, ymax: float, r
         "compress": "zstd",  # decodes several times faster than deflate
         "predictor": 3,
     }
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(grid, 1)
-            dst.update_tags(source="cim synthetic Tianshui", seed=str(seed))
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(grid, 1)
+        dst.update_tags(source="cim synthetic Tianshui", seed=str(seed))
 
 
 def _write_footprints(path: Path, geoms: list, attrs: dict[str, np.ndarray]) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
-from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from cim.samplecity.buildings import BLOCK_H, BLOCK_W, STREET
@@ -69,9 +69,20 @@ def write_orthophoto(
     centroids = np.array([g.centroid.coords[0] for g in footprints]) if footprints else np.empty((0, 2))
     built = set(zip(*np.floor((centroids - [CENTRE_E, CENTRE_N]) / [BLOCK_W, BLOCK_H]).astype(np.int64).T)) if len(centroids) else set()
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": 3, "dtype": "uint8", "crs": "EPSG:4544",
-        "transform": transform, "tiled": True, "blockxsize": 256, "blockysize": 256,
-        "compress": "jpeg", "jpeg_quality": 90, "photometric": "ycbcr", "interleave": "pixel",
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:4544",
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "jpeg",
+        "jpeg_quality": 90,
+        "photometric": "ycbcr",
+        "interleave": "pixel",
     }
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst, rasterio.open(dem) as dem_ds:
         for r0 in range(0, height, rows_per_strip):
@@ -83,7 +94,11 @@ def write_orthophoto(
             z = dem_ds.read(1, window=window, out_shape=(r1 - r0, width), resampling=Resampling.bilinear, boundless=True, fill_value=np.nan)
             shade = _hillshade(z, res)
             strip_transform = from_origin(xmin, ymax - r0 * res, res, res)
-            roof_id = rasterize(shapes, out_shape=(r1 - r0, width), transform=strip_transform, fill=0, dtype="int32") if shapes else np.zeros((r1 - r0, width), np.int32)
+            roof_id = (
+                rasterize(shapes, out_shape=(r1 - r0, width), transform=strip_transform, fill=0, dtype="int32")
+                if shapes
+                else np.zeros((r1 - r0, width), np.int32)
+            )
             rgb = _ground_colour(gx, gy, z, shade, built, seed)
             _paint_roofs(rgb, roof_id, codes, seed)
             dst.write(np.moveaxis(rgb, -1, 0), window=Window(0, r0, width, r1 - r0))
@@ -142,7 +157,7 @@ def _paint_roofs(rgb: np.ndarray, roof_id: np.ndarray, codes: np.ndarray, seed: 
     if not on.any():
         return
     ids = roof_id[on]
-    palette = np.array([(128, 128, 128)] + list(ROOF_COLOURS.values()), dtype=np.float32)
+    palette = np.array([(128, 128, 128), *list(ROOF_COLOURS.values())], dtype=np.float32)
     jitter = 0.85 + 0.3 * lattice_uniform(ids.astype(np.int64), np.full(len(ids), 7, np.int64), seed + 21)
     colour = palette[codes[ids - 1]] * jitter[:, None]
     rgb[on] = np.clip(colour, 0, 255).astype(np.uint8)

@@ -148,11 +148,23 @@ def write_sample_pointcloud(
                 continue
             hits = tree.query(shapely.box(*clip))
             path = None if merge is not None else str(out_dir / f"tianshui_{int(x0)}_{int(y0)}{suffix}")
-            jobs.append(_TileJob(
-                tx, ty, float(tile_size), clip, float(density), int(seed), str(dem_path), str(ortho_path),
-                [geoms[i] for i in hits], roof_z[hits], merged_offsets if merge is not None else _offsets(x0, y0),
-                path, compress,
-            ))
+            jobs.append(
+                _TileJob(
+                    tx,
+                    ty,
+                    float(tile_size),
+                    clip,
+                    float(density),
+                    int(seed),
+                    str(dem_path),
+                    str(ortho_path),
+                    [geoms[i] for i in hits],
+                    roof_z[hits],
+                    merged_offsets if merge is not None else _offsets(x0, y0),
+                    path,
+                    compress,
+                )
+            )
     expected = density * (xmax - xmin) * (ymax - ymin)
     n_workers = workers if workers is not None else (os.cpu_count() or 1) if expected >= IN_PROCESS_POINTS else 1
     n_workers = max(1, min(int(n_workers), len(jobs)))
@@ -168,11 +180,13 @@ def write_sample_pointcloud(
             return written
         path = out_dir / merge
         header = _header(merged_offsets)
-        with atomic_path(path) as tmp:
-            with laspy.open(tmp, mode="w", header=header, do_compress=compress, laz_backend=laspy.LazBackend.Lazrs) as w:
-                for records in results:
-                    if len(records):
-                        w.write_points(laspy.PackedPointRecord(records, header.point_format))
+        with (
+            atomic_path(path) as tmp,
+            laspy.open(tmp, mode="w", header=header, do_compress=compress, laz_backend=laspy.LazBackend.Lazrs) as w,
+        ):
+            for records in results:
+                if len(records):
+                    w.write_points(laspy.PackedPointRecord(records, header.point_format))
         return [path]
     finally:
         if pool is not None:
@@ -225,12 +239,14 @@ def _make_tile(job: _TileJob) -> np.ndarray | int:
         return 0
     header = _header(job.offsets)
     n = 0
-    with atomic_path(job.path) as tmp:
-        with laspy.open(tmp, mode="w", header=header, do_compress=job.compress, laz_backend=laspy.LazBackend.Lazrs) as w:
-            while records is not None:
-                w.write_points(laspy.PackedPointRecord(records, header.point_format))
-                n += len(records)
-                records = next(blocks, None)
+    with (
+        atomic_path(job.path) as tmp,
+        laspy.open(tmp, mode="w", header=header, do_compress=job.compress, laz_backend=laspy.LazBackend.Lazrs) as w,
+    ):
+        while records is not None:
+            w.write_points(laspy.PackedPointRecord(records, header.point_format))
+            n += len(records)
+            records = next(blocks, None)
     return n
 
 
@@ -339,8 +355,11 @@ class _Tile:
             cols = int(np.ceil((bx1 - self.roof_x0) / ROOF_RES))
             rows = int(np.ceil((self.roof_y1 - by0) / ROOF_RES))
             self.roof_ids = rasterio.features.rasterize(
-                zip(job.roofs, range(1, len(job.roofs) + 1)), out_shape=(rows, cols),
-                transform=Affine(ROOF_RES, 0, self.roof_x0, 0, -ROOF_RES, self.roof_y1), fill=0, dtype="int32",
+                zip(job.roofs, range(1, len(job.roofs) + 1)),
+                out_shape=(rows, cols),
+                transform=Affine(ROOF_RES, 0, self.roof_x0, 0, -ROOF_RES, self.roof_y1),
+                fill=0,
+                dtype="int32",
             ).ravel()
             self.roof_shape = (rows, cols)
         with rasterio.open(job.ortho_path) as ds:

@@ -124,9 +124,7 @@ def ground_height(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     rise = t * t * (3 - 2 * t)
     hills = (HILL_HEIGHT - FLOOR_HEIGHT - 60.0) * rise
     rough = (
-        60.0 * value_noise(x, y, 1400.0, seed + 1)
-        + 25.0 * value_noise(x, y, 520.0, seed + 2)
-        + 8.0 * value_noise(x, y, 160.0, seed + 3)
+        60.0 * value_noise(x, y, 1400.0, seed + 1) + 25.0 * value_noise(x, y, 520.0, seed + 2) + 8.0 * value_noise(x, y, 160.0, seed + 3)
     ) * np.clip(rise * 1.5, 0.0, 1.0)
     gentle = 1.2 * value_noise(x, y, 300.0, seed + 4) + 0.4 * value_noise(x, y, 60.0, seed + 5)
     gentle *= np.clip((dr - CHANNEL_HALF_WIDTH) / BANK_FADE, 0.0, 1.0)
@@ -135,9 +133,7 @@ def ground_height(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     return floor + hills + rough + gentle + channel + terrace
 
 
-def dem_grid(
-    xmin: float, ymin: float, xmax: float, ymax: float, res: float, seed: int = 0, rows_per_strip: int = 512
-) -> np.ndarray:
+def dem_grid(xmin: float, ymin: float, xmax: float, ymax: float, res: float, seed: int = 0, rows_per_strip: int = 512) -> np.ndarray:
     """Rows-north-first float32 DEM grid over the box at ``res`` metres (cell centres)."""
     width = int(round((xmax - xmin) / res))
     height = int(round((ymax - ymin) / res))

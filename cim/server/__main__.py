@@ -12,17 +12,11 @@ from cim.server.app import run
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve until interrupted; return the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cim.server", description="Serve a built city and the 3D viewer."
-    )
+    parser = argparse.ArgumentParser(prog="python -m cim.server", description="Serve a built city and the 3D viewer.")
     parser.add_argument("city_dir", type=Path, help="built city folder holding city.json")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    parser.add_argument(
-        "--viewer", type=Path, default=None, help="viewer folder (default: the repo's viewer/)"
-    )
+    parser.add_argument("--viewer", type=Path, default=None, help="viewer folder (default: the repo's viewer/)")
     args = parser.parse_args(argv)
     try:
         run(args.city_dir, host=args.host, port=args.port, viewer_dir=args.viewer)

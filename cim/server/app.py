@@ -41,6 +41,7 @@ def default_viewer_dir() -> Path:
         return packaged
     return Path(__file__).resolve().parents[2] / "viewer"
 
+
 CONTENT_TYPES: dict[str, str] = {
     ".json": "application/json",
     ".geojson": "application/geo+json",
@@ -73,9 +74,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_SIZE = 256 * 1024
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": (
-        "ETag, Last-Modified, Content-Length, Content-Range, Content-Encoding, Accept-Ranges"
-    ),
+    "Access-Control-Expose-Headers": ("ETag, Last-Modified, Content-Length, Content-Range, Content-Encoding, Accept-Ranges"),
 }
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -241,9 +240,7 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
             try:
                 byte_range = _byte_range(range_header, opened.size)
             except ValueError:
-                return error_response(
-                    416, "range not satisfiable", {"Content-Range": f"bytes */{opened.size}"}
-                )
+                return error_response(416, "range not satisfiable", {"Content-Range": f"bytes */{opened.size}"})
             if byte_range is not None:
                 start, stop = byte_range
                 status = 206
@@ -268,9 +265,7 @@ def _not_modified(request: web.Request, opened: _OpenFile) -> bool:
     return since is not None and int(opened.mtime) <= since.timestamp()
 
 
-async def _send_bytes(
-    response: web.StreamResponse, handle: BinaryIO, start: int, stop: int
-) -> None:
+async def _send_bytes(response: web.StreamResponse, handle: BinaryIO, start: int, stop: int) -> None:
     """Copy ``handle[start:stop]`` to the response, reading in the executor chunk by chunk."""
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, handle.seek, start)
@@ -384,9 +379,7 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     return app
 
 
-def run(
-    city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None
-) -> None:
+def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None) -> None:
     """Serve a city until interrupted, after printing its URL.
 
     Parameters
@@ -403,6 +396,9 @@ def run(
     app = create_app(city_dir, viewer_dir)
     shown = f"[{host}]" if ":" in host else host
     if not (app[VIEWER_DIR] / CESIUM_BUILD / "Cesium.js").is_file():
-        print(f"cim: warning: no CesiumJS under {app[VIEWER_DIR]} (run `npm ci` in viewer/, then reinstall): the viewer will not load", flush=True)
+        print(
+            f"cim: warning: no CesiumJS under {app[VIEWER_DIR]} (run `npm ci` in viewer/, then reinstall): the viewer will not load",
+            flush=True,
+        )
     print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
     web.run_app(app, host=host, port=port, print=None)

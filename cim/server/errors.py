@@ -48,9 +48,7 @@ def status_for(exc: CimError) -> int:
     return 500
 
 
-def error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """Build the JSON error response every failing request gets.
 
     Parameters
@@ -67,9 +65,7 @@ def error_response(
     aiohttp.web.Response
         ``{"error": message, "status": status}`` with ``Cache-Control: no-store``.
     """
-    response = web.json_response(
-        {"error": message, "status": status}, status=status, headers=headers
-    )
+    response = web.json_response({"error": message, "status": status}, status=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
     return response
 

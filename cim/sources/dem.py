@@ -118,7 +118,7 @@ class DemPrefetch:
         """The DEM window under ``bounds`` (in ``crs``): the prefetched one when it covers them."""
         try:
             window = self._future.result()
-        except Exception:  # noqa: BLE001 - the direct read below raises the same error, with its message
+        except Exception:
             window = None
         xmin, ymin, xmax, ymax = bounds
         a = self.bounds

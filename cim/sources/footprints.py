@@ -72,7 +72,7 @@ class FootprintTable:
         b = shapely.bounds(self.geometries)
         return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
 
-    def take(self, index: np.ndarray) -> "FootprintTable":
+    def take(self, index: np.ndarray) -> FootprintTable:
         """A new table with the rows ``index`` (reports are kept)."""
         return FootprintTable(
             self.geometries[index],
@@ -231,9 +231,7 @@ def _is_valid(geoms: np.ndarray, chunk: int = 20000) -> np.ndarray:
         return np.concatenate(list(pool.map(shapely.is_valid, parts)))
 
 
-def _clean(
-    geoms: np.ndarray, ids: np.ndarray, path: Path
-) -> tuple[np.ndarray, np.ndarray, list[FeatureIssue], list[FeatureIssue]]:
+def _clean(geoms: np.ndarray, ids: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, list[FeatureIssue], list[FeatureIssue]]:
     """Repair or skip bad footprints; returns (geoms, keep mask, repaired, skipped)."""
     geoms = np.asarray(geoms, dtype=object).copy()
     n = len(geoms)
@@ -327,7 +325,9 @@ def footprint_rings(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     ring_len[ring_first[:-1][simple]] = n_coords[simple]
     if len(complex_idx):
         complex_slots = np.repeat(ring_first[complex_idx], rings_per_geom[complex_idx])
-        complex_slots += np.arange(len(complex_slots)) - np.repeat(np.cumsum(rings_per_geom[complex_idx]) - rings_per_geom[complex_idx], rings_per_geom[complex_idx])
+        complex_slots += np.arange(len(complex_slots)) - np.repeat(
+            np.cumsum(rings_per_geom[complex_idx]) - rings_per_geom[complex_idx], rings_per_geom[complex_idx]
+        )
         ring_len[complex_slots] = ring_len_complex
     # rings per polygon in geometry order
     poly_first = np.zeros(n + 1, dtype=np.int64)
@@ -335,7 +335,9 @@ def footprint_rings(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     rings_per_poly = np.ones(int(poly_first[-1]), dtype=np.int64)
     if len(complex_idx):
         complex_polys = np.repeat(poly_first[complex_idx], polys_per_geom[complex_idx])
-        complex_polys += np.arange(len(complex_polys)) - np.repeat(np.cumsum(polys_per_geom[complex_idx]) - polys_per_geom[complex_idx], polys_per_geom[complex_idx])
+        complex_polys += np.arange(len(complex_polys)) - np.repeat(
+            np.cumsum(polys_per_geom[complex_idx]) - polys_per_geom[complex_idx], polys_per_geom[complex_idx]
+        )
         rings_per_poly[complex_polys] = rings_per_poly_complex
     ring_offsets = np.zeros(len(ring_len) + 1, dtype=np.int64)
     np.cumsum(ring_len, out=ring_offsets[1:])

@@ -19,6 +19,7 @@ raw records kept in memory up to a budget (:class:`MemoryBudget`), beyond it in 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -100,7 +101,6 @@ class Scratch:
         return buf[:n]
 
 
-
 @dataclass(frozen=True)
 class OctreeGrid:
     """The cube of the octree on an integer grid.
@@ -137,7 +137,7 @@ class OctreeGrid:
         return lo, lo + step * self.unit
 
     @classmethod
-    def around(cls, lo: np.ndarray, hi: np.ndarray, unit: float | None = None, **kw) -> "OctreeGrid":
+    def around(cls, lo: np.ndarray, hi: np.ndarray, unit: float | None = None, **kw) -> OctreeGrid:
         """A grid holding the ENU box ``[lo, hi]`` (metres), padded a little.
 
         The unit is 0.1 mm unless the box lies so far from the frame origin that int32
@@ -178,10 +178,21 @@ class StagedBatch:
 
 
 def stage_batch(
-    X: np.ndarray, Y: np.ndarray, Z: np.ndarray, a: np.ndarray, b: np.ndarray, coef: np.ndarray,
-    colors: tuple[np.ndarray, np.ndarray, np.ndarray] | None, color_shift: int,
-    intensity: np.ndarray, classification: np.ndarray, class_mask: int, bit_fields: np.ndarray, return_mask: int,
-    grid: OctreeGrid, scratch: Scratch | None = None,
+    X: np.ndarray,
+    Y: np.ndarray,
+    Z: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    coef: np.ndarray,
+    colors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    color_shift: int,
+    intensity: np.ndarray,
+    classification: np.ndarray,
+    class_mask: int,
+    bit_fields: np.ndarray,
+    return_mask: int,
+    grid: OctreeGrid,
+    scratch: Scratch | None = None,
 ) -> StagedBatch:
     """Reproject, quantize and pack one batch, sorted by counting cell (numba kernel
     :func:`~cim.kernels.octree.stage_points`, then one packed-key ``np.sort``).
@@ -210,18 +221,46 @@ def stage_batch(
     # chunk then reads sorted runs, which it merges and gathers far faster than random order
     levels = min(15, (64 - ib) // 3, grid.bits)
     outside, off_box = stage_points(
-        X, Y, Z, np.asarray(a, np.float64), np.asarray(b, np.float64), np.ascontiguousarray(coef, np.float64),
-        1.0 / grid.unit, np.array(grid.origin, dtype=np.int64), grid.bits, levels,
-        R, G, B, color_shift, intensity, classification, class_mask, bit_fields, return_mask, ib,
-        words, keys, lohi, classes,
+        X,
+        Y,
+        Z,
+        np.asarray(a, np.float64),
+        np.asarray(b, np.float64),
+        np.ascontiguousarray(coef, np.float64),
+        1.0 / grid.unit,
+        np.array(grid.origin, dtype=np.int64),
+        grid.bits,
+        levels,
+        R,
+        G,
+        B,
+        color_shift,
+        intensity,
+        classification,
+        class_mask,
+        bit_fields,
+        return_mask,
+        ib,
+        words,
+        keys,
+        lohi,
+        classes,
     )
     keys.sort()
     sorted_words = np.empty_like(words)
     cells = scratch.get("stage_cells", n, np.uint64)
     counts = scratch.get("stage_counts", n, np.int64)
     m = gather_sorted(words, keys, ib, ib + 3 * (levels - grid.count_depth), sorted_words, cells, counts)
-    return StagedBatch(sorted_words.view(STAGE_DTYPE).reshape(n), cells[:m].copy(), counts[:m].copy(), lohi[0], lohi[1],
-                       int(outside), int(off_box), classes)
+    return StagedBatch(
+        sorted_words.view(STAGE_DTYPE).reshape(n),
+        cells[:m].copy(),
+        counts[:m].copy(),
+        lohi[0],
+        lohi[1],
+        int(outside),
+        int(off_box),
+        classes,
+    )
 
 
 # --- planning -----------------------------------------------------------------------------
@@ -310,7 +349,7 @@ def plan_chunks(cells: np.ndarray, counts: np.ndarray, count_depth: int, chunk_m
             visit(depth + 1, prefix << 3 | t)
 
     visit(0, 0)
-    for prev, cur in zip(chunks[:-1], chunks[1:]):
+    for prev, cur in itertools.pairwise(chunks):
         cur.first_diff = common_depth(prev.prefix, prev.depth, cur.prefix, cur.depth) + 1
     return chunks
 
@@ -472,7 +511,7 @@ class SpillFile:
         if self._f is not None:
             self._f.close()
 
-    def __enter__(self) -> "SpillFile":
+    def __enter__(self) -> SpillFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

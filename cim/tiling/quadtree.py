@@ -32,7 +32,7 @@ class TileNode:
     y: int
     features: np.ndarray
     geometric_error: float = 0.0
-    children: list["TileNode"] = field(default_factory=list)
+    children: list[TileNode] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -100,7 +100,19 @@ def _plan(
             sel = idx[(east == bool(qx)) & (north == bool(qy))]
             if len(sel):
                 children.append(
-                    _plan(sel, centres, sizes, level + 1, 2 * x + qx, 2 * y + qy, x0 + qx * half, y0 + qy * half, half, max_features, max_level)
+                    _plan(
+                        sel,
+                        centres,
+                        sizes,
+                        level + 1,
+                        2 * x + qx,
+                        2 * y + qy,
+                        x0 + qx * half,
+                        y0 + qy * half,
+                        half,
+                        max_features,
+                        max_level,
+                    )
                 )
     if len(children) == 1:  # all in one quadrant: no level of detail to gain, go straight down
         only = children[0]

@@ -42,7 +42,7 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
                 continue
             empty = True  # no other polygon vertex inside or on the ear
             for q in range(n):
-                if q == jp or q == j or q == jn:
+                if q in (jp, j, jn):
                     continue
                 d = ring[idx[q]]
                 if (
@@ -58,7 +58,7 @@ def _triangulate_ring(vx, vy, ring, m, out):  # pragma: no cover - compiled
                 best = j
             delaunay = True
             for q in range(n):
-                if q == jp or q == j or q == jn:
+                if q in (jp, j, jn):
                     continue
                 d = ring[idx[q]]
                 if incircle(vx[a], vy[a], vx[b], vy[b], vx[c], vy[c], vx[d], vy[d]) > 0:
@@ -233,4 +233,3 @@ def remove_vertices(grid, threshold, vx, vy, tv, he, passes, terr):  # pragma: n
             worst = max(worst, terr[t])
             j += 1
     return ox, oy, tri, worst
-

@@ -21,6 +21,7 @@ from cim.kernels.tin.primitives import JIT, incircle, link, orient, worst_sample
 
 __all__ = ["workspace", "greedy_insert"]
 
+
 @njit(**JIT)
 def _sift_up(heap, hpos, err, i):  # pragma: no cover - compiled
     t = heap[i]

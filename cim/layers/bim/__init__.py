@@ -56,8 +56,19 @@ from cim.sources.ifc import GeometryStream, open_ifc
 from cim.store import build_key, file_fingerprint
 
 __all__ = [
-    "BimLayer", "BimOptions", "BimInfo", "BimPlan", "DETAIL_CLASSES", "ENVELOPE_CLASSES", "VIEWER_PROPERTIES", "ModelPlacement",
-    "convex_hull_xy", "frame_for_model", "ifc_files", "plan_model_tiles", "resolve_placement",
+    "BimLayer",
+    "BimOptions",
+    "BimInfo",
+    "BimPlan",
+    "DETAIL_CLASSES",
+    "ENVELOPE_CLASSES",
+    "VIEWER_PROPERTIES",
+    "ModelPlacement",
+    "convex_hull_xy",
+    "frame_for_model",
+    "ifc_files",
+    "plan_model_tiles",
+    "resolve_placement",
 ]
 
 
@@ -123,7 +134,13 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
         frame = run.propose_frame(lambda: frame_for_model(files[0], crs=crs, origin=options.origin, rotation=options.rotation))
         placing = Placing(frame, crs, options.origin, options.rotation, require_georef)
         key = build_key(
-            "bim-4", [file_fingerprint(s) for s in files], frame.to_dict(), str(crs), options.origin, options.rotation, require_georef,
+            "bim-4",
+            [file_fingerprint(s) for s in files],
+            frame.to_dict(),
+            str(crs),
+            options.origin,
+            options.rotation,
+            require_georef,
             repr(options),  # the options' dataclass repr: as exact as asdict, without its deep copies
         )
         taken: set[str] = set()
@@ -153,8 +170,16 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
                 f = open_ifc(path)
                 if k not in streams:
                     streams[k] = GeometryStream(path, geometry, file=f)
-                by_name[name] = convert_model(streams[k], f, path, name, run, opts, plan.placing,
-                                              geometry_done=(lambda k=k: start(k + 1)) if k + 1 < len(jobs) else None)
+                by_name[name] = convert_model(
+                    streams[k],
+                    f,
+                    path,
+                    name,
+                    run,
+                    opts,
+                    plan.placing,
+                    geometry_done=(lambda k=k: start(k + 1)) if k + 1 < len(jobs) else None,
+                )
                 streams.pop(k).close()
         finally:
             for stream in streams.values():
@@ -166,12 +191,14 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
             lo, hi = np.array(s["bounds_enu"][0]), np.array(s["bounds_enu"][1])
             los.append(lo)
             his.append(hi)
-            children.append({
-                "boundingVolume": {"box": box_from_bounds(lo, hi)},
-                "geometricError": round(float(np.linalg.norm(hi - lo)), 3),
-                "refine": "REPLACE",
-                "content": {"uri": f"models/{s['model']}/tileset.json"},
-            })
+            children.append(
+                {
+                    "boundingVolume": {"box": box_from_bounds(lo, hi)},
+                    "geometricError": round(float(np.linalg.norm(hi - lo)), 3),
+                    "refine": "REPLACE",
+                    "content": {"uri": f"models/{s['model']}/tileset.json"},
+                }
+            )
         lo, hi = np.min(los, axis=0), np.max(his, axis=0)
         root = {
             "boundingVolume": {"box": box_from_bounds(lo, hi)},
@@ -199,8 +226,14 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
             count=sum(s["elements"] for s in summaries),
             tiles=sum(s["tiles"] for s in summaries),
             triangles=sum(s["triangles"] for s in summaries),
-            bounds={"west": float(lon.min()), "south": float(lat.min()), "east": float(lon.max()), "north": float(lat.max()),
-                    "min_height": float(h.min()), "max_height": float(h.max())},
+            bounds={
+                "west": float(lon.min()),
+                "south": float(lat.min()),
+                "east": float(lon.max()),
+                "north": float(lat.max()),
+                "min_height": float(h.min()),
+                "max_height": float(h.max()),
+            },
             schema=schema,
             skipped=sum(len(s["failed"]) + len(s["timed_out"]) for s in summaries),
             crs=crs_label(plan.placing.crs) if plan.placing.crs is not None else None,
@@ -234,7 +267,10 @@ def _model_name(path: Path, taken: set[str]) -> str:
 
 def _model_entry(s: dict) -> dict:
     """A model's entry in the manifest (failure lists capped: city.json stays small)."""
-    out = {k: s.get(k) for k in ("model", "source", "schema", "elements", "expected", "triangles", "tiles", "placement", "storeys", "kernel_peak_mb")}
+    out = {
+        k: s.get(k)
+        for k in ("model", "source", "schema", "elements", "expected", "triangles", "tiles", "placement", "storeys", "kernel_peak_mb")
+    }
     for k in ("failed", "timed_out"):
         out[k] = s[k][:100]
     return out
@@ -255,7 +291,11 @@ def _footprint(summary: dict) -> dict:
     fp = summary["footprint"]
     xy = np.asarray(fp["xy"], dtype=np.float64).reshape(-1, 2)
     geom = shapely.Polygon(xy) if len(xy) >= 4 else shapely.Point(xy[0]).buffer(0.5)
-    return {"model": summary["model"], "wkt": shapely.to_wkt(geom, rounding_precision=3 if fp["crs"] != "EPSG:4326" else 9), "crs": fp["crs"]}
+    return {
+        "model": summary["model"],
+        "wkt": shapely.to_wkt(geom, rounding_precision=3 if fp["crs"] != "EPSG:4326" else 9),
+        "crs": fp["crs"],
+    }
 
 
 def _search_rows(layer_id: str, summaries: list[dict], frame: LocalFrame) -> SearchRows | None:
@@ -269,10 +309,22 @@ def _search_rows(layer_id: str, summaries: list[dict], frame: LocalFrame) -> Sea
     lon, lat, h = ecef_to_geodetic(frame.to_ecef(np.concatenate([lo, hi, (lo + hi) / 2.0])))
     ids = np.array([p.get("GlobalId", "") for p in props], dtype=object)
     titles = np.array([p.get("Name") or f"{p.get('IfcClass', 'element')} {p.get('GlobalId', '')}" for p in props], dtype=object)
-    texts = np.array([" ".join(str(p[k]) for k in ("IfcClass", "Type", "Storey", "Material", "Model", "ObjectType") if p.get(k)) for p in props], dtype=object)
+    texts = np.array(
+        [" ".join(str(p[k]) for k in ("IfcClass", "Type", "Storey", "Material", "Model", "ObjectType") if p.get(k)) for p in props],
+        dtype=object,
+    )
     return SearchRows(
-        layer_id, ids, titles, texts, lon[2 * n :], lat[2 * n :],
-        np.minimum(lon[:n], lon[n : 2 * n]), np.minimum(lat[:n], lat[n : 2 * n]),
-        np.maximum(lon[:n], lon[n : 2 * n]), np.maximum(lat[:n], lat[n : 2 * n]),
-        np.minimum(h[:n], h[n : 2 * n]), np.maximum(h[:n], h[n : 2 * n]), props,
+        layer_id,
+        ids,
+        titles,
+        texts,
+        lon[2 * n :],
+        lat[2 * n :],
+        np.minimum(lon[:n], lon[n : 2 * n]),
+        np.minimum(lat[:n], lat[n : 2 * n]),
+        np.maximum(lon[:n], lon[n : 2 * n]),
+        np.maximum(lat[:n], lat[n : 2 * n]),
+        np.minimum(h[:n], h[n : 2 * n]),
+        np.maximum(h[:n], h[n : 2 * n]),
+        props,
     )

@@ -9,7 +9,6 @@ and the model's own ``tileset.json`` (with a summary of the model in its extras)
 ``search.json`` are written.
 """
 
-
 from __future__ import annotations
 
 import json
@@ -82,19 +81,37 @@ class PreparedModel:
 def prepare_placement(f, path: Path, placing: Placing) -> ModelPlacement:
     """Read the georeference and decide the placement."""
     geo = read_georeference(f)
-    return resolve_placement(geo, placing.frame, crs=placing.crs, origin=placing.origin, rotation=placing.rotation,
-                             require_georef=placing.require_georef, name=path.name)
+    return resolve_placement(
+        geo,
+        placing.frame,
+        crs=placing.crs,
+        origin=placing.origin,
+        rotation=placing.rotation,
+        require_georef=placing.require_georef,
+        name=path.name,
+    )
 
 
-def prepare_elements(f, path: Path, name: str, opts: BimOptions, ids: list[int] | None = None, index: IfcElementIndex | None = None) -> PreparedModel:
+def prepare_elements(
+    f, path: Path, name: str, opts: BimOptions, ids: list[int] | None = None, index: IfcElementIndex | None = None
+) -> PreparedModel:
     """Index the file and read the attributes of the geometry candidates (or of ``ids``)."""
     index = index or IfcElementIndex(f)
     expected = index.body_candidates(opts.geometry().exclude)
     warnings: list[tuple[type[CimWarning], str]] = []
-    heavy = [(el.GlobalId, el.is_a(), index.openings[i]) for i, el in ((i, f.by_id(i)) for i in expected) if index.openings[i] > opts.max_voids > 0]
+    heavy = [
+        (el.GlobalId, el.is_a(), index.openings[i])
+        for i, el in ((i, f.by_id(i)) for i in expected)
+        if index.openings[i] > opts.max_voids > 0
+    ]
     if heavy:
-        warnings.append((GeometryWarning, f"{path.name}: {len(heavy)} element(s) with more than {opts.max_voids} openings drawn without them: "
-                         + "; ".join(f"{g} ({c}, {k} openings)" for g, c, k in heavy[:10])))
+        warnings.append(
+            (
+                GeometryWarning,
+                f"{path.name}: {len(heavy)} element(s) with more than {opts.max_voids} openings drawn without them: "
+                + "; ".join(f"{g} ({c}, {k} openings)" for g, c, k in heavy[:10]),
+            )
+        )
     elements = [f.by_id(i) for i in (sorted(expected) if ids is None else ids)]
     facts = ElementFacts.read(index, elements)
     attrs = index.attributes(elements, max_properties=opts.max_properties)
@@ -107,7 +124,9 @@ def prepare_elements(f, path: Path, name: str, opts: BimOptions, ids: list[int] 
     return PreparedModel(index, expected, facts, attrs, block, search_properties(attrs), warnings)
 
 
-def convert_model(stream: GeometryStream, f, path: Path, name: str, run: LayerRun, opts: BimOptions, placing: Placing, geometry_done=None) -> dict:
+def convert_model(
+    stream: GeometryStream, f, path: Path, name: str, run: LayerRun, opts: BimOptions, placing: Placing, geometry_done=None
+) -> dict:
     """Stream, spool, plan and write one model; returns its summary (kept in its tileset).
 
     ``stream`` is already running on ``f`` (the open file). This thread consumes its meshes from
@@ -145,8 +164,17 @@ def convert_model(stream: GeometryStream, f, path: Path, name: str, run: LayerRu
         helper.shutdown(wait=False, cancel_futures=True)
 
 
-def _finish_model(stream: GeometryStream, f, path: Path, name: str, run: LayerRun, opts: BimOptions, placement: ModelPlacement,
-                  prepared: Future, geometry_done) -> dict:
+def _finish_model(
+    stream: GeometryStream,
+    f,
+    path: Path,
+    name: str,
+    run: LayerRun,
+    opts: BimOptions,
+    placement: ModelPlacement,
+    prepared: Future,
+    geometry_done,
+) -> dict:
     """Stream and spool the meshes, then plan and write the model (see :func:`convert_model`)."""
     glog = GeometryLog()
     spool = MeshSpool()
@@ -164,8 +192,9 @@ def _finish_model(stream: GeometryStream, f, path: Path, name: str, run: LayerRu
         spool.close()
 
 
-def _stream_model(stream: GeometryStream, name: str, path: Path, placement: ModelPlacement, prepared, spool: MeshSpool, glog: GeometryLog,
-                  run: LayerRun) -> SpooledModel | None:
+def _stream_model(
+    stream: GeometryStream, name: str, path: Path, placement: ModelPlacement, prepared, spool: MeshSpool, glog: GeometryLog, run: LayerRun
+) -> SpooledModel | None:
     """Spool the element meshes as they arrive, placed in batches of about 2,048 vertices (one
     pyproj call a batch: larger batches left more to place after the last element arrived). The
     batch before the last expected element is placed at once, so that only the last element is
@@ -173,11 +202,10 @@ def _stream_model(stream: GeometryStream, name: str, path: Path, placement: Mode
     model: SpooledModel | None = None
     normal_m = np.eye(3)
     batch: list[ElementGeometry] = []
-    batch_vertices = done = 0
-    for g in stream.elements(lambda: prepared.result().expected, glog):
+    batch_vertices = 0
+    for done, g in enumerate(stream.elements(lambda: prepared.result().expected, glog), start=1):
         batch.append(g)
         batch_vertices += len(g.vertices)
-        done += 1
         if batch_vertices >= 2048 or (prepared.done() and done + 1 >= len(prepared.result().expected)):
             if model is None:
                 model, normal_m = new_model(name, path, placement, batch[0])
@@ -194,8 +222,16 @@ def _stream_model(stream: GeometryStream, name: str, path: Path, placement: Mode
     return model
 
 
-def _write_model(f, model: SpooledModel, spool: MeshSpool, prep: PreparedModel, run: LayerRun, opts: BimOptions, glog: GeometryLog,
-                 warnings: list[tuple[type[CimWarning], str]]) -> dict:
+def _write_model(
+    f,
+    model: SpooledModel,
+    spool: MeshSpool,
+    prep: PreparedModel,
+    run: LayerRun,
+    opts: BimOptions,
+    glog: GeometryLog,
+    warnings: list[tuple[type[CimWarning], str]],
+) -> dict:
     """Plan the model's tiles, encode them as tile jobs, write its tileset and search rows."""
     assert run.store is not None
     name, placement = model.name, model.placement
@@ -205,7 +241,12 @@ def _write_model(f, model: SpooledModel, spool: MeshSpool, prep: PreparedModel, 
         rows = np.arange(len(model.ids))
     attrs, facts = prep.attrs, prep.facts.take(rows)
     if attrs.dropped:
-        warnings.append((AttributeWarning, f"{model.source.name}: {attrs.dropped} property column(s) beyond the {opts.max_properties} most common left out"))
+        warnings.append(
+            (
+                AttributeWarning,
+                f"{model.source.name}: {attrs.dropped} property column(s) beyond the {opts.max_properties} most common left out",
+            )
+        )
     n = len(model.ids)
 
     lo, hi = np.array(model.lo), np.array(model.hi)
@@ -216,8 +257,17 @@ def _write_model(f, model: SpooledModel, spool: MeshSpool, prep: PreparedModel, 
     exterior = exterior_flags(facts, model.ids, np.array(model.wlo), np.array(model.whi))
     keys, elev = facts.storey, facts.elevation
     order = sorted(set(keys.tolist()), key=lambda k: (elev.get(k, -np.inf), k))  # unassigned (-1) first
-    root = plan_model_tiles(sizes, tri_counts, (lo + hi) / 2.0, keys, order, exterior, facts.detail,
-                            max_triangles=opts.max_triangles, min_storey_size=opts.min_storey_size)
+    root = plan_model_tiles(
+        sizes,
+        tri_counts,
+        (lo + hi) / 2.0,
+        keys,
+        order,
+        exterior,
+        facts.detail,
+        max_triangles=opts.max_triangles,
+        min_storey_size=opts.min_storey_size,
+    )
 
     nodes = walk_nodes(root)
     state = ModelTiles(spool, model, prep.block, rows, run.store.sink(), f"models/{name}/tiles")
@@ -293,5 +343,3 @@ def json_bytes(obj) -> bytes:
     """Compact JSON (Python's C encoder serves only compact output; indenting takes the slow
     pure-Python encoder)."""
     return (json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
-
-

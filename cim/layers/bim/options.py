@@ -49,6 +49,10 @@ class BimOptions(LayerOptions):
     def geometry(self) -> GeometryOptions:
         """The kernel's options."""
         return GeometryOptions(
-            threads=self.threads, element_timeout=self.element_timeout, max_voids=self.max_voids,
-            geometry_library=self.geometry_library, start=self.start, in_process_elements=self.in_process_elements,
+            threads=self.threads,
+            element_timeout=self.element_timeout,
+            max_voids=self.max_voids,
+            geometry_library=self.geometry_library,
+            start=self.start,
+            in_process_elements=self.in_process_elements,
         )

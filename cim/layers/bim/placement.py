@@ -76,10 +76,12 @@ class ModelPlacement:
         a, b = r @ a, r @ b
         if self.method == "frame origin":
             return a, b
-        lon, lat, h = (self.origin if self.origin is not None else (geo.longitude, geo.latitude, geo.elevation))
+        lon, lat, h = self.origin if self.origin is not None else (geo.longitude, geo.latitude, geo.elevation)
         site, city = LocalFrame(lon, lat, h), self.frame
         m = city.rotation @ site.rotation.T
-        return m @ a, m @ b + city.rotation @ (np.asarray(site.origin_ecef, dtype=np.float64).reshape(3) - np.asarray(city.origin_ecef, dtype=np.float64).reshape(3))
+        return m @ a, m @ b + city.rotation @ (
+            np.asarray(site.origin_ecef, dtype=np.float64).reshape(3) - np.asarray(city.origin_ecef, dtype=np.float64).reshape(3)
+        )
 
     def normal_matrix(self, anchor: np.ndarray) -> np.ndarray:
         """(3, 3) matrix taking world normals to ENU normals near ``anchor`` (world metres):
@@ -173,7 +175,9 @@ def _require_projected(crs, name: str) -> None:
         raise CimCRSError(f"{name}: {crs_label(crs)} is geographic; a map conversion needs a projected CRS")
 
 
-def frame_for_model(path: str | Path, *, crs: object = None, origin: tuple[float, float, float] | None = None, rotation: float | None = None) -> LocalFrame:
+def frame_for_model(
+    path: str | Path, *, crs: object = None, origin: tuple[float, float, float] | None = None, rotation: float | None = None
+) -> LocalFrame:
     """An ENU frame at a model's local origin, for converting one model on its own
     (``cim convert bim``); raises CimInputError when the model cannot be placed."""
     path = Path(path)

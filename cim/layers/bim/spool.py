@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import shapely
@@ -40,7 +41,12 @@ class MeshSpool:
     Elements are read back by their index in the model's canonical order (see :meth:`reorder`).
     """
 
-    KINDS = {"pos": (np.float64, 3), "nrm": (np.float32, 3), "rgba": (np.uint8, 4), "tri": (np.uint32, 3)}
+    KINDS: ClassVar[dict[str, tuple[type, int]]] = {
+        "pos": (np.float64, 3),
+        "nrm": (np.float32, 3),
+        "rgba": (np.uint8, 4),
+        "tri": (np.uint32, 3),
+    }
 
     def __init__(self, spill_bytes: int = 64 << 20) -> None:
         self.spill_bytes = spill_bytes
@@ -59,7 +65,9 @@ class MeshSpool:
         """Append one element: (v, 3) positions and normals, (v, 4) colours, (t, 3) triangles."""
         self.extend(pos, nrm, rgba, tri, np.array([len(pos)]), np.array([len(tri)]))
 
-    def extend(self, pos: np.ndarray, nrm: np.ndarray, rgba: np.ndarray, tri: np.ndarray, v_counts: np.ndarray, t_counts: np.ndarray) -> None:
+    def extend(
+        self, pos: np.ndarray, nrm: np.ndarray, rgba: np.ndarray, tri: np.ndarray, v_counts: np.ndarray, t_counts: np.ndarray
+    ) -> None:
         """Append several elements at once: their buffers concatenated, ``v_counts`` / ``t_counts``
         vertices and triangles each (triangles index each element's own vertices)."""
         parts = {"pos": pos, "nrm": nrm, "rgba": rgba, "tri": tri}
@@ -94,7 +102,9 @@ class MeshSpool:
                 self.maps[k] = np.frombuffer(self._buffers[k], dtype=dtype).reshape(n, width)
                 continue
             self._files[k].close()
-            self.maps[k] = np.memmap(self.folder / f"{k}.bin", dtype=dtype, mode="r", shape=(n, width)) if n else np.zeros((0, width), dtype=dtype)
+            self.maps[k] = (
+                np.memmap(self.folder / f"{k}.bin", dtype=dtype, mode="r", shape=(n, width)) if n else np.zeros((0, width), dtype=dtype)
+            )
         self.v_start_a, self.v_count_a = np.array(self.v_start, dtype=np.int64), np.array(self.v_count, dtype=np.int64)
         self.t_start_a, self.t_count_a = np.array(self.t_start, dtype=np.int64), np.array(self.t_count, dtype=np.int64)
 
@@ -182,8 +192,9 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
     materials = np.concatenate([g.materials for g in batch])
     rgba = np.clip(np.round(materials[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
     pos = enu[source]
-    spool.extend(pos, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts,
-                 np.array([len(t) for t in tris], dtype=np.int64))
+    spool.extend(
+        pos, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts, np.array([len(t) for t in tris], dtype=np.int64)
+    )
     new_starts = np.zeros(len(batch), dtype=np.int64)
     np.cumsum(new_counts[:-1], out=new_starts[1:])
     model.ids.extend(g.id for g in batch)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cim.formats.glb_table import ColumnBlock
 from cim.formats.glb_multi import FeaturePrimitive, encode_feature_primitives
+from cim.formats.glb_table import ColumnBlock
 from cim.formats.tileset import enu_to_gltf
 from cim.kernels.mesh import chunk_by_budget
 from cim.layers.bim.spool import MeshSpool, SpooledModel
@@ -35,8 +35,15 @@ __all__ = [
 ENVELOPE_CLASSES = ("IfcRoof", "IfcSlab", "IfcCurtainWall")
 #: never before the detail level: volumes, furniture, services, small parts
 DETAIL_CLASSES = (
-    "IfcSpace", "IfcFurnishingElement", "IfcDistributionElement", "IfcDiscreteAccessory", "IfcFastener",
-    "IfcMechanicalFastener", "IfcTransportElement", "IfcBuildingElementPart", "IfcVirtualElement",
+    "IfcSpace",
+    "IfcFurnishingElement",
+    "IfcDistributionElement",
+    "IfcDiscreteAccessory",
+    "IfcFastener",
+    "IfcMechanicalFastener",
+    "IfcTransportElement",
+    "IfcBuildingElementPart",
+    "IfcVirtualElement",
 )
 
 
@@ -47,7 +54,7 @@ class TileNode:
     name: str
     elements: np.ndarray
     error: float
-    children: list["TileNode"] = field(default_factory=list)
+    children: list[TileNode] = field(default_factory=list)
 
 
 def plan_model_tiles(
@@ -104,7 +111,7 @@ def plan_model_tiles(
     return root
 
 
-def exterior_flags(facts: "ElementFacts", ids: list[int], wlo: np.ndarray, whi: np.ndarray) -> np.ndarray:
+def exterior_flags(facts: ElementFacts, ids: list[int], wlo: np.ndarray, whi: np.ndarray) -> np.ndarray:
     """Which elements make the far view (see :data:`ENVELOPE_CLASSES`).
 
     Elements that say nothing about ``IsExternal`` count as exterior when they are not strictly
@@ -123,7 +130,13 @@ def exterior_flags(facts: "ElementFacts", ids: list[int], wlo: np.ndarray, whi: 
     ref = walls if walls.any() else ~detail if (~detail).any() else np.ones(n, dtype=bool)
     lo, hi = wlo[ref].min(axis=0), whi[ref].max(axis=0)
     tol = max(0.3, 0.01 * float(np.max(hi[:2] - lo[:2])))
-    inside = (wlo[:, 0] > lo[0] + tol) & (wlo[:, 1] > lo[1] + tol) & (whi[:, 0] < hi[0] - tol) & (whi[:, 1] < hi[1] - tol) & (whi[:, 2] < hi[2] - tol)
+    inside = (
+        (wlo[:, 0] > lo[0] + tol)
+        & (wlo[:, 1] > lo[1] + tol)
+        & (whi[:, 0] < hi[0] - tol)
+        & (whi[:, 1] < hi[1] - tol)
+        & (whi[:, 2] < hi[2] - tol)
+    )
     said = facts.external >= 0
     flags = np.where(said, facts.external == 1, ~detail & ~inside) | facts.envelope
     # parts follow their whole (curtain-wall plates, stair flights), in element order as a part
@@ -138,7 +151,9 @@ def exterior_flags(facts: "ElementFacts", ids: list[int], wlo: np.ndarray, whi: 
     return flags
 
 
-def encode_tile(node: TileNode, spool: MeshSpool, model: SpooledModel, block: ColumnBlock, rows: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
+def encode_tile(
+    node: TileNode, spool: MeshSpool, model: SpooledModel, block: ColumnBlock, rows: np.ndarray
+) -> tuple[bytes, np.ndarray, np.ndarray]:
     """One tile's GLB and its content bounds (ENU).
 
     ``rows`` maps the model's elements to the rows of ``block``, the encoded attributes. A
@@ -215,17 +230,28 @@ class ElementFacts:
     elevation: dict[int, float]
 
     @classmethod
-    def read(cls, index: IfcElementIndex, elements: list) -> "ElementFacts":
+    def read(cls, index: IfcElementIndex, elements: list) -> ElementFacts:
         n = len(elements)
-        out = cls(np.array([el.id() for el in elements], dtype=np.int64), *(np.zeros(n, dtype=bool) for _ in range(4)),
-                  np.full(n, -1, dtype=np.int8), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64), {})
+        out = cls(
+            np.array([el.id() for el in elements], dtype=np.int64),
+            *(np.zeros(n, dtype=bool) for _ in range(4)),
+            np.full(n, -1, dtype=np.int8),
+            np.full(n, -1, dtype=np.int64),
+            np.zeros(n, dtype=bool),
+            np.full(n, -1, dtype=np.int64),
+            {},
+        )
         kinds: dict[str, tuple[bool, bool, bool, bool]] = {}  # class tests, once per class
         for r, el in enumerate(elements):
             cls = el.is_a()
             kind = kinds.get(cls)
             if kind is None:
-                kind = kinds[cls] = (el.is_a("IfcSpace"), any(el.is_a(c) for c in DETAIL_CLASSES), el.is_a("IfcWall") or el.is_a("IfcCurtainWall"),
-                                     any(el.is_a(c) for c in ENVELOPE_CLASSES))
+                kind = kinds[cls] = (
+                    el.is_a("IfcSpace"),
+                    any(el.is_a(c) for c in DETAIL_CLASSES),
+                    el.is_a("IfcWall") or el.is_a("IfcCurtainWall"),
+                    any(el.is_a(c) for c in ENVELOPE_CLASSES),
+                )
             out.is_space[r], out.detail[r], out.walls[r], out.envelope[r] = kind
             if not out.envelope[r]:
                 ext = index.is_external(el)
@@ -241,9 +267,12 @@ class ElementFacts:
                     out.elevation[s.id()] = index.storey_elevation(s)
         return out
 
-    def take(self, rows: np.ndarray) -> "ElementFacts":
+    def take(self, rows: np.ndarray) -> ElementFacts:
         """The facts of ``rows`` (an int index array)."""
-        arrays = {k: getattr(self, k)[rows] for k in ("ids", "is_space", "detail", "walls", "envelope", "external", "whole_id", "whole_flag", "storey")}
+        arrays = {
+            k: getattr(self, k)[rows]
+            for k in ("ids", "is_space", "detail", "walls", "envelope", "external", "whole_id", "whole_flag", "storey")
+        }
         return ElementFacts(**arrays, elevation=self.elevation)
 
 

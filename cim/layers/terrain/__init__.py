@@ -38,7 +38,7 @@ How it is made
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,9 @@ class TerrainOptions(LayerOptions):
 
     max_zoom: int | None = option(None, help="Finest level [default: from the DEM's resolution].")
     min_zoom: int = option(0, help="Coarsest level written (keep 0 for CesiumJS, which needs the root tiles).")
-    error_factor: float = option(1.0, help=f"Each level's TIN error bound as a multiple of CesiumJS's level error, in (0, {MAX_ERROR_FACTOR}].")
+    error_factor: float = option(
+        1.0, help=f"Each level's TIN error bound as a multiple of CesiumJS's level error, in (0, {MAX_ERROR_FACTOR}]."
+    )
 
     def check(self, where: str) -> None:
         if not 0.0 < self.error_factor <= MAX_ERROR_FACTOR:
@@ -151,7 +153,9 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
             zmax = level_for_resolution(dem.cell_size, dem.centre_lat) if options.max_zoom is None else options.max_zoom
             zmax = max(zmax, 1) if options.max_zoom is None else zmax
             if not (0 <= options.min_zoom <= zmax <= MAX_LEVEL and zmax >= 1):
-                raise CimInputError(f"{dem.path}: need 0 <= min_zoom <= max_zoom <= {MAX_LEVEL} and max_zoom >= 1, got {options.min_zoom} and {zmax}")
+                raise CimInputError(
+                    f"{dem.path}: need 0 <= min_zoom <= max_zoom <= {MAX_LEVEL} and max_zoom >= 1, got {options.min_zoom} and {zmax}"
+                )
             # blocks sit at level 1 or deeper, so the roots come from the coarse pass (both are written)
             zb = max(options.min_zoom, zmax - BLOCK_LEVELS, 1)
             key = build_key(FORMAT_VERSION, file_fingerprint(dem.path), zmax, options.min_zoom, float(options.error_factor))
@@ -160,7 +164,9 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
         except BaseException:
             dem.close()
             raise
-        return TerrainPlan(key, blocks, dem=dem, max_zoom=zmax, min_zoom=options.min_zoom, block_zoom=zb, error_factor=float(options.error_factor))
+        return TerrainPlan(
+            key, blocks, dem=dem, max_zoom=zmax, min_zoom=options.min_zoom, block_zoom=zb, error_factor=float(options.error_factor)
+        )
 
     def build(self, plan: TerrainPlan, run: LayerRun) -> LayerOutput:
         assert run.store is not None and plan.dem is not None
@@ -170,7 +176,9 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
             blocks = [b for b in run.map(block_job, state, plan.jobs, stage="blocks") if b is not None]
             if not blocks:
                 raise CimInputError(f"{dem.path}: the DEM has no data (every cell is no-data or outside its extent)")
-            tiles: dict[int, set[tuple[int, int]]] = {z: {t for b in blocks for t in b.tiles[z]} for z in range(plan.max_zoom, plan.block_zoom - 1, -1)}
+            tiles: dict[int, set[tuple[int, int]]] = {
+                z: {t for b in blocks for t in b.tiles[z]} for z in range(plan.max_zoom, plan.block_zoom - 1, -1)
+            }
             worst: dict[int, float] = {}
             for b in blocks:
                 for z, e in b.worst.items():
@@ -187,8 +195,13 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
         available = [availability(np.array(sorted(tiles.get(z, ())))) for z in range(zmax + 1)]
         max_error = {str(z): round(level_error(z, plan.error_factor), 4) for z in range(plan.min_zoom, zmax + 1)}
         doc = layer_document(
-            bounds=dem.bounds, available=available, minzoom=plan.min_zoom, maxzoom=zmax, version=plan.key[:12],
-            name=run.id, description=f"terrain from {dem.path.name}",
+            bounds=dem.bounds,
+            available=available,
+            minzoom=plan.min_zoom,
+            maxzoom=zmax,
+            version=plan.key[:12],
+            name=run.id,
+            description=f"terrain from {dem.path.name}",
             extra={"cim": {"errorFactor": plan.error_factor, "maxError": max_error, "demCellSize": round(dem.cell_size, 4)}},
         )
         low, high = min(b.low for b in blocks), max(b.high for b in blocks)
@@ -197,7 +210,14 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
             count=dem.width * dem.height,
             tiles=sum(len(t) for t in tiles.values()),
             triangles=sum(b.triangles for b in blocks),
-            bounds={"west": dem.bounds[0], "south": dem.bounds[1], "east": dem.bounds[2], "north": dem.bounds[3], "min_height": low, "max_height": high},
+            bounds={
+                "west": dem.bounds[0],
+                "south": dem.bounds[1],
+                "east": dem.bounds[2],
+                "north": dem.bounds[3],
+                "min_height": low,
+                "max_height": high,
+            },
             crs=crs_label(dem.crs),
             info=TerrainInfo(
                 minzoom=plan.min_zoom,
@@ -234,7 +254,11 @@ def _encode(parts: list[LevelTiles], error_factor: float, is_done) -> tuple[list
     names = [(p.z, x, y) for p in todo for x, y in p.tiles]
     levels = np.array([z for z, _, _ in names], dtype=np.int64)
     worst = {z: float(errors[levels == z].max()) for z in set(levels.tolist()) if z > GRID_LEVELS}
-    return [(f"{z}/{x}/{y}.terrain", blob) for (z, x, y), blob in zip(names, data)], worst, np.column_stack([levels, counts]) if len(names) else np.zeros((0, 3), np.int64)
+    return (
+        [(f"{z}/{x}/{y}.terrain", blob) for (z, x, y), blob in zip(names, data)],
+        worst,
+        np.column_stack([levels, counts]) if len(names) else np.zeros((0, 3), np.int64),
+    )
 
 
 _thread_scratch = threading.local()

@@ -87,9 +87,15 @@ def encode_terrain_tiles(parts: list[LevelTiles], error_factor: float = 1.0) -> 
     cat = {name: np.concatenate(v) for name, v in cols.items()}
     nv, nt = cat["nv"], cat["nt"]
     raw = encode_quantized_meshes(
-        cat["bounds"], cat["u"], cat["v"], cat["h"], cat["tri"],
-        np.concatenate([[0], np.cumsum(nv)]), np.concatenate([[0], np.cumsum(nt)]),
-        normals=cat["normals"], height_ranges=cat["ranges"],
+        cat["bounds"],
+        cat["u"],
+        cat["v"],
+        cat["h"],
+        cat["tri"],
+        np.concatenate([[0], np.cumsum(nv)]),
+        np.concatenate([[0], np.cumsum(nt)]),
+        normals=cat["normals"],
+        height_ranges=cat["ranges"],
     )
     return [gzip_tile(t) for t in raw], cat["errors"], np.column_stack([nv, nt])
 

@@ -27,7 +27,21 @@ from cim.sources.ifc.georef import IfcGeoreference, read_georeference
 from cim.sources.ifc.kernel import peak_rss_mb
 
 __all__ = [
-    "BODY_IDENTIFIERS", "EXCLUDED_CLASSES", "SPATIAL_CLASSES", "ElementAttributes", "ElementGeometry", "GeometryLog",
-    "GeometryOptions", "GeometryStream", "IfcElementIndex", "IfcGeoreference", "iter_element_geometry", "length_unit",
-    "model_context", "open_ifc", "peak_rss_mb", "read_georeference", "schema_name",
+    "BODY_IDENTIFIERS",
+    "EXCLUDED_CLASSES",
+    "SPATIAL_CLASSES",
+    "ElementAttributes",
+    "ElementGeometry",
+    "GeometryLog",
+    "GeometryOptions",
+    "GeometryStream",
+    "IfcElementIndex",
+    "IfcGeoreference",
+    "iter_element_geometry",
+    "length_unit",
+    "model_context",
+    "open_ifc",
+    "peak_rss_mb",
+    "read_georeference",
+    "schema_name",
 ]

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import ifcopenshell
+import numpy as np
 
 from cim.sources.ifc.file import (
     BODY_IDENTIFIERS,
@@ -41,10 +40,11 @@ class ElementAttributes:
     #: which rows hold a value, for BOOLEAN columns (metadata booleans have no null)
     present: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def take(self, rows: np.ndarray) -> "ElementAttributes":
+    def take(self, rows: np.ndarray) -> ElementAttributes:
         """The attributes of ``rows`` (an int index array)."""
-        return ElementAttributes({k: v[rows] for k, v in self.columns.items()}, dict(self.types), self.dropped,
-                                 {k: v[rows] for k, v in self.present.items()})
+        return ElementAttributes(
+            {k: v[rows] for k, v in self.columns.items()}, dict(self.types), self.dropped, {k: v[rows] for k, v in self.present.items()}
+        )
 
 
 class IfcElementIndex:
@@ -197,7 +197,15 @@ class IfcElementIndex:
             for q in get_attr(pdef, "Quantities") or ():
                 if q.is_a("IfcPhysicalSimpleQuantity") and len(q) > 3 and q[3] is not None:
                     qk = q.is_a()
-                    scale = self.unit if qk == "IfcQuantityLength" else self.area_unit if qk == "IfcQuantityArea" else self.volume_unit if qk == "IfcQuantityVolume" else 1.0
+                    scale = (
+                        self.unit
+                        if qk == "IfcQuantityLength"
+                        else self.area_unit
+                        if qk == "IfcQuantityArea"
+                        else self.volume_unit
+                        if qk == "IfcQuantityVolume"
+                        else 1.0
+                    )
                     out[f"{name}.{get_attr(q, 'Name')}"] = float(q[3]) * scale
         self._pset_cache[key] = out
         return out
@@ -232,7 +240,7 @@ class IfcElementIndex:
         if kind == "IfcVolumeMeasure" and isinstance(val, (int, float)):
             return float(val) * self.volume_unit
         if kind == "IfcLogical" and isinstance(val, str):
-            return {"TRUE": True, "FALSE": False}.get(val.upper(), None)
+            return {"TRUE": True, "FALSE": False}.get(val.upper())
         if isinstance(val, tuple):
             return "; ".join(map(str, val))
         return val
@@ -257,7 +265,22 @@ class IfcElementIndex:
         ``max_properties`` property columns, the most common first.
         """
         n = len(elements)
-        core: dict[str, list] = {k: [None] * n for k in ("GlobalId", "IfcClass", "Name", "Description", "ObjectType", "PredefinedType", "Tag", "Type", "Storey", "Building", "Material")}
+        core: dict[str, list] = {
+            k: [None] * n
+            for k in (
+                "GlobalId",
+                "IfcClass",
+                "Name",
+                "Description",
+                "ObjectType",
+                "PredefinedType",
+                "Tag",
+                "Type",
+                "Storey",
+                "Building",
+                "Material",
+            )
+        }
         elevation = np.full(n, np.nan)
         props: dict[str, dict[int, object]] = defaultdict(dict)
         for row, el in enumerate(elements):
@@ -333,13 +356,16 @@ class IfcElementIndex:
                 key = ctx.id() if ctx is not None else 0
                 if key not in model_ctx:
                     parent = a(ctx, "ParentContext") if ctx is not None else None
-                    ctype = ((a(ctx, "ContextType") if ctx is not None else None) or (a(parent, "ContextType") if parent is not None else None) or "model")
+                    ctype = (
+                        (a(ctx, "ContextType") if ctx is not None else None)
+                        or (a(parent, "ContextType") if parent is not None else None)
+                        or "model"
+                    )
                     model_ctx[key] = ctype.lower() == "model"
                 if model_ctx[key] and a(rep, "Items"):
                     out[p.id()] = (a(p, "GlobalId"), cls)
                     break
         return out
-
 
 
 def _material_names(mat) -> list[str]:
@@ -348,7 +374,10 @@ def _material_names(mat) -> list[str]:
     if mat.is_a("IfcMaterialLayerSetUsage"):
         return _material_names(mat.ForLayerSet)
     if mat.is_a("IfcMaterialLayerSet"):
-        return [getattr(mat, "LayerSetName", None) or " + ".join(n for l in mat.MaterialLayers or () if l.Material for n in _material_names(l.Material))]
+        return [
+            getattr(mat, "LayerSetName", None)
+            or " + ".join(n for l in mat.MaterialLayers or () if l.Material for n in _material_names(l.Material))
+        ]
     if mat.is_a("IfcMaterialList"):
         return [m.Name for m in mat.Materials or ()]
     if mat.is_a("IfcMaterialProfileSetUsage"):

@@ -97,7 +97,9 @@ def model_context(f: ifcopenshell.file):
 def schema_has(f: ifcopenshell.file, cls: str) -> bool:
     """Whether the file's schema declares the entity ``cls``."""
     try:
-        ifcopenshell.ifcopenshell_wrapper.schema_by_name(f.schema_identifier if hasattr(f, "schema_identifier") else f.schema).declaration_by_name(cls)
+        ifcopenshell.ifcopenshell_wrapper.schema_by_name(
+            f.schema_identifier if hasattr(f, "schema_identifier") else f.schema
+        ).declaration_by_name(cls)
         return True
     except Exception:
         return False
@@ -134,7 +136,7 @@ def as_tuple(value) -> tuple:
 
 
 def _unit(v: tuple[float, ...]) -> tuple[float, float, float]:
-    x, y, z = (tuple(float(c) for c in v) + (0.0, 0.0, 0.0))[:3]
+    x, y, z = ((*tuple(float(c) for c in v), 0.0, 0.0, 0.0))[:3]
     n = math.sqrt(x * x + y * y + z * z)
     return (x / n, y / n, z / n) if n > 0 else (x, y, z)
 
@@ -156,7 +158,7 @@ def axis2placement(placement) -> np.ndarray:
     axis = get_attr(placement, "Axis") if cls == "IfcAxis2Placement3D" else None
     z = _unit(axis.DirectionRatios if axis is not None else (0.0, 0.0, 1.0))
     y = _unit((z[1] * x[2] - z[2] * x[1], z[2] * x[0] - z[0] * x[2], z[0] * x[1] - z[1] * x[0]))
-    o = (tuple(float(c) for c in coords) + (0.0, 0.0, 0.0))[:3]
+    o = ((*tuple(float(c) for c in coords), 0.0, 0.0, 0.0))[:3]
     return np.array([[x[0], y[0], z[0], o[0]], [x[1], y[1], z[1], o[1]], [x[2], y[2], z[2], o[2]], [0.0, 0.0, 0.0, 1.0]])
 
 

@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 import ifcopenshell
+import numpy as np
 
 from cim.errors import CimInputError
 from cim.sources.ifc.file import EXCLUDED_CLASSES
@@ -111,11 +110,21 @@ class GeometryLog:
     def warnings(self, element_timeout: float) -> list[str]:
         out = []
         if self.failed:
-            out.append(f"{len(self.failed)} element(s) failed in the geometry kernel: " + "; ".join(f"{g} ({c}): {r}" for g, c, r in self.failed[:20]) + (" ..." if len(self.failed) > 20 else ""))
+            out.append(
+                f"{len(self.failed)} element(s) failed in the geometry kernel: "
+                + "; ".join(f"{g} ({c}): {r}" for g, c, r in self.failed[:20])
+                + (" ..." if len(self.failed) > 20 else "")
+            )
         if self.timed_out:
-            out.append(f"{len(self.timed_out)} element(s) took over {element_timeout:g} s and were skipped: " + "; ".join(f"{g} ({c})" for g, c in self.timed_out[:20]))
+            out.append(
+                f"{len(self.timed_out)} element(s) took over {element_timeout:g} s and were skipped: "
+                + "; ".join(f"{g} ({c})" for g, c in self.timed_out[:20])
+            )
         if self.empty:
-            out.append(f"{len(self.empty)} element(s) have a body representation but no triangles: " + "; ".join(f"{g} ({c})" for g, c in self.empty[:20]))
+            out.append(
+                f"{len(self.empty)} element(s) have a body representation but no triangles: "
+                + "; ".join(f"{g} ({c})" for g, c in self.empty[:20])
+            )
         return out
 
 
@@ -168,8 +177,11 @@ class GeometryStream:
         self._opts = {"threads": o.thread_count(), "max_voids": o.max_voids, "library": o.geometry_library, "exclude": list(o.exclude)}
         self._file = file
         self.processes = self.forked = 0
-        self.in_process = (file is not None and o.start == "auto"
-                           and simple_model(file, self.path, excluded_classes(file, o.exclude), o.in_process_elements))
+        self.in_process = (
+            file is not None
+            and o.start == "auto"
+            and simple_model(file, self.path, excluded_classes(file, o.exclude), o.in_process_elements)
+        )
         self._released: list[ProcessKernel] = []
         self._first: ProcessKernel | InProcessKernel | None = self._start(("iterate", None))
 
@@ -192,7 +204,7 @@ class GeometryStream:
         while self._released:
             self._released.pop().stop()
 
-    def __enter__(self) -> "GeometryStream":
+    def __enter__(self) -> GeometryStream:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,19 +11,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import ifcopenshell
 import ifcopenshell.util.unit
+import numpy as np
 
 from cim.kernels.mapconv import dms_to_degrees, helmert_2d, rotation_from_axis, rotation_from_true_north
-from cim.sources.ifc.file import LENGTH_MEASURES, as_tuple, axis2placement, get_attr, length_unit, local_placement, model_context, raw_value, schema_name
+from cim.sources.ifc.file import (
+    LENGTH_MEASURES,
+    as_tuple,
+    axis2placement,
+    get_attr,
+    length_unit,
+    local_placement,
+    model_context,
+    raw_value,
+    schema_name,
+)
 
 __all__ = ["IfcGeoreference", "read_georeference"]
 
 _METRE_PREFIX = {None: 1.0, "": 1.0, "MILLI": 1e-3, "CENTI": 1e-2, "DECI": 1e-1, "KILO": 1e3}
-_UNIT_NAMES = {"METRE": 1.0, "METER": 1.0, "MILLIMETRE": 1e-3, "MILLIMETER": 1e-3, "CENTIMETRE": 1e-2, "CENTIMETER": 1e-2,
-               "DECIMETRE": 0.1, "KILOMETRE": 1e3, "FOOT": 0.3048, "US SURVEY FOOT": 1200.0 / 3937.0, "INCH": 0.0254}
+_UNIT_NAMES = {
+    "METRE": 1.0,
+    "METER": 1.0,
+    "MILLIMETRE": 1e-3,
+    "MILLIMETER": 1e-3,
+    "CENTIMETRE": 1e-2,
+    "CENTIMETER": 1e-2,
+    "DECIMETRE": 0.1,
+    "KILOMETRE": 1e3,
+    "FOOT": 0.3048,
+    "US SURVEY FOOT": 1200.0 / 3937.0,
+    "INCH": 0.0254,
+}
 
 
 @dataclass
@@ -82,8 +102,13 @@ class IfcGeoreference:
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "crs": self.crs_name}
         if self.has_map_conversion:
-            d.update(eastings=self.origin[0] * self.map_unit, northings=self.origin[1] * self.map_unit,
-                     height=self.origin[2] * self.map_unit, rotation_deg=float(np.degrees(self.rotation)), scale=list(self.scale))
+            d.update(
+                eastings=self.origin[0] * self.map_unit,
+                northings=self.origin[1] * self.map_unit,
+                height=self.origin[2] * self.map_unit,
+                rotation_deg=float(np.degrees(self.rotation)),
+                scale=list(self.scale),
+            )
         if self.latitude is not None:
             d.update(latitude=self.latitude, longitude=self.longitude, elevation=self.elevation)
         return d
@@ -135,7 +160,9 @@ def _resolve_scale(geo: IfcGeoreference, scale: float | None, extra: tuple[float
     if scale is None:
         s = ratio
     elif abs(scale - 1.0) < 1e-12 and abs(ratio - 1.0) > 1e-9:
-        geo.notes.append(f"Scale 1.0 contradicts the units (project {geo.project_unit} m, map {geo.map_unit} m); used their ratio {ratio:g}")
+        geo.notes.append(
+            f"Scale 1.0 contradicts the units (project {geo.project_unit} m, map {geo.map_unit} m); used their ratio {ratio:g}"
+        )
         s = ratio
     else:
         s = float(scale)
@@ -143,7 +170,7 @@ def _resolve_scale(geo: IfcGeoreference, scale: float | None, extra: tuple[float
 
 
 def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> None:
-    ops = [op for op in f.by_type("IfcCoordinateOperation")]
+    ops = list(f.by_type("IfcCoordinateOperation"))
     # prefer the operation of the model context
     ops.sort(key=lambda op: 0 if ctx is not None and op.SourceCRS == ctx else 1)
     for op in ops:
@@ -159,7 +186,11 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
                 geo.kind = "none"
                 geo.notes.append("IfcRigidOperation with angular coordinates is not supported")
                 continue
-            geo.origin = (float(first.wrappedValue) if first else 0.0, float(second.wrappedValue) if second else 0.0, float(op.Height or 0.0))
+            geo.origin = (
+                float(first.wrappedValue) if first else 0.0,
+                float(second.wrappedValue) if second else 0.0,
+                float(op.Height or 0.0),
+            )
             _resolve_scale(geo, None, (1.0, 1.0, 1.0))
             return
         geo.origin = (float(op.Eastings or 0.0), float(op.Northings or 0.0), float(op.OrthogonalHeight or 0.0))
@@ -167,7 +198,11 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
         scale = get_attr(op, "Scale")
         sy = get_attr(op, "ScaleY")  # IFC 4.3 release candidates
         sz = get_attr(op, "ScaleZ")
-        extra = [1.0, 1.0 if sy is None or scale in (None, 0) else float(sy) / float(scale), 1.0 if sz is None or scale in (None, 0) else float(sz) / float(scale)]
+        extra = [
+            1.0,
+            1.0 if sy is None or scale in (None, 0) else float(sy) / float(scale),
+            1.0 if sz is None or scale in (None, 0) else float(sz) / float(scale),
+        ]
         if op.is_a("IfcMapConversionScaled"):
             extra = [extra[0] * float(op.FactorX), extra[1] * float(op.FactorY), extra[2] * float(op.FactorZ)]
         _resolve_scale(geo, None if scale is None else float(scale), tuple(extra))

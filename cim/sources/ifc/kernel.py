@@ -29,13 +29,13 @@ or ``("error", why)`` before it ends. The in-process kernel gives the same messa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import warnings
 from collections import deque
 from collections.abc import Iterator
@@ -175,10 +175,8 @@ def _serve(conn: Connection, path: str, opts: dict, f: ifcopenshell.file | None,
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the parent has gone
     except Exception as exc:  # report, then end: the parent decides
-        try:
+        with contextlib.suppress(Exception):
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
 
 
 def child_entry() -> None:
@@ -196,10 +194,8 @@ def _socket_pair() -> tuple[Connection, Connection]:
     a, b = socket.socketpair()
     for s in (a, b):
         for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            try:
+            with contextlib.suppress(OSError):
                 s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-            except OSError:
-                pass
     return Connection(a.detach()), Connection(b.detach())
 
 
@@ -253,7 +249,11 @@ class ProcessKernel:
         fd = there.fileno()
         proc = subprocess.Popen(
             [sys.executable, "-c", "from cim.sources.ifc.kernel import child_entry; child_entry()", str(fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(fd,), env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(fd,),
+            env=env,
         )
         try:
             proc.stdin.write(pickle.dumps((str(path), opts), protocol=pickle.HIGHEST_PROTOCOL))
@@ -263,10 +263,8 @@ class ProcessKernel:
         return proc
 
     def send(self, job: tuple) -> None:
-        try:
+        with contextlib.suppress(OSError):  # it has died: recv() sees the end of the channel
             self.conn.send(job)
-        except OSError:
-            pass  # it has died: recv() sees the end of the channel
 
     def recv(self, timeout: float | None):
         try:
@@ -287,10 +285,8 @@ class ProcessKernel:
         reap it."""
         if self.pid is not None:
             if os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 os.waitpid(self.pid, 0)
             self.pid = None
         if self.proc is not None:

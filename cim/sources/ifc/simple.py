@@ -91,10 +91,7 @@ def simple_model(f: ifcopenshell.file, path: str | Path | None, exclude: list[st
 
 
 def _shape_ok(shape, budget: list[int]) -> bool:
-    for rep in get_attr(shape, "Representations") or ():
-        if not all(_item_ok(item, budget) for item in get_attr(rep, "Items") or ()):
-            return False
-    return True
+    return all(all(_item_ok(item, budget) for item in get_attr(rep, "Items") or ()) for rep in get_attr(shape, "Representations") or ())
 
 
 def _item_ok(item, budget: list[int]) -> bool:
@@ -120,8 +117,7 @@ def _item_ok(item, budget: list[int]) -> bool:
     if kind in ("IfcTriangulatedFaceSet", "IfcPolygonalFaceSet"):
         points = get_attr(item, "Coordinates")
         faces = get_attr(item, "CoordIndex") if kind == "IfcTriangulatedFaceSet" else get_attr(item, "Faces")
-        return (points is not None and len(get_attr(points, "CoordList") or ()) <= 3 * MAX_FACES
-                and len(faces or ()) <= MAX_FACES)
+        return points is not None and len(get_attr(points, "CoordList") or ()) <= 3 * MAX_FACES and len(faces or ()) <= MAX_FACES
     if kind in _CURVES:
         return _curve_ok(item)
     return kind == "IfcBoundingBox"
@@ -151,8 +147,11 @@ def _curve_ok(curve) -> bool:
     if kind == "IfcIndexedPolyCurve":
         points = get_attr(curve, "Points")
         segments = get_attr(curve, "Segments")
-        return (points is not None and len(get_attr(points, "CoordList") or ()) <= MAX_POINTS
-                and all(s.is_a() == "IfcLineIndex" for s in segments or ()))
+        return (
+            points is not None
+            and len(get_attr(points, "CoordList") or ()) <= MAX_POINTS
+            and all(s.is_a() == "IfcLineIndex" for s in segments or ())
+        )
     return False
 
 

@@ -22,6 +22,16 @@ from cim.sources.pointcloud.las import (
 from cim.sources.pointcloud.transform import LocalTransform, PiecewiseFit, exact_enu
 
 __all__ = [
-    "POINTCLOUD_SUFFIXES", "LocalTransform", "PiecewiseFit", "PointBatch", "PointCloudSource", "exact_enu", "frame_for", "header_box_enu",
-    "list_pointcloud_files", "open_pointcloud", "read_batches", "source_transform",
+    "POINTCLOUD_SUFFIXES",
+    "LocalTransform",
+    "PiecewiseFit",
+    "PointBatch",
+    "PointCloudSource",
+    "exact_enu",
+    "frame_for",
+    "header_box_enu",
+    "list_pointcloud_files",
+    "open_pointcloud",
+    "read_batches",
+    "source_transform",
 ]

@@ -178,7 +178,7 @@ class _Las10(io.RawIOBase):
     point formats 0 and 1; only the version byte (offset 25) differs."""
 
     def __init__(self, path: Path) -> None:
-        self._f = open(path, "rb")
+        self._f = open(path, "rb")  # noqa: SIM115 - a file object laspy reads through; closed by close()
 
     def readable(self) -> bool:
         return True
@@ -264,9 +264,7 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
         elif header_crs is not None:
             use, crs_from = header_crs, "header"
         else:
-            raise CimCRSError(
-                f"{path}: the LAS header declares no CRS (no WKT or GeoTIFF keys VLR); give one (crs=..., --crs EPSG:XXXX)"
-            )
+            raise CimCRSError(f"{path}: the LAS header declares no CRS (no WKT or GeoTIFF keys VLR); give one (crs=..., --crs EPSG:XXXX)")
         horizontal, zf = _z_factor(use)
         dims = set(h.point_format.dimension_names)
         has_rgb = {"red", "green", "blue"} <= dims
@@ -305,7 +303,11 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
 
 
 def read_batches(
-    src: PointCloudSource, start: int = 0, count: int | None = None, batch: int = 1 << 19, buffer: np.ndarray | None = None,
+    src: PointCloudSource,
+    start: int = 0,
+    count: int | None = None,
+    batch: int = 1 << 19,
+    buffer: np.ndarray | None = None,
 ) -> Iterator[PointBatch]:
     """Stream points ``[start, start + count)`` of a file in batches of at most ``batch``.
 
@@ -328,8 +330,18 @@ def read_batches(
     def batch_of(a: np.ndarray) -> PointBatch:
         colors = (a["red"], a["green"], a["blue"]) if src.has_rgb else None
         return PointBatch(
-            a["X"], a["Y"], a["Z"], src.scales, src.offsets, colors, src.color_shift,
-            a["intensity"], a[cls_field], cmask, a["bit_fields"], rmask,
+            a["X"],
+            a["Y"],
+            a["Z"],
+            src.scales,
+            src.offsets,
+            colors,
+            src.color_shift,
+            a["intensity"],
+            a[cls_field],
+            cmask,
+            a["bit_fields"],
+            rmask,
         )
 
     if not src.compressed and src.record_size:
@@ -352,8 +364,14 @@ def _read_raw(src: PointCloudSource, start: int, count: int, batch: int, buffer:
     """Raw records of an uncompressed file, ``batch`` at a time, in one reused buffer."""
     std = laspy.PointFormat(src.point_format).dtype()
     fields = {name: (std.fields[name][0], std.fields[name][1]) for name in std.names}
-    dtype = np.dtype({"names": list(fields), "formats": [f[0] for f in fields.values()],
-                      "offsets": [f[1] for f in fields.values()], "itemsize": src.record_size})
+    dtype = np.dtype(
+        {
+            "names": list(fields),
+            "formats": [f[0] for f in fields.values()],
+            "offsets": [f[1] for f in fields.values()],
+            "itemsize": src.record_size,
+        }
+    )
     size = min(batch, max(count, 1))
     if buffer is not None and buffer.nbytes >= size * src.record_size:
         buf = buffer[: size * src.record_size].view(dtype)

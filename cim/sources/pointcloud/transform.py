@@ -101,7 +101,7 @@ class LocalTransform:
         err = float(np.abs(approx - self.exact(*(centre[i] + (CU, CV, CW)[i] * half[i] for i in range(3)))).max())
         return coef, err
 
-    def piecewise(self, lo: np.ndarray, hi: np.ndarray, max_depth: int = 6) -> "PiecewiseFit":
+    def piecewise(self, lo: np.ndarray, hi: np.ndarray, max_depth: int = 6) -> PiecewiseFit:
         """Fits covering the box ``[lo, hi]``: the whole box when one quadratic is within
         ``tol``, else its quarters (in x, y), recursively; boxes still failing at ``max_depth``
         are marked for exact pyproj."""
