@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PRESET ?= city
 
-.PHONY: demo test install test-deps viewer-deps viewer-check chromium sample build serve bench clean
+.PHONY: demo test install test-deps viewer-deps viewer-check chromium lint sample build serve bench clean
 
 demo: install viewer-deps build serve
 
@@ -60,7 +60,13 @@ serve: build viewer-deps
 	@echo "cim: open http://$(HOST):$(PORT)/"
 	$(VENV)/bin/cim serve tiles/tianshui --host $(HOST) --port $(PORT)
 
-test: test-deps viewer-check
+# ruff (lint and format) and mypy, configured in pyproject.toml
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check cim tests benchmarks setup.py
+	$(VENV)/bin/ruff format --check cim tests benchmarks setup.py
+	$(VENV)/bin/mypy
+
+test: test-deps viewer-check lint
 	$(VENV)/bin/pytest -q
 
 bench: install
