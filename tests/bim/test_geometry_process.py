@@ -10,17 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cim.engines import helper_threads
 from cim.formats.glb_multi import _distinct
-from cim.layers.bim_spool import MeshSpool, convex_hull_xy
-from cim.layers.bim_tiles import ElementFacts, exterior_flags
+from cim.layers.bim.spool import MeshSpool, convex_hull_xy
+from cim.layers.bim.tiles import ElementFacts, exterior_flags
+from cim.runtime import process_policy
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
-from tests.bim.test_robustness import SPEC, add_broken_proxy, variant
+from tests.helpers.bim import SMALL_SPEC, add_broken_proxy, city_frame, variant
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    return write_sample_ifc(tmp_path_factory.mktemp("geomproc") / "small.ifc", **SPEC)
+    return write_sample_ifc(tmp_path_factory.mktemp("geomproc") / "small.ifc", **SMALL_SPEC)
 
 
 def _expected(path: Path) -> dict:
@@ -34,10 +36,13 @@ def _meshes(path: Path, options: GeometryOptions, **kw) -> tuple[dict, GeometryL
 
 
 def test_forked_and_spawned_processes_make_the_same_meshes(small):
-    forked, flog = _meshes(small, GeometryOptions(), file=open_ifc(small))
-    spawned, slog = _meshes(small, GeometryOptions(start="spawn"))
+    with process_policy(fork=True):  # as the cim command: the geometry process may fork
+        forked, flog = _meshes(small, GeometryOptions(), file=open_ifc(small))
+        spawned, slog = _meshes(small, GeometryOptions(start="spawn"))
+    library, llog = _meshes(small, GeometryOptions(), file=open_ifc(small))  # a library call never forks
     assert (flog.processes, flog.forked) == (1, 1)
     assert (slog.processes, slog.forked) == (1, 0)
+    assert (llog.processes, llog.forked) == (1, 0) and set(library) == set(forked)
     assert set(forked) == set(spawned) == {g for g, _ in _expected(small).values()}
     for guid, a in forked.items():
         b = spawned[guid]
@@ -47,18 +52,28 @@ def test_forked_and_spawned_processes_make_the_same_meshes(small):
     assert 0.0 < flog.kernel_peak_mb and 0.0 < slog.kernel_peak_mb
 
 
-@pytest.mark.parametrize("thread_name, forked", [("some-worker", 0), ("cim-search_0", 1)])
-def test_no_fork_while_other_threads_run(small, thread_name, forked):
+@pytest.mark.parametrize("fork_safe, forked", [(False, 0), (True, 1)])
+def test_no_fork_while_other_threads_run(small, fork_safe, forked):
     """fork() copies only the calling thread: with another thread alive, a fresh interpreter
-    starts, unless the thread is one known never to enter the kernel (the search-index writer)."""
+    starts, unless the thread is a helper declared never to hold a lock the kernel takes (as the
+    search-index writer's thread is), even where forking is allowed."""
     stop = threading.Event()
-    other = threading.Thread(target=stop.wait, name=thread_name)
-    other.start()
-    try:
-        got, log = _meshes(small, GeometryOptions(), file=open_ifc(small))
-    finally:
-        stop.set()
-        other.join()
+    with process_policy(fork=True), helper_threads(1, "search", fork_safe=True) as helpers:
+        if fork_safe:
+            running = helpers.submit(stop.wait)  # the helper's thread, cim-search_0, now runs
+            other = None
+            assert any(t.name.startswith("cim-search") for t in threading.enumerate())
+        else:
+            other = threading.Thread(target=stop.wait, name="some-worker")
+            other.start()
+        try:
+            got, log = _meshes(small, GeometryOptions(), file=open_ifc(small))
+        finally:
+            stop.set()
+            if other is not None:
+                other.join()
+            else:
+                running.result()
     assert (log.processes, log.forked) == (1, forked)
     assert len(got) == len(_expected(small))
 
@@ -83,21 +98,28 @@ def test_silently_skipped_elements_are_retried_in_the_same_process(small, tmp_pa
     assert broken not in got and log.processes == 1 and log.stalls == 0
 
 
-def test_processes_end_and_are_reaped(small):
-    with GeometryStream(small, GeometryOptions(), file=open_ifc(small)) as stream:
-        kernel = stream._first
-        pid = kernel.pid
-        assert pid is not None
-        n = sum(1 for _ in stream.elements(_expected(small)))
-        assert n > 0
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
-    # a stream closed before it is read stops its process too
-    stream = GeometryStream(small, GeometryOptions(), file=open_ifc(small))
-    pid = stream._first.pid
-    stream.close()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def _kernel_pid(stream: GeometryStream, forked: bool) -> int:
+    kernel = stream._first
+    assert (kernel.pid is not None) == forked and (kernel.proc is None) == forked
+    return kernel.pid if forked else kernel.proc.pid
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_processes_end_and_are_reaped(small, fork):
+    """Forked (where allowed) or a fresh interpreter, the geometry process ends with its stream."""
+    with process_policy(fork=fork):
+        with GeometryStream(small, GeometryOptions(), file=open_ifc(small)) as stream:
+            pid = _kernel_pid(stream, fork)
+            n = sum(1 for _ in stream.elements(_expected(small)))
+            assert n > 0
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+        # a stream closed before it is read stops its process too
+        stream = GeometryStream(small, GeometryOptions(), file=open_ifc(small))
+        pid = _kernel_pid(stream, fork)
+        stream.close()
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def test_unknown_start_method_is_refused(small):
@@ -122,7 +144,8 @@ def test_spool_in_memory_and_on_disk_agree():
     for a, b in zip(memory.gather(els), disk.gather(els)):
         np.testing.assert_array_equal(a, b)
     pos, _, _, tri, rows = memory.gather(els)
-    np.testing.assert_allclose(pos[rows == 1], meshes[0][0].astype(np.float32))
+    assert pos.dtype == np.float64  # ENU positions are spooled as they are placed, not rounded
+    np.testing.assert_array_equal(pos[rows == 1], meshes[0][0])
     folder = disk.folder
     for spool in spools:
         spool.close()
@@ -160,15 +183,15 @@ def test_exterior_flags_parts_follow_their_whole():
 def test_batch_ingest_places_each_element_as_alone(small):
     """The vectorised ingest gives each element what placing it alone gives (positions, normals,
     colours split by material, triangles, boxes)."""
+    from cim.crs import parse_crs
     from cim.kernels.mesh import split_vertices_by_material, unit_vectors
-    from cim.layers.bim import _prepare_placement
-    from cim.layers.bim_spool import ingest_batch, new_model
-    from tests.bim.test_layer import city_frame
+    from cim.layers.bim.model import Placing, prepare_placement
+    from cim.layers.bim.spool import ingest_batch, new_model
 
     f = open_ifc(small)
     meshes = list(iter_element_geometry(small, _expected(small), GeometryOptions(), file=f))
     assert any(len(g.materials) > 1 for g in meshes)
-    placement = _prepare_placement(f, small, city_frame(), "EPSG:4544", None, None, False)
+    placement = prepare_placement(f, small, Placing(city_frame(), parse_crs("EPSG:4544"), None, None, False))
     model, normal_m = new_model("m", small, placement, meshes[0])
     spool = MeshSpool()
     ingest_batch(meshes[:7], model, spool, normal_m)
@@ -179,13 +202,49 @@ def test_batch_ingest_places_each_element_as_alone(small):
         pos, nrm, rgba, tri, _ = spool.gather(np.array([row]))
         enu = placement.enu(g.vertices)
         source, want_tri, vmat = split_vertices_by_material(g.triangles, g.tri_material, len(enu))
-        np.testing.assert_allclose(pos, (enu[source] - model.anchor).astype(np.float32), atol=1e-5)
+        assert pos.dtype == np.float64
+        np.testing.assert_allclose(pos, enu[source], atol=1e-9, rtol=0)
         np.testing.assert_allclose(nrm, unit_vectors((g.normals @ normal_m.T)[source]), atol=1e-6)
         np.testing.assert_array_equal(rgba, np.clip(np.round(g.materials[vmat] * 255.0), 0, 255).astype(np.uint8))
         np.testing.assert_array_equal(tri, want_tri)
         np.testing.assert_allclose(model.lo[row], enu.min(axis=0), atol=1e-9)
         np.testing.assert_allclose(model.whi[row], g.vertices.max(axis=0))
     spool.close()
+
+
+def test_elements_are_put_in_step_id_order(small):
+    """Whatever order the kernel's threads send them in, a model's elements end up in STEP id
+    order, each read back with its own mesh and boxes: the output follows from the file alone."""
+    from cim.crs import parse_crs
+    from cim.layers.bim.model import Placing, prepare_placement
+    from cim.layers.bim.spool import ingest_batch, new_model, sort_elements
+
+    f = open_ifc(small)
+    meshes = sorted(iter_element_geometry(small, _expected(small), GeometryOptions(), file=f), key=lambda g: g.id)
+    shuffled = [meshes[i] for i in np.random.default_rng(5).permutation(len(meshes))]
+    assert [g.id for g in shuffled] != [g.id for g in meshes]
+    placement = prepare_placement(f, small, Placing(city_frame(), parse_crs("EPSG:4544"), None, None, False))
+    models, spools = [], []
+    for order in (meshes, shuffled):
+        model, normal_m = new_model("m", small, placement, order[0])
+        spool = MeshSpool()
+        ingest_batch(order[:5], model, spool, normal_m)
+        ingest_batch(order[5:], model, spool, normal_m)
+        spool.finish()
+        sort_elements(model, spool)
+        models.append(model)
+        spools.append(spool)
+    a, b = models
+    assert a.ids == b.ids == sorted(g.id for g in meshes)
+    for name in ("lo", "hi", "wlo", "whi"):
+        np.testing.assert_array_equal(np.array(getattr(a, name)), np.array(getattr(b, name)))
+    for row in range(len(meshes)):
+        for x, y in zip(spools[0].gather(np.array([row])), spools[1].gather(np.array([row]))):
+            np.testing.assert_array_equal(x, y)
+    for x, y in zip(spools[0].gather(np.arange(len(meshes))[::-1]), spools[1].gather(np.arange(len(meshes))[::-1])):
+        np.testing.assert_array_equal(x, y)
+    for spool in spools:
+        spool.close()
 
 
 def test_convex_hull_matches_geos_on_the_whole_point_set():

@@ -10,11 +10,13 @@ import ifcopenshell.guid
 import numpy as np
 import pytest
 
+import cim
 from cim.errors import CimCRSError, CimInputError
-from cim.layers.bim import build_bim_layer, frame_for_model, resolve_placement
+from cim.layers.bim import frame_for_model, resolve_placement
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import open_ifc, read_georeference
-from tests.bim.test_layer import all_ecef, city_frame, geodetic_enu_to_ecef, map_to_ecef, nearest
+from cim.warnings import GeoreferenceWarning
+from tests.helpers.bim import all_ecef, city_frame, geodetic_enu_to_ecef, map_to_ecef, nearest
 
 SPEC = dict(easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=12.0, depth=8.0, storeys=1, name="Geo", seed=5)
 CORNER = np.array([[-6.0, -4.0, 0.0], [6.0, 4.0, 0.0]])  # two outer corners of the sample, model metres
@@ -91,7 +93,7 @@ def test_ifc4x3_map_conversion_scaled(tmp_path):
     assert geo.kind == "IfcMapConversion" and geo.scale == pytest.approx((0.001 * 0.9996, 0.001 * 0.9996, 0.001))
     assert scaled.is_a("IfcMapConversionScaled")
     out = tmp_path / "out"
-    result = build_bim_layer([path], out, city_frame(), crs="EPSG:4544")
+    result = cim.build_layer("bim", [path], out, frame=city_frame(), crs="EPSG:4544")
     assert result.count > 10
     want = map_to_ecef(*expected_map(CORNER, 566000, 3827000, 1150, 30, scale=0.9996).T)
     assert nearest(all_ecef(out), want).max() < 0.01
@@ -154,8 +156,8 @@ def test_ifc2x3_epset_map_conversion(tmp_path):
     geo = read_georeference(open_ifc(path))
     assert geo.kind == "ePSet_MapConversion" and geo.crs_name == "EPSG:4544" and geo.map_unit == 1.0
     out = tmp_path / "out"
-    result = build_bim_layer([path], out, city_frame(), crs="EPSG:4544")
-    assert result.count == 1 and result.extra["models"][0]["placement"]["method"] == "ePSet_MapConversion"
+    result = cim.build_layer("bim", [path], out, frame=city_frame(), crs="EPSG:4544")
+    assert result.count == 1 and result.info.models[0]["placement"]["method"] == "ePSet_MapConversion"
     want = map_to_ecef(*expected_map(WALL_CORNERS, 566010, 3827020, 1149, -15).T)
     assert nearest(all_ecef(out), want).max() < 0.01
 
@@ -170,7 +172,7 @@ def test_ifcsite_reference_point_and_true_north(tmp_path):
     lon = 105 + 46 / 60 + 48.5 / 3600
     assert geo.latitude == pytest.approx(lat) and geo.longitude == pytest.approx(lon)
     out = tmp_path / "out"
-    build_bim_layer([path], out, city_frame(), crs="EPSG:4544")
+    cim.build_layer("bim", [path], out, frame=city_frame(), crs="EPSG:4544")
     th = math.radians(20)
     enu = np.stack([WALL_CORNERS[:, 0] * math.cos(th) - WALL_CORNERS[:, 1] * math.sin(th),
                     WALL_CORNERS[:, 0] * math.sin(th) + WALL_CORNERS[:, 1] * math.cos(th), WALL_CORNERS[:, 2]], axis=1)
@@ -182,17 +184,21 @@ def test_no_georeference(tmp_path):
     path = write_ifc2x3_wall(tmp_path / "none.ifc", epset=None)
     geo = read_georeference(open_ifc(path))
     assert geo.kind == "none"
-    # standalone conversion: an origin is required
+    # standalone conversion (the model itself would fix the city frame): an origin is required
     with pytest.raises(CimInputError, match="--origin"):
         resolve_placement(geo, city_frame(), require_georef=True)
     with pytest.raises(CimInputError, match="--origin"):
-        build_bim_layer([path], tmp_path / "fail", city_frame(), require_georef=True)
+        cim.build_layer("bim", [path], tmp_path / "fail")
+    with pytest.raises(CimInputError, match="--origin"):
+        cim.convert_bim(path, tmp_path / "fail2")
     with pytest.raises(CimInputError, match="--origin"):
         frame_for_model(path)
-    # a city build: at the frame origin, with a warning
+    assert not (tmp_path / "fail" / "tileset.json").exists() and not (tmp_path / "fail2" / "city.json").exists()
+    # a city build (the frame is given): at the frame origin, with a warning
     frame = city_frame()
-    result = build_bim_layer([path], tmp_path / "out", frame)
-    assert any("no georeference" in w for w in result.warnings)
+    with pytest.warns(GeoreferenceWarning, match="no georeference"):
+        result = cim.build_layer("bim", [path], tmp_path / "out", frame=frame)
+    assert [type(w) for w in result.warnings if "no georeference" in str(w)] == [GeoreferenceWarning]
     assert nearest(all_ecef(tmp_path / "out"), frame.to_ecef(WALL_CORNERS)).max() < 0.005
 
 
@@ -235,7 +241,7 @@ def test_affine_placement_is_the_ecef_round_trip(method):
     model's own ENU frame and ECEF gives (to a micrometre, 2 km from the city origin)."""
     from cim.kernels.frames import LocalFrame
     from cim.kernels.mapconv import enu_rotation_about_up
-    from cim.layers.bim_placement import ModelPlacement
+    from cim.layers.bim.placement import ModelPlacement
     from cim.sources.ifc import IfcGeoreference
 
     wcs = np.eye(4)

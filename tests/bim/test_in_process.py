@@ -12,14 +12,14 @@ import ifcopenshell.guid
 import numpy as np
 import pytest
 
+import cim
 import cim.sources.ifc.simple as ifc_simple
-from cim.layers.bim import BimOptions, build_bim_layer
+from cim.runtime import process_policy
 from cim.samplecity.bim import write_sample_ifc
 from cim.sources.ifc import GeometryLog, GeometryOptions, GeometryStream, IfcElementIndex, iter_element_geometry, open_ifc
 from cim.sources.ifc.kernel import excluded_classes
 from cim.sources.ifc.simple import simple_model
-from tests.bim.test_layer import CITY, city_frame
-from tests.bim.test_robustness import SPEC, _body, _placement, _storey, add_broken_proxy, add_swiss_cheese_wall, variant
+from tests.helpers.bim import CITY, SMALL_SPEC, add_broken_proxy, add_swiss_cheese_wall, body, city_frame, placement, storey, variant
 
 #: enough for the 16-element sample building (walls with openings, slabs, doors, windows)
 MANY = 1000
@@ -27,13 +27,13 @@ MANY = 1000
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    return write_sample_ifc(tmp_path_factory.mktemp("inproc") / "small.ifc", **SPEC)
+    return write_sample_ifc(tmp_path_factory.mktemp("inproc") / "small.ifc", **SMALL_SPEC)
 
 
 @pytest.fixture(scope="module")
 def one_wall(tmp_path_factory) -> Path:
     """The sample building cut down to one wall with its openings (and what fills them removed)."""
-    f = ifcopenshell.open(str(write_sample_ifc(tmp_path_factory.mktemp("inproc1") / "base.ifc", **SPEC)))
+    f = ifcopenshell.open(str(write_sample_ifc(tmp_path_factory.mktemp("inproc1") / "base.ifc", **SMALL_SPEC)))
     walls = [w for w in f.by_type("IfcWall") if any(r.is_a("IfcRelVoidsElement") for r in f.get_inverse(w))]
     keep = walls[0]
     for p in f.by_type("IfcProduct"):
@@ -56,8 +56,8 @@ def _admits(path: Path, max_elements: int = MANY) -> bool:
 def add_round_column(f: ifcopenshell.file) -> str:
     """A column of circular section: its faces are curved, approximated to a tolerance."""
     solid = f.createIfcExtrudedAreaSolid(f.createIfcCircleProfileDef("AREA", None, None, 200.0), None, f.createIfcDirection((0.0, 0.0, 1.0)), 3000.0)
-    column = f.createIfcColumn(ifcopenshell.guid.new(), None, "round", None, None, _placement(f, 1000, 1000, 0), _body(f, solid), None)
-    f.createIfcRelContainedInSpatialStructure(ifcopenshell.guid.new(), None, None, None, [column], _storey(f))
+    column = f.createIfcColumn(ifcopenshell.guid.new(), None, "round", None, None, placement(f, 1000, 1000, 0), body(f, solid), None)
+    f.createIfcRelContainedInSpatialStructure(ifcopenshell.guid.new(), None, None, None, [column], storey(f))
     return column.GlobalId
 
 
@@ -77,7 +77,8 @@ def test_in_process_meshes_are_those_of_a_process(small):
     here, hlog = {}, GeometryLog()
     here = {g.guid: g for g in iter_element_geometry(small, _expected(small), GeometryOptions(in_process_elements=MANY), hlog, file=open_ifc(small))}
     there, tlog = {}, GeometryLog()
-    there = {g.guid: g for g in iter_element_geometry(small, _expected(small), GeometryOptions(start="process", in_process_elements=MANY), tlog, file=open_ifc(small))}
+    with process_policy(fork=True):  # as the cim command: the geometry process is forked
+        there = {g.guid: g for g in iter_element_geometry(small, _expected(small), GeometryOptions(start="process", in_process_elements=MANY), tlog, file=open_ifc(small))}
     assert (hlog.in_process, hlog.processes) == (True, 0)
     assert (tlog.in_process, tlog.processes, tlog.forked) == (False, 1, 1)
     assert set(here) == set(there) == {g for g, _ in _expected(small).values()}
@@ -117,21 +118,25 @@ def test_no_file_no_in_process(one_wall):
     """Without the parsed file (the next model of a layer, parsed by its own process) the model
     goes to a process; and a stream closed unread is no trouble."""
     with GeometryStream(one_wall, GeometryOptions()) as stream:
-        assert not stream.in_process and stream._first.pid is not None
+        kernel = stream._first  # a geometry process: forked where allowed, else a fresh interpreter
+        assert not stream.in_process and (kernel.pid is not None or kernel.proc is not None)
     stream = GeometryStream(one_wall, GeometryOptions(), file=open_ifc(one_wall))
     assert stream.in_process and stream._first.pid is None
     stream.close()
 
 
 def _layer(path: Path, out: Path, start: str) -> dict:
-    result = build_bim_layer([path], out, city_frame(), crs="EPSG:4544", options=BimOptions(geometry=GeometryOptions(start=start)))
-    return result.extra["models"][0]
+    result = cim.build_layer("bim", [path], out, frame=city_frame(), crs="EPSG:4544", start=start)
+    return result.info.models[0]
 
 
 def test_layer_made_in_process_is_the_same(one_wall, tmp_path):
+    """The same files, byte for byte, whether the model is made in this process or in a forked
+    geometry process (forking allowed, as the cim command allows it)."""
     here, there = tmp_path / "here", tmp_path / "there"
     _layer(one_wall, here, "auto")
-    _layer(one_wall, there, "process")
+    with process_policy(fork=True):
+        _layer(one_wall, there, "process")
     files = sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.is_file() and not p.name.startswith("."))
     assert files == sorted(p.relative_to(there).as_posix() for p in there.rglob("*") if p.is_file() and not p.name.startswith("."))
     assert any(f.endswith(".glb") for f in files)
@@ -140,36 +145,39 @@ def test_layer_made_in_process_is_the_same(one_wall, tmp_path):
         if rel.endswith("tileset.json"):
             a, b = json.loads(a), json.loads(b)
             for doc in (a, b):  # how and how long: not content
-                cim = doc.get("extras", {}).get("cim", {})
+                facts = doc.get("extras", {}).get("cim", {})
                 for k in ("seconds", "kernel_peak_mb", "kernel_processes"):
-                    cim.pop(k, None)
+                    facts.pop(k, None)
         assert a == b, rel
     summary = json.loads((here / "models" / "one_wall" / "tileset.json").read_text())["extras"]["cim"]
     assert summary["kernel_processes"] == {"started": 0, "forked": 0, "in_process": True}
+    summary = json.loads((there / "models" / "one_wall" / "tileset.json").read_text())["extras"]["cim"]
+    assert summary["kernel_processes"] == {"started": 1, "forked": 1, "in_process": False}
 
 
 # -- the layer's set-up -------------------------------------------------------------------------
 
 
 def test_layer_inputs_are_checked_in_order(one_wall, tmp_path):
-    """A bad CRS is reported before a bad file by the conversion (the layer function parses it
-    where a model is placed through it), a missing file as a cim error (not a bare
+    """A bad CRS is reported before a bad file, by the conversion and by the layer alone (it
+    parses its CRS before any file is read), a missing file as a cim error (not a bare
     FileNotFoundError), and a file named twice is converted twice."""
-    import cim
     from cim.errors import CimCRSError, CimInputError, CimIOError
 
     bad = tmp_path / "bad.ifc"
     bad.write_text("not a STEP file\n")
-    with pytest.raises(CimCRSError):
+    with pytest.raises(CimCRSError, match="EPSG:999999"):
         cim.convert_bim(bad, tmp_path / "a", crs="EPSG:999999")
-    with pytest.raises(CimCRSError, match="one_wall.ifc: crs"):
-        build_bim_layer([one_wall], tmp_path / "a2", city_frame(), crs="EPSG:999999", origin=(CITY["easting"], CITY["northing"], 1100.0))
+    with pytest.raises(CimCRSError, match="layer bim: crs.*EPSG:999999"):
+        cim.build_layer("bim", [bad], tmp_path / "a1", frame=city_frame(), crs="EPSG:999999")
+    with pytest.raises(CimCRSError, match="layer bim: crs.*EPSG:999999"):
+        cim.build_layer("bim", [one_wall], tmp_path / "a2", frame=city_frame(), crs="EPSG:999999", origin=(CITY["easting"], CITY["northing"], 1100.0))
     with pytest.raises(CimInputError, match="not a readable IFC"):
-        build_bim_layer([bad], tmp_path / "b", city_frame(), crs="EPSG:4544")
+        cim.build_layer("bim", [bad], tmp_path / "b", frame=city_frame(), crs="EPSG:4544")
     with pytest.raises(CimIOError, match="no such IFC"):
-        build_bim_layer([tmp_path / "missing.ifc"], tmp_path / "c", city_frame(), crs="EPSG:4544")
-    result = build_bim_layer([one_wall, one_wall], tmp_path / "d", city_frame(), crs="EPSG:4544")
-    assert [m["model"] for m in result.extra["models"]] == ["one_wall", "one_wall-2"] and result.count == 2
+        cim.build_layer("bim", [tmp_path / "missing.ifc"], tmp_path / "c", frame=city_frame(), crs="EPSG:4544")
+    result = cim.build_layer("bim", [one_wall, one_wall], tmp_path / "d", frame=city_frame(), crs="EPSG:4544")
+    assert [m["model"] for m in result.info.models] == ["one_wall", "one_wall-2"] and result.count == 2
 
 
 def test_kernel_error_in_process_is_handled_as_a_crash(small, monkeypatch):

@@ -2,140 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
-from pyproj import Transformer
 
-from cim.formats.glb import read_accessor, read_glb, read_property_table
-from cim.kernels.frames import LocalFrame
-from cim.layers.bim import build_bim_layer
+import cim
+from cim.layers.bim import BimInfo
 from cim.samplecity.bim import ROOF, write_sample_ifc
-from tests.conftest import validate_glbs
+from cim.warnings import GeometryWarning
+from tests.helpers.bim import all_ecef, city_frame, elements_of, layer_tiles, map_to_ecef, nearest, read_tile, walk_layer
+from tests.helpers.gltf import validate_glbs
 
-CITY = dict(easting=566050.0, northing=3827000.0, height=1100.0)
 A = dict(easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=24.0, depth=14.0, storeys=4, name="Sample A", seed=1)
 B = dict(easting=566120.0, northing=3826960.0, base_height=1148.5, rotation_deg=-20.0, width=16.0, depth=10.0, storeys=2, name="Sample B", seed=3)
-
-
-# -- helpers shared by the BIM tests --------------------------------------------------------
-
-
-def city_frame(easting: float = CITY["easting"], northing: float = CITY["northing"], height: float = CITY["height"]) -> LocalFrame:
-    lon, lat = Transformer.from_crs("EPSG:4544", "EPSG:4326", always_xy=True).transform(easting, northing)
-    return LocalFrame(lon, lat, height)
-
-
-def map_to_ecef(e: np.ndarray, n: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """EPSG:4544 easting/northing and ellipsoidal height → ECEF, by pyproj alone."""
-    lon, lat = Transformer.from_crs("EPSG:4544", "EPSG:4326", always_xy=True).transform(e, n)
-    x, y, z = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True).transform(lon, lat, h)
-    return np.stack([np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(z)], axis=1)
-
-
-def geodetic_enu_to_ecef(lon: float, lat: float, h: float, enu: np.ndarray) -> np.ndarray:
-    """ENU metres at a geodetic point → ECEF: pyproj for the point, the textbook basis for the axes."""
-    x, y, z = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True).transform(lon, lat, h)
-    lam, phi = math.radians(lon), math.radians(lat)
-    east = np.array([-math.sin(lam), math.cos(lam), 0.0])
-    north = np.array([-math.sin(phi) * math.cos(lam), -math.sin(phi) * math.sin(lam), math.cos(phi)])
-    up = np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
-    enu = np.atleast_2d(enu)
-    return np.array([x, y, z]) + enu[:, :1] * east + enu[:, 1:2] * north + enu[:, 2:3] * up
-
-
-def _matrix(values: list[float]) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64).reshape(4, 4).T
-
-
-def walk_layer(layer: Path):
-    """Every tile of a layer across its external tilesets: (tile, tileset folder, transform, depth, parent)."""
-    out = []
-
-    def walk(tile, base: Path, transform: np.ndarray, depth: int, parent):
-        if "transform" in tile:
-            transform = transform @ _matrix(tile["transform"])
-        out.append((tile, base, transform, depth, parent))
-        uri = tile.get("content", {}).get("uri", "")
-        if uri.endswith(".json"):
-            sub = base / uri
-            walk(json.loads(sub.read_text())["root"], sub.parent, transform, depth + 1, tile)
-        for child in tile.get("children", []):
-            walk(child, base, transform, depth + 1, tile)
-
-    walk(json.loads((layer / "tileset.json").read_text())["root"], layer, np.eye(4), 0, None)
-    return out
-
-
-def read_tile(path: Path) -> dict:
-    """A tile's primitives in its tileset's frame (ENU, z up) with feature rows, and its table."""
-    doc, binary = read_glb(path.read_bytes())
-    node = doc["nodes"][0]
-    t = np.array(node.get("translation", [0.0, 0.0, 0.0]))
-    prims = []
-    for prim in doc["meshes"][0]["primitives"]:
-        p = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64) + t
-        enu = np.stack([p[:, 0], -p[:, 2], p[:, 1]], axis=1)  # glTF y-up → z-up
-        material = doc["materials"][prim["material"]]
-        prims.append({
-            "enu": enu,
-            "rows": read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int),
-            "alpha": _alpha(doc, binary, prim["attributes"]["COLOR_0"]),
-            "alpha_mode": material.get("alphaMode", "OPAQUE"),
-            "indices": read_accessor(doc, binary, prim["indices"]),
-        })
-    table = read_property_table(doc, binary)
-    schema = doc["extensions"]["EXT_structural_metadata"]["schema"]["classes"]["element"]["properties"]
-    return {"prims": prims, "table": table, "schema": schema, "doc": doc}
-
-
-def _alpha(doc: dict, binary: bytes, index: int) -> np.ndarray:
-    """Alpha of a normalized RGBA COLOR_0 accessor, in [0, 1]."""
-    acc = doc["accessors"][index]
-    assert acc["componentType"] == 5121 and acc["type"] == "VEC4" and acc.get("normalized")
-    c = np.asarray(read_accessor(doc, binary, index), dtype=np.float64)
-    return c[:, 3] / 255.0 if c.max() > 1.0 else c[:, 3]
-
-
-def layer_tiles(layer: Path) -> list[tuple[dict, Path, np.ndarray, dict]]:
-    """(tile json, glb path, transform, decoded tile) for every GLB of a layer."""
-    out = []
-    for tile, base, transform, _, _ in walk_layer(layer):
-        uri = tile.get("content", {}).get("uri", "")
-        if uri.endswith(".glb"):
-            out.append((tile, base / uri, transform, read_tile(base / uri)))
-    return out
-
-
-def to_ecef(transform: np.ndarray, enu: np.ndarray) -> np.ndarray:
-    return enu @ transform[:3, :3].T + transform[:3, 3]
-
-
-def nearest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Distance from each target to the nearest of ``points``."""
-    out = np.empty(len(targets))
-    for i, t in enumerate(targets):
-        out[i] = np.sqrt(((points - t) ** 2).sum(axis=1)).min()
-    return out
-
-
-def all_ecef(layer: Path, model: str | None = None) -> np.ndarray:
-    pts = [to_ecef(tr, p["enu"]) for _, path, tr, t in layer_tiles(layer) if model is None or f"/{model}/" in path.as_posix() for p in t["prims"]]
-    return np.concatenate(pts)
-
-
-def elements_of(layer: Path) -> dict[str, dict]:
-    """GlobalId → a row of attributes, over every tile of a layer."""
-    out: dict[str, dict] = {}
-    for _, _, _, t in layer_tiles(layer):
-        table = t["table"]
-        for i, gid in enumerate(table["GlobalId"]):
-            out[gid] = {k: v[i] for k, v in table.items()}
-    return out
 
 
 # -- the sample layer --------------------------------------------------------------------------
@@ -147,7 +28,7 @@ def sample_layer(tmp_path_factory):
     a = write_sample_ifc(src / "sample_a.ifc", **A)
     b = write_sample_ifc(src / "sample_b.ifc", **B, schema="IFC4X3")
     out = tmp_path_factory.mktemp("bim-out") / "bim"
-    result = build_bim_layer([a, b], out, city_frame(), crs="EPSG:4544")
+    result = cim.build_layer("bim", [a, b], out, frame=city_frame(), crs="EPSG:4544")
     return out, result, (a, b)
 
 
@@ -222,8 +103,9 @@ def test_storeys_present(sample_layer):
         by_model.setdefault(e["Model"], set()).add((e["Storey"], round(e["StoreyElevation"], 3)))
     assert by_model["sample_a"] == {("Ground floor", 0.0), ("Level 1", 4.2), ("Level 2", 7.5), ("Level 3", 10.8)}
     assert by_model["sample_b"] == {("Ground floor", 0.0), ("Level 1", 4.2)}
-    models = {m["model"]: m for m in result.extra["models"]}
+    models = {m["model"]: m for m in result.info.models}
     assert [s["name"] for s in models["sample_a"]["storeys"]] == ["Ground floor", "Level 1", "Level 2", "Level 3"]
+    assert result.info.storey_names == ["Ground floor", "Level 1", "Level 2", "Level 3"]  # both models' storeys, by elevation
     # one storey tile (and its detail) per storey under the exterior
     names = [tile["content"]["uri"] for tile, base, _, _, _ in walk_layer(out) if "sample_a" in base.as_posix()]
     assert {n for n in names if n.endswith(("s00-0.glb", "s01-0.glb", "s02-0.glb", "s03-0.glb"))} == {f"tiles/s0{i}-0.glb" for i in range(4)}
@@ -233,13 +115,15 @@ def test_every_element_once_per_level_and_counts(sample_layer):
     out, result, paths = sample_layer
     import ifcopenshell
 
-    expected = set()
+    expected, classes = set(), set()
     for p in paths:
         f = ifcopenshell.open(str(p))
-        expected |= {x.GlobalId for x in f.by_type("IfcProduct") if x.Representation is not None and not x.is_a("IfcOpeningElement")}
+        drawn = [x for x in f.by_type("IfcProduct") if x.Representation is not None and not x.is_a("IfcOpeningElement")]
+        expected |= {x.GlobalId for x in drawn}
+        classes |= {x.is_a() for x in drawn}
     assert set(elements_of(out)) == expected
-    assert result.count == len(expected)
-    assert result.skipped == 0 and not [w for w in result.warnings if "failed" in w]
+    assert result.count == len(expected) and result.info.classes == sorted(classes)
+    assert result.skipped == 0 and not [w for w in result.warnings if isinstance(w, GeometryWarning) or "failed" in str(w)]
     # the leaves of each model hold every element exactly once
     for model in ("sample_a", "sample_b"):
         leaves = [t for tile, path, _, t in layer_tiles(out) if f"/{model}/" in path.as_posix() and "children" not in tile]
@@ -319,22 +203,23 @@ def test_glbs_validate(sample_layer):
 
 def test_footprints_in_city_crs(sample_layer):
     _, result, _ = sample_layer
-    fps = {f["model"]: f for f in result.extra["footprints"]}
+    assert isinstance(result.info, BimInfo)
+    fps = {f["model"]: f for f in result.info.footprints}
     for spec, model in ((A, "sample_a"), (B, "sample_b")):
         fp = fps[model]
         assert fp["crs"] == "EPSG:4544"
         poly = shapely.from_wkt(fp["wkt"])
         assert poly.contains(shapely.Point(spec["easting"], spec["northing"]))
         assert poly.area == pytest.approx(spec["width"] * spec["depth"], rel=0.01)
-    assert set(result.extra["viewer_properties"].values()) >= {"IfcClass", "Storey", "GlobalId"}
+    assert set(result.info.viewer_properties.values()) >= {"IfcClass", "Storey", "GlobalId"}
     assert result.search is not None and len(result.search.ids) == result.count
 
 
 def test_second_build_resumes(sample_layer, tmp_path):
     out, result, paths = sample_layer
-    again = build_bim_layer(list(paths), out, city_frame(), crs="EPSG:4544")
+    again = cim.build_layer("bim", list(paths), out, frame=city_frame(), crs="EPSG:4544")
     assert again.resumed_tiles >= result.tiles
-    assert again.count == result.count and again.extra["footprints"] == result.extra["footprints"]
+    assert again.count == result.count and again.info.footprints == result.info.footprints and again.info.models == result.info.models
 
 
 def test_tiles_carry_only_columns_with_values(sample_layer):

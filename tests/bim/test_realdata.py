@@ -11,11 +11,12 @@ import ifcopenshell.util.placement
 import numpy as np
 import pytest
 
+import cim
 from cim.kernels.frames import LocalFrame
 from cim.kernels.mapconv import dms_to_degrees, rotation_from_true_north
-from cim.layers.bim import build_bim_layer
-from tests.bim.test_layer import all_ecef, elements_of, geodetic_enu_to_ecef, nearest, read_tile
-from tests.conftest import validate_glbs
+from cim.warnings import GeoreferenceWarning
+from tests.helpers.bim import all_ecef, elements_of, geodetic_enu_to_ecef, nearest, read_tile
+from tests.helpers.gltf import validate_glbs
 
 pytestmark = pytest.mark.realdata
 
@@ -71,11 +72,11 @@ def test_elements_classes_and_global_ids_preserved(ifc_dir, tmp_path, name):
     assert (len(products), len(openings), len(bare), len(expected)) == (counts["products"], counts["openings"], counts["no_representation"], counts["elements"])
     site = f.by_type("IfcSite")
     frame = LocalFrame(*(site_reference(path)[:3])) if site and site[0].RefLatitude else LocalFrame(105.78, 34.57, 1100.0)
-    result = build_bim_layer([path], tmp_path / "bim", frame)
+    result = cim.build_layer("bim", [path], tmp_path / "bim", frame=frame)
     els = elements_of(tmp_path / "bim")
     assert {g: e["IfcClass"] for g, e in els.items()} == expected
     assert result.count == len(expected) and result.skipped == 0
-    model = result.extra["models"][0]
+    model = result.info.models[0]
     assert model["failed"] == [] and model["timed_out"] == [] and model["expected"] == len(expected)
     reports = validate_glbs(sorted((tmp_path / "bim").rglob("*.glb")))
     assert not [r for r in reports if r["errors"]], reports
@@ -86,8 +87,8 @@ def test_placed_at_the_ifcsite_reference(ifc_dir, tmp_path, name):
     """IfcSite RefLatitude/RefLongitude/RefElevation and TrueNorth place the model; no CRS needed."""
     path = ifc_dir / name
     lon, lat, elev, origin, rot = site_reference(path)
-    result = build_bim_layer([path], tmp_path / "bim", LocalFrame(lon, lat, elev))
-    assert result.extra["models"][0]["placement"]["method"] == "IfcSite"
+    result = cim.build_layer("bim", [path], tmp_path / "bim", frame=LocalFrame(lon, lat, elev))
+    assert result.info.models[0]["placement"]["method"] == "IfcSite"
     world = kernel_vertices(path) - origin
     c, s = np.cos(rot), np.sin(rot)
     enu = np.stack([c * world[:, 0] - s * world[:, 1], s * world[:, 0] + c * world[:, 1], world[:, 2]], axis=1)
@@ -104,8 +105,9 @@ def test_ungeoreferenced_file_sits_at_the_city_origin(ifc_dir, tmp_path):
     """AutoCAD's file has no georeference at all: a city build puts it at the frame origin, warned."""
     path = ifc_dir / ACAD
     frame = LocalFrame(105.78, 34.57, 1100.0)
-    result = build_bim_layer([path], tmp_path / "bim", frame)
-    assert any("no georeference" in w for w in result.warnings)
+    with pytest.warns(GeoreferenceWarning, match="no georeference"):
+        result = cim.build_layer("bim", [path], tmp_path / "bim", frame=frame)
+    assert [type(w) for w in result.warnings if "no georeference" in str(w)] == [GeoreferenceWarning]
     want = frame.to_ecef(kernel_vertices(path))
     got = all_ecef(tmp_path / "bim")
     assert nearest(got, want[:: max(1, len(want) // 400)]).max() < 0.01
