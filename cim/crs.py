@@ -57,6 +57,12 @@ def _wgs84_like_projection(crs: CRS) -> bool:
     return geodetic is not None and geodetic.datum is not None and geodetic.datum.name in WGS84_LIKE_DATUMS
 
 
+def _geodetic(crs: CRS) -> CRS:
+    geodetic = crs.geodetic_crs
+    assert geodetic is not None  # a projection on a datum (_wgs84_like_projection checked it)
+    return geodetic
+
+
 @lru_cache(maxsize=64)
 def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     src, dst = CRS.from_wkt(src_wkt), CRS.from_wkt(dst_wkt)
@@ -65,9 +71,9 @@ def _transformer(src_wkt: str, dst_wkt: str) -> Transformer:
     # compares them), and pyproj builds it without the search of PROJ's database for datum
     # transformations that the general transformer makes in every process
     if dst.equals(GEODETIC, ignore_axis_order=True) and _wgs84_like_projection(src):
-        dst = src.geodetic_crs
+        dst = _geodetic(src)
     elif src.equals(GEODETIC, ignore_axis_order=True) and _wgs84_like_projection(dst):
-        src = dst.geodetic_crs
+        src = _geodetic(dst)
     return Transformer.from_crs(src, dst, always_xy=True)
 
 

@@ -308,10 +308,11 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
     if rows.properties is not None:
         extra.append(json.dumps(p, ensure_ascii=False, default=_plain) for p in rows.properties)
         names.append("props")
-    keys = list(rows.columns or {})
+    columns = rows.columns or {}
+    keys = list(columns)
     types = rows.types or {}
     for i, key in enumerate(keys):
-        extra.append(_sql_values(rows.columns[key], types.get(key, "STRING")))
+        extra.append(_sql_values(columns[key], types.get(key, "STRING")))
         names.append(f"c{i}")
     con.execute("DROP TABLE IF EXISTS temp.staging")
     con.execute(

@@ -33,8 +33,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from cim.errors import CimIOError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 __all__ = [
     "LOG_NAME",
@@ -192,7 +196,8 @@ def journaled(job_and_state: tuple, key: object) -> tuple[object, list[tuple[str
     """
     job, state = job_and_state
     outer = getattr(_journal, "entries", None)
-    _journal.entries = entries = []
+    entries: list[tuple[str, int]] = []
+    _journal.entries = entries
     try:
         result = job(state, key)
     finally:
@@ -277,7 +282,7 @@ class TileStore:
         # an earlier run of the same build finished these: they are this build's too
         self._written: set[str] = set(self._done)
         self._bytes = 0
-        self._log_file = None
+        self._log_file: TextIO | None = None
         self._finished = False
 
     # -- what the store knows
@@ -394,7 +399,7 @@ class TileWriter:
     """Writes batches of files through a :class:`TileStore` on helper threads, a bounded number
     of batches in flight (see :meth:`TileStore.writer`)."""
 
-    def __init__(self, store: TileStore, pool, in_flight: int, batch: int) -> None:
+    def __init__(self, store: TileStore, pool: Executor, in_flight: int, batch: int) -> None:
         self._store = store
         self._pool = pool
         self._slots = threading.BoundedSemaphore(in_flight)

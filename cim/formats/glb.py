@@ -51,7 +51,7 @@ TRIANGLES, POINTS = 4, 0
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 #: noData sentinels per metadata type, used only for columns that hold nulls
-NO_DATA = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e308, "STRING": ""}
+NO_DATA: dict[str, int | float | str] = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e308, "STRING": ""}
 
 
 #: ``(values, offsets, rows) -> (values, offsets)``: a gather of ragged items (string columns)
@@ -293,7 +293,8 @@ def _dumps(tree: dict) -> str:
     Each is first written as a placeholder string with a random tag, then replaced; a tag that
     occurs more than once in the text (an attribute named like it) is drawn again."""
     while True:
-        tag, texts = os.urandom(6).hex(), []
+        tag = os.urandom(6).hex()
+        texts: list[str] = []
 
         def default(obj, tag=tag, texts=texts):
             if isinstance(obj, RawJSON):
@@ -335,6 +336,7 @@ def add_property_table(builder: GltfBuilder, table: PropertyTable, schema_id: st
                 # would contradict the string offsets, so the (optional) property is left out of
                 # this tile's table; readers see no value, as for noData
                 continue
+            assert col.offsets is not None  # a STRING column has its offsets
             entry["values"] = builder.buffer_view(col.values.tobytes())
             entry["stringOffsets"] = builder.buffer_view(col.offsets.astype(np.uint32).tobytes())
             entry["stringOffsetType"] = "UINT32"
@@ -485,7 +487,7 @@ def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
     """Decode one accessor of a GLB into a numpy array (normalized integers → float32)."""
     acc = doc["accessors"][index]
     view = doc["bufferViews"][acc["bufferView"]]
-    dtype = np.dtype(_DTYPES[acc["componentType"]])
+    dtype: np.dtype = np.dtype(_DTYPES[acc["componentType"]])
     width = _WIDTH[acc["type"]]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
     stride = view.get("byteStride", dtype.itemsize * width)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -67,7 +68,7 @@ class ColumnBlock:
         self.has_value = np.ones((len(names), n), dtype=bool)
         #: kind -> (positions of its columns, data): a (k, n) matrix for fixed-width and BOOLEAN
         #: kinds; for STRING (all values one after the other, (k * n + 1,) int64 item offsets)
-        self.groups: dict[str, tuple[np.ndarray, object]] = {}
+        self.groups: dict[str, tuple[np.ndarray, np.ndarray | tuple[np.ndarray, np.ndarray]]] = {}
         for kind in dict.fromkeys(kinds):
             pos = np.array([i for i, k in enumerate(kinds) if k == kind], dtype=np.int64)
             cols = [columns[names[i]] for i in pos]
@@ -79,7 +80,8 @@ class ColumnBlock:
                 np.cumsum(sizes, out=offsets[1:])
                 self.groups[kind] = (pos, (np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets))
                 self.has_value[pos] = (sizes > 0).reshape(len(pos), n)
-                nulls = np.fromiter((v is None for v in flat), dtype=bool, count=len(flat)).reshape(len(pos), n).any(axis=1)
+                is_null = np.fromiter((v is None for v in flat), dtype=bool, count=len(flat)).reshape(len(pos), n)
+                nulls = cast(np.ndarray, is_null.any(axis=1))  # a row per column (numpy's stubs allow a scalar)
                 for i, null in zip(pos.tolist(), nulls.tolist()):
                     no_data[i] = NO_DATA["STRING"] if null else None
             elif kind == "BOOLEAN":
@@ -114,17 +116,19 @@ class ColumnBlock:
         m = len(rows)
         if m == 0:
             raise ValueError("ColumnBlock.add_table: a property table needs at least one row")
-        keep = self.has_value[:, rows].any(axis=1)
+        keep = cast(np.ndarray, self.has_value[:, rows].any(axis=1))  # a (k,) array, not a scalar
         entries: dict[int, dict] = {}
         for kind, (pos, data) in self.groups.items():
             sel = np.flatnonzero(keep[pos])
             if len(sel) == 0:
                 continue
             if kind == "STRING":
+                assert isinstance(data, tuple)
                 values_views, offsets_views = _write_strings(builder, data, sel, rows, self.count)
                 for j, v, o in zip(pos[sel].tolist(), values_views, offsets_views):
                     entries[j] = {"values": v, "stringOffsets": o, "stringOffsetType": "UINT32"}
                 continue
+            assert isinstance(data, np.ndarray)
             sub = data[np.ix_(sel, rows)]
             if kind == "BOOLEAN":
                 sub = np.packbits(sub, axis=1, bitorder="little")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from cim.kernels import JitOptions
+
 __all__ = ["meshopt_encode_attributes", "meshopt_decode_attributes", "exponential_filter"]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT: JitOptions = {"nogil": True, "cache": True}
 
 _HEADER = 0xA0
 _TAIL = 32

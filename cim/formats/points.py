@@ -37,6 +37,7 @@ from numba import njit
 
 from cim.formats.glb import ARRAY_BUFFER, CHUNK_BIN, CHUNK_JSON, FLOAT, GLB_MAGIC, POINTS, UNSIGNED_BYTE, UNSIGNED_SHORT, read_glb
 from cim.formats.meshopt import exponential_filter, meshopt_decode_attributes, meshopt_encode_attributes
+from cim.kernels import JitOptions
 
 __all__ = [
     "POINT_CLASS",
@@ -52,7 +53,7 @@ __all__ = [
     "position_bounds",
 ]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT: JitOptions = {"nogil": True, "cache": True}
 
 POINT_CLASS = "point"
 #: property id → (attribute semantic, metadata component type, numpy dtype)

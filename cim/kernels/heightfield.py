@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from cim.kernels import JitOptions
 from cim.kernels.ellipsoid import WGS84_A, WGS84_E2
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "lattice_normals",
 ]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT: JitOptions = {"nogil": True, "cache": True}
 
 
 @njit(**_JIT)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from cim.kernels import JitOptions
+
 __all__ = [
     "MAX_LEVELS",
     "WORDS",
@@ -45,7 +47,7 @@ __all__ = [
     "common_depth",
 ]
 
-_JIT = {"nogil": True, "cache": True}
+_JIT: JitOptions = {"nogil": True, "cache": True}
 
 #: most digits of a code (21 bits an axis fill a uint64)
 MAX_LEVELS = 21

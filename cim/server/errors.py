@@ -42,7 +42,7 @@ def status_for(exc: CimError) -> int:
         The entry of the first type in ``type(exc).__mro__`` found in :data:`STATUS_BY_ERROR`.
     """
     for cls in type(exc).__mro__:
-        status = STATUS_BY_ERROR.get(cls)  # type: ignore[call-overload]
+        status = STATUS_BY_ERROR.get(cls)
         if status is not None:
             return status
     return 500

@@ -175,8 +175,9 @@ def read_footprints(
     return table
 
 
-def _read_columns(path: Path, layer: str | int | None) -> tuple[dict, np.ndarray, list[np.ndarray]]:
-    """(meta, WKB object array, field arrays) through GDAL's columnar Arrow stream.
+def _read_columns(path: Path, layer: str | int | None) -> tuple[dict, np.ndarray | None, list[np.ndarray]]:
+    """(meta, WKB object array or None without a geometry column, field arrays) through GDAL's
+    columnar Arrow stream.
 
     The Arrow path reads a GeoPackage several times faster than feature-by-feature reading;
     without pyarrow, fall back to pyogrio's row reader (same results).
@@ -198,7 +199,8 @@ def _ids_from(values: np.ndarray, stem: str) -> np.ndarray:
     """Feature ids as strings; a null id becomes ``<file stem>-<row>``."""
     if values.dtype == object:
         ids = values.copy()
-        for i in np.flatnonzero(np.equal(ids, None)):
+        # numpy's stubs take no None operand; on an object array it compares each item
+        for i in np.flatnonzero(np.equal(ids, None)):  # type: ignore[call-overload]
             ids[i] = f"{stem}-{i}"
         return ids
     if values.dtype.kind == "f":

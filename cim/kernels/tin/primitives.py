@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from cim.kernels import JitOptions
+
 __all__ = ["JIT", "orient", "incircle", "worst_sample", "worst_sample_until", "link"]
 
 #: numba options of every TIN kernel: ``nogil``, so tiles mesh in parallel threads; cached
-JIT = {"nogil": True, "cache": True}
+JIT: JitOptions = {"nogil": True, "cache": True}
 
 
 @njit(**JIT)
