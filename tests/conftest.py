@@ -19,7 +19,7 @@ def realdata() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_sources(tmp_path_factory: pytest.TempPathFactory) -> "cim.samplecity.SampleCity":
+def tiny_sources(tmp_path_factory: pytest.TempPathFactory) -> cim.samplecity.SampleCity:
     """The tiny preset's sources (read-only for tests: copy before changing)."""
     return cim.sample("tiny", tmp_path_factory.mktemp("tiny"))
 

@@ -117,7 +117,7 @@ def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
     terrain = next(l for l in manifest["layers"] if l["kind"] == "terrain")
     sink = terrain["max_error"][str(terrain["maxzoom"])]
     assert 0 < sink < 0.5
-    frame = LocalFrame(**{"lon": manifest["origin"]["lon"], "lat": manifest["origin"]["lat"], "h": manifest["origin"]["height"]})
+    frame = LocalFrame(lon=manifest["origin"]["lon"], lat=manifest["origin"]["lat"], h=manifest["origin"]["height"])
     table = read_footprints(tiny_sources.buildings)
     import shapely
 

@@ -207,7 +207,7 @@ def realdata_outputs(realdata, tmp_path_factory) -> dict[str, Path | Exception]:
         try:
             convert(realdata / source, root / name)
             outputs[name] = root / name
-        except Exception as e:  # noqa: BLE001 - reported by the test of this file
+        except Exception as e:  # reported by the test of this file
             outputs[name] = e
     return outputs
 

@@ -49,7 +49,7 @@ def test_forked_and_spawned_processes_make_the_same_meshes(small):
         np.testing.assert_array_equal(a.vertices, b.vertices)
         np.testing.assert_array_equal(a.triangles, b.triangles)
         np.testing.assert_array_equal(a.materials, b.materials)
-    assert 0.0 < flog.kernel_peak_mb and 0.0 < slog.kernel_peak_mb
+    assert flog.kernel_peak_mb > 0.0 and slog.kernel_peak_mb > 0.0
 
 
 @pytest.mark.parametrize("fork_safe, forked", [(False, 0), (True, 1)])

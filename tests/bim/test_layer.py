@@ -59,7 +59,7 @@ def test_sample_placement_matches_requested_position(sample_layer, spec, model):
 def test_windows_are_transparent_and_blended(sample_layer):
     out, _, _ = sample_layer
     seen_window = False
-    for _, path, _, t in layer_tiles(out):
+    for _, _, _, t in layer_tiles(out):
         classes = t["table"]["IfcClass"]
         for p in t["prims"]:
             cls = {classes[r] for r in np.unique(p["rows"])}
@@ -136,7 +136,7 @@ def test_levels_of_detail_errors_are_measured(sample_layer):
     out, _, _ = sample_layer
     tiles = walk_layer(out)
     boxes: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
-    for _, path, _, t in layer_tiles(out):
+    for _, _, _, t in layer_tiles(out):
         for p in t["prims"]:
             for r in np.unique(p["rows"]):
                 gid = t["table"]["GlobalId"][r]
@@ -183,7 +183,7 @@ def test_bounding_volumes_contain_content_and_children(sample_layer):
     from cim.formats.tileset import box_bounds
 
     tiles = walk_layer(out)
-    for tile, base, transform, _, parent in tiles:
+    for tile, base, _, _, parent in tiles:
         lo, hi = box_bounds(tile["boundingVolume"]["box"])
         uri = tile.get("content", {}).get("uri", "")
         if uri.endswith(".glb"):

@@ -18,7 +18,9 @@ from cim.kernels.frames import LocalFrame
 #: the city frame's origin of the BIM tests (EPSG:4544 and ellipsoidal height)
 CITY = dict(easting=566050.0, northing=3827000.0, height=1100.0)
 #: a one-storey 10 × 8 m sample building (``write_sample_ifc(path, **SMALL_SPEC)``)
-SMALL_SPEC = dict(easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=0.0, width=10.0, depth=8.0, storeys=1, name="Robust", seed=2)
+SMALL_SPEC = dict(
+    easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=0.0, width=10.0, depth=8.0, storeys=1, name="Robust", seed=2
+)
 
 
 # -- where things are, and what a layer holds ------------------------------------------------
@@ -81,13 +83,15 @@ def read_tile(path: Path) -> dict:
         p = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64) + t
         enu = np.stack([p[:, 0], -p[:, 2], p[:, 1]], axis=1)  # glTF y-up → z-up
         material = doc["materials"][prim["material"]]
-        prims.append({
-            "enu": enu,
-            "rows": read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int),
-            "alpha": _alpha(doc, binary, prim["attributes"]["COLOR_0"]),
-            "alpha_mode": material.get("alphaMode", "OPAQUE"),
-            "indices": read_accessor(doc, binary, prim["indices"]),
-        })
+        prims.append(
+            {
+                "enu": enu,
+                "rows": read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"]).astype(int),
+                "alpha": _alpha(doc, binary, prim["attributes"]["COLOR_0"]),
+                "alpha_mode": material.get("alphaMode", "OPAQUE"),
+                "indices": read_accessor(doc, binary, prim["indices"]),
+            }
+        )
     table = read_property_table(doc, binary)
     schema = doc["extensions"]["EXT_structural_metadata"]["schema"]["classes"]["element"]["properties"]
     return {"prims": prims, "table": table, "schema": schema, "doc": doc}
@@ -126,7 +130,12 @@ def nearest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def all_ecef(layer: Path, model: str | None = None) -> np.ndarray:
     """Every vertex of a layer's tiles (of one model's, given its name) in ECEF."""
-    pts = [to_ecef(tr, p["enu"]) for _, path, tr, t in layer_tiles(layer) if model is None or f"/{model}/" in path.as_posix() for p in t["prims"]]
+    pts = [
+        to_ecef(tr, p["enu"])
+        for _, path, tr, t in layer_tiles(layer)
+        if model is None or f"/{model}/" in path.as_posix()
+        for p in t["prims"]
+    ]
     return np.concatenate(pts)
 
 
@@ -164,7 +173,9 @@ def add_broken_proxy(f: ifcopenshell.file) -> str:
     profile = f.createIfcRectangleProfileDef("AREA", None, None, 1000.0, 1000.0)
     solid = f.createIfcExtrudedAreaSolid(profile, None, f.createIfcDirection((0.0, 0.0, 1.0)), 1.0)
     solid.Depth = 0.0
-    proxy = f.createIfcBuildingElementProxy(ifcopenshell.guid.new(), None, "broken", None, None, placement(f, 0, 0, 0), body(f, solid), None)
+    proxy = f.createIfcBuildingElementProxy(
+        ifcopenshell.guid.new(), None, "broken", None, None, placement(f, 0, 0, 0), body(f, solid), None
+    )
     f.createIfcRelContainedInSpatialStructure(ifcopenshell.guid.new(), None, None, None, [proxy], storey(f))
     return proxy.GlobalId
 
@@ -172,16 +183,22 @@ def add_broken_proxy(f: ifcopenshell.file) -> str:
 def add_swiss_cheese_wall(f: ifcopenshell.file, openings: int = 1600) -> str:
     """A 20 m wall with ``openings`` small openings: OpenCASCADE's subtraction takes about 24 s
     here (400 openings: 3 s), far beyond the timeout the test gives it."""
-    profile = f.createIfcRectangleProfileDef("AREA", None, f.createIfcAxis2Placement2D(f.createIfcCartesianPoint((10000.0, 150.0)), None), 20000.0, 300.0)
+    profile = f.createIfcRectangleProfileDef(
+        "AREA", None, f.createIfcAxis2Placement2D(f.createIfcCartesianPoint((10000.0, 150.0)), None), 20000.0, 300.0
+    )
     solid = f.createIfcExtrudedAreaSolid(profile, None, f.createIfcDirection((0.0, 0.0, 1.0)), 5000.0)
     wall = f.createIfcWall(ifcopenshell.guid.new(), None, "swiss cheese", None, None, placement(f, 30000, 0, 0), body(f, solid), None, None)
     f.createIfcRelContainedInSpatialStructure(ifcopenshell.guid.new(), None, None, None, [wall], storey(f))
-    hole = f.createIfcExtrudedAreaSolid(f.createIfcRectangleProfileDef("AREA", None, None, 60.0, 60.0), None, f.createIfcDirection((0.0, 1.0, 0.0)), 500.0)
+    hole = f.createIfcExtrudedAreaSolid(
+        f.createIfcRectangleProfileDef("AREA", None, None, 60.0, 60.0), None, f.createIfcDirection((0.0, 1.0, 0.0)), 500.0
+    )
     shape = body(f, hole)
     per_row = 80
     for i in range(openings):
         x, z = 100.0 + (i % per_row) * 240.0, 100.0 + (i // per_row) * 240.0
-        opening = f.createIfcOpeningElement(ifcopenshell.guid.new(), None, None, None, None, placement(f, x, -100.0, z, wall.ObjectPlacement), shape, None)
+        opening = f.createIfcOpeningElement(
+            ifcopenshell.guid.new(), None, None, None, None, placement(f, x, -100.0, z, wall.ObjectPlacement), shape, None
+        )
         f.createIfcRelVoidsElement(ifcopenshell.guid.new(), None, None, None, wall, opening)
     return wall.GlobalId
 

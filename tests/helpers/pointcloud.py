@@ -53,7 +53,9 @@ def write_las(
     return path
 
 
-def id_points(n: int, seed: int = 0, centre: tuple[float, float, float] = (566062.0, 3828235.0, 1150.0), size: float = 300.0) -> tuple[np.ndarray, np.ndarray]:
+def id_points(
+    n: int, seed: int = 0, centre: tuple[float, float, float] = (566062.0, 3828235.0, 1150.0), size: float = 300.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points over a hilly patch and an id in 0..n-1 for each, carried as 8-bit RGB."""
     rng = np.random.default_rng(seed)
     x = centre[0] + rng.uniform(-size / 2, size / 2, n)

@@ -19,8 +19,15 @@ QMAX = 32767
 def write_dem(path: Path, grid: np.ndarray, x0: float, y0: float, res: float, *, crs="EPSG:4544", nodata=-9999.0, **extra) -> Path:
     """A single-band GeoTIFF, north-up, ``(x0, y0)`` its north-west corner."""
     profile = {
-        "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": grid.dtype.name,
-        "crs": crs, "transform": from_origin(x0, y0, res, res), "nodata": nodata, **extra,
+        "driver": "GTiff",
+        "width": grid.shape[1],
+        "height": grid.shape[0],
+        "count": 1,
+        "dtype": grid.dtype.name,
+        "crs": crs,
+        "transform": from_origin(x0, y0, res, res),
+        "nodata": nodata,
+        **extra,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(grid, 1)
@@ -54,7 +61,7 @@ def interpolate(u: np.ndarray, v: np.ndarray, h: np.ndarray, tri: np.ndarray, qu
     l0 = 1 - l1 - l2
     inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
     h = np.asarray(h, dtype=np.float64)
-    out = np.full((len(qu),) + h.shape[1:], np.nan)
+    out = np.full((len(qu), *h.shape[1:]), np.nan)
     rows, cols = np.nonzero(inside)
     first = np.unique(rows, return_index=True)
     r, k = first[0], cols[first[1]]
