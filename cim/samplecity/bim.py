@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import ifcopenshell
 import ifcopenshell.api.aggregate
@@ -46,7 +47,7 @@ ROOF = 0.3
 class _Writer:
     """Holds the file, the body context and the shared styles while a building is written."""
 
-    def __init__(self, name: str, rng: np.random.Generator, schema: str = "IFC4") -> None:
+    def __init__(self, name: str, rng: np.random.Generator, schema: Literal["IFC4", "IFC4X3"] = "IFC4") -> None:
         self.f = ifcopenshell.api.project.create_file(version=schema)
         self.rng = rng
         self.project = ifcopenshell.api.root.create_entity(self.f, ifc_class="IfcProject", name=name)
@@ -148,7 +149,7 @@ def write_sample_ifc(
     name: str,
     seed: int = 0,
     crs: str = "EPSG:4544",
-    schema: str = "IFC4",
+    schema: Literal["IFC4", "IFC4X3"] = "IFC4",
 ) -> Path:
     """Write a georeferenced IFC building (IFC4 by default) and return ``path``.
 

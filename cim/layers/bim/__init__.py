@@ -186,7 +186,8 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
                 stream.close()
         summaries: list[dict] = [s for s in (by_name[n] for n in plan.names) if s is not None]
 
-        children, los, his = [], [], []
+        children: list[dict[str, Any]] = []
+        los, his = [], []
         for s in summaries:
             lo, hi = np.array(s["bounds_enu"][0]), np.array(s["bounds_enu"][1])
             los.append(lo)
@@ -200,7 +201,7 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
                 }
             )
         lo, hi = np.min(los, axis=0), np.max(his, axis=0)
-        root = {
+        root: dict[str, Any] = {
             "boundingVolume": {"box": box_from_bounds(lo, hi)},
             "geometricError": max(c["geometricError"] for c in children),
             "refine": "ADD",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from cim.errors import CimCRSError, CimInputError
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, rotate
 from cim.kernels.mapconv import enu_rotation_about_up, helmert_2d
 from cim.sources.ifc import IfcGeoreference, open_ifc, read_georeference
+
+if TYPE_CHECKING:
+    from pyproj import CRS
 
 __all__ = ["ModelPlacement", "resolve_placement", "frame_for_model"]
 
@@ -28,7 +32,7 @@ class ModelPlacement:
     method: str
     frame: LocalFrame
     geo: IfcGeoreference
-    crs: object | None = None  # pyproj CRS of map coordinates, when placed through one
+    crs: CRS | None = None  # of map coordinates, when placed through one
     origin: tuple[float, float, float] | None = None  # an override, in crs units (or lon, lat, h)
     rotation: float = 0.0  # radians, east → model +X, counter-clockwise
     notes: list[str] = field(default_factory=list)
@@ -77,6 +81,7 @@ class ModelPlacement:
         if self.method == "frame origin":
             return a, b
         lon, lat, h = self.origin if self.origin is not None else (geo.longitude, geo.latitude, geo.elevation)
+        assert lon is not None and lat is not None  # placed by its IfcSite, which gives them
         site, city = LocalFrame(lon, lat, h), self.frame
         m = city.rotation @ site.rotation.T
         return m @ a, m @ b + city.rotation @ (
@@ -135,9 +140,10 @@ def resolve_placement(
     city_crs = parse_crs(crs, what=f"{name}: crs") if crs is not None and (origin is not None or geo.has_map_conversion) else None
     notes = list(geo.notes)
     if origin is not None:
-        origin = tuple(float(v) for v in origin)
-        if len(origin) != 3:
+        given = tuple(float(v) for v in origin)
+        if len(given) != 3:
             raise CimInputError(f"{name}: origin needs three numbers (E, N, H or lon, lat, h)")
+        origin = given
         base = theta if theta is not None else geo.rotation if geo.kind != "none" else 0.0
         if city_crs is not None:
             _require_projected(city_crs, name)
@@ -154,6 +160,7 @@ def resolve_placement(
             raise CimCRSError(f"{name}: the map conversion names no usable CRS ({geo.crs_name!r}); give crs (--crs)")
         use = file_crs or city_crs
         if file_crs is None:
+            assert city_crs is not None  # one of the two (checked above)
             notes.append(f"map conversion read in the city CRS {crs_label(city_crs)}")
         elif city_crs is not None and not file_crs.equals(city_crs):
             notes.append(f"the model's CRS {crs_label(file_crs)} differs from the city's {crs_label(city_crs)}; used the model's")

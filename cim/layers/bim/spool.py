@@ -102,6 +102,7 @@ class MeshSpool:
                 self.maps[k] = np.frombuffer(self._buffers[k], dtype=dtype).reshape(n, width)
                 continue
             self._files[k].close()
+            assert self.folder is not None  # made with the files (_spill)
             self.maps[k] = (
                 np.memmap(self.folder / f"{k}.bin", dtype=dtype, mode="r", shape=(n, width)) if n else np.zeros((0, width), dtype=dtype)
             )
@@ -169,9 +170,9 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
     has = np.array([len(g.normals) == len(g.vertices) for g in batch])
     if has.any():
         normals[range_index(vstarts[has], vcounts[has])] = np.concatenate([g.normals for g, h in zip(batch, has) if h]) @ normal_m.T
-    for i in np.flatnonzero(~has):
-        a, b = vstarts[i], vstarts[i] + vcounts[i]
-        normals[a:b] = vertex_normals(enu[a:b], batch[i].triangles)
+    for j in np.flatnonzero(~has):
+        a, b = vstarts[j], vstarts[j] + vcounts[j]
+        normals[a:b] = vertex_normals(enu[a:b], batch[j].triangles)
     # one material a vertex: vertices shared by triangles of two materials are duplicated
     mat_base = np.zeros(len(batch), dtype=np.int64)
     np.cumsum([len(g.materials) for g in batch[:-1]], out=mat_base[1:])

@@ -234,7 +234,10 @@ class ElementFacts:
         n = len(elements)
         out = cls(
             np.array([el.id() for el in elements], dtype=np.int64),
-            *(np.zeros(n, dtype=bool) for _ in range(4)),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
+            np.zeros(n, dtype=bool),
             np.full(n, -1, dtype=np.int8),
             np.full(n, -1, dtype=np.int64),
             np.zeros(n, dtype=bool),
@@ -243,10 +246,10 @@ class ElementFacts:
         )
         kinds: dict[str, tuple[bool, bool, bool, bool]] = {}  # class tests, once per class
         for r, el in enumerate(elements):
-            cls = el.is_a()
-            kind = kinds.get(cls)
+            ifc_class = el.is_a()
+            kind = kinds.get(ifc_class)
             if kind is None:
-                kind = kinds[cls] = (
+                kind = kinds[ifc_class] = (
                     el.is_a("IfcSpace"),
                     any(el.is_a(c) for c in DETAIL_CLASSES),
                     el.is_a("IfcWall") or el.is_a("IfcCurtainWall"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import cast
 
 import ifcopenshell
 import numpy as np
@@ -59,14 +60,14 @@ class IfcElementIndex:
         self.f = f
         self.schema = schema_name(f)
         self.unit = length_unit(f)
-        self.container: dict[int, object] = {}
-        self.parent: dict[int, object] = {}  # aggregate / nest parent
-        self.host: dict[int, object] = {}  # opening → voided element
-        self.opening_of: dict[int, object] = {}  # filling element → opening
+        self.container: dict[int, ifcopenshell.entity_instance] = {}
+        self.parent: dict[int, ifcopenshell.entity_instance] = {}  # aggregate / nest parent
+        self.host: dict[int, ifcopenshell.entity_instance] = {}  # opening → voided element
+        self.opening_of: dict[int, ifcopenshell.entity_instance] = {}  # filling element → opening
         self.openings: Counter[int] = Counter()  # element → number of openings
-        self.type_of: dict[int, object] = {}
+        self.type_of: dict[int, ifcopenshell.entity_instance] = {}
         self.psets: dict[int, list] = defaultdict(list)
-        self.material: dict[int, object] = {}
+        self.material: dict[int, ifcopenshell.entity_instance] = {}
         # attributes read by position (see get_attr): this pass and the property sets are most
         # of the time spent reading a model's attributes
         a = get_attr
@@ -102,10 +103,10 @@ class IfcElementIndex:
                 self.material[el.id()] = mat
         self._pset_cache: dict[int, dict[str, object]] = {}
         self._props_cache: dict[int, dict[str, object]] = {}
-        self._storey_cache: dict[int, object] = {}
+        self._storey_cache: dict[int, ifcopenshell.entity_instance | None] = {}
 
     # spatial structure
-    def spatial_container(self, element) -> object | None:
+    def spatial_container(self, element) -> ifcopenshell.entity_instance | None:
         """The spatial element holding ``element``: its container, else its host's or whole's."""
         cur = element
         for _ in range(32):
@@ -120,7 +121,7 @@ class IfcElementIndex:
             cur = nxt
         return None
 
-    def storey(self, element) -> object | None:
+    def storey(self, element) -> ifcopenshell.entity_instance | None:
         """The IfcBuildingStorey an element belongs to (through spaces and wholes), or None."""
         i = element.id()
         if i not in self._storey_cache:
@@ -135,7 +136,7 @@ class IfcElementIndex:
             self._storey_cache[i] = s
         return self._storey_cache[i]
 
-    def building(self, storey_or_element) -> object | None:
+    def building(self, storey_or_element) -> ifcopenshell.entity_instance | None:
         s = storey_or_element
         for _ in range(16):
             if s is None or s.is_a("IfcBuilding"):
@@ -399,9 +400,10 @@ def _typed_column(values: dict[int, object], n: int) -> tuple[np.ndarray, str]:
         col[list(values)] = list(values.values())
         return col, "BOOLEAN"
     if kinds <= {int, float}:
+        numbers = cast("dict[int, float]", values)  # every value an int or a float (kinds)
         col = np.full(n, np.nan)
-        col[list(values)] = [float(v) for v in values.values()]
-        if kinds == {int} and all(-(2**31) < v < 2**31 - 1 for v in values.values()):
+        col[list(numbers)] = [float(v) for v in numbers.values()]
+        if kinds == {int} and all(-(2**31) < v < 2**31 - 1 for v in numbers.values()):
             return col, "INT32"
         return col, "FLOAT64"
     col = np.full(n, None, dtype=object)

@@ -27,7 +27,7 @@ import numpy as np
 
 from cim.errors import CimInputError
 from cim.sources.ifc.file import EXCLUDED_CLASSES
-from cim.sources.ifc.kernel import InProcessKernel, ProcessKernel, excluded_classes
+from cim.sources.ifc.kernel import InProcessKernel, Kernel, ProcessKernel, excluded_classes
 from cim.sources.ifc.simple import simple_model
 
 __all__ = ["ElementGeometry", "GeometryLog", "GeometryOptions", "GeometryStream", "iter_element_geometry"]
@@ -182,11 +182,13 @@ class GeometryStream:
             and o.start == "auto"
             and simple_model(file, self.path, excluded_classes(file, o.exclude), o.in_process_elements)
         )
-        self._released: list[ProcessKernel] = []
-        self._first: ProcessKernel | InProcessKernel | None = self._start(("iterate", None))
+        self._released: list[Kernel] = []
+        self._first: Kernel | None = self._start(("iterate", None))
 
-    def _start(self, job: tuple | None) -> ProcessKernel | InProcessKernel:
+    def _start(self, job: tuple | None) -> Kernel:
+        kernel: Kernel
         if self.in_process:
+            assert self._file is not None  # in_process needs the parsed file
             kernel = InProcessKernel(self._file, self._opts)
         else:
             kernel = ProcessKernel(self.path, self._opts, self._file, "spawn" if self.options.start == "spawn" else "auto")
@@ -224,6 +226,7 @@ class GeometryStream:
         log = log if log is not None else GeometryLog()
         t0 = time.perf_counter()
         run = _Run(self, expected, log)
+        kernel: Kernel | None
         kernel, self._first = self._first or self._start(("iterate", None)), None
         try:
             while True:
@@ -288,14 +291,14 @@ class _Run:
             return None
         return g
 
-    def _recv(self, kernel: ProcessKernel):
+    def _recv(self, kernel: Kernel):
         return kernel.recv(self.options.element_timeout if kernel.ready else self.open_timeout)
 
     def _done(self, msg: tuple) -> None:
         if len(msg) > 1:
             self.log.kernel_peak_mb = max(self.log.kernel_peak_mb, msg[1])
 
-    def drain(self, kernel: ProcessKernel):
+    def drain(self, kernel: Kernel):
         """Yield the meshes of an iterate job; returns "done", "stall" or "crash"."""
         while True:
             msg = self._recv(kernel)
@@ -318,7 +321,7 @@ class _Run:
                     raise CimInputError(f"{self.stream.path}: the geometry kernel cannot read it ({msg[1]})")
                 return "crash"
 
-    def careful(self, ids: list[int], kernel: ProcessKernel | None, *, stop_at_culprit: bool):
+    def careful(self, ids: list[int], kernel: Kernel | None, *, stop_at_culprit: bool):
         """Make ``ids`` one at a time (in ``kernel``, or new processes); returns (True when it
         stopped at a culprit, the process still running or None)."""
         log, seen = self.log, self.seen

@@ -100,7 +100,7 @@ class IfcGeoreference:
         return enh * self.map_unit
 
     def to_dict(self) -> dict:
-        d = {"kind": self.kind, "crs": self.crs_name}
+        d: dict[str, object] = {"kind": self.kind, "crs": self.crs_name}
         if self.has_map_conversion:
             d.update(
                 eastings=self.origin[0] * self.map_unit,
@@ -198,14 +198,14 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
         scale = get_attr(op, "Scale")
         sy = get_attr(op, "ScaleY")  # IFC 4.3 release candidates
         sz = get_attr(op, "ScaleZ")
-        extra = [
+        extra = (
             1.0,
             1.0 if sy is None or scale in (None, 0) else float(sy) / float(scale),
             1.0 if sz is None or scale in (None, 0) else float(sz) / float(scale),
-        ]
+        )
         if op.is_a("IfcMapConversionScaled"):
-            extra = [extra[0] * float(op.FactorX), extra[1] * float(op.FactorY), extra[2] * float(op.FactorZ)]
-        _resolve_scale(geo, None if scale is None else float(scale), tuple(extra))
+            extra = (extra[0] * float(op.FactorX), extra[1] * float(op.FactorY), extra[2] * float(op.FactorZ))
+        _resolve_scale(geo, None if scale is None else float(scale), extra)
         return
 
 
@@ -242,6 +242,7 @@ def _read_site(f: ifcopenshell.file, geo: IfcGeoreference) -> None:
         geo.elevation = float(site.RefElevation or 0.0) * geo.project_unit
         if site.ObjectPlacement is not None:
             m = local_placement(site.ObjectPlacement)
-            geo.site_origin = tuple(float(v) * geo.project_unit for v in m[:3, 3])
+            x, y, z = (float(v) * geo.project_unit for v in m[:3, 3])
+            geo.site_origin = (x, y, z)
         geo.rotation = geo.true_north or 0.0
         return

@@ -56,6 +56,7 @@ __all__ = [
     "child_entry",
     "ProcessKernel",
     "InProcessKernel",
+    "Kernel",
 ]
 
 
@@ -255,6 +256,7 @@ class ProcessKernel:
             pass_fds=(fd,),
             env=env,
         )
+        assert proc.stdin is not None  # stdin=PIPE
         try:
             proc.stdin.write(pickle.dumps((str(path), opts), protocol=pickle.HIGHEST_PROTOCOL))
             proc.stdin.close()
@@ -313,7 +315,7 @@ class InProcessKernel:
         self.ready = True  # nothing to open
         self._file = file
         self._opts = opts
-        self._settings = None
+        self._settings: ifcopenshell.geom.settings | None = None
         self._jobs: deque[tuple] = deque()
         self._messages: Iterator[tuple] | None = None
 
@@ -352,3 +354,7 @@ class InProcessKernel:
     def stop(self) -> None:
         self._jobs.clear()
         self._messages = None
+
+
+#: the kernel a :class:`cim.sources.ifc.geometry.GeometryStream` drives: either answers the same messages
+Kernel = ProcessKernel | InProcessKernel
