@@ -208,6 +208,8 @@ def encode_point_words(
     views = [v.view(np.uint8) for v in views]
     pos_col = 0
     attr_col *= 4
+    bound_min: list[float]
+    bound_max: list[float]
     if short:
         bound_min, bound_max = [int(v) for v in pmin], [int(v) for v in pmax]
     else:
@@ -215,11 +217,12 @@ def encode_point_words(
         bound_max = [float(v) * 2.0**exponent for v in pmax]
 
     doc: dict = {"asset": {"version": "2.0", "generator": "cim"}}
-    chunks: list[bytes] = []
+    chunks: list[bytes | memoryview] = []
     buffer_views: list[dict] = []
     offset = raw_offset = 0
     for i, data in enumerate(views):
         stride = data.shape[1]
+        encoded: bytes | memoryview
         if meshopt:
             encoded = meshopt_encode_attributes(data)
             ext_ = {"buffer": 0, "byteOffset": offset, "byteLength": len(encoded), "byteStride": stride, "mode": "ATTRIBUTES", "count": n}
@@ -237,7 +240,7 @@ def encode_point_words(
             )
             raw_offset += n * stride
         else:
-            encoded = memoryview(data).cast("B")
+            encoded = data.data.cast("B")  # memoryview(data): numpy's stubs give arrays __buffer__ on Python 3.12+ only
             buffer_views.append({"buffer": 0, "byteOffset": offset, "byteLength": n * stride, "byteStride": stride, "target": ARRAY_BUFFER})
         chunks.append(encoded)
         offset += len(encoded)

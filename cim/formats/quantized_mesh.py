@@ -527,7 +527,7 @@ def decode_quantized_mesh(data: bytes) -> QuantizedMesh:
         return c
 
     tri = high_water_mark_decode(take(3 * count())).reshape(-1, 3)
-    edges = [take(count()) for _ in range(4)]
+    west, south, east, north = (take(count()) for _ in range(4))
     extensions: dict[int, bytes] = {}
     normals = None
     while pos < len(buf):
@@ -548,7 +548,10 @@ def decode_quantized_mesh(data: bytes) -> QuantizedMesh:
         v,
         hq,
         tri,
-        *edges,
+        west,
+        south,
+        east,
+        north,
         normals=normals,
         extensions=extensions,
     )

@@ -374,7 +374,8 @@ def leaf_ranges(
             break
         p, a, b = cur_p[split], cur_a[split], cur_b[split]
         sh = np.uint64(3 * (levels - r - 1) + idx_bits)
-        bounds = ((p[:, None].astype(np.uint64) << np.uint64(3)) + np.arange(9, dtype=np.uint64)) << sh
+        # numpy's stubs take uint64 << then + uint64 for float64; it stays uint64
+        bounds = ((p[:, None].astype(np.uint64) << np.uint64(3)) + np.arange(9, dtype=np.uint64)) << sh  # type: ignore[operator]
         pos = np.searchsorted(codes_sorted, bounds.ravel()).reshape(-1, 9).astype(np.int64)
         pos[:, 0] = a
         pos[:, 8] = b

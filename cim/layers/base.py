@@ -122,7 +122,11 @@ class LayerOptions:
         """The fields whose value differs from the default."""
         out = {}
         for f in dataclasses.fields(self):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            else:
+                assert f.default_factory is not dataclasses.MISSING  # every field has a default
+                default = f.default_factory()
             value = getattr(self, f.name)
             if value != default:
                 out[f.name] = value
@@ -133,11 +137,11 @@ def _coerce(value: Any, hint: Any, where: str, base: Path | None) -> Any:
     """``value`` read as ``hint`` (see :class:`LayerOptions`)."""
     origin = get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if value is None and len(args) < len(get_args(hint)):
+        members = [a for a in get_args(hint) if a is not type(None)]
+        if value is None and len(members) < len(get_args(hint)):
             return None
         errors = []
-        for arg in args:
+        for arg in members:
             try:
                 return _coerce(value, arg, where, base)
             except CimInputError as exc:

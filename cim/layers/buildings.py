@@ -147,7 +147,7 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
     """Height of each building: the height attribute, else floors × storey height, else default."""
     n = len(table)
     heights = np.full(n, np.nan)
-    notes = []
+    notes: list[tuple[type[CimWarning], str]] = []
     if opts.height and opts.height in table.columns and table.types[opts.height] != "STRING":
         heights = np.asarray(table.columns[opts.height], dtype=np.float64).copy()
     elif opts.height and opts.height in table.columns:

@@ -373,7 +373,7 @@ def stage_job(state: StageState, key: tuple[int, int, int, int]) -> StageResult:
             )
             st = None
             if quad is not None:
-                st = stage_batch(b.X, b.Y, b.Z, *quad, *attrs)
+                st = stage_batch(b.X, b.Y, b.Z, quad[0], quad[1], quad[2], *attrs)  # (mypy maps one *tuple, not two)
                 if st.off_box:
                     st = None  # the header box lied: these points need the slow path
             if st is None:  # several fitted boxes, exact pyproj, or points outside the fit

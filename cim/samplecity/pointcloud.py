@@ -178,16 +178,17 @@ def write_sample_pointcloud(
             written = [Path(job.path) for job, n in zip(jobs, results) if n and job.path is not None]
             log.info("sample point cloud: %d tile(s) in %s", len(written), out_dir)
             return written
-        path = out_dir / merge
+        merged = out_dir / merge
         header = _header(merged_offsets)
         with (
-            atomic_path(path) as tmp,
+            atomic_path(merged) as tmp,
             laspy.open(tmp, mode="w", header=header, do_compress=compress, laz_backend=laspy.LazBackend.Lazrs) as w,
         ):
             for records in results:
+                assert isinstance(records, np.ndarray)  # a tile's records when merged (no job.path)
                 if len(records):
                     w.write_points(laspy.PackedPointRecord(records, header.point_format))
-        return [path]
+        return [merged]
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -290,10 +291,10 @@ def _bands(job: _TileJob, block: int = 1 << 18) -> Iterator[tuple[np.ndarray, ..
         parts.append((x, y, t, u, g))
         size += len(x)
         if size >= block:
-            yield tuple(np.concatenate(a) for a in zip(*parts))  # type: ignore[misc]
+            yield tuple(np.concatenate(a) for a in zip(*parts))
             parts, size = [], 0
     if size:
-        yield tuple(np.concatenate(a) for a in zip(*parts))  # type: ignore[misc]
+        yield tuple(np.concatenate(a) for a in zip(*parts))
 
 
 @njit(nogil=True, cache=True)

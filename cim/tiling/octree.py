@@ -25,6 +25,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -155,7 +156,8 @@ class OctreeGrid:
         origin = np.floor(lo / unit).astype(np.int64)
         extent = int(np.ceil(float(np.max(hi - lo)) / unit)) + 1
         bits = max(21, math.ceil(math.log2(extent)))
-        return cls(tuple(int(v) for v in origin), bits, unit, **kw)
+        x, y, z = (int(v) for v in origin)
+        return cls((x, y, z), bits, unit, **kw)
 
 
 #: the quadratic that returns its input (u, v, w): for points already in ENU metres
@@ -492,7 +494,7 @@ class SpillFile:
     def __init__(self, path: str | Path, budget: MemoryBudget | None = None) -> None:
         self.path = str(path)
         self.budget = budget
-        self._f = None
+        self._f: BinaryIO | None = None
         self.records = 0
 
     def append(self, records: np.ndarray) -> tuple[str | np.ndarray, int]:
@@ -503,7 +505,7 @@ class SpillFile:
         if self._f is None:
             self._f = open(self.path, "wb")  # noqa: SIM115 (closed in close)
         off = self.records
-        self._f.write(memoryview(np.ascontiguousarray(records)).cast("B"))
+        self._f.write(np.ascontiguousarray(records).data.cast("B"))
         self.records += len(records)
         return self.path, off
 
@@ -526,7 +528,7 @@ def read_slices(slices: list[tuple[str | np.ndarray, int, int]], scratch: Scratc
         out = scratch.get("chunk_records", total, np.uint32, WORDS).view(STAGE_DTYPE).reshape(total)
     else:
         out = np.empty(total, dtype=STAGE_DTYPE)
-    buf = memoryview(out.view(np.uint8))
+    buf = out.view(np.uint8).data
     words = out.view(np.uint32).reshape(total, WORDS)  # numpy copies structured rows field by field; words go in one pass
     pos = 0
     by_path: dict[str, list[tuple[int, int, int]]] = {}

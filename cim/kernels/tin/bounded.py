@@ -122,7 +122,7 @@ def error_bounded_tins(
     limit = size * size if max_vertices is None else max(4, int(max_vertices))
     if frames is None:
         offset, scale = _identity_frame(size)
-        frame = np.zeros(len(rows0), np.int64)
+        frame: np.ndarray = np.zeros(len(rows0), np.int64)
     else:
         offset, scale, frame = (np.ascontiguousarray(a, dtype=d) for a, d in zip(frames, (np.float64, np.float64, np.int64)))
         if offset.shape != scale.shape or offset.shape[1:] != (size, size) or frame.shape != rows0.shape:
@@ -157,7 +157,8 @@ def error_bounded_tin(
     g = np.asarray(grid)
     if g.ndim != 2 or g.shape[0] != g.shape[1]:
         raise ValueError(f"grid must be square, got shape {g.shape}")
-    v, t, _, _, err, _ = error_bounded_tins(g, [0], [0], g.shape[0], max_error, decimate=decimate, max_vertices=max_vertices)
+    row0, col0 = np.zeros(1, np.int64), np.zeros(1, np.int64)  # the one window's corner
+    v, t, _, _, err, _ = error_bounded_tins(g, row0, col0, g.shape[0], max_error, decimate=decimate, max_vertices=max_vertices)
     return v, t, float(err[0])
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -251,13 +252,13 @@ def _encode(parts: list[LevelTiles], error_factor: float, is_done) -> tuple[list
         if fresh:
             todo.append(LevelTiles(p.grid, p.z, [p.tiles[i] for i in fresh], np.asarray(p.rows0)[fresh], np.asarray(p.cols0)[fresh]))
     data, errors, counts = encode_terrain_tiles(todo, error_factor)
-    names = [(p.z, x, y) for p in todo for x, y in p.tiles]
-    levels = np.array([z for z, _, _ in names], dtype=np.int64)
+    tile_keys = [(p.z, x, y) for p in todo for x, y in p.tiles]
+    levels = np.array([z for z, _, _ in tile_keys], dtype=np.int64)
     worst = {z: float(errors[levels == z].max()) for z in set(levels.tolist()) if z > GRID_LEVELS}
     return (
-        [(f"{z}/{x}/{y}.terrain", blob) for (z, x, y), blob in zip(names, data)],
+        [(f"{z}/{x}/{y}.terrain", blob) for (z, x, y), blob in zip(tile_keys, data)],
         worst,
-        np.column_stack([levels, counts]) if len(names) else np.zeros((0, 3), np.int64),
+        np.column_stack([levels, counts]) if len(tile_keys) else np.zeros((0, 3), np.int64),
     )
 
 
@@ -305,7 +306,7 @@ def block_job(state: TerrainState, key: tuple[int, int]) -> BlockResult | None:
         k = state.max_zoom - z
         step = 1 << k
         if k:
-            have = have.reshape(have.shape[0] // 2, 2, have.shape[1] // 2, 2).any(axis=(1, 3))
+            have = cast(np.ndarray, have.reshape(have.shape[0] // 2, 2, have.shape[1] // 2, 2).any(axis=(1, 3)))  # 2-D, not a scalar
         m = margin // step
         nt = k_tiles >> k
         ty, tx = np.nonzero(have)

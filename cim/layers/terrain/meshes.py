@@ -56,7 +56,7 @@ def encode_terrain_tiles(parts: list[LevelTiles], error_factor: float = 1.0) -> 
     errors : (k,) each TIN's largest vertical distance to its lattice samples
     counts : (k, 2) vertices and triangles of each tile
     """
-    cols = {name: [] for name in ("bounds", "u", "v", "h", "tri", "nv", "nt", "normals", "ranges", "errors")}
+    cols: dict[str, list[np.ndarray]] = {name: [] for name in ("bounds", "u", "v", "h", "tri", "nv", "nt", "normals", "ranges", "errors")}
     parts = [p for p in parts if len(p.tiles)]
     for p in parts:
         rows0 = np.asarray(p.rows0, dtype=np.int64)

@@ -192,7 +192,7 @@ class _Las10(io.RawIOBase):
     def tell(self) -> int:
         return self._f.tell()
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         pos = self._f.tell()
         n = self._f.readinto(b)
         if n and pos <= 25 < pos + n:
@@ -232,6 +232,12 @@ def _z_factor(crs: CRS) -> tuple[CRS, float]:
     if crs.is_projected and crs.axis_info:
         return crs, float(crs.axis_info[0].unit_conversion_factor)
     return crs, 1.0
+
+
+def _xyz(values: np.ndarray) -> tuple[float, float, float]:
+    """A header's x, y, z triple (scales, offsets, bounds) as floats."""
+    x, y, z = values
+    return float(x), float(y), float(z)
 
 
 def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool = False) -> PointCloudSource:
@@ -289,10 +295,10 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
             compressed=bool(h.are_points_compressed),
             crs_wkt=horizontal.to_wkt(),
             z_factor=zf,
-            scales=tuple(float(v) for v in h.scales),
-            offsets=tuple(float(v) for v in h.offsets),
-            mins=tuple(float(v) for v in h.mins),
-            maxs=tuple(float(v) for v in h.maxs),
+            scales=_xyz(h.scales),
+            offsets=_xyz(h.offsets),
+            mins=_xyz(h.mins),
+            maxs=_xyz(h.maxs),
             has_rgb=has_rgb,
             color_shift=shift,
             laz_chunk=laz_chunk,
@@ -377,7 +383,7 @@ def _read_raw(src: PointCloudSource, start: int, count: int, batch: int, buffer:
         buf = buffer[: size * src.record_size].view(dtype)
     else:
         buf = np.empty(size, dtype=dtype)
-    raw = memoryview(buf.view(np.uint8))
+    raw = buf.view(np.uint8).data
     try:
         fd = os.open(src.path, os.O_RDONLY)
     except FileNotFoundError:
