@@ -107,7 +107,7 @@ def build(
         out,
         rec.name,
         rec.title,
-        rec.crs,
+        crs_label(parse_crs(rec.crs)) if rec.crs else None,
         city.frame,
         report.layers,
         {spec.id: spec for spec in rec.layers},
@@ -176,7 +176,8 @@ def convert(
             city.engine.close()
     assert city.frame is not None
     stem = paths[0].stem if paths[0].suffix else paths[0].name
-    crs = getattr(opts, "crs", None) or result.crs
+    given = getattr(opts, "crs", None)
+    crs = crs_label(parse_crs(given)) if given else result.crs
     write_manifest(out, _safe_name(stem), stem, crs, city.frame, [result], search=result.search is not None)
     return BuildReport(out, [result], time.perf_counter() - t0)
 
@@ -249,7 +250,8 @@ def write_manifest(
     specs: dict[str, LayerSpec] | None = None,
     search: bool = False,
 ) -> dict:
-    """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts."""
+    """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts
+    (``crs``: the city's CRS as a label, e.g. ``EPSG:4544``, written as it is)."""
     from cim.formats.glb import property_id
 
     entries = []
@@ -294,7 +296,7 @@ def write_manifest(
     doc = {
         "name": name,
         "title": title,
-        "crs": crs_label(parse_crs(crs)) if crs else None,
+        "crs": crs,
         "generator": f"cim {__version__}",
         "origin": frame.to_dict(),
         "bounds": bounds,
