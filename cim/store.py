@@ -31,14 +31,11 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import Any, TextIO
 
 from cim.errors import CimIOError
-
-if TYPE_CHECKING:
-    from concurrent.futures import Executor
 
 __all__ = [
     "LOG_NAME",
@@ -52,7 +49,7 @@ __all__ = [
     "journaled",
     "TileSink",
     "TileStore",
-    "TileWriter",
+    "Entry",
 ]
 
 LOG_NAME = ".cim-build.jsonl"
@@ -180,23 +177,29 @@ def file_fingerprint(path: str | Path) -> dict[str, object]:
 _journal = threading.local()
 
 
-def _note(rel: str, size: int) -> None:
+#: a logged file: its path relative to the layer folder, its size, and what the layer noted about
+#: it (a tile's triangle count, its error: whatever the layer's summary needs of a tile that a
+#: resumed build does not make again), or None
+Entry = tuple[str, int, "dict[str, Any] | None"]
+
+
+def _note(rel: str, size: int, meta: dict[str, Any] | None) -> None:
     entries = getattr(_journal, "entries", None)
     if entries is None:
         raise RuntimeError(f"{rel}: TileSink used outside a tile job (the layer run journals a job's files)")
-    entries.append((rel, size))
+    entries.append((rel, size, meta))
 
 
-def journaled(job_and_state: tuple, key: object) -> tuple[object, list[tuple[str, int]]]:
+def journaled(job_and_state: tuple[Any, Any], key: object) -> tuple[object, list[Entry]]:
     """Run ``job(state, key)`` and return ``(result, files)``: the files its :class:`TileSink`
-    wrote, ``(relative path, size)``.
+    wrote (see :data:`Entry`).
 
     A module-level function of ``((job, state), key)``, so an engine runs it wherever it runs
     the job itself; the layer's run logs the files in its store.
     """
     job, state = job_and_state
     outer = getattr(_journal, "entries", None)
-    entries: list[tuple[str, int]] = []
+    entries: list[Entry] = []
     _journal.entries = entries
     try:
         result = job(state, key)
@@ -209,32 +212,38 @@ class TileSink:
     """Writes a layer's tiles from inside tile jobs, in any thread or process.
 
     Made by :meth:`TileStore.sink`; it carries the layer folder, whether writes must be atomic
-    (the layer is published) and the tiles an earlier run of the same build finished, so a job
-    can skip them (:meth:`is_done`). Picklable: a forked or remote worker writes to the same
-    (shared) folder.
+    (the layer is published) and the tiles an earlier run of the same build finished, with what
+    was noted about them, so a job can skip them (:meth:`is_done`, :meth:`meta`). Picklable: a
+    forked or remote worker writes to the same (shared) folder.
     """
 
     __slots__ = ("atomic", "done", "root")
 
-    def __init__(self, root: str | Path, atomic: bool, done: frozenset[str] = frozenset()) -> None:
+    def __init__(self, root: str | Path, atomic: bool, done: dict[str, dict[str, Any] | None] | None = None) -> None:
         self.root = os.fspath(root)
         self.atomic = atomic
-        self.done = done
+        self.done = done or {}
 
-    def __getstate__(self) -> tuple[str, bool, frozenset[str]]:
+    def __getstate__(self) -> tuple[str, bool, dict[str, dict[str, Any] | None]]:
         return self.root, self.atomic, self.done
 
-    def __setstate__(self, state: tuple[str, bool, frozenset[str]]) -> None:
+    def __setstate__(self, state: tuple[str, bool, dict[str, dict[str, Any] | None]]) -> None:
         self.root, self.atomic, self.done = state
 
     def is_done(self, rel: str) -> bool:
         """True when an earlier run of the same build finished ``rel``."""
         return rel in self.done
 
-    def write(self, rel: str, data: bytes) -> None:
-        """Write one tile (``rel`` is relative to the layer folder) and note it in the job's journal."""
+    def meta(self, rel: str) -> dict[str, Any] | None:
+        """What was noted about a tile an earlier run finished (see :meth:`write`)."""
+        return self.done.get(rel)
+
+    def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
+        """Write one tile (``rel`` is relative to the layer folder) and note it in the job's
+        journal, with ``meta`` (small JSON: what the layer's summary needs of the tile when a
+        resumed build skips it)."""
         (atomic_write_bytes if self.atomic else write_new_bytes)(f"{self.root}/{rel}", data)
-        _note(rel, len(data))
+        _note(rel, len(data), meta)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -266,7 +275,7 @@ class TileStore:
         self._published = (self.root / index).exists()
         self._lock = threading.Lock()
         self._log = self.root / LOG_NAME
-        self._done: set[str] = set()
+        self._done: dict[str, dict[str, Any] | None] = {}
         if self._log.exists():
             lines = self._log.read_text().splitlines()
             if lines and json.loads(lines[0]).get("key") == key:
@@ -275,7 +284,7 @@ class TileStore:
                         entry = json.loads(line)
                         rel, size = entry["file"], entry.get("size")
                         if size is None or (self.root / rel).stat().st_size == size:
-                            self._done.add(rel)
+                            self._done[rel] = entry.get("meta")
         if not self._done:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
         self._resumed = len(self._done)
@@ -307,51 +316,42 @@ class TileStore:
         """True when ``rel`` was finished by an earlier run of the same build."""
         return rel in self._done
 
+    def meta(self, rel: str) -> dict[str, Any] | None:
+        """What was noted about a file an earlier run of the same build finished."""
+        return self._done.get(rel)
+
     def sink(self) -> TileSink:
         """The writer tile jobs use (see :class:`TileSink`)."""
-        return TileSink(self.root, atomic=self._published, done=frozenset(self._done))
+        return TileSink(self.root, atomic=self._published, done=dict(self._done))
 
     # -- writing
 
-    def write(self, rel: str, data: bytes) -> None:
-        """Write one file atomically and log it."""
+    def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
+        """Write one file atomically and log it (``meta``: see :meth:`TileSink.write`)."""
         atomic_write_bytes(f"{os.fspath(self.root)}/{rel}", data)
-        self.record([(rel, len(data))])
+        self.record([(rel, len(data), meta)])
 
-    def write_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Write files, then log them all in one append rather than one a file."""
+    def write_many(self, items: Sequence[tuple[str, bytes, dict[str, Any] | None]]) -> None:
+        """Write files ``(path, bytes, meta)``, then log them all in one append rather than one a file."""
         write = atomic_write_bytes if self._published else write_new_bytes
         root = os.fspath(self.root)
-        done: list[tuple[str, int]] = []
+        done: list[Entry] = []
         try:
-            for rel, data in items:
+            for rel, data, meta in items:
                 write(f"{root}/{rel}", data)
-                done.append((rel, len(data)))
+                done.append((rel, len(data), meta))
         finally:
             self.record(done)
 
-    @contextlib.contextmanager
-    def writer(self, *, threads: int = 2, in_flight: int = 32, batch: int = 64) -> Iterator[TileWriter]:
-        """A :class:`TileWriter` that writes batches of files on helper threads while the caller
-        goes on (creating a file is mostly the kernel's work, done with the GIL released); leaving
-        the block waits for every write and raises the first error."""
-        from cim.engines import helper_threads
-
-        with helper_threads(threads, "store-io") as pool:
-            w = TileWriter(self, pool, in_flight, batch)
-            try:
-                yield w
-            finally:
-                pool.shutdown(wait=True)
-            if w.error is not None:
-                raise w.error
-
-    def record(self, entries: list[tuple[str, int]]) -> None:
-        """Log files that are whole on disk, ``(relative path, size)``, in one append."""
+    def record(self, entries: list[Entry]) -> None:
+        """Log files that are whole on disk (see :data:`Entry`) in one append."""
         if not entries:
             return
-        # the same text as json.dumps({"file": rel, "size": size}), a third of the time
-        lines = "".join(f'{{"file": {json.dumps(rel)}, "size": {int(size)}}}\n' for rel, size in entries)
+        # the same text as json.dumps({"file": rel, "size": size, "meta": meta}), a third of the time
+        lines = "".join(
+            f'{{"file": {json.dumps(rel)}, "size": {int(size)}' + (f', "meta": {json.dumps(meta, sort_keys=True)}}}\n' if meta else "}\n")
+            for rel, size, meta in entries
+        )
         with self._lock:
             if self._finished:
                 raise RuntimeError(f"{self.root}: a file was logged after the layer was published")
@@ -359,7 +359,7 @@ class TileStore:
                 self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
             self._log_file.write(lines)
             self._log_file.flush()  # to the OS at once: a killed build still resumes from here
-            for rel, size in entries:
+            for rel, size, _ in entries:
                 self._written.add(rel)
                 self._bytes += size
 
@@ -388,39 +388,16 @@ class TileStore:
                 self._log_file = None
 
     def size_on_disk(self) -> int:
-        """Bytes of the layer's files on disk (hidden files, such as the build log, left out):
-        summed from the log when the folder was fresh, else by a walk of the folder."""
+        """Bytes of the layer's files: its index and what its content folders hold (hidden files,
+        such as temporary ones, left out; other files of the folder, such as a standalone city's
+        ``city.json``, are not the layer's). Summed from the log when the folder was fresh, else by
+        a walk of the content folders."""
+        index = self.root / self.index
         if self._fresh and self._finished:
-            return self._bytes + os.stat(self.root / self.index).st_size
-        return sum(os.stat(p).st_size for p in _files_under(os.fspath(self.root)) if not os.path.basename(p).startswith("."))
-
-
-class TileWriter:
-    """Writes batches of files through a :class:`TileStore` on helper threads, a bounded number
-    of batches in flight (see :meth:`TileStore.writer`)."""
-
-    def __init__(self, store: TileStore, pool: Executor, in_flight: int, batch: int) -> None:
-        self._store = store
-        self._pool = pool
-        self._slots = threading.BoundedSemaphore(in_flight)
-        self._batch = batch
-        self.error: BaseException | None = None
-
-    def submit(self, items: list[tuple[str, bytes]]) -> None:
-        """Queue files for writing (returns at once unless too many batches are in flight)."""
-        if self.error is not None:
-            raise self.error
-        for i in range(0, len(items), self._batch):
-            self._slots.acquire()
-            self._pool.submit(self._write, items[i : i + self._batch])
-
-    def _write(self, items: list[tuple[str, bytes]]) -> None:
-        try:
-            self._store.write_many(items)
-        except BaseException as exc:
-            self.error = self.error or exc
-        finally:
-            self._slots.release()
+            return self._bytes + os.stat(index).st_size
+        root = os.fspath(self.root)
+        files = [p for folder in self.content for p in _files_under(os.path.join(root, folder)) if not os.path.basename(p).startswith(".")]
+        return sum(os.stat(p).st_size for p in files) + (index.stat().st_size if index.exists() else 0)
 
 
 def _files_under(folder: str) -> Iterator[str]:

@@ -36,6 +36,7 @@ __all__ = [
     "print_report",
 ]
 
+#: stderr; errors and warnings print with soft wrapping, so a message stays one line in a log
 console = Console(stderr=True)
 
 #: exit codes: 1 for a user's bad input or unreadable file, 3 for other cim errors (2 is click's usage)
@@ -57,10 +58,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (CimInputError, CimIOError) as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_INPUT)
         except CimError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: run the same command again to resume")
@@ -167,6 +168,6 @@ def print_report(report: BuildReport, quiet: bool) -> None:
     """The build's warnings (yellow, one a line) and its summary."""
     for layer in report.layers:
         for w in layer.warnings:
-            console.print(f"[yellow]warning[/] {w}", highlight=False)
+            console.print(f"[yellow]warning[/] {w}", highlight=False, soft_wrap=True)
     if not quiet:
         console.print(report.summary(), highlight=False)

@@ -75,10 +75,14 @@ P = TypeVar("P", bound="LayerPlan")
 # -- options -------------------------------------------------------------------------------------
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, cli: str | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+def option(
+    default: Any = dataclasses.MISSING, *, help: str, cli: str | None = None, key: bool = True, default_factory: Any = dataclasses.MISSING
+) -> Any:
     """A field of a layer's :class:`LayerOptions`: ``help`` is shown by ``cim convert KIND --help``,
-    ``cli`` names the command-line flag when it is not ``--<field-name>``."""
-    metadata = {"help": help, "cli": cli}
+    ``cli`` names the command-line flag when it is not ``--<field-name>``; ``key=False`` for an
+    option that changes how the work is done but never its output (threads, memory budgets), so
+    that changing it still resumes an interrupted build (see :meth:`LayerOptions.key`)."""
+    metadata = {"help": help, "cli": cli, "key": key}
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -117,6 +121,11 @@ class LayerOptions:
 
     def check(self, where: str) -> None:
         """Check values together (ranges, combinations); raise CimInputError naming the key."""
+
+    def key(self) -> dict[str, Any]:
+        """The options that decide the output, for the build key (those made with ``key=False``
+        left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("key", True)}
 
     def changed(self) -> dict[str, Any]:
         """The fields whose value differs from the default."""
@@ -438,7 +447,7 @@ def run_layer(
     if not paths:
         raise CimInputError(f"layer {layer_id}: no source given")
     if len(paths) > 1 and not builder.multiple_sources:
-        raise CimInputError(f"layer {layer_id}: a {builder.kind} layer takes one source, got {len(paths)}")
+        raise CimInputError(f"layer {layer_id}: the {builder.kind} kind takes one source, got {len(paths)}")
     run = LayerRun(layer_id, builder.kind, Path(out) if out is not None else city.out / layer_id, city)
     plan = builder.plan(paths, options, run)
     run.store = TileStore(run.out, plan.key, index=builder.index, content=builder.content)

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +123,8 @@ class PointCloudOptions(LayerOptions):
     leaf_points: int = option(60_000, help="Most points in a leaf tile.")
     node_bits: int = option(7, help="A node keeps one point per cell of a 2^node_bits grid over its cube (7: Potree's spacing).")
     chunk_points: int = option(1_000_000, help="Most points a job indexes at once (bounds its memory).")
-    batch_points: int = option(1 << 19, help="Points read and staged at once (bounds a reader's memory).")
-    stage_memory: int = option(256 << 20, help="Bytes of staged points kept in memory; the rest spill to temporary files.")
+    batch_points: int = option(1 << 19, help="Points read and staged at once (bounds a reader's memory).", key=False)
+    stage_memory: int = option(256 << 20, help="Bytes of staged points kept in memory; the rest spill to temporary files.", key=False)
     tolerance: float = option(1e-3, help="Largest reprojection error (m) accepted from a local fit before exact pyproj.")
     max_step: float = option(0.005, help="Largest 16-bit quantization step (m); coarser nodes store float32 positions.")
     precision: float | None = option(None, help="Position quantization step (m) [default: the files' LAS scale, 0.1 mm to 1 cm].")
@@ -193,7 +193,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
         boxes = [header_box_enu(s, frame) for s in srcs]
         fits = [source_transform(s, frame, options.tolerance).piecewise(np.array(s.mins), np.array(s.maxs)) for s in srcs]
         grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=options.node_bits)
-        key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], asdict(options), frame.to_dict())
+        key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], options.key(), frame.to_dict())
         small = total < IN_PROCESS_POINTS
         workers = run.city.engine.workers_for(small)
         ranges = list(_ranges(srcs, total, workers + 1, options.batch_points))

@@ -141,7 +141,7 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
             options.origin,
             options.rotation,
             require_georef,
-            repr(options),  # the options' dataclass repr: as exact as asdict, without its deep copies
+            options.key(),
         )
         taken: set[str] = set()
         names = [_model_name(p, taken) for p in files]

@@ -24,12 +24,14 @@ class BimOptions(LayerOptions):
     rotation: float | None = option(None, help="Degrees counter-clockwise from grid east to the models' +X.")
     element_timeout: float = option(60.0, help="Seconds one element may take before it is stopped and reported.")
     max_voids: int = option(256, help="An element with more openings is drawn without them (0: subtract them all).")
-    threads: int | None = option(None, help="Geometry iterator threads [default: the number of cores, at most 8].")
+    threads: int | None = option(None, help="Geometry iterator threads [default: the number of cores, at most 8].", key=False)
     geometry_library: Literal["opencascade", "manifold"] = option("opencascade", help="ifcopenshell's geometry kernel.")
     start: Literal["auto", "process", "spawn"] = option(
-        "auto", help="Where the geometry kernel runs: auto (tiny models in this process), process, or spawn (a fresh interpreter)."
+        "auto",
+        help="Where the geometry kernel runs: auto (tiny models in this process), process, or spawn (a fresh interpreter).",
+        key=False,
     )
-    in_process_elements: int = option(8, help="The most elements a model made in this process may have (0: never).")
+    in_process_elements: int = option(8, help="The most elements a model made in this process may have (0: never).", key=False)
     max_triangles: int = option(300_000, help="Most triangles in one storey or detail tile.")
     min_storey_size: float = option(0.5, help="Elements smaller than this (m, box diagonal) wait for the detail tiles.")
     max_properties: int = option(256, help="Most property-set columns per model (the most common first).")

@@ -38,9 +38,10 @@ How it is made
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class TerrainInfo(LayerInfo):
     maxzoom: int
     #: the error bound of each level, metres (keys: levels as text)
     max_error: dict[str, float]
-    #: the worst TIN of each level written by this run, metres
+    #: the worst TIN of each level, metres
     measured_error: dict[str, float]
     dem_cell_size: float
 
@@ -124,9 +125,7 @@ class BlockResult:
     tiles: dict[int, list[tuple[int, int]]]
     low: float
     high: float
-    worst: dict[int, float]  # the worst TIN error of each level written
-    vertices: int  # at the deepest level
-    triangles: int
+    stats: TileStats
 
 
 class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
@@ -176,19 +175,17 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
             state = TerrainState(dem, plan.max_zoom, plan.block_zoom, plan.error_factor, run.store.sink())
             blocks = [b for b in run.map(block_job, state, plan.jobs, stage="blocks") if b is not None]
             if not blocks:
-                raise CimInputError(f"{dem.path}: the DEM has no data (every cell is no-data or outside its extent)")
+                raise CimInputError(_no_block_message(dem, plan.max_zoom))
             tiles: dict[int, set[tuple[int, int]]] = {
                 z: {t for b in blocks for t in b.tiles[z]} for z in range(plan.max_zoom, plan.block_zoom - 1, -1)
             }
-            worst: dict[int, float] = {}
+            stats = TileStats({}, {}, {})
             for b in blocks:
-                for z, e in b.worst.items():
-                    worst[z] = max(worst.get(z, 0.0), e)
+                stats.add(b.stats)
             parts = _coarse_levels(blocks, tiles, plan.block_zoom, plan.min_zoom)
-            items, errors, _ = _encode(parts, plan.error_factor, run.store.is_done)
+            items, coarse = _encode(parts, plan.error_factor, run.store.meta, run.store.is_done)
             run.store.write_many(items)
-            for z, e in errors.items():
-                worst[z] = max(worst.get(z, 0.0), e)
+            stats.add(coarse)
         finally:
             dem.close()
             _thread_scratch.__dict__.clear()  # this thread's buffers, when it ran jobs itself
@@ -210,7 +207,7 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
             index=doc,
             count=dem.width * dem.height,
             tiles=sum(len(t) for t in tiles.values()),
-            triangles=sum(b.triangles for b in blocks),
+            triangles=stats.triangles.get(zmax, 0),
             bounds={
                 "west": dem.bounds[0],
                 "south": dem.bounds[1],
@@ -224,10 +221,23 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
                 minzoom=plan.min_zoom,
                 maxzoom=zmax,
                 max_error=max_error,
-                measured_error={str(z): round(e, 4) for z, e in sorted(worst.items())},
+                measured_error={str(z): round(e, 4) for z, e in sorted(stats.worst.items())},
                 dem_cell_size=dem.cell_size,
             ),
         )
+
+
+def _no_block_message(dem: TerrainDem, max_zoom: int) -> str:
+    """Why no block holds a DEM sample: no data at all, or a lattice too coarse to hit the DEM."""
+    step = sample_degrees(max_zoom)
+    width, height = dem.bounds[2] - dem.bounds[0], dem.bounds[3] - dem.bounds[1]
+    if min(width, height) < 2 * step:
+        return (
+            f"{dem.path}: max_zoom {max_zoom} is too coarse for this DEM: its samples lie {step * 111_320:.0f} m apart and the DEM "
+            f"is {min(width, height) * 111_320:.0f} m across; leave max_zoom out (the DEM's cells suggest "
+            f"{level_for_resolution(dem.cell_size, dem.centre_lat)}) or choose a finer one"
+        )
+    return f"{dem.path}: the DEM has no data (every cell is no-data or outside its extent)"
 
 
 def _dem_index_range(bounds: tuple[float, float, float, float], z: int) -> tuple[int, int, int, int]:
@@ -241,25 +251,62 @@ def _dem_index_range(bounds: tuple[float, float, float, float], z: int) -> tuple
     )
 
 
-def _encode(parts: list[LevelTiles], error_factor: float, is_done) -> tuple[list[tuple[str, bytes]], dict[int, float], np.ndarray]:
-    """Mesh and encode the parts' tiles, leaving out those an earlier run finished;
-    returns the files to write, the worst TIN error of each level (the grid levels have none) and
-    each tile's (vertices, triangles)."""
+@dataclass
+class TileStats:
+    """What a set of terrain tiles adds to the layer's summary."""
+
+    worst: dict[int, float]  # the worst TIN error of each meshed level (the grid levels have none)
+    vertices: dict[int, int]  # per level
+    triangles: dict[int, int]
+
+    @classmethod
+    def of(cls, metas: list[tuple[int, dict[str, Any]]]) -> TileStats:
+        """From each tile's level and logged facts (``{"v", "t", "e"}``)."""
+        stats = cls({}, {}, {})
+        for z, m in metas:
+            stats.vertices[z] = stats.vertices.get(z, 0) + int(m["v"])
+            stats.triangles[z] = stats.triangles.get(z, 0) + int(m["t"])
+            if z > GRID_LEVELS:
+                stats.worst[z] = max(stats.worst.get(z, 0.0), float(m["e"]))
+        return stats
+
+    def add(self, other: TileStats) -> None:
+        for z, e in other.worst.items():
+            self.worst[z] = max(self.worst.get(z, 0.0), e)
+        for z, n in other.vertices.items():
+            self.vertices[z] = self.vertices.get(z, 0) + n
+        for z, n in other.triangles.items():
+            self.triangles[z] = self.triangles.get(z, 0) + n
+
+
+def _encode(
+    parts: list[LevelTiles], error_factor: float, meta_of: Callable[[str], dict[str, Any] | None], is_done: Callable[[str], bool]
+) -> tuple[list[tuple[str, bytes, dict[str, Any]]], TileStats]:
+    """Mesh and encode the parts' tiles, leaving out those an earlier run finished; returns the
+    files to write, each with its facts (vertices, triangles, TIN error) for the build log, and the
+    stats of every tile of the parts (those of finished tiles read back from the log, so a resumed
+    build reports what an uninterrupted one does)."""
     todo = []
+    metas: list[tuple[int, dict[str, Any]]] = []
     for p in parts:
         names = [f"{p.z}/{x}/{y}.terrain" for x, y in p.tiles]
-        fresh = [i for i, name in enumerate(names) if not is_done(name)]
+        fresh = []
+        for i, name in enumerate(names):
+            done = meta_of(name) if is_done(name) else None
+            if done is None:
+                fresh.append(i)  # (a tile logged without its facts is made again)
+            else:
+                metas.append((p.z, done))
         if fresh:
             todo.append(LevelTiles(p.grid, p.z, [p.tiles[i] for i in fresh], np.asarray(p.rows0)[fresh], np.asarray(p.cols0)[fresh]))
     data, errors, counts = encode_terrain_tiles(todo, error_factor)
     tile_keys = [(p.z, x, y) for p in todo for x, y in p.tiles]
-    levels = np.array([z for z, _, _ in tile_keys], dtype=np.int64)
-    worst = {z: float(errors[levels == z].max()) for z in set(levels.tolist()) if z > GRID_LEVELS}
-    return (
-        [(f"{z}/{x}/{y}.terrain", blob) for (z, x, y), blob in zip(tile_keys, data)],
-        worst,
-        np.column_stack([levels, counts]) if len(tile_keys) else np.zeros((0, 3), np.int64),
-    )
+    items = []
+    for (z, x, y), blob, err, (nv, nt) in zip(tile_keys, data, errors.tolist(), counts.tolist()):
+        meta = {"v": int(nv), "t": int(nt), "e": float(err) if z > GRID_LEVELS else 0.0}
+        items.append((f"{z}/{x}/{y}.terrain", blob, meta))
+        metas.append((z, meta))
+    return items, TileStats.of(metas)
 
 
 _thread_scratch = threading.local()
@@ -315,14 +362,17 @@ def block_job(state: TerrainState, key: tuple[int, int]) -> BlockResult | None:
         r0, c0 = m - 1 + ty.min() * INTERVALS, m - 1 + tx.min() * INTERVALS
         r1, c1 = m + 2 + (ty.max() + 1) * INTERVALS, m + 2 + (tx.max() + 1) * INTERVALS
         src = raw[::step, ::step][r0:r1, c0:c1]
-        g = fill_nodata(src, out=_scratch(f"fill{k}", src.shape))
+        g = _scratch(f"fill{k}", src.shape)
+        if np.isnan(src).all():  # the DEM lies between this level's samples: its mean height stands in
+            g[...] = np.nanmean(raw)
+        else:
+            fill_nodata(src, out=g)
         parts.append(LevelTiles(g, z, tiles[z], m + ty * INTERVALS - r0, m + tx * INTERVALS - c0))
-    items, worst, counts = _encode(parts, state.error_factor, state.sink.is_done)
-    for rel, data in items:
-        state.sink.write(rel, data)
-    deepest = counts[counts[:, 0] == state.max_zoom]
+    items, stats = _encode(parts, state.error_factor, state.sink.meta, state.sink.is_done)
+    for rel, data, meta in items:
+        state.sink.write(rel, data, meta)
     # at the block level the one tile is the whole block: its grid is the block's, margin included
-    return BlockResult(bx, by, g.copy(), tiles, low, high, worst, int(deepest[:, 1].sum()), int(deepest[:, 2].sum()))
+    return BlockResult(bx, by, g.copy(), tiles, low, high, stats)
 
 
 def _coarse_levels(blocks: list[BlockResult], tiles: dict[int, set[tuple[int, int]]], zb: int, min_zoom: int) -> list[LevelTiles]:
