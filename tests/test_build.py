@@ -36,7 +36,9 @@ def test_tileset_is_3d_tiles_1_1_with_enu_root_transform(tiny_city):
     manifest = json.loads((tiny_city / "city.json").read_text())
     assert ts["asset"]["version"] == "1.1"
     o = manifest["origin"]
-    np.testing.assert_allclose(np.array(ts["root"]["transform"]).reshape(4, 4).T, LocalFrame(o["lon"], o["lat"], o["height"]).matrix(), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(ts["root"]["transform"]).reshape(4, 4).T, LocalFrame(o["lon"], o["lat"], o["height"]).matrix(), atol=1e-6
+    )
     assert 105.6 < o["lon"] < 105.8 and 34.5 < o["lat"] < 34.7 and 1050 < o["height"] < 1200
     tiles = list(_tiles(ts["root"]))
     assert len(tiles) > 4, "the small-tile tiny city should have levels of detail"
@@ -170,12 +172,24 @@ def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sou
     geoms = list(shapely.from_wkb(wkb))
     xmin, ymin, xmax, ymax = tiny_sources.bounds
     geoms.append(Polygon([(xmax + 500, ymin), (xmax + 520, ymin), (xmax + 520, ymin + 20), (xmax + 500, ymin + 20)]))
-    data = [np.append(np.asarray(col, dtype=object), value) for col, value in zip(fields, ["FAR-1", "Far", "residential", 3, 9.5, 2000, "x", "Maiji"])]
+    data = [
+        np.append(np.asarray(col, dtype=object), value)
+        for col, value in zip(fields, ["FAR-1", "Far", "residential", 3, 9.5, 2000, "x", "Maiji"])
+    ]
     data[3] = data[3].astype(np.int32)
     data[4] = data[4].astype(np.float64)
     data[5] = data[5].astype(np.int32)
     path = tmp_path / "with-far.gpkg"
-    pyogrio.raw.write(str(path), shapely.to_wkb(np.array(geoms, dtype=object)), data, list(meta["fields"]), driver="GPKG", geometry_type="Unknown", crs="EPSG:4544", promote_to_multi=False)
+    pyogrio.raw.write(
+        str(path),
+        shapely.to_wkb(np.array(geoms, dtype=object)),
+        data,
+        list(meta["fields"]),
+        driver="GPKG",
+        geometry_type="Unknown",
+        crs="EPSG:4544",
+        promote_to_multi=False,
+    )
     with pytest.warns(OutsideDataWarning, match=r"1 building\(s\) lie outside the DEM dem\.tif.*FAR-1"):
         report = cim.convert_buildings(path, tmp_path / "out", dem=tiny_sources.dem)
     layer = report.layers[0]

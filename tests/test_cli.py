@@ -25,7 +25,17 @@ def test_sample_build_convert_end_to_end(tmp_path):
     assert layer["kind"] == "buildings" and layer["cim_level"] == 2 and layer["count"] == 126
     assert (tmp_path / "out" / layer["url"]).exists()
 
-    r = runner.invoke(cli, ["convert", "buildings", str(tmp_path / "src" / "data" / "buildings.gpkg"), str(tmp_path / "conv"), "--dem", str(tmp_path / "src" / "data" / "dem.tif")])
+    r = runner.invoke(
+        cli,
+        [
+            "convert",
+            "buildings",
+            str(tmp_path / "src" / "data" / "buildings.gpkg"),
+            str(tmp_path / "conv"),
+            "--dem",
+            str(tmp_path / "src" / "data" / "dem.tif"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "conv" / "city.json").read_text())["layers"][0]["url"] == "tileset.json"
 
@@ -33,7 +43,14 @@ def test_sample_build_convert_end_to_end(tmp_path):
 def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path):
     runner = CliRunner()
     shp = tmp_path / "nocrs.shp"
-    pyogrio.raw.write(str(shp), np.array([shapely.to_wkb(Polygon([(0, 0), (9, 0), (9, 9)]))], dtype=object), [np.array(["a"], dtype=object)], ["id"], driver="ESRI Shapefile", geometry_type="Polygon")
+    pyogrio.raw.write(
+        str(shp),
+        np.array([shapely.to_wkb(Polygon([(0, 0), (9, 0), (9, 9)]))], dtype=object),
+        [np.array(["a"], dtype=object)],
+        ["id"],
+        driver="ESRI Shapefile",
+        geometry_type="Polygon",
+    )
     r = runner.invoke(cli, ["convert", "buildings", str(shp), str(tmp_path / "o")])
     assert r.exit_code == 1
     assert "error:" in r.output and "nocrs.shp" in r.output and "--crs" in r.output
@@ -83,7 +100,21 @@ def test_convert_bim_needs_a_georeference_or_an_origin(tiny_sources, tmp_path):
     (tmp_path / "bare.ifc").write_text(bare)
     r = runner.invoke(cli, ["convert", "bim", str(tmp_path / "bare.ifc"), str(tmp_path / "bare")])
     assert r.exit_code == 1 and "--origin" in r.output, r.output
-    r = runner.invoke(cli, ["convert", "bim", str(tmp_path / "bare.ifc"), str(tmp_path / "bare"), "--crs", "EPSG:4544", "--origin", "566000", "3828000", "1120"])
+    r = runner.invoke(
+        cli,
+        [
+            "convert",
+            "bim",
+            str(tmp_path / "bare.ifc"),
+            str(tmp_path / "bare"),
+            "--crs",
+            "EPSG:4544",
+            "--origin",
+            "566000",
+            "3828000",
+            "1120",
+        ],
+    )
     assert r.exit_code == 0, r.output
 
 

@@ -93,7 +93,17 @@ def test_bad_imagery_is_a_clear_error(tmp_path):
     with pytest.raises(CimCRSError, match="nocrs.tif"):
         cim.build_layer("imagery", nocrs, tmp_path / "a")
     floats = tmp_path / "floats.tif"
-    with rasterio.open(floats, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32", crs="EPSG:4544", transform=rasterio.transform.from_origin(566000, 3828000, 1, 1)) as ds:
+    with rasterio.open(
+        floats,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="float32",
+        crs="EPSG:4544",
+        transform=rasterio.transform.from_origin(566000, 3828000, 1, 1),
+    ) as ds:
         ds.write(np.zeros((1, 8, 8), np.float32))
     with pytest.raises(CimInputError, match="8-bit"):
         cim.build_layer("imagery", floats, tmp_path / "b")

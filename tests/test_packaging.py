@@ -49,16 +49,24 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = root / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
-        check=True, cwd=root, capture_output=True, text=True,
+        check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
     )
     wheel = next(dist.glob("cim-*.whl"))
     env = root / "venv"
     venv.EnvBuilder(with_pip=False).create(env)
     python = env / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True, text=True)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     Path(purelib, "_test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     return env
 
@@ -84,8 +92,12 @@ def test_cim_serve_from_the_installed_package_serves_a_working_viewer(installed:
     port = _free_port()
     log = installed / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(installed / "bin" / "cim"), "serve", str(tiny_city), "--port", str(port)],
-                                cwd=installed, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(installed / "bin" / "cim"), "serve", str(tiny_city), "--port", str(port)],
+            cwd=installed,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -20,10 +20,22 @@ def _rows(layer: str, n: int, offset: float = 0.0, *, bad: bool = False) -> Sear
     if bad:
         uses[1] = {"not": "bindable"}  # a value SQLite cannot store
     return SearchRows(
-        layer, np.array([f"{layer}-{i}" for i in range(n)], dtype=object), None, None, lon, lat,
-        lon - 5e-5, lat - 5e-5, lon + 5e-5, lat + 5e-5, np.zeros(n), np.full(n, 12.0),
+        layer,
+        np.array([f"{layer}-{i}" for i in range(n)], dtype=object),
+        None,
+        None,
+        lon,
+        lat,
+        lon - 5e-5,
+        lat - 5e-5,
+        lon + 5e-5,
+        lat + 5e-5,
+        np.zeros(n),
+        np.full(n, 12.0),
         columns={"name": names, "use": uses, "floors": np.arange(n, dtype=np.int64)},
-        types={"name": "STRING", "use": "STRING", "floors": "INT32"}, title_column="name", text_columns=("use",),
+        types={"name": "STRING", "use": "STRING", "floors": "INT32"},
+        title_column="name",
+        text_columns=("use",),
     )
 
 
@@ -42,16 +54,22 @@ def test_forked_and_threaded_writers_write_the_same_index(tmp_path):
     assert _dump(tmp_path / "True.sqlite") == _dump(tmp_path / "False.sqlite")
     hits = search(tmp_path / "True.sqlite", "school", limit=1000)
     assert len(hits) == 10 + 167 and {h["layer"] for h in hits} == {"bim", "buildings"}
-    assert search(tmp_path / "True.sqlite", "buildings hall 499")[0]["properties"] == {"name": "buildings hall 499", "use": None, "floors": 499}
+    assert search(tmp_path / "True.sqlite", "buildings hall 499")[0]["properties"] == {
+        "name": "buildings hall 499",
+        "use": None,
+        "floors": 499,
+    }
 
 
 @fork_only
 def test_a_failing_child_is_a_clear_error_and_leaves_no_file(tmp_path):
     target = tmp_path / "search.sqlite"
-    with pytest.raises(CimIOError, match="search.sqlite: writing the search index failed: .*bind"):
-        with SearchIndexWriter(target, processes=True) as w:
-            w.add(_rows("buildings", 5, bad=True))
-            w.finish()
+    with (
+        pytest.raises(CimIOError, match="search.sqlite: writing the search index failed: .*bind"),
+        SearchIndexWriter(target, processes=True) as w,
+    ):
+        w.add(_rows("buildings", 5, bad=True))
+        w.finish()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -62,8 +80,7 @@ def test_abort_keeps_the_previous_index(tmp_path, processes):
         w.add(_rows("old", 3))
         w.finish()
     before = _dump(target)
-    with pytest.raises(RuntimeError):
-        with SearchIndexWriter(target, processes=processes) as w:
-            w.add(_rows("new", 20000))
-            raise RuntimeError("the build failed")
+    with pytest.raises(RuntimeError), SearchIndexWriter(target, processes=processes) as w:
+        w.add(_rows("new", 20000))
+        raise RuntimeError("the build failed")
     assert _dump(target) == before and [p.name for p in tmp_path.iterdir()] == ["search.sqlite"]

@@ -60,7 +60,9 @@ class Verdict:
 
     def report_warnings(self) -> None:
         """Print the warnings (shown with -rA or on failure) and raise them as pytest warnings."""
-        assert (self.warnings > 0) == bool(self.warning_messages), f"{self.name}: {self.warnings} warning(s) counted, messages {dict(self.warning_messages)}"
+        assert (self.warnings > 0) == bool(self.warning_messages), (
+            f"{self.name}: {self.warnings} warning(s) counted, messages {dict(self.warning_messages)}"
+        )
         for message, n in self.warning_messages.items():
             text = f"{self.name}: {message}" + (f" (x{n})" if n > 1 else "")
             print("3d-tiles-validator warning:", text)
@@ -119,12 +121,16 @@ def validator(tmp_path_factory: pytest.TempPathFactory) -> Validator:
         pytest.skip(f"the CesiumGS 3d-tiles-validator wrapper is not at {TOOL} (the ../shared folder beside the checkout is missing)")
     v = Validator(tmp_path_factory.mktemp("3d-tiles-validator-reports"))
     broken = tmp_path_factory.mktemp("broken-tileset")
-    doc = {"asset": {"version": "1.1"}, "geometricError": 1.0,
-           "root": {"refine": "ADD", "boundingVolume": {"sphere": [0, 0, 0, 1]}, "geometricError": 0.0, "content": {"uri": "missing.glb"}}}
+    doc = {
+        "asset": {"version": "1.1"},
+        "geometricError": 1.0,
+        "root": {"refine": "ADD", "boundingVolume": {"sphere": [0, 0, 0, 1]}, "geometricError": 0.0, "content": {"uri": "missing.glb"}},
+    }
     (broken / "tileset.json").write_text(json.dumps(doc))
     verdict = v.run("self-check", broken)
     assert verdict.errors > 0 and any("missing.glb" in m for m in verdict.error_messages), (
-        f"the validator did not report a missing content file; it cannot be trusted:\n{verdict.describe()}")
+        f"the validator did not report a missing content file; it cannot be trusted:\n{verdict.describe()}"
+    )
     return v
 
 
@@ -189,11 +195,16 @@ REAL: dict[str, tuple[str, Callable[[Path, Path], object]]] = {
     "laz-laspy_simple": ("pointcloud/laspy_simple.laz", lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:2994")),
     "laz-laspy_autzen_trim": ("pointcloud/laspy_autzen_trim.laz", lambda s, o: cim.convert_pointcloud(s, o)),
     # its header says WGS 84 about UTM-like numbers: cim refuses it unless the CRS is overridden
-    "las-laspy_simple1_4": ("pointcloud/laspy_simple1_4.las", lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:32631", crs_override=True)),
+    "las-laspy_simple1_4": (
+        "pointcloud/laspy_simple1_4.las",
+        lambda s, o: cim.convert_pointcloud(s, o, crs="EPSG:32631", crs_override=True),
+    ),
     # no height attribute: every building gets the default height
     "shp-osgearth_dcbuildings": ("vector/osgearth_dcbuildings.shp", lambda s, o: cim.convert_buildings(s, o)),
-    "geojson-urbanopt_example_project": ("vector/urbanopt_example_project.json",
-                                         lambda s, o: cim.convert_buildings(s, o, height=None, floors="number_of_stories", storey_height=3.5)),
+    "geojson-urbanopt_example_project": (
+        "vector/urbanopt_example_project.json",
+        lambda s, o: cim.convert_buildings(s, o, height=None, floors="number_of_stories", storey_height=3.5),
+    ),
 }
 
 

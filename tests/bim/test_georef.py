@@ -18,7 +18,9 @@ from cim.sources.ifc import open_ifc, read_georeference
 from cim.warnings import GeoreferenceWarning
 from tests.helpers.bim import all_ecef, city_frame, geodetic_enu_to_ecef, map_to_ecef, nearest
 
-SPEC = dict(easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=12.0, depth=8.0, storeys=1, name="Geo", seed=5)
+SPEC = dict(
+    easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=12.0, depth=8.0, storeys=1, name="Geo", seed=5
+)
 CORNER = np.array([[-6.0, -4.0, 0.0], [6.0, 4.0, 0.0]])  # two outer corners of the sample, model metres
 
 
@@ -83,9 +85,18 @@ def test_ifc4x3_map_conversion_scaled(tmp_path):
     f = ifcopenshell.open(str(path))
     op = f.by_type("IfcMapConversion")[0]
     scaled = f.create_entity(
-        "IfcMapConversionScaled", SourceCRS=op.SourceCRS, TargetCRS=op.TargetCRS, Eastings=op.Eastings, Northings=op.Northings,
-        OrthogonalHeight=op.OrthogonalHeight, XAxisAbscissa=op.XAxisAbscissa, XAxisOrdinate=op.XAxisOrdinate, Scale=op.Scale,
-        FactorX=0.9996, FactorY=0.9996, FactorZ=1.0,
+        "IfcMapConversionScaled",
+        SourceCRS=op.SourceCRS,
+        TargetCRS=op.TargetCRS,
+        Eastings=op.Eastings,
+        Northings=op.Northings,
+        OrthogonalHeight=op.OrthogonalHeight,
+        XAxisAbscissa=op.XAxisAbscissa,
+        XAxisOrdinate=op.XAxisOrdinate,
+        Scale=op.Scale,
+        FactorX=0.9996,
+        FactorY=0.9996,
+        FactorZ=1.0,
     )
     f.remove(op)
     f.write(str(path))
@@ -118,13 +129,26 @@ def write_ifc2x3_wall(path: Path, *, epset: dict | None, site: tuple | None = No
     if site:
         lat, lon = site
     ifc_site = f.createIfcSite(g(), owner, "site", None, None, placement, None, None, "ELEMENT", lat, lon, 0.0, None, None)
-    storey = f.createIfcBuildingStorey(g(), owner, "L0", None, None, f.createIfcLocalPlacement(placement, origin), None, None, "ELEMENT", 0.0)
+    storey = f.createIfcBuildingStorey(
+        g(), owner, "L0", None, None, f.createIfcLocalPlacement(placement, origin), None, None, "ELEMENT", 0.0
+    )
     f.createIfcRelAggregates(g(), owner, None, None, project, [ifc_site])
     f.createIfcRelAggregates(g(), owner, None, None, ifc_site, [storey])
-    profile = f.createIfcRectangleProfileDef("AREA", None, f.createIfcAxis2Placement2D(f.createIfcCartesianPoint((2500.0, 100.0)), None), 5000.0, 200.0)
+    profile = f.createIfcRectangleProfileDef(
+        "AREA", None, f.createIfcAxis2Placement2D(f.createIfcCartesianPoint((2500.0, 100.0)), None), 5000.0, 200.0
+    )
     solid = f.createIfcExtrudedAreaSolid(profile, origin, f.createIfcDirection((0.0, 0.0, 1.0)), 3000.0)
     body = f.createIfcShapeRepresentation(ctx, "Body", "SweptSolid", [solid])
-    wall = f.createIfcWallStandardCase(g(), owner, "wall", None, None, f.createIfcLocalPlacement(storey.ObjectPlacement, origin), f.createIfcProductDefinitionShape(None, None, [body]), None)
+    wall = f.createIfcWallStandardCase(
+        g(),
+        owner,
+        "wall",
+        None,
+        None,
+        f.createIfcLocalPlacement(storey.ObjectPlacement, origin),
+        f.createIfcProductDefinitionShape(None, None, [body]),
+        None,
+    )
     f.createIfcRelContainedInSpatialStructure(g(), owner, None, None, [wall], storey)
     if epset:
         props = []
@@ -149,10 +173,19 @@ WALL_CORNERS = np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [5.0, 0.2, 3.0], [0.0
 
 def test_ifc2x3_epset_map_conversion(tmp_path):
     th = math.radians(-15.0)
-    path = write_ifc2x3_wall(tmp_path / "w.ifc", epset={
-        "Eastings": 566010.0, "Northings": 3827020.0, "OrthogonalHeight": 1149.0,
-        "XAxisAbscissa": math.cos(th), "XAxisOrdinate": math.sin(th), "Scale": 0.001, "Name": "EPSG:4544", "MapUnit": "METRE",
-    })
+    path = write_ifc2x3_wall(
+        tmp_path / "w.ifc",
+        epset={
+            "Eastings": 566010.0,
+            "Northings": 3827020.0,
+            "OrthogonalHeight": 1149.0,
+            "XAxisAbscissa": math.cos(th),
+            "XAxisOrdinate": math.sin(th),
+            "Scale": 0.001,
+            "Name": "EPSG:4544",
+            "MapUnit": "METRE",
+        },
+    )
     geo = read_georeference(open_ifc(path))
     assert geo.kind == "ePSet_MapConversion" and geo.crs_name == "EPSG:4544" and geo.map_unit == 1.0
     out = tmp_path / "out"
@@ -174,8 +207,14 @@ def test_ifcsite_reference_point_and_true_north(tmp_path):
     out = tmp_path / "out"
     cim.build_layer("bim", [path], out, frame=city_frame(), crs="EPSG:4544")
     th = math.radians(20)
-    enu = np.stack([WALL_CORNERS[:, 0] * math.cos(th) - WALL_CORNERS[:, 1] * math.sin(th),
-                    WALL_CORNERS[:, 0] * math.sin(th) + WALL_CORNERS[:, 1] * math.cos(th), WALL_CORNERS[:, 2]], axis=1)
+    enu = np.stack(
+        [
+            WALL_CORNERS[:, 0] * math.cos(th) - WALL_CORNERS[:, 1] * math.sin(th),
+            WALL_CORNERS[:, 0] * math.sin(th) + WALL_CORNERS[:, 1] * math.cos(th),
+            WALL_CORNERS[:, 2],
+        ],
+        axis=1,
+    )
     want = geodetic_enu_to_ecef(lon, lat, 0.0, enu)
     assert nearest(all_ecef(out), want).max() < 0.01
 

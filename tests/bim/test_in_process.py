@@ -55,7 +55,9 @@ def _admits(path: Path, max_elements: int = MANY) -> bool:
 
 def add_round_column(f: ifcopenshell.file) -> str:
     """A column of circular section: its faces are curved, approximated to a tolerance."""
-    solid = f.createIfcExtrudedAreaSolid(f.createIfcCircleProfileDef("AREA", None, None, 200.0), None, f.createIfcDirection((0.0, 0.0, 1.0)), 3000.0)
+    solid = f.createIfcExtrudedAreaSolid(
+        f.createIfcCircleProfileDef("AREA", None, None, 200.0), None, f.createIfcDirection((0.0, 0.0, 1.0)), 3000.0
+    )
     column = f.createIfcColumn(ifcopenshell.guid.new(), None, "round", None, None, placement(f, 1000, 1000, 0), body(f, solid), None)
     f.createIfcRelContainedInSpatialStructure(ifcopenshell.guid.new(), None, None, None, [column], storey(f))
     return column.GlobalId
@@ -75,10 +77,18 @@ def test_which_models_are_made_in_this_process(small, one_wall, tmp_path, monkey
 
 def test_in_process_meshes_are_those_of_a_process(small):
     here, hlog = {}, GeometryLog()
-    here = {g.guid: g for g in iter_element_geometry(small, _expected(small), GeometryOptions(in_process_elements=MANY), hlog, file=open_ifc(small))}
+    here = {
+        g.guid: g
+        for g in iter_element_geometry(small, _expected(small), GeometryOptions(in_process_elements=MANY), hlog, file=open_ifc(small))
+    }
     there, tlog = {}, GeometryLog()
     with process_policy(fork=True):  # as the cim command: the geometry process is forked
-        there = {g.guid: g for g in iter_element_geometry(small, _expected(small), GeometryOptions(start="process", in_process_elements=MANY), tlog, file=open_ifc(small))}
+        there = {
+            g.guid: g
+            for g in iter_element_geometry(
+                small, _expected(small), GeometryOptions(start="process", in_process_elements=MANY), tlog, file=open_ifc(small)
+            )
+        }
     assert (hlog.in_process, hlog.processes) == (True, 0)
     assert (tlog.in_process, tlog.processes, tlog.forked) == (False, 1, 1)
     assert set(here) == set(there) == {g for g, _ in _expected(small).values()}
@@ -94,9 +104,13 @@ def test_in_process_failures_are_reported_as_from_a_process(small, tmp_path):
     path, (broken,) = variant(small, tmp_path, add_broken_proxy)
     assert _admits(path)
     log = GeometryLog()
-    got = {g.guid for g in iter_element_geometry(path, _expected(path), GeometryOptions(in_process_elements=MANY), log, file=open_ifc(path))}
+    got = {
+        g.guid for g in iter_element_geometry(path, _expected(path), GeometryOptions(in_process_elements=MANY), log, file=open_ifc(path))
+    }
     plog = GeometryLog()
-    list(iter_element_geometry(path, _expected(path), GeometryOptions(start="process", in_process_elements=MANY), plog, file=open_ifc(path)))
+    list(
+        iter_element_geometry(path, _expected(path), GeometryOptions(start="process", in_process_elements=MANY), plog, file=open_ifc(path))
+    )
     assert log.in_process and log.processes == 0 and log.stalls == 0
     assert [x[:2] for x in log.failed] == [(broken, "IfcBuildingElementProxy")] and log.failed == plog.failed
     assert got == {g for g, _ in _expected(path).values()} - {broken}
@@ -171,7 +185,9 @@ def test_layer_inputs_are_checked_in_order(one_wall, tmp_path):
     with pytest.raises(CimCRSError, match="layer bim: crs.*EPSG:999999"):
         cim.build_layer("bim", [bad], tmp_path / "a1", frame=city_frame(), crs="EPSG:999999")
     with pytest.raises(CimCRSError, match="layer bim: crs.*EPSG:999999"):
-        cim.build_layer("bim", [one_wall], tmp_path / "a2", frame=city_frame(), crs="EPSG:999999", origin=(CITY["easting"], CITY["northing"], 1100.0))
+        cim.build_layer(
+            "bim", [one_wall], tmp_path / "a2", frame=city_frame(), crs="EPSG:999999", origin=(CITY["easting"], CITY["northing"], 1100.0)
+        )
     with pytest.raises(CimInputError, match="not a readable IFC"):
         cim.build_layer("bim", [bad], tmp_path / "b", frame=city_frame(), crs="EPSG:4544")
     with pytest.raises(CimIOError, match="no such IFC"):
@@ -190,6 +206,8 @@ def test_kernel_error_in_process_is_handled_as_a_crash(small, monkeypatch):
 
     monkeypatch.setattr(ifcopenshell.geom, "iterator", broken)
     log = GeometryLog()
-    got = {g.guid for g in iter_element_geometry(small, _expected(small), GeometryOptions(in_process_elements=MANY), log, file=open_ifc(small))}
+    got = {
+        g.guid for g in iter_element_geometry(small, _expected(small), GeometryOptions(in_process_elements=MANY), log, file=open_ifc(small))
+    }
     assert log.in_process and log.processes == 0 and log.stalls == 1
     assert got == {g for g, _ in _expected(small).values()} and not log.failed

@@ -15,8 +15,12 @@ from cim.warnings import GeometryWarning
 from tests.helpers.bim import all_ecef, city_frame, elements_of, layer_tiles, map_to_ecef, nearest, read_tile, walk_layer
 from tests.helpers.gltf import validate_glbs
 
-A = dict(easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=24.0, depth=14.0, storeys=4, name="Sample A", seed=1)
-B = dict(easting=566120.0, northing=3826960.0, base_height=1148.5, rotation_deg=-20.0, width=16.0, depth=10.0, storeys=2, name="Sample B", seed=3)
+A = dict(
+    easting=566000.0, northing=3827000.0, base_height=1150.0, rotation_deg=30.0, width=24.0, depth=14.0, storeys=4, name="Sample A", seed=1
+)
+B = dict(
+    easting=566120.0, northing=3826960.0, base_height=1148.5, rotation_deg=-20.0, width=16.0, depth=10.0, storeys=2, name="Sample B", seed=3
+)
 
 
 # -- the sample layer --------------------------------------------------------------------------
@@ -108,7 +112,9 @@ def test_storeys_present(sample_layer):
     assert result.info.storey_names == ["Ground floor", "Level 1", "Level 2", "Level 3"]  # both models' storeys, by elevation
     # one storey tile (and its detail) per storey under the exterior
     names = [tile["content"]["uri"] for tile, base, _, _, _ in walk_layer(out) if "sample_a" in base.as_posix()]
-    assert {n for n in names if n.endswith(("s00-0.glb", "s01-0.glb", "s02-0.glb", "s03-0.glb"))} == {f"tiles/s0{i}-0.glb" for i in range(4)}
+    assert {n for n in names if n.endswith(("s00-0.glb", "s01-0.glb", "s02-0.glb", "s03-0.glb"))} == {
+        f"tiles/s0{i}-0.glb" for i in range(4)
+    }
 
 
 def test_every_element_once_per_level_and_counts(sample_layer):
@@ -170,7 +176,9 @@ def test_levels_of_detail_errors_are_measured(sample_layer):
         checked += 1
     assert checked > 8
     # the far view holds the envelope, not the interior
-    root_tile = next(t for t, base, _, _, _ in tiles if t.get("content", {}).get("uri") == "tiles/exterior.glb" and "sample_a" in base.as_posix())
+    root_tile = next(
+        t for t, base, _, _, _ in tiles if t.get("content", {}).get("uri") == "tiles/exterior.glb" and "sample_a" in base.as_posix()
+    )
     base = next(b for t, b, _, _, _ in tiles if t is root_tile)
     root = read_tile(base / "tiles/exterior.glb")["table"]
     classes = set(root["IfcClass"])

@@ -69,7 +69,12 @@ def test_elements_classes_and_global_ids_preserved(ifc_dir, tmp_path, name):
     bare = [p for p in products if p.Representation is None]
     expected = {p.GlobalId: p.is_a() for p in products if p.Representation is not None and not p.is_a("IfcOpeningElement")}
     counts = COUNTS[name]
-    assert (len(products), len(openings), len(bare), len(expected)) == (counts["products"], counts["openings"], counts["no_representation"], counts["elements"])
+    assert (len(products), len(openings), len(bare), len(expected)) == (
+        counts["products"],
+        counts["openings"],
+        counts["no_representation"],
+        counts["elements"],
+    )
     site = f.by_type("IfcSite")
     frame = LocalFrame(*(site_reference(path)[:3])) if site and site[0].RefLatitude else LocalFrame(105.78, 34.57, 1100.0)
     result = cim.build_layer("bim", [path], tmp_path / "bim", frame=frame)
@@ -131,5 +136,7 @@ def test_placements_read_as_ifcopenshell_reads_them(ifc_dir, name):
     placements = f.by_type("IfcLocalPlacement")
     assert placements
     for p in placements:
-        np.testing.assert_allclose(axis2placement(p.RelativePlacement), ifcopenshell.util.placement.get_axis2placement(p.RelativePlacement), atol=1e-12)
+        np.testing.assert_allclose(
+            axis2placement(p.RelativePlacement), ifcopenshell.util.placement.get_axis2placement(p.RelativePlacement), atol=1e-12
+        )
         np.testing.assert_allclose(local_placement(p), ifcopenshell.util.placement.get_local_placement(p), atol=1e-9)

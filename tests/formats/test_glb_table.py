@@ -9,8 +9,17 @@ from cim.formats.glb import FeatureColumns, GltfBuilder, add_property_table, rea
 from cim.formats.glb_table import ColumnBlock
 
 N = 37
-TYPES = {"name": "STRING", "label": "STRING", "empty": "STRING", "area": "FLOAT64", "storeys": "INT32", "code": "INT64", "external": "BOOLEAN",
-         "rooms": "INT32", "loadbearing": "BOOLEAN"}
+TYPES = {
+    "name": "STRING",
+    "label": "STRING",
+    "empty": "STRING",
+    "area": "FLOAT64",
+    "storeys": "INT32",
+    "code": "INT64",
+    "external": "BOOLEAN",
+    "rooms": "INT32",
+    "loadbearing": "BOOLEAN",
+}
 
 
 def _columns(seed: int = 1) -> dict[str, np.ndarray]:
@@ -48,7 +57,9 @@ def test_block_tables_match_add_property_table(pick):
     present = {"external": np.random.default_rng(2).random(N) < 0.7}
     block = ColumnBlock(raw, TYPES, present)
     rng = np.random.default_rng(3)
-    rows = {"all": np.arange(N), "five": np.sort(rng.permutation(N)[:5]), "one": np.array([3]), "eight-shuffled": rng.permutation(N)[:8]}[pick]
+    rows = {"all": np.arange(N), "five": np.sort(rng.permutation(N)[:5]), "one": np.array([3]), "eight-shuffled": rng.permutation(N)[:8]}[
+        pick
+    ]
     ref_doc, ref_values, doc, binary = _tables(rows, block, columns)
     values = read_property_table(doc, binary)
     assert values == ref_values
@@ -84,14 +95,17 @@ def test_block_encodes_as_encode_column():
     types = TYPES | {"big": "INT64", "odd": "STRING"}
     block = ColumnBlock(raw, types)
     for j, (name, ref) in enumerate(zip(raw, FeatureColumns.encode(raw, types).columns)):
-        assert block.definitions[j] == {"name": name, **({"type": ref.kind} if ref.kind in ("STRING", "BOOLEAN") else {"type": "SCALAR", "componentType": ref.kind}),
-                                        **({"noData": ref.no_data} if ref.no_data is not None else {})}
+        assert block.definitions[j] == {
+            "name": name,
+            **({"type": ref.kind} if ref.kind in ("STRING", "BOOLEAN") else {"type": "SCALAR", "componentType": ref.kind}),
+            **({"noData": ref.no_data} if ref.no_data is not None else {}),
+        }
         pos, data = block.groups[ref.kind]
         k = int(np.flatnonzero(pos == j)[0])
         if ref.kind == "STRING":
             values, offsets = data
-            assert values[offsets[k * N]:offsets[(k + 1) * N]].tobytes() == ref.values.tobytes()
-            np.testing.assert_array_equal(offsets[k * N:(k + 1) * N + 1] - offsets[k * N], ref.offsets)
+            assert values[offsets[k * N] : offsets[(k + 1) * N]].tobytes() == ref.values.tobytes()
+            np.testing.assert_array_equal(offsets[k * N : (k + 1) * N + 1] - offsets[k * N], ref.offsets)
         else:
             assert data[k].dtype == ref.values.dtype
             np.testing.assert_array_equal(data[k], ref.values)
@@ -123,7 +137,7 @@ def test_raw_json_is_spliced_verbatim_even_when_a_name_looks_like_its_placeholde
 
 
 def test_names_that_make_one_identifier_keep_the_last_column():
-    """"Pset.A" and "Pset_A" are both property Pset_A: one entry, the last column's (as
+    """ "Pset.A" and "Pset_A" are both property Pset_A: one entry, the last column's (as
     add_property_table's dictionary keeps it), never a duplicate JSON key."""
     raw = {"Pset.A": np.array(["x", "y"], dtype=object), "Pset_A": np.array([1.5, 2.5])}
     types = {"Pset.A": "STRING", "Pset_A": "FLOAT64"}
@@ -136,5 +150,5 @@ def test_names_that_make_one_identifier_keep_the_last_column():
     ref_doc, ref_bin = read_glb(ref.to_glb())
     assert read_property_table(doc, binary) == read_property_table(ref_doc, ref_bin) == {"Pset_A": [1.5, 2.5]}
     glb = b.to_glb()
-    text = glb[20:20 + int.from_bytes(glb[12:16], "little")].decode()
+    text = glb[20 : 20 + int.from_bytes(glb[12:16], "little")].decode()
     assert text.count('"Pset_A":{"name"') == 1  # (json.loads would hide a duplicate key)

@@ -47,7 +47,7 @@ def test_courtyard_building_is_closed_with_outward_faces():
     assert not inside.any()
     # the courtyard's inner walls exist and face into the courtyard
     court_walls = walls.copy()
-    court_walls[mesh.triangle_offsets[1]:] = False
+    court_walls[mesh.triangle_offsets[1] :] = False
     assert shapely.contains_xy(Polygon([(10, 5), (10, 15), (20, 15), (20, 5)]), *(probe[court_walls[walls]][:, :2].T)).sum() == 8
     # walls span base to top
     z = mesh.positions[:, 2]

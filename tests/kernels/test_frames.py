@@ -31,7 +31,9 @@ def test_enu_frame_axes_and_curvature():
     assert abs(p[1, 0]) < 1e-6 and 6600 < p[1, 1] < 6700
     drop = -p[1, 2]
     assert 3.0 < drop < 4.0  # the Earth curves about 3.5 m over 6.65 km
-    np.testing.assert_allclose(frame.to_ecef(frame.from_ecef(geodetic_to_ecef(105.8, 34.6, 1500.0)[None])), geodetic_to_ecef(105.8, 34.6, 1500.0)[None], atol=1e-6)
+    np.testing.assert_allclose(
+        frame.to_ecef(frame.from_ecef(geodetic_to_ecef(105.8, 34.6, 1500.0)[None])), geodetic_to_ecef(105.8, 34.6, 1500.0)[None], atol=1e-6
+    )
 
 
 def test_matrix_maps_enu_to_ecef():

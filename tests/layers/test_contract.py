@@ -294,7 +294,7 @@ def test_run_layer_checks_the_number_of_sources_before_planning(notes, source, t
     city = City(tmp_path / "city", LocalEngine(1))
     with pytest.raises(CimInputError, match="no source"):
         run_layer(NoteLayer(), "n", [], NoteOptions(), city)
-    with pytest.raises(CimInputError, match=f"a {KIND} layer takes one source, got 2"):
+    with pytest.raises(CimInputError, match=f"the {KIND} kind takes one source, got 2"):
         run_layer(NoteLayer(), "n", [source, source], NoteOptions(), city)
     assert CALLS == [] and not (tmp_path / "city").exists()
 

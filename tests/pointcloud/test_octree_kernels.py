@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -37,8 +39,9 @@ def _stage(xyz_units: np.ndarray, grid: OctreeGrid, ids: np.ndarray | None = Non
     g = ((ids >> 8) & 255).astype(np.uint16)
     b = ((ids >> 16) & 255).astype(np.uint16)
     z8 = np.zeros(n, np.uint8)
-    return stage_batch(enu[0], enu[1], enu[2], np.ones(3), np.zeros(3), IDENTITY, (r, g, b), 0,
-                       np.zeros(n, np.uint16), z8, 0xFF, z8, 0x0F, grid)
+    return stage_batch(
+        enu[0], enu[1], enu[2], np.ones(3), np.zeros(3), IDENTITY, (r, g, b), 0, np.zeros(n, np.uint16), z8, 0xFF, z8, 0x0F, grid
+    )
 
 
 def _ids(records: np.ndarray) -> np.ndarray:
@@ -107,9 +110,13 @@ def _reference_depths(q: np.ndarray, bits: int, k: int, leaf_max: int) -> np.nda
     order = sorted(range(n), key=lambda i: (codes[i], i))
     out = np.empty(n, dtype=np.int64)
     for rank, i in enumerate(order):
-        depth_leaf = next(d for d in range(bits + 1) if d == bits - k or sum(1 for c in codes if c >> 3 * (bits - d) == codes[i] >> 3 * (bits - d)) <= leaf_max)
+        depth_leaf = next(
+            d
+            for d in range(bits + 1)
+            if d == bits - k or sum(1 for c in codes if c >> 3 * (bits - d) == codes[i] >> 3 * (bits - d)) <= leaf_max
+        )
         level = bits + 1
-        for d in range(0, bits - k + 1):
+        for d in range(bits - k + 1):
             shift = 3 * (bits - d - k)
             prev = order[rank - 1] if rank else None
             if prev is None or codes[prev] >> shift != codes[i] >> shift:
@@ -205,7 +212,7 @@ def test_plan_chunks_and_common_depth():
     assert sum(c.count for c in chunks) == 210
     assert all(c.count <= 120 for c in chunks)
     assert chunks[0].first_diff == 0
-    for prev, cur in zip(chunks[:-1], chunks[1:]):
+    for prev, cur in itertools.pairwise(chunks):
         assert cur.first_diff == common_depth(prev.prefix, prev.depth, cur.prefix, cur.depth) + 1
     assert common_depth(0o12, 2, 0o13, 2) == 1
     assert common_depth(0o1, 1, 0o123, 3) == 1

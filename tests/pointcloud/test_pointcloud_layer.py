@@ -37,8 +37,12 @@ def id_cloud(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     cls = rng.choice(np.array([2, 3, 5, 6, 9], np.uint8), 30_000)
     ret = rng.integers(1, 4, 30_000).astype(np.uint8)
     inten = rng.integers(0, 65536, 30_000).astype(np.uint16)
-    write_las(d / "a.las", xyz[:20_000], rgb=rgb[:20_000], intensity=inten[:20_000], classification=cls[:20_000], return_number=ret[:20_000])
-    write_las(d / "b.laz", xyz[20_000:], rgb=rgb[20_000:], intensity=inten[20_000:], classification=cls[20_000:], return_number=ret[20_000:])
+    write_las(
+        d / "a.las", xyz[:20_000], rgb=rgb[:20_000], intensity=inten[:20_000], classification=cls[:20_000], return_number=ret[:20_000]
+    )
+    write_las(
+        d / "b.laz", xyz[20_000:], rgb=rgb[20_000:], intensity=inten[20_000:], classification=cls[20_000:], return_number=ret[20_000:]
+    )
     attrs = np.stack([cls, ret, inten.astype(np.int64)], axis=1)
     return d, xyz, attrs
 
@@ -218,10 +222,10 @@ def test_laz_with_workers_does_not_deadlock(tmp_path, engine):
         import cim
         from cim.runtime import process_policy
         if __name__ == "__main__":
-            with laspy.open({str(tmp_path / 'x.laz')!r}, laz_backend=laspy.LazBackend.LazrsParallel) as r:
+            with laspy.open({str(tmp_path / "x.laz")!r}, laz_backend=laspy.LazBackend.LazrsParallel) as r:
                 r.read_points(-1)  # lazrs' thread pool now exists in this process
             with process_policy(fork=True, pause_gc=True):
-                r = cim.build_layer("pointcloud", [{str(tmp_path)!r}], {str(tmp_path / 'out')!r}, engine={engine!r}, workers=2, chunk_points=40_000)
+                r = cim.build_layer("pointcloud", [{str(tmp_path)!r}], {str(tmp_path / "out")!r}, engine={engine!r}, workers=2, chunk_points=40_000)
             print("POINTS", r.count)
         """
     )

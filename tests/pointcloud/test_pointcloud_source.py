@@ -31,8 +31,9 @@ def test_every_point_format_reads(tmp_path, fmt, version):
     ret = rng.integers(1, 8 if fmt <= 5 else 16, n).astype(np.uint8)
     inten = rng.integers(0, 65536, n).astype(np.uint16)
     rgb = (rng.integers(0, 256, (n, 3)) * 257).astype(np.uint16) if has_rgb else None
-    path = write_las(tmp_path / f"f{fmt}.laz", xyz, point_format=fmt, version=version, rgb=rgb, intensity=inten,
-                     classification=cls, return_number=ret)
+    path = write_las(
+        tmp_path / f"f{fmt}.laz", xyz, point_format=fmt, version=version, rgb=rgb, intensity=inten, classification=cls, return_number=ret
+    )
     src = open_pointcloud(path)
     assert src.point_format == fmt and src.compressed and src.has_rgb == has_rgb and src.count == n
     assert src.crs.to_epsg() == 4544 and src.crs_from == "header"

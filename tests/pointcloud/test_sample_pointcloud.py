@@ -33,15 +33,31 @@ def river_window(tmp_path_factory) -> tuple[Path, Path, Path, list[Path]]:
     xmax, ymax = xmin + W, ymin + H
     dem = d / "dem.tif"
     grid = dem_grid(xmin - 20, ymin - 20, xmax + 20, ymax + 20, 1.0)
-    with rasterio.open(dem, "w", driver="GTiff", width=grid.shape[1], height=grid.shape[0], count=1, dtype="float32",
-                       crs="EPSG:4544", transform=from_origin(xmin - 20, ymax + 20, 1.0, 1.0)) as ds:
+    with rasterio.open(
+        dem,
+        "w",
+        driver="GTiff",
+        width=grid.shape[1],
+        height=grid.shape[0],
+        count=1,
+        dtype="float32",
+        crs="EPSG:4544",
+        transform=from_origin(xmin - 20, ymax + 20, 1.0, 1.0),
+    ) as ds:
         ds.write(grid, 1)
     # two buildings on the north bank, away from the water
     boxes = [shapely.box(xmin + 20, ymax - 70, xmin + 60, ymax - 30), shapely.box(xmin + 150, ymax - 80, xmin + 175, ymax - 40)]
     gpkg = d / "buildings.gpkg"
-    pyogrio.raw.write(str(gpkg), geometry=shapely.to_wkb(np.array(boxes, dtype=object)),
-                      field_data=[np.array(["b1", "b2"], dtype=object), np.array([18.0, 45.5])], fields=["id", "height"],
-                      layer="buildings", driver="GPKG", geometry_type="Polygon", crs="EPSG:4544")
+    pyogrio.raw.write(
+        str(gpkg),
+        geometry=shapely.to_wkb(np.array(boxes, dtype=object)),
+        field_data=[np.array(["b1", "b2"], dtype=object), np.array([18.0, 45.5])],
+        fields=["id", "height"],
+        layer="buildings",
+        driver="GPKG",
+        geometry_type="Polygon",
+        crs="EPSG:4544",
+    )
     write_orthophoto(d / "ortho.tif", (xmin - 20, ymin - 20, xmax + 20, ymax + 20), 0.5, boxes, np.array(["residential"] * 2), dem)
     files = write_sample_pointcloud(d / "lidar", (xmin, ymin, xmax, ymax), dem, gpkg, d / "ortho.tif", 8.0, 100.0, 0)
     return dem, gpkg, d, files
@@ -51,8 +67,18 @@ def _columns(files: list[Path]) -> dict[str, np.ndarray]:
     cols: dict[str, list] = {k: [] for k in ("x", "y", "z", "cls", "ret", "nret", "inten", "r", "g", "b")}
     for f in files:
         las = laspy.read(f)
-        for k, v in (("x", las.x), ("y", las.y), ("z", las.z), ("cls", las.classification), ("ret", las.return_number),
-                     ("nret", las.number_of_returns), ("inten", las.intensity), ("r", las.red), ("g", las.green), ("b", las.blue)):
+        for k, v in (
+            ("x", las.x),
+            ("y", las.y),
+            ("z", las.z),
+            ("cls", las.classification),
+            ("ret", las.return_number),
+            ("nret", las.number_of_returns),
+            ("inten", las.intensity),
+            ("r", las.red),
+            ("g", las.green),
+            ("b", las.blue),
+        ):
             cols[k].append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in cols.items()}
 

@@ -46,9 +46,26 @@ def city_dir(tmp_path: Path) -> Path:
     _write(city / "city.json", json.dumps(CITY))
     _write(city / "buildings" / "tileset.json", json.dumps(TILESET))
     _write(city / "buildings" / "tiles" / "0.glb", GLB)
-    for name in ["a.gltf", "a.b3dm", "a.i3dm", "a.pnts", "a.cmpt", "a.subtree", "a.png",
-                 "a.jpg", "a.jpeg", "a.webp", "a.ktx2", "a.svg", "a.wasm", "a.mjs", "a.txt",
-                 "a.zzunknown", "a.plain.terrain", ".hidden.json"]:
+    for name in [
+        "a.gltf",
+        "a.b3dm",
+        "a.i3dm",
+        "a.pnts",
+        "a.cmpt",
+        "a.subtree",
+        "a.png",
+        "a.jpg",
+        "a.jpeg",
+        "a.webp",
+        "a.ktx2",
+        "a.svg",
+        "a.wasm",
+        "a.mjs",
+        "a.txt",
+        "a.zzunknown",
+        "a.plain.terrain",
+        ".hidden.json",
+    ]:
         _write(city / "kinds" / name, b"x" * 10)
     _write(city / "terrain" / "0" / "0" / "0.terrain.gz", gzip.compress(TERRAIN))
     _write(city / "terrain" / "1" / "0" / "0.terrain", gzip.compress(TERRAIN))
@@ -303,9 +320,7 @@ async def test_etag_and_304(client, city_dir):
     assert again.status == 304
     assert await again.read() == b""
     assert again.headers["ETag"] == etag
-    listed = await client.get(
-        "/city/buildings/tiles/0.glb", headers={"If-None-Match": f'"nope", W/{etag}'}
-    )
+    listed = await client.get("/city/buildings/tiles/0.glb", headers={"If-None-Match": f'"nope", W/{etag}'})
     assert listed.status == 304
     stale = await client.get("/city/buildings/tiles/0.glb", headers={"If-None-Match": '"old"'})
     assert stale.status == 200
@@ -338,8 +353,13 @@ async def test_if_modified_since(client):
 
 @pytest.mark.parametrize(
     ("header", "start", "stop"),
-    [("bytes=0-3", 0, 4), ("bytes=100-199", 100, 200), ("bytes=1000-", 1000, 1028),
-     ("bytes=-8", 1020, 1028), ("bytes=1020-5000", 1020, 1028)],
+    [
+        ("bytes=0-3", 0, 4),
+        ("bytes=100-199", 100, 200),
+        ("bytes=1000-", 1000, 1028),
+        ("bytes=-8", 1020, 1028),
+        ("bytes=1020-5000", 1020, 1028),
+    ],
 )
 async def test_range_206(client, header, start, stop):
     response = await client.get("/city/buildings/tiles/0.glb", headers={"Range": header})
@@ -392,9 +412,7 @@ async def test_head_raw_has_no_body(aiohttp_server, app):
 # --- CORS ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/health", "/city/city.json", "/", "/cesium/Cesium.js", "/city/missing.glb"]
-)
+@pytest.mark.parametrize("path", ["/api/health", "/city/city.json", "/", "/cesium/Cesium.js", "/city/missing.glb"])
 async def test_cors_on_every_response(client, path):
     response = await client.get(path)
     assert response.headers["Access-Control-Allow-Origin"] == "*"
@@ -482,8 +500,15 @@ async def test_gz_file_itself(client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/city/missing.glb", "/city/buildings", "/city/", "/cesium/missing.js", "/missing.html",
-     "/city/kinds/.hidden.json", "/city/city.json/x"],
+    [
+        "/city/missing.glb",
+        "/city/buildings",
+        "/city/",
+        "/cesium/missing.js",
+        "/missing.html",
+        "/city/kinds/.hidden.json",
+        "/city/city.json/x",
+    ],
 )
 async def test_missing_is_404_json(client, path):
     response = await client.get(path)
@@ -554,9 +579,7 @@ async def test_path_escape_refused(aiohttp_server, app, target):
     assert b"cim-viewer" not in body and b'"cesium"' not in body and b"Cesium = " not in body
 
 
-@pytest.mark.parametrize(
-    "target", ["/city/../secret.txt", "/city/leak.txt", "/city/..%2fsecret.txt"]
-)
+@pytest.mark.parametrize("target", ["/city/../secret.txt", "/city/leak.txt", "/city/..%2fsecret.txt"])
 async def test_path_escape_is_403(aiohttp_server, app, target):
     server = await aiohttp_server(app)
     status, _, body = await raw_get(server, target)
@@ -586,8 +609,7 @@ def _fetch(url: str) -> tuple[int, bytes]:
 
 def test_python_m_cim_server(city_dir, viewer_dir):
     port = _free_port()
-    command = [sys.executable, "-m", "cim.server", str(city_dir), "--host", "127.0.0.1",
-               "--port", str(port), "--viewer", str(viewer_dir)]
+    command = [sys.executable, "-m", "cim.server", str(city_dir), "--host", "127.0.0.1", "--port", str(port), "--viewer", str(viewer_dir)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20

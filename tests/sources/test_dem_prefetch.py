@@ -18,7 +18,9 @@ def test_prefetched_window_is_the_direct_read_when_it_covers_the_footprints(tiny
     direct = read_dem_window(tiny_sources.dem, prefetch.bounds, table.crs)
     assert np.array_equal(window.grid, direct.grid, equal_nan=True) and (window.x0, window.y0) == (direct.x0, direct.y0)
     x, y = (table.bounds[0] + table.bounds[2]) / 2, (table.bounds[1] + table.bounds[3]) / 2
-    assert window.sample(np.array([x]), np.array([y]), table.crs)[0] == pytest.approx(direct.sample(np.array([x]), np.array([y]), table.crs)[0])
+    assert window.sample(np.array([x]), np.array([y]), table.crs)[0] == pytest.approx(
+        direct.sample(np.array([x]), np.array([y]), table.crs)[0]
+    )
 
 
 def test_a_prefetch_that_does_not_cover_falls_back_to_a_fresh_read(tiny_sources):

@@ -49,7 +49,14 @@ def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path):
 def test_missing_crs_is_a_clear_error(tmp_path):
     # a shapefile without .prj (GeoJSON always implies WGS84)
     shp = tmp_path / "nocrs.shp"
-    pyogrio.raw.write(str(shp), np.array([shapely.to_wkb(Polygon([(0, 0), (1, 0), (1, 1)]))], dtype=object), [np.array(["x"], dtype=object)], ["id"], driver="ESRI Shapefile", geometry_type="Polygon")
+    pyogrio.raw.write(
+        str(shp),
+        np.array([shapely.to_wkb(Polygon([(0, 0), (1, 0), (1, 1)]))], dtype=object),
+        [np.array(["x"], dtype=object)],
+        ["id"],
+        driver="ESRI Shapefile",
+        geometry_type="Polygon",
+    )
     with pytest.raises(CimCRSError, match=r"nocrs\.shp.*declares no CRS"):
         read_footprints(shp)
     assert read_footprints(shp, crs="EPSG:4544").crs.to_epsg() == 4544
@@ -67,7 +74,16 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
 def test_sample_city_footprints_have_typed_attributes(tiny_sources):
     table = read_footprints(tiny_sources.buildings)
     assert table.crs.to_epsg() == 4544
-    assert table.types == {"id": "STRING", "name": "STRING", "use": "STRING", "floors": "INT32", "height": "FLOAT64", "year_built": "INT32", "address": "STRING", "district": "STRING"}
+    assert table.types == {
+        "id": "STRING",
+        "name": "STRING",
+        "use": "STRING",
+        "floors": "INT32",
+        "height": "FLOAT64",
+        "year_built": "INT32",
+        "address": "STRING",
+        "district": "STRING",
+    }
     assert len(table) == tiny_sources.n_buildings and not table.skipped and not table.repaired
     kinds = set(shapely.get_type_id(table.geometries).tolist())
     assert kinds == {3, 6}  # polygons and multipolygons
@@ -102,13 +118,17 @@ def test_urbanopt_heights_from_number_of_stories(realdata, tmp_path):
     assert layer.count == n_buildings and layer.count >= 13
     assert not any("default" in str(w) for w in layer.warnings)
     floors = [str(w) for w in layer.warnings if isinstance(w, DefaultValueWarning)]
-    assert floors == [f"buildings: urbanopt_example_project.json: {layer.count} building(s) took their height from 'number_of_stories' × 3.5 m"]
+    assert floors == [
+        f"buildings: urbanopt_example_project.json: {layer.count} building(s) took their height from 'number_of_stories' × 3.5 m"
+    ]
     doc, binary = read_glb((tmp_path / "uo" / "tiles" / "0-0-0.glb").read_bytes())
     props = read_property_table(doc, binary)
     stories = dict(zip(props["id"], props["number_of_stories"]))
     # the building with the most stories is the tallest prism
     assert max(v for v in stories.values() if v is not None) == np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float))
-    assert layer.bounds["max_height"] == pytest.approx(3.5 * np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float)), rel=1e-6)
+    assert layer.bounds["max_height"] == pytest.approx(
+        3.5 * np.nanmax(np.asarray(table.columns["number_of_stories"], dtype=float)), rel=1e-6
+    )
 
 
 def test_footprint_rings_match_shapely_ragged_arrays_and_orient_every_ring():

@@ -49,7 +49,12 @@ def test_missing_file(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, named",
-    [({"error_factor": 0.0}, "error_factor"), ({"error_factor": 3.0}, "error_factor"), ({"min_zoom": 18, "max_zoom": 17}, "min_zoom"), ({"max_zoom": 40}, "max_zoom")],
+    [
+        ({"error_factor": 0.0}, "error_factor"),
+        ({"error_factor": 3.0}, "error_factor"),
+        ({"min_zoom": 18, "max_zoom": 17}, "min_zoom"),
+        ({"max_zoom": 40}, "max_zoom"),
+    ],
 )
 def test_bad_options(hills_dem, tmp_path, kwargs, named):
     with pytest.raises(CimInputError, match=named):

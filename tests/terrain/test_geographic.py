@@ -40,7 +40,7 @@ def test_tiles_covering():
 
 
 def test_level_error_is_cesiums():
-    assert LEVEL_ZERO_ERROR == pytest.approx(77067.34, abs=0.01)
+    assert pytest.approx(77067.34, abs=0.01) == LEVEL_ZERO_ERROR
     assert level_max_error(17) == pytest.approx(0.588, abs=1e-3)
 
 

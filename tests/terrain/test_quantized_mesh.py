@@ -67,6 +67,7 @@ def test_roundtrip_and_spec_layout():
     want = {(a, b): hh for a, b, hh in zip(u.tolist(), v.tolist(), h.tolist())}
     assert got.keys() == want.keys()
     assert max(abs(got[k] - want[k]) for k in got) <= 200.0 / QMAX
+
     def canon(corners):  # rotate to start at the smallest corner, keeping the winding
         k = corners.index(min(corners))
         return tuple(corners[k:] + corners[:k])
@@ -141,7 +142,9 @@ def test_horizon_occlusion_point_culls_only_hidden_points():
 
 
 def test_layer_document():
-    doc = layer_document(bounds=(1, 2, 3, 4), available=[[{"startX": 0, "startY": 0, "endX": 1, "endY": 0}]], minzoom=0, maxzoom=0, version="abc")
+    doc = layer_document(
+        bounds=(1, 2, 3, 4), available=[[{"startX": 0, "startY": 0, "endX": 1, "endY": 0}]], minzoom=0, maxzoom=0, version="abc"
+    )
     assert doc["tiles"] == ["{z}/{x}/{y}.terrain?v={version}"] and doc["version"] == "abc"
     assert doc["extensions"] == ["octvertexnormals"] and doc["scheme"] == "tms"
 

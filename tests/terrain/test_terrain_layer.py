@@ -205,7 +205,7 @@ def test_large_dem_is_read_window_by_window(tmp_path, monkeypatch):
     assert len(sizes) >= 3 and max(sizes) < 0.6 * grid.size
     truth = DemTruth(path)
     files = tiles_on_disk(tmp_path / "t")
-    for (z, x, y) in [k for k in sorted(files) if k[0] == 15][::7]:
+    for z, x, y in [k for k in sorted(files) if k[0] == 15][::7]:
         q = decode_quantized_mesh(files[(z, x, y)].read_bytes())
         i, j = np.meshgrid(np.arange(0, 65, 4), np.arange(0, 65, 4))
         w, s, _, _ = tile_bounds(z, x, y)

@@ -46,7 +46,7 @@ def _check_triangulation(v, t, n):
             e = (tri[i], tri[(i + 1) % 3])
             assert e not in edges
             edges[e] = True
-    for (i, j) in edges:
+    for i, j in edges:
         if (j, i) not in edges:
             (x0, y0), (x1, y1) = v[i], v[j]
             assert (x0 == x1 and x0 in (0, n - 1)) or (y0 == y1 and y0 in (0, n - 1))
