@@ -69,7 +69,9 @@ CONTENT_TYPES: dict[str, str] = {
 #: Revalidated on every load, so a rebuilt tileset or an edited viewer shows at once.
 NO_CACHE_SUFFIXES = frozenset({".json", ".html"})
 #: Viewer files that are tooling, not content.
-VIEWER_HIDDEN = frozenset({"package.json", "package-lock.json"})
+VIEWER_HIDDEN = frozenset({"package.json", "package-lock.json", "tsconfig.json"})
+#: Viewer folders that are tooling, not content (npm packages, type declarations).
+VIEWER_HIDDEN_DIRS = frozenset({"node_modules", "types"})
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_SIZE = 256 * 1024
 CORS_HEADERS = {
@@ -286,7 +288,7 @@ async def _viewer_file(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     parts = _safe_relative(path)
     # lower(): on a case-insensitive filesystem /Node_Modules/ would reach the same folder
-    if parts[0].lower() == "node_modules" or "/".join(parts).lower() in VIEWER_HIDDEN:
+    if parts[0].lower() in VIEWER_HIDDEN_DIRS or "/".join(parts).lower() in VIEWER_HIDDEN:
         raise CimNotFound(f"not found: {path}")
     return await serve_file(request, request.app[VIEWER_DIR], path)
 

@@ -170,15 +170,11 @@ def test_click_on_empty_ground_clears_the_selection(viewer: ViewerPage, built_ci
     viewer.screenshot("06-home-again")
 
 
-def test_unknown_kind_is_skipped_and_broken_layer_is_reported(
-    browser: object, city_copy, tmp_path, built_city: BuiltCity
-) -> None:
+def test_unknown_kind_is_skipped_and_broken_layer_is_reported(browser: object, city_copy, tmp_path, built_city: BuiltCity) -> None:
     city_json = city_copy / "city.json"
     city = json.loads(city_json.read_text())
     city["layers"].append({"id": "future", "kind": "hologram", "title": "Not yet", "url": "future/"})
-    city["layers"].append(
-        {"id": "missing", "kind": "bim", "title": "Missing BIM", "format": "3dtiles", "url": "missing/tileset.json"}
-    )
+    city["layers"].append({"id": "missing", "kind": "bim", "title": "Missing BIM", "format": "3dtiles", "url": "missing/tileset.json"})
     city_json.write_text(json.dumps(city))
 
     with run_server(city_copy, tmp_path) as srv:
@@ -254,7 +250,13 @@ def test_measure_a_building_roof_edge(viewer: ViewerPage, built_city: BuiltCity)
     edges = sorted(((shapely.Point(a).distance(shapely.Point(b)), a, b) for a, b in itertools.pairwise(ring)), reverse=True)
     _, a, b = edges[0]
     centre = shape.centroid
-    inset = [(p[0] + (centre.x - p[0]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9), p[1] + (centre.y - p[1]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9)) for p in (a, b)]
+    inset = [
+        (
+            p[0] + (centre.x - p[0]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9),
+            p[1] + (centre.y - p[1]) * 1.0 / max(shapely.Point(p).distance(centre), 1e-9),
+        )
+        for p in (a, b)
+    ]
     to_ll = Transformer.from_crs(meta["crs"], "EPSG:4326", always_xy=True)
     (lon1, lat1), (lon2, lat2) = (to_ll.transform(*p) for p in inset)
     base = built_city.layer("buildings")["bounds"]["max_height"]

@@ -85,6 +85,8 @@ def viewer_dir(tmp_path: Path) -> Path:
     _write(viewer / "lib" / "util.js", "export const x = 1;")
     _write(viewer / "package.json", '{"name": "cim-viewer"}')
     _write(viewer / "package-lock.json", '{"lockfileVersion": 3}')
+    _write(viewer / "tsconfig.json", '{"compilerOptions": {"checkJs": true}, "name": "cim-viewer"}')
+    _write(viewer / "types" / "globals.d.ts", "// cim-viewer types")
     cesium = viewer / "node_modules" / "cesium"
     _write(cesium / "package.json", '{"name": "cesium"}')
     _write(cesium / "Build" / "Cesium" / "Cesium.js", "window.Cesium = {};")
@@ -565,6 +567,9 @@ async def test_raw_helper_fetches_a_real_file(aiohttp_server, app):
         "/%6eode_modules/cesium/package.json",
         "/package.json",
         "/package-lock.json",
+        "/tsconfig.json",
+        "/types/globals.d.ts",
+        "/Types/globals.d.ts",
         "/cesium/../../package.json",
         "/cesium/../../../package.json",
     ],
@@ -576,7 +581,7 @@ async def test_path_escape_refused(aiohttp_server, app, target):
     assert json.loads(body) == {"error": json.loads(body)["error"], "status": status}
     assert SECRET not in body
     assert b"root:" not in body
-    assert b"cim-viewer" not in body and b'"cesium"' not in body and b"Cesium = " not in body
+    assert b"cim-viewer" not in body and b'"cesium"' not in body and b"Cesium = " not in body and b"checkJs" not in body
 
 
 @pytest.mark.parametrize("target", ["/city/../secret.txt", "/city/leak.txt", "/city/..%2fsecret.txt"])
