@@ -45,7 +45,7 @@ class BuildReport:
 
     def summary(self) -> str:
         parts = [
-            f"{lr.id}: {lr.tiles:,} tiles" if lr.kind in ("imagery", "terrain") else f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles"
+            f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" if lr.format == "3dtiles" else f"{lr.id}: {lr.tiles:,} tiles"
             for lr in self.layers
         ]
         return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
@@ -284,7 +284,7 @@ def write_manifest(
         if spec is not None and not spec.visible:
             entry["visible"] = False
         entries.append(entry)
-    solid = [lr for lr in layers if lr.kind != "imagery"]  # imagery has no heights of its own
+    solid = [lr for lr in layers if lr.format != "imagery"]  # imagery has no heights of its own
     bounds = {
         "west": min(lr.bounds["west"] for lr in layers),
         "south": min(lr.bounds["south"] for lr in layers),

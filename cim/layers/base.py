@@ -381,11 +381,6 @@ class LayerRun:
                 self.progress(stage, i + 1, len(keys))
             yield result
 
-    @property
-    def workers(self) -> int:
-        """How many jobs the pool runs at once."""
-        return self._pool.workers if self._pool is not None else self.city.engine.workers
-
 
 # -- the contract --------------------------------------------------------------------------------
 
