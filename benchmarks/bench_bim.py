@@ -62,7 +62,7 @@ print(json.dumps({"wall": wall, "elements": n, "triangles": tri, "cpu": ru.ru_ut
 CIM = r"""
 import json, resource, sys, time
 from pathlib import Path
-import cim
+from cim.pipeline import build_layer
 from cim.kernels.frames import LocalFrame
 from cim.runtime import process_policy
 from cim.layers import registry
@@ -70,7 +70,7 @@ from cim.sources.ifc import peak_rss_mb
 registry.get("bim")  # the layer's modules imported before the clock starts, as for the iterator's ifcopenshell
 t0 = time.perf_counter()
 with process_policy(fork=True, pause_gc=True):  # as the cim command runs it
-    r = cim.build_layer("bim", [Path(sys.argv[1])], Path(sys.argv[2]), frame=LocalFrame(105.78, 34.57, 1100.0), crs="EPSG:4544",
+    r = build_layer("bim", [Path(sys.argv[1])], Path(sys.argv[2]), frame=LocalFrame(105.78, 34.57, 1100.0), crs="EPSG:4544",
                         threads=int(sys.argv[3]))
 wall = time.perf_counter() - t0
 me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import time
 import types
@@ -113,7 +114,7 @@ class LayerOptions:
                 close = difflib.get_close_matches(key, list(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise CimInputError(f"{where}: unknown option {key!r}{hint} (known: {', '.join(sorted(known))})")
-        hints = get_type_hints(cls)
+        hints = _type_hints(cls)
         kwargs = {key: _coerce(value, hints[key], f"{where}: option {key!r}", base) for key, value in values.items()}
         options = cls(**kwargs)
         options.check(where)
@@ -140,6 +141,13 @@ class LayerOptions:
             if value != default:
                 out[f.name] = value
         return out
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of an options class (evaluated once a class: each evaluation
+    compiles every annotation anew)."""
+    return get_type_hints(cls)
 
 
 def _coerce(value: Any, hint: Any, where: str, base: Path | None) -> Any:
