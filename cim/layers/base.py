@@ -144,7 +144,7 @@ class LayerOptions:
 
 
 @functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
+def _type_hints(cls: Any) -> dict[str, Any]:
     """The resolved field types of an options class (evaluated once a class: each evaluation
     compiles every annotation anew)."""
     return get_type_hints(cls)
