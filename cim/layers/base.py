@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import logging
 import time
 import types
@@ -143,11 +142,16 @@ class LayerOptions:
         return out
 
 
-@functools.cache
-def _type_hints(cls: Any) -> dict[str, Any]:
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
     """The resolved field types of an options class (evaluated once a class: each evaluation
     compiles every annotation anew)."""
-    return get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
 
 
 def _coerce(value: Any, hint: Any, where: str, base: Path | None) -> Any:
