@@ -345,6 +345,11 @@ class LayerRun:
         """The city's frame, if one is fixed yet."""
         return self.city.frame
 
+    def crs(self, given: str | None) -> str | None:
+        """The CRS of sources that declare none: the layer's own ``crs`` option when given, else
+        the city's."""
+        return given if given is not None else self.city.crs
+
     def propose_frame(self, frame: LocalFrame | Callable[[], LocalFrame]) -> LocalFrame:
         """The city's frame: the one fixed already, else ``frame`` (or what it returns), which
         becomes the city's."""

@@ -321,7 +321,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
 
     def plan(self, sources: list[Path], options: BuildingsOptions, run: LayerRun) -> BuildingsPlan:
         source = sources[0]
-        crs = options.crs if options.crs is not None else run.city.crs
+        crs = run.crs(options.crs)
         warm_up_kernels()
         prefetch = prefetch_dem_for(source, options.dem, crs, options.layer)
         table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr)

@@ -184,7 +184,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
 
     def plan(self, sources: list[Path], options: PointCloudOptions, run: LayerRun) -> PointCloudPlan:
         files = list_pointcloud_files(sources)
-        crs = options.crs if options.crs is not None else run.city.crs
+        crs = run.crs(options.crs)
         srcs = [open_pointcloud(f, crs, crs_override=options.crs_override) for f in files]
         total = sum(s.count for s in srcs)
         if total == 0:

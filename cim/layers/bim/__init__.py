@@ -128,7 +128,7 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
 
     def plan(self, sources: list[Path], options: BimOptions, run: LayerRun) -> BimPlan:
         files = ifc_files(sources)
-        crs_text = options.crs if options.crs is not None else run.city.crs
+        crs_text = run.crs(options.crs)
         crs = parse_crs(crs_text, what=f"layer {run.id}: crs") if crs_text is not None else None  # refused before any file is read
         require_georef = run.frame is None
         frame = run.propose_frame(lambda: frame_for_model(files[0], crs=crs, origin=options.origin, rotation=options.rotation))
