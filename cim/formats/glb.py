@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cim.kernels.color import srgb_to_linear
+
 __all__ = [
     "GLB_MAGIC",
     "CHUNK_JSON",
@@ -35,6 +37,7 @@ __all__ = [
     "quantize_normals",
     "add_normals",
     "encode_feature_mesh",
+    "base_color_factor",
     "read_glb",
     "read_accessor",
     "read_property_table",
@@ -420,6 +423,8 @@ def encode_feature_mesh(
     feature_ids : (v,) int, row of ``table`` for each vertex
     table : the features' attributes
     translation : (3,) float64, node translation (the tile centre in glTF axes)
+    color : the material's display colour, sRGB and alpha in [0, 1]; written as glTF's
+        ``baseColorFactor``, which is linear (alpha as given)
     position_bounds : the exact float32 (min, max) of ``positions`` when the caller knows them
         (saves two passes over the vertices)
     """
@@ -440,7 +445,7 @@ def encode_feature_mesh(
     b.json["materials"] = [
         {
             "name": table.class_name,
-            "pbrMetallicRoughness": {"baseColorFactor": list(color), "metallicFactor": 0.0, "roughnessFactor": 0.9},
+            "pbrMetallicRoughness": {"baseColorFactor": base_color_factor(color), "metallicFactor": 0.0, "roughnessFactor": 0.9},
         }
     ]
     b.json["meshes"] = [
@@ -462,6 +467,12 @@ def encode_feature_mesh(
     b.json["scenes"] = [{"nodes": [0]}]
     b.json["scene"] = 0
     return b.to_glb()
+
+
+def base_color_factor(color: tuple[float, float, float, float]) -> list[float]:
+    """glTF's ``baseColorFactor`` (linear RGB, alpha) of an sRGB display colour and its alpha."""
+    rgb = srgb_to_linear(np.asarray(color[:3], dtype=np.float64))
+    return [round(float(c), 6) for c in rgb] + [float(color[3])]
 
 
 def read_glb(data: bytes) -> tuple[dict, bytes]:
@@ -492,14 +503,17 @@ def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
     stride = view.get("byteStride", dtype.itemsize * width)
     if stride != dtype.itemsize * width:
-        rows = np.frombuffer(bin_chunk, dtype=np.uint8, count=acc["count"] * stride, offset=start).reshape(acc["count"], stride)
-        arr = np.ascontiguousarray(rows[:, : dtype.itemsize * width]).view(dtype).reshape(acc["count"], width)
+        # an interleaved accessor past the view's first byte ends before its last full stride
+        size = dtype.itemsize * width
+        raw = np.frombuffer(bin_chunk, dtype=np.uint8, count=(acc["count"] - 1) * stride + size, offset=start)
+        rows = np.lib.stride_tricks.as_strided(raw, shape=(acc["count"], size), strides=(stride, 1), writeable=False)
+        arr = np.ascontiguousarray(rows).view(dtype).reshape(acc["count"], width)
     else:
         arr = np.frombuffer(bin_chunk, dtype=dtype, count=acc["count"] * width, offset=start)
     if acc.get("normalized"):
         info = np.iinfo(dtype)
         arr = np.maximum(arr.astype(np.float32) / info.max, -1.0) if info.min < 0 else arr.astype(np.float32) / info.max
-    return arr.reshape(acc["count"], width) if width > 1 else arr
+    return arr.reshape(acc["count"], width) if width > 1 else arr.reshape(acc["count"])
 
 
 def read_property_table(doc: dict, bin_chunk: bytes, index: int = 0) -> dict[str, list]:
