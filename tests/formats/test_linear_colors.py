@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
@@ -47,13 +48,17 @@ def test_base_color_factor_is_linear_rgb_and_alpha_as_given():
 
 
 def _glb(doc: dict, binary: bytes) -> bytes:
-    import json
-
     js = json.dumps(doc).encode()
     js += b" " * (-len(js) % 4)
     binary += b"\0" * (-len(binary) % 4)
     total = 12 + 8 + len(js) + 8 + len(binary)
-    return struct.pack("<III", GLB_MAGIC, 2, total) + struct.pack("<II", len(js), CHUNK_JSON) + js + struct.pack("<II", len(binary), CHUNK_BIN) + binary
+    return (
+        struct.pack("<III", GLB_MAGIC, 2, total)
+        + struct.pack("<II", len(js), CHUNK_JSON)
+        + js
+        + struct.pack("<II", len(binary), CHUNK_BIN)
+        + binary
+    )
 
 
 def test_read_accessor_reads_an_interleaved_accessor_that_ends_before_the_last_stride():
