@@ -111,6 +111,69 @@ def test_every_glb_passes_the_khronos_validator(tiny_city):
     assert all(r["warnings"] == 0 for r in reports), [r for r in reports if r["warnings"]][:3]
 
 
+def _srgb_eotf(c):
+    """The sRGB transfer function, written out here rather than taken from cim."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def test_building_material_is_the_linear_value_of_its_display_colour(tiny_city):
+    """glTF's baseColorFactor is linear: the LOD1 buildings' warm off-white (sRGB 0.86, 0.84,
+    0.80) is written as its linear value, which clients turn back into that sRGB colour."""
+    for path in sorted((tiny_city / "buildings" / "tiles").glob("*.glb"))[:5]:
+        doc, _ = read_glb(path.read_bytes())
+        (material,) = doc["materials"]
+        factor = material["pbrMetallicRoughness"]["baseColorFactor"]
+        np.testing.assert_allclose(factor, [*_srgb_eotf([0.86, 0.84, 0.80]), 1.0], atol=1e-6)
+
+
+def test_lidar_tiles_hold_the_las_colours_made_linear(tiny_city, tiny_sources):
+    """glTF's COLOR_0 is linear: every point of the lidar tiles, matched to its LAS point by
+    position, holds the LAS file's sRGB colour through the sRGB transfer function (to 16 bits),
+    and decodes back to the LAS colour; the tiles stay valid glTF."""
+    import laspy
+    from pyproj import CRS
+
+    from cim.formats.points import decode_points_glb
+    from cim.sources.pointcloud import exact_enu
+
+    manifest = json.loads((tiny_city / "city.json").read_text())
+    o = manifest["origin"]
+    frame = LocalFrame(lon=o["lon"], lat=o["lat"], h=o["height"])
+    ts = json.loads((tiny_city / "lidar" / "tileset.json").read_text())
+    np.testing.assert_allclose(np.array(ts["root"]["transform"]).reshape(4, 4).T, frame.matrix(), atol=1e-6)
+    las = [laspy.read(p) for p in tiny_sources.lidar]
+    xyz = np.concatenate([np.stack([f.x, f.y, f.z], axis=1) for f in las])
+    rgb = np.concatenate([np.stack([f.red, f.green, f.blue], axis=1) for f in las]).astype(np.int64)
+    rgb >>= 8 if rgb.max() > 255 else 0  # 16-bit LAS colours: the high byte
+    enu = exact_enu(CRS.from_epsg(4544), frame, xyz[:, 0], xyz[:, 1], xyz[:, 2])
+    order = np.argsort(enu[:, 0])
+    xs = enu[order, 0]
+    glbs = sorted((tiny_city / "lidar" / "tiles").glob("*.glb"))
+    seen = 0
+    for path in glbs:
+        t = decode_points_glb(path.read_bytes())
+        p = t["positions"]
+        # each point's LAS point: the nearest within 1 cm in x, then in space (1 point/m²: unique)
+        lo = np.searchsorted(xs, p[:, 0] - 0.01)
+        hi = np.searchsorted(xs, p[:, 0] + 0.01, side="right")
+        assert (hi > lo).all()
+        owner = np.repeat(np.arange(len(p)), hi - lo)
+        cand = order[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])]
+        d = np.linalg.norm(enu[cand] - p[owner], axis=1)
+        best = np.full(len(p), np.inf)
+        np.minimum.at(best, owner, d)
+        match = np.full(len(p), -1)
+        match[owner[d == best[owner]]] = cand[d == best[owner]]
+        assert best.max() < 0.005, path.name
+        np.testing.assert_allclose(t["linear_colors"], _srgb_eotf(rgb[match] / 255.0), atol=0.5 / 65535, err_msg=path.name)
+        np.testing.assert_array_equal(t["colors"], rgb[match])
+        seen += len(p)
+    assert seen == len(xyz) == next(l for l in manifest["layers"] if l["id"] == "lidar")["points"]
+    reports = validate_glbs(glbs)
+    assert not [r for r in reports if r["errors"] or r["warnings"]], reports[:3]
+
+
 def test_buildings_stand_on_the_dem(tiny_city, tiny_sources):
     """Each building's lowest vertex is the lowest ground under its corners, less the terrain's
     finest error bound (the rendered ground lies within it): not floating, not sunk."""

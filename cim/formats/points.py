@@ -5,9 +5,9 @@ as glTF requires (single bytes are widened with padding, which compression makes
 
 - most nodes: one interleaved vertex buffer view, ``POSITION`` (UNSIGNED_SHORT normalized VEC3
   + 2 pad bytes, the node's translation and scale undoing the quantization:
-  ``KHR_mesh_quantization``), ``COLOR_0`` (UNSIGNED_BYTE normalized VEC3 + 1 pad byte),
+  ``KHR_mesh_quantization``), ``COLOR_0`` (UNSIGNED_SHORT normalized VEC3 + 2 pad bytes),
   ``_INTENSITY`` (UNSIGNED_SHORT + 2 pad), ``_CLASSIFICATION`` and ``_RETURN_NUMBER``
-  (UNSIGNED_BYTE + 3 pad each): 24 bytes a point;
+  (UNSIGNED_BYTE + 3 pad each): 28 bytes a point;
 - the few coarse nodes where 16 bits would step more than ``max_step``: FLOAT VEC3 positions in
   a view of their own, stored as 24-bit mantissas on a power-of-two step under meshopt's
   EXPONENTIAL filter (decoded to float32), the other attributes in a second view;
@@ -16,9 +16,20 @@ as glTF requires (single bytes are widened with padding, which compression makes
 - an explicit unlit material (``KHR_materials_unlit``, with ``metallicFactor`` 0 as fallback);
 - optionally ``EXT_meshopt_compression`` (mode ATTRIBUTES) on the vertex buffers: points come in
   Morton order, so byte deltas are small; padding, classes and return numbers cost almost
-  nothing, and intensities or colours recorded in 8 bits leave their high byte constant (free).
+  nothing, and intensities recorded in 8 bits leave their high byte constant (free).
   The Khronos validator reports 0 errors and warnings (it cannot decode the extension, so it
   checks the JSON only); CesiumJS decodes it with meshoptimizer.
+
+Colours: the sources' RGB is sRGB (display values, staged as 8 bits a channel) and glTF defines
+``COLOR_0`` as linear, which every client converts back to sRGB when it draws; a tile that stored
+the sRGB bytes themselves would be converted twice and look pale. The packing kernel looks each
+channel up in :data:`cim.kernels.color.SRGB8_TO_LINEAR16` (the exact sRGB transfer function,
+rounded once, so the output stays deterministic). Sixteen bits because eight bits of linear light
+merge the dark sRGB levels (shadows, dark vegetation) into a few bands; with sixteen, every level
+keeps a value of its own and decodes back to the same sRGB byte. The low bytes follow no
+smooth pattern and cost about two bytes a point after compression; an encoding that keeps them
+constant where eight bits suffice saves little unless it gives up that round trip (the figures,
+and the alternatives measured, are in ``benchmarks/README.md``).
 
 Where the bytes of a point go, and the layouts measured and dropped (other point orders, float32
 positions for the coarse nodes, a larger shared JSON), is in ``benchmarks/README.md``.
@@ -38,6 +49,7 @@ from numba import njit
 from cim.formats.glb import ARRAY_BUFFER, CHUNK_BIN, CHUNK_JSON, FLOAT, GLB_MAGIC, POINTS, UNSIGNED_BYTE, UNSIGNED_SHORT, read_glb
 from cim.formats.meshopt import exponential_filter, meshopt_decode_attributes, meshopt_encode_attributes
 from cim.kernels import JitOptions
+from cim.kernels.color import SRGB8_TO_LINEAR16, linear_to_srgb
 
 __all__ = [
     "POINT_CLASS",
@@ -96,7 +108,7 @@ def encode_points_glb(
     positions : (n, 3) int32, ENU (east, north, up) in multiples of ``unit`` metres, in the
         tileset's frame
     unit : metres per position unit
-    colors : (n, 3) uint8 RGB, or None for a tile without colour
+    colors : (n, 3) uint8 sRGB, or None for a tile without colour (stored linear, 16-bit)
     intensity : (n,) uint16
     classification, return_number : (n,) uint8
     max_step, precision, meshopt, bounds : passed through to :func:`encode_point_words`, which
@@ -138,7 +150,7 @@ def encode_point_words(
     ----------
     words : (n, 5) uint32 points (any row order; a Morton order compresses best)
     unit : metres per position unit
-    colored : write COLOR_0
+    colored : write COLOR_0 (the staged sRGB bytes, as 16-bit linear values)
     max_step : largest quantization step (m) accepted for 16-bit positions; larger nodes store
         24-bit positions on a power-of-two step of at most ``max_step``
     precision : quantization step (m) wanted when 16 bits would be finer (the data's own
@@ -181,7 +193,7 @@ def encode_point_words(
         exponent = max(exponent, math.ceil(math.log2(float(ext.max()) * unit / MANTISSA_MAX)))
         mul = np.zeros(3, dtype=np.int64)
         mode = _EXPONENTIAL if meshopt else _FLOAT
-    attr_words = (1 if colored else 0) + 3
+    attr_words = (2 if colored else 0) + 3
     pos_words = 2 if short else 3
     if short:  # one interleaved view: position, then the attributes
         views = [np.empty((n, pos_words + attr_words), dtype=np.uint32)]
@@ -199,6 +211,7 @@ def encode_point_words(
         unit / 2.0**exponent,
         exponent,
         colored,
+        _LINEAR16,
         views[pos_view],
         views[-1],
         attr_col,
@@ -278,8 +291,8 @@ def encode_point_words(
     attributes = {"POSITION": add(pos_view, pos_col, UNSIGNED_SHORT if short else FLOAT, "VEC3", short, min=bound_min, max=bound_max)}
     col = attr_col
     if colored:
-        attributes["COLOR_0"] = add(attr_view, col, UNSIGNED_BYTE, "VEC3", True)
-        col += 4
+        attributes["COLOR_0"] = add(attr_view, col, UNSIGNED_SHORT, "VEC3", True)
+        col += 8
     for pid, (semantic, _, _) in POINT_PROPERTIES.items():
         attributes[semantic] = add(attr_view, col, UNSIGNED_SHORT if pid == "intensity" else UNSIGNED_BYTE, "SCALAR")
         col += 4
@@ -357,8 +370,9 @@ def decode_points_glb(data: bytes) -> dict[str, np.ndarray]:
     Returns
     -------
     ``positions`` (n, 3) float64 ENU metres in the tileset frame (node transform applied, y-up
-    turned back to z-up), ``colors`` (n, 3) uint8 or absent, ``intensity``, ``classification``,
-    ``return_number`` (n,).
+    turned back to z-up), ``colors`` (n, 3) uint8 sRGB (the stored linear values converted back:
+    the bytes the encoder was given) and ``linear_colors`` (n, 3) float64 in [0, 1] (as stored), or
+    both absent, ``intensity``, ``classification``, ``return_number`` (n,).
     """
     doc, binary = read_glb(data)
     prim = doc["meshes"][0]["primitives"][0]
@@ -403,17 +417,23 @@ def decode_points_glb(data: bytes) -> dict[str, np.ndarray]:
     pos += np.array(node.get("translation", [0.0, 0.0, 0.0]))
     out: dict[str, np.ndarray] = {"positions": np.stack([pos[:, 0], -pos[:, 2], pos[:, 1]], axis=1)}
     if "COLOR_0" in attrs:
-        out["colors"] = accessor(attrs["COLOR_0"])[:, :3]
+        stored = accessor(attrs["COLOR_0"])[:, :3]
+        linear = stored.astype(np.float64)
+        if doc["accessors"][attrs["COLOR_0"]].get("normalized"):
+            linear /= np.iinfo(stored.dtype).max
+        out["linear_colors"] = linear
+        out["colors"] = np.round(linear_to_srgb(linear) * 255.0).astype(np.uint8)
     for pid, (semantic, _, dtype) in POINT_PROPERTIES.items():
         out[pid] = accessor(attrs[semantic])[:, 0].astype(dtype)
     return out
 
 
 _SHORT, _EXPONENTIAL, _FLOAT = 0, 1, 2  # position encodings of :func:`_pack_words`
+_LINEAR16 = SRGB8_TO_LINEAR16.astype(np.uint32)  # the kernel's colour table, in its word type
 
 
 @njit(**_JIT)
-def _pack_words(words, base, mode, mul, inv_step, exponent, colored, pos_out, attr_out, attr_col, pmin, pmax):  # pragma: no cover
+def _pack_words(words, base, mode, mul, inv_step, exponent, colored, linear16, pos_out, attr_out, attr_col, pmin, pmax):  # pragma: no cover
     """Write a tile's vertices as uint32 words, and the POSITION accessor's bounds (in stored
     units) into ``pmin``, ``pmax``.
 
@@ -422,9 +442,10 @@ def _pack_words(words, base, mode, mul, inv_step, exponent, colored, pos_out, at
     UNSIGNED_SHORT x 3 + 2 pad bytes, ``q = round(rel / step)`` by 32.32 fixed point ``mul``;
     _EXPONENTIAL: per component a 24-bit mantissa ``round(rel * inv_step)`` below the 8-bit
     ``exponent`` (the meshopt EXPONENTIAL filter's input); _FLOAT: the same values as float32.
-    The attributes go to ``attr_out[:, attr_col:]``: COLOR_0 RGB + pad (when ``colored``),
-    _INTENSITY + 2 pad, _CLASSIFICATION + 3 pad, _RETURN_NUMBER + 3 pad, each a masked copy of
-    a staged word: one pass of word stores, not byte by byte.
+    The attributes go to ``attr_out[:, attr_col:]``: COLOR_0 RGB + pad (when ``colored``; each
+    staged sRGB byte looked up in ``linear16``, (256,) uint32), _INTENSITY + 2 pad,
+    _CLASSIFICATION + 3 pad, _RETURN_NUMBER + 3 pad, each a masked copy of a staged word: one
+    pass of word stores, not byte by byte.
     """
     n = words.shape[0]
     f = np.empty(1, dtype=np.float32)
@@ -477,8 +498,9 @@ def _pack_words(words, base, mode, mul, inv_step, exponent, colored, pos_out, at
         w4 = words[i, 4]
         c = attr_col
         if colored:
-            attr_out[i, c] = w3 & np.uint32(0xFFFFFF)
-            c += 1
+            attr_out[i, c] = linear16[w3 & np.uint32(0xFF)] | (linear16[(w3 >> np.uint32(8)) & np.uint32(0xFF)] << np.uint32(16))
+            attr_out[i, c + 1] = linear16[(w3 >> np.uint32(16)) & np.uint32(0xFF)]
+            c += 2
         attr_out[i, c] = w4 & np.uint32(0xFFFF)
         attr_out[i, c + 1] = w3 >> np.uint32(24)
         attr_out[i, c + 2] = w4 >> np.uint32(16)

@@ -120,13 +120,14 @@ def test_tiles_are_valid_gltf(built):
     assert not bad, bad[:3]
 
 
-def test_sample_survey_stays_under_8_5_bytes_a_point(tiny_sources, tmp_path):
-    """Colour, class, intensity and return number in under 8.5 bytes a point on the tiny preset's
-    survey (1 point/m²; denser surveys compress better). The earlier layout, float32 positions for
-    nodes too large for 16 bits and 2.5 kB of JSON a tile, took 9.3 on the same files."""
+def test_sample_survey_stays_under_10_bytes_a_point(tiny_sources, tmp_path):
+    """Colour (16-bit linear), class, intensity and return number in under 10 bytes a point on the
+    tiny preset's survey (1 point/m²; denser surveys compress better): 9.7 measured, 7.9 when
+    colours were stored as their 8-bit sRGB bytes. The earlier layout, float32 positions for nodes
+    too large for 16 bits and 2.5 kB of JSON a tile, took 9.3 with those 8-bit colours."""
     r = cim.build_layer("pointcloud", [tiny_sources.lidar[0].parent], tmp_path / "tiny", workers=1)
     assert r.count > 150_000
-    assert r.bytes / r.count < 8.5
+    assert r.bytes / r.count < 10.0
 
 
 def test_chunking_does_not_change_the_tree(id_cloud, built, tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from cim.formats.glb import read_glb
+from cim.formats.glb import read_accessor, read_glb
 from cim.formats.meshopt import meshopt_decode_attributes, meshopt_encode_attributes
 from cim.formats.points import POINT_PROPERTIES, decode_points_glb, encode_points_glb
 from tests.helpers import REPO
@@ -49,6 +49,42 @@ def test_round_trip(meshopt, extent, float_positions):
     np.testing.assert_array_equal(d["return_number"], ret)
 
 
+def _srgb_eotf(c):
+    """The sRGB transfer function, written out here rather than taken from cim."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def test_colours_are_stored_as_linear_16_bit_values():
+    """glTF's COLOR_0 is linear: known sRGB bytes go in, their linear values (rounded to 16 bits)
+    are what the accessor holds, read here without the package's decoder."""
+    rgb = np.array([[0, 255, 128], [10, 64, 200], [1, 2, 3]], dtype=np.uint8)
+    pos, _, inten, cls, ret = _cloud(3)
+    doc, binary = read_glb(encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=False))
+    index = doc["meshes"][0]["primitives"][0]["attributes"]["COLOR_0"]
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    rows = np.frombuffer(binary, np.uint8, count=3 * view["byteStride"], offset=view.get("byteOffset", 0)).reshape(3, -1)
+    raw = rows[:, acc["byteOffset"] : acc["byteOffset"] + 6].copy().view("<u2")
+    # 128 (sRGB 0.502) -> 0.215861; 10 lies on the linear segment (10 / 255 / 12.92)
+    np.testing.assert_array_equal(raw, [[0, 65535, 14146], [199, 3360, 37852], [20, 40, 60]])
+    np.testing.assert_allclose(read_accessor(doc, binary, index), _srgb_eotf(rgb / 255.0), atol=0.5 / 65535 + 1e-7)
+    assert _srgb_eotf(0.5) == pytest.approx(0.2140, abs=5e-5)
+
+
+@pytest.mark.parametrize("meshopt", [False, True])
+def test_every_srgb_level_keeps_its_own_linear_value_and_decodes_back(meshopt):
+    """Eight bits of linear light would merge the 256 sRGB levels into 183 (levels 7-17 into
+    one); sixteen keep all 256 apart, and the decoder gives the original bytes back."""
+    levels = np.arange(256, dtype=np.uint8)
+    rgb = np.stack([levels, levels[::-1], np.roll(levels, 77)], axis=1)
+    pos, _, inten, cls, ret = _cloud(256)
+    d = decode_points_glb(encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=meshopt))
+    np.testing.assert_array_equal(d["colors"], rgb)
+    np.testing.assert_allclose(d["linear_colors"], _srgb_eotf(rgb / 255.0), atol=0.5 / 65535)
+    assert len(np.unique(d["linear_colors"][:, 0])) == 256
+
+
 def test_precision_sets_the_step_and_bounds_the_error():
     pos, rgb, inten, cls, ret = _cloud(2000, extent=20.0)
     fine = encode_points_glb(pos, UNIT, rgb, inten, cls, ret, meshopt=True)
@@ -66,7 +102,8 @@ def test_layout_follows_gltf_and_3d_tiles_rules():
     assert "KHR_mesh_quantization" in doc["extensionsRequired"]
     attrs = prim["attributes"]
     color = doc["accessors"][attrs["COLOR_0"]]
-    assert color["componentType"] == 5121 and color["normalized"] is True and color["type"] == "VEC3"
+    # linear colours need 16 bits (8 merge the dark sRGB levels); 6 bytes + 2 pad keep the stride a multiple of 4
+    assert color["componentType"] == 5123 and color["normalized"] is True and color["type"] == "VEC3"
     pos_acc = doc["accessors"][attrs["POSITION"]]
     assert pos_acc["normalized"] is True and pos_acc["componentType"] == 5123
     for a in attrs.values():  # every vertex attribute on a 4-byte boundary
