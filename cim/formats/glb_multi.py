@@ -1,6 +1,7 @@
 """GLB of several triangle primitives that share one property table (EXT_mesh_features +
 EXT_structural_metadata): one primitive per material kind, e.g. opaque and transparent (alpha
-BLEND) parts of BIM elements, coloured per vertex (``COLOR_0``).
+BLEND) parts of BIM elements, coloured per vertex (``COLOR_0``: linear RGB, as glTF defines it,
+and alpha; the caller converts sRGB sources).
 
 Builds on :mod:`cim.formats.glb` (its builder and property-table writer) rather than changing it.
 """
@@ -34,7 +35,8 @@ class FeaturePrimitive:
     ----------
     positions : (v, 3) float32, glTF axes (y up), relative to the node translation
     normals : (v, 3) float32, unit, glTF axes
-    colors : (v, 4) uint8 RGBA (linear), or None for white
+    colors : (v, 4) uint8 RGBA, normalized: linear RGB (not the sRGB a source gives) and alpha,
+        or None for white
     triangles : (t, 3) uint32, indices into this primitive's vertices
     feature_ids : (v,) int, row of the property table for each vertex
     alpha_mode : "OPAQUE" or "BLEND"

@@ -184,6 +184,7 @@ def test_batch_ingest_places_each_element_as_alone(small):
     """The vectorised ingest gives each element what placing it alone gives (positions, normals,
     colours split by material, triangles, boxes)."""
     from cim.crs import parse_crs
+    from cim.kernels.color import srgb_to_linear
     from cim.kernels.mesh import split_vertices_by_material, unit_vectors
     from cim.layers.bim.model import Placing, prepare_placement
     from cim.layers.bim.spool import ingest_batch, new_model
@@ -205,7 +206,8 @@ def test_batch_ingest_places_each_element_as_alone(small):
         assert pos.dtype == np.float64
         np.testing.assert_allclose(pos, enu[source], atol=1e-9, rtol=0)
         np.testing.assert_allclose(nrm, unit_vectors((g.normals @ normal_m.T)[source]), atol=1e-6)
-        np.testing.assert_array_equal(rgba, np.clip(np.round(g.materials[vmat] * 255.0), 0, 255).astype(np.uint8))
+        linear = np.concatenate([srgb_to_linear(g.materials[:, :3]), g.materials[:, 3:]], axis=1)  # alpha stays linear
+        np.testing.assert_array_equal(rgba, np.clip(np.round(linear[vmat] * 255.0), 0, 255).astype(np.uint8))
         np.testing.assert_array_equal(tri, want_tri)
         np.testing.assert_allclose(model.lo[row], enu.min(axis=0), atol=1e-9)
         np.testing.assert_allclose(model.whi[row], g.vertices.max(axis=0))

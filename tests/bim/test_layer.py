@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import ifcopenshell
+import ifcopenshell.util.element
 import numpy as np
 import pytest
 import shapely
 
 import cim
+from cim.formats.glb import read_accessor, read_glb
 from cim.layers.bim import BimInfo
 from cim.samplecity.bim import ROOF, write_sample_ifc
 from cim.warnings import GeometryWarning
@@ -75,6 +78,57 @@ def test_windows_are_transparent_and_blended(sample_layer):
                 assert (p["alpha"] == 1.0).all()
                 assert "IfcSpace" not in cls
     assert seen_window
+
+
+def _srgb_eotf(c):
+    """The sRGB transfer function, written out here rather than taken from cim."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _surface_styles(f: ifcopenshell.file, guid: str) -> set[tuple[float, float, float, float]]:
+    """The (red, green, blue, 1 - transparency) of the IfcSurfaceStyleRendering an element's body
+    shows: its items' styles, else its material's. Read from the IFC's entities, not the kernel."""
+    el = f.by_guid(guid)
+    styles = [st for rep in el.Representation.Representations for it in rep.Items for si in it.StyledByItem or () for st in si.Styles]
+    if not styles:
+        mat = ifcopenshell.util.element.get_material(el)
+        styles = [st for dr in mat.HasRepresentation for r in dr.Representations for it in r.Items for st in it.Styles]
+    out = set()
+    for style in styles:
+        rendering = next(s for s in style.Styles if s.is_a("IfcSurfaceStyleRendering"))
+        c = rendering.SurfaceColour
+        out.add((c.Red, c.Green, c.Blue, 1.0 - (rendering.Transparency or 0.0)))
+    return out
+
+
+def test_colours_are_the_ifc_surface_colours_made_linear(sample_layer):
+    """Every element's COLOR_0 is the linear value of its IfcColourRgb (glTF's COLOR_0 is linear;
+    the IFC's colours are sRGB), and its alpha 1 - Transparency as given: a brick wall keeps the
+    model's brick red and a plaster wall its near-white once a client converts back to sRGB."""
+    out, _, paths = sample_layer
+    files = {p.stem: ifcopenshell.open(str(p)) for p in paths}
+    got: dict[tuple[str, str], set] = {}
+    for _, path, _, t in layer_tiles(out):
+        doc, binary = read_glb(path.read_bytes())
+        for prim, p in zip(doc["meshes"][0]["primitives"], t["prims"]):
+            rgba = np.round(read_accessor(doc, binary, prim["attributes"]["COLOR_0"]) * 255.0).astype(int)
+            for row in np.unique(p["rows"]):
+                key = (t["table"]["Model"][row], t["table"]["GlobalId"][row])
+                got.setdefault(key, set()).update(map(tuple, rgba[p["rows"] == row].tolist()))
+    walls = 0
+    for (model, guid), colours in got.items():
+        ifc = _surface_styles(files[model], guid)
+        want = {tuple(np.round(np.append(_srgb_eotf(c[:3]), c[3]) * 255.0).astype(int).tolist()) for c in ifc}
+        assert colours == want, (model, guid, colours, want)
+        if files[model].by_guid(guid).is_a("IfcWall"):
+            walls += 1
+            # what a client shows after its linear → sRGB step: the IFC's colour, to 8-bit precision
+            (stored,) = colours
+            v = np.array(stored[:3]) / 255.0
+            shown = np.where(v <= 0.0031308, 12.92 * v, 1.055 * v ** (1 / 2.4) - 0.055)
+            np.testing.assert_allclose(shown, next(iter(ifc))[:3], atol=1.0 / 255)
+    assert walls >= 10 and any(alpha < 255 for c in got.values() for *_, alpha in c)
 
 
 def test_attributes_are_typed_columns(sample_layer):

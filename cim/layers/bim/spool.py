@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import shapely
 
+from cim.kernels.color import srgb_to_linear
 from cim.kernels.mesh import range_index, split_vertices_by_material, unit_vectors, vertex_normals
 from cim.layers.bim.placement import ModelPlacement
 from cim.sources.ifc import ElementGeometry
@@ -36,7 +37,8 @@ class MeshSpool:
     The buffers stay in memory up to ``spill_bytes`` (40 bytes a vertex and 12 a triangle), then
     move to temporary files that are memory-mapped for reading, so a model's meshes are never all
     in memory; small models touch no file. Positions are kept in float64 city ENU metres, so what
-    a tile reads back does not depend on which element happened to arrive first.
+    a tile reads back does not depend on which element happened to arrive first. Colours are
+    kept as glTF's ``COLOR_0`` holds them: linear RGB and alpha, 8 bits each.
 
     Elements are read back by their index in the model's canonical order (see :meth:`reorder`).
     """
@@ -158,7 +160,8 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
 
     Vectorised over the batch (one placement, one normal rotation, one colour lookup, one write
     per buffer); only elements with several materials go through a per-element split, whose
-    numpy calls are paid per element rather than per batch.
+    numpy calls are paid per element rather than per batch. The IFC's sRGB colours are spooled
+    linear (see :class:`MeshSpool`).
     """
     vcounts = np.array([len(g.vertices) for g in batch], dtype=np.int64)
     vstarts = np.zeros(len(batch), dtype=np.int64)
@@ -191,7 +194,10 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
         new_counts[i] = len(sources[-1])
     source = np.concatenate(sources)
     materials = np.concatenate([g.materials for g in batch])
-    rgba = np.clip(np.round(materials[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
+    # IFC colours are sRGB display values and glTF's COLOR_0 is linear; alpha (1 - transparency)
+    # is not gamma-encoded. Converted per material, in float, then rounded once
+    linear = np.concatenate([srgb_to_linear(materials[:, :3]), materials[:, 3:]], axis=1)
+    rgba = np.clip(np.round(linear[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
     pos = enu[source]
     spool.extend(
         pos, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts, np.array([len(t) for t in tris], dtype=np.int64)
