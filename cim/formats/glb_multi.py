@@ -16,7 +16,6 @@ from cim.formats.glb import (
     ELEMENT_ARRAY_BUFFER,
     FLOAT,
     TRIANGLES,
-    UNSIGNED_BYTE,
     UNSIGNED_INT,
     UNSIGNED_SHORT,
     GltfBuilder,
@@ -35,7 +34,7 @@ class FeaturePrimitive:
     ----------
     positions : (v, 3) float32, glTF axes (y up), relative to the node translation
     normals : (v, 3) float32, unit, glTF axes
-    colors : (v, 4) uint8 RGBA, normalized: linear RGB (not the sRGB a source gives) and alpha,
+    colors : (v, 4) uint16 RGBA, normalized: linear RGB (not the sRGB a source gives) and alpha,
         or None for white
     triangles : (t, 3) uint32, indices into this primitive's vertices
     feature_ids : (v,) int, row of the property table for each vertex
@@ -87,7 +86,7 @@ def encode_feature_primitives(
         a_pos = b.accessor(pos, FLOAT, "VEC3", min_max=True)
         attributes = {"POSITION": a_pos, "NORMAL": b.accessor(np.ascontiguousarray(prim.normals, dtype=np.float32), FLOAT, "VEC3")}
         if prim.colors is not None:
-            attributes["COLOR_0"] = b.accessor(np.ascontiguousarray(prim.colors, dtype=np.uint8), UNSIGNED_BYTE, "VEC4", normalized=True)
+            attributes["COLOR_0"] = b.accessor(np.ascontiguousarray(prim.colors, dtype=np.uint16), UNSIGNED_SHORT, "VEC4", normalized=True)
         fid = np.asarray(prim.feature_ids)
         attributes["_FEATURE_ID_0"] = b.accessor(fid.astype(np.float32), FLOAT, "SCALAR")
         material: dict = {

@@ -132,7 +132,7 @@ def test_spool_in_memory_and_on_disk_agree():
     meshes = []
     for _ in range(20):
         nv, nt = int(rng.integers(3, 40)), int(rng.integers(1, 30))
-        meshes.append((rng.normal(size=(nv, 3)), rng.normal(size=(nv, 3)), rng.integers(0, 255, (nv, 4)), rng.integers(0, nv, (nt, 3))))
+        meshes.append((rng.normal(size=(nv, 3)), rng.normal(size=(nv, 3)), rng.integers(0, 65535, (nv, 4)), rng.integers(0, nv, (nt, 3))))
     spools = [MeshSpool(), MeshSpool(spill_bytes=2000)]
     for spool in spools:
         for m in meshes:
@@ -207,7 +207,7 @@ def test_batch_ingest_places_each_element_as_alone(small):
         np.testing.assert_allclose(pos, enu[source], atol=1e-9, rtol=0)
         np.testing.assert_allclose(nrm, unit_vectors((g.normals @ normal_m.T)[source]), atol=1e-6)
         linear = np.concatenate([srgb_to_linear(g.materials[:, :3]), g.materials[:, 3:]], axis=1)  # alpha stays linear
-        np.testing.assert_array_equal(rgba, np.clip(np.round(linear[vmat] * 255.0), 0, 255).astype(np.uint8))
+        np.testing.assert_array_equal(rgba, np.clip(np.round(linear[vmat] * 65535.0), 0, 65535).astype(np.uint16))
         np.testing.assert_array_equal(tri, want_tri)
         np.testing.assert_allclose(model.lo[row], enu.min(axis=0), atol=1e-9)
         np.testing.assert_allclose(model.whi[row], g.vertices.max(axis=0))

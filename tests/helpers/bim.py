@@ -100,9 +100,9 @@ def read_tile(path: Path) -> dict:
 def _alpha(doc: dict, binary: bytes, index: int) -> np.ndarray:
     """Alpha of a normalized RGBA COLOR_0 accessor, in [0, 1]."""
     acc = doc["accessors"][index]
-    assert acc["componentType"] == 5121 and acc["type"] == "VEC4" and acc.get("normalized")
+    assert acc["componentType"] == 5123 and acc["type"] == "VEC4" and acc.get("normalized")
     c = np.asarray(read_accessor(doc, binary, index), dtype=np.float64)
-    return c[:, 3] / 255.0 if c.max() > 1.0 else c[:, 3]
+    return c[:, 3] / 65535.0 if c.max() > 1.0 else c[:, 3]
 
 
 def layer_tiles(layer: Path) -> list[tuple[dict, Path, np.ndarray, dict]]:

@@ -38,7 +38,8 @@ class MeshSpool:
     move to temporary files that are memory-mapped for reading, so a model's meshes are never all
     in memory; small models touch no file. Positions are kept in float64 city ENU metres, so what
     a tile reads back does not depend on which element happened to arrive first. Colours are
-    kept as glTF's ``COLOR_0`` holds them: linear RGB and alpha, 8 bits each.
+    kept as glTF's ``COLOR_0`` holds them: linear RGB and alpha, 16 bits each (8 bits of linear
+    merge the dark sRGB levels).
 
     Elements are read back by their index in the model's canonical order (see :meth:`reorder`).
     """
@@ -46,7 +47,7 @@ class MeshSpool:
     KINDS: ClassVar[dict[str, tuple[type, int]]] = {
         "pos": (np.float64, 3),
         "nrm": (np.float32, 3),
-        "rgba": (np.uint8, 4),
+        "rgba": (np.uint16, 4),
         "tri": (np.uint32, 3),
     }
 
@@ -197,7 +198,7 @@ def ingest_batch(batch: list[ElementGeometry], model: SpooledModel, spool: MeshS
     # IFC colours are sRGB display values and glTF's COLOR_0 is linear; alpha (1 - transparency)
     # is not gamma-encoded. Converted per material, in float, then rounded once
     linear = np.concatenate([srgb_to_linear(materials[:, :3]), materials[:, 3:]], axis=1)
-    rgba = np.clip(np.round(linear[np.concatenate(vmats)] * 255.0), 0, 255).astype(np.uint8)
+    rgba = np.clip(np.round(linear[np.concatenate(vmats)] * 65535.0), 0, 65535).astype(np.uint16)
     pos = enu[source]
     spool.extend(
         pos, unit_vectors(normals[source]), rgba, np.concatenate(tris), new_counts, np.array([len(t) for t in tris], dtype=np.int64)

@@ -168,7 +168,7 @@ def encode_tile(
     centre = (lo + hi) / 2.0
     rel = enu_to_gltf(pos - centre).astype(np.float32)
     normals = enu_to_gltf(np.asarray(nrm))
-    transparent = rgba[tri[:, 0], 3] < 255
+    transparent = rgba[tri[:, 0], 3] < 65535
     prims = []
     for mask, mode in ((~transparent, "OPAQUE"), (transparent, "BLEND")):
         if not mask.any():
