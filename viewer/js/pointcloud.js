@@ -3,14 +3,17 @@
 // legend of the classes of all layers that filters them), elevation (one ramp over all layers'
 // heights) or intensity; point size; eye-dome lighting. Each layer gets a CustomShader that
 // reads its points' EXT_structural_metadata property attributes (classification, intensity) on
-// the GPU; the panel sets the same uniforms on all of them.
+// the GPU; the panel sets the same uniforms on all of them. The shader computes its colours as
+// the legend shows them (sRGB) and hands Cesium their linear values (colour.js); RGB mode leaves
+// COLOR_0 alone, linear as glTF defines it.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 /** @import { PointCloudLayerSpec } from "../types/city" */
 
+import { SRGB_TO_LINEAR_GLSL, glslColour } from "./colour.js";
 import { byId } from "./dom.js";
 
-/** @type {Record<number, [name: string, colour: string]>} ASPRS standard classes */
+/** @type {Record<number, [name: string, colour: string]>} ASPRS standard classes; CSS (sRGB) colours */
 export const CLASS_COLOURS = {
   1: ["unclassified", "#9e9e9e"],
   2: ["ground", "#a1887f"],
@@ -35,14 +38,13 @@ const MODES = { rgb: 0, classification: 1, elevation: 2, intensity: 3 };
  * @property {Cesium.CustomShader} shader
  */
 
+const OTHER_CLASS = "#cccccc";
+
 function classTable() {
-  // 32 entries of rgb for the shader
+  // 32 entries of sRGB for the shader
   const rows = [];
-  for (let i = 0; i < 32; i++) {
-    const c = Cesium.Color.fromCssColorString((CLASS_COLOURS[i] ?? [null, "#cccccc"])[1]);
-    rows.push(`if (c == ${i}) return vec3(${c.red.toFixed(4)}, ${c.green.toFixed(4)}, ${c.blue.toFixed(4)});`);
-  }
-  return `vec3 classColour(int c) {\n${rows.join("\n")}\nreturn vec3(0.8);\n}`;
+  for (let i = 0; i < 32; i++) rows.push(`if (c == ${i}) return ${glslColour((CLASS_COLOURS[i] ?? [null, OTHER_CLASS])[1])};`);
+  return `vec3 classColour(int c) {\n${rows.join("\n")}\nreturn ${glslColour(OTHER_CLASS)};\n}`;
 }
 
 /**
@@ -53,6 +55,8 @@ function cloudShader(spec) {
   const hasClass = Boolean(spec.schema?.classification);
   const hasIntensity = Boolean(spec.schema?.intensity);
   return new Cesium.CustomShader({
+    // the colours are final: no lighting or tone mapping, should a layer ever carry normals
+    lightingModel: Cesium.LightingModel.UNLIT,
     uniforms: {
       u_mode: { type: Cesium.UniformType.INT, value: 0 },
       u_hidden: { type: Cesium.UniformType.FLOAT, value: 0 },
@@ -67,7 +71,9 @@ function cloudShader(spec) {
         vsOutput.pointSize = u_size;
       }`,
     fragmentShaderText: `
+      ${SRGB_TO_LINEAR_GLSL}
       ${classTable()}
+      // sRGB stops, blended in sRGB as a CSS gradient would be
       vec3 ramp(float t) {
         t = clamp(t, 0.0, 1.0);
         return mix(mix(vec3(0.1, 0.3, 0.9), vec3(0.2, 0.8, 0.3), smoothstep(0.0, 0.5, t)),
@@ -76,15 +82,18 @@ function cloudShader(spec) {
       void fragmentMain(FragmentInput fsInput, inout czm_modelMaterial material) {
         ${hasClass ? "int cls = int(fsInput.metadata.classification);" : "int cls = 1;"}
         if (mod(floor(u_hidden / pow(2.0, float(cls))), 2.0) > 0.5) discard;
+        if (u_mode == 0) return; // RGB: COLOR_0 as the material stage read it (linear)
+        vec3 srgb;
         if (u_mode == 1) {
-          material.diffuse = classColour(cls);
+          srgb = classColour(cls);
         } else if (u_mode == 2) {
           float h = dot(fsInput.attributes.positionWC - u_origin, u_up);
-          material.diffuse = ramp((h - u_hmin) / max(u_hmax - u_hmin, 1e-3));
-        } else if (u_mode == 3) {
+          srgb = ramp((h - u_hmin) / max(u_hmax - u_hmin, 1e-3));
+        } else {
           ${hasIntensity ? "float i = float(fsInput.metadata.intensity) / 65535.0;" : "float i = 0.5;"}
-          material.diffuse = vec3(sqrt(clamp(i, 0.0, 1.0)));
+          srgb = vec3(sqrt(clamp(i, 0.0, 1.0)));
         }
+        material.diffuse = srgbToLinear(srgb);
       }`,
   });
 }
@@ -176,7 +185,7 @@ export function pointCloudTool(viewer) {
         box.addEventListener("change", () => setClassVisible(c, box.checked));
         const swatch = document.createElement("span");
         swatch.className = "swatch";
-        swatch.style.background = CLASS_COLOURS[c]?.[1] ?? "#cccccc";
+        swatch.style.background = CLASS_COLOURS[c]?.[1] ?? OTHER_CLASS;
         label.append(box, swatch, document.createTextNode(`${c} ${name}${count ? ` (${count.toLocaleString()})` : ""}`));
         return label;
       }),
