@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PRESET ?= city
 
-.PHONY: demo test install test-deps viewer-deps viewer-check chromium lint sample build serve bench clean
+.PHONY: demo test install test-deps viewer-deps threejs-deps viewer-check chromium lint sample build serve bench clean
 
 demo: install viewer-deps build serve
 
@@ -28,13 +28,20 @@ $(VENV)/.test-installed: $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-test-deps: $(VENV)/.test-installed viewer-deps chromium
+test-deps: $(VENV)/.test-installed viewer-deps threejs-deps chromium
 
 viewer/node_modules/.package-lock.json: viewer/package.json viewer/package-lock.json
 	cd viewer && npm ci --no-audit --no-fund
 	@touch $@
 
 viewer-deps: viewer/node_modules/.package-lock.json
+
+# The second 3D Tiles client of the browser tests (3DTilesRendererJS on three.js, tests/tools/threejs).
+tests/tools/threejs/node_modules/.package-lock.json: tests/tools/threejs/package.json tests/tools/threejs/package-lock.json
+	cd tests/tools/threejs && npm ci --no-audit --no-fund
+	@touch $@
+
+threejs-deps: tests/tools/threejs/node_modules/.package-lock.json
 
 # Type-check the viewer's JSDoc-typed ES modules (nothing is built: the browser loads them as-is).
 viewer-check: viewer-deps
