@@ -2,7 +2,7 @@
 // cim viewer: a CityViewer over /city/city.json with its tools. Each tool is a module that
 // subscribes to the viewer's events (js/city-viewer.js); window.cim is the scripting surface.
 
-import { CityViewer } from "./js/city-viewer.js";
+import { CityViewer, HIGHLIGHT_CSS } from "./js/city-viewer.js";
 import { statusTool } from "./js/status.js";
 import { layerListTool } from "./js/layer-list.js";
 import { featurePanelTool } from "./js/feature-panel.js";
@@ -31,6 +31,8 @@ window.addEventListener("unhandledrejection", (event) => {
 // Scripting and tests. Pixel arguments are canvas pixels, except canvasCenter() (page pixels).
 const cim = {
   cityViewer: viewer,
+  /** the selection's colour (CSS, sRGB) */
+  highlightColour: HIGHLIGHT_CSS,
   /** the Cesium.Viewer */
   get viewer() {
     return viewer.cesium;

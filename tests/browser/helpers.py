@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,12 +235,42 @@ def panel_rows(vp: ViewerPage) -> dict[str, str]:
     return {key: td for key, _, td in rows}
 
 
+# --------------------------------------------------------------------------- source data
+
+
+def tallest_building(city: BuiltCity) -> dict:
+    """The tallest building of the source GeoPackage: attributes and a lon/lat inside it."""
+    if city.gpkg is None:
+        pytest.skip("no source GeoPackage for this city")
+    import pyogrio.raw
+    import shapely
+    from pyproj import CRS, Transformer
+
+    meta, _fids, geometry, fields = pyogrio.raw.read(city.gpkg)
+    names = list(meta["fields"])
+    heights = np.asarray(fields[names.index("height")], dtype=float)
+    i = int(np.nanargmax(heights))
+    attrs = {name: _py(values[i]) for name, values in zip(names, fields)}
+    shape = shapely.from_wkb(geometry[i])
+    point = shape.centroid
+    if not shape.contains(point):
+        point = shape.representative_point()
+    src_crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else CRS.from_user_input("EPSG:4544")
+    to_lonlat = Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(point.x, point.y)
+    return {"attrs": attrs, "lon": lon, "lat": lat}
+
+
+def _py(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 # --------------------------------------------------------------------------- pictures
 
-# Decodes PNGs inside the page (no Pillow needed): distinct colours of the first image, the
-# fraction of pixels that differ between the first and the second, and the centre pixel.
-_IMAGE_STATS_JS = """
-async ([a, b]) => {
+# PNGs are decoded inside the page (no Pillow needed): base64 in, ImageData out.
+_DECODE_PNG_JS = """
   const decode = async (b64) => {
     const bin = atob(b64);
     const bytes = new Uint8Array(bin.length);
@@ -250,6 +281,15 @@ async ([a, b]) => {
     ctx.drawImage(bitmap, 0, 0);
     return ctx.getImageData(0, 0, bitmap.width, bitmap.height);
   };
+"""
+
+# Distinct colours of the first image, the fraction of pixels that differ between the first and
+# the second, and the centre pixel.
+_IMAGE_STATS_JS = (
+    """
+async ([a, b]) => {"""
+    + _DECODE_PNG_JS
+    + """
   const ia = await decode(a);
   const pa = ia.data;
   const colours = new Set();
@@ -269,8 +309,71 @@ async ([a, b]) => {
   return out;
 }
 """
+)
 
 
 def image_stats(vp: ViewerPage, png: bytes, other: bytes | None = None) -> dict:
     enc = [base64.b64encode(png).decode("ascii"), base64.b64encode(other).decode("ascii") if other else None]
     return vp.page.evaluate(_IMAGE_STATS_JS, enc)
+
+
+# The mean colour of each cell of a grid over the picture less an `inset` margin (where Cesium's
+# buttons and credits sit). Given the same view drawn over black and over white, each pixel is
+# `alpha * colour + (1 - alpha) * background`: over white it is lighter by (1 - alpha) * 255, which
+# gives alpha, and the cell's colour is the coverage-weighted mean of the picture over black, so
+# the background between points and their antialiased edges weigh nothing.
+_REGION_COLOURS_JS = (
+    """
+async ([a, b, cols, rows, inset]) => {"""
+    + _DECODE_PNG_JS
+    + """
+  const { data, width, height } = await decode(a);
+  const white = b ? (await decode(b)).data : null;
+  const w = width - 2 * inset, h = height - 2 * inset;
+  const out = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+    const x0 = inset + Math.floor((c * w) / cols), x1 = inset + Math.floor(((c + 1) * w) / cols);
+    const y0 = inset + Math.floor((r * h) / rows), y1 = inset + Math.floor(((r + 1) * h) / rows);
+    const sum = [0, 0, 0];
+    let covered = 0;
+    for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+      const i = 4 * (y * width + x);
+      const lift = white ? white[i] - data[i] + white[i + 1] - data[i + 1] + white[i + 2] - data[i + 2] : 0;
+      covered += Math.min(Math.max(1 - lift / (3 * 255), 0), 1);
+      for (let k = 0; k < 3; k++) sum[k] += data[i + k];
+    }
+    const n = (x1 - x0) * (y1 - y0);
+    out.push({ row: r, col: c, mean: covered > 0 ? sum.map((v) => v / covered) : null, coverage: covered / n });
+  }
+  return out;
+}
+"""
+)
+
+
+def region_colours(
+    vp: ViewerPage, on_black: bytes, on_white: bytes | None = None, grid: tuple[int, int] = (4, 4), inset: int = 48
+) -> list[dict]:
+    """Mean sRGB colour (0-255) and coverage of each cell of a `grid` (columns, rows), row by row.
+
+    With `on_white` (the same view drawn over a white background, `on_black` over black) the
+    mean is of what covers the cell, weighted by coverage; without it, of the whole cell.
+    """
+    enc = [base64.b64encode(on_black).decode("ascii"), base64.b64encode(on_white).decode("ascii") if on_white else None]
+    return vp.page.evaluate(_REGION_COLOURS_JS, [*enc, grid[0], grid[1], inset])
+
+
+def srgb_to_lab(rgb: object) -> np.ndarray:
+    """CIE L*a*b* (D65) of sRGB colours: (..., 3) values 0-255 -> (..., 3) float."""
+    c = np.asarray(rgb, dtype=float) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    d = 6.0 / 29.0
+    f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def delta_e76(a: object, b: object) -> np.ndarray:
+    """CIE76 colour difference (Euclidean in L*a*b*) between sRGB colours (..., 3), 0-255."""
+    return np.linalg.norm(srgb_to_lab(a) - srgb_to_lab(b), axis=-1)

@@ -10,7 +10,6 @@ import itertools
 import json
 import math
 
-import numpy as np
 import pytest
 
 from .helpers import (
@@ -22,42 +21,11 @@ from .helpers import (
     open_viewer,
     panel_rows,
     run_server,
+    tallest_building,
     wait_frames,
 )
 
 pytestmark = pytest.mark.browser
-
-
-# --------------------------------------------------------------------------- source data
-
-
-def tallest_building(city: BuiltCity) -> dict:
-    """The tallest building of the source GeoPackage: attributes and a lon/lat inside it."""
-    if city.gpkg is None:
-        pytest.skip("no source GeoPackage for this city")
-    import pyogrio.raw
-    import shapely
-    from pyproj import CRS, Transformer
-
-    meta, _fids, geometry, fields = pyogrio.raw.read(city.gpkg)
-    names = list(meta["fields"])
-    heights = np.asarray(fields[names.index("height")], dtype=float)
-    i = int(np.nanargmax(heights))
-    attrs = {name: _py(values[i]) for name, values in zip(names, fields)}
-    shape = shapely.from_wkb(geometry[i])
-    point = shape.centroid
-    if not shape.contains(point):
-        point = shape.representative_point()
-    src_crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else CRS.from_user_input("EPSG:4544")
-    to_lonlat = Transformer.from_crs(src_crs, "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform(point.x, point.y)
-    return {"attrs": attrs, "lon": lon, "lat": lat}
-
-
-def _py(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def assert_shown(key: str, shown: str, expected: object) -> None:

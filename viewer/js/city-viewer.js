@@ -13,7 +13,11 @@ import { EventDispatcher } from "./events.js";
 import { loaderFor } from "./layers.js";
 import { featureProperties, isTileFeature } from "./properties.js";
 
-const HIGHLIGHT = Cesium.Color.fromCssColorString("#f2b33d");
+/** The selection's colour, as the eye should see it (sRGB). */
+export const HIGHLIGHT_CSS = "#f2b33d";
+// sRGB as Cesium wants it: a feature's colour multiplies the fragment after lighting and the
+// screen encoding (CPUStylingStage follows LightingStage), so a white surface shows it exactly.
+const HIGHLIGHT = Cesium.Color.fromCssColorString(HIGHLIGHT_CSS);
 const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
 
 /**
