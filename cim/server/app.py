@@ -26,7 +26,17 @@ from aiohttp import web
 from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
 from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
-from cim.server.state import CITY_DIR, VIEWER_DIR
+from cim.server.security import (
+    MAX_BODY,
+    add_security_headers,
+    api_login,
+    api_logout,
+    api_me,
+    city_for,
+    security_middleware,
+    setup_security,
+)
+from cim.server.state import ACCESS, CITY_DIR, VIEWER_DIR
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
 
@@ -299,10 +309,15 @@ async def _cesium_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _city_file(request: web.Request) -> web.StreamResponse:
-    return await serve_file(request, request.app[CITY_DIR], request.match_info["path"])
+    path = request.match_info["path"]
+    if path == "city.json" and request.app[ACCESS] is not None:  # as this reader may see it
+        return web.json_response(city_for(request), headers={"Cache-Control": "no-cache"})
+    return await serve_file(request, request.app[CITY_DIR], path)
 
 
 async def _api_city(request: web.Request) -> web.Response:
+    if request.app[ACCESS] is not None:
+        return web.json_response(city_for(request), headers={"Cache-Control": "no-cache"})
     city_json = request.app[CITY_DIR] / "city.json"
     try:
         raw = await asyncio.get_running_loop().run_in_executor(None, city_json.read_bytes)
@@ -328,10 +343,10 @@ async def _preflight_middleware(request: web.Request, handler: Handler) -> web.S
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-            "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type",
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+            "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type, Authorization",
             "Access-Control-Max-Age": "86400",
-            "Allow": "GET, HEAD, OPTIONS",
+            "Allow": "GET, HEAD, POST, OPTIONS",
         },
     )
 
@@ -341,7 +356,7 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
 
 
-def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Application:
+def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = True) -> web.Application:
     """Build the application serving one built city and the viewer.
 
     Parameters
@@ -351,12 +366,16 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     viewer_dir : Path, optional
         The viewer's static files, with CesiumJS under ``node_modules/cesium``; defaults to the
         repository's ``viewer/`` folder.
+    audit : bool
+        Keep the audit trail in ``CITY/.cim/audit.jsonl`` (see :mod:`cim.audit`); a city that
+        cannot be written to is served with the trail off and a warning.
 
     Returns
     -------
     aiohttp.web.Application
         Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city``,
-        ``/api/search`` and ``/api/health``; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
+        ``/api/search``, ``/api/login``, ``/api/logout``, ``/api/me`` and ``/api/health``;
+        access rules and audit trail as :mod:`cim.server.security` describes; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
 
     Raises
     ------
@@ -367,13 +386,18 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     if not (city_root / "city.json").is_file():
         raise CimNotFound(f"no city.json in {city_dir}")
     viewer_root = Path(viewer_dir if viewer_dir is not None else default_viewer_dir()).resolve()
-    app = web.Application(middlewares=[error_middleware, _preflight_middleware])
+    app = web.Application(middlewares=[error_middleware, _preflight_middleware, security_middleware], client_max_size=MAX_BODY)
     app[CITY_DIR] = city_root
     app[VIEWER_DIR] = viewer_root
+    setup_security(app, city_root, audit=audit)
     app.on_response_prepare.append(_add_cors_headers)
+    app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/api/health", _api_health)
     app.router.add_get("/api/city", _api_city)
     app.router.add_get("/api/search", api_search)
+    app.router.add_post("/api/login", api_login)
+    app.router.add_post("/api/logout", api_logout)
+    app.router.add_get("/api/me", api_me)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
