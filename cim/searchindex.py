@@ -196,6 +196,8 @@ class SearchIndexWriter:
         self._con = None
         if self._pool is not None:
             self._pool.shutdown()
+        # mkstemp made it 0600: a static server running as another user must read the index too
+        os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
         return self._count
 

@@ -12,11 +12,16 @@ executor so a slow disk never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import gzip
+import io
 import json
+import logging
 import mimetypes
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +31,7 @@ from aiohttp import web
 from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
 from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
+from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
 from cim.server.security import (
     MAX_BODY,
     add_security_headers,
@@ -39,6 +45,8 @@ from cim.server.security import (
 from cim.server.state import ACCESS, CITY_DIR, VIEWER_DIR
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
+
+log = logging.getLogger(__name__)
 
 CESIUM_BUILD = Path("node_modules", "cesium", "Build", "Cesium")
 
@@ -174,6 +182,40 @@ def _open_file(root: Path, parts: tuple[str, ...]) -> _OpenFile:
     return _OpenFile(handle, stat.st_size, stat.st_mtime, etag, gzip_encoded)
 
 
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (RFC 9110 12.5.3; ``q=0`` refuses).
+
+    No header at all means any coding is acceptable; an empty one means none is.
+    """
+    if header is None:
+        return True
+    allowed: dict[str, bool] = {}
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            allowed[name.strip().lower()] = q > 0
+    return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
+
+
+def _decompressed(opened: _OpenFile) -> _OpenFile:
+    """The file's bytes un-gzipped, for a client that does not take gzip (blocking)."""
+    try:
+        data = gzip.decompress(opened.handle.read())
+    except (OSError, EOFError) as exc:
+        raise CimIOError(f"a precompressed file is damaged: {exc}") from exc
+    finally:
+        opened.handle.close()
+    return _OpenFile(io.BytesIO(data), len(data), opened.mtime, opened.etag[:-1] + '-identity"', False)
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     """Weak comparison of an ``If-None-Match`` header against an ETag (RFC 9110 13.1.2)."""
     if header.strip() == "*":
@@ -232,6 +274,8 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
     loop = asyncio.get_running_loop()
     parts = _safe_relative(path)
     opened = await loop.run_in_executor(None, _open_file, root, parts)
+    if opened.gzip_encoded and not accepts_gzip(request.headers.get("Accept-Encoding")):
+        opened = await loop.run_in_executor(None, _decompressed, opened)
     try:
         headers = {
             "Content-Type": content_type_for(parts[-1]),
@@ -242,6 +286,8 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
         }
         if opened.gzip_encoded:
             headers["Content-Encoding"] = "gzip"
+        if opened.gzip_encoded or opened.etag.endswith('-identity"'):
+            headers["Vary"] = "Accept-Encoding"
         if _not_modified(request, opened):
             del headers["Content-Type"]
             return web.Response(status=304, headers=headers)
@@ -260,9 +306,12 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = stop - start
         await response.prepare(request)
-        if request.method != "HEAD":
-            await _send_bytes(response, opened.handle, start, stop)
-        await response.write_eof()
+        try:
+            if request.method != "HEAD":
+                await _send_bytes(response, opened.handle, start, stop)
+            await response.write_eof()
+        except ConnectionResetError:  # the client left (a viewer flying on cancels tiles): nothing to report
+            log.debug("client left during %s", request.path)
         return response
     finally:
         await loop.run_in_executor(None, opened.handle.close)
@@ -386,7 +435,9 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = 
     if not (city_root / "city.json").is_file():
         raise CimNotFound(f"no city.json in {city_dir}")
     viewer_root = Path(viewer_dir if viewer_dir is not None else default_viewer_dir()).resolve()
-    app = web.Application(middlewares=[error_middleware, _preflight_middleware, security_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[head_middleware, error_middleware, _preflight_middleware, security_middleware], client_max_size=MAX_BODY
+    )
     app[CITY_DIR] = city_root
     app[VIEWER_DIR] = viewer_root
     setup_security(app, city_root, audit=audit)
@@ -405,7 +456,9 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = 
     return app
 
 
-def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None) -> None:
+def run(
+    city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None, *, head_timeout: float = HEAD_TIMEOUT
+) -> None:
     """Serve a city until interrupted, after printing its URL.
 
     Parameters
@@ -418,6 +471,8 @@ def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: P
         TCP port.
     viewer_dir : Path, optional
         Viewer folder (see :func:`create_app`).
+    head_timeout : float
+        Seconds a request head may take from its first byte (see :mod:`cim.server.guard`).
     """
     app = create_app(city_dir, viewer_dir)
     shown = f"[{host}]" if ":" in host else host
@@ -427,4 +482,25 @@ def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: P
             flush=True,
         )
     print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
-    web.run_app(app, host=host, port=port, print=None)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(app, host, port, head_timeout))
+
+
+async def _serve(app: web.Application, host: str, port: int, head_timeout: float = HEAD_TIMEOUT) -> None:
+    """Serve until SIGINT or SIGTERM, each connection under a request-head deadline
+    (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is flushed)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    handler = runner.server
+    assert handler is not None
+    server = await loop.create_server(lambda: HeadDeadline(handler(), head_timeout), host, port, reuse_address=True)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()
