@@ -24,7 +24,7 @@ from cim.layers import registry
 from cim.layers.base import City, LayerOptions, LayerResult, Progress, run_layer
 from cim.recipe import LayerSpec, Recipe, load_recipe
 from cim.searchindex import INDEX_NAME, SearchIndexWriter
-from cim.store import atomic_write_json
+from cim.store import atomic_write_json, make_output_dir
 
 __all__ = ["MANIFEST", "BuildReport", "build", "convert", "build_layer", "write_manifest", "convert_function"]
 
@@ -87,7 +87,7 @@ def build(
     city = City(
         out, engine_from(engine, workers=workers), crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress
     )
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     results: dict[str, LayerResult] = {}
     try:
         with SearchIndexWriter(out / INDEX_NAME) as search:
@@ -162,7 +162,7 @@ def convert(
     from cim.kernels.frames import LocalFrame
 
     city = City(out, engine_from(engine, workers=workers), frame=LocalFrame(*city_origin) if city_origin else None, progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     try:
         with SearchIndexWriter(out / INDEX_NAME) as search:
             city.search = search

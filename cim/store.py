@@ -40,6 +40,7 @@ from cim.errors import CimIOError
 __all__ = [
     "LOG_NAME",
     "atomic_path",
+    "make_output_dir",
     "atomic_write_bytes",
     "write_new_bytes",
     "atomic_write_text",
@@ -74,6 +75,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def make_output_dir(path: str | Path) -> Path:
+    """Create the output folder ``path`` (and its parents), or say plainly why it cannot be.
+
+    Raises
+    ------
+    CimIOError
+        A file is in the way, the folder is not writable, or the disk refused.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CimIOError(f"output folder {path}: a file of that name is in the way") from None
+    except NotADirectoryError:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        raise CimIOError(f"output folder {path}: {blocker or 'a parent'} is a file, not a folder") from None
+    except PermissionError:
+        raise CimIOError(f"output folder {path}: permission denied (choose a folder you may write to)") from None
+    except OSError as exc:
+        raise CimIOError(f"output folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CimIOError(f"output folder {path}: not writable (choose a folder you may write to)")
+    return path
 
 
 _MADE_DIRS: set[str] = set()
@@ -263,8 +289,7 @@ class TileStore:
     """
 
     def __init__(self, root: str | Path, key: str, *, index: str = "tileset.json", content: tuple[str, ...] = ("tiles",)) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = make_output_dir(root)
         self.key = key
         self.index = index
         self.content = tuple(content)

@@ -111,3 +111,15 @@ def test_an_unknown_flag_and_workers_0_are_usage_errors(tiny_sources, tmp_path):
 def test_an_unknown_kind_is_a_usage_error(tmp_path):
     proc = cim_cli("convert", "roads", "a", "b", cwd=tmp_path)
     assert proc.returncode == 2 and "No such command 'roads'" in proc.stderr
+
+
+def test_an_output_folder_that_cannot_be_is_one_line(tiny_sources, tmp_path):
+    """A file where the output folder (or one of its parents) should be: one line naming it, exit 1."""
+    (tmp_path / "afile").write_text("in the way")
+    proc = cim_cli("convert", "buildings", tiny_sources.buildings, tmp_path / "afile" / "out", cwd=tmp_path)
+    assert proc.returncode == 1
+    line = one_error_line(proc)
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in line
+    proc = cim_cli("build", tiny_sources.recipe, "--out", tmp_path / "afile" / "city", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "is a file, not a folder" in one_error_line(proc)

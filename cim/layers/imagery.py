@@ -24,6 +24,7 @@ from rasterio.warp import transform_bounds
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.formats.imagery import EXTENSIONS, FORMATS, downsample_2x, encode_tile
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
+from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.webmercator import TILE_SIZE, tile_bounds, tiles_covering, zoom_for_resolution
 
@@ -67,6 +68,7 @@ class ImageryOptions(LayerOptions):
     max_zoom: int | None = option(None, help="Finest zoom [default: from the image's resolution].")
     min_zoom: int | None = option(None, help="Coarsest zoom [default: where the image fits in 2x2 tiles].")
     quality: int = option(85, help="WebP/JPEG quality, 1-100.")
+    max_cells: int = option(DEFAULT_MAX_CELLS, help="Refuse an image declaring more pixels than this (a damaged or wrong file).")
 
     def check(self, where: str) -> None:
         if not 1 <= self.quality <= 100:
@@ -126,6 +128,7 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
     def plan(self, sources: list[Path], options: ImageryOptions, run: LayerRun) -> ImageryPlan:
         source = sources[0]
         with _open(source) as ds:
+            check_declared_size(source, ds.width, ds.height, ds.count, ds.dtypes[0], max_cells=options.max_cells)
             west, south, east, north = _lonlat_bounds(ds)
             lat = (south + north) / 2.0
             # the source's ground resolution in metres (projected CRS in metres, or degrees)

@@ -52,6 +52,7 @@ from cim.kernels.heightfield import fill_nodata, lattice_coverage
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.layers.terrain.meshes import GRID_LEVELS, LevelTiles, encode_terrain_tiles, level_error
 from cim.sources.dem_grid import TerrainDem
+from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.geographic import INTERVALS, MAX_LEVEL, availability, level_for_resolution, sample_degrees, tiles_covering
 
@@ -72,6 +73,7 @@ class TerrainOptions(LayerOptions):
     error_factor: float = option(
         1.0, help=f"Each level's TIN error bound as a multiple of CesiumJS's level error, in (0, {MAX_ERROR_FACTOR}]."
     )
+    max_cells: int = option(DEFAULT_MAX_CELLS, help="Refuse a DEM declaring more cells than this (a damaged or wrong file).")
 
     def check(self, where: str) -> None:
         if not 0.0 < self.error_factor <= MAX_ERROR_FACTOR:
@@ -150,6 +152,7 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
     def plan(self, sources: list[Path], options: TerrainOptions, run: LayerRun) -> TerrainPlan:
         dem = TerrainDem(sources[0])
         try:
+            check_declared_size(dem.path, dem.width, dem.height, 1, str(dem.dtype), max_cells=options.max_cells)
             zmax = level_for_resolution(dem.cell_size, dem.centre_lat) if options.max_zoom is None else options.max_zoom
             zmax = max(zmax, 1) if options.max_zoom is None else zmax
             if not (0 <= options.min_zoom <= zmax <= MAX_LEVEL and zmax >= 1):
