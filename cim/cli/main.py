@@ -6,6 +6,7 @@ Examples::
     cim build sample_city/city.toml --out tiles/tianshui
     cim convert buildings footprints.shp tiles/footprints --height-attr HEIGHT --dem dem.tif
     cim serve tiles/tianshui
+    cim export i3s tiles/tianshui/buildings buildings.slpk
 
 ``cim convert`` has one subcommand per layer kind of :mod:`cim.layers.registry` (a plugin's
 kinds included), with the kind's options as flags.
@@ -20,6 +21,7 @@ import click
 
 from cim._version import __version__
 from cim.cli.convert import KindGroup
+from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
 
 if TYPE_CHECKING:
@@ -77,6 +79,9 @@ def build(recipe: Path, out: Path | None, engine: Engine, verbose: int, quiet: b
 cli.add_command(
     KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
 )
+
+
+cli.add_command(export)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ rotation is applied before the tile transforms.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,10 @@ def read_tileset(path: Path) -> tuple[Tile, float]:
         raise CimInputError(f"{path}: not a 3D Tiles tileset (no root)")
     if "implicitTiling" in json.dumps(doc["root"]):
         raise CimInputError(f"{path}: implicit tiling is not read by the I3S export")
-    root = _tile(doc["root"], path.parent, np.eye(4), "REPLACE", path)
+    try:
+        root = _tile(doc["root"], path.parent, np.eye(4), "REPLACE", path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CimInputError(f"{path}: a malformed tile ({type(exc).__name__}: {exc})") from None
     return root, float(doc.get("geometricError", root.geometric_error))
 
 
@@ -115,6 +119,8 @@ def _tile(node: dict[str, Any], base: Path, parent: np.ndarray, refine: str, sou
         if target.suffix == ".json":
             # an external tileset: its root stands in for this tile's content
             sub = _read_json(target)
+            if "root" not in sub:
+                raise CimInputError(f"{target}: not a 3D Tiles tileset (no root)")
             children.append(_tile(sub["root"], target.parent, transform, refine, target))
         else:
             content = target
@@ -140,11 +146,19 @@ def read_tile_content(path: Path, transform: np.ndarray) -> tuple[list[Primitive
         Not a GLB, point or line primitives, compressed buffers (meshopt, Draco).
     """
     try:
-        doc, binary = read_glb(path.read_bytes())
+        data = path.read_bytes()
     except OSError as exc:
         raise CimInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise CimInputError(f"{path}: {exc}") from None
+    try:
+        return _decode(data, transform, path)
+    except CimInputError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+        raise CimInputError(f"{path}: not a GLB the I3S export can read ({type(exc).__name__}: {exc})") from None
+
+
+def _decode(data: bytes, transform: np.ndarray, path: Path) -> tuple[list[Primitive], list[Table]]:
+    doc, binary = read_glb(data)
     for ext in ("EXT_meshopt_compression", "KHR_draco_mesh_compression"):
         if ext in doc.get("extensionsUsed", []):
             raise CimInputError(f"{path}: {ext} content is not read by the I3S export")
