@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from cim.cli.main import cli
 from cim.errors import CimInputError
 from cim.export.i3s import export_i3s
-from cim.kernels.frames import geodetic_to_ecef
+from cim.formats.glb import read_glb
+from cim.kernels.frames import enu_rotation, geodetic_to_ecef
 from tests.helpers.i3s import breadth_first, quaternion_matrix, read_slpk, source_tree, tile_features, tile_property_names
 
 INT32_NULL = -(2**31)
@@ -83,14 +84,17 @@ def check_against_source(read: dict, layer_dir, id_property: str) -> tuple[set, 
         picked = node["picked"]
         assert picked["attributes"][id_property] == oid_to_id[picked["id"]]
         positions = np.array(node["positions"]).reshape(-1, 3)
-        assert len(positions) == node["vertexCount"] == sum(len(v) for _, v in features.values())
+        normals = np.array(node["normals"]).reshape(-1, 3)
+        assert len(positions) == len(normals) == node["vertexCount"] == sum(len(f[1]) for f in features.values())
         vertex_ids = np.array([oid_to_id[o] for o in node["featureIds"]])
-        for fid, (_, source_vertices) in features.items():
+        obb = node["obb"]
+        center = geodetic_to_ecef(*(np.array([c]) for c in obb["center"]))[0]
+        enu = enu_rotation(obb["center"][0], obb["center"][1])  # normals are stored east-north-up at the centre
+        for fid, (_, source_vertices, source_normals) in features.items():
             mine = positions[vertex_ids == fid]
             assert mine.shape == source_vertices.shape, fid
             assert np.abs(mine - source_vertices).max() < 0.01, fid
-        obb = node["obb"]
-        center = geodetic_to_ecef(*(np.array([c]) for c in obb["center"]))[0]
+            assert np.abs(normals[vertex_ids == fid] - source_normals @ enu.T).max() < 0.02, fid
         local = (positions - center) @ quaternion_matrix(obb["quaternion"])
         assert (np.abs(local) <= np.array(obb["halfSize"]) + 0.002).all()
     return seen, names
@@ -114,6 +118,19 @@ def test_layer_reads_back_in_loadersgl(tiny_city, tmp_path, layer, id_property):
     assert [a["name"] for a in read["attributeStorageInfo"]] == [f["name"] for f in read["fields"]]
     assert len(seen) == result.features == manifest["count"]
     assert result.nodes == read["nodeCount"] > 2  # the small-tile tiny city has a real tree
+
+
+def test_colours_are_srgb_bytes(tiny_city, tmp_path):
+    """glTF colours are linear; I3S vertex colours are the display (sRGB) bytes."""
+    out = tmp_path / "buildings.slpk"
+    export_i3s(tiny_city / "buildings", out)
+    node = next(n for n in read_slpk(out)["nodes"] if n["vertexCount"])
+    tile = next(t for t in breadth_first(source_tree(tiny_city / "buildings" / "tileset.json")) if t.glb is not None)
+    doc, _ = read_glb(tile.glb.read_bytes())
+    linear = np.array(doc["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"][:3])
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    expected = [*np.rint(srgb * 255).astype(int).tolist(), 255]
+    assert np.array(node["colors"]).reshape(-1, 4).tolist() == [expected] * 10
 
 
 def test_bim_keeps_property_sets_as_fields(tiny_city, tmp_path):
@@ -165,7 +182,7 @@ def test_a_mesh_layer_becomes_an_integrated_mesh(tiny_city, tmp_path):
     meshes = [n for n in read["nodes"] if n["vertexCount"]]
     assert len(meshes) == sum(t.glb is not None for t in tiles)
     for node, tile in zip(meshes, [t for t in tiles if t.glb is not None]):
-        source = np.concatenate([v for _, v in tile_features(tile, "id").values()])
+        source = np.concatenate([f[1] for f in tile_features(tile, "id").values()])
         positions = np.array(node["positions"]).reshape(-1, 3)
         assert node["featureCount"] == 0 and len(positions) == len(source)
         # no features: the triangles keep the tile's order, not grouped by building

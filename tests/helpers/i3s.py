@@ -75,27 +75,33 @@ def breadth_first(tile: SourceTile) -> list[SourceTile]:
     return out
 
 
-def tile_features(tile: SourceTile, id_property: str) -> dict[str, tuple[dict, np.ndarray]]:
-    """``{feature id: (attributes, (3t, 3) ECEF vertices of its triangles in order)}`` of a GLB
-    tile written by cim (one node with a translation, primitives with indices and feature ids)."""
+def tile_features(tile: SourceTile, id_property: str) -> dict[str, tuple[dict, np.ndarray, np.ndarray]]:
+    """``{feature id: (attributes, (3t, 3) ECEF vertices of its triangles in order, (3t, 3) their
+    ECEF unit normals)}`` of a GLB tile written by cim (one node with a translation, primitives
+    with indices, normals and feature ids)."""
     assert tile.glb is not None
     doc, binary = read_glb(tile.glb.read_bytes())
     table = read_property_table(doc, binary, 0)
     node = doc["nodes"][0]
     translation = np.array(node.get("translation", [0.0, 0.0, 0.0]))
-    out: dict[str, tuple[dict, list]] = {}
+    out: dict[str, tuple[dict, list, list]] = {}
     for prim in doc["meshes"][node["mesh"]]["primitives"]:
         pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64) + translation
         zup = np.stack([pos[:, 0], -pos[:, 2], pos[:, 1]], axis=1)  # glTF y-up → 3D Tiles z-up
         ecef = zup @ tile.transform[:3, :3].T + tile.transform[:3, 3]
+        nrm = read_accessor(doc, binary, prim["attributes"]["NORMAL"]).astype(np.float64)[:, :3]
+        nrm = np.stack([nrm[:, 0], -nrm[:, 2], nrm[:, 1]], axis=1) @ tile.transform[:3, :3].T
+        nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
         fid = np.rint(read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])).astype(int)
         tri = read_accessor(doc, binary, prim["indices"]).astype(int).reshape(-1, 3)
         for t in tri:
             row = fid[t[0]]
             key = table[id_property][row]
             attrs = {k: v[row] for k, v in table.items()}
-            out.setdefault(key, (attrs, []))[1].append(ecef[t])
-    return {k: (a, np.concatenate(v)) for k, (a, v) in out.items()}
+            entry = out.setdefault(key, (attrs, [], []))
+            entry[1].append(ecef[t])
+            entry[2].append(nrm[t])
+    return {k: (a, np.concatenate(v), np.concatenate(n)) for k, (a, v, n) in out.items()}
 
 
 def tile_property_names(tile: SourceTile) -> set[str]:

@@ -8,7 +8,7 @@
 // the layer, its node pages, every node's geometry (I3SContentLoader: positions come back as
 // ECEF metres) and I3SAttributeLoader each node's attribute buffers. Printed: the layer's type,
 // version, fields, the node tree (children, lodSelection, obb), per node the feature count, the
-// vertex count, every vertex (ECEF, mm) and its feature id, the attribute values per feature,
+// vertex count, every vertex (ECEF, mm), its normal (as stored: east-north-up) and feature id, the attribute values per feature,
 // and one feature's attributes through loadFeatureAttributes (the API a picking client calls).
 import {readFileSync} from 'node:fs';
 import {createServer} from 'node:http';
@@ -92,7 +92,7 @@ try {
       node.vertexCount = content.vertexCount;
       node.positions = Array.from(content.attributes.positions.value, (v) => Math.round(v * 1000) / 1000);
       node.featureIds = Array.from(content.featureIds);
-      node.normals = Array.from(content.attributes.normals.value.slice(0, 30), (v) => Math.round(v * 1e4) / 1e4);
+      node.normals = Array.from(content.attributes.normals.value, (v) => Math.round(v * 1e4) / 1e4);
       node.colors = Array.from(content.attributes.colors.value.slice(0, 40));
       node.attributes = {};
       for (let i = 0; i < tile.attributeUrls.length; i++) {
