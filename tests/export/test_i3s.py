@@ -227,3 +227,74 @@ def test_a_tile_that_is_not_a_glb_is_named(tiny_city, tmp_path):
     victim.write_bytes(b"not a glb")
     with pytest.raises(CimInputError, match=victim.name):
         export_i3s(layer, tmp_path / "x.slpk")
+
+
+def _textured_quad(path, size: float, colour: tuple[int, int, int]) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A GLB of one textured quad (two triangles) in the tile's ENU frame; returns the PNG, the
+    ENU corners and their texture coordinates."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from cim.formats.glb import ELEMENT_ARRAY_BUFFER, FLOAT, UNSIGNED_SHORT, GltfBuilder
+    from cim.formats.tileset import enu_to_gltf
+
+    image = BytesIO()
+    Image.new("RGB", (4, 4), colour).save(image, format="PNG")
+    png = image.getvalue()
+    enu = np.array([[0, 0, 0], [size, 0, 0], [size, size, 2], [0, size, 2]], dtype=np.float64)
+    uv = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], dtype=np.float32)
+    b = GltfBuilder()
+    a_idx = b.accessor(np.array([0, 1, 2, 0, 2, 3], dtype=np.uint16), UNSIGNED_SHORT, "SCALAR", target=ELEMENT_ARRAY_BUFFER)
+    a_pos = b.accessor(enu_to_gltf(enu).astype(np.float32), FLOAT, "VEC3", min_max=True)
+    a_nrm = b.accessor(np.tile(enu_to_gltf(np.array([0.0, 0.0, 1.0])), (4, 1)).astype(np.float32), FLOAT, "VEC3")
+    a_uv = b.accessor(uv, FLOAT, "VEC2")
+    b.json["images"] = [{"bufferView": b.buffer_view(png), "mimeType": "image/png"}]
+    b.json["samplers"] = [{}]
+    b.json["textures"] = [{"source": 0, "sampler": 0}]
+    b.json["materials"] = [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "metallicFactor": 0.0}}]
+    prim = {"attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "TEXCOORD_0": a_uv}, "indices": a_idx, "material": 0}
+    b.json["meshes"] = [{"primitives": [prim]}]
+    b.json["nodes"] = [{"mesh": 0}]
+    b.json["scenes"] = [{"nodes": [0]}]
+    path.write_bytes(b.to_glb())
+    return png, enu[[0, 1, 2, 0, 2, 3]], uv[[0, 1, 2, 0, 2, 3]]
+
+
+def test_a_textured_mesh_keeps_its_textures(tmp_path):
+    from cim.formats.tileset import transform_list
+    from cim.kernels.frames import enu_to_ecef_matrix
+
+    city = tmp_path / "city"
+    (city / "reality" / "tiles").mkdir(parents=True)
+    quads = {
+        name: _textured_quad(city / "reality" / "tiles" / f"{name}.glb", size, colour)
+        for name, size, colour in [("root", 40.0, (200, 10, 10)), ("a", 20.0, (10, 200, 10)), ("b", 10.0, (10, 10, 200))]
+    }
+    frame = enu_to_ecef_matrix(105.7, 34.58, 1100.0)
+    box = {"box": [20, 20, 1, 21, 0, 0, 0, 21, 0, 0, 0, 2]}
+    leaf = {"boundingVolume": box, "geometricError": 0.0}
+    tileset = {
+        "asset": {"version": "1.1"},
+        "geometricError": 50.0,
+        "root": {
+            "boundingVolume": box,
+            "geometricError": 8.0,
+            "refine": "REPLACE",
+            "transform": transform_list(frame),
+            "content": {"uri": "tiles/root.glb"},
+            "children": [{**leaf, "content": {"uri": "tiles/a.glb"}}, {**leaf, "content": {"uri": "tiles/b.glb"}}],
+        },
+    }
+    (city / "reality" / "tileset.json").write_text(json.dumps(tileset))
+    (city / "city.json").write_text(json.dumps({"layers": [{"id": "reality", "kind": "mesh", "url": "reality/tileset.json"}]}))
+    out = tmp_path / "reality.slpk"
+    assert export_i3s(city / "reality", out).layer_type == "IntegratedMesh"
+    read = read_slpk(out)
+    assert [n["children"] for n in read["nodes"]] == [[1], [2, 3], [], []]
+    for node, name in zip(read["nodes"][1:], ["root", "a", "b"]):
+        png, enu, uv = quads[name]
+        assert bytes(node["texture"]["bytes"]) == png and node["texture"]["format"] == "png"
+        assert np.allclose(np.array(node["uv"]).reshape(-1, 2), uv, atol=1e-6)
+        ecef = enu @ frame[:3, :3].T + frame[:3, 3]
+        assert np.abs(np.array(node["positions"]).reshape(-1, 3) - ecef).max() < 0.01

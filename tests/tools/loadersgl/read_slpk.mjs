@@ -9,7 +9,8 @@
 // ECEF metres) and I3SAttributeLoader each node's attribute buffers. Printed: the layer's type,
 // version, fields, the node tree (children, lodSelection, obb), per node the feature count, the
 // vertex count, every vertex (ECEF, mm), its normal (as stored: east-north-up) and feature id, the attribute values per feature,
-// and one feature's attributes through loadFeatureAttributes (the API a picking client calls).
+// a textured node's texture bytes and texture coordinates, and one feature's attributes
+// through loadFeatureAttributes (the API a picking client calls).
 import {readFileSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {load} from '@loaders.gl/core';
@@ -28,8 +29,11 @@ if (!file) {
 }
 const bytes = readFileSync(file);
 const messages = [];
+// a DataView over its own ArrayBuffer: loaders.gl's zip header parser slices `view.buffer` from 0,
+// which a Buffer sharing Node's pool (small files) does not start at
+const whole = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
 const archive = await parseSLPKArchive(
-  new DataViewReadableFile(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
+  new DataViewReadableFile(new DataView(whole)),
   (msg) => messages.push(msg)
 );
 
@@ -94,6 +98,11 @@ try {
       node.featureIds = Array.from(content.featureIds);
       node.normals = Array.from(content.attributes.normals.value, (v) => Math.round(v * 1e4) / 1e4);
       node.colors = Array.from(content.attributes.colors.value.slice(0, 40));
+      if (tile.textureUrl) {
+        const texture = content.material?.pbrMetallicRoughness?.baseColorTexture?.texture?.source?.image;
+        node.texture = {format: tile.textureFormat, bytes: Array.from(new Uint8Array(texture))};
+        node.uv = Array.from(content.attributes.texCoords.value, (v) => Math.round(v * 1e6) / 1e6);
+      }
       node.attributes = {};
       for (let i = 0; i < tile.attributeUrls.length; i++) {
         const info = tilesetOptions.attributeStorageInfo[i];
