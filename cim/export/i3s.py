@@ -98,17 +98,26 @@ class I3SExport:
         )
 
 
-def _manifest_entry(layer_dir: Path) -> dict[str, Any] | None:
-    """The layer's entry in the ``city.json`` beside its folder, if any lists it."""
-    manifest = layer_dir.parent / "city.json"
+def _read_layers(manifest: Path) -> list[dict[str, Any]]:
     if not manifest.is_file():
-        return None
+        return []
     try:
         layers = json.loads(manifest.read_text(encoding="utf-8")).get("layers", [])
     except (OSError, ValueError, AttributeError):
-        return None
-    for layer in layers:
-        if isinstance(layer, dict) and str(layer.get("url", "")).split("/")[0] == layer_dir.name and "kind" in layer:
+        return []
+    return [layer for layer in layers if isinstance(layer, dict) and "kind" in layer]
+
+
+def _manifest_entry(layer_dir: Path) -> dict[str, Any] | None:
+    """The layer's entry in a ``city.json``: the one beside its folder that lists the folder, or
+    the one inside it whose layer lies in the folder itself (``cim convert`` writes a one-layer
+    city whose tileset is at its top)."""
+    for layer in _read_layers(layer_dir.parent / "city.json"):
+        if str(layer.get("url", "")).split("/")[0] == layer_dir.name:
+            return layer
+    for layer in _read_layers(layer_dir / "city.json"):
+        url = str(layer.get("url", ""))
+        if url and "/" not in url and (layer_dir / url).is_file():
             return layer
     return None
 
@@ -135,6 +144,9 @@ def layer_kind(layer_dir: Path) -> str:
         return "imagery"
     if (layer_dir / "tileset.json").is_file():
         return "mesh"
+    layers = [str(layer.get("id", "?")) for layer in _read_layers(layer_dir / "city.json")]
+    if layers:
+        raise CimInputError(f"{layer_dir}: a built city, not a layer: give one of its layers ({', '.join(layers)})")
     raise CimInputError(f"{layer_dir}: not a built layer (no tileset.json, layer.json or imagery.json)")
 
 
@@ -158,6 +170,7 @@ class _Node:
     center: np.ndarray | None = None  # ECEF
     axes: np.ndarray | None = None  # (3, 3) rows east, north, up at the box's reference
     half: np.ndarray | None = None
+    extent: tuple[np.ndarray, np.ndarray] | None = None  # (lon, lat, h) min and max of the vertices
 
 
 #: property names taken as a feature's identity when the layer names none (``id_property``)
@@ -357,13 +370,11 @@ def _box_corners(center: np.ndarray, axes: np.ndarray, half: np.ndarray) -> np.n
 
 
 def _bound(node: _Node, nodes: list[_Node]) -> None:
-    """The node's box: east-north-up axes at the centre of its points (its vertices, its
-    children's box corners, else its tile's bounding volume), holding all of them."""
+    """The node's box: east-north-up axes at the centre of its points' ECEF box (its vertices,
+    its children's box corners, else its tile's bounding volume), holding all of them."""
     points = []
     if node.positions is not None:
-        lo, hi = node.positions.min(axis=0), node.positions.max(axis=0)
-        points.append(np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]))
-        points.append(node.positions[:: max(1, len(node.positions) // 4096)])
+        points.append(node.positions)
     for child in node.children:
         c = nodes[child]
         if c.center is not None and c.axes is not None and c.half is not None:
@@ -372,13 +383,10 @@ def _bound(node: _Node, nodes: list[_Node]) -> None:
         points.append(_volume_points(node.tile))
     if not points:
         return
-    pts = np.concatenate(points)
-    ref = pts.mean(axis=0)
+    pts = np.concatenate(points) if len(points) > 1 else points[0]
+    ref = (pts.min(axis=0) + pts.max(axis=0)) / 2.0
     lon, lat, _ = ecef_to_geodetic(ref[None, :])
     axes = enu_rotation(float(lon[0]), float(lat[0]))
-    if node.positions is not None:
-        # the box must hold every vertex, not only the ECEF-aligned corners sampled above
-        pts = np.concatenate([pts, node.positions])
     local = (pts - ref) @ axes.T
     lo, hi = local.min(axis=0), local.max(axis=0)
     node.center = ref + ((lo + hi) / 2.0) @ axes
@@ -423,6 +431,12 @@ def _resources(nodes: list[_Node], features: _Features, integrated: bool) -> dic
     """Node pages, geometry, attribute and texture resources, and statistics."""
     entries: dict[str, bytes] = {}
     fields = _fields(features) if not integrated else []
+    columns = []
+    for key, (pid, _name, value_type) in enumerate(fields):
+        values = list(range(1, len(features.rows) + 1)) if key == 0 else [_value(row.get(pid), value_type) for row in features.rows]
+        columns.append(r.AttributeColumn(value_type, values))
+        if key:  # OBJECTID has no statistics
+            entries[f"statistics/f_{key}/0.json.gz"] = gzip_bytes(_dumps(r.attribute_statistics(value_type, values)))
     page: list[dict[str, Any]] = []
     for node in nodes:
         obb, center = _obb(node)
@@ -434,15 +448,10 @@ def _resources(nodes: list[_Node], features: _Features, integrated: bool) -> dic
             radius = float(np.linalg.norm(obb["halfSize"]))
             entry["lodThreshold"] = round(r.lod_threshold_sq(radius, max(node.error, 1e-6)), 4)
         if node.positions is not None:
-            entry["mesh"] = _node_resources(node, center, features, fields, entries)
+            entry["mesh"] = _node_resources(node, center, columns, entries)
         page.append(entry)
     for i in range(0, len(page), NODES_PER_PAGE):
         entries[f"nodepages/{i // NODES_PER_PAGE}.json.gz"] = gzip_bytes(_dumps({"nodes": page[i : i + NODES_PER_PAGE]}))
-    for key, (_pid, _name, value_type) in enumerate(fields):
-        if key == 0:
-            continue  # OBJECTID: no statistics
-        values = [_value(row.get(_pid), value_type) for row in features.rows]
-        entries[f"statistics/f_{key}/0.json.gz"] = gzip_bytes(_dumps(r.attribute_statistics(value_type, values)))
     return entries
 
 
@@ -468,11 +477,10 @@ def _value(v: Any, value_type: str) -> Any:
     return int(v)
 
 
-def _node_resources(
-    node: _Node, center: np.ndarray, features: _Features, fields: list[tuple[str, str, str]], entries: dict[str, bytes]
-) -> dict[str, Any]:
+def _node_resources(node: _Node, center: np.ndarray, columns: list[r.AttributeColumn], entries: dict[str, bytes]) -> dict[str, Any]:
     assert node.positions is not None and node.normals is not None and node.colors is not None
     lon, lat, h = ecef_to_geodetic(node.positions)
+    node.extent = (np.array([lon.min(), lat.min(), h.min()]), np.array([lon.max(), lat.max(), h.max()]))
     offsets = np.stack([lon - center[0], lat - center[1], h - center[2]], axis=1)
     enu = enu_rotation(float(center[0]), float(center[1]))
     normals = node.normals @ enu.T
@@ -490,11 +498,10 @@ def _node_resources(
         "material": {"definition": material, "resource": i},
         "geometry": {"definition": 0, "resource": i, "vertexCount": len(node.positions), "featureCount": n_features},
     }
-    if fields and node.oids is not None:
-        rows = [features.rows[oid - 1] for oid in node.oids.tolist()]
-        for key, (pid, _name, value_type) in enumerate(fields):
-            values = node.oids.tolist() if key == 0 else [_value(row.get(pid), value_type) for row in rows]
-            entries[f"nodes/{i}/attributes/f_{key}/0.bin.gz"] = gzip_bytes(r.encode_attribute(value_type, values))
+    if columns and node.oids is not None:
+        rows = node.oids - 1
+        for key, column in enumerate(columns):
+            entries[f"nodes/{i}/attributes/f_{key}/0.bin.gz"] = gzip_bytes(column.take(rows))
         mesh["attribute"] = {"resource": i}
     return mesh
 
@@ -503,10 +510,8 @@ def _layer_document(nodes: list[_Node], features: _Features, layer_type: str, na
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
     for node in nodes:
-        if node.positions is not None:
-            lon, lat, h = ecef_to_geodetic(node.positions)
-            geo = np.stack([lon, lat, h], axis=1)
-            lo, hi = np.minimum(lo, geo.min(axis=0)), np.maximum(hi, geo.max(axis=0))
+        if node.extent is not None:
+            lo, hi = np.minimum(lo, node.extent[0]), np.maximum(hi, node.extent[1])
     identity = uuid.uuid5(uuid.NAMESPACE_URL, f"cim:{name}:{layer_type}:{len(nodes)}:{len(features.rows)}:{lo.tolist()}:{hi.tolist()}")
     textured = any(n.image is not None for n in nodes)
     doc: dict[str, Any] = {

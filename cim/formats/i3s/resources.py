@@ -32,6 +32,7 @@ __all__ = [
     "encode_geometry",
     "geometry_definition",
     "default_geometry_schema",
+    "AttributeColumn",
     "encode_attribute",
     "attribute_storage_info",
     "field_definition",
@@ -142,6 +143,54 @@ def default_geometry_schema() -> dict[str, Any]:
     }
 
 
+class AttributeColumn:
+    """One field's values for all the layer's features, encoded once: a node's attribute buffer
+    is then a gather (:meth:`take`), not a pass over Python values.
+
+    Parameters
+    ----------
+    value_type : "Oid32", "Int16", "Int32", "Float64" or "String"
+    values : one value a feature; None for null (see :data:`INT32_NULL`)
+    """
+
+    def __init__(self, value_type: str, values: Sequence[Any]) -> None:
+        self.value_type = value_type
+        if value_type == "String":
+            encoded = [b"" if v is None else str(v).encode("utf-8") + b"\0" for v in values]
+            self.sizes = np.fromiter(map(len, encoded), dtype="<u4", count=len(encoded))
+            self.starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+            np.cumsum(self.sizes, out=self.starts[1:])
+            self.data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        elif value_type == "Float64":
+            self.data = np.array([math.nan if v is None else float(v) for v in values], dtype="<f8")
+        elif value_type == "Oid32":
+            self.data = np.array([0 if v is None else int(v) for v in values], dtype="<u4")
+        elif value_type == "Int32":
+            self.data = np.array([INT32_NULL if v is None else int(v) for v in values], dtype="<i4")
+        elif value_type == "Int16":
+            self.data = np.array([INT16_NULL if v is None else int(v) for v in values], dtype="<i2")
+        else:
+            raise ValueError(f"AttributeColumn: unsupported value type {value_type!r}")
+
+    def take(self, rows: np.ndarray) -> bytes:
+        """The attribute buffer of the features ``rows`` (indices into the values), in order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        count = np.array([len(rows)], dtype="<u4").tobytes()
+        if self.value_type == "String":
+            sizes = self.sizes[rows]
+            total = int(sizes.sum())
+            if total:
+                offsets = np.zeros(len(rows), dtype=np.int64)
+                np.cumsum(sizes[:-1], out=offsets[1:])
+                index = np.repeat(self.starts[rows] - offsets, sizes) + np.arange(total)
+                data = self.data[index].tobytes()
+            else:
+                data = b""
+            return count + np.array([total], dtype="<u4").tobytes() + sizes.tobytes() + data
+        padding = b"\0\0\0\0" if self.value_type == "Float64" else b""
+        return count + padding + self.data[rows].tobytes()
+
+
 def encode_attribute(value_type: str, values: Sequence[Any]) -> bytes:
     """One node's attribute buffer of one field.
 
@@ -150,21 +199,7 @@ def encode_attribute(value_type: str, values: Sequence[Any]) -> bytes:
     value_type : "Oid32", "Int16", "Int32", "Float64" or "String"
     values : one value a feature, in the order of the node's ``featureId``; None for null
     """
-    count = np.array([len(values)], dtype="<u4").tobytes()
-    if value_type == "String":
-        encoded = [b"" if v is None else str(v).encode("utf-8") + b"\0" for v in values]
-        sizes = np.array([len(e) for e in encoded], dtype="<u4")
-        total = np.array([int(sizes.sum())], dtype="<u4").tobytes()
-        return count + total + sizes.tobytes() + b"".join(encoded)
-    if value_type == "Float64":
-        data = np.array([math.nan if v is None else float(v) for v in values], dtype="<f8")
-        return count + b"\0\0\0\0" + data.tobytes()
-    if value_type in ("Oid32", "Int32"):
-        dtype, null = ("<u4", 0) if value_type == "Oid32" else ("<i4", INT32_NULL)
-        return count + np.array([null if v is None else int(v) for v in values], dtype=dtype).tobytes()
-    if value_type == "Int16":
-        return count + np.array([INT16_NULL if v is None else int(v) for v in values], dtype="<i2").tobytes()
-    raise ValueError(f"encode_attribute: unsupported value type {value_type!r}")
+    return AttributeColumn(value_type, values).take(np.arange(len(values)))
 
 
 def attribute_storage_info(key: str, name: str, value_type: str) -> dict[str, Any]:
