@@ -195,7 +195,8 @@ def test_a_mesh_layer_becomes_an_integrated_mesh(tiny_city, tmp_path):
         ("terrain", "I3S has no terrain layer type"),
         ("imagery", "I3S has no imagery layer type"),
         ("lidar", "point-cloud layers are not exported"),
-        (".", "not a built layer"),
+        (".", "a built city, not a layer: give one of its layers (terrain, buildings, bim, lidar, imagery)"),
+        ("buildings/tiles", "not a built layer"),
     ],
 )
 def test_layers_that_cannot_be_exported_are_one_line_errors(tiny_city, tmp_path, layer, message):
