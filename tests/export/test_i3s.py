@@ -38,6 +38,18 @@ def _i3s_value(value, source):
     return value
 
 
+def _box(obb: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ECEF centre, axes as columns, half sizes) of an I3S oriented box."""
+    center = geodetic_to_ecef(*(np.array([c]) for c in obb["center"]))[0]
+    return center, quaternion_matrix(obb["quaternion"]), np.array(obb["halfSize"])
+
+
+def _corners(box: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    center, axes, half = box
+    signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    return center + (signs * half) @ axes.T
+
+
 def check_against_source(read: dict, layer_dir, id_property: str) -> tuple[set, set]:
     """Assert that what loaders.gl read is the source layer: tree, LOD thresholds, features per
     node, attributes, vertices (ECEF within 1 cm) inside each node's box. Returns the feature
@@ -50,6 +62,11 @@ def check_against_source(read: dict, layer_dir, id_property: str) -> tuple[set, 
     if offset:
         assert nodes[0]["children"] == [1] and nodes[0]["vertexCount"] == 0 and "positions" not in nodes[0]
     index = {id(t): i + offset for i, t in enumerate(tiles)}
+    for node in nodes:  # a node's box holds its children's (I3S clients cull a subtree by it)
+        parent = _box(node["obb"])
+        for child in node["children"]:
+            corners = _corners(_box(nodes[child]["obb"]))
+            assert (np.abs((corners - parent[0]) @ parent[1]) <= parent[2] + 0.002).all()
     seen: set = set()
     names: set = set()
     for i, tile in enumerate(tiles):
@@ -89,7 +106,7 @@ def check_against_source(read: dict, layer_dir, id_property: str) -> tuple[set, 
         assert len(positions) == len(normals) == node["vertexCount"] == sum(len(f[1]) for f in features.values())
         vertex_ids = np.array([oid_to_id[o] for o in node["featureIds"]])
         obb = node["obb"]
-        center = geodetic_to_ecef(*(np.array([c]) for c in obb["center"]))[0]
+        center = _box(obb)[0]
         enu = enu_rotation(obb["center"][0], obb["center"][1])  # normals are stored east-north-up at the centre
         for fid, (_, source_vertices, source_normals) in features.items():
             mine = positions[vertex_ids == fid]
@@ -300,3 +317,16 @@ def test_a_textured_mesh_keeps_its_textures(tmp_path):
         assert np.allclose(np.array(node["uv"]).reshape(-1, 2), uv, atol=1e-6)
         ecef = enu @ frame[:3, :3].T + frame[:3, 3]
         assert np.abs(np.array(node["positions"]).reshape(-1, 3) - ecef).max() < 0.01
+
+
+def test_additive_refinement_with_content_is_refused(tmp_path):
+    layer = tmp_path / "city" / "quads"
+    (layer / "tiles").mkdir(parents=True)
+    _textured_quad(layer / "tiles" / "a.glb", 10.0, (1, 2, 3))
+    _textured_quad(layer / "tiles" / "b.glb", 5.0, (1, 2, 3))
+    box = {"box": [5, 5, 1, 6, 0, 0, 0, 6, 0, 0, 0, 2]}
+    child = {"boundingVolume": box, "geometricError": 0.0, "content": {"uri": "tiles/b.glb"}}
+    root = {"boundingVolume": box, "geometricError": 4.0, "refine": "ADD", "content": {"uri": "tiles/a.glb"}, "children": [child]}
+    (layer / "tileset.json").write_text(json.dumps({"asset": {"version": "1.1"}, "geometricError": 8.0, "root": root}))
+    with pytest.raises(CimInputError, match="refines by ADD"):
+        export_i3s(layer, tmp_path / "x.slpk")
