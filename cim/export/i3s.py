@@ -190,11 +190,14 @@ class _Features:
         self.id_property = id_property
         self.ids: dict[Any, int] = {}
         self.rows: list[dict[str, Any]] = []
-        self.fields: dict[str, dict[str, Any]] = {}
+        #: property id → (its source name, I3S value type), widened when tables disagree
+        self.fields: dict[str, tuple[str, str]] = {}
 
     def table_ids(self, table: Table) -> np.ndarray:
         for pid, definition in table.properties.items():
-            self.fields.setdefault(pid, definition)
+            name, value_type = str(definition.get("name", pid)), _value_type(definition)
+            known = self.fields.get(pid)
+            self.fields[pid] = (name, value_type) if known is None else (known[0], _wider(known[1], value_type))
         pids = sorted(table.values)
         names = [self.id_property] if self.id_property else []
         identity = next((n for n in [*names, *ID_PROPERTIES] if n in table.values), None)
@@ -432,7 +435,7 @@ def _resources(nodes: list[_Node], features: _Features, integrated: bool) -> dic
     entries: dict[str, bytes] = {}
     fields = _fields(features) if not integrated else []
     columns = []
-    for key, (pid, _name, value_type) in enumerate(fields):
+    for key, (pid, _field, _alias, value_type) in enumerate(fields):
         values = list(range(1, len(features.rows) + 1)) if key == 0 else [_value(row.get(pid), value_type) for row in features.rows]
         columns.append(r.AttributeColumn(value_type, values))
         if key:  # OBJECTID has no statistics
@@ -455,15 +458,38 @@ def _resources(nodes: list[_Node], features: _Features, integrated: bool) -> dic
     return entries
 
 
-def _fields(features: _Features) -> list[tuple[str, str, str]]:
-    """(property id, display name, I3S value type) of each attribute field, OBJECTID first."""
-    out = [(r.OBJECTID, r.OBJECTID, "Oid32")]
-    for pid, definition in features.fields.items():
-        kind = definition.get("type") if definition.get("type") in ("STRING", "BOOLEAN") else definition.get("componentType")
-        if definition.get("array") or definition.get("type") not in ("STRING", "BOOLEAN", "SCALAR"):
-            kind = "STRING"
-        value_type = r.FIELD_TYPES.get(str(kind), r.FIELD_TYPES["STRING"])[1]
-        out.append((pid, str(definition.get("name", pid)), value_type))
+_NUMBERS = ("Int16", "Int32", "Float64")
+
+
+def _value_type(definition: dict[str, Any]) -> str:
+    """The I3S value type of an EXT_structural_metadata property (arrays, vectors and enums: text)."""
+    kind = definition.get("type")
+    if definition.get("array") or kind not in ("STRING", "BOOLEAN", "SCALAR"):
+        return "String"
+    key = kind if kind in ("STRING", "BOOLEAN") else str(definition.get("componentType"))
+    return r.FIELD_TYPES.get(key, r.FIELD_TYPES["STRING"])[1]
+
+
+def _wider(a: str, b: str) -> str:
+    """A value type that holds both (a property typed differently in two tiles)."""
+    if a == b:
+        return a
+    if a in _NUMBERS and b in _NUMBERS:
+        return max(a, b, key=_NUMBERS.index)
+    return "String"
+
+
+def _fields(features: _Features) -> list[tuple[str, str, str, str]]:
+    """(property id, field name, alias, I3S value type) of each attribute field, OBJECTID first;
+    a source property named like OBJECTID gets another field name."""
+    out = [(r.OBJECTID, r.OBJECTID, r.OBJECTID, "Oid32")]
+    taken = {r.OBJECTID.lower()}
+    for pid, (name, value_type) in features.fields.items():
+        field_name, n = pid, 1
+        while field_name.lower() in taken:
+            field_name, n = f"{pid}_{n}", n + 1
+        taken.add(field_name.lower())
+        out.append((pid, field_name, name, value_type))
     return out
 
 
@@ -557,11 +583,12 @@ def _layer_document(nodes: list[_Node], features: _Features, layer_type: str, na
     if not integrated:
         fields = _fields(features)
         doc["fields"] = [
-            r.field_definition(pid, "esriFieldTypeOID" if key == 0 else _field_type(vt), name) for key, (pid, name, vt) in enumerate(fields)
+            r.field_definition(name, "esriFieldTypeOID" if key == 0 else _field_type(vt), alias)
+            for key, (_pid, name, alias, vt) in enumerate(fields)
         ]
-        doc["attributeStorageInfo"] = [r.attribute_storage_info(f"f_{key}", pid, vt) for key, (pid, _n, vt) in enumerate(fields)]
+        doc["attributeStorageInfo"] = [r.attribute_storage_info(f"f_{key}", name, vt) for key, (_p, name, _a, vt) in enumerate(fields)]
         doc["statisticsInfo"] = [
-            {"key": f"f_{key}", "name": pid, "href": f"./statistics/f_{key}/0"} for key, (pid, _n, _vt) in enumerate(fields) if key
+            {"key": f"f_{key}", "name": name, "href": f"./statistics/f_{key}/0"} for key, (_p, name, _a, _vt) in enumerate(fields) if key
         ]
     return doc
 

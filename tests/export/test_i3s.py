@@ -330,3 +330,25 @@ def test_additive_refinement_with_content_is_refused(tmp_path):
     (layer / "tileset.json").write_text(json.dumps({"asset": {"version": "1.1"}, "geometricError": 8.0, "root": root}))
     with pytest.raises(CimInputError, match="refines by ADD"):
         export_i3s(layer, tmp_path / "x.slpk")
+
+
+def test_fields_widen_across_tiles_and_keep_objectid_free():
+    from cim.export.i3s import _Features, _fields
+    from cim.export.tiles import Table
+
+    features = _Features()
+    scalar = {"type": "SCALAR"}
+    first = Table(
+        "b",
+        {"OBJECTID": {**scalar, "componentType": "INT32"}, "n": {**scalar, "componentType": "INT32"}, "flag": {"type": "BOOLEAN"}},
+        {"OBJECTID": [7, 8], "n": [1, 2], "flag": [True, False]},
+        2,
+    )
+    second = Table("b", {"n": {**scalar, "componentType": "FLOAT64"}, "flag": {"type": "STRING"}}, {"n": [2.5], "flag": ["yes"]}, 1)
+    assert features.table_ids(first).tolist() == [1, 2] and features.table_ids(second).tolist() == [3]
+    assert _fields(features) == [
+        ("OBJECTID", "OBJECTID", "OBJECTID", "Oid32"),
+        ("OBJECTID", "OBJECTID_1", "OBJECTID", "Int32"),
+        ("n", "n", "n", "Float64"),  # INT32 in one tile, FLOAT64 in another: a double holds both
+        ("flag", "flag", "flag", "String"),  # BOOLEAN and STRING: text
+    ]
