@@ -123,9 +123,9 @@ def _manifest_entry(layer_dir: Path) -> dict[str, Any] | None:
 
 
 def layer_kind(layer_dir: Path) -> str:
-    """The kind of a built layer folder: from the ``city.json`` beside it when it lists the
-    folder, else from the files (``layer.json``: terrain, ``imagery.json``: imagery,
-    ``tileset.json``: the kind its first content shows, ``mesh`` for triangles).
+    """The kind of a built layer folder: from a ``city.json`` that lists it, else from its files
+    (``layer.json``: terrain, ``imagery.json``: imagery, ``tileset.json``: ``"3dtiles"``, a
+    tileset whose content decides: features make a 3DObject, none an IntegratedMesh).
 
     Raises
     ------
@@ -143,7 +143,7 @@ def layer_kind(layer_dir: Path) -> str:
     if (layer_dir / "imagery.json").is_file():
         return "imagery"
     if (layer_dir / "tileset.json").is_file():
-        return "mesh"
+        return "3dtiles"  # a tileset of unknown kind: its content decides (see export_i3s)
     layers = [str(layer.get("id", "?")) for layer in _read_layers(layer_dir / "city.json")]
     if layers:
         raise CimInputError(f"{layer_dir}: a built city, not a layer: give one of its layers ({', '.join(layers)})")
@@ -246,10 +246,10 @@ def export_i3s(layer_dir: str | Path, out: str | Path, *, name: str | None = Non
         raise CimInputError(f"{layer_dir}: a {kind} layer without tileset.json cannot be exported to I3S")
     if out.is_dir():
         raise CimInputError(f"{out}: is a folder; give the package's file name (e.g. {out / layer_dir.name}.slpk)")
-    integrated = kind == "mesh"
-    layer_type = "IntegratedMesh" if integrated else "3DObject"
     root, tileset_error = read_tileset(tileset_path)
     nodes = _plan_nodes(root, tileset_error, layer_dir)
+    integrated = kind == "mesh" or (kind == "3dtiles" and not _has_features(nodes))
+    layer_type = "IntegratedMesh" if integrated else "3DObject"
     entry = _manifest_entry(layer_dir) or {}
     features = _Features(entry.get("id_property") if isinstance(entry.get("id_property"), str) else None)
     triangles = 0
@@ -276,6 +276,15 @@ def export_i3s(layer_dir: str | Path, out: str | Path, *, name: str | None = Non
     atomic_write_bytes(out, data)
     n_features = 0 if integrated else len(features.rows)
     return I3SExport(out, layer_type, kind, len(nodes), n_features, triangles, len(data), time.perf_counter() - start)
+
+
+def _has_features(nodes: list[_Node]) -> bool:
+    """Whether the first tile with content has feature ids into a property table."""
+    first = next((n.tile for n in nodes if n.tile is not None and n.tile.content is not None), None)
+    if first is None or first.content is None:
+        return False
+    primitives, tables = read_tile_content(first.content, first.transform)
+    return bool(tables) and any(p.feature_ids is not None and p.table is not None for p in primitives)
 
 
 def _dumps(doc: Any) -> bytes:

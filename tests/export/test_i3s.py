@@ -352,3 +352,9 @@ def test_fields_widen_across_tiles_and_keep_objectid_free():
         ("n", "n", "n", "Float64"),  # INT32 in one tile, FLOAT64 in another: a double holds both
         ("flag", "flag", "flag", "String"),  # BOOLEAN and STRING: text
     ]
+
+
+def test_a_tileset_without_a_manifest_is_typed_by_its_content(tiny_city, tmp_path):
+    shutil.copytree(tiny_city / "buildings", tmp_path / "copy" / "buildings")
+    result = export_i3s(tmp_path / "copy" / "buildings", tmp_path / "b.slpk")
+    assert result.kind == "3dtiles" and result.layer_type == "3DObject" and result.features == 126
