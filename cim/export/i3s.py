@@ -18,7 +18,7 @@ What is written (I3S 1.8, readable by 1.7 clients; see the README's table):
   degrees, metres), normals east-north-up at the centre, colours sRGB bytes;
 - every property of the layer's property tables as an attribute field (with its statistics),
   after ``OBJECTID``: a feature keeps one id in every node it appears in (a building in a
-  parent tile and in its leaf), since a feature is known by its class and attribute values.
+  parent tile and in its leaf), known by its identity property (see :class:`_Features`).
 
 Not written: 3DNodeIndexDocument and sharedResource (for pre-1.7 clients), Draco geometry,
 point-cloud layers (I3S point clouds are a different profile; see the README).
