@@ -81,3 +81,12 @@ bench: install
 
 clean:
 	rm -rf tiles/tianshui sample_city/data sample_city/city.toml
+
+# The independent I3S reader of the export tests (loaders.gl in Node, tests/tools/loadersgl).
+tests/tools/loadersgl/node_modules/.package-lock.json: tests/tools/loadersgl/package.json tests/tools/loadersgl/package-lock.json
+	cd tests/tools/loadersgl && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: loadersgl-deps
+loadersgl-deps: tests/tools/loadersgl/node_modules/.package-lock.json
+test-deps: loadersgl-deps

@@ -6,6 +6,7 @@ Examples::
     cim build sample_city/city.toml --out tiles/tianshui
     cim convert buildings footprints.shp tiles/footprints --height-attr HEIGHT --dem dem.tif
     cim serve tiles/tianshui
+    cim export i3s tiles/tianshui/buildings buildings.slpk
     cim users add tiles/tianshui wang --role planner
     cim access restrict tiles/tianshui bim --role planner
     cim audit verify tiles/tianshui
@@ -24,6 +25,7 @@ import click
 from cim._version import __version__
 from cim.cli.admin import access, audit, users
 from cim.cli.convert import KindGroup
+from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
 
 if TYPE_CHECKING:
@@ -84,6 +86,9 @@ cli.add_command(audit)
 cli.add_command(
     KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
 )
+
+
+cli.add_command(export)
 
 
 @cli.command()
