@@ -95,11 +95,12 @@ cli.add_command(export)
 @click.argument("city_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you mean to share it).")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--head-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds a request head may take.")
 @common
 @handle_errors
-def serve(city_dir: Path, host: str, port: int, verbose: int, quiet: bool) -> None:
+def serve(city_dir: Path, host: str, port: int, head_timeout: float, verbose: int, quiet: bool) -> None:
     """Serve a built city (CITY_DIR with city.json) and the viewer."""
     setup_logging(verbose, quiet)
     from cim.server import run
 
-    run(city_dir, host=host, port=port)
+    run(city_dir, host=host, port=port, head_timeout=head_timeout)
