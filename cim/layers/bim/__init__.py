@@ -87,6 +87,9 @@ class BimInfo(LayerInfo):
     classes: list[str]
     #: the storeys' names in elevation order
     storey_names: list[str]
+    #: the property that names an element in tiles and search results (the viewer and exporters
+    #: match features by it)
+    id_property: str = "GlobalId"
 
 
 @dataclass
