@@ -40,6 +40,7 @@ from cim.crs import crs_label
 from cim.errors import CimInputError
 from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_point_words, position_bounds
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
+from cim.kernels.clusters import box_groups
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.kernels.octree import WORDS
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
@@ -120,6 +121,9 @@ class PointCloudOptions(LayerOptions):
 
     crs: str | None = option(None, help="CRS of files that declare none, e.g. EPSG:4544 [default: the city's].")
     crs_override: bool = option(False, help="Use --crs even for files that declare one.")
+    max_gap: float = option(
+        20_000.0, help="Largest gap (m) between files of one layer; files farther apart are of different places: an error."
+    )
     leaf_points: int = option(60_000, help="Most points in a leaf tile.")
     node_bits: int = option(7, help="A node keeps one point per cell of a 2^node_bits grid over its cube (7: Potree's spacing).")
     chunk_points: int = option(1_000_000, help="Most points a job indexes at once (bounds its memory).")
@@ -171,6 +175,30 @@ class PointCloudPlan(LayerPlan):
     options: PointCloudOptions = field(default_factory=PointCloudOptions)
 
 
+def _one_place(files: list[Path], boxes: list[tuple[np.ndarray, np.ndarray]], frame: LocalFrame, gap: float) -> None:
+    """Refuse files of different places in one layer (a folder holding surveys of two cities
+    would make one octree thousands of kilometres wide, every point of a city in one leaf)."""
+    if len(files) < 2:
+        return
+    lo = np.array([b[0][:2] for b in boxes])
+    hi = np.array([b[1][:2] for b in boxes])
+    labels = box_groups(lo, hi, gap)
+    if labels.max() == 0:
+        return
+    parts = []
+    for g in range(int(labels.max()) + 1):
+        members = [f for f, label in zip(files, labels) if label == g]
+        centre = (lo[labels == g].min(axis=0) + hi[labels == g].max(axis=0)) / 2.0
+        lon, lat, _ = ecef_to_geodetic(frame.to_ecef(np.array([[centre[0], centre[1], 0.0]])))
+        shown = ", ".join(f.name for f in members[:3]) + (f" and {len(members) - 3} more" if len(members) > 3 else "")
+        parts.append(f"{len(members)} file(s) near {float(lon[0]):.3f}°E {float(lat[0]):.3f}°N ({shown})")
+    span = float(np.linalg.norm(hi.max(axis=0) - lo.min(axis=0))) / 1000.0
+    raise CimInputError(
+        f"point-cloud files of {len(parts)} places in one layer, {span:,.0f} km across: {'; '.join(parts)}. "
+        f"Give each place its own layer (or raise the layer's option 'max_gap', now {gap:,.0f} m, if they are one survey)"
+    )
+
+
 class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
     """LAS/LAZ files (or folders of them) → one octree of GLB point tiles, refine ADD: every input
     point appears in exactly one tile (``tileset.json`` + ``tiles/r*.glb``)."""
@@ -191,6 +219,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
             raise CimInputError(f"{', '.join(map(str, files))}: no points")
         frame = run.frame if run.frame is not None else frame_for(srcs)
         boxes = [header_box_enu(s, frame) for s in srcs]
+        _one_place(files, boxes, frame, options.max_gap)
         fits = [source_transform(s, frame, options.tolerance).piecewise(np.array(s.mins), np.array(s.maxs)) for s in srcs]
         grid = OctreeGrid.around(np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0), node_bits=options.node_bits)
         key = build_key("pointcloud-1", [file_fingerprint(f) for f in files], [s.crs_wkt for s in srcs], options.key(), frame.to_dict())

@@ -304,3 +304,29 @@ def test_real_las_1_4_format_7(realpc, tmp_path):
     r = cim.build_layer("pointcloud", [path], tmp_path / "a", frame=frame, crs="EPSG:32631", crs_override=True)
     assert r.count == 22_600 and r.info.has_color
     _check_against_input(path, tmp_path / "a", frame, {"crs": "EPSG:32631", "crs_override": True})
+
+
+def test_files_of_two_places_in_one_layer_are_refused(tmp_path):
+    """A folder holding surveys of two places (here 300 km apart) is one error naming both
+    groups, not an octree hundreds of kilometres wide; raising max_gap builds it."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "surveys"
+    folder.mkdir()
+    for name, (x, y) in {
+        "tianshui_a.las": (566_000, 3_828_000),
+        "tianshui_b.las": (566_400, 3_828_000),
+        "far.las": (566_000, 4_128_000),
+    }.items():
+        xyz = np.column_stack([x + rng.uniform(0, 300, 2000), y + rng.uniform(0, 300, 2000), 1100 + rng.uniform(0, 10, 2000)])
+        write_las(folder / name, xyz)
+    with pytest.raises(cim.CimInputError) as err:
+        cim.convert("pointcloud", folder, tmp_path / "out")
+    message = str(err.value)
+    assert "point-cloud files of 2 places in one layer" in message
+    assert (
+        "2 file(s) near" in message and "tianshui_a.las, tianshui_b.las" in message and "1 file(s) near" in message and "far.las" in message
+    )
+    assert "max_gap" in message
+    assert not list((tmp_path / "out").rglob("*.glb"))
+    report = cim.convert("pointcloud", folder, tmp_path / "out2", max_gap=400_000.0)
+    assert report.layers
