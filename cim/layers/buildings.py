@@ -26,7 +26,14 @@ from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.quadtree import TileNode, quadtree_plan
-from cim.warnings import CimWarning, DefaultValueWarning, FeatureRepairedWarning, FeatureSkippedWarning, OutsideDataWarning
+from cim.warnings import (
+    CimWarning,
+    DefaultValueWarning,
+    FeatureRepairedWarning,
+    FeatureSkippedWarning,
+    GeoreferenceWarning,
+    OutsideDataWarning,
+)
 
 __all__ = [
     "BuildingsLayer",
@@ -64,6 +71,7 @@ class BuildingsOptions(LayerOptions):
     dem: Path | None = option(None, help="DEM to stand buildings on (base = lowest ground under the footprint).")
     max_features: int = option(2000, help="Most buildings in one tile.")
     crs: str | None = option(None, help="CRS of a file that declares none, e.g. EPSG:4544 [default: the city's].")
+    crs_override: bool = option(False, help="Use --crs even for a file that declares one (its header is wrong).")
     layer: str | None = option(None, help="Layer of a multi-layer file (GeoPackage) [default: the first].")
     id_attr: str = option("id", help="Attribute with feature ids.")
 
@@ -324,7 +332,11 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         crs = run.crs(options.crs)
         warm_up_kernels()
         prefetch = prefetch_dem_for(source, options.dem, crs, options.layer)
-        table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr)
+        if options.crs_override and options.crs is None:
+            raise CimInputError(f"{source}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
+        table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr, crs_override=options.crs_override)
+        if table.overridden_crs is not None:
+            run.warn(GeoreferenceWarning, f"{source}: declares {table.overridden_crs}; read as {crs_label(table.crs)} (crs_override)")
         frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
         replaced = _drop_replaced(table, [fp for r in run.city.results("bim") for fp in r.info.footprints])  # type: ignore[union-attr]
         if len(replaced):

@@ -73,7 +73,7 @@ from cim.tiling.octree import (
     read_slices,
     stage_batch,
 )
-from cim.warnings import OutsideDataWarning, ReprojectionWarning
+from cim.warnings import GeoreferenceWarning, OutsideDataWarning, ReprojectionWarning
 
 __all__ = [
     "PointCloudLayer",
@@ -213,7 +213,16 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
     def plan(self, sources: list[Path], options: PointCloudOptions, run: LayerRun) -> PointCloudPlan:
         files = list_pointcloud_files(sources)
         crs = run.crs(options.crs)
+        if options.crs_override and options.crs is None:
+            raise CimInputError(f"{files[0]}: crs_override needs the layer's own crs (the CRS to use instead of the files')")
         srcs = [open_pointcloud(f, crs, crs_override=options.crs_override) for f in files]
+        overridden = [s.path.name for s in srcs if s.crs_from == "override"]
+        if overridden:
+            shown = ", ".join(overridden[:5]) + (f" and {len(overridden) - 5} more" if len(overridden) > 5 else "")
+            run.warn(
+                GeoreferenceWarning,
+                f"{len(overridden)} file(s) read as {crs} instead of the CRS their header declares (crs_override): {shown}",
+            )
         total = sum(s.count for s in srcs)
         if total == 0:
             raise CimInputError(f"{', '.join(map(str, files))}: no points")

@@ -62,6 +62,8 @@ class FootprintTable:
     source: Path
     repaired: list[FeatureIssue] = field(default_factory=list)
     skipped: list[FeatureIssue] = field(default_factory=list)
+    #: the CRS the file declares, when ``crs_override`` put another in its place
+    overridden_crs: str | None = None
 
     def __len__(self) -> int:
         return len(self.geometries)
@@ -113,6 +115,7 @@ def read_footprints(
     crs: object = None,
     layer: str | int | None = None,
     id_attr: str | None = "id",
+    crs_override: bool = False,
 ) -> FootprintTable:
     """Read building footprints.
 
@@ -120,6 +123,8 @@ def read_footprints(
     ----------
     path : a GeoPackage, GeoJSON or Shapefile
     crs : the CRS to assume when the file declares none (a file's own CRS wins)
+    crs_override : take ``crs`` even when the file declares one (a header known to be wrong);
+        the table's ``overridden_crs`` names the declared one
     layer : the layer of a multi-layer source
     id_attr : the attribute holding feature ids; when missing, ids are ``"<file stem>-<row>"``
 
@@ -139,9 +144,14 @@ def read_footprints(
         meta, wkb, field_data = _read_columns(path, layer)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, ...
         raise CimIOError(f"{path}: cannot read footprints ({exc})") from None
-    if meta.get("crs"):
+    overridden = None
+    if crs_override and crs is None:
+        raise CimCRSError(f"{path}: crs_override needs a crs to put in the file's place")
+    if meta.get("crs") and not crs_override:
         file_crs = parse_crs(meta["crs"], what=str(path))
     elif crs is not None:
+        if meta.get("crs"):
+            overridden = crs_label(parse_crs(meta["crs"], what=str(path)))
         file_crs = parse_crs(crs, what=str(path))
     else:
         raise CimCRSError(f"{path}: the file declares no CRS; give one (--crs EPSG:XXXX or crs= in the recipe)")
@@ -169,6 +179,7 @@ def read_footprints(
     table = FootprintTable(geoms[keep], ids[keep], {k: v[keep] for k, v in columns.items()}, types, file_crs, path)
     table.repaired = repaired
     table.skipped = skipped
+    table.overridden_crs = overridden
     if len(table) == 0:
         raise CimInputError(f"{path}: no usable polygon footprints (skipped {len(skipped)})")
     log.info("%s: %d footprints in %s", path.name, len(table), crs_label(file_crs))

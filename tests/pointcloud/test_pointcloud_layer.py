@@ -330,3 +330,19 @@ def test_files_of_two_places_in_one_layer_are_refused(tmp_path):
     assert not list((tmp_path / "out").rglob("*.glb"))
     report = cim.convert("pointcloud", folder, tmp_path / "out2", max_gap=400_000.0)
     assert report.layers
+
+
+def test_crs_override_replaces_a_wrong_header_crs_with_a_warning(tmp_path):
+    """A header declaring the wrong CRS (UTM 48N for Gauss-Kruger numbers) is read in the CRS the
+    user names, when they say so explicitly, and the result says it was."""
+    rng = np.random.default_rng(2)
+    xyz = np.column_stack([566_000 + rng.uniform(0, 50, 500), 3_828_000 + rng.uniform(0, 50, 500), 1100 + rng.uniform(0, 5, 500)])
+    path = write_las(tmp_path / "wrong.las", xyz, crs="EPSG:32648")
+    with pytest.warns(cim.warnings.GeoreferenceWarning, match=r"1 file\(s\) read as EPSG:4544 instead of .*: wrong.las"):
+        report = cim.convert("pointcloud", path, tmp_path / "out", crs="EPSG:4544", crs_override=True)
+    city = json.loads((tmp_path / "out" / "city.json").read_text())
+    lon = (city["bounds"]["west"] + city["bounds"]["east"]) / 2
+    assert 105.5 < lon < 106.0  # Tianshui, where the numbers say; UTM 48N would put it near 102.6°E
+    assert report.layers
+    with pytest.raises(cim.CimInputError, match="crs_override needs the layer's own crs"):
+        cim.convert("pointcloud", path, tmp_path / "out2", crs_override=True)

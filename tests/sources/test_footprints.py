@@ -158,3 +158,27 @@ def test_validity_checked_in_chunks_on_threads_is_shapely_s():
     geoms = np.array([good if i % 7 else bowtie for i in range(1000)], dtype=object)
     assert np.array_equal(_is_valid(geoms, chunk=64), shapely.is_valid(geoms))
     assert _is_valid(geoms, chunk=64).sum() == 1000 - len(range(0, 1000, 7))
+
+
+def test_crs_override_reads_a_wrongly_declared_file_in_the_given_crs(tiny_sources, tmp_path):
+    """A GeoPackage whose header says EPSG:32648 for Gauss-Kruger numbers: refused without
+    crs_override as the placement goes wrong, read in the given CRS with it, with a warning."""
+    import pyogrio
+
+    import cim
+    from cim.sources.footprints import read_footprints
+    from cim.warnings import GeoreferenceWarning
+
+    meta, _, geometry, fields = pyogrio.raw.read(tiny_sources.buildings)
+    wrong = tmp_path / "wrong.gpkg"
+    pyogrio.raw.write(wrong, geometry, fields, meta["fields"], crs="EPSG:32648", geometry_type="MultiPolygon", driver="GPKG")
+    table = read_footprints(wrong, crs="EPSG:4544", crs_override=True)
+    assert table.crs.to_epsg() == 4544 and table.overridden_crs == "EPSG:32648"
+    assert read_footprints(wrong, crs="EPSG:4544").crs.to_epsg() == 32648  # the file's own wins by default
+    with pytest.warns(GeoreferenceWarning, match=r"wrong.gpkg: declares EPSG:32648; read as EPSG:4544 \(crs_override\)"):
+        cim.convert("buildings", wrong, tmp_path / "out", crs="EPSG:4544", crs_override=True)
+    city = (tmp_path / "out" / "city.json").read_text()
+    import json
+
+    bounds = json.loads(city)["bounds"]
+    assert 105.5 < (bounds["west"] + bounds["east"]) / 2 < 106.0

@@ -62,7 +62,8 @@ class PointCloudSource:
     has_rgb : the point format stores colour
     color_shift : 8 when colours use the 16-bit range, else 0
     laz_chunk : LAZ chunk size (points), 0 when not seekable by chunk
-    crs_from : ``"header"`` or ``"argument"``
+    crs_from : ``"header"``, ``"argument"`` (the header declares none) or ``"override"`` (the
+        argument replaced the header's, see ``crs_override``)
     data_offset, record_size : where the point records start and their size (bytes)
     """
 
@@ -266,7 +267,7 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
             log.warning("%s: cannot parse the header's CRS (%s)", path, exc)
             header_crs = None
         if crs is not None and (crs_override or header_crs is None):
-            use, crs_from = parse_crs(crs, what=str(path)), "argument"
+            use, crs_from = parse_crs(crs, what=str(path)), "argument" if header_crs is None else "override"
         elif header_crs is not None:
             use, crs_from = header_crs, "header"
         else:
