@@ -34,6 +34,7 @@ from numba import njit
 from cim.kernels import JitOptions
 
 __all__ = [
+    "select_points",
     "FootprintGrid",
     "feature_rings",
     "assign_points",
@@ -293,6 +294,87 @@ def assign_points(
         if nr <= cap_r and ng <= cap_g:
             return rp[:nr], rf[:nr], gp[:ng], gf[:ng]
         cap_r, cap_g = max(cap_r, nr), max(cap_g, ng)  # rare: points shared by many footprints
+
+
+@njit(**JIT)
+def _select(
+    X, Y, Z, cls_raw, cls_mask, roof_class, ground_class, scales, offsets, z_factor, box, classes, x, y, z, kind
+):  # pragma: no cover
+    k = 0
+    for i in range(len(X)):
+        c = cls_raw[i] & cls_mask
+        classes[c] += 1
+        if c == roof_class:
+            t = 1
+        elif c == ground_class:
+            t = 2
+        else:
+            continue
+        px = X[i] * scales[0] + offsets[0]
+        py = Y[i] * scales[1] + offsets[1]
+        if px < box[0] or px > box[2] or py < box[1] or py > box[3]:
+            continue
+        x[k] = px
+        y[k] = py
+        z[k] = (Z[i] * scales[2] + offsets[2]) * z_factor
+        kind[k] = t
+        k += 1
+    return k
+
+
+def select_points(
+    X: np.ndarray,
+    Y: np.ndarray,
+    Z: np.ndarray,
+    cls_raw: np.ndarray,
+    cls_mask: int,
+    scales: tuple[float, float, float],
+    offsets: tuple[float, float, float],
+    z_factor: float,
+    box: tuple[float, float, float, float],
+    classes: np.ndarray,
+    roof_class: int = 6,
+    ground_class: int | None = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The roof and ground points of a batch of raw LAS records that lie in ``box``, scaled, in
+    one pass (counting every point's class into ``classes``).
+
+    Parameters
+    ----------
+    X, Y, Z : (n,) int32 raw coordinates (views into the records are fine)
+    cls_raw : (n,) uint8 raw classification byte; ``cls_mask`` selects the class bits
+    scales, offsets : the LAS header's; ``z_factor`` turns z into metres
+    box : (xmin, ymin, xmax, ymax) of the points kept (infinite: keep all)
+    classes : (256,) int64, incremented in place
+    roof_class, ground_class : the classes kept (kind 1 and 2); ``ground_class`` None: roofs only
+
+    Returns
+    -------
+    x, y, z : (m,) float64, new arrays
+    kind : (m,) uint8, 1 roof, 2 ground
+    """
+    n = len(X)
+    x, y, z = np.empty(n), np.empty(n), np.empty(n)
+    kind = np.empty(n, dtype=np.uint8)
+    m = _select(
+        X,
+        Y,
+        Z,
+        cls_raw,
+        np.uint8(cls_mask),
+        roof_class,
+        -1 if ground_class is None else ground_class,
+        np.asarray(scales, dtype=np.float64),
+        np.asarray(offsets, dtype=np.float64),
+        float(z_factor),
+        np.asarray(box, dtype=np.float64),
+        classes,
+        x,
+        y,
+        z,
+        kind,
+    )
+    return x[:m].copy(), y[:m].copy(), z[:m].copy(), kind[:m].copy()
 
 
 def height_keys(feature: np.ndarray, z: np.ndarray, z_ref: float) -> np.ndarray:

@@ -19,6 +19,7 @@ from cim.kernels.footprint_points import (
     feature_rings,
     group_percentiles,
     height_keys,
+    select_points,
 )
 from cim.sources.footprints import footprint_rings, read_footprints
 
@@ -133,3 +134,27 @@ def test_height_keys_sort_by_feature_then_height_within_the_float32_bound():
     ref = np.lexsort((back, feature))
     assert np.array_equal(feature[order], feature[ref])
     assert np.array_equal(back[order], back[ref])
+
+
+def test_select_points_on_packed_records():
+    """Raw LAS records are packed (34 bytes in point format 3: unaligned int32 fields)."""
+    rng = np.random.default_rng(4)
+    n = 10_000
+    rec = np.zeros(
+        n, dtype=np.dtype({"names": ["X", "Y", "Z", "c"], "formats": ["<i4", "<i4", "<i4", "u1"], "offsets": [0, 4, 8, 15], "itemsize": 34})
+    )
+    rec["X"], rec["Y"], rec["Z"] = rng.integers(-(10**6), 10**6, (3, n))
+    rec["c"] = rng.integers(0, 256, n)
+    scales, offsets, box = (0.01, 0.01, 0.001), (1000.0, 2000.0, 0.0), (-5000.0, -6000.0, 8000.0, 9000.0)
+    classes = np.zeros(256, dtype=np.int64)
+    x, y, z, kind = select_points(rec["X"], rec["Y"], rec["Z"], rec["c"], 0x1F, scales, offsets, 0.3048, box, classes)
+    cls = rec["c"] & 0x1F
+    rx, ry = rec["X"] * 0.01 + 1000.0, rec["Y"] * 0.01 + 2000.0
+    keep = np.isin(cls, [2, 6]) & (rx >= box[0]) & (rx <= box[2]) & (ry >= box[1]) & (ry <= box[3])
+    assert keep.sum() > 100
+    assert np.array_equal(x, rx[keep]) and np.array_equal(y, ry[keep])
+    assert np.array_equal(z, (rec["Z"][keep] * 0.001) * 0.3048)
+    assert np.array_equal(kind, np.where(cls[keep] == 6, 1, 2))
+    assert np.array_equal(classes, np.bincount(cls, minlength=256))
+    _, _, _, roofs_only = select_points(rec["X"], rec["Y"], rec["Z"], rec["c"], 0x1F, scales, offsets, 1.0, box, classes, ground_class=None)
+    assert np.all(roofs_only == 1) and len(roofs_only) == (keep & (cls == 6)).sum()

@@ -18,8 +18,11 @@ N(0, 0.03 m) noise; ground (class 2) on the DEM with N(0, 0.02 m) noise. So:
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+from pyproj import CRS, Transformer
 
 import cim
 from cim.engines import engine_from
@@ -302,8 +306,6 @@ def test_unclassified_points(sample, tmp_path):
 
 def test_points_in_another_crs_are_reprojected(sample, tmp_path):
     """The same lidar in UTM 48N (EPSG:32648) gives the same roofs (x, y reprojected; z kept)."""
-    from pyproj import Transformer
-
     src, stripped, _ = sample
     t = Transformer.from_crs("EPSG:4544", "EPSG:32648", always_xy=True)
     folder = tmp_path / "utm"
@@ -314,7 +316,7 @@ def test_points_in_another_crs_are_reprojected(sample, tmp_path):
         header = laspy.LasHeader(point_format=las.header.point_format.id, version="1.4")
         header.offsets = [float(np.floor(x.min())), float(np.floor(y.min())), 0.0]
         header.scales = [0.001, 0.001, 0.001]
-        header.add_crs(laspy.vlrs.known.WktCoordinateSystemVlr(__import__("pyproj").CRS("EPSG:32648").to_wkt()).parse_crs())
+        header.add_crs(CRS("EPSG:32648"))
         out = laspy.LasData(header)
         out.x, out.y, out.z = x, y, np.asarray(las.z)
         out.classification = np.asarray(las.classification)
@@ -344,10 +346,6 @@ def test_real_las_without_crs_or_elsewhere(realdata, sample, tmp_path):
 
 def test_cli_convert_heights_from(sample, tmp_path):
     """``cim convert buildings --heights-from GLOB``, as a user runs it (a fresh process)."""
-    import json
-    import os
-    import sys
-
     src, stripped, _ = sample
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pattern = str(src.lidar[0].parent / "*.laz")
@@ -368,3 +366,21 @@ def test_cli_convert_heights_from(sample, tmp_path):
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "none.laz: no such file" in proc.stderr
+
+
+def test_footprints_in_degrees_match_in_the_points_crs(sample, tmp_path):
+    """Footprints in EPSG:4326 (GeoJSON's habit) are matched in the lidar's projected CRS: a ring
+    buffer in degrees would mean nothing. Same counts as in EPSG:4544 but for points within
+    reprojection round-off of an edge; same roofs within a millimetre."""
+    src, stripped, _ = sample
+    table = read_footprints(stripped)
+    degrees = shapely.transform(table.geometries, lambda xy: np.column_stack(_lonlat(xy)))
+    a = footprint_heights(table.geometries, table.crs, [src.lidar[0].parent])
+    b = footprint_heights(degrees, CRS("EPSG:4326"), [src.lidar[0].parent])
+    assert np.abs(a.n_roof - b.n_roof).max() <= 2
+    ok = a.n_roof > 50
+    np.testing.assert_allclose(b.roof[ok], a.roof[ok], atol=1e-3, rtol=0)
+
+
+def _lonlat(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return Transformer.from_crs("EPSG:4544", "EPSG:4326", always_xy=True).transform(xy[:, 0], xy[:, 1])

@@ -26,7 +26,15 @@ from pyproj import CRS
 from cim.crs import crs_label, transformer
 from cim.engines import helper_threads
 from cim.errors import CimCRSError, CimInputError, CimIOError
-from cim.kernels.footprint_points import FootprintGrid, assign_points, decode_keys, feature_rings, group_percentiles, height_keys
+from cim.kernels.footprint_points import (
+    FootprintGrid,
+    assign_points,
+    decode_keys,
+    feature_rings,
+    group_percentiles,
+    height_keys,
+    select_points,
+)
 from cim.sources.footprints import footprint_rings
 from cim.sources.pointcloud.las import PointCloudSource, list_pointcloud_files, open_pointcloud, read_batches
 
@@ -271,24 +279,33 @@ def footprint_heights(
         with helper_threads(max(1, workers), "heights") as pool:
             pending: list = []
             for i, s in enumerate(use):
+                same = s.crs.equals(work)
+                box = (x0, y0, x1, y1) if same else (-np.inf, -np.inf, np.inf, np.inf)
                 for b in read_batches(s, batch=batch, selection=_FIELDS):
-                    cls = b.classification
-                    classes += np.bincount(cls, minlength=256)
-                    points += len(cls)
-                    keep = cls == BUILDING
-                    if need_ground:
-                        keep |= cls == GROUND
-                    if not keep.any():
+                    points += len(b)
+                    # new arrays: an uncompressed file's batch is reused by the next one
+                    x, y, z, kind = select_points(
+                        b.X,
+                        b.Y,
+                        b.Z,
+                        b.classification_raw,
+                        b.class_mask,
+                        s.scales,
+                        s.offsets,
+                        s.z_factor,
+                        box,
+                        classes,
+                        BUILDING,
+                        GROUND if need_ground else None,
+                    )
+                    if not same:
+                        x, y = _to(s.crs, work, x, y)
+                        near = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+                        x, y, z, kind = x[near], y[near], z[near], kind[near]
+                    if not len(x):
                         continue
-                    # copies: an uncompressed file's batch arrays are reused by the next batch
-                    x = b.X[keep] * s.scales[0] + s.offsets[0]
-                    y = b.Y[keep] * s.scales[1] + s.offsets[1]
-                    z = (b.Z[keep] * s.scales[2] + s.offsets[2]) * s.z_factor
-                    kind = np.where(cls[keep] == BUILDING, 1, 2).astype(np.uint8)
-                    x, y = _to(s.crs, work, x, y)
-                    near = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-                    used += int(near.sum())
-                    pending.append(pool.submit(match, x[near], y[near], z[near], kind[near]))
+                    used += len(x)
+                    pending.append(pool.submit(match, x, y, z, kind))
                     while len(pending) > max(1, workers):
                         r, g = pending.pop(0).result()
                         roofs.add(r)
