@@ -7,8 +7,11 @@ classes 2 and 6 near the footprints are kept): each batch is matched to the foot
 compiled call (:func:`cim.kernels.footprint_points.assign_points`) and reduced to one 8-byte
 key per (point, footprint) pair. The keys stay in memory up to ``memory`` bytes; beyond that
 they spill to temporary files, one per range of footprints, and each range is sorted and reduced
-on its own at the end: memory is bounded by ``memory`` plus one range's keys, whatever the
-number of points.
+on its own at the end. Ranges are as many as make one range's keys about a quarter of the
+budget (from the points' count), and footprints are numbered in a shuffled order so that the
+keys of a survey that covers a part of the city still spread evenly over them. Memory is then
+bounded by about 1.5 x ``memory`` (the keys held, and the copy a spill sorts) plus the batches in
+flight, whatever the number of points.
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ log = logging.getLogger("cim.heights")
 GROUND, BUILDING = 2, 6  # ASPRS classes
 #: the fields of a LAZ file decoded (point formats 6-10 store them apart and skip the rest)
 _FIELDS = laspy.DecompressionSelection.XY_RETURNS_CHANNEL | laspy.DecompressionSelection.Z | laspy.DecompressionSelection.CLASSIFICATION
-#: footprints a spill file holds (the most a range holds in memory while reduced: its keys)
+#: fewest footprint ranges keys spill to (more for inputs large beside the memory budget)
 _RANGES = 64
+#: most ranges (spill files of one kind)
+_MAX_RANGES = 4096
 
 
 @dataclass
@@ -99,9 +104,11 @@ def expand_sources(sources: Sequence[str | Path]) -> list[Path]:
 
 class _Keys:
     """The (footprint, height) keys of one kind of point: in memory up to a budget, then
-    spilled to one file per range of footprints."""
+    spilled to one file per range of footprints (``ranges`` ranges of consecutive footprint
+    numbers: footprints are numbered in a shuffled order, so that a survey covering a part of
+    the city still spreads its keys evenly over the ranges)."""
 
-    def __init__(self, n: int, budget: int, folder: Callable[[], Path], name: str) -> None:
+    def __init__(self, n: int, budget: int, folder: Callable[[], Path], name: str, ranges: int) -> None:
         self.n = n
         self.budget = budget
         self.folder = folder
@@ -109,7 +116,8 @@ class _Keys:
         self.parts: list[np.ndarray] = []
         self.held = 0
         self.spilled = False
-        self.bounds = (np.arange(_RANGES + 1, dtype=np.uint64) * np.uint64(-(-n // _RANGES))) << np.uint64(32)
+        self.ranges = ranges
+        self.bounds = (np.arange(ranges + 1, dtype=np.uint64) * np.uint64(-(-n // ranges))) << np.uint64(32)
 
     def add(self, keys: np.ndarray) -> None:
         if len(keys):
@@ -119,7 +127,7 @@ class _Keys:
                 self.spill()
 
     def _file(self, r: int) -> Path:
-        return self.folder() / f"{self.name}-{r:03d}.u64"
+        return self.folder() / f"{self.name}-{r:05d}.u64"
 
     def spill(self) -> None:
         if not self.parts:
@@ -128,7 +136,7 @@ class _Keys:
         self.parts, self.held, self.spilled = [], 0, True
         keys.sort()  # in place: the held parts are freed first
         cut = np.searchsorted(keys, self.bounds)
-        for r in range(_RANGES):
+        for r in range(self.ranges):
             if cut[r + 1] > cut[r]:
                 with open(self._file(r), "ab") as f:
                     keys[cut[r] : cut[r + 1]].tofile(f)
@@ -142,7 +150,7 @@ class _Keys:
             yield keys
             return
         self.spill()
-        for r in range(_RANGES):
+        for r in range(self.ranges):
             path = self._file(r)
             if path.exists():
                 keys = np.fromfile(path, dtype=np.uint64)
@@ -155,10 +163,16 @@ class _Keys:
         values = np.full((self.n, len(q)), np.nan)
         count = np.zeros(self.n, dtype=np.int64)
         for keys in self.runs():
+            if not len(keys):
+                continue
             feature, z = decode_keys(keys, z_ref)
-            v, c = group_percentiles(feature, z, self.n, np.asarray(q, dtype=np.float64))
-            has = c > 0
-            values[has], count[has] = v[has], c[has]
+            # the run's footprints numbered 0, 1, ... (a run holds a few of the n)
+            change = np.empty(len(feature), dtype=bool)
+            change[0] = True
+            np.not_equal(feature[1:], feature[:-1], out=change[1:])
+            present = feature[change]
+            v, c = group_percentiles(np.cumsum(change) - 1, z, len(present), np.asarray(q, dtype=np.float64))
+            values[present], count[present] = v, c
         return values, count
 
 
@@ -266,14 +280,20 @@ def footprint_heights(
             tmp.append(tempfile.TemporaryDirectory(prefix="cim-heights-"))
         return Path(tmp[0].name)
 
-    roofs = _Keys(n, memory // 2, folder, "roof")
-    grounds = _Keys(n, memory // 2, folder, "ground")
+    # one range's keys are sorted in memory at the end: aim at a quarter of the budget each,
+    # assuming as many (point, footprint) pairs of a kind as points read
+    total = sum(s.count for s in use)
+    ranges = int(min(max(_RANGES, np.ceil(4 * 8 * total / (memory // 2))), _MAX_RANGES, n))
+    # footprints numbered in a fixed shuffled order (see _Keys)
+    number = np.random.default_rng(0).permutation(n).astype(np.int64)
+    roofs = _Keys(n, memory // 2, folder, "roof", ranges)
+    grounds = _Keys(n, memory // 2, folder, "ground", ranges)
     classes = np.zeros(256, dtype=np.int64)
     points = used = 0
 
     def match(x: np.ndarray, y: np.ndarray, z: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rp, rf, gp, gf = assign_points(grid, xy, ring_offsets, rings_of, x, y, kind)
-        return height_keys(rf, z[rp], z_ref), height_keys(gf, z[gp], z_ref)
+        return height_keys(number[rf], z[rp], z_ref), height_keys(number[gf], z[gp], z_ref)
 
     try:
         with helper_threads(max(1, workers), "heights") as pool:
@@ -324,7 +344,12 @@ def footprint_heights(
                 "heights need a classified point cloud"
             )
         roof, n_roof = roofs.reduce(list(roof_percentiles), z_ref)
-        ground, n_ground = grounds.reduce([ground_percentile], z_ref) if need_ground else (np.full((n, 1), np.nan), np.zeros(n, np.int64))
+        roof, n_roof = roof[number], n_roof[number]
+        if need_ground:
+            ground, n_ground = grounds.reduce([ground_percentile], z_ref)
+            ground, n_ground = ground[number], n_ground[number]
+        else:
+            ground, n_ground = np.full((n, 1), np.nan), np.zeros(n, dtype=np.int64)
     finally:
         for t in tmp:
             t.cleanup()
