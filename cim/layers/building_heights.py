@@ -30,7 +30,19 @@ if TYPE_CHECKING:
     from cim.layers.base import LayerRun
     from cim.layers.buildings import BuildingsOptions
 
-__all__ = ["PointHeights", "roof_attribute", "point_sources", "heights_from_points"]
+__all__ = ["HEIGHT_OPTIONS", "PointHeights", "roof_attribute", "point_sources", "heights_from_points"]
+
+#: the buildings options that decide heights from points (for the layer's build key)
+HEIGHT_OPTIONS = (
+    "heights_from",
+    "heights_layer",
+    "roof_percentiles",
+    "ground_percentile",
+    "ground_from",
+    "ground_buffer",
+    "min_points",
+    "roof_height",
+)
 
 
 def roof_attribute(p: float) -> str:

@@ -21,7 +21,7 @@ from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
-from cim.layers.building_heights import PointHeights, heights_from_points
+from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, roof_attribute
 from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
@@ -91,7 +91,7 @@ class BuildingsOptions(LayerOptions):
             raise CimInputError(f"{where}: options 'roof_percentiles' and 'ground_percentile' must be in 0..100, got {percentiles}")
         if self.min_points < 1 or self.ground_buffer < 0 or self.heights_memory < 1 << 20:
             raise CimInputError(f"{where}: options 'min_points' ≥ 1, 'ground_buffer' ≥ 0 and 'heights_memory' ≥ 1 MiB are required")
-        names = [f"h_roof_{p:g}" for p in self.roof_percentiles]
+        names = [roof_attribute(p) for p in self.roof_percentiles]
         if self.roof_height not in names:
             raise CimInputError(
                 f"{where}: option 'roof_height' must be one of {', '.join(names)} (from roof_percentiles), got {self.roof_height!r}"
@@ -105,7 +105,7 @@ class BuildingsOptions(LayerOptions):
     @property
     def roof_height_percentile(self) -> float:
         """The roof percentile ``roof_height`` names."""
-        return next(p for p in self.roof_percentiles if f"h_roof_{p:g}" == self.roof_height)
+        return next(p for p in self.roof_percentiles if roof_attribute(p) == self.roof_height)
 
 
 @dataclass
@@ -228,9 +228,9 @@ def prepare_buildings(
     One pass in this process: the rings are projected once, the DEM window under the footprints
     is sampled at every vertex (a building's base is its lowest ground), and the compiled
     extrusion writes the meshes. Heights from a point cloud (``points``) replace the attribute
-    rules, and stand the buildings on the points' ground where there is no DEM. (Chunks in forked processes were used while the extrusion was
-    numpy: each child then paid the page faults of its own copies, and a compiled kernel would
-    pay numba's start-up in every child.)
+    rules, and stand the buildings on the points' ground where there is no DEM. (Chunks in
+    forked processes were used while the extrusion was numpy: each child then paid the page
+    faults of its own copies, and a compiled kernel would pay numba's start-up in every child.)
     """
     warnings: list[tuple[type[CimWarning], str]] = []
     heights, notes = (points.heights, points.notes) if points is not None else building_heights(table, opts)
@@ -390,7 +390,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             *(
                 [
                     points.fingerprint,
-                    {k: v for k, v in options.key().items() if k.startswith(("heights_", "roof_", "ground_", "min_points"))},
+                    {k: v for k, v in options.key().items() if k in HEIGHT_OPTIONS},
                 ]
                 if points is not None
                 else []

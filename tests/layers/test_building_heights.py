@@ -384,3 +384,18 @@ def test_footprints_in_degrees_match_in_the_points_crs(sample, tmp_path):
 
 def _lonlat(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Transformer.from_crs("EPSG:4544", "EPSG:4326", always_xy=True).transform(xy[:, 0], xy[:, 1])
+
+
+def test_build_key_follows_the_height_options(sample, tmp_path):
+    """A change of what decides the heights rebuilds; a change of the memory budget resumes."""
+    src, stripped, _ = sample
+    lidar = src.lidar[0].parent
+    keys = {
+        "base": _plan(stripped, tmp_path, heights_from=lidar).key,
+        "memory": _plan(stripped, tmp_path, heights_from=lidar, heights_memory=1 << 20).key,
+        "p90": _plan(stripped, tmp_path, heights_from=lidar, roof_height="h_roof_90").key,
+        "buffer": _plan(stripped, tmp_path, heights_from=lidar, ground_buffer=4.0).key,
+        "attributes": _plan(stripped, tmp_path).key,
+    }
+    assert keys["memory"] == keys["base"]
+    assert len({keys[k] for k in ("base", "p90", "buffer", "attributes")}) == 4
