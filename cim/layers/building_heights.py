@@ -92,7 +92,7 @@ def point_sources(opts: BuildingsOptions, run: LayerRun) -> tuple[list[Path], st
                 f"(point-cloud layers built before it: {known})"
             )
         sources += found[0].sources
-        crs = crs if crs is not None else found[0].crs
+        crs = found[0].crs or crs  # the CRS that layer read its files in, when they share one
     return sources, crs
 
 
