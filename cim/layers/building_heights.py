@@ -7,8 +7,9 @@ the DEM under it (``ground_from = "dem"``: its lowest ground, where the layer st
 roof, as each of ``roof_percentiles`` of building points (class 6) it covers. They become the
 attributes ``h_ground``, ``h_roof_<p>`` and ``n_points`` of every building, and its height is
 ``roof_height`` minus ``h_ground``. A value from fewer than ``min_points`` points is left null;
-a footprint without both values (or with a roof not above its ground) takes ``default_height``;
-one warning counts them and names the first.
+a footprint without both values (or with a roof not above its ground) takes ``default_height``
+(or, with ``heights_fallback = "attributes"``, the layer's height and floors rules, e.g. for a
+survey that covers part of the city); one warning counts them and names the first.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ HEIGHT_OPTIONS = (
     "ground_buffer",
     "min_points",
     "roof_height",
+    "heights_fallback",
 )
 
 
@@ -137,11 +139,12 @@ def heights_from_points(table: FootprintTable, opts: BuildingsOptions, run: Laye
     if fallback.any():
         ids = ", ".join(map(str, table.ids[fallback][:10]))
         ground_rule = "" if from_dem else f" or ground points within {opts.ground_buffer:g} m"
+        used = f"used the default {opts.default_height} m" if opts.heights_fallback == "default" else "used their attributes"
         notes.append(
             (
                 DefaultValueWarning,
                 f"{int(fallback.sum())} of {n} building(s) have fewer than {opts.min_points} roof points{ground_rule} "
-                f"(or a roof not above the ground); used the default {opts.default_height} m ({ids}{', ...' if fallback.sum() > 10 else ''})",
+                f"(or a roof not above the ground); {used} ({ids}{', ...' if fallback.sum() > 10 else ''})",
             )
         )
     _add_column(table, "h_ground", ground, FLOAT64)

@@ -76,7 +76,10 @@ class BuildingsOptions(LayerOptions):
     ground_percentile: float = option(10.0, help="Percentile of the ground points around a footprint taken as h_ground.")
     ground_from: Literal["points", "dem"] = option("points", help="Ground from ground points around the footprint, or the DEM under it.")
     ground_buffer: float = option(3.0, help="Width (m) of the ring around a footprint whose ground points give h_ground.")
-    min_points: int = option(3, help="Fewer roof (or ground) points than this: the building takes default_height.")
+    min_points: int = option(3, help="Fewer roof (or ground) points than this: the building takes a fallback height.")
+    heights_fallback: Literal["default", "attributes"] = option(
+        "default", help="Height of a building with too few points: default_height, or the height/floors attributes (then the default)."
+    )
     roof_height: str = option("h_roof_50", help="Roof attribute whose height above h_ground is the building's height.")
     heights_memory: int = option(256 << 20, help="Bytes of point keys held in memory before spilling to temporary files.", key=False)
 
@@ -233,7 +236,14 @@ def prepare_buildings(
     faults of its own copies, and a compiled kernel would pay numba's start-up in every child.)
     """
     warnings: list[tuple[type[CimWarning], str]] = []
-    heights, notes = (points.heights, points.notes) if points is not None else building_heights(table, opts)
+    if points is None:
+        heights, notes = building_heights(table, opts)
+    else:
+        heights, notes = points.heights.copy(), list(points.notes)
+        if opts.heights_fallback == "attributes" and points.fallback.any():
+            rows = np.flatnonzero(points.fallback)
+            heights[rows], more = building_heights(table.take(rows), opts)
+            notes += [(category, f"of those, {message}") for category, message in more]
     warnings += notes
     n = len(table)
     dem = None

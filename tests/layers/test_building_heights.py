@@ -54,11 +54,12 @@ GROUND_TOL = 0.1
 KEY_BOUND = 2.0**-24 * 2000.0
 
 
-def _strip_heights(src: Path, dst: Path, extra: tuple[shapely.Geometry, ...] = ()) -> Path:
-    """The footprints without ``height`` and ``floors`` (plus ``extra`` footprints, ids X0, X1...)."""
+def _strip_heights(src: Path, dst: Path, extra: tuple[shapely.Geometry, ...] = (), strip: tuple[str, ...] = ("height", "floors")) -> Path:
+    """The footprints without ``height`` and ``floors`` (plus ``extra`` footprints, ids X0, X1...,
+    with the first footprint's other attributes)."""
     meta, _, wkb, fields = pyogrio.raw.read(src)
     names = list(meta["fields"])
-    keep = [i for i, n in enumerate(names) if n not in ("height", "floors")]
+    keep = [i for i, n in enumerate(names) if n not in strip]
     data = [np.asarray(fields[i]) for i in keep]
     if extra:
         wkb = np.concatenate([wkb, shapely.to_wkb(np.array(extra, dtype=object))])
@@ -399,3 +400,25 @@ def test_build_key_follows_the_height_options(sample, tmp_path):
     }
     assert keys["memory"] == keys["base"]
     assert len({keys[k] for k in ("base", "p90", "buffer", "attributes")}) == 4
+
+
+def test_fallback_to_the_attributes(sample, tmp_path):
+    """``heights_fallback = "attributes"``: a building with too few points keeps its ``height``
+    attribute (TS000069 has one ground point in its ring; X0 lies away from the survey)."""
+    src, _, truth = sample
+    lidar_box = _lidar_box(src.lidar)
+    away = shapely.box(lidar_box[2] + 50, lidar_box[3] + 50, lidar_box[2] + 70, lidar_box[3] + 60)
+    with_heights = _strip_heights(src.buildings, tmp_path / "with-heights.gpkg", (away,), strip=())
+    plan = _plan(with_heights, tmp_path, heights_from=src.lidar[0].parent, heights_fallback="attributes")
+    height = plan.prep.top - plan.prep.base
+    ids = list(plan.table.ids)
+    attr = plan.table.columns["height"]
+    for fid in ("TS000069", "X0"):
+        i = ids.index(fid)
+        assert height[i] == pytest.approx(attr[i], abs=1e-9) and attr[i] != 10.0
+    rows = _rows(plan, [f for f in truth["ids"] if f != "TS000069"])
+    np.testing.assert_allclose(height[rows], (plan.table.columns["h_roof_50"] - plan.table.columns["h_ground"])[rows], rtol=0, atol=1e-9)
+    notes = [m for _, m in plan.prep.warnings]
+    assert notes[0].startswith("2 of 129 building(s) have fewer than 3 roof points") and "used their attributes (TS000069, X0)" in notes[0]
+    default = _plan(with_heights, tmp_path, heights_from=src.lidar[0].parent)
+    assert (default.prep.top - default.prep.base)[ids.index("X0")] == pytest.approx(10.0, abs=1e-9)
