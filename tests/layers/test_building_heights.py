@@ -350,14 +350,14 @@ def test_cli_convert_heights_from(sample, tmp_path):
     src, stripped, _ = sample
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     pattern = str(src.lidar[0].parent / "*.laz")
-    args = ["convert", "buildings", "--heights-from", pattern, "--roof-percentiles", "50", "95", "--roof-height", "h_roof_95"]
+    args = ["convert", "buildings", "--heights-from", pattern, "--roof-percentiles", "50,95,99", "--roof-height", "h_roof_95"]
     proc = subprocess.run(
         [sys.executable, "-m", "cim", *args, str(stripped), str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
     assert "2 of 129 building(s) have fewer than 3 roof points" in proc.stderr  # TS000069 and X0
     manifest = json.loads((tmp_path / "out" / "city.json").read_text())
-    assert {"h_ground", "h_roof_50", "h_roof_95", "n_points"} <= set(manifest["layers"][0]["schema"])
+    assert {"h_ground", "h_roof_50", "h_roof_95", "h_roof_99", "n_points"} <= set(manifest["layers"][0]["schema"])
     proc = subprocess.run(
         [sys.executable, "-m", "cim", *args[:3], str(tmp_path / "none.laz"), str(stripped), str(tmp_path / "out2")],
         capture_output=True,
