@@ -107,8 +107,23 @@ def _option(f: dataclasses.Field, hint: Any) -> click.Option:
         return click.Option([flag, f.name], type=click.Choice([str(c) for c in get_args(base)]), default=default, **kwargs)
     if get_origin(base) is tuple:
         args = get_args(base)
+        if len(args) == 2 and args[1] is Ellipsis:  # any number of values: one comma-separated argument
+            return click.Option([flag, f.name], type=_Listed(_click_type(args[0])), default=default, **kwargs)
         return click.Option([flag, f.name], type=_click_type(args[0]), nargs=len(args), default=default, **kwargs)
     return click.Option([flag, f.name], type=_click_type(base), default=default, **kwargs)
+
+
+class _Listed(click.ParamType):
+    """Values of one type, comma-separated in one argument (``--roof-percentiles 50,90,99``)."""
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.name = f"{item.name},..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (tuple, list)):
+            return tuple(value)
+        return tuple(self.item.convert(v.strip(), param, ctx) for v in str(value).split(",") if v.strip())
 
 
 def _without_none(hint: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyogrio
@@ -21,6 +21,7 @@ from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
+from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, roof_attribute
 from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
@@ -74,6 +75,21 @@ class BuildingsOptions(LayerOptions):
     crs_override: bool = option(False, help="Use --crs even for a file that declares one (its header is wrong).")
     layer: str | None = option(None, help="Layer of a multi-layer file (GeoPackage) [default: the first].")
     id_attr: str = option("id", help="Attribute with feature ids.")
+    # heights from a classified point cloud (cim.layers.building_heights)
+    heights_from: Path | tuple[Path, ...] | None = option(
+        None, help="LAS/LAZ file(s), folder(s) or glob giving the heights (ground class 2, building class 6); replaces height/floors."
+    )
+    heights_layer: str | None = option(None, help="In a recipe: id of a pointcloud layer whose sources give the heights.")
+    roof_percentiles: tuple[float, ...] = option((50.0, 90.0), help="Percentiles of the roof points kept as h_roof_<p> attributes.")
+    ground_percentile: float = option(10.0, help="Percentile of the ground points around a footprint taken as h_ground.")
+    ground_from: Literal["points", "dem"] = option("points", help="Ground from ground points around the footprint, or the DEM under it.")
+    ground_buffer: float = option(3.0, help="Width (m) of the ring around a footprint whose ground points give h_ground.")
+    min_points: int = option(3, help="Fewer roof (or ground) points than this: the building takes a fallback height.")
+    heights_fallback: Literal["default", "attributes"] = option(
+        "default", help="Height of a building with too few points: default_height, or the height/floors attributes (then the default)."
+    )
+    roof_height: str = option("h_roof_50", help="Roof attribute whose height above h_ground is the building's height.")
+    heights_memory: int = option(256 << 20, help="Bytes of point keys held in memory before spilling to temporary files.", key=False)
 
     def check(self, where: str) -> None:
         for name in ("storey_height", "default_height"):
@@ -81,6 +97,26 @@ class BuildingsOptions(LayerOptions):
                 raise CimInputError(f"{where}: option {name!r} must be positive, got {getattr(self, name)}")
         if self.max_features < 1:
             raise CimInputError(f"{where}: option 'max_features' must be at least 1, got {self.max_features}")
+        percentiles = (*self.roof_percentiles, self.ground_percentile)
+        if not self.roof_percentiles or not all(0.0 <= p <= 100.0 for p in percentiles):
+            raise CimInputError(f"{where}: options 'roof_percentiles' and 'ground_percentile' must be in 0..100, got {percentiles}")
+        if self.min_points < 1 or self.ground_buffer < 0 or self.heights_memory < 1 << 20:
+            raise CimInputError(f"{where}: options 'min_points' ≥ 1, 'ground_buffer' ≥ 0 and 'heights_memory' ≥ 1 MiB are required")
+        names = [roof_attribute(p) for p in self.roof_percentiles]
+        if self.roof_height not in names:
+            raise CimInputError(
+                f"{where}: option 'roof_height' must be one of {', '.join(names)} (from roof_percentiles), got {self.roof_height!r}"
+            )
+
+    @property
+    def uses_points(self) -> bool:
+        """Heights come from a point cloud."""
+        return self.heights_from is not None or self.heights_layer is not None
+
+    @property
+    def roof_height_percentile(self) -> float:
+        """The roof percentile ``roof_height`` names."""
+        return next(p for p in self.roof_percentiles if roof_attribute(p) == self.roof_height)
 
 
 @dataclass
@@ -191,18 +227,31 @@ def _to_float(v: object) -> float:
 
 
 def prepare_buildings(
-    table: FootprintTable, frame: LocalFrame, opts: BuildingsOptions, dem_prefetch: DemPrefetch | None = None, ground_offset: float = 0.0
+    table: FootprintTable,
+    frame: LocalFrame,
+    opts: BuildingsOptions,
+    dem_prefetch: DemPrefetch | None = None,
+    ground_offset: float = 0.0,
+    points: PointHeights | None = None,
 ) -> PreparedBuildings:
     """Heights, bases and LOD1 meshes of every building, in the frame's ENU metres.
 
     One pass in this process: the rings are projected once, the DEM window under the footprints
     is sampled at every vertex (a building's base is its lowest ground), and the compiled
-    extrusion writes the meshes. (Chunks in forked processes were used while the extrusion was
-    numpy: each child then paid the page faults of its own copies, and a compiled kernel would
-    pay numba's start-up in every child.)
+    extrusion writes the meshes. Heights from a point cloud (``points``) replace the attribute
+    rules, and stand the buildings on the points' ground where there is no DEM. (Chunks in
+    forked processes were used while the extrusion was numpy: each child then paid the page
+    faults of its own copies, and a compiled kernel would pay numba's start-up in every child.)
     """
     warnings: list[tuple[type[CimWarning], str]] = []
-    heights, notes = building_heights(table, opts)
+    if points is None:
+        heights, notes = building_heights(table, opts)
+    else:
+        heights, notes = points.heights.copy(), list(points.notes)
+        if opts.heights_fallback == "attributes" and points.fallback.any():
+            rows = np.flatnonzero(points.fallback)
+            heights[rows], more = building_heights(table.take(rows), opts)
+            notes += [(category, f"of those, {message}") for category, message in more]
     warnings += notes
     n = len(table)
     dem = None
@@ -234,6 +283,8 @@ def prepare_buildings(
                 )
             )
             base[outside] = fill
+    elif points is not None and points.base is not None:
+        base = points.base.copy()
     else:
         base = np.zeros(n)
     top = base + heights
@@ -342,8 +393,9 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         if len(replaced):
             table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
         ground_offset = -_terrain_error(run, options.dem)
+        points = heights_from_points(table, options, run, prefetch) if options.uses_points else None
         run.progress("extrude", 0, len(table))
-        prep = prepare_buildings(table, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset)
+        prep = prepare_buildings(table, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset, points=points)
         run.progress("extrude", len(table), len(table))
         root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
         nodes = list(root.walk())
@@ -357,6 +409,14 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             options.default_height,
             options.max_features,
             frame.to_dict(),
+            *(
+                [
+                    points.fingerprint,
+                    {k: v for k, v in options.key().items() if k in HEIGHT_OPTIONS},
+                ]
+                if points is not None
+                else []
+            ),
         )
         return BuildingsPlan(
             key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame, replaced=len(replaced)

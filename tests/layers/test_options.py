@@ -33,10 +33,10 @@ def fields_of(kind: str) -> list[tuple[str, Any, Any]]:
 
 
 def without_none(hint: Any) -> Any:
+    """``hint`` without ``None``; a union of several types stays a union."""
     if get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
-        assert len(args) == 1, hint
-        return args[0]
+        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007 - built from a list
     return hint
 
 
@@ -60,7 +60,14 @@ def wrong_value(hint: Any) -> Any:
     if get_origin(base) is Literal:
         return "not-one-of-them"
     if get_origin(base) is tuple:
-        return [1.0] * (len(get_args(base)) + 1)
+        args = get_args(base)
+        if len(args) == 2 and args[1] is Ellipsis:  # any length: one value of the wrong type
+            return [wrong_value(args[0])]
+        return [1.0] * (len(args) + 1)
+    if get_origin(base) in (typing.Union, types.UnionType):  # wrong for every member (Path | tuple[Path, ...])
+        value = 5
+        assert all(wrong_value(a) == value or get_origin(a) is tuple for a in get_args(base)), base
+        return value
     raise AssertionError(f"no wrong value for {hint!r}")
 
 

@@ -205,15 +205,17 @@ class _Las10(io.RawIOBase):
         super().close()
 
 
-def _open(path: Path, parallel: bool = False) -> laspy.LasReader:
-    """A laspy reader; ``parallel`` decodes LAZ with lazrs' multi-threaded decoder."""
+def _open(path: Path, parallel: bool = False, selection: laspy.DecompressionSelection | None = None) -> laspy.LasReader:
+    """A laspy reader; ``parallel`` decodes LAZ with lazrs' multi-threaded decoder; ``selection``
+    decodes only those fields of a LAZ file of point format 6-10 (the others read as zeros)."""
     backend = laspy.LazBackend.LazrsParallel if parallel else laspy.LazBackend.Lazrs
+    select = laspy.DecompressionSelection.all() if selection is None else selection
     try:
         with open(path, "rb") as f:
             head = f.read(26)
         if head[:4] == b"LASF" and head[24:26] == b"\x01\x00":
-            return laspy.open(io.BufferedReader(_Las10(path)), laz_backend=backend, closefd=True)
-        return laspy.open(path, laz_backend=backend)
+            return laspy.open(io.BufferedReader(_Las10(path)), laz_backend=backend, closefd=True, decompression_selection=select)
+        return laspy.open(path, laz_backend=backend, decompression_selection=select)
     except FileNotFoundError:
         raise CimIOError(f"{path}: no such file") from None
     except (laspy.errors.LaspyException, ValueError, OSError) as exc:
@@ -315,6 +317,7 @@ def read_batches(
     count: int | None = None,
     batch: int = 1 << 19,
     buffer: np.ndarray | None = None,
+    selection: laspy.DecompressionSelection | None = None,
 ) -> Iterator[PointBatch]:
     """Stream points ``[start, start + count)`` of a file in batches of at most ``batch``.
 
@@ -325,7 +328,8 @@ def read_batches(
     process after it). Uncompressed files are read straight into one reused buffer (laspy
     allocates each batch anew, in fresh pages), so a batch's arrays are only valid until the next
     one is asked for. ``buffer``, a uint8 array of at least ``batch * src.record_size`` bytes, is
-    used for that when given.
+    used for that when given. ``selection`` names the only fields a LAZ file of point format 6-10
+    needs to decode (e.g. ``XY_RETURNS_CHANNEL | Z | CLASSIFICATION``); the others are zeros.
     """
     count = src.count - start if count is None else min(count, src.count - start)
     fmt = src.point_format
@@ -354,7 +358,7 @@ def read_batches(
     if not src.compressed and src.record_size:
         yield from (batch_of(a) for a in _read_raw(src, start, count, batch, buffer))
         return
-    with _open(src.path, parallel=True) as reader:
+    with _open(src.path, parallel=True, selection=selection) as reader:
         if start:
             reader.seek(start)
         left = count
