@@ -11,6 +11,7 @@ import { sunTool } from "./js/sun.js";
 import { measureTool } from "./js/measure.js";
 import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
+import { cityJsonTool } from "./js/cityjson.js";
 
 const viewer = new CityViewer("cesium-container");
 viewer.install(statusTool);
@@ -21,6 +22,7 @@ const sun = viewer.install(sunTool);
 const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
+const cityjson = viewer.install(cityJsonTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError("Unexpected error", event.reason);
@@ -72,6 +74,7 @@ const cim = {
   clearMeasurements: measure.clear,
   bim,
   points,
+  cityjson,
 };
 window.cim = cim;
 
