@@ -315,3 +315,43 @@ def test_a_recipe_layer_with_a_typo_stops_before_building(tmp_path):
         cim.build(recipe, tmp_path / "out")
     recipe.write_text(recipe.read_text().replace("max_featrues = 5", 'lod = "2.2"'))
     assert cim.build(recipe, tmp_path / "out").layers[0].info.lod == "2.2"
+
+
+@pytest.mark.realdata
+def test_search_finds_buildings_parts_and_names(realdata, dh01, tmp_path):
+    from cim.searchindex import search
+
+    doc = json.loads((realdata / DH01).read_text())
+    index = dh01 / "search.sqlite"
+    # a Building whose geometry is in its parts is found by its id, over its parts' box
+    building = "GUID_13974D93-CB4F-4B5A-AB1E-577DD9928CF2"
+    found = search(index, "13974D93", limit=50)  # (a whole id with hyphens is an FTS5 phrase, which the index refuses)
+    (hit,) = [r for r in found if r["id"] == building]
+    assert hit["properties"]["type"] == "Building" and hit["properties"]["parent"] is None
+    parts = [r for r in found if r["properties"].get("parent") == building]
+    assert sorted(r["id"] for r in parts) == sorted(doc["CityObjects"][building]["children"])
+    assert hit["top"] == pytest.approx(max(p["top"] for p in parts))
+    assert len(search(index, "BuildingPart", limit=50)) == 8
+    # names where present (the synthetic city has some)
+    cim.convert("cityjson", cj.write(tmp_path / "two.json", cj.two_lod_city()), tmp_path / "two")
+    (alpha,) = search(tmp_path / "two" / "search.sqlite", "Alpha")
+    assert alpha["id"] == "A" and alpha["title"] == "Alpha" and alpha["properties"]["floors"] == 4
+
+
+def test_cityjson_1_0_without_transform(tmp_path):
+    """CityJSON 1.0: no transform (real coordinates), numeric lod, a URN CRS."""
+    doc = cj.two_lod_city()
+    t = doc.pop("transform")
+    doc["version"] = "1.0"
+    doc["vertices"] = [[c * s + o for c, s, o in zip(v, t["scale"], t["translate"])] for v in doc["vertices"]]
+    doc["metadata"] = {"referenceSystem": "urn:ogc:def:crs:EPSG::4544"}
+    for obj in doc["CityObjects"].values():
+        for g in obj["geometry"]:
+            g["lod"] = float(g["lod"])
+    cim.convert("cityjson", cj.write(tmp_path / "old.json", doc), tmp_path / "old")
+    cim.convert("cityjson", cj.write(tmp_path / "new.json", cj.two_lod_city()), tmp_path / "new")
+    entry = layer_entry(tmp_path / "old")
+    assert entry["version"] == "1.0" and entry["lods"] == ["1.2", "2.2"] and entry["crs_source"] == "file"
+    for p in (tmp_path / "new" / "tiles").iterdir():
+        a, b = cj.read_tile(p), cj.read_tile(tmp_path / "old" / "tiles" / p.name)
+        np.testing.assert_allclose(a["positions"] + a["translation"], b["positions"] + b["translation"], atol=1e-4)
