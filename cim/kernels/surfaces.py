@@ -7,8 +7,8 @@ its outer ring, the others its holes). Each surface is projected on its best-fit
 normal is the Newell normal of its outer ring (exact for a planar ring, the least-squares plane
 direction for a slightly warped one), and triangulated there:
 
-- a triangle is itself;
-- a quadrilateral that is convex in its plane is split along a diagonal (most walls);
+- a ring without holes that is convex in its plane is cut as a fan (triangles, most walls and
+  roof faces), in one vectorised pass;
 - anything else goes to earcut with its holes.
 
 Triangles wind counter-clockwise seen from the side the normal points to (CityJSON orients outer
@@ -199,29 +199,19 @@ def triangulate_surfaces(
     tris: list[np.ndarray] = []
     owners: list[np.ndarray] = []
     single = (status == OK) & (n_rings == 1)
-    # triangles: as they are (Newell's normal of a triangle is its own)
-    tri3 = np.flatnonzero(single & (outer_len == 3))
-    if len(tri3):
-        s0 = ring_offsets[outer[tri3]]
-        tris.append(np.stack([s0, s0 + 1, s0 + 2], axis=1))
-        owners.append(tri3)
-    # quadrilaterals convex in their plane: two triangles
-    quad = np.flatnonzero(single & (outer_len == 4))
-    convex = np.zeros(len(quad), dtype=bool)
-    if len(quad):
-        s0 = ring_offsets[outer[quad]]
-        corners = np.stack([xy[s0 + k] for k in range(4)], axis=1)  # (q, 4, 2)
-        e = np.roll(corners, -1, axis=1) - corners
-        turn = e[:, :, 0] * np.roll(e, -1, axis=1)[:, :, 1] - e[:, :, 1] * np.roll(e, -1, axis=1)[:, :, 0]
-        convex = np.all(turn > 0, axis=1)
-        q = quad[convex]
-        s0 = s0[convex]
-        tris.append(np.stack([s0, s0 + 1, s0 + 2, s0, s0 + 2, s0 + 3], axis=1).reshape(-1, 3))
-        owners.append(np.repeat(q, 2))
+    # one ring, convex in its plane (every turn to the left, one turn in all): a fan
+    fan = np.flatnonzero(single & _convex_rings(xy, ring_offsets)[outer])
+    if len(fan):
+        s0 = ring_offsets[outer[fan]]
+        count = outer_len[fan] - 2
+        owner_f = np.repeat(fan, count)
+        first = np.repeat(s0, count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count) + 1
+        tris.append(np.stack([first, first + k, first + k + 1], axis=1))
+        owners.append(owner_f)
     # the rest: earcut with holes, checked against the polygon's area
     done = np.zeros(ns, dtype=bool)
-    done[tri3] = True
-    done[quad[convex]] = True
+    done[fan] = True
     ring_area = _ring_areas_2d(xy, ring_offsets)
     for j in np.flatnonzero((status == OK) & ~done):
         r0, r1 = surface_offsets[j], surface_offsets[j + 1]
@@ -249,6 +239,24 @@ def triangulate_surfaces(
     triangles, owner_t = triangles[keep], owner_t[keep]
     order = np.argsort(owner_t, kind="stable")
     return triangles[order], owner_t[order], n, status
+
+
+def _convex_rings(xy: np.ndarray, ring_offsets: np.ndarray) -> np.ndarray:
+    """(r,) bool: 2D rings that turn left at every vertex and once in all (convex, counter-clockwise)."""
+    nr = len(ring_offsets) - 1
+    if len(xy) == 0:
+        return np.zeros(nr, dtype=bool)
+    ring = _ring_of_position(ring_offsets)
+    pos = np.arange(len(xy))
+    start, stop = ring_offsets[:-1][ring], ring_offsets[1:][ring]
+    nxt = np.where(pos + 1 == stop, start, pos + 1)
+    e = xy[nxt] - xy
+    f = e[nxt]
+    cross = e[:, 0] * f[:, 1] - e[:, 1] * f[:, 0]
+    angle = np.arctan2(cross, np.einsum("ij,ij->i", e, f))
+    right = np.bincount(ring, weights=(cross <= 0).astype(np.float64), minlength=nr)
+    turning = np.bincount(ring, weights=angle, minlength=nr)
+    return (right == 0) & (turning < 3 * np.pi) & (np.diff(ring_offsets) >= 3)
 
 
 def _tri_area_2d(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,7 +337,7 @@ class _Builder:
         self.issues: Counter = Counter()
         self.geometry_types: Counter = Counter()
         #: each object's surfaces: ring vertex indices, ring lengths, rings per surface, semantic codes
-        self.surfaces: dict[str, tuple[list[int], list[int], list[int], list[int]]] = {}
+        self.surfaces: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # -- the header ---------------------------------------------------------------------------
 
@@ -503,36 +503,52 @@ class _Builder:
         raise IndexError(i)
 
     def _add_surfaces(self, oid: str, surfaces: list, values: list, semantic_surfaces: list, lo: int, hi: int) -> None:
-        ring_idx: list[int] = []
-        ring_len: list[int] = []
-        surf_rings: list[int] = []
-        surf_code: list[int] = []
-        bad = 0
-        for surface, value in zip(surfaces, values):
-            flat: list[int] = []
-            lengths: list[int] = []
-            ok = True
-            for ring in surface:
-                if not ring or not all(isinstance(i, int) and not isinstance(i, bool) for i in ring):
-                    ok = False
-                    break
-                flat.extend(ring)
-                lengths.append(len(ring))
-            if not ok or not lengths or min(flat) < 0 or lo + max(flat) >= hi:
-                bad += 1
-                continue
-            ring_idx.extend(flat)
-            ring_len.extend(lengths)
-            surf_rings.append(len(lengths))
-            code = SURFACE_NONE
-            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(semantic_surfaces):
-                s = semantic_surfaces[value]
-                code = surface_code(s.get("type") if isinstance(s, dict) else None)
-            surf_code.append(code)
-        if bad:
-            self.issues["surfaces with a vertex index out of range or a malformed ring"] += bad
-        if surf_rings:
-            self.surfaces[oid] = ([i + lo for i in ring_idx], ring_len, surf_rings, surf_code)
+        """Keep an object's surfaces (vertex indices offset by ``lo``, which must stay below
+        ``hi``); surfaces with an index out of range or a malformed ring are counted and left out."""
+        kinds = [surface_code(s.get("type")) if isinstance(s, dict) else SURFACE_OTHER for s in semantic_surfaces]
+        codes = np.array(
+            [kinds[v] if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(kinds) else SURFACE_NONE for v in values],
+            dtype=np.uint8,
+        )
+        rings = np.array([len(surface) for surface in surfaces], dtype=np.int64)
+        lengths = np.array([len(r) for surface in surfaces for r in surface], dtype=np.int64)
+        try:
+            flat = np.array([i for surface in surfaces for r in surface for i in r])
+        except (ValueError, TypeError):  # a ring holding lists
+            flat = np.array(["?"])
+        if len(flat) and flat.dtype.kind not in "iu":  # an index that is no whole number: find its surfaces
+            whole = [all(isinstance(i, int) and not isinstance(i, bool) for r in surface for i in r) for surface in surfaces]
+            if not any(whole):
+                self.issues["surfaces with a vertex index out of range or a malformed ring"] += len(surfaces)
+                return
+            keep = np.array(whole)
+            surfaces = [surf for surf, w in zip(surfaces, whole) if w]
+            self.issues["surfaces with a vertex index out of range or a malformed ring"] += int((~keep).sum())
+            self._add_surfaces_ok(oid, surfaces, codes[keep], lo, hi)
+            return
+        self._keep(oid, flat.astype(np.int64), lengths, rings, codes, lo, hi)
+
+    def _add_surfaces_ok(self, oid: str, surfaces: list, codes: np.ndarray, lo: int, hi: int) -> None:
+        rings = np.array([len(surface) for surface in surfaces], dtype=np.int64)
+        lengths = np.array([len(r) for surface in surfaces for r in surface], dtype=np.int64)
+        flat = np.array([i for surface in surfaces for r in surface for i in r], dtype=np.int64)
+        self._keep(oid, flat, lengths, rings, codes, lo, hi)
+
+    def _keep(self, oid: str, flat: np.ndarray, lengths: np.ndarray, rings: np.ndarray, codes: np.ndarray, lo: int, hi: int) -> None:
+        ring_of = np.repeat(np.arange(len(lengths)), lengths)
+        surface_of_ring = np.repeat(np.arange(len(rings)), rings)
+        bad = np.zeros(len(rings), dtype=bool)
+        out = (flat < 0) | (flat + lo >= hi)
+        bad[surface_of_ring[ring_of[out]]] = True
+        bad[surface_of_ring[lengths == 0]] = True
+        bad |= rings == 0
+        if bad.any():
+            self.issues["surfaces with a vertex index out of range or a malformed ring"] += int(bad.sum())
+            keep_ring = ~bad[surface_of_ring]
+            flat = flat[keep_ring[ring_of]]
+            lengths, rings, codes = lengths[keep_ring], rings[~bad], codes[~bad]
+        if len(rings):
+            self.surfaces[oid] = (flat + lo, lengths, rings, codes)
 
     # -- the result ---------------------------------------------------------------------------
 
@@ -543,21 +559,11 @@ class _Builder:
         ids = np.array(order, dtype=object)
         objs = [self.objects[o] for o in order]
         row = {o: i for i, o in enumerate(order)}
-        ring_idx: list[int] = []
-        ring_len: list[int] = []
-        surf_rings: list[int] = []
-        surf_code: list[int] = []
-        surf_obj: list[int] = []
-        for oid in order:
-            s = self.surfaces.get(oid)
-            if s is None:
-                continue
-            ring_idx.extend(s[0])
-            ring_len.extend(s[1])
-            surf_rings.extend(s[2])
-            surf_code.extend(s[3])
-            surf_obj.extend([row[oid]] * len(s[2]))
-        idx, ring_offsets = _open_rings(np.asarray(ring_idx, dtype=np.int64), np.asarray(ring_len, dtype=np.int64))
+        kept = [(row[oid], self.surfaces[oid]) for oid in order if oid in self.surfaces]
+        parts = list(zip(*(s for _, s in kept))) if kept else [[np.zeros(0, np.int64)]] * 3 + [[np.zeros(0, np.uint8)]]
+        ring_idx, ring_len, surf_rings, surf_code = (np.concatenate(p) for p in parts)
+        surf_obj = np.repeat([r for r, _ in kept], [len(s[2]) for _, s in kept]) if kept else np.zeros(0, np.int64)
+        idx, ring_offsets = _open_rings(ring_idx.astype(np.int64), ring_len.astype(np.int64))
         surface_offsets = np.zeros(len(surf_rings) + 1, dtype=np.int64)
         np.cumsum(surf_rings, out=surface_offsets[1:])
         coords = np.concatenate(self.coords) if self.coords else np.zeros((0, 3))
@@ -632,24 +638,24 @@ def _flatten(boundaries: object, semantics: object, depth: int) -> tuple[list, l
     """The surfaces of a geometry's boundaries (``depth`` levels of nesting above the surfaces)
     and each surface's semantic ``values`` entry (None where there is none)."""
     values = semantics.get("values") if isinstance(semantics, dict) else None
-
-    def walk(b: object, v: object, level: int) -> Iterator[tuple[list, object]]:
-        if not isinstance(b, list):
-            raise _Malformed("boundaries")
-        if level == 0:
-            for i, surface in enumerate(b):
-                if not isinstance(surface, list) or not all(isinstance(r, list) for r in surface):
-                    raise _Malformed("boundaries")
-                yield surface, (v[i] if isinstance(v, list) and i < len(v) else None)
-            return
-        for i, part in enumerate(b):
-            yield from walk(part, v[i] if isinstance(v, list) and i < len(v) else None, level - 1)
-
+    parts: list[tuple[object, object]] = [(boundaries, values)]
+    for _ in range(depth):  # down to lists of surfaces, values alongside
+        deeper: list[tuple[object, object]] = []
+        for b, v in parts:
+            if not isinstance(b, list):
+                raise _Malformed("boundaries")
+            deeper += [(part, v[i] if isinstance(v, list) and i < len(v) else None) for i, part in enumerate(b)]
+        parts = deeper
     surfaces: list = []
     vals: list = []
-    for s, val in walk(boundaries, values, depth):
-        surfaces.append(s)
-        vals.append(val)
+    for b, v in parts:
+        if not isinstance(b, list):
+            raise _Malformed("boundaries")
+        for i, surface in enumerate(b):
+            if not isinstance(surface, list) or not all(isinstance(r, list) for r in surface):
+                raise _Malformed("boundaries")
+            surfaces.append(surface)
+            vals.append(v[i] if isinstance(v, list) and i < len(v) else None)
     return surfaces, vals
 
 

@@ -321,3 +321,21 @@ def test_holes_planes_and_invalid_surfaces():
 def test_every_surface_type_has_a_code():
     assert all(surface_code(name) == code for code, name in SURFACE_TYPES.items() if 0 < code < 255)
     assert surface_code("+ThermalSurface") == 255 and surface_code(None) == 255
+
+
+def test_fans_stars_and_malformed_indices(tmp_path):
+    hexagon = [[(np.cos(a) * 3, np.sin(a) * 3, 1.0) for a in np.linspace(0, 2 * np.pi, 7)[:-1]]]
+    star = [[(np.cos(a) * 3, np.sin(a) * 3, 0.0) for a in np.linspace(0, 4 * np.pi, 6)[:-1]]]  # a pentagram: every turn left, twice round
+    coords, (tri, owner, _, status) = run([hexagon, star])
+    assert status.tolist() == [OK, SELF_INTERSECTING]
+    area = 0.5 * np.linalg.norm(np.cross(coords[tri[:, 1]] - coords[tri[:, 0]], coords[tri[:, 2]] - coords[tri[:, 0]]), axis=1)
+    assert area.sum() == pytest.approx(1.5 * np.sqrt(3) * 9) and len(tri) == 4
+    doc = cj.two_lod_city()
+    walls = doc["CityObjects"]["C"]["geometry"][0]["boundaries"][0]
+    walls[2] = [[0, 1.5, 2]]  # a float index
+    walls[3] = [[0, [1], 2]]  # a nested list
+    walls[4] = [[0, "a", 2]]  # text
+    model = read_cityjson(cj.write(tmp_path / "bad.json", doc))
+    assert model.issues == {"surfaces with a vertex index out of range or a malformed ring": 3}
+    c = list(model.ids).index("C")
+    assert (model.surface_object == c).sum() == 3
