@@ -119,7 +119,8 @@ class CityJSONInfo(LayerInfo):
     invalid_surfaces: dict[str, int] = field(default_factory=dict)
     #: where the CRS came from: "option", "file" or "city"
     crs_source: str = ""
-    viewer_properties: dict[str, str] = field(default_factory=lambda: {"surface": SURFACE_PROPERTY, "type": "type", "parent": "parent"})
+    #: the vertex property the viewer colours surfaces by
+    viewer_properties: dict[str, str] = field(default_factory=lambda: {"surface": SURFACE_PROPERTY})
 
 
 @dataclass
@@ -301,7 +302,7 @@ class CityJSONLayer(LayerBuilder[CityJSONOptions, CityJSONPlan]):
         if info.lod_fallback:
             log.info("%s: %s shown below LoD %s", name, info.lod_fallback, info.lod)
         columns, types = feature_columns(model)
-        rows = _search_rows(run.id, model, mesh, plan.lonlat)
+        rows = _search_rows(run.id, model, plan.lonlat)
         run.add_search(rows)
         gl_positions, gl_normals, box_lo, box_hi = gltf_layer_arrays(
             BuildingMesh(mesh.positions, mesh.normals, mesh.triangles, mesh.vertex_offsets, mesh.triangle_offsets)
@@ -383,7 +384,7 @@ def _info(model: CityModel, status: np.ndarray, crs_source: str) -> CityJSONInfo
     )
 
 
-def _search_rows(layer_id: str, model: CityModel, mesh: SurfaceMesh, lonlat: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SearchRows:
+def _search_rows(layer_id: str, model: CityModel, lonlat: tuple[np.ndarray, np.ndarray, np.ndarray]) -> SearchRows:
     """Every city object with surfaces, or with parts that have some (over their box), for the
     city's search index: titled by its ``name`` attribute where it has one, else its id."""
     lon, lat, z = lonlat
@@ -400,7 +401,9 @@ def _search_rows(layer_id: str, model: CityModel, mesh: SurfaceMesh, lonlat: tup
     row = {oid: i for i, oid in enumerate(model.ids.tolist())}
     parent_rows = np.array([row.get(p, -1) if p is not None else -1 for p in model.parents], dtype=np.int64)
     owners, verts = [cur_obj], [cur_v]
-    while len(cur_obj):
+    for _ in range(n):  # up the parents (at most n levels: a file may make a cycle of them)
+        if not len(cur_obj):
+            break
         p = parent_rows[cur_obj]
         sel = p >= 0
         cur_obj, cur_v = p[sel], cur_v[sel]
@@ -408,9 +411,14 @@ def _search_rows(layer_id: str, model: CityModel, mesh: SurfaceMesh, lonlat: tup
         verts.append(cur_v)
     o = np.concatenate(owners)
     v = np.concatenate(verts)
-    for out, values, reduce in ((west, lon, np.minimum), (east, lon, np.maximum), (south, lat, np.minimum)):
-        reduce.at(out, o, values[v])
-    for out, values, reduce in ((north, lat, np.maximum), (base, z, np.minimum), (top, z, np.maximum)):
+    for out, values, reduce in (
+        (west, lon, np.minimum),
+        (east, lon, np.maximum),
+        (south, lat, np.minimum),
+        (north, lat, np.maximum),
+        (base, z, np.minimum),
+        (top, z, np.maximum),
+    ):
         reduce.at(out, o, values[v])
     keep = np.flatnonzero(np.isfinite(west))
     props: list[dict] = []

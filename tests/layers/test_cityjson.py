@@ -355,3 +355,11 @@ def test_cityjson_1_0_without_transform(tmp_path):
     for p in (tmp_path / "new" / "tiles").iterdir():
         a, b = cj.read_tile(p), cj.read_tile(tmp_path / "old" / "tiles" / p.name)
         np.testing.assert_allclose(a["positions"] + a["translation"], b["positions"] + b["translation"], atol=1e-4)
+
+
+def test_parents_in_a_cycle_do_not_hang(tmp_path):
+    doc = cj.two_lod_city()
+    doc["CityObjects"]["B"]["parents"] = ["C"]
+    doc["CityObjects"]["C"]["parents"] = ["B"]
+    report = cim.convert("cityjson", cj.write(tmp_path / "cycle.json", doc), tmp_path / "out")
+    assert report.layers[0].count == 4

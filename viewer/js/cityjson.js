@@ -60,6 +60,7 @@ function colourOf(name) {
  * @param {CityJSONLayerSpec} spec
  */
 function surfaceShader(spec) {
+  const property = spec.viewer_properties?.surface ?? "semantic_surface";
   const rows = Object.entries(spec.surfaces ?? {}).map(([name, s]) => `if (c == ${Number(s.code)}) return ${glslColour(colourOf(name))};`);
   return new Cesium.CustomShader({
     // the shader lights the surfaces itself (see the notes at the top)
@@ -76,7 +77,7 @@ function surfaceShader(spec) {
       }
       void fragmentMain(FragmentInput fsInput, inout czm_modelMaterial material) {
         // the code reaches the fragment interpolated (a float a hair off its vertices' value)
-        int code = int(floor(float(fsInput.metadata.semantic_surface) + 0.5));
+        int code = int(floor(float(fsInput.metadata.${property}) + 0.5));
         vec3 n = normalize(fsInput.attributes.normalEC);
         float up = abs(dot(n, normalize(czm_viewRotation * u_up)));
         float east = abs(dot(n, normalize(czm_viewRotation * u_east)));

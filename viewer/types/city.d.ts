@@ -67,6 +67,8 @@ export interface CityJSONLayerSpec extends LayerSpec {
   lod_fallback?: Record<string, number>;
   /** semantic surface type -> its code in the tiles' `semantic_surface`, surfaces shown and skipped */
   surfaces?: Record<string, { code: number; count: number; skipped?: number }>;
+  /** the vertex property attribute that holds the surface codes */
+  viewer_properties?: { surface?: string };
 }
 
 export interface ImageryLayerSpec extends LayerSpec {
