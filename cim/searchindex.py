@@ -196,6 +196,8 @@ class SearchIndexWriter:
         self._con = None
         if self._pool is not None:
             self._pool.shutdown()
+        # mkstemp made it 0600: a static server running as another user must read the index too
+        os.chmod(self._tmp, 0o644)
         os.replace(self._tmp, self.path)
         return self._count
 
@@ -377,9 +379,17 @@ def _fts_query(text: str) -> str:
     return " AND ".join('"' + w.replace('"', "") + '"*' for w in words)
 
 
-def search(path: Path, text: str | None = None, bbox: tuple[float, float, float, float] | None = None, limit: int = 20) -> list[dict]:
+def search(
+    path: Path,
+    text: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int = 20,
+    *,
+    exclude: list[str] | None = None,
+) -> list[dict]:
     """Features matching words of ``text`` (prefix match on id, title and text attributes)
-    and/or lying in ``bbox`` (west, south, east, north degrees), best matches first.
+    and/or lying in ``bbox`` (west, south, east, north degrees), best matches first; none of the
+    layers in ``exclude`` (those a reader may not see).
 
     Raises
     ------
@@ -392,6 +402,8 @@ def search(path: Path, text: str | None = None, bbox: tuple[float, float, float,
     cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties"
     box_sql = "f.lon BETWEEN ? AND ? AND f.east >= ? AND f.west <= ? AND f.north >= ? AND f.south <= ?"
     box_args: list[float] = []
+    hidden = sorted(set(exclude or ()))
+    hide_sql = f" AND f.layer NOT IN ({', '.join('?' * len(hidden))})" if hidden else ""
     if bbox is not None:
         west, south, east, north = bbox
         if not (west <= east and south <= north):
@@ -406,9 +418,9 @@ def search(path: Path, text: str | None = None, bbox: tuple[float, float, float,
         if box_args:
             sql += f" AND {box_sql}"
             args += box_args
-        sql += " ORDER BY t.rank LIMIT ?"
+        sql += hide_sql + " ORDER BY t.rank LIMIT ?"
     else:
-        sql = f"SELECT {cols} FROM features f WHERE {box_sql} LIMIT ?"
+        sql = f"SELECT {cols} FROM features f WHERE {box_sql}{hide_sql} LIMIT ?"
         args = list(box_args)
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -417,7 +429,7 @@ def search(path: Path, text: str | None = None, bbox: tuple[float, float, float,
             i = len(args) - len(box_args)
             args[i] -= half[0] if half else 180.0
             args[i + 1] += half[0] if half else 180.0
-        rows = con.execute(sql, [*args, limit]).fetchall()
+        rows = con.execute(sql, [*args, *hidden, limit]).fetchall()
     finally:
         con.close()
     return [

@@ -306,3 +306,14 @@ def test_first_build_writes_tiles_in_place_a_rebuild_atomically(tiny_sources, tm
     tile.unlink()  # lost: the rebuild redoes it while the old tileset.json is still served
     cim.convert_buildings(tiny_sources.buildings, out, dem=tiny_sources.dem)
     assert calls == ["atomic_write_bytes"] and tile.exists()
+
+
+def test_every_file_of_a_built_city_is_readable_by_other_users(tiny_city):
+    """A static server (nginx as www-data) must be able to serve what `cim build` wrote: no file
+    left with a temporary file's 0600 (search.sqlite was). The private .cim folder aside."""
+    unreadable = [
+        str(p.relative_to(tiny_city))
+        for p in tiny_city.rglob("*")
+        if ".cim" not in p.relative_to(tiny_city).parts and not p.stat().st_mode & (0o004 if p.is_file() else 0o005)
+    ]
+    assert not unreadable, unreadable

@@ -2,6 +2,7 @@
 // cim viewer: a CityViewer over /city/city.json with its tools. Each tool is a module that
 // subscribes to the viewer's events (js/city-viewer.js); window.cim is the scripting surface.
 
+import { accountTool } from "./js/account.js";
 import { CityViewer, HIGHLIGHT_CSS } from "./js/city-viewer.js";
 import { statusTool } from "./js/status.js";
 import { layerListTool } from "./js/layer-list.js";
@@ -14,6 +15,7 @@ import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
 
 const viewer = new CityViewer("cesium-container");
+const account = accountTool();
 viewer.install(statusTool);
 viewer.install(layerListTool);
 viewer.install(featurePanelTool);
@@ -75,7 +77,10 @@ const cim = {
   bim,
   points,
   cityjson,
+  account,
 };
 window.cim = cim;
 
-viewer.load("/city/city.json");
+// A city that lets no one in without signing in shows its sign-in form and loads nothing else.
+await account.check();
+if (account.mayLoad) viewer.load("/city/city.json");

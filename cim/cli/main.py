@@ -6,6 +6,9 @@ Examples::
     cim build sample_city/city.toml --out tiles/tianshui
     cim convert buildings footprints.shp tiles/footprints --height-attr HEIGHT --dem dem.tif
     cim serve tiles/tianshui
+    cim users add tiles/tianshui wang --role planner
+    cim access restrict tiles/tianshui bim --role planner
+    cim audit verify tiles/tianshui
 
 ``cim convert`` has one subcommand per layer kind of :mod:`cim.layers.registry` (a plugin's
 kinds included), with the kind's options as flags.
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cim._version import __version__
+from cim.cli.admin import access, audit, users
 from cim.cli.convert import KindGroup
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
 
@@ -74,6 +78,9 @@ def build(recipe: Path, out: Path | None, engine: Engine, verbose: int, quiet: b
     print_report(report, quiet)
 
 
+cli.add_command(users)
+cli.add_command(access)
+cli.add_command(audit)
 cli.add_command(
     KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
 )

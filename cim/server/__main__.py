@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cim.errors import CimError
 from cim.server.app import run
+from cim.server.guard import HEAD_TIMEOUT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     parser.add_argument("--viewer", type=Path, default=None, help="viewer folder (default: the repo's viewer/)")
+    parser.add_argument("--head-timeout", type=float, default=HEAD_TIMEOUT, help="seconds a request head may take (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        run(args.city_dir, host=args.host, port=args.port, viewer_dir=args.viewer)
+        run(args.city_dir, host=args.host, port=args.port, viewer_dir=args.viewer, head_timeout=args.head_timeout)
     except CimError as exc:
         print(f"cim.server: error: {exc}", file=sys.stderr)
         return 1

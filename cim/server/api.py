@@ -9,7 +9,8 @@ from aiohttp import web
 
 from cim.errors import CimInputError, CimNotFound
 from cim.searchindex import INDEX_NAME, search
-from cim.server.state import CITY_DIR
+from cim.server.security import audit, principal_of
+from cim.server.state import ACCESS, CITY_DIR
 
 __all__ = ["api_search"]
 
@@ -33,5 +34,10 @@ async def api_search(request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
         raise CimInputError("limit must be an integer") from None
-    results = await asyncio.get_running_loop().run_in_executor(None, partial(search, index, q, bbox, limit))
+    layers = None
+    if request.app[ACCESS] is not None and principal_of(request).restricted:
+        principal = principal_of(request)
+        layers = [layer for layer in principal.restricted if not principal.can_read(layer)]
+    results = await asyncio.get_running_loop().run_in_executor(None, partial(search, index, q, bbox, limit, exclude=layers))
+    audit(request, "search", 200, q=q, bbox=request.query.get("bbox"), count=len(results))
     return web.json_response({"count": len(results), "results": results}, headers={"Cache-Control": "no-cache"})

@@ -12,11 +12,16 @@ executor so a slow disk never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import gzip
+import io
 import json
+import logging
 import mimetypes
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,9 +31,22 @@ from aiohttp import web
 from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
 from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
-from cim.server.state import CITY_DIR, VIEWER_DIR
+from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
+from cim.server.security import (
+    MAX_BODY,
+    add_security_headers,
+    api_login,
+    api_logout,
+    api_me,
+    city_for,
+    security_middleware,
+    setup_security,
+)
+from cim.server.state import ACCESS, CITY_DIR, VIEWER_DIR
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
+
+log = logging.getLogger(__name__)
 
 CESIUM_BUILD = Path("node_modules", "cesium", "Build", "Cesium")
 
@@ -164,6 +182,40 @@ def _open_file(root: Path, parts: tuple[str, ...]) -> _OpenFile:
     return _OpenFile(handle, stat.st_size, stat.st_mtime, etag, gzip_encoded)
 
 
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (RFC 9110 12.5.3; ``q=0`` refuses).
+
+    No header at all means any coding is acceptable; an empty one means none is.
+    """
+    if header is None:
+        return True
+    allowed: dict[str, bool] = {}
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            allowed[name.strip().lower()] = q > 0
+    return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
+
+
+def _decompressed(opened: _OpenFile) -> _OpenFile:
+    """The file's bytes un-gzipped, for a client that does not take gzip (blocking)."""
+    try:
+        data = gzip.decompress(opened.handle.read())
+    except (OSError, EOFError) as exc:
+        raise CimIOError(f"a precompressed file is damaged: {exc}") from exc
+    finally:
+        opened.handle.close()
+    return _OpenFile(io.BytesIO(data), len(data), opened.mtime, opened.etag[:-1] + '-identity"', False)
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     """Weak comparison of an ``If-None-Match`` header against an ETag (RFC 9110 13.1.2)."""
     if header.strip() == "*":
@@ -222,6 +274,8 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
     loop = asyncio.get_running_loop()
     parts = _safe_relative(path)
     opened = await loop.run_in_executor(None, _open_file, root, parts)
+    if opened.gzip_encoded and not accepts_gzip(request.headers.get("Accept-Encoding")):
+        opened = await loop.run_in_executor(None, _decompressed, opened)
     try:
         headers = {
             "Content-Type": content_type_for(parts[-1]),
@@ -232,6 +286,8 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
         }
         if opened.gzip_encoded:
             headers["Content-Encoding"] = "gzip"
+        if opened.gzip_encoded or opened.etag.endswith('-identity"'):
+            headers["Vary"] = "Accept-Encoding"
         if _not_modified(request, opened):
             del headers["Content-Type"]
             return web.Response(status=304, headers=headers)
@@ -250,9 +306,12 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
         response = web.StreamResponse(status=status, headers=headers)
         response.content_length = stop - start
         await response.prepare(request)
-        if request.method != "HEAD":
-            await _send_bytes(response, opened.handle, start, stop)
-        await response.write_eof()
+        try:
+            if request.method != "HEAD":
+                await _send_bytes(response, opened.handle, start, stop)
+            await response.write_eof()
+        except ConnectionResetError:  # the client left (a viewer flying on cancels tiles): nothing to report
+            log.debug("client left during %s", request.path)
         return response
     finally:
         await loop.run_in_executor(None, opened.handle.close)
@@ -299,10 +358,15 @@ async def _cesium_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _city_file(request: web.Request) -> web.StreamResponse:
-    return await serve_file(request, request.app[CITY_DIR], request.match_info["path"])
+    path = request.match_info["path"]
+    if path == "city.json" and request.app[ACCESS] is not None:  # as this reader may see it
+        return web.json_response(city_for(request), headers={"Cache-Control": "no-cache"})
+    return await serve_file(request, request.app[CITY_DIR], path)
 
 
 async def _api_city(request: web.Request) -> web.Response:
+    if request.app[ACCESS] is not None:
+        return web.json_response(city_for(request), headers={"Cache-Control": "no-cache"})
     city_json = request.app[CITY_DIR] / "city.json"
     try:
         raw = await asyncio.get_running_loop().run_in_executor(None, city_json.read_bytes)
@@ -328,10 +392,10 @@ async def _preflight_middleware(request: web.Request, handler: Handler) -> web.S
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-            "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type",
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+            "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type, Authorization",
             "Access-Control-Max-Age": "86400",
-            "Allow": "GET, HEAD, OPTIONS",
+            "Allow": "GET, HEAD, POST, OPTIONS",
         },
     )
 
@@ -341,7 +405,7 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
 
 
-def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Application:
+def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = True) -> web.Application:
     """Build the application serving one built city and the viewer.
 
     Parameters
@@ -351,12 +415,16 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     viewer_dir : Path, optional
         The viewer's static files, with CesiumJS under ``node_modules/cesium``; defaults to the
         repository's ``viewer/`` folder.
+    audit : bool
+        Keep the audit trail in ``CITY/.cim/audit.jsonl`` (see :mod:`cim.audit`); a city that
+        cannot be written to is served with the trail off and a warning.
 
     Returns
     -------
     aiohttp.web.Application
         Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city``,
-        ``/api/search`` and ``/api/health``; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
+        ``/api/search``, ``/api/login``, ``/api/logout``, ``/api/me`` and ``/api/health``;
+        access rules and audit trail as :mod:`cim.server.security` describes; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
 
     Raises
     ------
@@ -367,13 +435,20 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     if not (city_root / "city.json").is_file():
         raise CimNotFound(f"no city.json in {city_dir}")
     viewer_root = Path(viewer_dir if viewer_dir is not None else default_viewer_dir()).resolve()
-    app = web.Application(middlewares=[error_middleware, _preflight_middleware])
+    app = web.Application(
+        middlewares=[head_middleware, error_middleware, _preflight_middleware, security_middleware], client_max_size=MAX_BODY
+    )
     app[CITY_DIR] = city_root
     app[VIEWER_DIR] = viewer_root
+    setup_security(app, city_root, audit=audit)
     app.on_response_prepare.append(_add_cors_headers)
+    app.on_response_prepare.append(add_security_headers)
     app.router.add_get("/api/health", _api_health)
     app.router.add_get("/api/city", _api_city)
     app.router.add_get("/api/search", api_search)
+    app.router.add_post("/api/login", api_login)
+    app.router.add_post("/api/logout", api_logout)
+    app.router.add_get("/api/me", api_me)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
@@ -381,7 +456,9 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None) -> web.Applicatio
     return app
 
 
-def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None) -> None:
+def run(
+    city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None, *, head_timeout: float = HEAD_TIMEOUT
+) -> None:
     """Serve a city until interrupted, after printing its URL.
 
     Parameters
@@ -394,6 +471,8 @@ def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: P
         TCP port.
     viewer_dir : Path, optional
         Viewer folder (see :func:`create_app`).
+    head_timeout : float
+        Seconds a request head may take from its first byte (see :mod:`cim.server.guard`).
     """
     app = create_app(city_dir, viewer_dir)
     shown = f"[{host}]" if ":" in host else host
@@ -403,4 +482,25 @@ def run(city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: P
             flush=True,
         )
     print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
-    web.run_app(app, host=host, port=port, print=None)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(app, host, port, head_timeout))
+
+
+async def _serve(app: web.Application, host: str, port: int, head_timeout: float = HEAD_TIMEOUT) -> None:
+    """Serve until SIGINT or SIGTERM, each connection under a request-head deadline
+    (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is flushed)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    handler = runner.server
+    assert handler is not None
+    server = await loop.create_server(lambda: HeadDeadline(handler(), head_timeout), host, port, reuse_address=True)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()

@@ -6,9 +6,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["CITY_DIR", "VIEWER_DIR"]
+from cim.access import AccessControl
+from cim.audit import AuditWriter
+
+__all__ = ["ACCESS", "AUDIT", "CITY_DIR", "VIEWER_DIR"]
 
 #: the built city's folder (resolved)
 CITY_DIR = web.AppKey("city_dir", Path)
 #: the viewer's folder (resolved)
 VIEWER_DIR = web.AppKey("viewer_dir", Path)
+#: the city's access rules, or None when it has none (everything public)
+ACCESS: web.AppKey[AccessControl | None] = web.AppKey("access")
+#: the audit trail's writer, or None when the city cannot be written to
+AUDIT: web.AppKey[AuditWriter | None] = web.AppKey("audit")

@@ -97,14 +97,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def run_server(city_dir: Path, log_dir: Path) -> Iterator[Server]:
-    """Run ``python -m cim.server CITY_DIR`` on a free port until the block ends."""
+def run_server(city_dir: Path, log_dir: Path, *extra: str) -> Iterator[Server]:
+    """Run ``python -m cim.server CITY_DIR [extra arguments]`` on a free port until the block ends."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cim.server", str(city_dir), "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "cim.server", str(city_dir), "--host", "127.0.0.1", "--port", str(port), *extra],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

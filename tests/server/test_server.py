@@ -483,6 +483,24 @@ async def test_gzip_magic_terrain(client):
     assert gzip.decompress(await response.read()) == TERRAIN
 
 
+@pytest.mark.parametrize("accept", ["identity", "", "br, deflate", "gzip;q=0", "*;q=0"])
+async def test_gzip_terrain_is_decompressed_for_clients_that_refuse_gzip(client, accept):
+    for url in ("/city/terrain/0/0/0.terrain", "/city/terrain/1/0/0.terrain"):
+        response = await client.get(url, headers={"Accept-Encoding": accept})
+        assert response.status == 200, (url, accept)
+        assert "Content-Encoding" not in response.headers
+        assert response.headers["Vary"] == "Accept-Encoding"
+        assert await response.read() == TERRAIN
+        # a ranged read of the decoded bytes, and revalidation by the decoded file's own ETag
+        part = await client.get(url, headers={"Accept-Encoding": accept, "Range": "bytes=2-5"})
+        assert part.status == 206 and await part.read() == TERRAIN[2:6]
+        etag = response.headers["ETag"]
+        again = await client.get(url, headers={"Accept-Encoding": accept, "If-None-Match": etag})
+        assert again.status == 304
+        gzipped = await client.get(url, headers={"Accept-Encoding": "gzip, deflate"})
+        assert gzipped.headers["Content-Encoding"] == "gzip" and gzipped.headers["ETag"] != etag
+
+
 async def test_plain_terrain_not_flagged(client):
     response = await client.get("/city/kinds/a.plain.terrain")
     assert response.status == 200
