@@ -339,3 +339,40 @@ def test_fans_stars_and_malformed_indices(tmp_path):
     assert model.issues == {"surfaces with a vertex index out of range or a malformed ring": 3}
     c = list(model.ids).index("C")
     assert (model.surface_object == c).sum() == 3
+
+
+def test_multisolids_and_composite_surfaces(tmp_path):
+    v: list = []
+    a, b = cj.box(0, 0, 0, 4, 4, 3, v), cj.box(10, 0, 0, 4, 4, 6, v)
+    c = cj.box(20, 0, 0, 4, 4, 3, v)
+    sem = cj.BOX_SEMANTICS
+    objects = {
+        "ms": {
+            "type": "Building",
+            "geometry": [
+                {
+                    "type": "MultiSolid",
+                    "lod": "2",
+                    "boundaries": [[a], [b]],
+                    "semantics": {"surfaces": sem["surfaces"], "values": [sem["values"], [[2, 2, 2, 2, 2, 2]]]},
+                }
+            ],
+        },
+        "cs": {
+            "type": "Bridge",
+            "geometry": [
+                {
+                    "type": "CompositeSurface",
+                    "lod": "2",
+                    "boundaries": c,
+                    "semantics": {"surfaces": [{"type": "RoofSurface"}], "values": [0, None, 0, None, None, None]},
+                }
+            ],
+        },
+    }
+    model = read_cityjson(cj.write(tmp_path / "m.json", cj.document(objects, v)))
+    assert model.geometry_types == {"MultiSolid": 1, "CompositeSurface": 1}
+    ms, cs = list(model.ids).index("ms"), list(model.ids).index("cs")
+    codes = {name: model.surface_semantic[model.surface_object == row].tolist() for name, row in (("ms", ms), ("cs", cs))}
+    assert codes["ms"] == [3, 1, 2, 2, 2, 2] + [2] * 6
+    assert codes["cs"] == [1, 0, 1, 0, 0, 0]
