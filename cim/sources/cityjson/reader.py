@@ -1,155 +1,34 @@
-"""CityJSON 1.0, 1.1 and 2.0 files and CityJSONSeq streams (``.city.jsonl``): city objects, their
-attributes and the surfaces of one level of detail, as ragged arrays.
-
-The reader does reading and validation only (no triangulation, no tiling). It returns a
-:class:`CityModel`:
-
-- one row per city object (id, type, first parent, attributes), in a canonical order that does
-  not depend on how the file orders them: each top-level object (sorted by id) followed by its
-  descendants, children in the order the parent lists them. A CityJSON file and a CityJSONSeq
-  made from it therefore give the same rows, and the same tiles;
-- the surfaces of each object's chosen geometry (see *Levels of detail*), GeoArrow style: the
-  real-world coordinates of every vertex (``transform`` applied), the vertex indices of every
-  ring (open: no closing repeat), ring offsets, surface offsets (a surface's first ring is its
-  outer ring, the others its holes), and per surface its object and semantic surface code
-  (:data:`SURFACE_TYPES`);
-- the CRS: ``metadata.referenceSystem`` (``https://www.opengis.net/def/crs/EPSG/0/7415``,
-  ``urn:ogc:def:crs:EPSG::7415``, ...) unless the caller overrides it;
-- what was left out, counted by reason (:attr:`CityModel.issues`).
-
-Geometry types: ``MultiSurface``, ``CompositeSurface``, ``Solid``, ``MultiSolid``,
-``CompositeSolid`` and ``GeometryInstance`` (a template of ``geometry-templates`` placed by its
-reference vertex and 4x4 matrix). Points and lines (``MultiPoint``, ``MultiLineString``) have no
-surface and are counted, not read.
-
-Levels of detail: every LoD the file holds is listed (:attr:`CityModel.lods`). Each object takes
-the geometry of the LoD asked for, else its highest LoD below it (counted as a fallback); with no
-LoD asked for, its highest. An object whose every geometry lies above the LoD asked for is left
-out (counted).
-
-Streaming: a CityJSONSeq is read line by line, each feature's vertices and surfaces appended to
-the arrays as it comes, so its JSON is never held whole; a CityJSON file is one JSON document
-and is parsed whole.
-"""
+"""Reading a CityJSON file or CityJSONSeq into a :class:`CityModel` (see :mod:`cim.sources.cityjson`)."""
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pyproj import CRS
-from pyproj.exceptions import CRSError
 
-from cim.errors import CimCRSError, CimInputError, CimIOError
+from cim.errors import CimInputError, CimIOError
 from cim.kernels.surfaces import place_template, transform_vertices
+from cim.sources.cityjson.vocabulary import (
+    SUPPORTED_VERSIONS,
+    SURFACE_NONE,
+    SURFACE_OTHER,
+    SURFACE_TYPES,
+    lod_key,
+    lod_label,
+    parse_reference_system,
+    surface_code,
+)
 
-__all__ = [
-    "SUPPORTED_VERSIONS",
-    "SURFACE_TYPES",
-    "SURFACE_NONE",
-    "SURFACE_OTHER",
-    "surface_code",
-    "lod_key",
-    "parse_reference_system",
-    "horizontal_crs",
-    "CityModel",
-    "read_cityjson",
-    "attribute_columns",
-]
-
-#: the CityJSON versions read (major.minor)
-SUPPORTED_VERSIONS = ("1.0", "1.1", "2.0")
-
-#: semantic surface code → CityJSON surface type; 0 is "no semantics", 255 a type of an extension
-SURFACE_TYPES: dict[int, str] = {
-    0: "None",
-    1: "RoofSurface",
-    2: "WallSurface",
-    3: "GroundSurface",
-    4: "ClosureSurface",
-    5: "OuterCeilingSurface",
-    6: "OuterFloorSurface",
-    7: "Window",
-    8: "Door",
-    9: "InteriorWallSurface",
-    10: "CeilingSurface",
-    11: "FloorSurface",
-    12: "WaterSurface",
-    13: "WaterGroundSurface",
-    14: "WaterClosureSurface",
-    15: "TrafficArea",
-    16: "AuxiliaryTrafficArea",
-    17: "TransportationMarking",
-    18: "TransportationHole",
-    255: "Other",
-}
-SURFACE_NONE, SURFACE_OTHER = 0, 255
-_SURFACE_CODES = {name: code for code, name in SURFACE_TYPES.items() if code not in (SURFACE_NONE, SURFACE_OTHER)}
+__all__ = ["CityModel", "read_cityjson"]
 
 #: nesting depth of the surface lists in ``boundaries`` (0: a list of surfaces)
 _SURFACE_DEPTH = {"MultiSurface": 0, "CompositeSurface": 0, "Solid": 1, "MultiSolid": 2, "CompositeSolid": 2}
 _NO_SURFACES = ("MultiPoint", "MultiLineString")
-
-_EPSG = re.compile(r"EPSG(?:/[^/]*/|::?|:[^:]*:)(\d+)\s*$", re.IGNORECASE)
-
-
-def surface_code(surface_type: object) -> int:
-    """The code of a semantic surface type (:data:`SURFACE_TYPES`; an extension's ``+Type`` and
-    anything unknown is :data:`SURFACE_OTHER`)."""
-    return _SURFACE_CODES.get(surface_type, SURFACE_OTHER) if isinstance(surface_type, str) else SURFACE_OTHER
-
-
-def lod_key(lod: str) -> tuple[int, ...]:
-    """Sort key of a LoD label: ``"2.2"`` → ``(2, 2)``; ``"2"`` sorts below ``"2.0"`` and ``"2.2"``."""
-    return tuple(int(p) for p in lod.split("."))
-
-
-def _lod_label(value: object) -> str | None:
-    """A geometry's ``lod`` as a label (1.1+ write strings, 1.0 numbers), or None when it is none."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        text = repr(float(value)) if isinstance(value, float) and not float(value).is_integer() else str(int(value))
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        return None
-    return text if re.fullmatch(r"\d+(\.\d+)*", text) else None
-
-
-def parse_reference_system(text: object, *, where: str) -> CRS:
-    """The CRS of a ``metadata.referenceSystem`` (OGC URL or URN with an EPSG code, or anything
-    pyproj reads).
-
-    Raises
-    ------
-    CimCRSError
-        Not a CRS.
-    """
-    if isinstance(text, str):
-        m = _EPSG.search(text.strip())
-        try:
-            return CRS.from_epsg(int(m.group(1))) if m else CRS.from_user_input(text)
-        except CRSError:
-            pass
-    raise CimCRSError(f"{where}: metadata.referenceSystem {text!r} is not a CRS cim knows")
-
-
-def horizontal_crs(crs: CRS) -> CRS:
-    """The horizontal part of a compound CRS (e.g. EPSG:7415 → EPSG:28992); other CRSs as they
-    are. CityJSON heights are taken as given (no geoid model is applied)."""
-    if crs.is_compound:
-        for sub in crs.sub_crs_list:
-            if sub.is_projected or sub.is_geographic:
-                return sub
-    return crs
 
 
 @dataclass
@@ -248,7 +127,7 @@ def read_cityjson(path: str | Path, *, lod: str | None = None, crs: object = Non
         The file cannot be read.
     """
     path = Path(path)
-    if lod is not None and _lod_label(lod) is None:
+    if lod is not None and lod_label(lod) is None:
         raise CimInputError(f"{path}: LoD {lod!r} is not a LoD label such as 2, 1.2 or 2.2")
     try:
         with open(path, "rb") as f:
@@ -321,7 +200,7 @@ class _Builder:
 
     def __init__(self, path: Path, lod: str | None) -> None:
         self.path = path
-        self.lod = _lod_label(lod) if lod is not None else None
+        self.lod = lod_label(lod) if lod is not None else None
         self.want = lod_key(self.lod) if self.lod is not None else None
         self.version = ""
         self.scale = np.ones(3)
@@ -415,9 +294,9 @@ class _Builder:
         if g.get("type") == "GeometryInstance":
             t = g.get("template")
             if isinstance(t, int) and 0 <= t < len(self.templates):
-                return _lod_label(self.templates[t].get("lod"))
+                return lod_label(self.templates[t].get("lod"))
             return None
-        return _lod_label(g.get("lod"))
+        return lod_label(g.get("lod"))
 
     def _object_geometry(self, oid: str, geometries: list, limit: tuple[int, int]) -> None:
         """Choose the object's geometry (see the module notes) and read its surfaces."""
@@ -676,51 +555,3 @@ def _open_rings(idx: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.nd
     out = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(kept, out=out[1:])
     return idx[keep], out
-
-
-# -- attributes ------------------------------------------------------------------------------
-
-
-def attribute_columns(attributes: Iterable[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Typed columns of the objects' attributes, keys in order of first appearance.
-
-    A key whose values are all booleans is BOOLEAN when every object has it, else STRING
-    (``"true"``/``"false"``: a metadata BOOLEAN has no noData for the objects without it);
-    whole numbers INT32 (INT64 beyond 32 bits); numbers FLOAT64 (NaN where missing); anything
-    else STRING, with objects and arrays as JSON text and missing values None (noData).
-    """
-    rows = list(attributes)
-    keys: dict[str, None] = {}
-    for a in rows:
-        for k in a:
-            keys.setdefault(str(k), None)
-    columns: dict[str, np.ndarray] = {}
-    types: dict[str, str] = {}
-    for key in keys:
-        values = [a.get(key) for a in rows]
-        present = [v for v in values if v is not None]
-        if present and all(isinstance(v, bool) for v in present):
-            if len(present) == len(values):
-                columns[key], types[key] = np.array(values, dtype=bool), "BOOLEAN"
-            else:
-                columns[key] = np.array([None if v is None else ("true" if v else "false") for v in values], dtype=object)
-                types[key] = "STRING"
-        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present) and max(abs(v) for v in present) < 2**63:
-            types[key] = "INT32" if max(abs(v) for v in present) < 2**31 else "INT64"
-            # missing whole numbers: NaN in a float column, noData when written (exact to 2**53)
-            columns[key] = (
-                np.array(values, dtype=np.int64)
-                if len(present) == len(values)
-                else np.array([float("nan") if v is None else float(v) for v in values])
-            )
-        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            columns[key] = np.array([float("nan") if v is None else float(v) for v in values], dtype=np.float64)
-            types[key] = "FLOAT64"
-        else:
-            columns[key] = np.array([None if v is None else v if isinstance(v, str) else _json_text(v) for v in values], dtype=object)
-            types[key] = "STRING"
-    return columns, types
-
-
-def _json_text(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
