@@ -169,6 +169,10 @@ def test_geometry_instances(tmp_path):
         else:
             np.testing.assert_allclose(pts.max(axis=0) - refpt, [2, 2, 2], atol=1e-9)
     assert model.semantic_counts() == {"RoofSurface": 2, "WallSurface": 8, "GroundSurface": 2}
+    # the same as a CityJSONSeq: templates in the header, reference points in each feature
+    (tmp_path / "t.city.jsonl").write_text(cj.to_seq(doc))
+    seq = read_cityjson(tmp_path / "t.city.jsonl")
+    np.testing.assert_array_equal(seq.coords[seq.ring_indices], model.coords[model.ring_indices])
 
 
 # -- CRS, attributes ---------------------------------------------------------------------------------

@@ -211,6 +211,7 @@ class _Builder:
         self.template_vertices = np.zeros((0, 3))
         self.coords: list[np.ndarray] = []
         self.n_coords = 0
+        self.feature_vertices = np.zeros((0, 3))
         self.objects: dict[str, dict[str, Any]] = {}
         self.lods: set[str] = set()
         self.issues: Counter = Counter()
@@ -265,7 +266,9 @@ class _Builder:
         except (TypeError, ValueError):
             raise CimInputError(f"{self.path}: {where}'vertices' is not a list of [x, y, z]") from None
         base = self.n_coords
-        self.coords.append(transform_vertices(v, self.scale, self.translate) if self.has_transform else v)
+        #: this feature's vertices (GeometryInstances take their reference points from them)
+        self.feature_vertices = transform_vertices(v, self.scale, self.translate) if self.has_transform else v
+        self.coords.append(self.feature_vertices)
         self.n_coords += len(v)
         limit = (base, base + len(v))
         for oid, obj in objects.items():
@@ -362,7 +365,7 @@ class _Builder:
         used = sorted({i for s in surfaces for r in s for i in r})
         if used and (used[0] < 0 or used[-1] >= len(self.template_vertices)):
             raise _Malformed("template (vertex index out of range)")
-        reference = self._coord(limit[0] + ref[0])
+        reference = self.feature_vertices[ref[0]]
         tv = self.template_vertices[used] if used else np.zeros((0, 3))
         placed = place_template(tv, matrix, reference)
         base = self.n_coords
@@ -373,13 +376,6 @@ class _Builder:
         semantics = template.get("semantics")
         semantic_surfaces = semantics.get("surfaces") or [] if isinstance(semantics, dict) else []
         return surfaces, values, semantic_surfaces, limit[0], base + len(placed)
-
-    def _coord(self, i: int) -> np.ndarray:
-        for block in self.coords:
-            if i < len(block):
-                return block[i]
-            i -= len(block)
-        raise IndexError(i)
 
     def _add_surfaces(self, oid: str, surfaces: list, values: list, semantic_surfaces: list, lo: int, hi: int) -> None:
         """Keep an object's surfaces (vertex indices offset by ``lo``, which must stay below
