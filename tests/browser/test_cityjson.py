@@ -219,3 +219,23 @@ def test_walls_are_one_colour_seen_obliquely(viewer: ViewerPage) -> None:
     found = page.evaluate(_SPECKS_JS, base64.b64encode(shot).decode("ascii"))
     assert found["total"] > 1000, f"the roofs hardly show: {found}"
     assert found["specks"] < 20, f"roof-coloured specks on the walls: {found}"
+
+
+def test_the_legend_hides_a_surface_type(viewer: ViewerPage) -> None:
+    """Unticking RoofSurface in the legend shows what is under the roofs; ticking it brings
+    the roof back in its colour."""
+    page = viewer.page
+    roof = largest_flat_roof()
+    look_at_roof(viewer, roof)
+    page.select_option("#cityjson-mode", "surface")
+    viewer.wait_ready()
+    legend = legend_swatch(viewer, "RoofSurface")
+    box = page.locator('#cityjson-legend [data-surface="RoofSurface"] input')
+    box.uncheck()
+    viewer.wait_ready()
+    wait_frames(viewer)
+    assert share_off_colour(viewer, viewer.screenshot("cj-04-roofs-hidden"), legend, 280) > 0.9
+    box.check()
+    viewer.wait_ready()
+    wait_frames(viewer)
+    assert share_off_colour(viewer, viewer.screenshot("cj-05-roofs-shown"), legend, 280) < 0.002

@@ -1,6 +1,7 @@
 // @ts-check
 // CityJSON styling, for every CityJSON layer at once: "plain" (the tiles' own material, lit) or
-// "by semantic surface" (roofs, walls, grounds, windows, ... each in its legend colour). The
+// "by semantic surface" (roofs, walls, grounds, windows, ... each in its legend colour; the
+// legend's checkboxes hide a type, to see under the roofs, say). The
 // tiles carry each vertex's CityJSON surface type as the EXT_structural_metadata property
 // attribute `semantic_surface` (cim/layers/cityjson.py); a CustomShader reads it on the GPU.
 //
@@ -40,6 +41,8 @@ export const SURFACE_COLOURS = {
   None: "#b0b0b0",
 };
 const OTHER_SURFACE = "#ff80ab";
+// hidden types travel as one float of bits (exact to 2^24); codes from 23 up share the last bit
+const MASK_BITS = 24;
 
 /** @typedef {"plain" | "surface"} SurfaceMode */
 
@@ -66,11 +69,15 @@ function surfaceShader(spec) {
     // the shader lights the surfaces itself (see the notes at the top)
     lightingModel: Cesium.LightingModel.UNLIT,
     uniforms: {
+      u_hidden: { type: Cesium.UniformType.FLOAT, value: 0 },
       u_up: { type: Cesium.UniformType.VEC3, value: new Cesium.Cartesian3(0, 0, 1) },
       u_east: { type: Cesium.UniformType.VEC3, value: new Cesium.Cartesian3(1, 0, 0) },
     },
     fragmentShaderText: `
       ${SRGB_TO_LINEAR_GLSL}
+      int maskBit(int c) {
+        return c < ${MASK_BITS - 1} ? c : ${MASK_BITS - 1};
+      }
       vec3 surfaceColour(int c) {
         ${rows.join("\n        ")}
         return ${glslColour(OTHER_SURFACE)};
@@ -78,6 +85,7 @@ function surfaceShader(spec) {
       void fragmentMain(FragmentInput fsInput, inout czm_modelMaterial material) {
         // the code reaches the fragment interpolated (a float a hair off its vertices' value)
         int code = int(floor(float(fsInput.metadata.${property}) + 0.5));
+        if (mod(floor(u_hidden / pow(2.0, float(maskBit(code)))), 2.0) > 0.5) discard;
         vec3 n = normalize(fsInput.attributes.normalEC);
         float up = abs(dot(n, normalize(czm_viewRotation * u_up)));
         float east = abs(dot(n, normalize(czm_viewRotation * u_east)));
@@ -95,10 +103,24 @@ export function cityJsonTool(viewer) {
   const lodNote = byId("cityjson-lod", HTMLElement);
   /** @type {Model[]} */
   const models = [];
+  /** @type {Set<string>} surface types hidden */
+  const hidden = new Set();
+
+  /** the hidden types as the shader's bit mask (a layer's own codes) @param {CityJSONLayerSpec} spec */
+  function maskOf(spec) {
+    const bits = new Set();
+    for (const [name, s] of Object.entries(spec.surfaces ?? {})) if (hidden.has(name)) bits.add(Math.min(Number(s.code), MASK_BITS - 1));
+    let v = 0;
+    for (const b of bits) v += 2 ** b;
+    return v;
+  }
 
   function apply() {
     const bySurface = mode.value === "surface";
-    for (const { tileset, shader } of models) tileset.customShader = bySurface ? shader : undefined;
+    for (const { spec, tileset, shader } of models) {
+      shader.setUniform("u_hidden", maskOf(spec));
+      tileset.customShader = bySurface ? shader : undefined;
+    }
     legend.hidden = !bySurface;
     viewer.unsettle();
   }
@@ -117,10 +139,14 @@ export function cityJsonTool(viewer) {
         const row = document.createElement("label");
         row.className = "inline legend-row";
         row.dataset.surface = name;
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.checked = !hidden.has(name);
+        box.addEventListener("change", () => setSurfaceVisible(name, box.checked));
         const swatch = document.createElement("span");
         swatch.className = "swatch";
         swatch.style.background = colourOf(name);
-        row.append(swatch, document.createTextNode(`${name.replace(/Surface$/, "")} (${count.toLocaleString("en")})`));
+        row.append(box, swatch, document.createTextNode(`${name.replace(/Surface$/, "")} (${count.toLocaleString("en")})`));
         return row;
       }),
     );
@@ -129,6 +155,19 @@ export function cityJsonTool(viewer) {
       return [`LoD ${spec.lod ?? "?"}${below.length ? ` (${below.join(", ")})` : ""}`];
     });
     lodNote.textContent = notes.join("; ");
+  }
+
+  /**
+   * Show or hide a surface type (in the surface mode).
+   * @param {string} name  a CityJSON semantic surface type
+   * @param {boolean} visible
+   */
+  function setSurfaceVisible(name, visible) {
+    if (visible) hidden.delete(name);
+    else hidden.add(name);
+    const box = legend.querySelector(`[data-surface="${CSS.escape(name)}"] input`);
+    if (box instanceof HTMLInputElement) box.checked = visible;
+    apply();
   }
 
   /** @param {SurfaceMode} m */
@@ -165,8 +204,10 @@ export function cityJsonTool(viewer) {
   viewer.on("reset", () => {
     if (!models.length) return;
     mode.value = mode.options[0]?.value ?? "plain";
+    hidden.clear();
+    renderLegend();
     apply();
   });
 
-  return { setMode, legendColour };
+  return { setMode, setSurfaceVisible, legendColour };
 }
