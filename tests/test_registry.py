@@ -204,7 +204,9 @@ def test_an_unknown_kind_in_a_recipe_lists_the_known_ones(tmp_path):
     assert str(recipe) in message and "(roads)" in message and "'roads'" in message
     for kind in registry.kinds():
         assert kind in message
-    with pytest.raises(CimInputError, match=r"unknown layer kind 'roads' \(known: bim, buildings, imagery, pointcloud, terrain\)"):
+    with pytest.raises(
+        CimInputError, match=r"unknown layer kind 'roads' \(known: bim, buildings, cityjson, imagery, pointcloud, terrain\)"
+    ):
         registry.get("roads")
 
 

@@ -201,6 +201,13 @@ REAL: dict[str, tuple[str, Callable[[Path, Path], object]]] = {
     ),
     # no height attribute: every building gets the default height
     "shp-osgearth_dcbuildings": ("vector/osgearth_dcbuildings.shp", lambda s, o: cim.convert_buildings(s, o)),
+    # no CRS in either file: Dutch RD New + NAP, as tests/layers/test_cityjson.py gives it
+    "cityjson-cjio_rotterdam_subset": ("cityjson/cjio_rotterdam_subset.json", lambda s, o: cim.convert("cityjson", s, o, crs="EPSG:7415")),
+    "cityjson-cjio_rotterdam_subset-tree": (
+        "cityjson/cjio_rotterdam_subset.json",
+        lambda s, o: cim.convert("cityjson", s, o, crs="EPSG:7415", max_features=3),
+    ),
+    "cityjson-cjio_DH_01_subs": ("cityjson/cjio_DH_01_subs.city.json", lambda s, o: cim.convert("cityjson", s, o, crs="EPSG:7415")),
     "geojson-urbanopt_example_project": (
         "vector/urbanopt_example_project.json",
         lambda s, o: cim.convert_buildings(s, o, height=None, floors="number_of_stories", storey_height=3.5),

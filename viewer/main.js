@@ -12,6 +12,7 @@ import { sunTool } from "./js/sun.js";
 import { measureTool } from "./js/measure.js";
 import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
+import { cityJsonTool } from "./js/cityjson.js";
 
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
@@ -23,6 +24,7 @@ const sun = viewer.install(sunTool);
 const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
+const cityjson = viewer.install(cityJsonTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError("Unexpected error", event.reason);
@@ -74,6 +76,7 @@ const cim = {
   clearMeasurements: measure.clear,
   bim,
   points,
+  cityjson,
   account,
 };
 window.cim = cim;

@@ -36,6 +36,8 @@ __all__ = [
     "attach_property_table",
     "quantize_normals",
     "add_normals",
+    "PropertyAttribute",
+    "add_property_attribute",
     "encode_feature_mesh",
     "base_color_factor",
     "read_glb",
@@ -403,6 +405,60 @@ def add_normals(builder: GltfBuilder, normals: np.ndarray) -> int:
     return len(accessors) - 1
 
 
+@dataclass
+class PropertyAttribute:
+    """Per-vertex properties of one class, written as an EXT_structural_metadata property
+    attribute: each property is read from a vertex attribute, so that a viewer's shader styles
+    by it (CesiumJS: ``fsInput.metadata.<property>``) without a texture or a feature table.
+
+    Attributes
+    ----------
+    class_name : the schema class
+    properties : property id → (attribute semantic such as ``"_SURFACE"``, (v,) uint8 or uint16
+        values, description)
+    description : the class's description
+    """
+
+    class_name: str
+    properties: dict[str, tuple[str, np.ndarray, str]]
+    description: str = ""
+
+
+_ATTRIBUTE_TYPES = {np.dtype(np.uint8): (UNSIGNED_BYTE, "UINT8"), np.dtype(np.uint16): (UNSIGNED_SHORT, "UINT16")}
+
+
+def add_property_attribute(builder: GltfBuilder, attribute: PropertyAttribute, schema_id: str = "cim") -> tuple[int, dict[str, int]]:
+    """Write ``attribute``'s vertex attributes (each value padded to 4 bytes, as glTF aligns
+    vertex attributes) and its class and property attribute; returns the property attribute's
+    index and each attribute semantic's accessor."""
+    props: dict[str, dict] = {}
+    values: dict[str, dict] = {}
+    accessors: dict[str, int] = {}
+    for pid, (semantic, data, description) in attribute.properties.items():
+        data = np.asarray(data)
+        ctype, ktype = _ATTRIBUTE_TYPES[data.dtype]
+        padded = np.zeros((len(data), 4 // data.itemsize), dtype=data.dtype)
+        padded[:, 0] = data
+        view = builder.buffer_view(padded.tobytes(), ARRAY_BUFFER, byte_stride=4)
+        acc = builder.json.setdefault("accessors", [])
+        acc.append({"bufferView": view, "componentType": ctype, "count": len(data), "type": "SCALAR"})
+        accessors[semantic] = len(acc) - 1
+        props[pid] = {"type": "SCALAR", "componentType": ktype}
+        if description:
+            props[pid]["description"] = description
+        values[pid] = {"attribute": semantic}
+    ext = builder.json.setdefault("extensions", {}).setdefault(
+        "EXT_structural_metadata", {"schema": {"id": schema_id, "classes": {}}, "propertyTables": []}
+    )
+    cls: dict = {"properties": props}
+    if attribute.description:
+        cls["description"] = attribute.description
+    ext["schema"]["classes"][attribute.class_name] = cls
+    ext.setdefault("propertyAttributes", []).append({"class": attribute.class_name, "properties": values})
+    builder.use_extension("EXT_structural_metadata")
+    return len(ext["propertyAttributes"]) - 1, accessors
+
+
 def encode_feature_mesh(
     positions: np.ndarray,
     normals: np.ndarray,
@@ -412,6 +468,9 @@ def encode_feature_mesh(
     translation: np.ndarray,
     color: tuple[float, float, float, float] = (0.86, 0.84, 0.80, 1.0),
     position_bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    vertex_properties: PropertyAttribute | None = None,
+    double_sided: bool = False,
 ) -> bytes:
     """A GLB of one triangle mesh whose vertices carry feature ids into a property table.
 
@@ -427,6 +486,10 @@ def encode_feature_mesh(
         ``baseColorFactor``, which is linear (alpha as given)
     position_bounds : the exact float32 (min, max) of ``positions`` when the caller knows them
         (saves two passes over the vertices)
+    vertex_properties : per-vertex properties written as a property attribute (see
+        :class:`PropertyAttribute`)
+    double_sided : the material draws back faces too (sources whose faces are not all wound
+        outwards)
     """
     b = GltfBuilder()
     n_vertices = len(positions)
@@ -442,26 +505,21 @@ def encode_feature_mesh(
     a_fid = b.accessor(np.asarray(feature_ids, dtype=np.float32), FLOAT, "SCALAR")
     pt = add_property_table(b, table)
     b.use_extension("EXT_mesh_features")
-    b.json["materials"] = [
-        {
-            "name": table.class_name,
-            "pbrMetallicRoughness": {"baseColorFactor": base_color_factor(color), "metallicFactor": 0.0, "roughnessFactor": 0.9},
-        }
-    ]
+    material: dict = {
+        "name": table.class_name,
+        "pbrMetallicRoughness": {"baseColorFactor": base_color_factor(color), "metallicFactor": 0.0, "roughnessFactor": 0.9},
+    }
+    if double_sided:
+        material["doubleSided"] = True
+    b.json["materials"] = [material]
+    attributes = {"POSITION": a_pos, "NORMAL": a_nrm, "_FEATURE_ID_0": a_fid}
+    extensions: dict = {"EXT_mesh_features": {"featureIds": [{"featureCount": int(table.count), "attribute": 0, "propertyTable": pt}]}}
+    if vertex_properties is not None:
+        pa, semantics = add_property_attribute(b, vertex_properties)
+        attributes.update(semantics)
+        extensions["EXT_structural_metadata"] = {"propertyAttributes": [pa]}
     b.json["meshes"] = [
-        {
-            "primitives": [
-                {
-                    "attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "_FEATURE_ID_0": a_fid},
-                    "indices": a_idx,
-                    "material": 0,
-                    "mode": TRIANGLES,
-                    "extensions": {
-                        "EXT_mesh_features": {"featureIds": [{"featureCount": int(table.count), "attribute": 0, "propertyTable": pt}]}
-                    },
-                }
-            ]
-        }
+        {"primitives": [{"attributes": attributes, "indices": a_idx, "material": 0, "mode": TRIANGLES, "extensions": extensions}]}
     ]
     b.json["nodes"] = [{"mesh": 0, "translation": [float(x) for x in translation]}]
     b.json["scenes"] = [{"nodes": [0]}]

@@ -319,7 +319,11 @@ def test_terrain_coarser_than_its_dem_converts(tiny_sources, tmp_path):
     assert json.loads((tmp_path / "t" / "city.json").read_text())["layers"][0]["kind"] == "terrain"
 
 
-def builtin_sources(tiny_sources, kind: str) -> tuple[object, dict]:
+def builtin_sources(tiny_sources, kind: str, tmp_path: Path) -> tuple[object, dict]:
+    if kind == "cityjson":  # the sample city has no CityJSON: a small one near it
+        from tests.helpers import cityjson
+
+        return cityjson.write(tmp_path / "two.city.json", cityjson.two_lod_city()), {}
     return {
         "terrain": (tiny_sources.dem, {}),
         "imagery": (tiny_sources.ortho, {"format": "png", "max_zoom": 16}),
@@ -331,7 +335,7 @@ def builtin_sources(tiny_sources, kind: str) -> tuple[object, dict]:
 
 @pytest.mark.parametrize("kind", sorted(registry.BUILTIN))
 async def test_every_builtin_kind_converts_to_a_city_the_server_opens(kind, tiny_sources, tmp_path, aiohttp_client):
-    src, options = builtin_sources(tiny_sources, kind)
+    src, options = builtin_sources(tiny_sources, kind, tmp_path)
     out = tmp_path / kind
     report = cim.convert(kind, src, out, **options)
     (layer,) = report.layers

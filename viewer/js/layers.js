@@ -76,6 +76,8 @@ registerKind("buildings", (layer, ctx) => load3DTiles(layer, ctx));
 
 registerKind("bim", (layer, ctx) => load3DTiles(layer, ctx));
 
+registerKind("cityjson", (layer, ctx) => load3DTiles(layer, ctx));
+
 registerKind("pointcloud", (layer, ctx) =>
   load3DTiles(layer, ctx, {
     // points are spaced by the node's geometric error: refine sooner than meshes do

@@ -59,6 +59,18 @@ export interface PointCloudLayerSpec extends LayerSpec {
   has_color?: boolean;
 }
 
+export interface CityJSONLayerSpec extends LayerSpec {
+  kind: "cityjson";
+  /** the LoD shown, every LoD of the file, and objects shown below it (LoD -> count) */
+  lod?: string;
+  lods?: string[];
+  lod_fallback?: Record<string, number>;
+  /** semantic surface type -> its code in the tiles' `semantic_surface`, surfaces shown and skipped */
+  surfaces?: Record<string, { code: number; count: number; skipped?: number }>;
+  /** the vertex property attribute that holds the surface codes */
+  viewer_properties?: { surface?: string };
+}
+
 export interface ImageryLayerSpec extends LayerSpec {
   kind: "imagery";
   tiling?: "WebMercator" | "Geographic";
