@@ -374,9 +374,13 @@ def _plain(value: object) -> object:
 
 
 def _fts_query(text: str) -> str:
-    """A safe FTS5 query: every word a quoted prefix term, all of them required."""
-    words = [w for w in "".join(c if c.isalnum() or c in "-_." else " " for c in text).split() if w]
-    return " AND ".join('"' + w.replace('"', "") + '"*' for w in words)
+    """A safe FTS5 query: every word a quoted prefix term, all of them required.
+
+    Words are split where the index's tokenizer (unicode61) splits them, at every character that
+    is not a letter or digit: a quoted ``GUID-CB4F`` would be a two-token phrase, which an index
+    with ``detail=column`` refuses. An id with hyphens is found by its parts, each a prefix."""
+    words = "".join(c if c.isalnum() else " " for c in text).split()
+    return " AND ".join('"' + w + '"*' for w in words)
 
 
 def search(

@@ -84,3 +84,19 @@ def test_abort_keeps_the_previous_index(tmp_path, processes):
         w.add(_rows("new", 20000))
         raise RuntimeError("the build failed")
     assert _dump(target) == before and [p.name for p in tmp_path.iterdir()] == ["search.sqlite"]
+
+
+def test_an_id_with_hyphens_underscores_and_dots_is_found_whole(tmp_path):
+    """A whole id such as a CityJSON `GUID_…-CB4F-…` or an IFC GlobalId used to be an FTS5 phrase
+    query the index refuses (sqlite3.OperationalError); its parts are prefix terms now."""
+    rows = _rows("bim", 4)
+    rows.ids[2] = "GUID_816CA7F9-6357-447D-96E3-C74C5E47AABF_2"
+    path = tmp_path / "search.sqlite"
+    with SearchIndexWriter(path, processes=False) as writer:
+        writer.add(rows)
+        writer.finish()
+    for q in ("GUID_816CA7F9-6357-447D-96E3-C74C5E47AABF_2", "816ca7f9-6357", "bim-2", "v1.2 hall"):
+        found = search(path, q)
+        assert all(isinstance(r, dict) for r in found), q
+    assert [r["id"] for r in search(path, "GUID_816CA7F9-6357-447D-96E3-C74C5E47AABF_2")] == [rows.ids[2]]
+    assert rows.ids[2] in [r["id"] for r in search(path, "816ca7f9-6357")]
