@@ -122,28 +122,31 @@ LAYER_MAP: web.AppKey[_LayerMap] = web.AppKey("layer_map")
 
 
 def setup_security(app: web.Application, city_dir: Path, *, audit: bool = True) -> None:
-    """Attach the access rules (if the city has any) and the audit writer to ``app``."""
+    """Attach the access rules (if the city has any) and, while the application runs (from its
+    startup to its cleanup: an application never started leaves no thread), the audit writer."""
     app[ACCESS] = AccessControl.load(city_dir)
-    writer = None
-    if audit:
+    app[AUDIT] = None
+    app[LAYER_MAP] = _LayerMap(city_dir)
+
+    async def _open(app: web.Application) -> None:
+        if not audit:
+            return
         from cim.audit import AuditLog
 
+        trail = AuditLog(city_dir)
         try:
-            writer = AuditWriter(AuditLog(city_dir))
-            writer.audit._mac_key(create=True)
+            trail._mac_key(create=True)
         except Exception as exc:  # a read-only city: serve it, and say the trail is off
             log.warning("audit trail off for %s: %s", city_dir, exc)
-            if writer is not None:
-                writer.close()
-            writer = None
-    app[AUDIT] = writer
-    app[LAYER_MAP] = _LayerMap(city_dir)
+            return
+        app[AUDIT] = AuditWriter(trail)
 
     async def _close(app: web.Application) -> None:
         writer = app[AUDIT]
         if writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, writer.close)
 
+    app.on_startup.append(_open)
     app.on_cleanup.append(_close)
 
 
