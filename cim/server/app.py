@@ -414,6 +414,8 @@ def _answer(request: web.Request, entry: CachedFile) -> web.Response:
                 headers = dict(entry.headers)
                 headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
                 return web.Response(status=206, body=entry.body[start:stop], headers=headers)
+    if not entry.body:  # aiohttp leaves out the Content-Length of an empty body for HEAD
+        return web.Response(headers={**entry.headers, "Content-Length": "0"})
     return web.Response(body=entry.body, headers=entry.headers)
 
 
