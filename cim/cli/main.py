@@ -90,11 +90,19 @@ cli.add_command(
 @click.argument("city_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you mean to share it).")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Server processes sharing the port  [default: one a CPU]")
+@click.option(
+    "--cache-mb",
+    type=click.FloatRange(min=0),
+    default=64.0,
+    show_default=True,
+    help="MiB of small tiles each process keeps in memory (0: none).",
+)
 @common
 @handle_errors
-def serve(city_dir: Path, host: str, port: int, verbose: int, quiet: bool) -> None:
+def serve(city_dir: Path, host: str, port: int, workers: int | None, cache_mb: float, verbose: int, quiet: bool) -> None:
     """Serve a built city (CITY_DIR with city.json) and the viewer."""
     setup_logging(verbose, quiet)
     from cim.server import run
 
-    run(city_dir, host=host, port=port)
+    run(city_dir, host=host, port=port, workers=workers, cache_bytes=int(cache_mb * 2**20))
