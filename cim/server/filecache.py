@@ -26,8 +26,8 @@ __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_MAX_FILE", "CachedFile", "FileCache"]
 
 #: bytes of file bodies kept by default (each worker process has its own cache)
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
-#: files larger than this are streamed from disk, never cached
-DEFAULT_MAX_FILE = 1024 * 1024
+#: files larger than this are streamed from disk, never cached (a tile over 4 MiB is rare)
+DEFAULT_MAX_FILE = 4 * 1024 * 1024
 
 CacheKey = tuple[str, tuple[str, ...], bool]
 

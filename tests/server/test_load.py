@@ -4,6 +4,7 @@ enforcing the access rules; SIGTERM ends them all with the audit trail complete.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import http.client
 import json
@@ -17,7 +18,7 @@ from cim.access import AccessControl
 from cim.audit import AuditLog
 from cim.server import create_app
 from cim.server.filecache import CachedFile, FileCache
-from cim.server.state import FILE_CACHE
+from cim.server.state import ACCESS, FILE_CACHE
 from tests.browser.helpers import run_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -288,3 +289,25 @@ def test_sigterm_ends_every_worker_with_the_audit_trail_complete(restricted_city
     records = [r for _, r, _ in AuditLog(city).records() if r is not None and r.get("action") == "read"]
     assert len(records) == sum(reads.values())
     assert AuditLog(city).verify().ok
+
+
+async def test_a_remembered_token_is_forgotten_when_revoked(aiohttp_client, restricted_city):
+    """A token is checked against the database once, not on every tile, and yet a revocation
+    (another process writing the rules) refuses it at the next request."""
+    city, tokens = restricted_city
+    app = create_app(city)
+    acl = app[ACCESS]
+    assert acl is not None
+    checks = []
+    check = acl.authenticate_token
+    acl.authenticate_token = lambda token: checks.append(token) or check(token)  # type: ignore[method-assign]
+    client = await aiohttp_client(app)
+    for _ in range(5):
+        assert (await client.get("/city/buildings/tileset.json", headers={"Authorization": f"Bearer {tokens['wang']}"})).status == 200
+    assert checks == [tokens["wang"]]
+    for _ in range(2):
+        assert (await client.get("/city/buildings/tileset.json", headers={"Authorization": "Bearer cim_bad"})).status == 401
+    assert len(checks) == 2
+    await asyncio.sleep(0.05)  # a later write than the token's: the file's time moves on
+    AccessControl.open(city).revoke("wang")
+    assert (await client.get("/city/buildings/tileset.json", headers={"Authorization": f"Bearer {tokens['wang']}"})).status == 401
