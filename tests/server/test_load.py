@@ -10,6 +10,9 @@ import http.client
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,3 +314,15 @@ async def test_a_remembered_token_is_forgotten_when_revoked(aiohttp_client, rest
     await asyncio.sleep(0.05)  # a later write than the token's: the file's time moves on
     AccessControl.open(city).revoke("wang")
     assert (await client.get("/city/buildings/tileset.json", headers={"Authorization": f"Bearer {tokens['wang']}"})).status == 401
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_error_line(city, workers):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [sys.executable, "-m", "cim.server", str(city), "--port", str(port), "--workers", workers]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr and "Traceback" not in result.stderr
