@@ -104,5 +104,6 @@ def serve(city_dir: Path, host: str, port: int, workers: int | None, cache_mb: f
     """Serve a built city (CITY_DIR with city.json) and the viewer."""
     setup_logging(verbose, quiet)
     from cim.server import run
+    from cim.server.workers import default_workers
 
-    run(city_dir, host=host, port=port, workers=workers, cache_bytes=int(cache_mb * 2**20))
+    run(city_dir, host=host, port=port, workers=default_workers() if workers is None else workers, cache_bytes=int(cache_mb * 2**20))

@@ -10,6 +10,7 @@ from cim.errors import CimError
 from cim.server.app import run
 from cim.server.filecache import DEFAULT_CACHE_BYTES
 from cim.server.guard import HEAD_TIMEOUT
+from cim.server.workers import default_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             viewer_dir=args.viewer,
             head_timeout=args.head_timeout,
-            workers=args.workers,
+            workers=default_workers() if args.workers is None else args.workers,
             cache_bytes=int(args.cache_mb * 2**20),
         )
     except CimError as exc:

@@ -49,7 +49,7 @@ from cim.server.security import (
     setup_security,
 )
 from cim.server.state import ACCESS, CITY_DIR, FILE_CACHE, VIEWER_DIR
-from cim.server.workers import default_workers, listening_socket, serve_workers
+from cim.server.workers import listening_socket, serve_workers
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
 
@@ -575,7 +575,7 @@ def run(
     viewer_dir: Path | None = None,
     *,
     head_timeout: float = HEAD_TIMEOUT,
-    workers: int | None = None,
+    workers: int = 1,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> None:
     """Serve a city until interrupted, after printing its URL.
@@ -592,9 +592,9 @@ def run(
         Viewer folder (see :func:`create_app`).
     head_timeout : float
         Seconds a request head may take from its first byte (see :mod:`cim.server.guard`).
-    workers : int, optional
-        Server processes sharing the port (:mod:`cim.server.workers`); default: one a CPU.
-        With 1, the server runs in this process.
+    workers : int
+        Server processes sharing the port (:mod:`cim.server.workers`, forked: the CLI's choice,
+        one a CPU by default there); with 1, the server runs in this process.
     cache_bytes : int
         Bytes of small files each process keeps in memory (:mod:`cim.server.filecache`); 0: none.
 
@@ -607,7 +607,6 @@ def run(
     CimIOError
         When the address cannot be bound.
     """
-    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise CimInputError(f"--workers must be at least 1, not {workers}")
     if cache_bytes < 0:
@@ -626,10 +625,10 @@ def run(
     def serve(sock: socket.socket) -> None:
         # the app (and its audit writer's thread) is made in the process that serves it
         app = create_app(city_root, viewer_root, cache_bytes=cache_bytes)
-        # what is alive now lives as long as the server: keep the collector's full passes, which
-        # walk every tracked object, off it (they stalled a worker for tens of milliseconds)
-        gc.collect()
-        gc.freeze()
+        if workers > 1:  # a worker process is the server's own: what lives now lives as long as
+            # it does, so keep the collector's full passes (which walk every tracked object) off it
+            gc.collect()
+            gc.freeze()
         with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(app, sock, head_timeout))
 
