@@ -326,3 +326,25 @@ def test_a_port_in_use_is_one_error_line(city, workers):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_a_cached_answer_is_made_private_per_request_not_in_the_cache(aiohttp_client, restricted_city):
+    """The cache holds a file's headers as the disk gives them: a restricted read turns its own
+    answer private, and the next anonymous reader of a public file still gets it public."""
+    city, tokens = restricted_city
+    client = await aiohttp_client(create_app(city), auto_decompress=False)
+    wang = {"Authorization": f"Bearer {tokens['wang']}"}
+    for _ in range(2):
+        restricted = await client.get("/city/buildings/tileset.json", headers=wang)
+        assert restricted.status == 200 and restricted.headers["Cache-Control"] == "no-cache"
+    glb = next(p for p in (city / "buildings").rglob("*.glb"))
+    path = "/city/" + glb.relative_to(city).as_posix()
+    for _ in range(3):
+        assert (await client.get(path, headers=wang)).headers["Cache-Control"] == "private, max-age=3600"
+    assert (await client.get(path)).status == 403
+    public = next(p for p in (city / "bim").rglob("*.glb"))
+    public_path = "/city/" + public.relative_to(city).as_posix()
+    for headers in (wang, {}, wang, {}):
+        answer = await client.get(public_path, headers=headers)
+        assert answer.status == 200
+        assert answer.headers["Cache-Control"] == ("private, max-age=3600" if headers else "public, max-age=3600")
