@@ -255,9 +255,14 @@ def nginx(city: Path, terrain_gzip: bool) -> Iterator[tuple[str, int]]:
 def cim_server(city: Path, server_args: list[str], cim_src: Path | None) -> Iterator[tuple[str, int]]:
     port = free_port()
     env = dict(os.environ)
-    if cim_src is not None:
-        env["PYTHONPATH"] = str(cim_src)
-    args = [sys.executable, "-m", "cim.server", str(city), "--port", str(port), *server_args]
+    if cim_src is None:
+        args = [sys.executable, "-m", "cim.server", str(city), "--port", str(port), *server_args]
+    else:  # an editable install's import hook outranks PYTHONPATH: drop it, put the checkout first
+        boot = (
+            "import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__name__.lower()];"
+            f"sys.path.insert(0, {str(cim_src)!r}); sys.argv[0] = 'cim.server'; runpy.run_module('cim.server', run_name='__main__')"
+        )
+        args = [sys.executable, "-c", boot, str(city), "--port", str(port), *server_args]
     with running(args, f"http://127.0.0.1:{port}/api/health", env) as proc:
         yield f"http://127.0.0.1:{port}/city/", proc.pid
 
