@@ -10,9 +10,11 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,37 @@ async def test_a_cached_answer_is_made_private_per_request_not_in_the_cache(aioh
         answer = await client.get(public_path, headers=headers)
         assert answer.status == 200
         assert answer.headers["Cache-Control"] == ("private, max-age=3600" if headers else "public, max-age=3600")
+
+
+def _workers_seen(port: int, tries: int = 100) -> set[int]:
+    seen: set[int] = set()
+    for _ in range(tries):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            seen.add(json.loads(_get(conn, "/api/health")[1])["worker"])
+        finally:
+            conn.close()
+        if len(seen) == 2:
+            break
+    return seen
+
+
+def test_a_killed_worker_is_replaced(city, tmp_path):
+    with run_server(city, tmp_path, "--workers", "2") as server:
+        port = int(server.base_url.rstrip("/").rsplit(":", 1)[1])
+        time.sleep(2.5)  # past the start, where a death stops the server instead
+        first = _workers_seen(port)
+        assert len(first) == 2
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                seen = _workers_seen(port)
+            except ConnectionError:  # one queued on the dying worker's socket as it died: reset
+                seen = set()
+            if len(seen) == 2 and killed not in seen:
+                break
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+        assert f"server worker pid {killed} ended" in server.log()
