@@ -11,7 +11,8 @@ writers keep one chain) and serves until SIGTERM or SIGINT, then closes cleanly.
 
 The parent forks before any thread exists and only supervises: SIGTERM or SIGINT to it is passed
 on to every worker, and it returns once all have ended; a worker that dies is replaced (its
-socket closed with it, so the kernel stops sending it connections), unless it dies at start.
+socket closed with it, so the kernel stops sending it connections; those already queued on it
+are reset), unless it dies at start, which stops the server with an error.
 """
 
 from __future__ import annotations
