@@ -96,11 +96,29 @@ cli.add_command(export)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback unless you mean to share it).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--head-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds a request head may take.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Server processes sharing the port  [default: one a CPU]")
+@click.option(
+    "--cache-mb",
+    type=click.FloatRange(min=0),
+    default=64.0,
+    show_default=True,
+    help="MiB of small tiles each process keeps in memory (0: none).",
+)
 @common
 @handle_errors
-def serve(city_dir: Path, host: str, port: int, head_timeout: float, verbose: int, quiet: bool) -> None:
+def serve(
+    city_dir: Path, host: str, port: int, head_timeout: float, workers: int | None, cache_mb: float, verbose: int, quiet: bool
+) -> None:
     """Serve a built city (CITY_DIR with city.json) and the viewer."""
     setup_logging(verbose, quiet)
     from cim.server import run
+    from cim.server.workers import default_workers
 
-    run(city_dir, host=host, port=port, head_timeout=head_timeout)
+    run(
+        city_dir,
+        host=host,
+        port=port,
+        head_timeout=head_timeout,
+        workers=default_workers() if workers is None else workers,
+        cache_bytes=int(cache_mb * 2**20),
+    )

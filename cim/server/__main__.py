@@ -1,4 +1,4 @@
-"""``python -m cim.server CITY_DIR [--host H] [--port P] [--viewer DIR]``."""
+"""``python -m cim.server CITY_DIR [--host H] [--port P] [--viewer DIR] [--workers N] [--cache-mb M]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 from cim.errors import CimError
 from cim.server.app import run
+from cim.server.filecache import DEFAULT_CACHE_BYTES
 from cim.server.guard import HEAD_TIMEOUT
+from cim.server.workers import default_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,9 +21,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     parser.add_argument("--viewer", type=Path, default=None, help="viewer folder (default: the repo's viewer/)")
     parser.add_argument("--head-timeout", type=float, default=HEAD_TIMEOUT, help="seconds a request head may take (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None, help="server processes sharing the port (default: one a CPU)")
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=DEFAULT_CACHE_BYTES / 2**20,
+        help="MiB of small files each process keeps in memory (default: %(default)s; 0: none)",
+    )
     args = parser.parse_args(argv)
     try:
-        run(args.city_dir, host=args.host, port=args.port, viewer_dir=args.viewer, head_timeout=args.head_timeout)
+        run(
+            args.city_dir,
+            host=args.host,
+            port=args.port,
+            viewer_dir=args.viewer,
+            head_timeout=args.head_timeout,
+            workers=default_workers() if args.workers is None else args.workers,
+            cache_bytes=int(args.cache_mb * 2**20),
+        )
     except CimError as exc:
         print(f"cim.server: error: {exc}", file=sys.stderr)
         return 1

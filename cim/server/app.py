@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
+import functools
+import gc
 import gzip
 import io
 import json
@@ -22,15 +25,18 @@ import mimetypes
 import os
 import re
 import signal
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
 
-from cim.errors import CimError, CimForbidden, CimIOError, CimNotFound
+from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
 from cim.server.api import api_search
 from cim.server.errors import Handler, error_middleware, error_response
+from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
 from cim.server.security import (
     MAX_BODY,
@@ -42,7 +48,8 @@ from cim.server.security import (
     security_middleware,
     setup_security,
 )
-from cim.server.state import ACCESS, CITY_DIR, VIEWER_DIR
+from cim.server.state import ACCESS, CITY_DIR, FILE_CACHE, VIEWER_DIR
+from cim.server.workers import listening_socket, serve_workers
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
 
@@ -117,7 +124,7 @@ def cache_control_for(name: str) -> str:
     return "public, max-age=3600"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _OpenFile:
     """A file opened for one response, with the facts its headers need."""
 
@@ -126,6 +133,13 @@ class _OpenFile:
     mtime: float
     etag: str
     gzip_encoded: bool
+    #: (inode, size, mtime_ns), and the paths a cache entry of this file checks (see cim.server.filecache)
+    stamp: tuple[int, int, int] = (0, 0, 0)
+    path: str = ""
+    absent: str | None = None
+
+    def _replace_handle(self, handle: BinaryIO) -> _OpenFile:
+        return dataclasses.replace(self, handle=handle)
 
 
 def _safe_relative(path: str) -> tuple[str, ...]:
@@ -156,10 +170,12 @@ def _open_file(root: Path, parts: tuple[str, ...]) -> _OpenFile:
     """
     target = _resolve_inside(root, parts)
     gzip_encoded = False
+    url_path, absent = str(root.joinpath(*parts)), None
     if not target.exists():
         gz_parts = (*parts[:-1], parts[-1] + ".gz")
         target = _resolve_inside(root, gz_parts)
         gzip_encoded = True
+        url_path, absent = url_path + ".gz", url_path
     if not target.is_file():
         raise CimNotFound(f"not found: {'/'.join(parts)}")
     try:
@@ -179,9 +195,25 @@ def _open_file(root: Path, parts: tuple[str, ...]) -> _OpenFile:
         handle.close()
         raise
     etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-    return _OpenFile(handle, stat.st_size, stat.st_mtime, etag, gzip_encoded)
+    return _OpenFile(handle, stat.st_size, stat.st_mtime, etag, gzip_encoded, stamp_of(stat), url_path, absent)
 
 
+def _open_small(root: Path, parts: tuple[str, ...], max_file: int) -> tuple[_OpenFile, bytes | None]:
+    """:func:`_open_file`, plus the whole body when it is at most ``max_file`` bytes (then the
+    file is closed already; blocking: run it in an executor)."""
+    opened = _open_file(root, parts)
+    if opened.size > max_file:
+        return opened, None
+    try:
+        data = opened.handle.read(max_file + 1)
+    finally:
+        opened.handle.close()
+    if len(data) > max_file:  # grew since fstat: let the next request find it again
+        return opened._replace_handle(io.BytesIO(data)), None
+    return opened, data
+
+
+@functools.lru_cache(maxsize=256)
 def accepts_gzip(header: str | None) -> bool:
     """Whether an ``Accept-Encoding`` header admits gzip (RFC 9110 12.5.3; ``q=0`` refuses).
 
@@ -213,7 +245,9 @@ def _decompressed(opened: _OpenFile) -> _OpenFile:
         raise CimIOError(f"a precompressed file is damaged: {exc}") from exc
     finally:
         opened.handle.close()
-    return _OpenFile(io.BytesIO(data), len(data), opened.mtime, opened.etag[:-1] + '-identity"', False)
+    return _OpenFile(
+        io.BytesIO(data), len(data), opened.mtime, opened.etag[:-1] + '-identity"', False, opened.stamp, opened.path, opened.absent
+    )
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -250,6 +284,9 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamResponse:
     """Send one file under ``root`` with caching, range, precompression and HEAD support.
 
+    Small files are answered from the application's :class:`~cim.server.filecache.FileCache`
+    (:data:`FILE_CACHE`, when it has one) with the same status, headers and bytes as from disk.
+
     Parameters
     ----------
     request : aiohttp.web.Request
@@ -271,24 +308,40 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
     CimNotFound
         When there is no such file (nor ``path + ".gz"``).
     """
-    loop = asyncio.get_running_loop()
     parts = _safe_relative(path)
-    opened = await loop.run_in_executor(None, _open_file, root, parts)
+    cache = request.app.get(FILE_CACHE)
+    key = (str(root), parts, False)
+    if cache is not None:
+        entry = cache.get(key)
+        if entry is not None:
+            if not entry.gzip_encoded or accepts_gzip(request.headers.get("Accept-Encoding")):
+                return _answer(request, entry)
+            plain = cache.get((key[0], parts, True))
+            if plain is not None:
+                return _answer(request, plain)
+    loop = asyncio.get_running_loop()
+    max_file = cache.max_file if cache is not None and cache.max_bytes else -1
+    opened, data = await loop.run_in_executor(None, _open_small, root, parts, max_file)
+    if data is not None and cache is not None:
+        entry = CachedFile(
+            data,
+            _file_headers(parts[-1], opened.etag, opened.mtime, opened.gzip_encoded),
+            opened.etag,
+            opened.mtime,
+            opened.stamp,
+            opened.path,
+            opened.absent,
+        )
+        cache.put(key, entry)
+        if entry.gzip_encoded and not accepts_gzip(request.headers.get("Accept-Encoding")):
+            entry = await loop.run_in_executor(None, _decompressed_entry, entry, parts[-1])
+            cache.put((key[0], parts, True), entry)
+        return _answer(request, entry)
     if opened.gzip_encoded and not accepts_gzip(request.headers.get("Accept-Encoding")):
         opened = await loop.run_in_executor(None, _decompressed, opened)
     try:
-        headers = {
-            "Content-Type": content_type_for(parts[-1]),
-            "ETag": opened.etag,
-            "Last-Modified": email.utils.formatdate(opened.mtime, usegmt=True),
-            "Cache-Control": cache_control_for(parts[-1]),
-            "Accept-Ranges": "bytes",
-        }
-        if opened.gzip_encoded:
-            headers["Content-Encoding"] = "gzip"
-        if opened.gzip_encoded or opened.etag.endswith('-identity"'):
-            headers["Vary"] = "Accept-Encoding"
-        if _not_modified(request, opened):
+        headers = _file_headers(parts[-1], opened.etag, opened.mtime, opened.gzip_encoded)
+        if _not_modified(request, opened.etag, opened.mtime):
             del headers["Content-Type"]
             return web.Response(status=304, headers=headers)
         start, stop, status = 0, opened.size, 200
@@ -317,13 +370,67 @@ async def serve_file(request: web.Request, root: Path, path: str) -> web.StreamR
         await loop.run_in_executor(None, opened.handle.close)
 
 
-def _not_modified(request: web.Request, opened: _OpenFile) -> bool:
+def _file_headers(name: str, etag: str, mtime: float, gzip_encoded: bool) -> dict[str, str]:
+    """The headers of a 200 answer with a file's bytes (Content-Length aside)."""
+    headers = {
+        "Content-Type": content_type_for(name),
+        "ETag": etag,
+        "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
+        "Cache-Control": cache_control_for(name),
+        "Accept-Ranges": "bytes",
+    }
+    if gzip_encoded:
+        headers["Content-Encoding"] = "gzip"
+    if gzip_encoded or etag.endswith('-identity"'):
+        headers["Vary"] = "Accept-Encoding"
+    return headers
+
+
+def _decompressed_entry(entry: CachedFile, name: str) -> CachedFile:
+    """A cached gzip file's entry for a client that does not take gzip (blocking)."""
+    try:
+        data = gzip.decompress(entry.body)
+    except (OSError, EOFError) as exc:
+        raise CimIOError(f"a precompressed file is damaged: {exc}") from exc
+    etag = entry.etag[:-1] + '-identity"'
+    return dataclasses.replace(entry, body=data, headers=_file_headers(name, etag, entry.mtime, False), etag=etag)
+
+
+def _answer(request: web.Request, entry: CachedFile) -> web.Response:
+    """The answer to a GET or HEAD of a cached file: 200, 206, 304 or 416, as from disk."""
+    if _not_modified(request, entry.etag, entry.mtime):
+        headers = dict(entry.headers)
+        del headers["Content-Type"]
+        return web.Response(status=304, headers=headers)
+    range_header = request.headers.get("Range")
+    if range_header:
+        if_range = request.headers.get("If-Range")
+        if if_range is None or if_range.strip() == entry.etag:
+            size = len(entry.body)
+            try:
+                byte_range = _byte_range(range_header, size)
+            except ValueError:
+                return error_response(416, "range not satisfiable", {"Content-Range": f"bytes */{size}"})
+            if byte_range is not None:
+                start, stop = byte_range
+                headers = dict(entry.headers)
+                headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+                return web.Response(status=206, body=entry.body[start:stop], headers=headers)
+    if not entry.body:  # aiohttp leaves out the Content-Length of an empty body for HEAD
+        return web.Response(headers={**entry.headers, "Content-Length": "0"})
+    return web.Response(body=entry.body, headers=entry.headers)
+
+
+def _not_modified(request: web.Request, etag: str, mtime: float) -> bool:
     """Decide a conditional GET; ``If-None-Match`` wins over ``If-Modified-Since``."""
-    if_none_match = request.headers.get("If-None-Match")
+    headers = request.headers
+    if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:
-        return _etag_matches(if_none_match, opened.etag)
+        return _etag_matches(if_none_match, etag)
+    if "If-Modified-Since" not in headers:
+        return False
     since = request.if_modified_since
-    return since is not None and int(opened.mtime) <= since.timestamp()
+    return since is not None and int(mtime) <= since.timestamp()
 
 
 async def _send_bytes(response: web.StreamResponse, handle: BinaryIO, start: int, stop: int) -> None:
@@ -380,7 +487,7 @@ async def _api_city(request: web.Request) -> web.Response:
 
 
 async def _api_health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"})
+    return web.json_response({"status": "ok", "worker": os.getpid()}, headers={"Cache-Control": "no-store"})
 
 
 @web.middleware
@@ -405,7 +512,9 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
 
 
-def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = True) -> web.Application:
+def create_app(
+    city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = True, cache_bytes: int = DEFAULT_CACHE_BYTES
+) -> web.Application:
     """Build the application serving one built city and the viewer.
 
     Parameters
@@ -418,6 +527,8 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = 
     audit : bool
         Keep the audit trail in ``CITY/.cim/audit.jsonl`` (see :mod:`cim.audit`); a city that
         cannot be written to is served with the trail off and a warning.
+    cache_bytes : int
+        Bytes of small files' answers kept in memory (:mod:`cim.server.filecache`); 0: none.
 
     Returns
     -------
@@ -440,6 +551,7 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = 
     )
     app[CITY_DIR] = city_root
     app[VIEWER_DIR] = viewer_root
+    app[FILE_CACHE] = FileCache(cache_bytes) if cache_bytes > 0 else None
     setup_security(app, city_root, audit=audit)
     app.on_response_prepare.append(_add_cors_headers)
     app.on_response_prepare.append(add_security_headers)
@@ -457,7 +569,14 @@ def create_app(city_dir: Path, viewer_dir: Path | None = None, *, audit: bool = 
 
 
 def run(
-    city_dir: Path, host: str = "127.0.0.1", port: int = 8000, viewer_dir: Path | None = None, *, head_timeout: float = HEAD_TIMEOUT
+    city_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    viewer_dir: Path | None = None,
+    *,
+    head_timeout: float = HEAD_TIMEOUT,
+    workers: int = 1,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> None:
     """Serve a city until interrupted, after printing its URL.
 
@@ -473,23 +592,70 @@ def run(
         Viewer folder (see :func:`create_app`).
     head_timeout : float
         Seconds a request head may take from its first byte (see :mod:`cim.server.guard`).
+    workers : int
+        Server processes sharing the port (:mod:`cim.server.workers`, forked: the CLI's choice,
+        one a CPU by default there); with 1, the server runs in this process.
+    cache_bytes : int
+        Bytes of small files each process keeps in memory (:mod:`cim.server.filecache`); 0: none.
+
+    Raises
+    ------
+    CimNotFound
+        When ``city_dir`` has no ``city.json``.
+    CimInputError
+        When ``workers`` or ``cache_bytes`` is out of range.
+    CimIOError
+        When the address cannot be bound.
     """
-    app = create_app(city_dir, viewer_dir)
-    shown = f"[{host}]" if ":" in host else host
-    if not (app[VIEWER_DIR] / CESIUM_BUILD / "Cesium.js").is_file():
+    if workers < 1:
+        raise CimInputError(f"--workers must be at least 1, not {workers}")
+    if cache_bytes < 0:
+        raise CimInputError("the cache size cannot be negative")
+    city_root = Path(city_dir).resolve()
+    if not (city_root / "city.json").is_file():
+        raise CimNotFound(f"no city.json in {city_dir}")
+    viewer_root = Path(viewer_dir if viewer_dir is not None else default_viewer_dir()).resolve()
+    if not (viewer_root / CESIUM_BUILD / "Cesium.js").is_file():
         print(
-            f"cim: warning: no CesiumJS under {app[VIEWER_DIR]} (run `npm ci` in viewer/, then reinstall): the viewer will not load",
+            f"cim: warning: no CesiumJS under {viewer_root} (run `npm ci` in viewer/, then reinstall): the viewer will not load",
             flush=True,
         )
-    print(f"cim: serving {app[CITY_DIR]} at http://{shown}:{port}/", flush=True)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(app, host, port, head_timeout))
+
+    def serve(sock: socket.socket) -> None:
+        # the app (and its audit writer's thread) is made in the process that serves it
+        app = create_app(city_root, viewer_root, cache_bytes=cache_bytes)
+        if workers > 1:  # a worker process is the server's own: what lives now lives as long as
+            # it does, so keep the collector's full passes (which walk every tracked object) off it
+            gc.collect()
+            gc.freeze()
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(app, sock, head_timeout))
+
+    shown = f"[{host}]" if ":" in host else host
+    if workers == 1:
+        sock = listening_socket(host, port)
+        print(f"cim: serving {city_root} at http://{shown}:{sock.getsockname()[1]}/", flush=True)
+        serve(sock)
+    else:
+        print(f"cim: serving {city_root} at http://{shown}:{port}/ ({workers} worker processes)", flush=True)
+        serve_workers(serve, host, port, workers)
 
 
-async def _serve(app: web.Application, host: str, port: int, head_timeout: float = HEAD_TIMEOUT) -> None:
-    """Serve until SIGINT or SIGTERM, each connection under a request-head deadline
-    (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is flushed)."""
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (``pip install uvloop``: its transports and
+    loop are written in C, which roughly halves the time a small answer costs), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _serve(app: web.Application, sock: socket.socket, head_timeout: float = HEAD_TIMEOUT) -> None:
+    """Serve on a listening socket until SIGINT or SIGTERM, each connection under a request-head
+    deadline (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is
+    flushed)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -498,7 +664,7 @@ async def _serve(app: web.Application, host: str, port: int, head_timeout: float
         loop.add_signal_handler(sig, stop.set)
     handler = runner.server
     assert handler is not None
-    server = await loop.create_server(lambda: HeadDeadline(handler(), head_timeout), host, port, reuse_address=True)
+    server = await loop.create_server(lambda: HeadDeadline(handler(), head_timeout), sock=sock)
     try:
         await stop.wait()
     finally:

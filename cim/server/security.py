@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,11 @@ LAYER_MAP: web.AppKey[_LayerMap] = web.AppKey("layer_map")
 
 def setup_security(app: web.Application, city_dir: Path, *, audit: bool = True) -> None:
     """Attach the access rules (if the city has any) and, while the application runs (from its
-    startup to its cleanup: an application never started leaves no thread), the audit writer."""
-    app[ACCESS] = AccessControl.load(city_dir)
+    startup to its cleanup: an application never started leaves no thread, and each forked
+    worker starts its own), the audit writer."""
+    app[ACCESS] = acl = AccessControl.load(city_dir)
+    if acl is not None:
+        app[TOKEN_MEMO] = _TokenMemo(acl)
     app[AUDIT] = None
     app[LAYER_MAP] = _LayerMap(city_dir)
 
@@ -187,11 +192,62 @@ def _bearer(request: web.Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+class _TokenMemo:
+    """Tokens this process verified, valid while the rules database is unchanged on disk.
+
+    A token's check reads the database and hashes, so it runs in the executor; a script sends
+    the same token with every request, and a hop to a thread per tile costs more than serving
+    the tile. A verified token is remembered for :data:`TOKEN_MEMO_S` seconds (as long as
+    :class:`cim.access.AccessControl` caches it), and forgotten as soon as the database changes
+    (a ``cim users revoke``), which one ``stat`` per request sees.
+    """
+
+    def __init__(self, acl: AccessControl) -> None:
+        self.acl = acl
+        self._stamp: tuple[int, int] | None = None
+        self._known: dict[str, tuple[Principal | None, float]] = {}
+
+    def _db_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.acl.db)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def get(self, token: str) -> tuple[bool, Principal | None]:
+        """(known, principal): known is False when the token must be checked in full."""
+        stamp = self._db_stamp()
+        if stamp != self._stamp:
+            self._known.clear()
+            self._stamp = stamp
+            return False, None
+        found = self._known.get(token)
+        if found is None or found[1] < time.monotonic():
+            return False, None
+        return True, found[0]
+
+    def put(self, token: str, principal: Principal | None, stamp: tuple[int, int] | None) -> None:
+        if stamp != self._stamp:  # the rules changed while the token was checked
+            return
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[token] = (principal, time.monotonic() + TOKEN_MEMO_S)
+
+
+TOKEN_MEMO_S = 30.0
+TOKEN_MEMO: web.AppKey[_TokenMemo] = web.AppKey("token_memo")
+
+
 async def _authenticate(request: web.Request, acl: AccessControl) -> Principal | None:
-    loop = asyncio.get_running_loop()
     token = _bearer(request)
     if token is not None:
-        principal = await loop.run_in_executor(None, acl.authenticate_token, token)
+        memo = request.app.get(TOKEN_MEMO)
+        known, principal = memo.get(token) if memo is not None else (False, None)
+        if not known:
+            stamp = memo._stamp if memo is not None else None
+            principal = await asyncio.get_running_loop().run_in_executor(None, acl.authenticate_token, token)
+            if memo is not None:
+                memo.put(token, principal, stamp)
         if principal is None:
             raise _Unauthorized("invalid or revoked token")
         return principal

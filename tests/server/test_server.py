@@ -23,6 +23,7 @@ from aiohttp import web
 
 from cim.errors import CimNotFound
 from cim.server import CITY_DIR, VIEWER_DIR, create_app
+from cim.server.workers import default_workers
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-ROOT"
 GLB = b"glTF" + bytes(range(256)) * 4  # 1028 bytes
@@ -200,7 +201,7 @@ async def test_default_viewer_runs_from_the_checkout(aiohttp_client, city_dir):
 async def test_api_health(client):
     response = await client.get("/api/health")
     assert response.status == 200
-    assert await response.json() == {"status": "ok"}
+    assert await response.json() == {"status": "ok", "worker": os.getpid()}  # the process that answered
 
 
 async def test_api_city(client):
@@ -647,7 +648,9 @@ def test_python_m_cim_server(city_dir, viewer_dir):
                     raise AssertionError("server did not answer in 20 s") from None
                 time.sleep(0.1)
         assert status == 200
-        assert json.loads(body) == {"status": "ok"}
+        health = json.loads(body)
+        assert health["status"] == "ok"
+        assert (health["worker"] == process.pid) == (default_workers() == 1)  # else a forked worker answers
         status, body = _fetch(f"http://127.0.0.1:{port}/city/city.json")
         assert status == 200
         assert json.loads(body) == CITY
