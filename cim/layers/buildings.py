@@ -13,9 +13,9 @@ import pyogrio
 from cim.crs import crs_label, parse_crs, to_lonlat, transformer
 from cim.engines import background
 from cim.errors import CimInputError
-from cim.formats.glb import FeatureColumns, encode_feature_mesh
-from cim.formats.tileset import enu_to_gltf, replace_tree, tileset_document, transform_list
-from cim.kernels.extrude import BuildingMesh, extrude_footprints, gather_tile, gltf_layer_arrays
+from cim.formats.glb import FeatureColumns
+from cim.formats.tileset import replace_tree, tileset_document, transform_list
+from cim.kernels.extrude import BuildingMesh, extrude_footprints, gltf_layer_arrays
 from cim.kernels.extrude import warm_up as extrude_warm_up
 from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
@@ -26,6 +26,7 @@ from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
+from cim.tiling.feature_tiles import write_feature_tile
 from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import (
     CimWarning,
@@ -162,29 +163,17 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
     """The tile job: encode and write one tile (``job``: its name and buildings); returns its
     box (lo, hi, ENU) and its triangles."""
     name, features = job
-    lo = state.box_lo[features].min(axis=0)
-    hi = state.box_hi[features].max(axis=0)
-    rel = f"tiles/{name}.glb"
-    to = state.mesh.triangle_offsets
-    ntri = int((to[features + 1] - to[features]).sum())
-    if state.sink.is_done(rel):
-        return lo, hi, ntri
-    centre = (lo + hi) / 2.0
-    gl_centre = enu_to_gltf(centre)
-    local, nrm, tri, vfeat = gather_tile(state.mesh, features, gl_centre)  # glTF axes, quantized normals
-    ptable = state.columns.take(features, "building", "A building footprint extruded to LOD1 (CIM2)", ragged=take_ragged)
-    gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
-    glb = encode_feature_mesh(
-        local,
-        nrm,
-        tri,
-        vfeat,
-        ptable,
-        gl_centre,
-        position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
+    return write_feature_tile(
+        state.sink,
+        f"tiles/{name}.glb",
+        state.mesh,
+        state.columns,
+        features,
+        state.box_lo,
+        state.box_hi,
+        "building",
+        "A building footprint extruded to LOD1 (CIM2)",
     )
-    state.sink.write(rel, glb)
-    return lo, hi, ntri
 
 
 def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.ndarray, list[tuple[type[CimWarning], str]]]:

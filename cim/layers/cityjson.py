@@ -39,9 +39,9 @@ import numpy as np
 
 from cim.crs import crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError
-from cim.formats.glb import FeatureColumns, PropertyAttribute, encode_feature_mesh
-from cim.formats.tileset import enu_to_gltf, replace_tree, tileset_document, transform_list
-from cim.kernels.extrude import BuildingMesh, gather_tile, gltf_layer_arrays
+from cim.formats.glb import FeatureColumns, PropertyAttribute
+from cim.formats.tileset import replace_tree, tileset_document, transform_list
+from cim.kernels.extrude import BuildingMesh, gltf_layer_arrays
 from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.surfaces import OK, SURFACE_STATUS, SurfaceMesh, surface_mesh, triangulate_surfaces
@@ -49,6 +49,7 @@ from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, 
 from cim.searchindex import SearchRows
 from cim.sources.cityjson import SURFACE_TYPES, CityModel, attribute_columns, horizontal_crs, lod_key, read_cityjson
 from cim.store import TileSink, build_key, file_fingerprint
+from cim.tiling.feature_tiles import write_feature_tile
 from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import FeatureSkippedWarning, GeometryWarning
 
@@ -155,32 +156,24 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
     name, units = job
     rows = np.concatenate([np.arange(state.unit_rows[u], state.unit_rows[u + 1]) for u in np.sort(units)])
     rows = rows[state.has_geometry[rows]]
-    lo = state.box_lo[rows].min(axis=0)
-    hi = state.box_hi[rows].max(axis=0)
-    rel = f"tiles/{name}.glb"
-    to = state.mesh.triangle_offsets
-    ntri = int((to[rows + 1] - to[rows]).sum())
-    if state.sink.is_done(rel):
-        return lo, hi, ntri
-    centre = (lo + hi) / 2.0
-    gl_centre = enu_to_gltf(centre)
-    local, nrm, tri, vfeat = gather_tile(state.mesh, rows, gl_centre)
-    codes, _ = take_ragged(state.codes, state.mesh.vertex_offsets, rows)
-    table = state.columns.take(rows, "cityobject", "A CityJSON city object (its id, type, parent, LoD and attributes)", ragged=take_ragged)
-    gl_lo, gl_hi = enu_to_gltf(lo - centre), enu_to_gltf(hi - centre)
-    glb = encode_feature_mesh(
-        local,
-        nrm,
-        tri,
-        vfeat,
-        table,
-        gl_centre,
-        position_bounds=(np.minimum(gl_lo, gl_hi), np.maximum(gl_lo, gl_hi)),
-        vertex_properties=PropertyAttribute(SURFACE_CLASS, {SURFACE_PROPERTY: (SURFACE_ATTRIBUTE, codes, _SURFACE_DESCRIPTION)}),
-        double_sided=True,
+
+    def surfaces(rows: np.ndarray) -> dict:
+        codes, _ = take_ragged(state.codes, state.mesh.vertex_offsets, rows)
+        attribute = PropertyAttribute(SURFACE_CLASS, {SURFACE_PROPERTY: (SURFACE_ATTRIBUTE, codes, _SURFACE_DESCRIPTION)})
+        return {"vertex_properties": attribute, "double_sided": True}
+
+    return write_feature_tile(
+        state.sink,
+        f"tiles/{name}.glb",
+        state.mesh,
+        state.columns,
+        rows,
+        state.box_lo,
+        state.box_hi,
+        "cityobject",
+        "A CityJSON city object (its id, type, parent, LoD and attributes)",
+        extra=surfaces,
     )
-    state.sink.write(rel, glb)
-    return lo, hi, ntri
 
 
 def feature_columns(model: CityModel) -> tuple[dict[str, np.ndarray], dict[str, str]]:
