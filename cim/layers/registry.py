@@ -38,6 +38,7 @@ BUILTIN = {
     "bim": "cim.layers.bim:BimLayer",
     "pointcloud": "cim.layers.pointcloud:PointCloudLayer",
     "buildings": "cim.layers.buildings:BuildingsLayer",
+    "mesh": "cim.layers.mesh:MeshLayer",
 }
 
 _targets: dict[str, str] | None = None
