@@ -76,7 +76,7 @@ class MeshOptions(LayerOptions):
     origin: tuple[float, float, float] | None = option(
         None, help="X Y Z added to the file's coordinates, in the CRS [default: metadata.xml's SRSOrigin or an offset file, else 0 0 0]."
     )
-    up: Literal["auto", "z", "y"] = option("auto", help="The files' up axis: auto (glTF y, OBJ/PLY/STL z), z or y.")
+    up_axis: Literal["auto", "z", "y"] = option("auto", help="The files' up axis: auto (glTF y, OBJ/PLY/STL z), z or y.")
     max_triangles: int = option(200_000, help="Most triangles in a leaf tile (larger source tiles are split).")
     texture_format: Literal["webp", "png", "jpeg"] = option("webp", help="Texture encoding in the tiles.")
     quality: int = option(85, help="WebP/JPEG texture quality, 1-100.")
@@ -344,7 +344,7 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
 
     kind = "mesh"
     Options = MeshOptions
-    order = 40
+    order = 55
     cim_level = 3
     summary = "Tile reality meshes and models (OBJ+MTL+textures, PLY, STL, glTF/GLB; a file or a folder of tiles) into 3D Tiles with LODs."
 
@@ -354,7 +354,7 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
         declared = read_georeference(source)
         crs_text, origin, georef = _resolve_georeference(source, declared, options, run)
         crs = parse_crs(crs_text, what=f"layer {run.id}: crs")
-        frame = run.propose_frame(lambda: _frame_for(files, origin, crs, options.up))
+        frame = run.propose_frame(lambda: _frame_for(files, origin, crs, options.up_axis))
         fingerprints = [file_fingerprint(f) for f in files]
         extras = sorted(
             {p for f in files for p in f.parent.iterdir() if p.is_file() and p.suffix.lower() not in (".obj",) and p not in files}
@@ -379,7 +379,7 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
             plan.crs_wkt,
             plan.origin,
             plan.frame,
-            opts.up,
+            opts.up_axis,
             opts.max_triangles,
             opts.texture_format,
             opts.quality,

@@ -76,6 +76,9 @@ registerKind("buildings", (layer, ctx) => load3DTiles(layer, ctx));
 
 registerKind("bim", (layer, ctx) => load3DTiles(layer, ctx));
 
+// Reality meshes and models: textured GLB tiles (unlit materials, WebP textures), REPLACE LODs.
+registerKind("mesh", (layer, ctx) => load3DTiles(layer, ctx));
+
 registerKind("pointcloud", (layer, ctx) =>
   load3DTiles(layer, ctx, {
     // points are spaced by the node's geometric error: refine sooner than meshes do
