@@ -4,8 +4,8 @@ colours of a finer textured mesh into it.
 A simplified mesh no longer matches its source's UV charts (edge collapses cross chart seams,
 and merged tiles bring several textures), so a parent tile gets a new texture instead: each
 triangle is laid flat in a cell of the atlas at one texel size (its longest edge along the
-cell's top, its shape kept: no distortion), cells are packed on shelves, and a margin of one
-texel around each triangle is filled with the colour of its nearest point (mipmaps and bilinear
+cell's top, its shape kept: no distortion), cells are packed on shelves, and a margin of two
+texels around each triangle is filled with the colour of its nearest point (mipmaps and bilinear
 filtering then do not bleed one cell into the next at the finest levels).
 
 Baking: every texel centre is mapped to its 3D point on the simplified triangle, the nearest
@@ -25,7 +25,9 @@ from cim.kernels.color import linear_to_srgb, srgb_to_linear
 
 __all__ = ["AtlasLayout", "atlas_layout", "bake_atlas", "sample_bilinear", "downsample_linear", "texel_size"]
 
-MARGIN = 1.0
+#: texels around each triangle in its cell: lossy encoders subsample colour 2 × 2 (WebP, JPEG),
+#: so one texel would let a neighbouring cell bleed in
+MARGIN = 2.0
 
 _SRGB_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 

@@ -35,6 +35,7 @@ build log's notes).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -324,7 +325,8 @@ def parent_job(state: _State, key: tuple[str, tuple[str, ...], float, float, int
             enu_to_gltf(simple_p).astype(np.float32), simple_t, None, (float(rgb[0]), float(rgb[1]), float(rgb[2]), 1.0), name="mesh"
         )
     glb = encode_textured_mesh([prim], enu_to_gltf(centre))
-    error = max(measured + child_error, texel)
+    # rounded up to the millimetre: the tileset states errors to 3 decimals and must not understate
+    error = math.ceil(max(measured + child_error, texel) * 1000.0) / 1000.0
     tile = {
         "lo": lo.tolist(),
         "hi": hi.tolist(),

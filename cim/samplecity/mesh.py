@@ -32,7 +32,7 @@ __all__ = ["TARGET_COLOUR", "TARGET_SIZE", "write_sample_mesh"]
 #: the survey target's sRGB colour
 TARGET_COLOUR = (228, 36, 150)
 #: its side in metres
-TARGET_SIZE = 8.0
+TARGET_SIZE = 12.0
 
 
 def write_sample_mesh(

@@ -195,7 +195,9 @@ def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
         raise CimIOError(f"{path}: cannot read ({exc})") from None
     missing_mtl = missing_tex = 0
     notes: list[str] = []
+    libraries = 0
     if suffix == ".obj":
+        libraries = len(_MTLLIB.findall(data))
         missing_mtl, missing_tex, notes = _obj_checks(path, data)
     try:
         resolver = trimesh.resolvers.FilePathResolver(str(path))
@@ -217,6 +219,8 @@ def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
         v = v @ np.asarray(transform, dtype=np.float64)[:3, :3].T + np.asarray(transform, dtype=np.float64)[:3, 3]
         f = np.asarray(geom.faces, dtype=np.int64)
         material, uv = _material(geom, f"{path.stem}-{len(materials)}")
+        if libraries and missing_mtl == libraries:  # trimesh puts a placeholder image where no MTL was found
+            material, uv = MeshMaterial(material.name), None
         if not np.isfinite(v).all():
             raise CimInputError(f"{path}: vertices that are not finite numbers")
         positions.append(v)
