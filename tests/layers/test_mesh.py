@@ -10,6 +10,7 @@ a real third-party GLB, and same inputs giving the same bytes.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import shutil
@@ -234,7 +235,7 @@ def test_textures_are_webp_and_halve_up_the_tree(built, reality):
     walk(tileset["root"], 0)
     deepest = max(levels)
     sizes = [max(levels[d]) for d in sorted(levels)]
-    assert all(a > 1.5 * b for a, b in zip(sizes, sizes[1:])), f"texel sizes by depth (root first): {sizes}"
+    assert all(a > 1.5 * b for a, b in itertools.pairwise(sizes)), f"texel sizes by depth (root first): {sizes}"
     assert levels[deepest]
 
 
