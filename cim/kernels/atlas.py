@@ -5,8 +5,8 @@ A simplified mesh no longer matches its source's UV charts (edge collapses cross
 and merged tiles bring several textures), so a parent tile gets a new texture instead: each
 triangle is laid flat in a cell of the atlas at one texel size (its longest edge along the
 cell's top, its shape kept: no distortion), cells are packed on shelves, and a margin of two
-texels around each triangle is filled with the colour of its nearest point (mipmaps and bilinear
-filtering then do not bleed one cell into the next at the finest levels).
+texels around each triangle is filled with the colours just beyond its edges (its plane
+extended), so bilinear filtering and the finest mipmaps do not bleed one cell into the next.
 
 Baking: every texel centre is mapped to its 3D point on the simplified triangle, the nearest
 point on the finer mesh is found (:class:`cim.kernels.simplify.TriangleLocator`), and that
@@ -146,8 +146,9 @@ def sample_bilinear(linear: np.ndarray, uv: np.ndarray, wrap: bool = True) -> np
     """
     h, w = linear.shape[:2]
     u, v = uv[:, 0], uv[:, 1]
-    if wrap:
-        u, v = u - np.floor(u), v - np.floor(v)
+    if wrap:  # REPEAT, except on [0, 1] itself: a coordinate of exactly 1 is the far edge, not 0
+        u = np.where((u < 0.0) | (u > 1.0), u - np.floor(u), u)
+        v = np.where((v < 0.0) | (v > 1.0), v - np.floor(v), v)
     x = np.clip(u * w - 0.5, 0.0, w - 1.0)
     y = np.clip(v * h - 0.5, 0.0, h - 1.0)
     x0 = np.minimum(np.floor(x).astype(np.int64), w - 2 if w > 1 else 0)
@@ -237,15 +238,17 @@ def bake_atlas(
         r, c = rows[s : s + chunk], cols[s : s + chunk]
         t = owner[r, c]
         flat = layout.flat[t]  # (n, 3, 2)
-        # barycentric of each texel centre in its triangle's flat layout, clamped into it
+        # barycentric of each texel centre in its triangle's flat layout: outside the triangle
+        # (the margin) they extend it in its plane, and the nearest point of the finer surface
+        # there gives the colour just beyond its edge
         a, v0, v1 = flat[:, 0], flat[:, 1] - flat[:, 0], flat[:, 2] - flat[:, 0]
         rel = np.column_stack([c - layout.cell[t, 0] + 0.5, r - layout.cell[t, 1] + 0.5]) - a
         d = v0[:, 0] * v1[:, 1] - v0[:, 1] * v1[:, 0]
-        d = np.where(np.abs(d) > 1e-12, d, 1e-12)
-        wb = (rel[:, 0] * v1[:, 1] - rel[:, 1] * v1[:, 0]) / d
-        wc = (v0[:, 0] * rel[:, 1] - v0[:, 1] * rel[:, 0]) / d
-        bary = np.clip(np.column_stack([1.0 - wb - wc, wb, wc]), 0.0, None)
-        bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
+        flat_ok = np.abs(d) > 1e-9
+        d = np.where(flat_ok, d, 1.0)
+        wb = np.where(flat_ok, (rel[:, 0] * v1[:, 1] - rel[:, 1] * v1[:, 0]) / d, 1.0 / 3.0)
+        wc = np.where(flat_ok, (v0[:, 0] * rel[:, 1] - v0[:, 1] * rel[:, 0]) / d, 1.0 / 3.0)
+        bary = np.column_stack([1.0 - wb - wc, wb, wc])
         points = np.einsum("pk,pkd->pd", bary, corners[t])
         tri, w, _ = locate.nearest(points)  # type: ignore[attr-defined]
         uv = np.einsum("pk,pkd->pd", w, source_uv[tri])

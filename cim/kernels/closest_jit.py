@@ -98,3 +98,27 @@ def closest_on_candidates(
                 tri_out[i] = t
                 bary_out[i, 0], bary_out[i, 1], bary_out[i, 2] = w[0], w[1], w[2]
         dist_out[i] = np.sqrt(best)
+
+
+@njit(**JIT)
+def closest_in_set(
+    corners: np.ndarray, points: np.ndarray, subset: np.ndarray, tri_out: np.ndarray, bary_out: np.ndarray, dist_out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """Improve each point's nearest triangle (``tri_out``, ``bary_out``, ``dist_out`` from
+    :func:`closest_on_candidates`) with every triangle of ``subset`` ((s,) int64 rows)."""
+    w = np.empty(3)
+    for i in range(points.shape[0]):
+        p = points[i]
+        best = dist_out[i] * dist_out[i]
+        for j in range(subset.shape[0]):
+            t = subset[j]
+            _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
+            dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
+            dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
+            dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
+            d = dx * dx + dy * dy + dz * dz
+            if d < best:
+                best = d
+                tri_out[i] = t
+                bary_out[i, 0], bary_out[i, 1], bary_out[i, 2] = w[0], w[1], w[2]
+        dist_out[i] = np.sqrt(best)

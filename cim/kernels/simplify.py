@@ -13,8 +13,9 @@ with less upkeep.
 Distances are measured, not estimated: :func:`distance_to_surface` gives, for each point, the
 exact distance to the nearest of a set of candidate triangles, found through a k-d tree over
 anchor points spread on every triangle (at most ``spacing`` apart, so a large flat triangle is
-found as readily as a small one). A min over candidates is never below the true distance to
-the surface: the result is an upper bound, exact whenever the nearest triangle is a candidate.
+found as readily as a small one), and every triangle longer than 16 spacings (too few anchors
+for its size) is tried for every point. A min over candidates is never below the true distance
+to the surface: the result is an upper bound, exact whenever the nearest triangle is a candidate.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def simplify_mesh(positions: np.ndarray, triangles: np.ndarray, target: int) -> 
     ----------
     positions : (n, 3) float, best centred near 0 (the library works in double precision)
     triangles : (m, 3) int
-    target : triangles wanted (a mesh already at or below it is returned as it is)
+    target : triangles wanted (a mesh already at or below it is returned as it is); the open
+        border is kept as it is (no edge touching it collapses), so neighbouring tiles of any
+        levels meet without cracks, at the price of the border's triangles, which the target
+        does not reach below
 
     Returns
     -------
@@ -68,7 +72,7 @@ def simplify_mesh(positions: np.ndarray, triangles: np.ndarray, target: int) -> 
     t = np.ascontiguousarray(triangles, dtype=np.int64)
     if len(t) <= target or len(t) < 4:
         return p, t
-    out_p, out_t = fast_simplification.simplify(p, t, target_count=max(int(target), 1), agg=7.0)
+    out_p, out_t = fast_simplification.simplify(p, t, target_count=max(int(target), 1), agg=7.0, preserve_border=True)
     out_t = np.asarray(out_t, dtype=np.int64).reshape(-1, 3)
     out_p = np.asarray(out_p, dtype=np.float64).reshape(-1, 3)
     used = np.zeros(len(out_p), dtype=bool)
@@ -108,7 +112,9 @@ class TriangleLocator:
         if spacing is None:
             spacing = 2.0 * float(np.median(edges)) if len(edges) else 1.0
         spacing = max(spacing, 1e-6)
-        steps = np.clip(np.ceil(longest / spacing), 1, 64).astype(np.int64)
+        steps = np.clip(np.ceil(longest / spacing), 1, 16).astype(np.int64)
+        #: triangles too large for their anchors to stand for them: tried for every point
+        self.large = np.flatnonzero(longest > 16 * spacing)
         anchors, owner = [], []
         for m in np.unique(steps):
             rows = np.flatnonzero(steps == m)
@@ -136,7 +142,7 @@ class TriangleLocator:
         weights : (p, 3) float64, barycentric weights of the closest point
         distance : (p,) float64
         """
-        from cim.kernels.closest_jit import closest_on_candidates  # numba: compiled on first use
+        from cim.kernels.closest_jit import closest_in_set, closest_on_candidates  # numba: compiled on first use
 
         points = np.ascontiguousarray(points, dtype=np.float64)
         k = int(min(k, len(self.anchors)))
@@ -149,6 +155,8 @@ class TriangleLocator:
             cand = np.ascontiguousarray(self.owner[np.asarray(idx).reshape(len(q), k)])
             cand.sort(axis=1)  # repeated owners side by side: each triangle tried once
             closest_on_candidates(self.corners, q, cand, tri[s : s + chunk], bary[s : s + chunk], dist[s : s + chunk])
+            if len(self.large):
+                closest_in_set(self.corners, q, self.large, tri[s : s + chunk], bary[s : s + chunk], dist[s : s + chunk])
         return tri, bary, dist
 
 
