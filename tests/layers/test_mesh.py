@@ -197,8 +197,10 @@ def test_parents_have_fewer_triangles_and_their_error_bounds_the_deviation(built
         points = np.unique(points, axis=0)
         within = exact_within(points, parent, t["geometricError"])
         assert within.all(), f"{t['content']['uri']}: {int((~within).sum())} source vertices farther than {t['geometricError']} m"
-        # and the error is measured, not a loose guess: most of it is used by some vertex
-        assert not exact_within(points, parent, 0.5 * t["geometricError"]).all() or t["geometricError"] < 0.05
+        # and over leaves the error is measured, not a loose guess: some vertex uses most of it
+        # (higher up it adds the children's errors, a bound by the triangle inequality)
+        if all("children" not in c for c in t["children"]):
+            assert not exact_within(points, parent, 0.7 * t["geometricError"]).all() or t["geometricError"] < 0.05
         checked += 1
     assert checked >= 2
 
@@ -454,3 +456,20 @@ def test_cli_convert_mesh(tiny_sources, tmp_path):
     assert "mesh: 1 features, 1 tiles" in r.output and (tmp_path / "out" / "tileset.json").exists()
     r = runner.invoke(cli, ["convert", "mesh", str(tile), str(tmp_path / "out2")])
     assert r.exit_code != 0 and "declares no CRS" in r.output and "Traceback" not in r.output
+
+
+def test_the_sample_reality_mesh_is_deterministic_and_stands_on_the_dem(tiny_sources, tmp_path):
+    from cim.sources.dem import sample_dem
+
+    again = cim.sample("tiny", tmp_path / "again")
+    files = sorted(p.relative_to(tiny_sources.reality) for p in tiny_sources.reality.rglob("*") if p.is_file())
+    assert len(files) == 1 + 9 * 3
+    assert all((again.reality / f).read_bytes() == (tiny_sources.reality / f).read_bytes() for f in files)
+    srs, origin = metadata_origin(tiny_sources.reality)
+    from pyproj import CRS
+
+    v = np.concatenate([obj_vertices(p) for p in sorted((tiny_sources.reality / "Data").rglob("*.obj"))]) + origin
+    ground = sample_dem(tiny_sources.dem, v[:, 0], v[:, 1], CRS.from_user_input(srs))
+    above = v[:, 2] - ground
+    assert above.min() > -0.01, "the surface dips under the DEM"
+    assert (np.abs(above) < 0.01).mean() > 0.3 and above.max() > 10.0  # ground, and roofs above it
