@@ -183,6 +183,8 @@ def test_parents_have_fewer_triangles_and_their_error_bounds_the_deviation(built
     def leaves_under(t: dict) -> list[dict]:
         return [t] if "children" not in t else [x for c in t["children"] for x in leaves_under(c)]
 
+    log = [json.loads(line) for line in (out / ".cim-build.jsonl").read_text().splitlines()[1:]]
+    notes = {e["file"]: (e.get("meta") or {}).get("tile", {}) for e in log}
     checked = 0
     for t in tiles_of(tileset):
         if "children" not in t:
@@ -197,10 +199,12 @@ def test_parents_have_fewer_triangles_and_their_error_bounds_the_deviation(built
         points = np.unique(points, axis=0)
         within = exact_within(points, parent, t["geometricError"])
         assert within.all(), f"{t['content']['uri']}: {int((~within).sum())} source vertices farther than {t['geometricError']} m"
-        # and over leaves the error is measured, not a loose guess: some vertex uses most of it
-        # (higher up it adds the children's errors, a bound by the triangle inequality)
-        if all("children" not in c for c in t["children"]):
-            assert not exact_within(points, parent, 0.7 * t["geometricError"]).all() or t["geometricError"] < 0.05
+        # and over leaves the deviation the build measured is real, not a loose guess: some vertex
+        # is that far (the stated error may be larger: the children's errors added higher up,
+        # and never below the texel size)
+        measured = notes[t["content"]["uri"]]["measured"]
+        if all("children" not in c for c in t["children"]) and measured > 0.05:
+            assert not exact_within(points, parent, 0.9 * measured).all(), (t["content"]["uri"], measured)
         checked += 1
     assert checked >= 2
 
