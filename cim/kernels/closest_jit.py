@@ -1,7 +1,8 @@
 """Compiled closest point on triangles (numba), for :class:`cim.kernels.simplify.TriangleLocator`.
 
-numpy needs a dozen temporary arrays a candidate pair (trimesh's vectorised version spent about
-1 µs a pair here); the loop below takes a few tens of nanoseconds. Imported when first used.
+numpy needs a dozen temporary arrays a (point, triangle) pair (trimesh's vectorised version
+spent about 1 µs a pair here); the loop below takes a few tens of nanoseconds. Imported when
+first used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from numba import njit
 
 from cim.kernels import JitOptions
 
-__all__ = ["closest_on_candidates"]
+__all__ = ["closest_pairs"]
 
 JIT: JitOptions = {"nogil": True, "cache": True}
 
@@ -66,59 +67,18 @@ def _closest(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, out: np
 
 
 @njit(**JIT)
-def closest_on_candidates(
-    corners: np.ndarray, points: np.ndarray, candidates: np.ndarray, tri_out: np.ndarray, bary_out: np.ndarray, dist_out: np.ndarray
+def closest_pairs(
+    corners: np.ndarray, points: np.ndarray, pi: np.ndarray, ti: np.ndarray, bary_out: np.ndarray, dist_out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """For each point, the nearest of its candidate triangles.
-
-    Parameters
-    ----------
-    corners : (m, 3, 3) float64
-    points : (p, 3) float64
-    candidates : (p, k) int64, rows of ``corners``
-    tri_out : (p,) int64, the nearest candidate
-    bary_out : (p, 3) float64, barycentric weights of the closest point on it
-    dist_out : (p,) float64, the distance to it
-    """
+    """The closest point of triangle ``ti[n]`` to point ``pi[n]`` for every pair n: its
+    barycentric weights (``bary_out``, (n, 3)) and distance (``dist_out``, (n,))."""
     w = np.empty(3)
-    for i in range(points.shape[0]):
-        best = np.inf
-        p = points[i]
-        for j in range(candidates.shape[1]):
-            t = candidates[i, j]
-            if j > 0 and t == candidates[i, j - 1]:
-                continue
-            _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
-            dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
-            dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
-            dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
-            d = dx * dx + dy * dy + dz * dz
-            if d < best:
-                best = d
-                tri_out[i] = t
-                bary_out[i, 0], bary_out[i, 1], bary_out[i, 2] = w[0], w[1], w[2]
-        dist_out[i] = np.sqrt(best)
-
-
-@njit(**JIT)
-def closest_in_set(
-    corners: np.ndarray, points: np.ndarray, subset: np.ndarray, tri_out: np.ndarray, bary_out: np.ndarray, dist_out: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """Improve each point's nearest triangle (``tri_out``, ``bary_out``, ``dist_out`` from
-    :func:`closest_on_candidates`) with every triangle of ``subset`` ((s,) int64 rows)."""
-    w = np.empty(3)
-    for i in range(points.shape[0]):
-        p = points[i]
-        best = dist_out[i] * dist_out[i]
-        for j in range(subset.shape[0]):
-            t = subset[j]
-            _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
-            dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
-            dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
-            dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
-            d = dx * dx + dy * dy + dz * dz
-            if d < best:
-                best = d
-                tri_out[i] = t
-                bary_out[i, 0], bary_out[i, 1], bary_out[i, 2] = w[0], w[1], w[2]
-        dist_out[i] = np.sqrt(best)
+    for n in range(pi.shape[0]):
+        p = points[pi[n]]
+        t = ti[n]
+        _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
+        dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
+        dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
+        dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
+        dist_out[n] = np.sqrt(dx * dx + dy * dy + dz * dz)
+        bary_out[n, 0], bary_out[n, 1], bary_out[n, 2] = w[0], w[1], w[2]

@@ -11,14 +11,14 @@ open3d and pymeshlab are hundreds of megabytes (pymeshlab GPL); pyfqmr wraps the
 with less upkeep.
 
 Distances are measured, not estimated: :func:`distance_to_surface` gives, for each point, the
-exact distance to the nearest of a set of candidate triangles, found through a k-d tree over
-anchor points spread on every triangle (at most ``spacing`` apart, so a large flat triangle is
-found as readily as a small one), and every triangle longer than 16 spacings (too few anchors
-for its size) is tried for every point. A min over candidates is never below the true distance
-to the surface: the result is an upper bound, exact whenever the nearest triangle is a candidate.
+exact distance to the nearest triangle (:class:`TriangleLocator`: k-d trees over the triangles'
+centroids, by size class, prune the triangles that cannot be nearer than a bound; every other
+one is tried).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -93,48 +93,37 @@ def surface_samples(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 class TriangleLocator:
-    """Nearest triangles of a mesh to query points (see the module notes).
+    """Nearest triangles of a mesh to query points, exactly (see the module notes).
+
+    Triangles are put in classes by the radius of their bounding sphere (about its centroid,
+    classes a power of two apart), each class with a k-d tree of its centroids. A point's
+    distance to its nearest triangle is first bounded from above by a few triangles of nearby
+    centroids; then in each class every triangle whose centroid lies within that bound plus the
+    class's largest radius is tried, which includes every triangle that could be nearer.
 
     Parameters
     ----------
     positions : (n, 3) float
     triangles : (m, 3) int
-    spacing : the most distance between two anchors of one triangle [default: twice the
-        median edge length]
     """
 
-    def __init__(self, positions: np.ndarray, triangles: np.ndarray, spacing: float | None = None) -> None:
+    def __init__(self, positions: np.ndarray, triangles: np.ndarray) -> None:
         from scipy.spatial import cKDTree
 
         self.corners = np.ascontiguousarray(np.asarray(positions, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)])  # (m, 3, 3)
-        edges = np.linalg.norm(self.corners - np.roll(self.corners, -1, axis=1), axis=2)  # (m, 3)
-        longest = edges.max(axis=1)
-        if spacing is None:
-            spacing = 2.0 * float(np.median(edges)) if len(edges) else 1.0
-        spacing = max(spacing, 1e-6)
-        steps = np.clip(np.ceil(longest / spacing), 1, 16).astype(np.int64)
-        #: triangles too large for their anchors to stand for them: tried for every point
-        self.large = np.flatnonzero(longest > 16 * spacing)
-        anchors, owner = [], []
-        for m in np.unique(steps):
-            rows = np.flatnonzero(steps == m)
-            i, j = np.meshgrid(np.arange(m + 1), np.arange(m + 1), indexing="ij")
-            ok = i + j <= m
-            # barycentric grid points pulled a third of a step towards the centroid
-            b = np.column_stack([i[ok], j[ok], m - i[ok] - j[ok]]).astype(np.float64) / m
-            b = (b * 2.0 + 1.0 / 3.0) / 3.0
-            pts = np.einsum("kc,tcd->tkd", b, self.corners[rows])
-            anchors.append(pts.reshape(-1, 3))
-            owner.append(np.repeat(rows, len(b)))
-        self.anchors = np.concatenate(anchors)
-        self.owner = np.concatenate(owner)
-        order = np.argsort(self.owner, kind="stable")
-        self.anchors, self.owner = self.anchors[order], self.owner[order]
-        self.tree = cKDTree(self.anchors)
+        centroids = self.corners.mean(axis=1)
+        radius = np.linalg.norm(self.corners - centroids[:, None, :], axis=2).max(axis=1)
+        unit = max(float(np.median(radius)) if len(radius) else 1.0, 1e-9)
+        level = np.clip(np.ceil(np.log2(np.maximum(radius, unit) / unit)), 0, 40).astype(np.int64)
+        self.tree = cKDTree(centroids)
+        self.classes = []
+        for c in np.unique(level):
+            rows = np.flatnonzero(level == c)
+            self.classes.append((rows, cKDTree(centroids[rows]), float(radius[rows].max())))
 
-    def nearest(self, points: np.ndarray, k: int = 8, chunk: int = 262_144) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The nearest candidate triangle of each point, the barycentric weights of the closest
-        point on it and the distance to it.
+    def nearest(self, points: np.ndarray, k: int = 4, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nearest triangle of each point, the barycentric weights of the closest point on
+        it and the distance to it.
 
         Returns
         -------
@@ -142,21 +131,38 @@ class TriangleLocator:
         weights : (p, 3) float64, barycentric weights of the closest point
         distance : (p,) float64
         """
-        from cim.kernels.closest_jit import closest_in_set, closest_on_candidates  # numba: compiled on first use
+        from cim.kernels.closest_jit import closest_pairs  # numba: compiled on first use
 
         points = np.ascontiguousarray(points, dtype=np.float64)
-        k = int(min(k, len(self.anchors)))
+        k = int(min(k, len(self.corners)))
         tri = np.zeros(len(points), dtype=np.int64)
         bary = np.zeros((len(points), 3))
         dist = np.zeros(len(points))
         for s in range(0, len(points), chunk):
             q = points[s : s + chunk]
+            n = len(q)
             _, idx = self.tree.query(q, k=k)
-            cand = np.ascontiguousarray(self.owner[np.asarray(idx).reshape(len(q), k)])
-            cand.sort(axis=1)  # repeated owners side by side: each triangle tried once
-            closest_on_candidates(self.corners, q, cand, tri[s : s + chunk], bary[s : s + chunk], dist[s : s + chunk])
-            if len(self.large):
-                closest_in_set(self.corners, q, self.large, tri[s : s + chunk], bary[s : s + chunk], dist[s : s + chunk])
+            pi = np.repeat(np.arange(n), k)
+            ti = np.asarray(idx, dtype=np.int64).reshape(-1)
+            w = np.zeros((len(pi), 3))
+            d = np.zeros(len(pi))
+            closest_pairs(self.corners, q, pi, ti, w, d)
+            bound = d.reshape(n, k).min(axis=1)
+            pis, tis = [pi], [ti]
+            for rows, tree, rmax in self.classes:
+                found = tree.query_ball_point(q, bound + rmax + 1e-9)
+                counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
+                if counts.sum() == 0:
+                    continue
+                pis.append(np.repeat(np.arange(n), counts))
+                tis.append(rows[np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=int(counts.sum()))])
+            pi, ti = np.concatenate(pis), np.concatenate(tis)
+            w = np.zeros((len(pi), 3))
+            d = np.zeros(len(pi))
+            closest_pairs(self.corners, q, pi, ti, w, d)
+            order = np.lexsort((ti, d, pi))  # per point: the nearest, ties to the lowest row
+            first = order[np.r_[True, pi[order][1:] != pi[order][:-1]]]
+            tri[s : s + n], bary[s : s + n], dist[s : s + n] = ti[first], w[first], d[first]
         return tri, bary, dist
 
 

@@ -346,7 +346,7 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
 
     kind = "mesh"
     Options = MeshOptions
-    order = 55
+    order = 45
     cim_level = 3
     summary = "Tile reality meshes and models (OBJ+MTL+textures, PLY, STL, glTF/GLB; a file or a folder of tiles) into 3D Tiles with LODs."
 

@@ -96,8 +96,8 @@ def exact_within(points: np.ndarray, corners: np.ndarray, bound: float) -> np.nd
     lo = corners.min(axis=1) - bound
     hi = corners.max(axis=1) + bound
     ok = np.zeros(len(points), dtype=bool)
-    for s in range(0, len(points), 500):
-        q = points[s : s + 500]
+    for s in range(0, len(points), 250):
+        q = points[s : s + 250]
         inside = np.all((q[:, None, :] >= lo[None]) & (q[:, None, :] <= hi[None]), axis=2)
         pi, ti = np.nonzero(inside)
         if len(pi) == 0:
@@ -105,7 +105,7 @@ def exact_within(points: np.ndarray, corners: np.ndarray, bound: float) -> np.nd
         d = np.linalg.norm(closest_point(corners[ti], q[pi]) - q[pi], axis=1)
         hit = np.zeros(len(q), dtype=bool)
         hit[pi[d <= bound]] = True
-        ok[s : s + 500] = hit
+        ok[s : s + 250] = hit
     return ok
 
 
@@ -194,16 +194,21 @@ def test_parents_have_fewer_triangles_and_their_error_bounds_the_deviation(built
         assert len(parent) < child_tris, t["content"]["uri"]
         assert t["geometricError"] > 0
         assert all(t["geometricError"] >= c["geometricError"] for c in t["children"])
-        # every full-resolution vertex under the parent is within its stated error of its surface
-        points = np.concatenate([corners_enu(out / leaf["content"]["uri"])[0].reshape(-1, 3) for leaf in leaves_under(t)])
+        # every full-resolution vertex, edge midpoint and triangle centroid under the parent is
+        # within its stated error of its surface
+        tris = np.concatenate([corners_enu(out / leaf["content"]["uri"])[0] for leaf in leaves_under(t)])
+        points = np.concatenate([tris.reshape(-1, 3), tris.mean(axis=1), ((tris + np.roll(tris, -1, axis=1)) / 2).reshape(-1, 3)])
         points = np.unique(points, axis=0)
+        over_leaves = all("children" not in c for c in t["children"])
+        if not over_leaves:  # higher up the bound is large and the exact check slow: a sample
+            points = points[np.random.default_rng(0).permutation(len(points))[:10000]]
         within = exact_within(points, parent, t["geometricError"])
         assert within.all(), f"{t['content']['uri']}: {int((~within).sum())} source vertices farther than {t['geometricError']} m"
-        # and over leaves the deviation the build measured is real, not a loose guess: some vertex
+        # and over leaves the deviation the build measured is real, not a loose guess: some point
         # is that far (the stated error may be larger: the children's errors added higher up,
         # and never below the texel size)
         measured = notes[t["content"]["uri"]]["measured"]
-        if all("children" not in c for c in t["children"]) and measured > 0.05:
+        if over_leaves and measured > 0.05:
             assert not exact_within(points, parent, 0.9 * measured).all(), (t["content"]["uri"], measured)
         checked += 1
     assert checked >= 2
