@@ -19,10 +19,15 @@ one is tried).
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 
 __all__ = ["weld_vertices", "simplify_mesh", "TriangleLocator", "distance_to_surface", "surface_samples"]
+
+#: fast-simplification holds the mesh being simplified in process-wide C++ globals (loaded, then
+#: simplified, then read back in three calls): two threads at once would mix their meshes
+_SIMPLIFY_LOCK = threading.Lock()
 
 
 def weld_vertices(positions: np.ndarray, triangles: np.ndarray, tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +77,8 @@ def simplify_mesh(positions: np.ndarray, triangles: np.ndarray, target: int) -> 
     t = np.ascontiguousarray(triangles, dtype=np.int64)
     if len(t) <= target or len(t) < 4:
         return p, t
-    out_p, out_t = fast_simplification.simplify(p, t, target_count=max(int(target), 1), agg=7.0, preserve_border=True)
+    with _SIMPLIFY_LOCK:  # the library keeps its mesh in C++ globals between its load, simplify and return calls
+        out_p, out_t = fast_simplification.simplify(p, t, target_count=max(int(target), 1), agg=7.0, preserve_border=True)
     out_t = np.asarray(out_t, dtype=np.int64).reshape(-1, 3)
     out_p = np.asarray(out_p, dtype=np.float64).reshape(-1, 3)
     used = np.zeros(len(out_p), dtype=bool)
