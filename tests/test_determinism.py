@@ -144,7 +144,6 @@ INTERRUPTIONS = [
     # layer, module and tile job to break, the call that raises
     ("imagery", "cim.layers.imagery", "_render_subtree", 9),  # 20 subtrees
     ("bim", "cim.layers.bim.model", "tile_job", 8),  # the second model's tiles
-    ("reality", "cim.layers.mesh", "parent_job", 2),  # the mesh's first level of parents
 ]
 
 
