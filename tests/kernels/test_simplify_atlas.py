@@ -105,3 +105,16 @@ def test_downsampling_averages_in_linear_light():
     half = downsample_linear(image, 4)
     assert half.shape == (4, 4, 3) and (half == 188).all()
     assert downsample_linear(image, 8) is not None and downsample_linear(image, 8).shape == (8, 8, 3)
+
+
+def test_simplifications_on_threads_do_not_mix():
+    """The library keeps its mesh in process-wide globals: tile jobs on threads must take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    meshes = [grid(40, 50.0, lambda x, y, k=k: 2.0 * np.sin(x / (3.0 + k)) + np.cos(y / 5.0)) for k in range(6)]
+    alone = [simplify_mesh(p, t, 400) for p, t in meshes]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda m: simplify_mesh(m[0], m[1], 400), meshes * 4))
+    for i, (p, t) in enumerate(together):
+        ap, at = alone[i % len(meshes)]
+        assert np.array_equal(p, ap) and np.array_equal(t, at), i
