@@ -234,6 +234,7 @@ def bake_atlas(
     for k, ((x0, y0), (w, h)) in enumerate(zip(layout.cell.tolist(), layout.size.tolist())):
         owner[y0 : y0 + h, x0 : x0 + w] = k
     rows, cols = np.nonzero(owner >= 0)
+    done = np.zeros(owner.shape, dtype=bool)
     for s in range(0, len(rows), chunk):
         r, c = rows[s : s + chunk], cols[s : s + chunk]
         t = owner[r, c]
@@ -249,8 +250,14 @@ def bake_atlas(
         wb = np.where(flat_ok, (rel[:, 0] * v1[:, 1] - rel[:, 1] * v1[:, 0]) / d, 1.0 / 3.0)
         wc = np.where(flat_ok, (v0[:, 0] * rel[:, 1] - v0[:, 1] * rel[:, 0]) / d, 1.0 / 3.0)
         bary = np.column_stack([1.0 - wb - wc, wb, wc])
+        # texels farther outside the triangle than its margin are never sampled: left out
+        # (searching the finer surface from far off its plane costs the most)
+        lengths = np.linalg.norm(flat[:, [2, 0, 1]] - flat[:, [1, 2, 0]], axis=2)  # edge opposite each corner
+        heights = np.abs(d)[:, None] / np.maximum(lengths, 1e-12)
+        near = (np.max(-bary * heights, axis=1) <= MARGIN + 0.75) | ~flat_ok
+        r, c, t, bary = r[near], c[near], t[near], bary[near]
         points = np.einsum("pk,pkd->pd", bary, corners[t])
-        tri, w, _ = locate.nearest(points)  # type: ignore[attr-defined]
+        tri, w, _ = locate.nearest(points, exact=False)  # type: ignore[attr-defined]
         uv = np.einsum("pk,pkd->pd", w, source_uv[tri])
         mat = source_material[tri]
         colour = np.empty((len(points), 3), dtype=np.float32)
@@ -260,6 +267,7 @@ def bake_atlas(
             tint = np.asarray(colours[int(m)], dtype=np.float32)
             colour[sel] = tint if img is None else sample_bilinear(img, uv[sel]) * tint
         out[r, c] = colour
-    if len(rows) and len(rows) < owner.size:  # the unused rest: the mean, for the coarse mipmaps
-        out[owner < 0] = out[rows, cols].mean(axis=0)
+        done[r, c] = True
+    if done.any() and not done.all():  # the unused rest: the mean, for the coarse mipmaps
+        out[~done] = out[done].mean(axis=0)
     return to_srgb8(out)

@@ -11,9 +11,9 @@ open3d and pymeshlab are hundreds of megabytes (pymeshlab GPL); pyfqmr wraps the
 with less upkeep.
 
 Distances are measured, not estimated: :func:`distance_to_surface` gives, for each point, the
-exact distance to the nearest triangle (:class:`TriangleLocator`: k-d trees over the triangles'
-centroids, by size class, prune the triangles that cannot be nearer than a bound; every other
-one is tried).
+exact distance to the nearest triangle (:class:`TriangleLocator`: large triangles are cut into
+pieces of about the median size, k-d trees over the pieces' centroids prune those that cannot be
+nearer than a bound, every other one is tried).
 """
 
 from __future__ import annotations
@@ -120,16 +120,34 @@ class TriangleLocator:
         centroids = self.corners.mean(axis=1)
         radius = np.linalg.norm(self.corners - centroids[:, None, :], axis=2).max(axis=1)
         unit = max(float(np.median(radius)) if len(radius) else 1.0, 1e-9)
-        level = np.clip(np.ceil(np.log2(np.maximum(radius, unit) / unit)), 0, 40).astype(np.int64)
-        self.tree = cKDTree(centroids)
+        # a large triangle is searched as the pieces of its regular subdivision (exact parts of
+        # it, each about the median size), so that no search radius grows with it
+        steps = np.clip(np.ceil(radius / unit), 1, 32).astype(np.int64)
+        owner, weights = [], []
+        for m in np.unique(steps):
+            rows = np.flatnonzero(steps == m)
+            b = _subdivision(int(m))  # (k, 3, 3): each piece's corners as weights of the triangle's
+            owner.append(np.repeat(rows, len(b)))
+            weights.append(np.tile(b, (len(rows), 1, 1)))
+        self.owner = np.concatenate(owner)
+        self.weights = np.concatenate(weights)  # (pieces, 3 piece corners, 3 triangle corners)
+        self.pieces = np.ascontiguousarray(np.einsum("pkc,pcd->pkd", self.weights, self.corners[self.owner]))
+        pc = self.pieces.mean(axis=1)
+        pr = np.linalg.norm(self.pieces - pc[:, None, :], axis=2).max(axis=1)
+        level = np.clip(np.ceil(np.log2(np.maximum(pr, unit) / unit)), 0, 40).astype(np.int64)
+        self.tree = cKDTree(pc)
         self.classes = []
         for c in np.unique(level):
             rows = np.flatnonzero(level == c)
-            self.classes.append((rows, cKDTree(centroids[rows]), float(radius[rows].max())))
+            self.classes.append((rows, cKDTree(pc[rows]), float(pr[rows].max())))
 
-    def nearest(self, points: np.ndarray, k: int = 4, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def nearest(
+        self, points: np.ndarray, k: int = 12, chunk: int = 16_384, exact: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The nearest triangle of each point, the barycentric weights of the closest point on
-        it and the distance to it.
+        it and the distance to it. ``exact=False`` tries only the pieces of the ``k`` nearest
+        centroids (an upper bound, and the nearest triangle for points on or near the surface:
+        fast enough to sample a texture at every texel).
 
         Returns
         -------
@@ -140,7 +158,7 @@ class TriangleLocator:
         from cim.kernels.closest_jit import closest_pairs  # numba: compiled on first use
 
         points = np.ascontiguousarray(points, dtype=np.float64)
-        k = int(min(k, len(self.corners)))
+        k = int(min(k, len(self.pieces)))
         tri = np.zeros(len(points), dtype=np.int64)
         bary = np.zeros((len(points), 3))
         dist = np.zeros(len(points))
@@ -152,24 +170,41 @@ class TriangleLocator:
             ti = np.asarray(idx, dtype=np.int64).reshape(-1)
             w = np.zeros((len(pi), 3))
             d = np.zeros(len(pi))
-            closest_pairs(self.corners, q, pi, ti, w, d)
+            closest_pairs(self.pieces, q, pi, ti, w, d)
             bound = d.reshape(n, k).min(axis=1)
             pis, tis = [pi], [ti]
-            for rows, tree, rmax in self.classes:
+            for rows, tree, rmax in self.classes if exact else []:
                 found = tree.query_ball_point(q, bound + rmax + 1e-9)
                 counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
                 if counts.sum() == 0:
                     continue
                 pis.append(np.repeat(np.arange(n), counts))
                 tis.append(rows[np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=int(counts.sum()))])
-            pi, ti = np.concatenate(pis), np.concatenate(tis)
-            w = np.zeros((len(pi), 3))
-            d = np.zeros(len(pi))
-            closest_pairs(self.corners, q, pi, ti, w, d)
-            order = np.lexsort((ti, d, pi))  # per point: the nearest, ties to the lowest row
+            if len(pis) > 1:
+                pi, ti = np.concatenate(pis), np.concatenate(tis)
+                w = np.zeros((len(pi), 3))
+                d = np.zeros(len(pi))
+                closest_pairs(self.pieces, q, pi, ti, w, d)
+            order = np.lexsort((ti, d, pi))  # per point: the nearest, ties to the lowest piece
             first = order[np.r_[True, pi[order][1:] != pi[order][:-1]]]
-            tri[s : s + n], bary[s : s + n], dist[s : s + n] = ti[first], w[first], d[first]
+            piece = ti[first]
+            tri[s : s + n] = self.owner[piece]
+            bary[s : s + n] = np.einsum("pk,pkc->pc", w[first], self.weights[piece])
+            dist[s : s + n] = d[first]
         return tri, bary, dist
+
+
+def _subdivision(m: int) -> np.ndarray:
+    """The m² pieces of a triangle's regular subdivision, (m², 3, 3): each piece's corners as
+    barycentric weights of the triangle's corners."""
+    out = []
+    for i in range(m):
+        for j in range(m - i):
+            out.append([(i, j), (i + 1, j), (i, j + 1)])
+            if i + j <= m - 2:
+                out.append([(i + 1, j), (i + 1, j + 1), (i, j + 1)])
+    g = np.asarray(out, dtype=np.float64) / m  # (k, 3, 2): (i, j) / m of each piece corner
+    return np.stack([1.0 - g[..., 0] - g[..., 1], g[..., 0], g[..., 1]], axis=-1)
 
 
 def distance_to_surface(points: np.ndarray, positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
