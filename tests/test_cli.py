@@ -21,7 +21,7 @@ def test_sample_build_convert_end_to_end(tmp_path):
     manifest = json.loads((tmp_path / "out" / "city.json").read_text())
     assert manifest["name"] == "tianshui" and manifest["crs"] == "EPSG:4544"
     layer = next(l for l in manifest["layers"] if l["kind"] == "buildings")
-    assert [l["kind"] for l in manifest["layers"]] == ["terrain", "buildings", "bim", "pointcloud", "imagery"]
+    assert [l["kind"] for l in manifest["layers"]] == ["terrain", "buildings", "bim", "pointcloud", "imagery", "mesh"]
     assert layer["kind"] == "buildings" and layer["cim_level"] == 2 and layer["count"] == 126
     assert (tmp_path / "out" / layer["url"]).exists()
 

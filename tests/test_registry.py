@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -204,9 +205,7 @@ def test_an_unknown_kind_in_a_recipe_lists_the_known_ones(tmp_path):
     assert str(recipe) in message and "(roads)" in message and "'roads'" in message
     for kind in registry.kinds():
         assert kind in message
-    with pytest.raises(
-        CimInputError, match=r"unknown layer kind 'roads' \(known: bim, buildings, cityjson, imagery, pointcloud, terrain\)"
-    ):
+    with pytest.raises(CimInputError, match=re.escape(f"unknown layer kind 'roads' (known: {', '.join(registry.kinds())})")):
         registry.get("roads")
 
 

@@ -104,7 +104,7 @@ class Validator:
         assert m and proc.returncode in (0, 1), f"validate-3dtiles on {path}: exit {proc.returncode}, output:\n{proc.stdout}{proc.stderr}"
         errors, warns = int(m[1]), int(m[2])
         assert (errors > 0) == (proc.returncode == 1), f"validate-3dtiles on {path}: exit {proc.returncode} with errors={errors}"
-        issues = json.loads(report.read_text())["issues"]
+        issues = json.loads(report.read_text()).get("issues", [])  # a clean report has none
         return Verdict(name, path, report, proc.stdout, errors, warns, innermost(issues, "ERROR"), innermost(issues, "WARNING"))
 
     def run_many(self, targets: dict[str, Path]) -> dict[str, Verdict]:

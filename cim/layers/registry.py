@@ -39,6 +39,7 @@ BUILTIN = {
     "pointcloud": "cim.layers.pointcloud:PointCloudLayer",
     "buildings": "cim.layers.buildings:BuildingsLayer",
     "cityjson": "cim.layers.cityjson:CityJSONLayer",
+    "mesh": "cim.layers.mesh:MeshLayer",
 }
 
 _targets: dict[str, str] | None = None

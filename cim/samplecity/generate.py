@@ -19,6 +19,7 @@ from rasterio.transform import from_origin
 
 from cim.errors import CimInputError
 from cim.samplecity.buildings import attributes, generate_footprints
+from cim.samplecity.mesh import write_sample_mesh
 from cim.samplecity.ortho import write_orthophoto
 from cim.samplecity.pointcloud import write_sample_pointcloud
 from cim.samplecity.sites import bim_sites, lidar_bounds
@@ -75,6 +76,7 @@ class SampleCity:
     seconds: float
     ifc: list[Path]
     lidar: list[Path]
+    reality: Path | None = None
 
 
 def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
@@ -119,12 +121,13 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     lidar = write_sample_pointcloud(
         data / "lidar", lidar_bounds((xmin, ymin, xmax, ymax), preset), dem_path, gpkg, ortho, p.lidar_density, p.lidar_tile, seed
     )
+    reality = write_sample_mesh(data / "reality", (cx, cy), dem_path, geoms, attrs["height"], ortho)
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
-    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar)
+    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar, reality)
 
 
 def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
@@ -245,4 +248,12 @@ title = "Orthophoto"
 source = "data/ortho.tif"
 format = "webp"             # webp (with transparency) | png | jpeg
 cim_level = 1
+
+[[layers]]
+id = "reality"
+kind = "mesh"
+title = "Reality mesh (photogrammetry)"
+source = "data/reality"     # OBJ tiles + MTL + textures; CRS and origin from metadata.xml
+visible = false             # it covers the buildings and the ground it was made from: tick it to see it
+cim_level = 3
 """

@@ -77,6 +77,8 @@ registerKind("buildings", (layer, ctx) => load3DTiles(layer, ctx));
 registerKind("bim", (layer, ctx) => load3DTiles(layer, ctx));
 
 registerKind("cityjson", (layer, ctx) => load3DTiles(layer, ctx));
+// Reality meshes and models: textured GLB tiles (unlit materials, WebP textures), REPLACE LODs.
+registerKind("mesh", (layer, ctx) => load3DTiles(layer, ctx));
 
 registerKind("pointcloud", (layer, ctx) =>
   load3DTiles(layer, ctx, {
