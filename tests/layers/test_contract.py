@@ -330,6 +330,7 @@ def builtin_sources(tiny_sources, kind: str, tmp_path: Path) -> tuple[object, di
         "buildings": (tiny_sources.buildings, {"dem": tiny_sources.dem}),
         "bim": (tiny_sources.ifc[:1], {}),
         "pointcloud": (tiny_sources.lidar, {}),
+        "mesh": (tiny_sources.reality, {}),
     }[kind]
 
 
