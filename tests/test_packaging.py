@@ -83,7 +83,7 @@ def test_the_wheel_carries_the_viewer_and_the_layer_kinds(installed: Path) -> No
     viewer = Path(out["viewer"])
     assert viewer.is_relative_to(installed) and (viewer / "index.html").is_file()
     assert (viewer / "node_modules" / "cesium" / "Build" / "Cesium" / "Cesium.js").is_file()
-    assert out["kinds"] == ["bim", "buildings", "cityjson", "imagery", "pointcloud", "terrain"]
+    assert out["kinds"] == ["bim", "buildings", "cityjson", "imagery", "mesh", "pointcloud", "terrain"]
 
 
 def test_cim_serve_from_the_installed_package_serves_a_working_viewer(installed: Path, tiny_city: Path) -> None:
