@@ -46,7 +46,7 @@ def assert_shown(key: str, shown: str, expected: object) -> None:
 
 def test_viewer_loads_every_layer_and_renders(viewer: ViewerPage, built_city: BuiltCity) -> None:
     page = viewer.page
-    tiles_layers = [l["id"] for l in built_city.city["layers"] if l["kind"] in ("buildings", "bim", "pointcloud")]
+    tiles_layers = [l["id"] for l in built_city.city["layers"] if l["kind"] in ("buildings", "bim", "pointcloud", "mesh", "cityjson")]
     assert tiles_layers, "the sample city has no 3D Tiles layer"
     assert sorted(page.evaluate("Object.keys(window.cim.layers)")) == sorted(tiles_layers)
     assert page.evaluate("window.cim.ready") is True

@@ -213,7 +213,7 @@ def test_a_mesh_layer_becomes_an_integrated_mesh(tiny_city, tmp_path):
         ("terrain", "I3S has no terrain layer type"),
         ("imagery", "I3S has no imagery layer type"),
         ("lidar", "point-cloud layers are not exported"),
-        (".", "a built city, not a layer: give one of its layers (terrain, buildings, bim, lidar, imagery)"),
+        (".", "a built city, not a layer: give one of its layers (terrain, buildings, bim, lidar, imagery, reality)"),
         ("buildings/tiles", "not a built layer"),
     ],
 )
