@@ -29,15 +29,16 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
-from cim.server.api import api_search
+from cim.server import api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
+from cim.server.openapi import Operation, add_operations, operation
 from cim.server.security import (
     MAX_BODY,
     add_security_headers,
@@ -487,7 +488,39 @@ async def _api_city(request: web.Request) -> web.Response:
 
 
 async def _api_health(request: web.Request) -> web.Response:
+    """``{"status": "ok", "worker": PID}``."""
     return web.json_response({"status": "ok", "worker": os.getpid()}, headers={"Cache-Control": "no-store"})
+
+
+def _documented(method: str, path: str, handler: Handler, summary: str, tag: str, **kw: Any) -> Operation:
+    """An operation of a handler that reads the request itself (no query parameters)."""
+
+    async def handle(request: web.Request, params: dict[str, Any]) -> web.StreamResponse:
+        return await handler(request)
+
+    handle.__name__ = handler.__name__.lstrip("_")
+    return operation(method, path, summary=summary, tag=tag, description=(handler.__doc__ or "").strip(), **kw)(handle)
+
+
+_BASE_OPERATIONS: tuple[Operation, ...] = (
+    _documented("GET", "/api/health", _api_health, "Liveness, and which server process answered", "meta"),
+    _documented("GET", "/api/city", _api_city, "The city: its layers as this user may see them (city.json)", "city"),
+    _documented(
+        "POST",
+        "/api/login",
+        api_login,
+        "Sign in: sets an HttpOnly session cookie",
+        "account",
+        body={
+            "type": "object",
+            "properties": {"user": {"type": "string"}, "password": {"type": "string"}},
+            "required": ["user", "password"],
+        },
+        extra_responses={401: "Wrong user name or password."},
+    ),
+    _documented("POST", "/api/logout", api_logout, "Sign out: ends the session", "account"),
+    _documented("GET", "/api/me", api_me, "Who this request is, and whether the city has accounts", "account"),
+)
 
 
 @web.middleware
@@ -534,7 +567,8 @@ def create_app(
     -------
     aiohttp.web.Application
         Routes ``/``, ``/{path}``, ``/cesium/{path}``, ``/city/{path}``, ``/api/city``,
-        ``/api/search``, ``/api/login``, ``/api/logout``, ``/api/me`` and ``/api/health``;
+        ``/api/search``, ``/api/login``, ``/api/logout``, ``/api/me``, ``/api/health`` and
+        ``/api/openapi.json`` (the operations of :mod:`cim.server.openapi`);
         access rules and audit trail as :mod:`cim.server.security` describes; state under :data:`CITY_DIR` and :data:`VIEWER_DIR` (both resolved).
 
     Raises
@@ -555,12 +589,9 @@ def create_app(
     setup_security(app, city_root, audit=audit)
     app.on_response_prepare.append(_add_cors_headers)
     app.on_response_prepare.append(add_security_headers)
-    app.router.add_get("/api/health", _api_health)
-    app.router.add_get("/api/city", _api_city)
-    app.router.add_get("/api/search", api_search)
-    app.router.add_post("/api/login", api_login)
-    app.router.add_post("/api/logout", api_logout)
-    app.router.add_get("/api/me", api_me)
+    # the documented JSON API (cim/server/openapi.py): one line per module that declares operations
+    add_operations(app, _BASE_OPERATIONS)
+    add_operations(app, api.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
