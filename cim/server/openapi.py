@@ -272,7 +272,7 @@ async def json_body(request: web.Request, schema: Mapping[str, Any]) -> dict[str
     except (ValueError, UnicodeDecodeError):
         raise CimInputError("the request body is not valid JSON") from None
     check_value("body", value, schema)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -410,4 +410,7 @@ def _error_content() -> dict[str, Any]:
 
 def operations_of(app: web.Application) -> list[Operation]:
     """The operations :func:`add_operations` routed in ``app``."""
-    return list(app.get(OPERATIONS, []))
+    if OPERATIONS not in app:
+        return []
+    routed: list[Operation] = app[OPERATIONS]
+    return list(routed)
