@@ -258,7 +258,8 @@ def export_i3s(layer_dir: str | Path, out: str | Path, *, name: str | None = Non
     triangles = 0
     for node in nodes:
         if node.tile is not None and node.tile.content is not None:
-            primitives, tables = [], []
+            primitives: list[Primitive] = []
+            tables: list[Table] = []
             for tile in (*node.added, node.tile):
                 assert tile.content is not None
                 prims, tabs = read_tile_content(tile.content, tile.transform)
