@@ -41,7 +41,13 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--preset", type=click.Choice(["tiny", "district", "city"]), default="tiny", show_default=True, help="How much of the city.")
+@click.option(
+    "--preset",
+    type=click.Choice(["tiny", "district", "city", "survey"]),
+    default="tiny",
+    show_default=True,
+    help="How much of the city: tiny (a few blocks), district (4 km²), city (120 km², 0.9 GB), survey (city at 8 pts/m², 8 GB).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same city.")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @common
