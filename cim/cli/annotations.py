@@ -16,7 +16,7 @@ import click
 
 from cim.cli.options import common, console, handle_errors, setup_logging
 
-__all__ = ["annotations"]
+__all__ = ["annotations_group"]
 
 CITY = click.argument("city_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 BBOX = click.option("--bbox", help="Only notes touching west,south,east,north (degrees).")
@@ -36,12 +36,12 @@ def _bbox(text: str | None) -> list[float] | None:
     return values
 
 
-@click.group()
-def annotations() -> None:
+@click.group("annotations")
+def annotations_group() -> None:
     """Notes (pins, polylines, polygons) placed on a city in the viewer: list and export them."""
 
 
-@annotations.command("export")
+@annotations_group.command("export")
 @CITY
 @click.option(
     "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="GeoJSON file to write [default: standard output]."
@@ -66,7 +66,7 @@ def annotations_export(city_dir: Path, out: Path | None, bbox: str | None, verbo
         console.print(f"{count} annotation(s) → {out}", highlight=False)
 
 
-@annotations.command("list")
+@annotations_group.command("list")
 @CITY
 @BBOX
 @handle_errors
