@@ -61,7 +61,7 @@ def open_with_layers(browser: object, base_url: str, shots: Path, keep: set[str]
 def two(browser: object, notes_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ViewerPage, ViewerPage]]:
     """The viewer in two browser contexts (two cookie jars), loading side by side."""
     shots = tmp_path_factory.mktemp("annotation-shots")
-    first = open_with_layers(browser, notes_server.base_url, shots, {"buildings", "terrain"})
+    first = open_with_layers(browser, notes_server.base_url, shots, {"buildings"})
     second = open_with_layers(browser, notes_server.base_url, shots, set())
     try:
         first.wait_ready()
