@@ -486,8 +486,9 @@ def _note(row: Sequence[Any], reader: Author | None) -> dict[str, Any]:
 
 
 def to_geojson(notes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of notes: a pin is a Point, a polyline a LineString, a polygon
-    a Polygon (its ring closed); id, kind, title, text, author and times are properties."""
+    """A GeoJSON FeatureCollection of notes (RFC 7946): a pin is a Point, a polyline a LineString,
+    a polygon a Polygon (its ring closed, counterclockwise); id, kind, title, text, author and
+    times are properties."""
     features = []
     for note in notes:
         coords = [list(v) for v in note["coordinates"]]
@@ -497,10 +498,20 @@ def to_geojson(notes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         elif note["kind"] == "polyline":
             geometry = {"type": "LineString", "coordinates": coords}
         else:
+            if _signed_area(coords) < 0:  # RFC 7946: an exterior ring runs counterclockwise
+                coords = [coords[0], *reversed(coords[1:])]
             geometry = {"type": "Polygon", "coordinates": [[*coords, coords[0]]]}
         properties = {key: note[key] for key in ("kind", "title", "text", "author", "created", "updated")}
         features.append({"type": "Feature", "id": note["id"], "geometry": geometry, "properties": properties})
     return {"type": "FeatureCollection", "features": features}
+
+
+def _signed_area(ring: Sequence[Sequence[float]]) -> float:
+    """Twice the signed area of an open ring in lon/lat (positive: counterclockwise)."""
+    total = 0.0
+    for (x0, y0, *_), (x1, y1, *_) in zip(ring, [*ring[1:], ring[0]]):
+        total += x0 * y1 - x1 * y0
+    return total
 
 
 def geojson_bytes(notes: Sequence[Mapping[str, Any]]) -> bytes:

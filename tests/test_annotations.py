@@ -105,3 +105,14 @@ def test_concurrent_writers_each_get_their_own_note(city):
     total, notes = store.page(limit=-1)
     assert total == 60 and len({n["id"] for n in notes}) == 60
     assert sorted(n["text"] for n in notes) == sorted(f"{n}-{i}" for n in range(4) for i in range(15))
+
+
+def test_polygons_export_counterclockwise_whichever_way_they_were_drawn(city):
+    store = AnnotationStore(city)
+    square = [[105.731, 34.582, 1150.0], [105.733, 34.582, 1151.0], [105.733, 34.5835, 1152.0], [105.731, 34.5835, 1153.0]]
+    store.create(WANG, "polygon", square, "counterclockwise")
+    store.create(WANG, "polygon", square[::-1], "clockwise")
+    for feature in json.loads(geojson_bytes(store.all()))["features"]:
+        ring = feature["geometry"]["coordinates"][0]
+        assert shapely.LinearRing(ring).is_ccw, feature["properties"]["text"]
+        assert sorted(map(tuple, ring[:-1])) == sorted(map(tuple, square))  # the same vertices, heights kept
