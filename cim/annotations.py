@@ -258,10 +258,13 @@ class AnnotationStore:
                 con = sqlite3.connect(f"{self.path.resolve().as_uri()}?{query}", uri=True, timeout=10.0)
                 con.execute("SELECT 1 FROM annotations LIMIT 1").fetchall()
                 break
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 if con is not None:
                     con.close()
                 con = None
+                if "no such table" in str(exc):  # made this instant by a first writer: nothing in it yet
+                    yield None
+                    return
         if con is None:
             raise CimIOError(f"{ACCESS_DIR}/{ANNOTATIONS_NAME} cannot be read (damaged, or not an annotations database)")
         try:

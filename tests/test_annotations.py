@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cim.annotations import AnnotationStore, Author, geojson_bytes
 from cim.cli.main import cli
+from cim.errors import CimIOError
 
 WANG = Author.user("wang")
 BROWSER = Author.browser("k" * 43)
@@ -116,3 +117,13 @@ def test_polygons_export_counterclockwise_whichever_way_they_were_drawn(city):
         ring = feature["geometry"]["coordinates"][0]
         assert shapely.LinearRing(ring).is_ccw, feature["properties"]["text"]
         assert sorted(map(tuple, ring[:-1])) == sorted(map(tuple, square))  # the same vertices, heights kept
+
+
+def test_a_database_being_made_reads_as_empty_and_a_foreign_file_is_an_error(city):
+    store = AnnotationStore(city)
+    store.path.parent.mkdir()
+    store.path.touch()  # what a first writer's connect leaves before its schema is in
+    assert store.page() == (0, [])
+    store.path.write_bytes(b"not a database at all, but long enough to be read as one" * 100)
+    with pytest.raises(CimIOError, match="cannot be read"):
+        store.page()
