@@ -206,6 +206,8 @@ export function annotationTool(viewer) {
   /** @type {{ user: string | null, accounts: boolean, anonymous: boolean }} */
   let me = { user: null, accounts: false, anonymous: true };
   let refreshing = Promise.resolve();
+  /** @type {number | undefined} */
+  let poller;
 
   /** @param {string} text @param {boolean} [error] */
   function say(text, error = false) {
@@ -348,7 +350,9 @@ export function annotationTool(viewer) {
           render();
         }
       } catch (error) {
-        sayFailure(error);
+        // a server without the annotations API (a static copy of the city): no panel, no polling
+        if (/** @type {{ status?: number }} */ (error).status === 404) stopPolling();
+        else sayFailure(error);
       }
     });
     return refreshing;
@@ -562,11 +566,17 @@ export function annotationTool(viewer) {
     }
     if (me.accounts && !me.user) hint.textContent = t("signIn");
     if (me.accounts && !me.anonymous && !me.user) return; // a closed city: nothing to list before signing in
-    void refresh();
-    window.setInterval(() => {
+    poller = window.setInterval(() => {
       if (!document.hidden) void refresh();
     }, POLL_MS);
+    void refresh();
   })();
+
+  function stopPolling() {
+    panel.hidden = true;
+    if (poller !== undefined) window.clearInterval(poller);
+    poller = undefined;
+  }
 
   return {
     refresh,
