@@ -24,6 +24,7 @@ import click
 
 from cim._version import __version__
 from cim.cli.admin import access, audit, users
+from cim.cli.annotations import annotations_group
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
@@ -89,6 +90,7 @@ def build(recipe: Path, out: Path | None, engine: Engine, verbose: int, quiet: b
 cli.add_command(users)
 cli.add_command(access)
 cli.add_command(audit)
+cli.add_command(annotations_group)
 cli.add_command(
     KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
 )

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
+from cim.server import annotations as annotations_api
 from cim.server import api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
@@ -592,6 +593,7 @@ def create_app(
     # the documented JSON API (cim/server/openapi.py): one line per module that declares operations
     add_operations(app, _BASE_OPERATIONS)
     add_operations(app, api.OPERATIONS)
+    add_operations(app, annotations_api.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
