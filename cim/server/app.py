@@ -533,7 +533,7 @@ async def _preflight_middleware(request: web.Request, handler: Handler) -> web.S
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type, Authorization",
             "Access-Control-Max-Age": "86400",
             "Allow": "GET, HEAD, POST, OPTIONS",
