@@ -24,6 +24,7 @@ import click
 
 from cim._version import __version__
 from cim.cli.admin import access, audit, users
+from cim.cli.analyse import analyse
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
@@ -89,6 +90,7 @@ cli.add_command(
 
 
 cli.add_command(export)
+cli.add_command(analyse)
 
 
 @cli.command()
