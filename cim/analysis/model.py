@@ -13,7 +13,8 @@ Built with the city (``cim build`` runs :func:`build_model` after the layers) in
   a metre matters (line of sight) come from the prisms.
 - **Prisms**: each building's footprint rings (exterior counter-clockwise, holes clockwise),
   its base (the lowest ground under the footprint, as the buildings layer stands it) and top,
-  its id and use.
+  its id and use. A footprint that a BIM model replaces in the tiles keeps its prism here: it
+  stands for the model (its footprint and height attribute), in place of the model's mesh.
 
 The files are ``.npy`` arrays and a ``model.json``, each written atomically; the same sources
 give the same bytes.
@@ -34,8 +35,8 @@ from pyproj import CRS
 
 from cim.crs import crs_label, from_lonlat, parse_crs, to_lonlat
 from cim.errors import CimInputError, CimIOError, CimNotFound
-from cim.kernels.rays import block_max
 from cim.kernels.raster import bilinear_sample
+from cim.kernels.rays import block_max
 from cim.store import atomic_path, atomic_write_json
 
 __all__ = [
@@ -118,7 +119,9 @@ class Prisms:
         return prisms_from_polygons(self.footprints[rows], self.base[rows], self.top[rows], self.ids[rows], self.uses[rows])
 
 
-def prisms_from_polygons(polygons: np.ndarray, base: np.ndarray, top: np.ndarray, ids: np.ndarray, uses: np.ndarray | None = None) -> Prisms:
+def prisms_from_polygons(
+    polygons: np.ndarray, base: np.ndarray, top: np.ndarray, ids: np.ndarray, uses: np.ndarray | None = None
+) -> Prisms:
     """Prisms from footprint polygons (valid Polygon/MultiPolygon) and their heights."""
     from cim.sources.footprints import footprint_rings
 
@@ -174,7 +177,8 @@ class SurfaceModel:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.dem.shape  # type: ignore[return-value]
+        rows, cols = self.dem.shape
+        return int(rows), int(cols)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -320,7 +324,9 @@ def model_from_polygons(
     prisms = prisms_from_polygons(polygons, bases, bases + heights, np.asarray(ids, dtype=object), uses)
     dsm, owner = _burn(dem, prisms, x0, y0, res)
     rows, cols = dem.shape
-    return SurfaceModel(crs, float(x0), float(y0), float(res), dem, dsm, owner, prisms, _true_north(crs, x0 + cols * res / 2, y0 - rows * res / 2), name)
+    return SurfaceModel(
+        crs, float(x0), float(y0), float(res), dem, dsm, owner, prisms, _true_north(crs, x0 + cols * res / 2, y0 - rows * res / 2), name
+    )
 
 
 def _lowest_ground(polygons: np.ndarray, dem: np.ndarray, x0: float, y0: float, res: float) -> np.ndarray:
@@ -372,7 +378,9 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
         if spec.kind != "buildings":
             continue
         opts: Any = registry.get("buildings").options(spec.options, where=f"layer {spec.id}", base=spec.base)
-        table = read_footprints(spec.source, crs=opts.crs or rec.crs, layer=opts.layer, id_attr=opts.id_attr, crs_override=opts.crs_override)
+        table = read_footprints(
+            spec.source, crs=opts.crs or rec.crs, layer=opts.layer, id_attr=opts.id_attr, crs_override=opts.crs_override
+        )
         if crs is None:
             crs = table.crs
         geoms = table.geometries
@@ -414,7 +422,9 @@ def _several(rec: Any, kind: str) -> bool:
     return sum(1 for spec in rec.layers if spec.kind == kind) > 1
 
 
-def _terrain_grid(dem_path: Path | None, crs: CRS, polygons: np.ndarray, resolution: float | None) -> tuple[np.ndarray, float, float, float]:
+def _terrain_grid(
+    dem_path: Path | None, crs: CRS, polygons: np.ndarray, resolution: float | None
+) -> tuple[np.ndarray, float, float, float]:
     """The terrain on the model's grid: the DEM's own grid when it is in ``crs`` with cells of
     1–2 m (or the cell size asked for), else resampled (bilinear) over its extent."""
     import rasterio
@@ -479,7 +489,9 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
     for name, array in arrays.items():
         with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-    atomic_write_json(folder / "buildings.json", {"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}, pretty=False)
+    atomic_write_json(
+        folder / "buildings.json", {"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}, pretty=False
+    )
     rows, cols = model.shape
     atomic_write_json(
         folder / "model.json",

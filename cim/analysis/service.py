@@ -45,7 +45,11 @@ _POLYGON = {
 _PROPOSAL = {
     "type": "object",
     "description": "A massing proposal: a footprint and a height (m above the ground) replacing the buildings it covers.",
-    "properties": {"polygon": _POLYGON, "height": {"type": "number", "minimum": 0.1, "maximum": 1000}, "id": {"type": "string", "maxLength": 64}},
+    "properties": {
+        "polygon": _POLYGON,
+        "height": {"type": "number", "minimum": 0.1, "maximum": 1000},
+        "id": {"type": "string", "maxLength": 64},
+    },
     "required": ["polygon", "height"],
     "additionalProperties": False,
 }
@@ -190,9 +194,10 @@ def _raster_polygons(model: SurfaceModel, mask: np.ndarray, window: tuple[slice,
     if not mask.any():
         return shapely.MultiPolygon()
     transform = from_origin(model.x0 + window[1].start * model.res, model.y0 - window[0].start * model.res, model.res, model.res)
+    # the regions rasterio traces are disjoint: one MultiPolygon, no union needed; collinear
+    # vertices along cell edges dropped
     polys = [shapely.geometry.shape(g) for g, _ in shapes(mask.astype(np.uint8), mask=mask, transform=transform)]
-    merged = shapely.union_all(polys)
-    return shapely.simplify(merged, model.res * 0.01)
+    return shapely.simplify(shapely.MultiPolygon(polys), model.res * 0.01, preserve_topology=False)
 
 
 def _r(value: float, digits: int = 3) -> float | None:
@@ -213,7 +218,11 @@ def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[Su
     prisms = model.prisms
     near = prisms.tree.query(poly, predicate="intersects")
     covered = np.array(
-        sorted(int(i) for i in near if shapely.area(shapely.intersection(prisms.footprints[i], poly)) > 0.5 * shapely.area(prisms.footprints[i])),
+        sorted(
+            int(i)
+            for i in near
+            if shapely.area(shapely.intersection(prisms.footprints[i], poly)) > 0.5 * shapely.area(prisms.footprints[i])
+        ),
         dtype=np.int64,
     )
     keep = np.setdiff1d(np.arange(len(prisms)), covered)
@@ -273,8 +282,18 @@ def _sunlight(model: SurfaceModel, req: dict[str, Any], after: SurfaceModel | No
         changes = []
         for b in answer_after["summary"]["buildings"]:
             prior = hours_before[b["id"]]
-            lost = None if prior["min_south_hours"] is None or b["min_south_hours"] is None else round(prior["min_south_hours"] - b["min_south_hours"], 3)
-            changes.append({"id": b["id"], "before": prior["min_south_hours"], "after": b["min_south_hours"], "lost": lost, "below_after": b["below"]})
+            changes.append(
+                {
+                    "id": b["id"],
+                    "mean_hours_before": prior["mean_hours"],
+                    "mean_hours_after": b["mean_hours"],
+                    "lost": None if prior["mean_hours"] is None or b["mean_hours"] is None else _r(prior["mean_hours"] - b["mean_hours"]),
+                    "min_south_hours_before": prior["min_south_hours"],
+                    "min_south_hours_after": b["min_south_hours"],
+                    "below_before": prior["below"],
+                    "below_after": b["below"],
+                }
+            )
         out = {
             "summary": {**out["summary"], "after": answer_after["summary"], "changes": changes},
             "geojson": answer_after["geojson"],
@@ -290,6 +309,7 @@ def _sunlight_answer(model: SurfaceModel, res: Any, req: dict[str, Any]) -> dict
             "id": str(model.prisms.ids[row]),
             "use": model.prisms.uses[row],
             "max_hours": _r(res.max_hours[k]),
+            "mean_hours": _r(res.mean_hours[k]),
             "min_south_hours": _r(res.min_south_hours[k]),
             "below": bool(res.below[k]),
         }
@@ -301,7 +321,10 @@ def _sunlight_answer(model: SurfaceModel, res: Any, req: dict[str, Any]) -> dict
             features.append(
                 {
                     "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [round(float(lon[i]), 8), round(float(lat[i]), 8), round(float(res.points.xyz[i, 2]), 2)]},
+                    "geometry": {
+                        "type": "Point",
+                        "coordinates": [round(float(lon[i]), 8), round(float(lat[i]), 8), round(float(res.points.xyz[i, 2]), 2)],
+                    },
                     "properties": {"building": str(model.prisms.ids[res.points.building[i]]), "hours": _r(res.hours[i])},
                 }
             )
@@ -326,7 +349,9 @@ def _shadow(model: SurfaceModel, req: dict[str, Any], after: SurfaceModel | None
 
     m = after or model
     area = _polygon(m, req["area"], "area")
-    res = ground_shadow(m, area, date=_date(req.get("date")), start=req["start"], end=req["end"], step_minutes=req["step"], max_distance=req["max_distance"])
+    res = ground_shadow(
+        m, area, date=_date(req.get("date")), start=req["start"], end=req["end"], step_minutes=req["step"], max_distance=req["max_distance"]
+    )
     fractions = res.shadow_fraction()
     features = [
         _feature(m, _raster_polygons(m, res.shadow[k], res.window), hour=_r(h, 4), shadow_fraction=_r(fractions[k], 4))
@@ -419,7 +444,10 @@ def _skyline_answer(m: SurfaceModel, sk: Any) -> dict[str, Any]:
             "buildings": [{"id": str(m.prisms.ids[i]), "azimuth_samples": int(n)} for i, n in zip(ids, counts)],
             "max_elevation": _r(float(np.nanmax(sk.elevation)) if ok.any() else float("nan"), 4),
         },
-        "geojson": {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords}, "properties": {"part": "skyline"}}]},
+        "geojson": {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords}, "properties": {"part": "skyline"}}],
+        },
     }
 
 
@@ -434,8 +462,17 @@ def _skyline(model: SurfaceModel, req: dict[str, Any], after: SurfaceModel | Non
         before_e, after_e = np.array(out["summary"]["elevation"], dtype=float), np.array(later["summary"]["elevation"], dtype=float)
         changed = np.abs(np.nan_to_num(after_e) - np.nan_to_num(before_e)) > 1e-6
         out = {
-            "summary": {**out["summary"], "after": later["summary"], "changed_azimuths": int(changed.sum()), "max_rise": _r(float(np.nanmax(after_e - before_e)), 4)},
-            "geojson": {"type": "FeatureCollection", "features": out["geojson"]["features"] + [dict(f, properties={"part": "skyline_after"}) for f in later["geojson"]["features"]]},
+            "summary": {
+                **out["summary"],
+                "after": later["summary"],
+                "changed_azimuths": int(changed.sum()),
+                "max_rise": _r(float(np.nanmax(after_e - before_e)), 4),
+            },
+            "geojson": {
+                "type": "FeatureCollection",
+                "features": out["geojson"]["features"]
+                + [dict(f, properties={"part": "skyline_after"}) for f in later["geojson"]["features"]],
+            },
         }
     return out
 
@@ -477,7 +514,10 @@ def _flood(model: SurfaceModel, req: dict[str, Any], after: SurfaceModel | None)
     depth = f.depth[f.depth > 0]
     buildings = [{"id": str(m.prisms.ids[i]), "depth": _r(d)} for i, d in zip(f.buildings, f.building_depth)]
     features = [_feature(m, _raster_polygons(m, np.nan_to_num(f.depth) > 0, f.window), part="water", level=req["level"])]
-    features += [_feature(m, m.prisms.footprints[i], part="building", id=str(m.prisms.ids[i]), depth=_r(d)) for i, d in zip(f.buildings, f.building_depth)]
+    features += [
+        _feature(m, m.prisms.footprints[i], part="building", id=str(m.prisms.ids[i]), depth=_r(d))
+        for i, d in zip(f.buildings, f.building_depth)
+    ]
     return {
         "summary": {
             "level": req["level"],

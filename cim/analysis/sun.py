@@ -62,7 +62,7 @@ def julian_day(when: _dt.datetime | np.ndarray) -> np.ndarray:
     if isinstance(when, _dt.datetime):
         if when.tzinfo is None:
             raise ValueError("julian_day needs a timezone-aware datetime (or datetime64 in UTC)")
-        when = np.array([np.datetime64(when.astimezone(_dt.timezone.utc).replace(tzinfo=None), "us")])
+        when = np.array([np.datetime64(when.astimezone(_dt.UTC).replace(tzinfo=None), "us")])
     seconds = (np.asarray(when, dtype="datetime64[us]") - np.datetime64("2000-01-01T12:00:00", "us")) / np.timedelta64(1, "s")
     return 2451545.0 + np.asarray(seconds, dtype=np.float64) / 86400.0
 
@@ -137,14 +137,12 @@ def sun_position(when: _dt.datetime | np.ndarray, lat: float, lon: float, *, ref
 
 def solar_day(year: int, month: int, day: int, lon: float) -> tuple[float, float]:
     """Declination (degrees) and equation of time (minutes) at the local true solar noon of a day."""
-    noon_utc = _dt.datetime(year, month, day, 12, tzinfo=_dt.timezone.utc) - _dt.timedelta(minutes=4.0 * lon)
+    noon_utc = _dt.datetime(year, month, day, 12, tzinfo=_dt.UTC) - _dt.timedelta(minutes=4.0 * lon)
     declination, eot = _sun_terms(julian_day(noon_utc))
     return float(declination[0]), float(eot[0])
 
 
-def sun_position_solar_time(
-    date: _dt.date, hours: np.ndarray, lat: float, lon: float, *, refract: bool = True
-) -> SunPosition:
+def sun_position_solar_time(date: _dt.date, hours: np.ndarray, lat: float, lon: float, *, refract: bool = True) -> SunPosition:
     """Sun positions at true solar times ``hours`` (0–24, 12 = transit) of a ``date``.
 
     The hour angle is ``15° × (hours - 12)`` exactly; the declination is taken at each instant

@@ -19,7 +19,7 @@ import numpy as np
 from cim.analysis.model import SurfaceModel
 from cim.analysis.sun import sun_position_solar_time, sun_vectors
 from cim.errors import CimInputError
-from cim.kernels.rays import march_heightfield
+from cim.kernels.rays import march_heightfield, shadow_heights
 
 __all__ = [
     "FacadePoints",
@@ -131,6 +131,7 @@ class SunlightResult:
     max_hours : (b,) float, the sunniest façade point's hours
     min_south_hours : (b,) float, the least sunny south-facing point's hours (the windows
         Chinese dwellings put their living rooms behind); NaN without south-facing walls
+    mean_hours : (b,) float, the mean over the building's façade points
     points : the façade points; ``hours`` their hours of sun
     threshold : hours; a building whose ``min_south_hours`` is below it fails
     """
@@ -138,6 +139,7 @@ class SunlightResult:
     buildings: np.ndarray
     max_hours: np.ndarray
     min_south_hours: np.ndarray
+    mean_hours: np.ndarray
     points: FacadePoints
     hours: np.ndarray
     threshold: float
@@ -185,23 +187,26 @@ def sunlight_hours(
     buildings = np.asarray(buildings, dtype=np.int64)
     _, altitude, sun = solar_samples(model, date, start, end, step_minutes)
     pts = facade_points(model, buildings, spacing=spacing, sill=sill)
-    m, s = len(pts.building), len(altitude)
-    hours = np.zeros(m)
+    m = len(pts.building)
+    hours: np.ndarray = np.zeros(m)
     up = altitude > 0
     if m and up.any():
         facing = (pts.normal @ sun[up, :2].T) > 0  # (m, s'): the sun in front of the wall
         pi, si = np.nonzero(facing)
         lit = sunlit(model, pts.xyz[pi], sun[up][si], max_distance=max_distance, skip=1.5 * model.res)
         hours = np.bincount(pi[lit], minlength=m) * step_minutes / 60.0
-    del s
     max_hours = np.full(len(buildings), np.nan)
     min_south = np.full(len(buildings), np.nan)
+    mean_hours = np.full(len(buildings), np.nan)
     if m:
         slot = np.searchsorted(buildings, pts.building) if np.all(np.diff(buildings) > 0) else _slots(buildings, pts.building)
         np.fmax.at(max_hours, slot, hours)
         south = pts.normal[:, 1] < -1e-9
         np.fmin.at(min_south, slot[south], hours[south])
-    return SunlightResult(buildings, max_hours, min_south, pts, hours, threshold)
+        counts = np.bincount(slot, minlength=len(buildings))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_hours = np.bincount(slot, weights=hours, minlength=len(buildings)) / counts
+    return SunlightResult(buildings, max_hours, min_south, mean_hours, pts, hours, threshold)
 
 
 def _slots(buildings: np.ndarray, of: np.ndarray) -> np.ndarray:
@@ -248,9 +253,13 @@ def ground_shadow(
     height: float = 0.0,
 ) -> ShadowResult:
     """Which cells of an area (a shapely polygon in the model's CRS) lie in shadow at each sun
-    sample (hourly by default), and each cell's hours of sun; ``height`` lifts the surface
-    tested above the ground (0: the ground; roofs in the area count as ground under them is
-    hidden, so their cells report the roof's own shadowing)."""
+    sample (hourly by default), and each cell's hours of sun.
+
+    A cell is in shadow when its surface (ground, or the roof over it), raised by ``height``
+    (and 5 cm, so a flat surface does not shade itself), lies below the shadow height swept
+    from the DSM towards the sun (:func:`cim.kernels.rays.shadow_heights`) over the cells up to
+    ``max_distance`` metres sunwards.
+    """
     if date is None:
         date = dt.date(dt.date.today().year, 1, 20)
     import shapely
@@ -258,21 +267,24 @@ def ground_shadow(
     if not isinstance(area, shapely.Geometry) or area.is_empty:
         raise CimInputError("the shadow area must be a polygon")
     hours, altitude, sun = solar_samples(model, date, start, end, step_minutes)
-    window = model.window(tuple(shapely.bounds(area)))
+    bounds = tuple(shapely.bounds(area))
+    window = model.window(bounds)
     inside = model.mask(area, window)
-    r, c = np.nonzero(inside)
-    r, c = r + window[0].start, c + window[1].start
-    x, y = model.cell_centres(r, c)
-    z = np.asarray(model.dsm[r, c], dtype=np.float64) + 0.05 + height
     shadow = np.zeros((len(hours), *inside.shape), dtype=bool)
-    lit_count = np.zeros(len(r))
+    sun_hours = np.zeros(inside.shape)
     for k in range(len(hours)):
         if altitude[k] <= 0:
             shadow[k][inside] = True
             continue
-        lit = sunlit(model, np.column_stack([x, y, z]), np.repeat(sun[k : k + 1], len(r), axis=0), max_distance=max_distance, skip=0.0)
-        shadow[k, r - window[0].start, c - window[1].start] = ~lit
-        lit_count += lit
-    sun_hours = np.zeros(inside.shape)
-    sun_hours[r - window[0].start, c - window[1].start] = lit_count * step_minutes / 60.0
+        u = sun[k, :2] / np.hypot(sun[k, 0], sun[k, 1])
+        xmin, ymin, xmax, ymax = bounds
+        dx, dy = u * max_distance
+        big = model.window((min(xmin, xmin + dx), min(ymin, ymin + dy), max(xmax, xmax + dx), max(ymax, ymax + dy)))
+        surface = np.asarray(model.dsm[big], dtype=np.float64)
+        heights = shadow_heights(surface, (u[0], u[1]), np.tan(np.radians(altitude[k])) * model.res)
+        rs = slice(window[0].start - big[0].start, window[0].stop - big[0].start)
+        cs = slice(window[1].start - big[1].start, window[1].stop - big[1].start)
+        dark = (surface[rs, cs] + 0.05 + height) < heights[rs, cs]
+        shadow[k] = dark & inside
+        sun_hours += (~dark & inside) * (step_minutes / 60.0)
     return ShadowResult(hours, window, inside, shadow, sun_hours, step_minutes)

@@ -108,7 +108,7 @@ def viewshed(model: SurfaceModel, x: float, y: float, eye_height: float, radius:
     shape = (window[0].stop - window[0].start, window[1].stop - window[1].start)
     seen = np.zeros(shape, dtype=bool)
     for a0 in range(0, n_az, 2048):
-        r, c, inside, dist, slope = _sweep(model, x, y, z, radius, azimuths[a0 : a0 + 2048], step)
+        r, c, inside, _, slope = _sweep(model, x, y, z, radius, azimuths[a0 : a0 + 2048], step)
         before = np.maximum.accumulate(slope, axis=1)
         prior = np.concatenate([np.full((len(slope), 1), -np.inf), before[:, :-1]], axis=1)
         vis = inside & (slope >= prior)
@@ -160,7 +160,9 @@ def viewshed_reference(model: SurfaceModel, x: float, y: float, eye_height: floa
     origin = np.repeat(np.array([[x, y, z]]), len(d), axis=0)
     # stop a cell short of the target, and test against the surface lowered a little so a
     # ray grazing the target's own roof plane is not its own obstacle
-    t, _, _ = march_heightfield(np.asarray(model.dsm) - 1e-3, model.x0, model.y0, model.res, origin, dirs, np.maximum(length - model.res, 0.0))
+    t, _, _ = march_heightfield(
+        np.asarray(model.dsm) - 1e-3, model.x0, model.y0, model.res, origin, dirs, np.maximum(length - model.res, 0.0)
+    )
     visible = np.isnan(t) | ~far
     state[r[visible], c[visible]] = 2
     return state

@@ -35,7 +35,9 @@ class HeightLimit:
         return self.excess > 1e-9
 
 
-def height_limit(model: SurfaceModel, zone: shapely.Geometry, limit: float, mode: Literal["absolute", "above_ground"] = "above_ground") -> HeightLimit:
+def height_limit(
+    model: SurfaceModel, zone: shapely.Geometry, limit: float, mode: Literal["absolute", "above_ground"] = "above_ground"
+) -> HeightLimit:
     """Check every building whose footprint meets ``zone`` (a polygon in the model's CRS)
     against ``limit``: an absolute height, or metres above the building's ground (its base)."""
     if mode not in ("absolute", "above_ground"):

@@ -78,7 +78,9 @@ def write_answer(answer: dict[str, Any], out: Path) -> None:
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([json.dumps(row[c], ensure_ascii=False) if isinstance(row.get(c), (list, dict)) else row.get(c, "") for c in columns])
+        writer.writerow(
+            [json.dumps(row[c], ensure_ascii=False) if isinstance(row.get(c), (list, dict)) else row.get(c, "") for c in columns]
+        )
     atomic_write_bytes(out, ("\ufeff" + buf.getvalue()).encode("utf-8"))
 
 
@@ -123,4 +125,7 @@ def model(recipe: Path, city_dir: Path, resolution: float | None, verbose: int, 
     m = build_model(recipe, city_dir, resolution=resolution)
     if not quiet:
         rows, cols = m.shape
-        console.print(f"surface model: {len(m.prisms):,} buildings, {rows:,} × {cols:,} cells of {m.res:g} m → {city_dir / 'analysis'}", highlight=False)
+        console.print(
+            f"surface model: {len(m.prisms):,} buildings, {rows:,} × {cols:,} cells of {m.res:g} m → {city_dir / 'analysis'}",
+            highlight=False,
+        )

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["block_max", "march_heightfield", "points_in_polygons", "radial_samples", "segment_prism_hits"]
+__all__ = ["block_max", "march_heightfield", "points_in_polygons", "radial_samples", "segment_prism_hits", "shadow_heights"]
 
 
 def _cross(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray) -> np.ndarray:
     return ax * by - ay * bx
 
 
-def points_in_polygons(px: np.ndarray, py: np.ndarray, edge_a: np.ndarray, edge_b: np.ndarray, pair_of_edge: np.ndarray, n_pairs: int) -> np.ndarray:
+def points_in_polygons(
+    px: np.ndarray, py: np.ndarray, edge_a: np.ndarray, edge_b: np.ndarray, pair_of_edge: np.ndarray, n_pairs: int
+) -> np.ndarray:
     """Even-odd point-in-polygon for (point, polygon) pairs given as (pair, edge) rows.
 
     Parameters
@@ -150,7 +152,7 @@ def _pairs_hits(
     t_pair = t_wall
     pp, qp = p[seg], q[seg]
     dz = qp[:, 2] - pp[:, 2]
-    for level, strict in ((top[prism], False), (base[prism], False), (None, True)):
+    for level in (top[prism], base[prism], None):
         if level is None:
             tc = np.zeros(npairs)
             ok = (pp[:, 2] > base[prism]) & (pp[:, 2] < top[prism])
@@ -297,3 +299,55 @@ def radial_samples(
     x = centre[0] + np.sin(az)[:, None] * dist[None, :]
     y = centre[1] + np.cos(az)[:, None] * dist[None, :]
     return x, y, dist
+
+
+def shadow_heights(grid: np.ndarray, toward_sun: tuple[float, float], tan_altitude: float) -> np.ndarray:
+    """The height below which each cell lies in the shadow of the cells towards the sun.
+
+    ``S(p) = max over k ≥ 1 of grid(p + k·s·u) - k·s·tan(alt)``: a sweep along the sun's
+    direction ``u``, one column (or row) at a time, with ``s`` the step that moves one column
+    (row) and a linear interpolation across rows (columns). Cells beyond the grid cast nothing.
+
+    Parameters
+    ----------
+    grid : (rows, cols) float, surface heights (NaN: nothing), cells of one unit of length
+    toward_sun : (east, north), the sun's horizontal direction (need not be unit)
+    tan_altitude : tan of the sun's altitude, per unit of horizontal length
+
+    Returns
+    -------
+    (rows, cols) float64, ``-inf`` where nothing towards the sun rises above the sun's rays
+    """
+    ux, uy = float(toward_sun[0]), float(toward_sun[1])
+    norm = np.hypot(ux, uy)
+    if norm == 0:
+        raise ValueError("the sun's horizontal direction is zero (sun at the zenith)")
+    ux, uy = ux / norm, uy / norm
+    g = np.where(np.isnan(grid), -np.inf, np.asarray(grid, dtype=np.float64))
+    # sweep along columns when the sun moves more east–west than north–south, else along rows
+    # (work on the transpose: its columns are the rows; "east" is then south, rows run east)
+    if abs(ux) >= abs(uy):
+        along, across, work = ux, -uy, g
+    else:
+        along, across, work = -uy, ux, g.T
+    step = 1.0 / abs(along)  # horizontal length of one column's move
+    shift = across * step  # rows moved per column (rows run the other way from north)
+    drop = step * tan_altitude
+    n_rows, n_cols = work.shape
+    out = np.full(work.shape, -np.inf)
+    order = range(n_cols - 2, -1, -1) if along > 0 else range(1, n_cols)
+    prev = n_cols - 1 if along > 0 else 0
+    rows = np.arange(n_rows, dtype=np.float64)
+    lo_frac = shift - np.floor(shift)
+    base = int(np.floor(shift))
+    for c in order:
+        upstream = np.maximum(work[:, prev], out[:, prev])  # what stands, or already shades, one column sunwards
+        r0 = rows.astype(np.int64) + base
+        r1 = r0 + 1
+        v0 = np.where((r0 >= 0) & (r0 < n_rows), upstream[np.clip(r0, 0, n_rows - 1)], -np.inf)
+        v1 = np.where((r1 >= 0) & (r1 < n_rows), upstream[np.clip(r1, 0, n_rows - 1)], -np.inf)
+        # between the two rows; a neighbour beyond the grid (-inf) leaves -inf
+        value = v0 if lo_frac == 0.0 else (1 - lo_frac) * v0 + lo_frac * v1
+        out[:, c] = value - drop
+        prev = c
+    return out if work is g else out.T

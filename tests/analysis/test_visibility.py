@@ -9,6 +9,9 @@ from cim.analysis.visibility import sightline, skyline, viewshed, viewshed_refer
 from cim.errors import CimInputError
 from tests.analysis.scenes import GROUND, X0, Y0, boxes_model
 
+UP = np.array([0.0, 0.0, 1.0])
+EAST = np.array([1.0, 0.0, 0.0])
+
 
 def test_a_wall_between_two_points_blocks_the_line_of_sight() -> None:
     m = boxes_model([(100, 100, 140, 102, 10.0)])  # a wall 40 m long, 2 m thick, 10 m high
@@ -19,11 +22,11 @@ def test_a_wall_between_two_points_blocks_the_line_of_sight() -> None:
     assert s.distance == pytest.approx(40.0)
     np.testing.assert_allclose(s.point, [X0 + 120, Y0 + 100, GROUND + 1.5])
     # over the wall's top, and beside it, the line is clear
-    assert sightline(m, a + [0, 0, 20], b + [0, 0, 20]).visible
-    assert sightline(m, a + [30, 0, 0], b + [30, 0, 0]).visible
+    assert sightline(m, a + 20 * UP, b + 20 * UP).visible
+    assert sightline(m, a + 30 * EAST, b + 30 * EAST).visible
     # a line just grazing below the top is blocked, just above is not
-    assert not sightline(m, a + [0, 0, 8.4], b + [0, 0, 8.4]).visible
-    assert sightline(m, a + [0, 0, 8.6], b + [0, 0, 8.6]).visible
+    assert not sightline(m, a + 8.4 * UP, b + 8.4 * UP).visible
+    assert sightline(m, a + 8.6 * UP, b + 8.6 * UP).visible
 
 
 def test_terrain_blocks_the_line_of_sight() -> None:
