@@ -193,9 +193,11 @@ class SurfaceModel:
         return float(lon[0]), float(lat[0])
 
     @cached_property
-    def blocks(self) -> tuple[int, np.ndarray]:
-        """``(BLOCK, the highest DSM cell of each BLOCK × BLOCK tile)`` for ray skipping."""
-        return BLOCK, block_max(self.dsm, BLOCK)
+    def blocks(self) -> list[tuple[int, np.ndarray]]:
+        """``(n, the highest DSM cell of each n × n tile)`` for n = BLOCK and 8 × BLOCK, for
+        rays to skip what they pass above."""
+        fine = block_max(self.dsm, BLOCK)
+        return [(BLOCK, fine), (8 * BLOCK, block_max(fine, 8))]
 
     def to_xy(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
         """Longitude/latitude degrees → grid CRS metres."""

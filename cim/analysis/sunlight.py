@@ -24,6 +24,7 @@ from cim.kernels.rays import march_heightfield, shadow_heights
 __all__ = [
     "FacadePoints",
     "RESIDENTIAL",
+    "SOUTH_COS",
     "SunlightResult",
     "ShadowResult",
     "facade_points",
@@ -35,6 +36,8 @@ __all__ = [
 
 #: values of the ``use`` attribute that mean housing
 RESIDENTIAL = ("residential", "住宅", "居住")
+#: a wall is south-facing when its outward normal lies within 45° of due south
+SOUTH_COS = float(np.cos(np.radians(45.0)))
 
 
 @dataclass
@@ -129,8 +132,8 @@ class SunlightResult:
     ----------
     buildings : (b,) int64, the buildings analysed (rows of the model's prisms)
     max_hours : (b,) float, the sunniest façade point's hours
-    min_south_hours : (b,) float, the least sunny south-facing point's hours (the windows
-        Chinese dwellings put their living rooms behind); NaN without south-facing walls
+    min_south_hours : (b,) float, the least sunny south-facing point's hours (walls facing
+        within 45° of south, where Chinese dwellings put their living rooms); NaN without any
     mean_hours : (b,) float, the mean over the building's façade points
     points : the façade points; ``hours`` their hours of sun
     threshold : hours; a building whose ``min_south_hours`` is below it fails
@@ -201,7 +204,7 @@ def sunlight_hours(
     if m:
         slot = np.searchsorted(buildings, pts.building) if np.all(np.diff(buildings) > 0) else _slots(buildings, pts.building)
         np.fmax.at(max_hours, slot, hours)
-        south = pts.normal[:, 1] < -1e-9
+        south = pts.normal[:, 1] < -SOUTH_COS  # walls facing within 45° of due (grid) south
         np.fmin.at(min_south, slot[south], hours[south])
         counts = np.bincount(slot, minlength=len(buildings))
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -202,7 +202,7 @@ def march_heightfield(
     *,
     t_start: float | np.ndarray = 0.0,
     step: float | None = None,
-    blocks: tuple[int, np.ndarray] | None = None,
+    blocks: tuple[int, np.ndarray] | list[tuple[int, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """First place where each ray passes below the height field.
 
@@ -215,7 +215,8 @@ def march_heightfield(
     max_dist : float or (n,) float, the longest distance to march (along the ray)
     t_start : float or (n,), where marching starts (skips the start's own cell)
     step : distance between samples (default ``res / 2``)
-    blocks : ``(block, block_max(grid, block))`` to skip tiles a ray passes above
+    blocks : ``(block, block_max(grid, block))``, or a list of them (any sizes), to skip the
+        tiles a ray passes above: the largest clear tile is skipped at once
 
     Returns
     -------
@@ -242,10 +243,8 @@ def march_heightfield(
     limit = np.broadcast_to(np.asarray(max_dist, dtype=np.float64), (n,))
     active = np.arange(n)
     t = np.broadcast_to(np.asarray(t_start, dtype=np.float64), (n,)).copy()
-    if blocks is not None:
-        bsize, bmax = blocks
-        bflat = bmax.ravel()
-        bcols = bmax.shape[1]
+    levels = [] if blocks is None else [blocks] if isinstance(blocks, tuple) else list(blocks)
+    levels = sorted(levels, key=lambda level: -level[0])  # coarse first
     while len(active):
         o, d, ta = origins[active], dirs[active], t[active]
         x = o[:, 0] + ta * d[:, 0]
@@ -260,18 +259,25 @@ def march_heightfield(
         t_hit[hit], row_hit[hit], col_hit[hit] = ta[below], r[below], c[below]
         going = inside & ~below
         advance = np.full(len(active), step)
-        if blocks is not None and going.any():
+        if levels and going.any():
             # inside a tile whose highest cell lies below the ray all the way across: jump out
-            br, bc = r // bsize, c // bsize
-            bx0 = x0 + bc * bsize * res
-            by1 = y0 - br * bsize * res
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tx = np.where(d[:, 0] > 0, (bx0 + bsize * res - x) / d[:, 0], np.where(d[:, 0] < 0, (bx0 - x) / d[:, 0], np.inf))
-                ty = np.where(d[:, 1] > 0, (by1 - y) / d[:, 1], np.where(d[:, 1] < 0, (by1 - bsize * res - y) / d[:, 1], np.inf))
-            exit_t = np.minimum(tx, ty)
-            low = np.minimum(z, z + exit_t * d[:, 2])
-            clear = going & np.isfinite(exit_t) & (low > bflat[np.where(going, br * bcols + bc, 0)])
-            advance = np.where(clear, np.maximum(exit_t + 1e-6, step), step)
+            # of the largest such tile
+            todo = going.copy()
+            for bsize, bmax in levels:
+                if not todo.any():
+                    break
+                br, bc = r // bsize, c // bsize
+                bx0 = x0 + bc * bsize * res
+                by1 = y0 - br * bsize * res
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tx = np.where(d[:, 0] > 0, (bx0 + bsize * res - x) / d[:, 0], np.where(d[:, 0] < 0, (bx0 - x) / d[:, 0], np.inf))
+                    ty = np.where(d[:, 1] > 0, (by1 - y) / d[:, 1], np.where(d[:, 1] < 0, (by1 - bsize * res - y) / d[:, 1], np.inf))
+                exit_t = np.minimum(tx, ty)
+                low = np.minimum(z, z + exit_t * d[:, 2])
+                flat_max = bmax.ravel()
+                clear = todo & np.isfinite(exit_t) & (low > flat_max[np.where(todo, br * bmax.shape[1] + bc, 0)])
+                advance = np.where(clear, np.maximum(exit_t + 1e-6, step), advance)
+                todo &= ~clear
         t[active] = ta + advance
         active = active[going]
     return t_hit, row_hit, col_hit
