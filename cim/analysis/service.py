@@ -308,6 +308,8 @@ def _sunlight_answer(model: SurfaceModel, res: Any, req: dict[str, Any]) -> dict
         props = {
             "id": str(model.prisms.ids[row]),
             "use": model.prisms.uses[row],
+            "base": _r(model.prisms.base[row], 2),
+            "top": _r(model.prisms.top[row], 2),
             "max_hours": _r(res.max_hours[k]),
             "mean_hours": _r(res.mean_hours[k]),
             "min_south_hours": _r(res.min_south_hours[k]),
