@@ -44,13 +44,17 @@ _POLYGON = {
 }
 _PROPOSAL = {
     "type": "object",
-    "description": "A massing proposal: a footprint and a height (m above the ground) replacing the buildings it covers.",
+    "description": (
+        "A massing proposal replacing the buildings it covers: a footprint (`polygon`, or a GeoJSON Polygon "
+        "geometry or Feature in `geojson`) and a `height` in metres above the ground (or the Feature's "
+        "`properties.height`)."
+    ),
     "properties": {
         "polygon": _POLYGON,
+        "geojson": {"type": "object", "description": "A GeoJSON Polygon, or a Feature of one, in longitude/latitude."},
         "height": {"type": "number", "minimum": 0.1, "maximum": 1000},
         "id": {"type": "string", "maxLength": 64},
     },
-    "required": ["polygon", "height"],
     "additionalProperties": False,
 }
 _DATE = {"type": "string", "maxLength": 10, "description": "YYYY-MM-DD (default: 大寒, 20 January of this year)."}
@@ -211,10 +215,34 @@ def _ids(model: SurfaceModel, rows: np.ndarray) -> list[str]:
 # -- proposals -------------------------------------------------------------------------------
 
 
+def _proposal_shape(proposal: Mapping[str, Any]) -> tuple[list[list[float]], float]:
+    """The proposal's outer ring ([lon, lat] pairs) and height, from ``polygon`` or ``geojson``."""
+    if "polygon" in proposal:
+        ring = proposal["polygon"]
+        height = proposal.get("height")
+    elif "geojson" in proposal:
+        doc = proposal["geojson"]
+        geom = doc.get("geometry") if doc.get("type") == "Feature" else doc
+        props = (doc.get("properties") or {}) if doc.get("type") == "Feature" else {}
+        if not isinstance(geom, dict) or geom.get("type") != "Polygon" or not geom.get("coordinates"):
+            raise CimInputError("proposal.geojson must be a GeoJSON Polygon or a Feature of one")
+        ring = geom["coordinates"][0]
+        height = proposal.get("height", props.get("height"))
+    else:
+        raise CimInputError("proposal needs a polygon or a geojson footprint")
+    if not isinstance(height, (int, float)) or isinstance(height, bool) or not 0.1 <= height <= 1000:
+        raise CimInputError("proposal.height must be a number of metres from 0.1 to 1000")
+    from cim.server.openapi import check_value
+
+    check_value("proposal footprint", ring, _POLYGON)
+    return ring, float(height)
+
+
 def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[SurfaceModel, list[str]]:
     """The model with a massing proposal in place of the buildings it covers (more than half
     of their footprint's area), and the ids of those buildings."""
-    poly = _polygon(model, proposal["polygon"], "proposal.polygon")
+    ring, height = _proposal_shape(proposal)
+    poly = _polygon(model, ring, "proposal.polygon")
     prisms = model.prisms
     near = prisms.tree.query(poly, predicate="intersects")
     covered = np.array(
@@ -232,7 +260,7 @@ def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[Su
     new = prisms_from_polygons(
         np.concatenate([prisms.footprints[keep], np.array([poly], dtype=object)]),
         np.concatenate([prisms.base[keep], [base]]),
-        np.concatenate([prisms.top[keep], [base + float(proposal["height"])]]),
+        np.concatenate([prisms.top[keep], [base + height]]),
         np.concatenate([prisms.ids[keep], np.array([proposal.get("id", "proposal")], dtype=object)]),
         np.concatenate([prisms.uses[keep], np.array(["proposal"], dtype=object)]),
     )
@@ -566,5 +594,5 @@ def run_analysis(model: SurfaceModel, kind: str, request: Mapping[str, Any]) -> 
         after, replaced = apply_proposal(model, req["proposal"])
     out = _RUNNERS[kind](model, req, after)
     if "proposal" in req:
-        out["summary"]["proposal"] = {"replaced": replaced, "height": req["proposal"]["height"]}
+        out["summary"]["proposal"] = {"replaced": replaced, "height": _proposal_shape(req["proposal"])[1]}
     return {"kind": kind, **out}

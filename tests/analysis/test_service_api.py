@@ -200,3 +200,29 @@ def test_cli_csv_and_model_commands(tiny_city, tiny_sources, model, tmp_path) ->
     made = runner.invoke(cli, ["analyse", "model", str(tiny_sources.recipe), str(empty)])
     assert made.exit_code == 0 and (empty / MODEL_DIR / "model.json").is_file()
     assert (Path(empty) / MODEL_DIR / "dsm.npy").read_bytes() == (tiny_city / MODEL_DIR / "dsm.npy").read_bytes()
+
+
+async def test_a_city_built_without_the_model_answers_404(aiohttp_client, tiny_city, model, tmp_path) -> None:
+    city = tmp_path / "old"
+    shutil.copytree(tiny_city, city, copy_function=os.link, ignore=shutil.ignore_patterns(".cim", MODEL_DIR))
+    client = await aiohttp_client(create_app(city))
+    resp = await client.post("/api/analysis/heightlimit", json=_requests(model)["heightlimit"])
+    assert resp.status == 404 and "cim analyse model" in (await resp.json())["error"]
+
+
+def test_a_proposal_may_be_geojson(model) -> None:
+    req = _requests(model)["heightlimit"]
+    ring = req["zone"]
+    (w, s), (e, _), (_, n) = ring[0], ring[1], ring[2]
+    square = [[w + (e - w) * 0.4, s + (n - s) * 0.4], [w + (e - w) * 0.6, s + (n - s) * 0.4], [w + (e - w) * 0.6, s + (n - s) * 0.6]]
+    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*square, square[0]]]}, "properties": {"height": 80}}
+    plain = run_analysis(model, "heightlimit", {**req, "proposal": {"polygon": square, "height": 80}})["summary"]
+    from_geojson = run_analysis(model, "heightlimit", {**req, "proposal": {"geojson": feature}})["summary"]
+    assert from_geojson == plain
+    assert "proposal" in [b["id"] for b in plain["after"]["exceeding"]]
+    from cim.errors import CimInputError
+
+    with pytest.raises(CimInputError, match="proposal.height"):
+        run_analysis(model, "heightlimit", {**req, "proposal": {"polygon": square}})
+    with pytest.raises(CimInputError, match="proposal.geojson"):
+        run_analysis(model, "heightlimit", {**req, "proposal": {"geojson": {"type": "Point", "coordinates": [0, 0]}}})
