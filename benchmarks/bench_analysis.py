@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cim.analysis.model import MODEL_DIR, build_model, load_model
+from cim.analysis.files import MODEL_DIR, build_model, load_model
 from cim.analysis.service import run_analysis
 from cim.analysis.sunlight import RESIDENTIAL
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from cim.analysis.service import KINDS
+from cim.analysis.schemas import KINDS
 from cim.cli.options import common, console, handle_errors, setup_logging
 from cim.errors import CimInputError
 
@@ -92,7 +92,7 @@ def _kind_command(kind: str) -> click.Command:
     @common
     @handle_errors
     def command(city_dir: Path, request: str | None, sets: tuple[str, ...], out: Path | None, verbose: int, quiet: bool) -> None:
-        from cim.analysis.model import load_model
+        from cim.analysis.files import load_model
         from cim.analysis.service import run_analysis
 
         setup_logging(verbose, quiet)
@@ -119,7 +119,7 @@ for _kind in KINDS:
 def model(recipe: Path, city_dir: Path, resolution: float | None, verbose: int, quiet: bool) -> None:
     """Build the surface model the analyses run on (CITY_DIR/analysis/) from the city's RECIPE;
     cim build makes it too."""
-    from cim.analysis.model import build_model
+    from cim.analysis.files import build_model
 
     setup_logging(verbose, quiet)
     m = build_model(recipe, city_dir, resolution=resolution)

@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from cim.analysis.model import load_model
-from cim.analysis.service import KINDS, SCHEMAS, run_analysis
+from cim.analysis.files import load_model
+from cim.analysis.schemas import KINDS, SCHEMAS
+from cim.analysis.service import run_analysis
 from cim.errors import CimError, CimForbidden
 from cim.server.openapi import Operation, json_body, operation
 from cim.server.security import LAYER_MAP, audit, city_for

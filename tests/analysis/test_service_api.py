@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from cim.access import AccessControl
-from cim.analysis.model import MODEL_DIR, build_model, load_model
-from cim.analysis.service import KINDS, run_analysis
+from cim.analysis.files import MODEL_DIR, build_model, load_model
+from cim.analysis.schemas import KINDS
+from cim.analysis.service import run_analysis
 from cim.audit import AuditLog
 from cim.cli.main import cli
 from cim.server import create_app
