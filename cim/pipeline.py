@@ -113,6 +113,10 @@ def build(
         {spec.id: spec for spec in rec.layers},
         search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers),
     )
+    if any(spec.kind in ("buildings", "terrain") for spec in rec.layers):
+        from cim.analysis.files import build_model
+
+        build_model(rec, out)  # the surface model the planning analyses run on (out/analysis/)
     return report
 
 

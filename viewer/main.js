@@ -14,6 +14,7 @@ import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
 import { annotationTool } from "./js/annotations.js";
+import { analysisTool } from "./js/analysis.js";
 
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
@@ -27,6 +28,7 @@ const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
 const annotations = viewer.install(annotationTool);
+const analysis = viewer.install(analysisTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError("Unexpected error", event.reason);
@@ -80,6 +82,7 @@ const cim = {
   points,
   cityjson,
   annotations,
+  analysis,
   account,
 };
 window.cim = cim;

@@ -24,6 +24,7 @@ import click
 
 from cim._version import __version__
 from cim.cli.admin import access, audit, users
+from cim.cli.analyse import analyse
 from cim.cli.annotations import annotations_group
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
@@ -97,6 +98,7 @@ cli.add_command(
 
 
 cli.add_command(export)
+cli.add_command(analyse)
 
 
 @cli.command()

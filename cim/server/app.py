@@ -34,8 +34,8 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
+from cim.server import analysis, api
 from cim.server import annotations as annotations_api
-from cim.server import api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
@@ -594,6 +594,7 @@ def create_app(
     add_operations(app, _BASE_OPERATIONS)
     add_operations(app, api.OPERATIONS)
     add_operations(app, annotations_api.OPERATIONS)
+    add_operations(app, analysis.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
