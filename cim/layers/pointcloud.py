@@ -458,9 +458,10 @@ def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: i
 
 
 def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path) -> _Staged:
-    state = StageState(
-        tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, MemoryBudget(plan.options.stage_memory)
-    )
+    # jobs on other machines keep no run in memory: every run goes to its spill file in ``tmp``
+    # (inside the layer's folder, which every worker sees), and the index jobs read it there
+    budget = MemoryBudget(plan.options.stage_memory if run.city.engine.shares_memory else 0)
+    state = StageState(tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, budget)
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
