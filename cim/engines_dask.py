@@ -62,7 +62,7 @@ INLINE_BYTES = 256 << 10
 _MAGIC = b"CIMSHIP1"
 _ALIGN = 64
 #: seconds to wait for a scheduler to answer
-CONNECT_TIMEOUT = 20
+CONNECT_TIMEOUT = 10
 
 
 # -- objects as files ----------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class DaskPool(TaskPool):
         engine = self.engine
         client, scratch = engine.client, engine.scratch
         n = next(engine._maps)
-        tag = f"cim-{engine.token}-{self.name}-{n}"
+        tag = f"cim-{self.name}-{engine.token}-{n}"  # Dask groups tasks by "cim-<kind>"
         state_path = os.path.join(scratch, f"state-{n}.pkl")
         dump_file(state, state_path)
         rank = sorted(range(len(keys)), key=lambda i: -sizes[i]) if sizes is not None else list(range(len(keys)))
@@ -300,18 +300,20 @@ class DaskEngine(Engine):
         self._own_scratch: str | None = None
         self._scratch = os.fspath(scratch) if scratch is not None else None
         self.cluster: Any = None
+        self.client: Any = None
         if scheduler is None:
             from distributed import LocalCluster
 
             n = int(workers) if workers is not None else (os.cpu_count() or 1)
-            dashboard = "127.0.0.1:0" if importlib.util.find_spec("bokeh") is not None else None
             try:
                 self.cluster = LocalCluster(
                     n_workers=n,
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
-                    dashboard_address=dashboard,
+                    # the scheduler's HTTP server (the dashboard where bokeh is installed, else
+                    # only its health and metrics routes) on loopback, on a free port
+                    dashboard_address="127.0.0.1:0",
                     silence_logs=logging.ERROR,
                 )
                 self.client = Client(self.cluster)
@@ -337,12 +339,12 @@ class DaskEngine(Engine):
     @property
     def dashboard(self) -> str | None:
         """The dashboard's address, when the scheduler serves one."""
+        if self.cluster is not None and importlib.util.find_spec("bokeh") is None:
+            return None  # the scheduler serves a page saying bokeh is missing, nothing to watch
         try:
-            link = self.client.dashboard_link
-        except Exception:  # no dashboard (bokeh missing)
+            return str(self.client.dashboard_link)
+        except Exception:  # a scheduler without an HTTP server
             return None
-        info = self.client.scheduler_info()
-        return link if info.get("services", {}).get("dashboard") else None
 
     def describe(self) -> str:
         """One line for the command line: where the jobs run and where to watch them."""
@@ -389,9 +391,13 @@ class DaskEngine(Engine):
         for worker, got in sorted(seen.items()):
             if got["missing"]:
                 shown = ", ".join(got["missing"][:3]) + (f" and {len(got['missing']) - 3} more" if len(got["missing"]) > 3 else "")
-                raise CimIOError(f"Dask worker {worker} (host {got['host']}) cannot see the input {shown}: put the inputs on a filesystem every worker mounts at the same path")
+                raise CimIOError(
+                    f"Dask worker {worker} (host {got['host']}) cannot see the input {shown}: put the inputs on a filesystem every worker mounts at the same path"
+                )
             if got["problem"]:
-                raise CimIOError(f"Dask worker {worker} (host {got['host']}): the output folder {folder.parent} {got['problem']}: put it on a filesystem every worker mounts at the same path")
+                raise CimIOError(
+                    f"Dask worker {worker} (host {got['host']}): the output folder {folder.parent} {got['problem']}: put it on a filesystem every worker mounts at the same path"
+                )
 
     def workers_for(self, small: bool) -> int:
         return self.workers
