@@ -241,3 +241,24 @@ def test_a_worker_killed_mid_build_changes_nothing(cluster, tiny_sources, tiny_c
     assert [p.poll() for p in cluster.workers].count(-signal.SIGKILL) == 1
     for layer in report.layers:
         _same_layer(tiny_city / layer.id, out / layer.id)
+
+
+@pytest.mark.parametrize("spill", [False, True], ids=["in-memory", "spilled"])
+def test_a_bim_spool_travels_to_a_worker(tmp_path, spill):
+    """A model's spooled meshes (spilled to this machine's temporary files when large) reach a
+    worker process as the same arrays; the worker's copy removes no file of the client's."""
+    from cim.layers.bim.spool import MeshSpool
+
+    rng = np.random.default_rng(5)
+    spool = MeshSpool(spill_bytes=0 if spill else 1 << 30)
+    for v, t in ((4, 2), (6, 3)):
+        spool.append(rng.random((v, 3)), rng.random((v, 3)).astype(np.float32), rng.integers(0, 65535, (v, 4)), rng.integers(0, v, (t, 3)))
+    spool.finish()
+    assert (spool.folder is not None) is spill
+    dump_file(spool, tmp_path / "spool.pkl")
+    copy = load_file(tmp_path / "spool.pkl")
+    for a, b in zip(spool.gather(np.array([1, 0])), copy.gather(np.array([1, 0]))):
+        np.testing.assert_array_equal(a, b)
+    copy.close()
+    assert spool.folder is None or spool.folder.exists()
+    spool.close()
