@@ -219,7 +219,8 @@ class DaskPool(TaskPool):
         n = next(engine._maps)
         tag = f"cim-{self.name}-{engine.token}-{n}"  # Dask groups tasks by "cim-<kind>"
         state_path = os.path.join(scratch, f"state-{n}.pkl")
-        dump_file(state, state_path)
+        size = dump_file(state, state_path)
+        log.debug("%s: pass %d, %d jobs, state %.1f MB", self.name, n, len(keys), size / 1e6)
         rank = sorted(range(len(keys)), key=lambda i: -sizes[i]) if sizes is not None else list(range(len(keys)))
         priority = {i: len(keys) - r for r, i in enumerate(rank)}
         futures = []
