@@ -219,9 +219,14 @@ def build_layer(
     builder = registry.get(kind)
     opts = builder.options(options, where=f"layer {layer_id or kind}")
     paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
-    city = City(Path(out), engine_from(engine, workers=workers), frame=frame, progress=progress)
+    engine_ = engine_from(engine, workers=workers)
+    out = Path(out)
+    if not engine_.shares_memory:  # workers elsewhere have another cwd
+        out, paths = out.absolute(), [p.absolute() for p in paths]
+    city = City(out, engine_, frame=frame, progress=progress)
     try:
-        return run_layer(builder, layer_id or kind, paths, opts, city, out=Path(out))
+        with city.engine.building(out, paths + _option_paths(opts)):
+            return run_layer(builder, layer_id or kind, paths, opts, city, out=out)
     finally:
         if not isinstance(engine, Engine):
             city.engine.close()
