@@ -239,7 +239,10 @@ class DaskPool(TaskPool):
                 try:
                     result = future.result()
                 except Exception as exc:
-                    raise _lost(exc, self.name) from exc
+                    lost = _lost(exc, self.name)
+                    if lost is exc:
+                        raise  # the job's own error, as the local engine raises it
+                    raise lost from exc
                 future.release()
                 yield result.load(remove=True) if isinstance(result, Shipped) else result
         finally:

@@ -168,6 +168,23 @@ def test_the_tiny_city_on_a_cluster_is_the_local_build(cluster, tiny_sources, ti
     assert_same_city(tiny_city, out)
 
 
+def test_a_pool_runs_jobs_in_key_order_with_large_keys_and_results_as_files(cluster):
+    """Results in key order whatever ran first; a large shared state, key and result travel as
+    scratch files (all removed at the end); a job's error comes back as itself."""
+    import operator
+
+    big = np.arange(100_000, dtype=np.float64)
+    assert big.nbytes > INLINE_BYTES
+    with DaskEngine(cluster.address) as engine, engine.pool("test") as pool:
+        assert list(pool.map(operator.mul, 3, range(8), sizes=list(range(8)))) == [0, 3, 6, 9, 12, 15, 18, 21]
+        out = list(pool.map(operator.add, big, [big * i for i in range(3)]))
+        for i, got in enumerate(out):
+            np.testing.assert_array_equal(got, big * (i + 1))
+        assert os.listdir(engine.scratch) == []
+        with pytest.raises(ZeroDivisionError):
+            list(pool.map(operator.truediv, 1, [1, 0, 2]))
+
+
 def test_a_missing_input_is_named_by_the_workers(cluster, tmp_path):
     with DaskEngine(cluster.address) as engine:
         building = engine.building(tmp_path / "out", [tmp_path / "nowhere.tif"])
@@ -206,6 +223,24 @@ def test_the_library_joins_or_starts_a_cluster(cluster, tiny_sources, tmp_path):
         _same_layer(tmp_path / "local", tmp_path / name)
     with pytest.raises(cim.errors.CimInputError, match="scheduler"):
         cim.convert("buildings", src, tmp_path / "no", scheduler=cluster.address)
+
+
+def test_a_scheduler_out_of_reach_is_one_line(tiny_sources, tmp_path, monkeypatch):
+    import socket
+
+    from click.testing import CliRunner
+
+    import cim.engines_dask
+    from cim.cli.main import cli
+
+    monkeypatch.setattr(cim.engines_dask, "CONNECT_TIMEOUT", 1)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    src = tiny_sources.root / "data" / "buildings.gpkg"
+    res = CliRunner().invoke(cli, ["convert", "buildings", str(src), str(tmp_path / "fp"), "--engine", "dask", "--scheduler", address])
+    assert res.exit_code == 1 and f"cannot reach the Dask scheduler at {address}" in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "fp").exists()
 
 
 def _same_layer(a: Path, b: Path) -> None:
