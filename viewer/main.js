@@ -1,7 +1,11 @@
 // @ts-check
 // cim viewer: a CityViewer over /city/city.json with its tools. Each tool is a module that
 // subscribes to the viewer's events (js/city-viewer.js); window.cim is the scripting surface.
+// The sidebar's layout is js/workspace.js (a new panel: one registerPanel call and its own
+// messages file); every text comes from the message catalogue (js/i18n.js).
 
+import * as i18n from "./js/i18n.js";
+import { setUpWorkspace, openPanel, registerPanel } from "./js/workspace.js";
 import { accountTool } from "./js/account.js";
 import { CityViewer, HIGHLIGHT_CSS } from "./js/city-viewer.js";
 import { statusTool } from "./js/status.js";
@@ -13,7 +17,9 @@ import { measureTool } from "./js/measure.js";
 import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
+import { shareTool } from "./js/share.js";
 
+setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
 viewer.install(statusTool);
@@ -25,9 +31,11 @@ const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
+const share = viewer.install((v) => shareTool(v, { queryText: search.text, runQuery: search.run }));
+search.onChange(() => share.update());
 
 window.addEventListener("unhandledrejection", (event) => {
-  viewer.reportError("Unexpected error", event.reason);
+  viewer.reportError(i18n.t("error.unexpected"), event.reason);
   event.preventDefault();
 });
 
@@ -78,6 +86,11 @@ const cim = {
   points,
   cityjson,
   account,
+  share,
+  /** the message catalogue: t(key, params), setLanguage("en" | "zh-CN"), language(), ... */
+  i18n,
+  t: i18n.t,
+  workspace: { registerPanel, openPanel },
 };
 window.cim = cim;
 

@@ -1,10 +1,60 @@
 // @ts-check
-// The selection panel: the selected feature's attributes, formatted by the layer's schema.
+// The selection panel, docked under the tools (js/workspace.js): the selected feature's
+// attributes, formatted by the layer's schema. Attributes named "Set.Property" (IFC property
+// sets and quantity sets) are grouped by their set, each group collapsible; the others come
+// first. BIM tiles store a boolean a set does not give an element as false (glTF metadata has no
+// "no value" for booleans): a set whose every value is false or empty is taken as not applying
+// to the element, and its booleans are left out rather than shown as false.
 
 /** @import { CityViewer } from "./city-viewer.js" */
+/** @import { PlainValue } from "./properties.js" */
 
 import { byId } from "./dom.js";
+import { onLanguageChange, t } from "./i18n.js";
 import { formatValue } from "./properties.js";
+
+/** Tables up to this many rows open every group; longer ones open only the plain attributes. */
+const OPEN_ALL_ROWS = 14;
+
+/**
+ * The identifier a tile's metadata gives an attribute name (cim.formats.glb.property_id).
+ * @param {string} name
+ */
+export function propertyId(name) {
+  const ident = name.trim().replace(/[^A-Za-z0-9_]/g, "_") || "_";
+  return /^[0-9]/.test(ident) ? `_${ident}` : ident;
+}
+
+/**
+ * The attribute rows grouped: "" (plain attributes) first, then each set in name order.
+ * `names` maps a tile property id to the attribute's own name ("Pset_WallCommon_IsExternal"
+ * -> "Pset_WallCommon.IsExternal"), from the layer's schema.
+ * @param {Record<string, PlainValue>} properties
+ * @param {Map<string, string>} [names]
+ * @returns {[string, [key: string, name: string, value: PlainValue][]][]}
+ */
+export function groupProperties(properties, names = new Map()) {
+  /** @type {Map<string, [string, string, PlainValue][]>} */
+  const groups = new Map([["", []]]);
+  for (const [key, value] of Object.entries(properties)) {
+    const full = names.get(key) ?? key;
+    const dot = full.indexOf(".");
+    const set = dot > 0 ? full.slice(0, dot) : "";
+    const name = dot > 0 ? full.slice(dot + 1) : full;
+    if (!groups.has(set)) groups.set(set, []);
+    groups.get(set)?.push([key, name, value]);
+  }
+  for (const [set, rows] of groups) {
+    if (!set) continue;
+    const applies = rows.some(([, , v]) => v !== false && v !== null && v !== "");
+    const kept = applies ? rows : rows.filter(([, , v]) => typeof v !== "boolean");
+    if (kept.length) groups.set(set, kept);
+    else groups.delete(set);
+  }
+  const plain = groups.get("") ?? [];
+  const sets = [...groups].filter(([set]) => set).sort(([a], [b]) => a.localeCompare(b));
+  return plain.length ? [["", plain], ...sets] : sets;
+}
 
 /** @param {CityViewer} viewer */
 export function featurePanelTool(viewer) {
@@ -12,29 +62,77 @@ export function featurePanelTool(viewer) {
   const body = byId("feature-body", HTMLElement);
   const layerName = byId("feature-layer", HTMLElement);
   const rows = byId("feature-props", HTMLTableElement).tBodies[0];
+  /** @type {Set<string>} sets the user opened or closed, and how */
+  const toggled = new Set();
 
-  viewer.on("select", ({ layerId, properties }) => {
+  function render() {
+    const selection = viewer.selection;
+    if (!selection) return;
+    const { layerId, properties } = selection;
     const spec = layerId === null ? undefined : viewer.layers.get(layerId)?.spec;
     const schema = spec?.schema ?? {};
-    layerName.textContent = spec?.title ?? layerId ?? "Feature";
-    rows.replaceChildren(
-      ...Object.entries(properties).map(([key, value]) => {
+    layerName.textContent = spec?.title ?? layerId ?? t("feature.feature");
+    /** @type {Map<string, string>} tile property id -> attribute name (and its type) */
+    const names = new Map();
+    for (const name of Object.keys(schema)) if (!names.has(propertyId(name))) names.set(propertyId(name), name);
+    const groups = groupProperties(properties, names);
+    const total = groups.reduce((n, [, r]) => n + r.length, 0);
+    /** @type {HTMLTableRowElement[]} */
+    const out = [];
+    for (const [set, members] of groups) {
+      let open = true;
+      if (set) {
+        open = total <= OPEN_ALL_ROWS;
+        if (toggled.has(set)) open = !open;
+        const tr = document.createElement("tr");
+        tr.className = "group";
+        tr.dataset.group = set;
+        const th = document.createElement("th");
+        th.colSpan = 2;
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "group-toggle";
+        button.setAttribute("aria-expanded", String(open));
+        button.textContent = `${set} (${members.length})`;
+        button.addEventListener("click", () => {
+          if (toggled.has(set)) toggled.delete(set);
+          else toggled.add(set);
+          const nowOpen = button.getAttribute("aria-expanded") !== "true";
+          button.setAttribute("aria-expanded", String(nowOpen));
+          for (const row of rows.querySelectorAll(`tr[data-set="${CSS.escape(set)}"]`)) {
+            if (row instanceof HTMLElement) row.hidden = !nowOpen;
+          }
+        });
+        th.append(button);
+        tr.append(th);
+        out.push(tr);
+      }
+      for (const [key, name, value] of members) {
         const tr = document.createElement("tr");
         tr.dataset.key = key;
+        if (set) tr.dataset.set = set;
+        tr.hidden = !open;
         const th = document.createElement("th");
         th.scope = "row";
-        th.textContent = key;
+        th.textContent = name;
+        th.title = names.get(key) ?? key;
         const td = document.createElement("td");
-        const text = formatValue(value, schema[key]);
+        const text = formatValue(value, schema[key] ?? schema[names.get(key) ?? ""]);
         td.textContent = text;
         td.dataset.value = JSON.stringify(value);
         if (text === "") td.className = "empty";
         tr.append(th, td);
-        return tr;
-      }),
-    );
+        out.push(tr);
+      }
+    }
+    rows.replaceChildren(...out);
     hint.hidden = true;
     body.hidden = false;
+  }
+
+  viewer.on("select", () => {
+    toggled.clear();
+    render();
   });
 
   viewer.on("deselect", () => {
@@ -42,6 +140,7 @@ export function featurePanelTool(viewer) {
     hint.hidden = false;
     rows.replaceChildren();
   });
+  onLanguageChange(render);
 
   byId("feature-clear", HTMLButtonElement).addEventListener("click", () => viewer.clearSelection());
 }
