@@ -51,6 +51,7 @@ export default {
   "layers.group.bim": "BIM (CIM5–7 interiors and components)",
   "layers.zoomTo": "Zoom to layer",
   "layers.zoomToNamed": "Zoom to {layer}",
+  "layers.level": "CIM{level}",
   "layers.transparency": "Transparency",
   "layers.transparencyOf": "Transparency of {layer}",
   "layers.unsupported": "Layers of kind \"{kind}\" are not supported by this viewer yet",

@@ -49,6 +49,7 @@ export default {
   "layers.group.bim": "BIM（CIM5–7 室内与构件）",
   "layers.zoomTo": "缩放至图层",
   "layers.zoomToNamed": "缩放至 {layer}",
+  "layers.level": "CIM{level}",
   "layers.transparency": "透明度",
   "layers.transparencyOf": "{layer} 的透明度",
   "layers.unsupported": "本查看器暂不支持“{kind}”类图层",

@@ -92,7 +92,7 @@ export function layerListTool(viewer) {
     title.title = `${spec.kind} · ${spec.url ?? ""}`;
     const badge = document.createElement("span");
     badge.className = "level";
-    badge.textContent = `CIM${level}`;
+    badge.textContent = t("layers.level", { level: String(level) });
     label.append(box, title);
     line.append(label, badge);
     if (Number.isFinite(spec.count)) {

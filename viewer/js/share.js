@@ -170,7 +170,10 @@ export function shareTool(viewer, hooks) {
       if (state.query !== hooks.queryText()) await hooks.runQuery(state.query);
       await viewer.whenReady();
       if (state.selection && viewer.layers.has(state.selection.layer)) {
-        viewer.selectById(state.selection.layer, state.selection.id, await featureProperties(state.selection.layer, state.selection.id));
+        const { layer, id } = state.selection;
+        viewer.selectById(layer, id);
+        // in no loaded tile: its attributes from the search index
+        if (!viewer.selection?.feature) viewer.selectById(layer, id, await indexedProperties(layer, id));
       } else if (!state.selection && viewer.selection) {
         viewer.clearSelection();
       }
@@ -181,17 +184,23 @@ export function shareTool(viewer, hooks) {
   }
 
   /**
-   * The feature's attributes from the server, for a feature no loaded tile holds (null if the
-   * server has no feature API or does not know it).
+   * A feature's attributes from the city's search index (undefined when it has none or the
+   * index does not know the feature).
    * @param {string} layer
    * @param {string} id
    */
-  async function featureProperties(layer, id) {
+  async function indexedProperties(layer, id) {
+    const api = viewer.city?.search?.api;
+    if (!api) return undefined;
     try {
-      const response = await fetch(`/api/features/${encodeURIComponent(layer)}/${encodeURIComponent(id)}`);
+      const url = new URL(api, window.location.href);
+      url.searchParams.set("q", id);
+      url.searchParams.set("limit", "20");
+      const response = await fetch(url);
       if (!response.ok) return undefined;
       const body = await response.json();
-      return body && typeof body.properties === "object" ? body.properties : undefined;
+      const hit = (body.results ?? []).find((/** @type {{ layer: string, id: string }} */ r) => r.layer === layer && String(r.id) === id);
+      return hit?.properties;
     } catch {
       return undefined;
     }
