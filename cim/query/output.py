@@ -7,7 +7,14 @@ import io
 import json
 from typing import Any
 
-__all__ = ["BOM", "results_csv", "results_geojson", "FIXED_COLUMNS"]
+from cim.errors import CimInputError
+from cim.query.engine import Query, result_rows, select
+from cim.query.store import FeatureStore
+
+__all__ = ["BOM", "FIXED_COLUMNS", "FORMATS", "render", "results_csv", "results_geojson"]
+
+#: the output formats and their media types
+FORMATS = {"json": "application/json", "geojson": "application/geo+json", "csv": "text/csv"}
 
 #: the UTF-8 byte order mark: without it Excel reads a CSV file in the system's legacy code page
 BOM = "\ufeff"
@@ -68,3 +75,27 @@ def results_geojson(results: list[dict[str, Any]], **members: Any) -> dict[str, 
             }
         )
     return {"type": "FeatureCollection", **members, "features": features}
+
+
+def render(store: FeatureStore, query: Query, fmt: str = "json", limit: int | None = 50, offset: int = 0) -> tuple[bytes, int, int]:
+    """One page of a query's results in ``fmt`` (json, geojson or csv) as the API sends it and
+    ``cim query`` writes it; returns (bytes, total, count). ``limit=None``: every result.
+
+    Raises
+    ------
+    CimInputError
+        A malformed filter, or an unknown format.
+    """
+    if fmt not in FORMATS:
+        raise CimInputError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    selection = select(store, query)
+    rows = selection.rows[offset : None if limit is None else offset + limit]
+    results = result_rows(store, rows, geometry=fmt == "geojson")
+    total = len(selection.rows)
+    members = {"total": total, "offset": offset, "limit": limit, "count": len(results), "fuzzy": selection.fuzzy}
+    if fmt == "csv":
+        return results_csv(results), total, len(results)
+    if fmt == "geojson":
+        return json.dumps(results_geojson(results, **members), ensure_ascii=False).encode(), total, len(results)
+    page = {**members, "results": results}
+    return json.dumps(page, ensure_ascii=False).encode(), total, len(results)

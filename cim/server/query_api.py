@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from cim.errors import CimInputError
-from cim.query import GROUPS, Query, feature_detail, open_store, result_rows, results_csv, results_geojson, schema_of, select, statistics
+from cim.query import GROUPS, Query, feature_detail, open_store, schema_of, select, statistics
+from cim.query.output import FORMATS, render
 from cim.query.store import FeatureStore
-from cim.server.openapi import Operation, Param, check_value, json_body, operation, page, register_schema
+from cim.server.openapi import Operation, Param, check_value, json_body, operation, register_schema
 from cim.server.security import audit, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 
@@ -128,10 +129,6 @@ _BODY: dict[str, Any] = {
 }
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def _hidden(request: web.Request) -> list[str]:
     if request.app[ACCESS] is None:
         return []
@@ -191,23 +188,15 @@ async def _answer(request: web.Request, params: dict[str, Any]) -> web.Response:
     limit, offset = params.get("limit", 50), params.get("offset", 0)
     action = "query" if fmt == "json" else "export"
 
-    def work(store: FeatureStore) -> tuple[int, bool, list[dict[str, Any]]]:
-        selection = select(store, _query(params, hidden))
-        rows = selection.rows[offset : offset + limit]
-        return len(selection.rows), selection.fuzzy, result_rows(store, rows, geometry=fmt == "geojson")
+    def work(store: FeatureStore) -> tuple[bytes, int, int]:
+        return render(store, _query(params, hidden), fmt, limit, offset)
 
-    total, fuzzy, results = await _run(request, action, params, work)
-    audit(request, action, 200, total=total, count=len(results), **_detail(params))
-    members = {"total": total, "offset": offset, "limit": limit, "count": len(results), "fuzzy": fuzzy}
+    body, total, count = await _run(request, action, params, work)
+    audit(request, action, 200, total=total, count=count, **_detail(params))
     headers = {"Cache-Control": "no-cache"}
-    if fmt == "csv":
-        headers["Content-Disposition"] = 'attachment; filename="query.csv"'
-        return web.Response(body=results_csv(results), content_type="text/csv", charset="utf-8", headers=headers)
-    if fmt == "geojson":
-        headers["Content-Disposition"] = 'attachment; filename="query.geojson"'
-        body = json.dumps(results_geojson(results, **members), ensure_ascii=False)
-        return web.Response(text=body, content_type="application/geo+json", headers=headers)
-    return web.json_response(page(results, total, {"limit": limit, "offset": offset}, fuzzy=fuzzy), headers=headers, dumps=_dumps)
+    if fmt != "json":
+        headers["Content-Disposition"] = f'attachment; filename="query.{fmt}"'
+    return web.Response(body=body, content_type=FORMATS[fmt], charset="utf-8", headers=headers)
 
 
 @operation(
