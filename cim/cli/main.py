@@ -27,6 +27,7 @@ from cim.cli.admin import access, audit, users
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
+from cim.cli.query import query
 
 if TYPE_CHECKING:
     from cim.engines import Engine
@@ -89,6 +90,7 @@ cli.add_command(
 
 
 cli.add_command(export)
+cli.add_command(query)
 
 
 @cli.command()

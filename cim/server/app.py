@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
-from cim.server import api
+from cim.server import api, query_api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
@@ -592,6 +592,7 @@ def create_app(
     # the documented JSON API (cim/server/openapi.py): one line per module that declares operations
     add_operations(app, _BASE_OPERATIONS)
     add_operations(app, api.OPERATIONS)
+    add_operations(app, query_api.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)
