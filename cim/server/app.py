@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
-from cim.server import api, query_api
+from cim.server import api, query_api, vendor
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
@@ -595,6 +595,7 @@ def create_app(
     add_operations(app, query_api.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
+    app.router.add_get("/vendor/{name}/{path:.*}", vendor.vendor_file)
     app.router.add_get("/", _viewer_index)
     app.router.add_get("/{path:.*}", _viewer_file)
     return app
