@@ -40,8 +40,32 @@ def test_both_languages_hold_the_same_messages() -> None:
         assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", en[key])), key
 
 
+def panel_bundles() -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """Each panel's own messages file (``export default { "zh-CN": {...}, en: {...} }``)."""
+    out = {}
+    for path in sorted((VIEWER / "i18n").glob("*.js")):
+        if path in CATALOGUES.values():
+            continue
+        text = path.read_text(encoding="utf-8")
+        zh_part, _, en_part = text.partition("\n  en: {")
+        out[path.name] = (dict(_ENTRY.findall(zh_part)), dict(_ENTRY.findall(en_part)))
+    return out
+
+
+def test_each_panel_brings_both_languages() -> None:
+    bundles = panel_bundles()
+    core = catalogue("zh-CN")
+    for name, (zh, en) in bundles.items():
+        assert zh and set(zh) == set(en), name
+        assert not set(zh) & set(core), f"{name} redefines core messages"
+        for key, text in zh.items():
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", en[key])), key
+
+
 def test_every_key_the_code_names_is_in_the_catalogues() -> None:
     zh = catalogue("zh-CN")
+    for bundle_zh, _ in panel_bundles().values():
+        zh |= bundle_zh
     used: set[str] = set()
     for path in [VIEWER / "main.js", *sorted((VIEWER / "js").glob("*.js"))]:
         used |= set(_T_CALL.findall(path.read_text(encoding="utf-8")))

@@ -18,6 +18,7 @@ import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
 import { shareTool } from "./js/share.js";
+import { queryTool } from "./js/query.js";
 
 setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
@@ -31,8 +32,12 @@ const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
-const share = viewer.install((v) => shareTool(v, { queryText: search.text, runQuery: search.run }));
+const query = viewer.install(queryTool);
+const share = viewer.install((v) =>
+  shareTool(v, { queryText: search.text, runQuery: search.run, panelQuery: query.state, restorePanelQuery: query.restore }),
+);
 search.onChange(() => share.update());
+query.onRun(() => share.update());
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError(i18n.t("error.unexpected"), event.reason);
@@ -87,6 +92,7 @@ const cim = {
   cityjson,
   account,
   share,
+  query,
   /** the message catalogue: t(key, params), setLanguage("en" | "zh-CN"), language(), ... */
   i18n,
   t: i18n.t,

@@ -19,6 +19,9 @@ export const HIGHLIGHT_CSS = "#f2b33d";
 // sRGB as Cesium wants it: a feature's colour multiplies the fragment after lighting and the
 // screen encoding (CPUStylingStage follows LightingStage), so a white surface shows it exactly.
 const HIGHLIGHT = Cesium.Color.fromCssColorString(HIGHLIGHT_CSS);
+/** Query results' colour (sRGB), beside the selection's. */
+export const RESULT_CSS = "#4fc3f7";
+const RESULT = Cesium.Color.fromCssColorString(RESULT_CSS);
 const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
 
 /**
@@ -98,6 +101,11 @@ export class CityViewer extends EventDispatcher {
   /** stops highlighting the selected id in tiles that load later */
   /** @type {(() => void) | null} */
   #stopFollowing = null;
+  /** query results shown in the scene: their features and own colours, and the tile listeners */
+  /** @type {Map<Cesium.Cesium3DTileFeature, Cesium.Color>} */
+  #marked = new Map();
+  /** @type {(() => void)[]} */
+  #stopMarking = [];
 
   /** @param {string | Element} container */
   constructor(container) {
@@ -456,6 +464,58 @@ export class CityViewer extends EventDispatcher {
     const idKey = this.#idKey(layerId);
     const id = idKey && properties[idKey] !== undefined && properties[idKey] !== null ? String(properties[idKey]) : null;
     this.#setSelection({ layerId, properties, feature: null, id });
+  }
+
+  /**
+   * Colour the features of a result set (query results) in every loaded tile and in tiles that
+   * load later, until `clearResults`. The selection's highlight stays on top.
+   * @param {{ layer: string, id: string }[]} results
+   * @returns {number} features coloured so far
+   */
+  markResults(results) {
+    this.clearResults();
+    /** @type {Map<string, Set<string>>} */
+    const byLayer = new Map();
+    for (const { layer, id } of results) {
+      if (!byLayer.has(layer)) byLayer.set(layer, new Set());
+      byLayer.get(layer)?.add(String(id));
+    }
+    for (const [layerId, ids] of byLayer) {
+      const tileset = this.layers.get(layerId)?.handle.tileset;
+      const idKey = this.#idKey(layerId) ?? "id";
+      if (!tileset) continue;
+      const mark = (/** @type {Cesium.Cesium3DTileFeature} */ feature) => {
+        if (!ids.has(String(feature.getProperty(idKey))) || this.#marked.has(feature)) return;
+        const saved = this.#highlighted.get(feature);
+        this.#marked.set(feature, saved ?? Cesium.Color.clone(feature.color));
+        if (saved) this.#highlighted.set(feature, RESULT.clone());
+        else feature.color = RESULT;
+      };
+      for (const feature of loadedFeatures(tileset)) mark(feature);
+      const onLoad = (/** @type {Cesium.Cesium3DTile} */ tile) => {
+        for (const feature of contentFeatures(tile.content)) mark(feature);
+      };
+      tileset.tileLoad.addEventListener(onLoad);
+      this.#stopMarking.push(() => tileset.tileLoad.removeEventListener(onLoad));
+    }
+    this.cesium.scene.requestRender();
+    return this.#marked.size;
+  }
+
+  /** Put the colours of the marked results back. */
+  clearResults() {
+    this.#stopMarking.splice(0).forEach((stop) => stop());
+    for (const [feature, colour] of this.#marked) {
+      try {
+        if (feature.tileset.isDestroyed()) continue;
+        if (this.#highlighted.has(feature)) this.#highlighted.set(feature, colour);
+        else feature.color = colour;
+      } catch {
+        // unloaded with its tile
+      }
+    }
+    this.#marked.clear();
+    this.cesium.scene.requestRender();
   }
 
   /** @param {Cesium.Cesium3DTileFeature} feature */

@@ -9,8 +9,9 @@
 /** @import { CityViewer } from "./city-viewer.js" */
 /** @import { PlainValue } from "./properties.js" */
 
+import { hasApi } from "./api.js";
 import { byId } from "./dom.js";
-import { onLanguageChange, t } from "./i18n.js";
+import { formatNumber, onLanguageChange, t } from "./i18n.js";
 import { formatValue } from "./properties.js";
 
 /** Tables up to this many rows open every group; longer ones open only the plain attributes. */
@@ -56,6 +57,15 @@ export function groupProperties(properties, names = new Map()) {
   return plain.length ? [["", plain], ...sets] : sets;
 }
 
+/**
+ * A feature's linked objects, as /api/features/{layer}/{id} gives them.
+ * @typedef {object} Links
+ * @property {{ layer: string, id: string, title?: string, elements?: number }[]} [bim]  models in its footprint
+ * @property {{ count: number, z_p50: number, z_p90: number, z_max: number } | null} [points]
+ * @property {string | null} [district]
+ * @property {{ layer: string, id: string, title?: string } | null} [building]  a BIM element's building
+ */
+
 /** @param {CityViewer} viewer */
 export function featurePanelTool(viewer) {
   const hint = byId("feature-hint", HTMLElement);
@@ -64,6 +74,83 @@ export function featurePanelTool(viewer) {
   const rows = byId("feature-props", HTMLTableElement).tBodies[0];
   /** @type {Set<string>} sets the user opened or closed, and how */
   const toggled = new Set();
+  const linkList = document.createElement("ul");
+  linkList.id = "feature-links";
+  body.append(linkList);
+  /** @type {Links | null} */
+  let links = null;
+  let asked = 0;
+
+  /**
+   * Fly over a point inside the first feature that `query` finds and select it.
+   * @param {Record<string, string>} query  /api/query filters
+   */
+  async function goTo(query) {
+    const response = await fetch(`/api/query?${new URLSearchParams({ ...query, limit: "1" })}`);
+    if (!response.ok) return;
+    const [r] = (await response.json()).results ?? [];
+    if (!r) return;
+    const [lon, lat] = Array.isArray(r.anchor) ? r.anchor : [r.lon, r.lat];
+    viewer.lookAt(lon, lat, r.top ?? 0, 120);
+    await viewer.whenReady();
+    viewer.selectById(r.layer, String(r.id), r.properties);
+  }
+
+  /** @param {string} text @param {(() => void) | null} [onClick] */
+  function linkItem(text, onClick) {
+    const li = document.createElement("li");
+    if (onClick) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link-button feature-link";
+      button.textContent = text;
+      button.addEventListener("click", onClick);
+      li.append(button);
+    } else {
+      li.textContent = text;
+    }
+    return li;
+  }
+
+  function renderLinks() {
+    /** @type {HTMLLIElement[]} */
+    const items = [];
+    for (const m of links?.bim ?? []) {
+      items.push(linkItem(`${t("links.bim")}: ${m.title ?? m.id}`, () => void goTo({ layer: m.layer, model: m.id })));
+    }
+    const b = links?.building;
+    if (b) items.push(linkItem(`${t("links.building")}: ${b.title ?? b.id}`, () => void goTo({ layer: b.layer, id: b.id })));
+    const p = links?.points;
+    if (p) {
+      const m = (/** @type {number} */ v) => formatNumber(v, { maximumFractionDigits: 1 });
+      items.push(linkItem(t("links.points", { count: p.count, p50: m(p.z_p50), p90: m(p.z_p90), max: m(p.z_max) })));
+    }
+    if (links?.district) items.push(linkItem(t("links.district", { district: links.district })));
+    if (items.length) {
+      const head = document.createElement("li");
+      head.className = "muted";
+      head.textContent = t("links.title");
+      items.unshift(head);
+    }
+    linkList.replaceChildren(...items);
+  }
+
+  /** Ask the server for the selection's linked objects (where it has the feature API). */
+  async function fetchLinks() {
+    const mine = ++asked;
+    links = null;
+    renderLinks();
+    const sel = viewer.selection;
+    if (!sel?.layerId || sel.id === null || !(await hasApi("/api/features/{layer}/{id}"))) return;
+    try {
+      const response = await fetch(`/api/features/${encodeURIComponent(sel.layerId)}/${encodeURIComponent(sel.id)}`);
+      if (!response.ok || mine !== asked) return;
+      links = (await response.json()).links ?? null;
+      renderLinks();
+    } catch {
+      // no links shown
+    }
+  }
 
   function render() {
     const selection = viewer.selection;
@@ -133,14 +220,21 @@ export function featurePanelTool(viewer) {
   viewer.on("select", () => {
     toggled.clear();
     render();
+    void fetchLinks();
   });
 
   viewer.on("deselect", () => {
     body.hidden = true;
     hint.hidden = false;
     rows.replaceChildren();
+    asked++;
+    links = null;
+    renderLinks();
   });
-  onLanguageChange(render);
+  onLanguageChange(() => {
+    render();
+    renderLinks();
+  });
 
   byId("feature-clear", HTMLButtonElement).addEventListener("click", () => viewer.clearSelection());
 }

@@ -8,7 +8,8 @@
 //   #cam=lon,lat,height,heading,pitch,roll&on=terrain,buildings&alpha=buildings:0.5&q=text&sel=buildings/B123
 //
 // Degrees, metres, degrees; `on` lists every layer shown (the others are hidden); `alpha` the
-// layers that are not opaque (1 - transparency); `sel` is layer id "/" feature id.
+// layers that are not opaque (1 - transparency); `q` the search box's text; `query` the query
+// panel's filters (its /api/query string); `sel` is layer id "/" feature id.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
@@ -25,6 +26,7 @@ const WRITE_DELAY_MS = 250;
  * @property {string[] | null} visible  ids of the layers shown; null: as city.json says
  * @property {Record<string, number>} opacity  layer id -> opacity, for layers below 1
  * @property {string} query  the search text
+ * @property {string} [panel]  the query panel's filters, as a query string
  * @property {{ layer: string, id: string } | null} selection
  */
 
@@ -41,6 +43,8 @@ const WRITE_DELAY_MS = 250;
  * @typedef {object} ShareHooks
  * @property {() => string} queryText
  * @property {(text: string) => Promise<unknown>} runQuery
+ * @property {() => string} [panelQuery]  the query panel's filters
+ * @property {(qs: string) => Promise<unknown>} [restorePanelQuery]
  */
 
 /** @param {number} v @param {number} digits */
@@ -60,6 +64,7 @@ export function encodeState(state) {
   const alpha = Object.entries(state.opacity).filter(([, a]) => a < 1);
   if (alpha.length) params.set("alpha", alpha.map(([id, a]) => `${id}:${fixed(a, 2)}`).join(","));
   if (state.query) params.set("q", state.query);
+  if (state.panel) params.set("query", state.panel);
   if (state.selection) params.set("sel", `${state.selection.layer}/${state.selection.id}`);
   return params.toString();
 }
@@ -85,6 +90,7 @@ export function decodeState(hash) {
     visible: params.has("on") ? (params.get("on") ?? "").split(",").filter(Boolean) : null,
     opacity,
     query: params.get("q") ?? "",
+    panel: params.get("query") ?? "",
     selection: slash > 0 ? { layer: sel.slice(0, slash), id: sel.slice(slash + 1) } : null,
   };
 }
@@ -120,6 +126,7 @@ export function shareTool(viewer, hooks) {
       visible,
       opacity,
       query: hooks.queryText(),
+      panel: hooks.panelQuery?.() ?? "",
       selection: sel && sel.layerId && sel.id !== null ? { layer: sel.layerId, id: sel.id } : null,
     };
   }
@@ -168,6 +175,7 @@ export function shareTool(viewer, hooks) {
         viewer.unsettle();
       }
       if (state.query !== hooks.queryText()) await hooks.runQuery(state.query);
+      if (hooks.restorePanelQuery && (state.panel ?? "") !== (hooks.panelQuery?.() ?? "")) await hooks.restorePanelQuery(state.panel ?? "");
       await viewer.whenReady();
       if (state.selection && viewer.layers.has(state.selection.layer)) {
         const { layer, id } = state.selection;
