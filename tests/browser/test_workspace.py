@@ -167,3 +167,69 @@ def test_share_link_and_bookmark_survive_a_reload(viewer: ViewerPage, built_city
 
     # back to the module's defaults for the tests after this one
     page.evaluate("() => { window.cim.i18n.setLanguage('zh-CN'); localStorage.removeItem('cim.bookmarks'); }")
+
+
+def test_query_panel_lists_colours_downloads_and_charts(viewer: ViewerPage, built_city: BuiltCity) -> None:
+    """Combined conditions and a drawn box through the panel: the results are the API's, coloured
+    in the scene and listed; a row selects its feature by id; the downloads are the API's CSV
+    (with its BOM) and GeoJSON; the statistics shown and charted are /api/stats'."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    page = viewer.page
+    if not page.evaluate("fetch('/api/openapi.json').then(r => r.json()).then(d => Boolean(d.paths['/api/query']))"):
+        pytest.skip("this server has no query API")
+    buildings = built_city.layer("buildings")
+    b = buildings["bounds"]
+    box = [b["west"], b["south"], (b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2]
+    page.fill("#query-where", "height > 15")
+    page.evaluate("(box) => window.cim.query.setArea('box', [[box[0], box[1]], [box[2], box[3]]])", box)
+    page.click("#query-run")
+    page.wait_for_function("() => document.querySelectorAll('#query-results button.search-hit').length > 0", timeout=30_000, polling=100)
+    qs = f"where={urllib.parse.quote('height > 15')}&bbox={','.join(f'{v:.7f}' for v in box)}&limit=200"
+    with urllib.request.urlopen(f"{viewer.base_url}api/query?{qs}") as response:
+        expected = json.load(response)
+    listed = page.eval_on_selector_all("#query-results button.search-hit", "bs => bs.map(b => [b.dataset.layer, b.dataset.id])")
+    assert listed == [[r["layer"], str(r["id"])] for r in expected["results"]]
+    assert 0 < len(listed) < buildings["count"]
+    assert str(expected["total"]) in page.text_content("#query-summary")
+
+    # a row flies over the feature and selects it by id, coloured with the selection's colour
+    first = expected["results"][0]
+    page.click("#query-results button.search-hit >> nth=0")
+    page.wait_for_function("(id) => window.cim.selection && String(window.cim.selection.id) === id", arg=str(first["id"]), timeout=60_000)
+    assert page.evaluate("window.cim.cityViewer.selection.feature !== null")
+    # the other results in view carry the results' colour
+    coloured = page.evaluate(
+        """(ids) => { const t = window.cim.layers.buildings; let n = 0; const want = new Set(ids);
+            const stack = [t.root];
+            while (stack.length) { const tile = stack.pop(); stack.push(...tile.children);
+              const c = tile.content; if (!tile.contentReady || !c) continue;
+              for (let i = 0; i < c.featuresLength; i++) { const f = c.getFeature(i);
+                if (want.has(String(f.getProperty('id'))) && f.color.toCssHexString() === '#4fc3f7') n++; } }
+            return n; }""",
+        [str(r["id"]) for r in expected["results"][1:]],
+    )
+    assert coloured > 0
+
+    # downloads: the API's own renderings
+    csv_href = page.get_attribute("#query-csv", "href")
+    assert "format=csv" in csv_href and "where=" in csv_href
+    with urllib.request.urlopen(viewer.base_url.rstrip("/") + csv_href) as response:
+        body = response.read()
+    assert body.startswith(b"\xef\xbb\xbf") and len(body.splitlines()) == expected["total"] + 1
+    assert "format=geojson" in page.get_attribute("#query-geojson", "href")
+
+    # statistics by district, charted with ECharts (served by the server itself)
+    page.select_option("#stats-group", "district")
+    page.click("#stats-run")
+    page.wait_for_selector("#stats-chart canvas", timeout=30_000)
+    with urllib.request.urlopen(f"{viewer.base_url}api/stats?{qs.replace('&limit=200', '')}&group_by=district") as response:
+        stats = json.load(response)
+    shown = page.eval_on_selector_all("#stats-table tr", "rows => rows.map(r => [r.dataset.stat, r.querySelector('td').textContent])")
+    assert dict(shown)["count"] == page.evaluate(
+        "(n) => new Intl.NumberFormat('zh-CN', { maximumFractionDigits: 1 }).format(n)", stats["count"]
+    )
+    assert stats["count"] == expected["total"]
+    assert any("/vendor/echarts/" in u for u in viewer.log.requests)
