@@ -70,19 +70,28 @@ export function measureTool(viewer) {
    */
   function draw(a, b, m) {
     lines.add({ positions: [a, b], width: 3, material: Cesium.Material.fromType("Color", { color: LINE }) });
+    addLabel(a, b);
+    last = m;
+    waitingForSecond = false;
+    describeLast();
+    scene.requestRender();
+  }
+
+  /**
+   * The length label at the middle of a segment.
+   * @param {Cesium.Cartesian3} a
+   * @param {Cesium.Cartesian3} b
+   */
+  function addLabel(a, b) {
     labels.add({
       position: Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3()),
-      text: metres(m.distance),
+      text: metres(Cesium.Cartesian3.distance(a, b)),
       font: "14px sans-serif",
       fillColor: Cesium.Color.WHITE,
       showBackground: true,
       backgroundColor: LABEL_BACKGROUND,
       disableDepthTestDistance: Number.POSITIVE_INFINITY,
     });
-    last = m;
-    waitingForSecond = false;
-    describeLast();
-    scene.requestRender();
   }
 
   /** @param {number} value */
@@ -153,18 +162,10 @@ export function measureTool(viewer) {
     button.textContent = active ? t("measure.clickTwo") : t("measure.start");
     describeLast();
     labels.removeAll();
-    // the labels' text: rebuilt from the lines' ends
+    // the labels' text, in the language now shown: rebuilt from the lines' ends
     for (let i = 0; i < lines.length; i++) {
       const [a, b] = lines.get(i).positions;
-      labels.add({
-        position: Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3()),
-        text: metres(Cesium.Cartesian3.distance(a, b)),
-        font: "14px sans-serif",
-        fillColor: Cesium.Color.WHITE,
-        showBackground: true,
-        backgroundColor: LABEL_BACKGROUND,
-        disableDepthTestDistance: Number.POSITIVE_INFINITY,
-      });
+      addLabel(a, b);
     }
     scene.requestRender();
   });

@@ -3,7 +3,7 @@
 
 /** @typedef {null | boolean | number | string | PlainValue[]} PlainValue */
 
-import { formatNumber, t } from "./i18n.js";
+import { formatNumber, language, t } from "./i18n.js";
 
 /**
  * @param {unknown} picked  what scene.pick returned
@@ -80,4 +80,18 @@ export function formatValue(value, type) {
     return formatNumber(rounded, { useGrouping: false, maximumFractionDigits: 12 });
   }
   return String(value);
+}
+
+/**
+ * A feature's attribute in the language shown: in English, its `NAME_en` field when it has one
+ * (the sample city's names and addresses are Chinese, with English beside them).
+ * @param {Record<string, PlainValue> | undefined} properties
+ * @param {string} name
+ * @returns {PlainValue | undefined}
+ */
+export function localized(properties, name) {
+  if (!properties) return undefined;
+  const english = properties[`${name}_en`];
+  if (language() === "en" && english !== undefined && english !== null && english !== "") return english;
+  return properties[name];
 }

@@ -14,6 +14,7 @@
 import messages from "../i18n/query.js";
 import { hasApi } from "./api.js";
 import { formatNumber, onLanguageChange, t } from "./i18n.js";
+import { localized } from "./properties.js";
 import { registerPanel } from "./workspace.js";
 
 const ECHARTS_URL = "/vendor/echarts/echarts.esm.min.mjs";
@@ -91,22 +92,22 @@ export function queryTool(viewer) {
   for (const mode of /** @type {DrawMode[]} */ (["box", "polygon", "radius", "line"])) {
     drawButtons[mode] = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button small", "data-draw": mode }));
   }
-  const finish = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button small", id: "query-finish", hidden: "" }));
+  const finish = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button small", id: "query-finish" }));
   finish.hidden = true;
   const clearArea = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "link-button", id: "query-clear-area" }));
   const radius = /** @type {HTMLInputElement} */ (el("input", { id: "query-radius", type: "number", min: "1", max: "100000", step: "10", value: "200" }));
   const buffer = /** @type {HTMLInputElement} */ (el("input", { id: "query-buffer", type: "number", min: "0", max: "10000", step: "5", value: "20" }));
   const areaNote = el("p", { id: "query-area", className: "muted" });
   const run = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button", id: "query-run" }));
-  const csv = /** @type {HTMLAnchorElement} */ (el("a", { id: "query-csv", className: "link-button", hidden: "" }));
-  const geojson = /** @type {HTMLAnchorElement} */ (el("a", { id: "query-geojson", className: "link-button", hidden: "" }));
+  const csv = /** @type {HTMLAnchorElement} */ (el("a", { id: "query-csv", className: "link-button" }));
+  const geojson = /** @type {HTMLAnchorElement} */ (el("a", { id: "query-geojson", className: "link-button" }));
   csv.hidden = geojson.hidden = true;
   const summary = el("p", { id: "query-summary", className: "muted" });
   const list = el("ol", { id: "query-results", className: "search-results" });
   const groupBy = /** @type {HTMLSelectElement} */ (el("select", { id: "stats-group" }));
   const statsRun = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button", id: "stats-run" }));
   const statsTable = el("table", { id: "stats-table", className: "stats-table" });
-  const chart = el("div", { id: "stats-chart", className: "stats-chart", hidden: "" });
+  const chart = el("div", { id: "stats-chart", className: "stats-chart" });
   chart.hidden = true;
   /** @type {Record<string, HTMLElement>} */
   const labels = {};
@@ -319,8 +320,8 @@ export function queryTool(viewer) {
     list.replaceChildren(
       ...results.map((r, i) => {
         const button = el("button", { type: "button", className: "search-hit", "data-id": String(r.id), "data-layer": r.layer }, [
-          el("span", { className: "hit-title" }, [r.title || String(r.id)]),
-          el("span", { className: "hit-sub muted" }, [String(r.properties?.address ?? r.id)]),
+          el("span", { className: "hit-title" }, [String(localized(r.properties, "name") || r.title || r.id)]),
+          el("span", { className: "hit-sub muted" }, [String(localized(r.properties, "address") ?? r.id)]),
         ]);
         button.addEventListener("click", () => void showResult(i));
         return el("li", {}, [button]);
@@ -420,7 +421,7 @@ export function queryTool(viewer) {
     statsRun.textContent = t("stats.run");
     const chosen = groupBy.value;
     groupBy.replaceChildren(
-      new Option(t("stats.title"), ""),
+      new Option(t("stats.noGroup"), ""),
       ...["district", "use", "year_band", "layer"].map((g) => new Option(t(`stats.group.${g}`), g)),
     );
     groupBy.value = chosen;

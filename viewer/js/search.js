@@ -10,6 +10,7 @@
 
 import { byId } from "./dom.js";
 import { t } from "./i18n.js";
+import { localized } from "./properties.js";
 
 const DEBOUNCE_MS = 200;
 
@@ -47,10 +48,10 @@ export function searchTool(viewer) {
       button.dataset.id = r.id;
       const title = document.createElement("span");
       title.className = "hit-title";
-      title.textContent = r.title;
+      title.textContent = String(localized(r.properties, "name") || r.title);
       const sub = document.createElement("span");
       sub.className = "hit-sub muted";
-      sub.textContent = String(r.properties?.address ?? r.id);
+      sub.textContent = String(localized(r.properties, "address") ?? r.id);
       button.append(title, sub);
       button.addEventListener("click", () => showResult(r));
       li.append(button);
