@@ -233,3 +233,40 @@ def test_query_panel_lists_colours_downloads_and_charts(viewer: ViewerPage, buil
     )
     assert stats["count"] == expected["total"]
     assert any("/vendor/echarts/" in u for u in viewer.log.requests)
+
+
+def test_a_new_panel_is_one_registration_with_its_messages(viewer: ViewerPage) -> None:
+    """registerPanel with its own messages file: placed by its order among the collapsible tool
+    panels, titled in the language shown; a <section class="panel"> a module drops elsewhere in
+    the sidebar joins them too."""
+    page = viewer.page
+    placed = page.evaluate(
+        """async () => {
+            const { registerPanel } = window.cim.workspace;
+            const body = registerPanel({ id: "probe", title: "probe.title", order: 45,
+                messages: { "zh-CN": { "probe.title": "试验面板" }, en: { "probe.title": "Probe panel" } } });
+            body.append(Object.assign(document.createElement("p"), { id: "probe-content" }));
+            const stray = Object.assign(document.createElement("section"), { className: "panel", id: "stray-panel" });
+            stray.innerHTML = '<h2 id="stray-heading">x</h2><p id="stray-content"></p>';
+            document.querySelector('#feature-panel').before(stray);
+            await new Promise((r) => setTimeout(r, 0));
+            const order = [...document.querySelectorAll('#tools > section.panel')].map((s) => s.id);
+            const heading = document.querySelector('#probe-heading').textContent;
+            document.querySelector('#probe-heading .panel-toggle').click();
+            const collapsed = document.querySelector('#probe-content').offsetParent === null;
+            window.cim.i18n.setLanguage('en');
+            const english = document.querySelector('#probe-heading').textContent;
+            window.cim.i18n.setLanguage('zh-CN');
+            document.querySelector('#probe-heading .panel-toggle').click();
+            document.querySelector('#probe-panel').remove();
+            stray.remove();
+            localStorage.removeItem('cim.panels.collapsed');
+            return { order, heading, collapsed, english,
+                     strayCollapsible: stray.dataset.collapsible === 'true' };
+        }"""
+    )
+    order = placed["order"]
+    assert order.index("measure-panel") < order.index("probe-panel") < order.index("sun-panel")
+    assert "stray-panel" in order and placed["strayCollapsible"]
+    assert placed["heading"] == "试验面板" and placed["english"] == "Probe panel"
+    assert placed["collapsed"]

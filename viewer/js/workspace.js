@@ -18,7 +18,9 @@
 // open or closed (remembered in localStorage), panels are ordered by `order` (the built-in ones:
 // search 10, query 15, layers 20, points 30, cityjson 32, bim 34, measure 40, sun 50, bookmarks 90).
 // A <section class="panel"> written into #tools in index.html becomes collapsible the same way
-// (its order: data-order, else where it stands). Panels open by default.
+// (its order: data-order, else where it stands), and so does one that a module puts anywhere
+// else in the sidebar (it is moved into #tools; collapsible if it has its <h2> by then). Panels
+// open by default.
 
 /** @import { MessageBundle } from "./i18n.js" */
 
@@ -28,7 +30,20 @@ import { addMessages, language, setLanguage, t, translatePage } from "./i18n.js"
 const COLLAPSED_KEY = "cim.panels.collapsed";
 
 /** @type {Record<string, number>} built-in panels' places */
-const BUILT_IN_ORDER = { search: 10, query: 15, layers: 20, points: 30, cityjson: 32, bim: 34, measure: 40, sun: 50, stats: 55, bookmarks: 90 };
+const BUILT_IN_ORDER = {
+  search: 10,
+  query: 15,
+  layers: 20,
+  points: 30,
+  cityjson: 32,
+  bim: 34,
+  measure: 40,
+  sun: 50,
+  stats: 55,
+  analysis: 58,
+  annotations: 60,
+  bookmarks: 90,
+};
 
 /**
  * @typedef {object} PanelOptions
@@ -182,6 +197,16 @@ export function setUpWorkspace() {
     place(section);
     makeCollapsible(section);
   }
+  // panels that modules add to the sidebar outside #tools join the others
+  const sidebar = byId("sidebar", HTMLElement);
+  const adopt = (/** @type {Node} */ node) => {
+    if (!(node instanceof HTMLElement) || !node.matches("section.panel") || node.id === "feature-panel") return;
+    if (!node.dataset.order) node.dataset.order = String(BUILT_IN_ORDER[panelName(node)] ?? 60);
+    place(node);
+    if (node.querySelector(":scope > h2")) makeCollapsible(node);
+  };
+  [...sidebar.children].forEach(adopt);
+  new MutationObserver((records) => records.forEach((r) => r.addedNodes.forEach(adopt))).observe(sidebar, { childList: true });
   // the toggle names the other language, in that language
   const toggle = byId("language-toggle", HTMLButtonElement);
   toggle.addEventListener("click", () => setLanguage(language() === "en" ? "zh-CN" : "en"));
