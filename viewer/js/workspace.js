@@ -25,7 +25,7 @@
 /** @import { MessageBundle } from "./i18n.js" */
 
 import { byId } from "./dom.js";
-import { addMessages, language, setLanguage, t, translatePage } from "./i18n.js";
+import { addMessages, language, onLanguageChange, setLanguage, t, translatePage } from "./i18n.js";
 
 const COLLAPSED_KEY = "cim.panels.collapsed";
 
@@ -210,5 +210,8 @@ export function setUpWorkspace() {
   // the toggle names the other language, in that language
   const toggle = byId("language-toggle", HTMLButtonElement);
   toggle.addEventListener("click", () => setLanguage(language() === "en" ? "zh-CN" : "en"));
+  const toggleLang = () => (toggle.lang = language() === "en" ? "zh-CN" : "en");
+  onLanguageChange(toggleLang);
+  toggleLang();
   translatePage();
 }
