@@ -270,3 +270,20 @@ def test_a_new_panel_is_one_registration_with_its_messages(viewer: ViewerPage) -
     assert "stray-panel" in order and placed["strayCollapsible"]
     assert placed["heading"] == "试验面板" and placed["english"] == "Probe panel"
     assert placed["collapsed"]
+
+    # BIM attributes grouped by property set; a set that does not apply (only false and empty
+    # values: glTF metadata stores a boolean the set does not give as false) is left out
+    groups = page.evaluate(
+        """() => import('/js/feature-panel.js').then((m) => m.groupProperties(
+            { GlobalId: 'g', Pset_WallCommon_IsExternal: true, Pset_WallCommon_FireRating: null,
+              Pset_DoorCommon_IsExternal: false, Pset_DoorCommon_FireRating: null, Qto_Base_Width: 0.25 },
+            new Map([['Pset_WallCommon_IsExternal', 'Pset_WallCommon.IsExternal'], ['Pset_WallCommon_FireRating', 'Pset_WallCommon.FireRating'],
+                     ['Pset_DoorCommon_IsExternal', 'Pset_DoorCommon.IsExternal'], ['Pset_DoorCommon_FireRating', 'Pset_DoorCommon.FireRating'],
+                     ['Qto_Base_Width', 'Qto_Base.Width']])))"""
+    )
+    assert [g[0] for g in groups] == ["", "Pset_WallCommon", "Qto_Base"]
+    assert [row[1] for row in groups[1][1]] == ["IsExternal", "FireRating"]
+    shown = page.evaluate(
+        "() => import('/js/properties.js').then((m) => [m.formatValue(14.100000000000001, 'FLOAT64'), m.formatValue(12.300000190734863, 'FLOAT32')])"
+    )
+    assert shown == ["14.1", "12.3"]

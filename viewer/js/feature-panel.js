@@ -4,7 +4,7 @@
 // sets and quantity sets) are grouped by their set, each group collapsible; the others come
 // first. BIM tiles store a boolean a set does not give an element as false (glTF metadata has no
 // "no value" for booleans): a set whose every value is false or empty is taken as not applying
-// to the element, and its booleans are left out rather than shown as false.
+// to the element, and is left out rather than shown as a row of "no".
 
 /** @import { CityViewer } from "./city-viewer.js" */
 /** @import { PlainValue } from "./properties.js" */
@@ -47,10 +47,9 @@ export function groupProperties(properties, names = new Map()) {
   }
   for (const [set, rows] of groups) {
     if (!set) continue;
-    const applies = rows.some(([, , v]) => v !== false && v !== null && v !== "");
-    const kept = applies ? rows : rows.filter(([, , v]) => typeof v !== "boolean");
-    if (kept.length) groups.set(set, kept);
-    else groups.delete(set);
+    // a set with nothing but false and empty values does not apply to the element: its
+    // booleans are no answer (see the notes at the top) and the rest is empty
+    if (!rows.some(([, , v]) => v !== false && v !== null && v !== "")) groups.delete(set);
   }
   const plain = groups.get("") ?? [];
   const sets = [...groups].filter(([set]) => set).sort(([a], [b]) => a.localeCompare(b));
