@@ -16,8 +16,10 @@ from setuptools.command.build_py import build_py
 
 VIEWER = Path(__file__).resolve().parent / "viewer"
 #: what the viewer needs at run time (its tooling and type declarations stay behind)
-VIEWER_FILES = ("index.html", "config.js", "main.js", "style.css", "js")
+VIEWER_FILES = ("index.html", "config.js", "main.js", "style.css", "js", "i18n")
 CESIUM = Path("node_modules", "cesium", "Build", "Cesium")
+#: the other browser libraries' files the viewer loads (served under /vendor/, cim/server/vendor.py)
+VENDOR_FILES = (Path("node_modules", "echarts", "dist", "echarts.esm.min.mjs"),)
 
 
 class BuildWithViewer(build_py):
@@ -37,6 +39,12 @@ class BuildWithViewer(build_py):
                 shutil.copytree(src, target / name)
             elif src.exists():
                 shutil.copy2(src, target / name)
+        for rel in VENDOR_FILES:
+            if (VIEWER / rel).is_file():
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(VIEWER / rel, target / rel)
+            else:
+                self.warn(f"{VIEWER / rel} is missing (run `npm ci` in viewer/ first)")
         cesium = VIEWER / CESIUM
         if (cesium / "Cesium.js").is_file():
             shutil.copytree(cesium, target / CESIUM)

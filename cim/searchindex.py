@@ -31,7 +31,7 @@ import numpy as np
 from cim.engines import fork_allowed, helper_executor
 from cim.errors import CimInputError, CimIOError
 
-__all__ = ["INDEX_NAME", "SearchRows", "write_search_index", "SearchIndexWriter", "search"]
+__all__ = ["INDEX_NAME", "TEXT_SQL", "SearchRows", "write_search_index", "SearchIndexWriter", "search", "text_words", "trigram_query"]
 
 INDEX_NAME = "search.sqlite"
 
@@ -65,6 +65,12 @@ class SearchRows:
     types: dict[str, str] | None = None
     title_column: str | None = None
     text_columns: tuple[str, ...] = ()
+    #: footprints in lon/lat degrees as ragged arrays (:func:`cim.sources.footprints.footprint_rings`
+    #: layout): ``(xy (k, 2), ring_offsets, polygon_offsets, polygon_feature)``; the writer makes
+    #: their WKB and a point inside each (the fly-to anchor) off the build's critical path
+    rings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: (n,) footprint areas in square metres (in the layer's projected CRS)
+    areas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if (self.properties is None) == (self.columns is None):
@@ -89,8 +95,10 @@ CREATE TABLE features (rowid INTEGER PRIMARY KEY, layer TEXT, fid TEXT, title TE
     lon REAL, lat REAL, base REAL, top REAL, properties TEXT, west REAL, south REAL, east REAL, north REAL, body TEXT);
 CREATE INDEX features_fid ON features (fid);
 CREATE INDEX features_lon ON features (lon);
-CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='features', detail='column', tokenize='unicode61');
+CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='features', detail='column', tokenize='trigram');
 CREATE TABLE search_meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE footprints (rowid INTEGER PRIMARY KEY, anchor_lon REAL, anchor_lat REAL, area_m2 REAL, wkb BLOB);
+CREATE TABLE layer_schema (layer TEXT, name TEXT, type TEXT, PRIMARY KEY (layer, name));
 """
 
 
@@ -249,6 +257,8 @@ def _create(path: Path, **kwargs) -> sqlite3.Connection:
 
 def _insert_rows(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
     _insert_layer(con, rows, start)
+    _insert_footprints(con, rows, start)
+    con.executemany("INSERT OR REPLACE INTO layer_schema VALUES (?, ?, ?)", [(rows.layer, k, v) for k, v in _schema_of(rows).items()])
     con.execute(
         "INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features WHERE rowid >= ?", (start,)
     )
@@ -351,6 +361,57 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
     con.execute("DROP TABLE temp.staging")
 
 
+def _insert_footprints(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
+    """Each footprint's WKB (lon/lat), a point inside it and its area in m²."""
+    if rows.rings is None:
+        return
+    import shapely
+
+    xy, ring_offsets, polygon_offsets, polygon_feature = rows.rings
+    n = len(rows.ids)
+    geom_offsets = np.searchsorted(polygon_feature, np.arange(n + 1)).astype(np.int64)
+    geoms = shapely.from_ragged_array(shapely.GeometryType.MULTIPOLYGON, xy, (ring_offsets, polygon_offsets, geom_offsets))
+    single = shapely.get_num_geometries(geoms) == 1
+    geoms[single] = shapely.get_geometry(geoms[single], 0)  # a one-part footprint is a Polygon
+    # point_on_surface: inside an L-shaped or courtyard footprint, where the centre is not
+    anchors = shapely.get_coordinates(shapely.point_on_surface(geoms))
+    areas = rows.areas if rows.areas is not None else np.full(n, np.nan)
+    con.executemany(
+        "INSERT INTO footprints VALUES (?, ?, ?, ?, ?)",
+        zip(range(start, start + n), anchors[:, 0].tolist(), anchors[:, 1].tolist(), areas.tolist(), shapely.to_wkb(geoms).tolist()),
+    )
+
+
+#: the query types of metadata types
+_QUERY_TYPES = {"STRING": "string", "BOOLEAN": "boolean"}
+
+
+def _schema_of(rows: SearchRows) -> dict[str, str]:
+    """Queryable attributes of a layer and their types (string, number, integer, boolean)."""
+    if rows.types is not None:
+        return {k: _QUERY_TYPES.get(v, "integer" if v.startswith(("INT", "UINT")) else "number") for k, v in rows.types.items()}
+    kinds: dict[str, set[str]] = {}
+    for p in rows.properties or ():
+        for k, v in p.items():
+            if v is None:
+                continue
+            kind = (
+                "boolean"
+                if isinstance(v, (bool, np.bool_))
+                else "integer"
+                if isinstance(v, (int, np.integer))
+                else "number"
+                if isinstance(v, (float, np.floating))
+                else "string"
+            )
+            kinds.setdefault(k, set()).add(kind)
+    out = {}
+    for k in sorted(kinds):
+        found = kinds[k]
+        out[k] = found.pop() if len(found) == 1 else "number" if found <= {"integer", "number"} else "string"
+    return out
+
+
 def _sql_values(values: np.ndarray, kind: str) -> list:
     """One attribute column as SQLite values (NaN binds as NULL)."""
     if kind == "STRING":
@@ -373,14 +434,29 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def _fts_query(text: str) -> str:
-    """A safe FTS5 query: every word a quoted prefix term, all of them required.
+def text_words(text: str) -> list[str]:
+    """The words of a text query, lower-cased: split at every character that is not a letter or
+    digit (a run of Chinese characters is one word; the trigram index finds it inside longer
+    text)."""
+    return "".join(c if c.isalnum() else " " for c in text.lower()).split()
 
-    Words are split where the index's tokenizer (unicode61) splits them, at every character that
-    is not a letter or digit: a quoted ``GUID-CB4F`` would be a two-token phrase, which an index
-    with ``detail=column`` refuses. An id with hyphens is found by its parts, each a prefix."""
-    words = "".join(c if c.isalnum() else " " for c in text).split()
-    return " AND ".join('"' + w + '"*' for w in words)
+
+def trigram_query(words: list[str], *, any_of: bool = False) -> str:
+    """A safe FTS5 query over the ``trigram`` index: every three-character substring of every
+    word, each a quoted one-token phrase (the index keeps no positions, ``detail=column``, so a
+    longer phrase is refused), all required (or any of them, for fuzzy candidates). Words of one
+    or two characters have no trigram: the caller matches them another way. Empty when no word
+    has three characters.
+
+    A match on every trigram is necessary, not sufficient, for the word to occur: callers check
+    the words with ``instr`` (:data:`TEXT_SQL`)."""
+    grams = sorted({w[i : i + 3] for w in words for i in range(len(w) - 2)})
+    return (" OR " if any_of else " AND ").join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+#: the searchable text of a row of ``features f`` (lower-case for ASCII; ``instr`` on it checks
+#: a word is a substring)
+TEXT_SQL = "lower(f.fid || ' ' || coalesce(f.title, '') || ' ' || coalesce(f.body, ''))"
 
 
 def search(
@@ -391,7 +467,7 @@ def search(
     *,
     exclude: list[str] | None = None,
 ) -> list[dict]:
-    """Features matching words of ``text`` (prefix match on id, title and text attributes)
+    """Features matching words of ``text`` (substrings of id, title and text attributes)
     and/or lying in ``bbox`` (west, south, east, north degrees), best matches first; none of the
     layers in ``exclude`` (those a reader may not see).
 
@@ -408,21 +484,32 @@ def search(
     box_args: list[float] = []
     hidden = sorted(set(exclude or ()))
     hide_sql = f" AND f.layer NOT IN ({', '.join('?' * len(hidden))})" if hidden else ""
+    tail: list = list(hidden)  # values bound after the filters
     if bbox is not None:
         west, south, east, north = bbox
         if not (west <= east and south <= north):
             raise CimInputError(f"bbox {bbox}: west must not exceed east, nor south north")
         box_args = [west, east, west, east, south, north]  # the centre range is widened below
     if text:
-        q = _fts_query(text)
-        if not q:
+        words = text_words(text)
+        if not words:
             return []
-        sql = f"SELECT {cols} FROM features_text t JOIN features f ON f.rowid = t.rowid WHERE features_text MATCH ?"
-        args: list = [q]
+        q = trigram_query(words)
+        # every word a substring; the trigram index narrows the rows first when a word is long enough
+        check = " AND ".join(f"instr({TEXT_SQL}, ?)" for _ in words)
+        if q:
+            sql = f"SELECT {cols} FROM features_text t JOIN features f ON f.rowid = t.rowid WHERE features_text MATCH ? AND {check}"
+            args: list = [q, *words]
+            order = "t.rank"
+        else:
+            sql = f"SELECT {cols} FROM features f WHERE {check}"
+            args = list(words)
+            order = "f.rowid"
         if box_args:
             sql += f" AND {box_sql}"
             args += box_args
-        sql += hide_sql + " ORDER BY t.rank LIMIT ?"
+        sql += hide_sql + f" ORDER BY lower(f.title) = ? DESC, {order} LIMIT ?"
+        tail.append(text.strip().lower())  # an exact title first
     else:
         sql = f"SELECT {cols} FROM features f WHERE {box_sql}{hide_sql} LIMIT ?"
         args = list(box_args)
@@ -433,7 +520,7 @@ def search(
             i = len(args) - len(box_args)
             args[i] -= half[0] if half else 180.0
             args[i + 1] += half[0] if half else 180.0
-        rows = con.execute(sql, [*args, *hidden, limit]).fetchall()
+        rows = con.execute(sql, [*args, *tail, limit]).fetchall()
     finally:
         con.close()
     return [

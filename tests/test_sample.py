@@ -65,7 +65,19 @@ def test_footprints_are_realistic(tiny_sources):
     meta, _, wkb, fields = pyogrio.raw.read(tiny_sources.buildings)
     cols = dict(zip(meta["fields"], fields))
     assert meta["crs"] == "EPSG:4544"
-    assert list(cols) == ["id", "name", "use", "floors", "height", "year_built", "address", "district"]
+    assert list(cols) == [
+        "id",
+        "name",
+        "name_en",
+        "use",
+        "floors",
+        "height",
+        "year_built",
+        "address",
+        "address_en",
+        "district",
+        "district_en",
+    ]
     geoms = shapely.from_wkb(wkb)
     assert shapely.is_valid(geoms).all()
     assert len(set(cols["id"])) == len(geoms) == tiny_sources.n_buildings

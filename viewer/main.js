@@ -1,7 +1,11 @@
 // @ts-check
 // cim viewer: a CityViewer over /city/city.json with its tools. Each tool is a module that
 // subscribes to the viewer's events (js/city-viewer.js); window.cim is the scripting surface.
+// The sidebar's layout is js/workspace.js (a new panel: one registerPanel call and its own
+// messages file); every text comes from the message catalogue (js/i18n.js).
 
+import * as i18n from "./js/i18n.js";
+import { setUpWorkspace, openPanel, registerPanel } from "./js/workspace.js";
 import { accountTool } from "./js/account.js";
 import { CityViewer, HIGHLIGHT_CSS } from "./js/city-viewer.js";
 import { statusTool } from "./js/status.js";
@@ -15,7 +19,10 @@ import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
 import { annotationTool } from "./js/annotations.js";
 import { analysisTool } from "./js/analysis.js";
+import { shareTool } from "./js/share.js";
+import { queryTool } from "./js/query.js";
 
+setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
 viewer.install(statusTool);
@@ -29,9 +36,15 @@ const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
 const annotations = viewer.install(annotationTool);
 const analysis = viewer.install(analysisTool);
+const query = viewer.install(queryTool);
+const share = viewer.install((v) =>
+  shareTool(v, { queryText: search.text, runQuery: search.run, panelQuery: query.state, restorePanelQuery: query.restore }),
+);
+search.onChange(() => share.update());
+query.onRun(() => share.update());
 
 window.addEventListener("unhandledrejection", (event) => {
-  viewer.reportError("Unexpected error", event.reason);
+  viewer.reportError(i18n.t("error.unexpected"), event.reason);
   event.preventDefault();
 });
 
@@ -84,6 +97,12 @@ const cim = {
   annotations,
   analysis,
   account,
+  share,
+  query,
+  /** the message catalogue: t(key, params), setLanguage("en" | "zh-CN"), language(), ... */
+  i18n,
+  t: i18n.t,
+  workspace: { registerPanel, openPanel },
 };
 window.cim = cim;
 

@@ -29,6 +29,7 @@ from cim.cli.annotations import annotations_group
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
+from cim.cli.query import query
 
 if TYPE_CHECKING:
     from cim.engines import Engine
@@ -99,6 +100,7 @@ cli.add_command(
 
 cli.add_command(export)
 cli.add_command(analyse)
+cli.add_command(query)
 
 
 @cli.command()

@@ -139,6 +139,8 @@ class PreparedBuildings:
     base: np.ndarray  # (n,)
     top: np.ndarray  # (n,)
     lonlat_boxes: np.ndarray  # (n, 4) west, south, east, north of each footprint, degrees
+    #: the footprints in degrees, ragged (xy, ring offsets, polygon offsets, polygon feature)
+    lonlat_rings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     warnings: list[tuple[type[CimWarning], str]] = field(default_factory=list)
 
     @property
@@ -293,7 +295,8 @@ def prepare_buildings(
         ],
         axis=1,
     )
-    return PreparedBuildings(mesh, centres, sizes, base, top, boxes, warnings)
+    rings = (np.column_stack([lon, lat]), ring_offsets, poly_offsets, part_feature)
+    return PreparedBuildings(mesh, centres, sizes, base, top, boxes, rings, warnings)
 
 
 _warm_up = None
@@ -525,8 +528,15 @@ def _drop_replaced(table: FootprintTable, footprints: list[dict[str, Any]]) -> n
 def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -> SearchRows:
     """Each building's footprint box (degrees), heights and attribute columns for the city's
     search index (titled by ``name``, searchable by its other text attributes; the index builds
-    the rows in SQL)."""
+    the rows in SQL), and its footprint (degrees) with its area in m² (in the file's projected
+    CRS; on the local tangent plane for a geographic CRS) for the query API."""
+    import shapely
+
     box = prep.lonlat_boxes
+    if table.crs.is_projected:
+        areas = shapely.area(table.geometries)
+    else:
+        areas = _tangent_plane_areas(table, prep)
     text_cols = tuple(name for name in table.columns if table.types[name] == "STRING" and name not in ("id", "name"))
     return SearchRows(
         layer_id,
@@ -545,4 +555,16 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
         types=table.types,
         title_column="name" if "name" in table.columns else None,
         text_columns=text_cols,
+        rings=prep.lonlat_rings,
+        areas=areas,
     )
+
+
+def _tangent_plane_areas(table: FootprintTable, prep: PreparedBuildings) -> np.ndarray:
+    """Footprint areas (m²) of lon/lat footprints: square degrees scaled at each building's
+    latitude (spherical; the error is far below a footprint's own accuracy)."""
+    import shapely
+
+    lat0 = np.radians((prep.lonlat_boxes[:, 1] + prep.lonlat_boxes[:, 3]) / 2.0)
+    scale = (6378137.0 * np.pi / 180.0) ** 2 * np.cos(lat0)  # m² per square degree at each building
+    return shapely.area(table.geometries) * scale

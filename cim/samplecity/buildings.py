@@ -30,6 +30,43 @@ STREET = 22.0
 ROADS_EW = ["Minzhu", "Jiefang", "Renmin", "Dazhong", "Zhongshan", "Chengji", "Longcheng", "Yingbin", "Huancheng", "Binhe"]
 ROADS_NS = ["Qinzhou", "Maiji", "Fuxi", "Yuquan", "Nanguo", "Xiguan", "Dongguan", "Shangyi", "Taiyuan", "Wushan"]
 ESTATES = ["Yingbin", "Longcheng", "Minzhu", "Renmin", "Jiefang", "Dazhong", "Weibin", "Huaqiao", "Qilin", "Fuxi", "Tianshui", "Jinxiu"]
+#: Chinese names of the roads, estates and districts above (the pinyin/English fields keep the Latin ones)
+ZH = {
+    "Minzhu": "民主",
+    "Jiefang": "解放",
+    "Renmin": "人民",
+    "Dazhong": "大众",
+    "Zhongshan": "中山",
+    "Chengji": "成纪",
+    "Longcheng": "龙城",
+    "Yingbin": "迎宾",
+    "Huancheng": "环城",
+    "Binhe": "滨河",
+    "Qinzhou": "秦州",
+    "Maiji": "麦积",
+    "Fuxi": "伏羲",
+    "Yuquan": "玉泉",
+    "Nanguo": "南郭",
+    "Xiguan": "西关",
+    "Dongguan": "东关",
+    "Shangyi": "尚义",
+    "Taiyuan": "泰源",
+    "Wushan": "岷山",
+    "Weibin": "渭滨",
+    "Huaqiao": "华侨",
+    "Qilin": "麒麟",
+    "Tianshui": "天水",
+    "Jinxiu": "锦绣",
+}
+#: a building's name in Chinese by use: estate + label + number + suffix (e.g. 迎宾小区3号楼)
+LABEL_ZH = {
+    "residential": ("小区", "号楼"),
+    "commercial": ("广场", "号楼"),
+    "mixed": ("大厦", "座"),
+    "public": ("服务中心", "号楼"),
+    "education": ("学校", "号楼"),
+    "industrial": ("工业园", "号厂房"),
+}
 STOREY = {"residential": 3.0, "commercial": 4.2, "mixed": 3.6, "public": 4.0, "education": 3.9, "industrial": 6.0}
 
 
@@ -176,7 +213,8 @@ def _block(out: Footprints, col: int, row: int, bx: float, by: float, yc: float,
 
 
 def attributes(geoms: list, cols: dict[str, np.ndarray], xmid: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """The published attribute table: id, name, use, floors, height, year_built, address, district."""
+    """The published attribute table: id, name (Chinese), name_en (pinyin/English), use, floors,
+    height, year_built, address (Chinese), address_en, district (Chinese), district_en."""
     n = len(geoms)
     rng = np.random.default_rng([seed, 7])
     use = cols["use"]
@@ -185,11 +223,14 @@ def attributes(geoms: list, cols: dict[str, np.ndarray], xmid: float, seed: int 
     height = np.round(floors * storey + rng.uniform(0.4, 1.8, n), 1)
     centroids = shapely.centroid(np.array(geoms, dtype=object))
     cx = shapely.get_x(centroids)
-    district = np.where(cx < xmid + 2500.0, "Qinzhou", "Maiji").astype(object)
+    district_en = np.where(cx < xmid + 2500.0, "Qinzhou", "Maiji").astype(object)
+    district = np.array([f"{ZH[d]}区" for d in district_en], dtype=object)
     ids = np.array([f"TS{i + 1:06d}" for i in range(n)], dtype=object)
     per_estate: dict[tuple, int] = {}
     names = np.empty(n, dtype=object)
+    names_en = np.empty(n, dtype=object)
     address = np.empty(n, dtype=object)
+    address_en = np.empty(n, dtype=object)
     label = {
         "residential": "Residence",
         "commercial": "Plaza",
@@ -201,17 +242,25 @@ def attributes(geoms: list, cols: dict[str, np.ndarray], xmid: float, seed: int 
     for i in range(n):
         key = (tuple(cols["block"][i]), cols["estate"][i])
         per_estate[key] = per_estate.get(key, 0) + 1
-        names[i] = f"{cols['estate'][i]} {label[use[i]]} {per_estate[key]}"
+        estate = cols["estate"][i]
+        names_en[i] = f"{estate} {label[use[i]]} {per_estate[key]}"
+        kind, suffix = LABEL_ZH[use[i]]
+        names[i] = f"{ZH[estate]}{kind}{per_estate[key]}{suffix}"
         col, row = key[0]
         number = ((col * 37 + row * 11) % 90) * 2 + 2 * per_estate[key]  # deterministic, unlike hash()
-        address[i] = f"No. {number} {cols['road'][i]}, {district[i]} District, Tianshui"
+        road = str(cols["road"][i])
+        address_en[i] = f"No. {number} {road}, {district_en[i]} District, Tianshui"
+        address[i] = f"天水市{district[i]}{ZH[road.removesuffix(' Road')]}路{number}号"
     return {
         "id": ids,
         "name": names,
+        "name_en": names_en,
         "use": use.astype(object),
         "floors": floors,
         "height": height.astype(np.float64),
         "year_built": cols["year_built"].astype(np.int32),
         "address": address,
+        "address_en": address_en,
         "district": district,
+        "district_en": district_en,
     }

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
-from cim.server import analysis, api
+from cim.server import analysis, api, query_api, vendor
 from cim.server import annotations as annotations_api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
@@ -595,8 +595,10 @@ def create_app(
     add_operations(app, api.OPERATIONS)
     add_operations(app, annotations_api.OPERATIONS)
     add_operations(app, analysis.OPERATIONS)
+    add_operations(app, query_api.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
+    app.router.add_get("/vendor/{name}/{path:.*}", vendor.vendor_file)
     app.router.add_get("/", _viewer_index)
     app.router.add_get("/{path:.*}", _viewer_file)
     return app

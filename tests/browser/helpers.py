@@ -174,10 +174,11 @@ class ViewerPage:
 
     def assert_clean(self) -> None:
         """Nothing was requested outside the server and nothing failed, since the page opened."""
-        assert self.log.outside(self.base_url) == []
-        assert self.log.console_errors == []
-        assert self.log.page_errors == []
-        assert self.page.evaluate("window.cim.errors") == []
+        assert self.log.outside(self.base_url) == [], self.log.outside(self.base_url)
+        assert self.log.console_errors == [], self.log.console_errors
+        assert self.log.page_errors == [], self.log.page_errors
+        errors = self.page.evaluate("window.cim.errors")
+        assert errors == [], errors
 
     def screenshot(self, name: str) -> bytes:
         """PNG of the Cesium canvas only, also saved under the test's tmp dir."""
@@ -226,12 +227,17 @@ def pick_canvas_centre(vp: ViewerPage) -> dict | None:
 
 
 def panel_rows(vp: ViewerPage) -> dict[str, str]:
+    """The selection panel's rows: attribute (the feature's property id) -> the text shown.
+
+    A row's header shows the attribute's name, less its property set ("Pset_WallCommon.IsExternal"
+    shows "IsExternal" under the set's group row), so the header must end the attribute's name.
+    """
     rows = vp.page.eval_on_selector_all(
-        "#feature-props tr",
+        "#feature-props tr[data-key]",
         "rows => rows.map(r => [r.dataset.key, r.querySelector('th').textContent, r.querySelector('td').textContent])",
     )
     for key, th, _ in rows:
-        assert key == th, f"row data-key {key!r} does not match its header {th!r}"
+        assert key.endswith(th.replace(".", "_")) or key == th, f"row data-key {key!r} does not match its header {th!r}"
     return {key: td for key, _, td in rows}
 
 

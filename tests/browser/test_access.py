@@ -50,11 +50,11 @@ def test_signing_in_shows_the_restricted_layer(browser: object, guarded: tuple[P
         vp.wait_ready()
         assert "bim" not in layer_ids(vp) and "buildings" in layer_ids(vp)
         assert page.locator("#layer-bim").count() == 0
-        assert page.is_visible("#account") and page.text_content("#account-user") == "Not signed in"
+        assert page.is_visible("#account") and page.text_content("#account-user") == page.evaluate("window.cim.t('account.notSignedIn')")
 
         sign_in(vp, "wang", "not the password")
         page.wait_for_selector("#login-message:not([hidden])", timeout=10_000)
-        assert "Wrong user name or password" in page.text_content("#login-message")
+        assert page.evaluate("window.cim.t('account.wrongPassword')") in page.text_content("#login-message")
 
         with page.expect_navigation():
             sign_in(vp, "wang", PASSWORD)

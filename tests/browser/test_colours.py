@@ -60,7 +60,10 @@ def top_down(vp: ViewerPage, bounds: dict, share: float = 0.8) -> Iterator[None]
         (bounds["east"] - bounds["west"]) * 111_320 * math.cos(math.radians(lat)),
         (bounds["north"] - bounds["south"]) * 110_574,
     )
-    vp.page.uncheck("#points-edl")  # eye-dome lighting shades points by depth
+    # eye-dome lighting shades points by depth (the panel is hidden while no point layer shows)
+    vp.page.evaluate(
+        "() => { const b = document.querySelector('#points-edl'); if (b.checked) { b.checked = false; b.dispatchEvent(new Event('input')); } }"
+    )
     saved = vp.page.evaluate(
         """([lon, lat, top]) => {
             const viewer = window.cim.viewer, scene = viewer.scene;

@@ -86,7 +86,7 @@ def test_bim_panel_merges_and_filters_every_bim_layer(viewer: ViewerPage, built_
     assert [b["id"] for b in bims] == ["bim-a", "bim-b"]
     chips = page.eval_on_selector_all("#bim-classes input", "xs => xs.map(x => x.dataset.ifcClass)")
     assert chips == sorted(set(bims[0]["classes"]) | set(bims[1]["classes"]))
-    storeys = page.eval_on_selector_all("#bim-storey option", "os => os.map(o => o.value).filter(Boolean)")
+    storeys = page.eval_on_selector_all("#bim-storey option", "os => os.filter(o => o.value).map(o => o.textContent)")
     assert set(storeys) == set(bims[0]["storey_names"]) | set(bims[1]["storey_names"])
     assert set(storeys) > set(bims[0]["storey_names"]), "the second layer adds no storey: a weak check"
 
@@ -126,13 +126,14 @@ def test_point_panel_styles_every_point_layer(viewer: ViewerPage, built_city: Bu
         return [u.u_mode.value, u.u_hidden.value, u.u_size.value];
     })"""
     assert page.evaluate("(ids) => ids.map(id => window.cim.layers[id].show)", ids) == [False, False]
+    # the second layer alone (the panel shows only while a point layer does)
+    page.locator("#layer-lidar-b").check()
     page.uncheck("#points-edl")  # eye-dome lighting costs several seconds a frame under SwiftShader
     page.evaluate("window.cim.points.setSize(3)")
     assert page.evaluate(uniforms, ids) == [[0, 0, 3]] * 2
     assert page.evaluate("(ids) => ids.map(id => window.cim.layers[id].pointCloudShading.eyeDomeLighting)", ids) == [False] * 2
 
-    # the second layer alone, from above: colouring by classification changes its picture
-    page.locator("#layer-lidar-b").check()
+    # from above: colouring by classification changes its picture
     page.evaluate("window.cim.viewer.scene.globe.show = false")
     b = clouds[1]["bounds"]
     page.evaluate(

@@ -5,6 +5,7 @@
 // reader may see them.
 
 import { byId } from "./dom.js";
+import { onLanguageChange, t } from "./i18n.js";
 
 /**
  * @typedef {object} Me
@@ -32,7 +33,7 @@ export function accountTool() {
     const response = await fetch("/api/me", { cache: "no-store" });
     if (response.ok) me = await response.json();
     box.hidden = !me.accounts;
-    who.textContent = me.user ? `${me.user} (${me.role})` : "Not signed in";
+    who.textContent = me.user ? t("account.who", { user: me.user, role: me.role ?? "" }) : t("account.notSignedIn");
     openButton.hidden = Boolean(me.user);
     logoutButton.hidden = !me.user;
     form.hidden = Boolean(me.user) || me.anonymous;
@@ -51,7 +52,7 @@ export function accountTool() {
       body: JSON.stringify({ user, password }),
     });
     if (!response.ok) {
-      message.textContent = response.status === 401 ? "Wrong user name or password." : `Sign-in failed (${response.status}).`;
+      message.textContent = response.status === 401 ? t("account.wrongPassword") : t("account.failed", { status: String(response.status) });
       message.hidden = false;
       passwordInput.select();
       return false;
@@ -65,6 +66,9 @@ export function accountTool() {
     window.location.reload();
   }
 
+  onLanguageChange(() => {
+    who.textContent = me.user ? t("account.who", { user: me.user, role: me.role ?? "" }) : t("account.notSignedIn");
+  });
   openButton.addEventListener("click", () => {
     form.hidden = !form.hidden;
     if (!form.hidden) userInput.focus();

@@ -10,6 +10,7 @@
 /** @import { PlainValue } from "./properties.js" */
 
 import { EventDispatcher } from "./events.js";
+import { t } from "./i18n.js";
 import { loaderFor } from "./layers.js";
 import { featureProperties, isTileFeature } from "./properties.js";
 
@@ -18,6 +19,9 @@ export const HIGHLIGHT_CSS = "#f2b33d";
 // sRGB as Cesium wants it: a feature's colour multiplies the fragment after lighting and the
 // screen encoding (CPUStylingStage follows LightingStage), so a white surface shows it exactly.
 const HIGHLIGHT = Cesium.Color.fromCssColorString(HIGHLIGHT_CSS);
+/** Query results' colour (sRGB), beside the selection's. */
+export const RESULT_CSS = "#4fc3f7";
+const RESULT = Cesium.Color.fromCssColorString(RESULT_CSS);
 const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
 
 /**
@@ -34,6 +38,7 @@ const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
  * @property {string | null} layerId
  * @property {Record<string, PlainValue>} properties
  * @property {Cesium.Cesium3DTileFeature | null} feature  null when selected from the search index
+ * @property {string | null} id  the feature's id (the layer's id_property), when it has one
  */
 
 /**
@@ -52,6 +57,7 @@ const GLOBE_COLOR = Cesium.Color.fromCssColorString("#4a5057");
  * @property {Layer} layeradded  raised in city.json order
  * @property {{ spec: LayerSpec, reason: "unsupported" | "failed" }} layerfailed
  * @property {{ id: string, show: boolean }} layervisibility
+ * @property {{ id: string, opacity: number }} layeropacity
  * @property {Selection} select
  * @property {{}} deselect
  * @property {SceneClick} click
@@ -89,13 +95,25 @@ export class CityViewer extends EventDispatcher {
   #settleTimer = null;
   /** @type {(() => void)[]} */
   #readyWaiters = [];
-  /** the selected feature's colour before it was highlighted */
-  #savedColor = new Cesium.Color();
+  /** the highlighted features (one picked, or every loaded tile's copy of one id) and their own colours */
+  /** @type {Map<Cesium.Cesium3DTileFeature, Cesium.Color>} */
+  #highlighted = new Map();
+  /** stops highlighting the selected id in tiles that load later */
+  /** @type {(() => void) | null} */
+  #stopFollowing = null;
+  /** query results shown in the scene: their features and own colours, and the tile listeners */
+  /** @type {Map<Cesium.Cesium3DTileFeature, Cesium.Color>} */
+  #marked = new Map();
+  /** @type {(() => void)[]} */
+  #stopMarking = [];
 
   /** @param {string | Element} container */
   constructor(container) {
     // a tool that fails on an event is reported like any error, except on "error" itself
-    super((type, error) => (type === "error" ? console.error(error) : this.reportError(`A tool failed on "${String(type)}"`, error)));
+    super((type, error) => (type === "error" ? console.error(error) : this.reportError(t("error.tool", { event: String(type) }), error)));
+    // CesiumJS's Apache-2.0 licence asks for no logo; the default credit is the Cesium ion logo,
+    // and ion is never used here: credit CesiumJS in words instead
+    Cesium.CreditDisplay.cesiumCredit = new Cesium.Credit('<a href="https://cesium.com/platform/cesiumjs/" target="_blank" rel="noopener noreferrer">CesiumJS</a>', true);
     this.cesium = new Cesium.Viewer(container, {
       baseLayer: false,
       geocoder: false,
@@ -156,7 +174,7 @@ export class CityViewer extends EventDispatcher {
       if (!response.ok) throw new Error(`${this.baseUrl}: HTTP ${response.status}`);
       this.city = /** @type {City} */ (await response.json());
     } catch (error) {
-      this.reportError("The city description could not be loaded", error);
+      this.reportError(t("error.city"), error);
       this.#loadingDone = true;
       this.unsettle();
       return;
@@ -181,7 +199,7 @@ export class CityViewer extends EventDispatcher {
       this.#loadingDone = true;
       this.flyHome(0);
     } catch (error) {
-      this.reportError("The viewer failed to start", error);
+      this.reportError(t("error.start"), error);
       this.#loadingDone = true;
       this.unsettle();
     }
@@ -202,7 +220,7 @@ export class CityViewer extends EventDispatcher {
       const reportError = this.reportError.bind(this);
       return { handle: await loader(spec, { viewer: this.cesium, url, reportError }) };
     } catch (error) {
-      this.reportError(`Layer "${spec.title ?? spec.id}" could not be loaded`, error);
+      this.reportError(t("error.layer", { layer: spec.title ?? spec.id }), error);
       return { reason: "failed" };
     }
   }
@@ -219,6 +237,18 @@ export class CityViewer extends EventDispatcher {
     this.emit("layervisibility", { id, show });
     if (show) this.unsettle();
     else this.cesium.scene.requestRender();
+  }
+
+  /**
+   * @param {string} id
+   * @param {number} opacity  0 (invisible) to 1 (opaque)
+   */
+  setLayerOpacity(id, opacity) {
+    const layer = this.layers.get(id);
+    if (!layer) return;
+    layer.handle.opacity = opacity;
+    this.emit("layeropacity", { id, opacity: layer.handle.opacity });
+    this.unsettle();
   }
 
   /**
@@ -381,10 +411,46 @@ export class CityViewer extends EventDispatcher {
     }
     if (this.selection?.feature === feature) return this.selection.properties;
     this.clearSelection();
-    Cesium.Color.clone(feature.color, this.#savedColor);
-    feature.color = HIGHLIGHT;
+    this.#highlight(feature);
     const layerId = this.#layerOf(feature.tileset);
-    this.#setSelection({ layerId, properties: featureProperties(feature), feature });
+    const properties = featureProperties(feature);
+    const idKey = this.#idKey(layerId);
+    const id = idKey && properties[idKey] !== undefined && properties[idKey] !== null ? String(properties[idKey]) : null;
+    this.#setSelection({ layerId, properties, feature, id });
+    return this.selection?.properties ?? null;
+  }
+
+  /**
+   * Select a feature by its id: highlight it in every loaded tile of its layer (and in tiles that
+   * load later), whatever the camera sees. `properties` are shown when no tile holding it is
+   * loaded (a search result far away, or hidden).
+   * @param {string} layerId
+   * @param {string} id  the value of the layer's id_property
+   * @param {Record<string, PlainValue>} [properties]
+   * @returns {Record<string, PlainValue> | null} the selection's properties
+   */
+  selectById(layerId, id, properties) {
+    this.clearSelection();
+    const layer = this.layers.get(layerId);
+    const tileset = layer?.handle.tileset ?? null;
+    const idKey = this.#idKey(layerId) ?? "id";
+    /** @type {Cesium.Cesium3DTileFeature[]} */
+    const found = [];
+    if (tileset) {
+      for (const feature of loadedFeatures(tileset)) if (String(feature.getProperty(idKey)) === String(id)) found.push(feature);
+    }
+    found.forEach((feature) => this.#highlight(feature));
+    const props = found.length ? featureProperties(found[0]) : (properties ?? { [idKey]: id });
+    this.#setSelection({ layerId, properties: props, feature: found[0] ?? null, id: String(id) });
+    if (tileset) {
+      const onLoad = (/** @type {Cesium.Cesium3DTile} */ tile) => {
+        for (const feature of contentFeatures(tile.content)) {
+          if (String(feature.getProperty(idKey)) === String(id)) this.#highlight(feature);
+        }
+      };
+      tileset.tileLoad.addEventListener(onLoad);
+      this.#stopFollowing = () => tileset.tileLoad.removeEventListener(onLoad);
+    }
     return this.selection?.properties ?? null;
   }
 
@@ -395,18 +461,87 @@ export class CityViewer extends EventDispatcher {
    */
   selectProperties(layerId, properties) {
     this.clearSelection();
-    this.#setSelection({ layerId, properties, feature: null });
+    const idKey = this.#idKey(layerId);
+    const id = idKey && properties[idKey] !== undefined && properties[idKey] !== null ? String(properties[idKey]) : null;
+    this.#setSelection({ layerId, properties, feature: null, id });
+  }
+
+  /**
+   * Colour the features of a result set (query results) in every loaded tile and in tiles that
+   * load later, until `clearResults`. The selection's highlight stays on top.
+   * @param {{ layer: string, id: string }[]} results
+   * @returns {number} features coloured so far
+   */
+  markResults(results) {
+    this.clearResults();
+    /** @type {Map<string, Set<string>>} */
+    const byLayer = new Map();
+    for (const { layer, id } of results) {
+      if (!byLayer.has(layer)) byLayer.set(layer, new Set());
+      byLayer.get(layer)?.add(String(id));
+    }
+    for (const [layerId, ids] of byLayer) {
+      const tileset = this.layers.get(layerId)?.handle.tileset;
+      const idKey = this.#idKey(layerId) ?? "id";
+      if (!tileset) continue;
+      const mark = (/** @type {Cesium.Cesium3DTileFeature} */ feature) => {
+        if (!ids.has(String(feature.getProperty(idKey))) || this.#marked.has(feature)) return;
+        const saved = this.#highlighted.get(feature);
+        this.#marked.set(feature, saved ?? Cesium.Color.clone(feature.color));
+        if (saved) this.#highlighted.set(feature, RESULT.clone());
+        else feature.color = RESULT;
+      };
+      for (const feature of loadedFeatures(tileset)) mark(feature);
+      const onLoad = (/** @type {Cesium.Cesium3DTile} */ tile) => {
+        for (const feature of contentFeatures(tile.content)) mark(feature);
+      };
+      tileset.tileLoad.addEventListener(onLoad);
+      this.#stopMarking.push(() => tileset.tileLoad.removeEventListener(onLoad));
+    }
+    this.cesium.scene.requestRender();
+    return this.#marked.size;
+  }
+
+  /** Put the colours of the marked results back. */
+  clearResults() {
+    this.#stopMarking.splice(0).forEach((stop) => stop());
+    for (const [feature, colour] of this.#marked) {
+      try {
+        if (feature.tileset.isDestroyed()) continue;
+        if (this.#highlighted.has(feature)) this.#highlighted.set(feature, colour);
+        else feature.color = colour;
+      } catch {
+        // unloaded with its tile
+      }
+    }
+    this.#marked.clear();
+    this.cesium.scene.requestRender();
+  }
+
+  /** @param {Cesium.Cesium3DTileFeature} feature */
+  #highlight(feature) {
+    if (this.#highlighted.has(feature)) return;
+    this.#highlighted.set(feature, Cesium.Color.clone(feature.color));
+    feature.color = HIGHLIGHT;
+  }
+
+  /** the property that identifies a layer's features @param {string | null} layerId */
+  #idKey(layerId) {
+    if (layerId === null) return null;
+    return this.layers.get(layerId)?.spec.id_property ?? "id";
   }
 
   clearSelection() {
-    const feature = this.selection?.feature;
-    if (feature) {
+    this.#stopFollowing?.();
+    this.#stopFollowing = null;
+    for (const [feature, colour] of this.#highlighted) {
       try {
-        if (!feature.tileset.isDestroyed()) feature.color = this.#savedColor;
+        if (!feature.tileset.isDestroyed()) feature.color = colour;
       } catch {
         // the tile holding the feature was unloaded; nothing left to restore
       }
     }
+    this.#highlighted.clear();
     const had = this.selection !== null;
     this.selection = null;
     this.cesium.scene.requestRender();
@@ -457,11 +592,40 @@ export class CityViewer extends EventDispatcher {
     for (const layer of this.layers.values()) {
       const show = layer.spec.visible !== false;
       if (layer.handle.show !== show) this.setLayerVisible(layer.id, show);
+      if (layer.handle.opacity !== 1) this.setLayerOpacity(layer.id, 1);
     }
     this.cesium.scene.globe.show = true;
     this.emit("reset", {});
     this.flyHome(0);
     return this.whenReady();
+  }
+}
+
+/**
+ * The features of a tile's content (and of the contents inside a composite or multi-content tile).
+ * @param {Cesium.Cesium3DTileContent | undefined} content
+ * @returns {Generator<Cesium.Cesium3DTileFeature>}
+ */
+function* contentFeatures(content) {
+  if (!content) return;
+  const n = content.featuresLength ?? 0;
+  for (let i = 0; i < n; i++) yield content.getFeature(i);
+  for (const inner of content.innerContents ?? []) yield* contentFeatures(inner);
+}
+
+/**
+ * The features of every tile of `tileset` whose content is loaded.
+ * @param {Cesium.Cesium3DTileset} tileset
+ * @returns {Generator<Cesium.Cesium3DTileFeature>}
+ */
+function* loadedFeatures(tileset) {
+  /** @type {Cesium.Cesium3DTile[]} */
+  const stack = tileset.root ? [tileset.root] : [];
+  while (stack.length) {
+    const tile = /** @type {Cesium.Cesium3DTile} */ (stack.pop());
+    // contentReady is not in Cesium's published types: the tile's content is loaded
+    if (/** @type {{ contentReady?: boolean }} */ (/** @type {unknown} */ (tile)).contentReady) yield* contentFeatures(tile.content);
+    stack.push(...tile.children);
   }
 }
 

@@ -17,6 +17,7 @@
 
 import { SRGB_TO_LINEAR_GLSL, glslColour } from "./colour.js";
 import { byId } from "./dom.js";
+import { formatNumber, onLanguageChange, t } from "./i18n.js";
 
 /** @type {Record<string, string>} CityJSON semantic surface type -> CSS (sRGB) colour */
 export const SURFACE_COLOURS = {
@@ -146,13 +147,13 @@ export function cityJsonTool(viewer) {
         const swatch = document.createElement("span");
         swatch.className = "swatch";
         swatch.style.background = colourOf(name);
-        row.append(box, swatch, document.createTextNode(`${name.replace(/Surface$/, "")} (${count.toLocaleString("en")})`));
+        row.append(box, swatch, document.createTextNode(`${name.replace(/Surface$/, "")} (${formatNumber(count, { useGrouping: false })})`));
         return row;
       }),
     );
     const notes = models.flatMap(({ spec }) => {
-      const below = Object.entries(spec.lod_fallback ?? {}).map(([lod, n]) => `${n} at LoD ${lod}`);
-      return [`LoD ${spec.lod ?? "?"}${below.length ? ` (${below.join(", ")})` : ""}`];
+      const below = Object.entries(spec.lod_fallback ?? {}).map(([lod, n]) => t("cityjson.fallback", { n, lod }));
+      return [t("cityjson.lod", { lod: spec.lod ?? "?" }) + (below.length ? ` (${below.join(t("list.separator"))})` : "")];
     });
     lodNote.textContent = notes.join("; ");
   }
@@ -185,6 +186,9 @@ export function cityJsonTool(viewer) {
   }
 
   mode.addEventListener("input", apply);
+  onLanguageChange(() => {
+    if (models.length) renderLegend();
+  });
 
   viewer.on("layeradded", ({ kind, spec, handle }) => {
     if (kind !== "cityjson" || !handle.tileset) return;

@@ -10,6 +10,7 @@
  * @property {Cesium.Cesium3DTileset | null} tileset  3D Tiles layers only
  * @property {boolean} show
  * @property {Cesium.BoundingSphere | null} boundingSphere
+ * @property {number} opacity  0 (invisible) to 1 (opaque): the layer tree's transparency slider
  */
 
 /**
@@ -42,6 +43,46 @@ export function knownKinds() {
 }
 
 /**
+ * What a 3D Tiles layer's style is made of: a tool's `show` condition (the BIM filters) and the
+ * layer's opacity. Both go into one Cesium3DTileStyle, so neither undoes the other.
+ * @typedef {object} TilesetLook
+ * @property {string} show  a style expression, "" for every feature
+ * @property {number} opacity
+ */
+
+/** @type {WeakMap<Cesium.Cesium3DTileset, TilesetLook>} */
+const looks = new WeakMap();
+
+/** @param {Cesium.Cesium3DTileset} tileset */
+function lookOf(tileset) {
+  let look = looks.get(tileset);
+  if (!look) looks.set(tileset, (look = { show: "", opacity: 1 }));
+  return look;
+}
+
+/** @param {Cesium.Cesium3DTileset} tileset */
+function applyLook(tileset) {
+  const { show, opacity } = lookOf(tileset);
+  /** @type {Record<string, string>} */
+  const style = {};
+  if (show) style.show = show;
+  // the colour multiplies the tile's own: white keeps it, alpha makes it see-through
+  if (opacity < 1) style.color = `color('white', ${opacity.toFixed(3)})`;
+  tileset.style = Object.keys(style).length ? new Cesium.Cesium3DTileStyle(style) : undefined;
+}
+
+/**
+ * Show only the features of a 3D Tiles layer that meet `condition` (a 3D Tiles style
+ * expression; "" shows every feature). Keeps the layer's opacity.
+ * @param {Cesium.Cesium3DTileset} tileset
+ * @param {string} condition
+ */
+export function setTilesetShow(tileset, condition) {
+  lookOf(tileset).show = condition;
+  applyLook(tileset);
+}
+
+/**
  * @param {LayerSpec} layer
  * @param {LoaderContext} ctx
  * @param {Cesium.Cesium3DTileset.ConstructorOptions} [options]
@@ -69,7 +110,20 @@ async function load3DTiles(layer, ctx, options = {}) {
     get boundingSphere() {
       return tileset.boundingSphere;
     },
+    get opacity() {
+      return lookOf(tileset).opacity;
+    },
+    set opacity(value) {
+      lookOf(tileset).opacity = clampOpacity(value);
+      applyLook(tileset);
+      ctx.viewer.scene.requestRender();
+    },
   };
+}
+
+/** @param {number} value */
+function clampOpacity(value) {
+  return Number.isFinite(value) ? Math.min(Math.max(value, 0), 1) : 1;
 }
 
 registerKind("buildings", (layer, ctx) => load3DTiles(layer, ctx));
@@ -121,6 +175,13 @@ registerKind("imagery", (spec, ctx) => {
       ctx.viewer.scene.requestRender();
     },
     boundingSphere: null,
+    get opacity() {
+      return imagery.alpha;
+    },
+    set opacity(value) {
+      imagery.alpha = clampOpacity(value);
+      ctx.viewer.scene.requestRender();
+    },
   };
 });
 
@@ -131,6 +192,8 @@ registerKind("terrain", async (_layer, ctx) => {
   const scene = ctx.viewer.scene;
   scene.terrainProvider = provider;
   let shown = true;
+  let opacity = 1;
+  const globe = scene.globe;
   return {
     tileset: null,
     get show() {
@@ -142,5 +205,16 @@ registerKind("terrain", async (_layer, ctx) => {
       scene.requestRender();
     },
     boundingSphere: null,
+    // the ground (terrain and the imagery draped on it) turns see-through: what lies under it shows
+    get opacity() {
+      return opacity;
+    },
+    set opacity(value) {
+      opacity = clampOpacity(value);
+      globe.translucency.enabled = opacity < 1;
+      globe.translucency.frontFaceAlpha = opacity;
+      globe.translucency.backFaceAlpha = opacity;
+      scene.requestRender();
+    },
   };
 });

@@ -2,10 +2,13 @@
 // Measuring: click two points in the scene; the viewer draws the segment and labels its
 // length, horizontal distance and height difference. Positions come from the depth buffer
 // (scene.pickPosition), so they land on buildings, terrain or point clouds alike.
+// Line and label are drawn by primitive collections, both in the next frame: an entity's
+// polyline is built by a web worker and showed up seconds after its label.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
 import { byId } from "./dom.js";
+import { formatNumber, onLanguageChange, t } from "./i18n.js";
 
 const LINE = Cesium.Color.fromCssColorString("#4fc3f7");
 const LABEL_BACKGROUND = Cesium.Color.fromCssColorString("#101418").withAlpha(0.8);
@@ -27,15 +30,18 @@ export function measureTool(viewer) {
   let active = false;
   /** @type {Cesium.Cartesian3 | null} */
   let first = null;
-  /** @type {Cesium.Entity[]} */
-  const drawn = [];
+  const lines = scene.primitives.add(new Cesium.PolylineCollection());
+  const labels = scene.primitives.add(new Cesium.LabelCollection());
+  /** @type {Measurement | null} the last one, for its text in another language */
+  let last = null;
+  let waitingForSecond = false;
 
   /** @param {boolean} on */
   function setActive(on) {
     active = on;
     first = null;
     button.setAttribute("aria-pressed", String(on));
-    button.textContent = on ? "Click two points…" : "Measure distance";
+    button.textContent = on ? t("measure.clickTwo") : t("measure.start");
     scene.canvas.style.cursor = on ? "crosshair" : "";
   }
 
@@ -63,25 +69,48 @@ export function measureTool(viewer) {
    * @param {Measurement} m
    */
   function draw(a, b, m) {
-    drawn.push(
-      cesium.entities.add({
-        polyline: { positions: [a, b], width: 3, material: LINE, depthFailMaterial: LINE.withAlpha(0.4) },
-      }),
-      cesium.entities.add({
-        position: Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3()),
-        label: {
-          text: `${m.distance.toFixed(2)} m`,
-          font: "14px sans-serif",
-          fillColor: Cesium.Color.WHITE,
-          showBackground: true,
-          backgroundColor: LABEL_BACKGROUND,
-          disableDepthTestDistance: Number.POSITIVE_INFINITY,
-        },
-      }),
-    );
-    const sign = m.vertical >= 0 ? "+" : "";
-    out.textContent = `Length ${m.distance.toFixed(2)} m · horizontal ${m.horizontal.toFixed(2)} m · height ${sign}${m.vertical.toFixed(2)} m`;
+    lines.add({ positions: [a, b], width: 3, material: Cesium.Material.fromType("Color", { color: LINE }) });
+    addLabel(a, b);
+    last = m;
+    waitingForSecond = false;
+    describeLast();
     scene.requestRender();
+  }
+
+  /**
+   * The length label at the middle of a segment.
+   * @param {Cesium.Cartesian3} a
+   * @param {Cesium.Cartesian3} b
+   */
+  function addLabel(a, b) {
+    labels.add({
+      position: Cesium.Cartesian3.midpoint(a, b, new Cesium.Cartesian3()),
+      text: metres(Cesium.Cartesian3.distance(a, b)),
+      font: "14px sans-serif",
+      fillColor: Cesium.Color.WHITE,
+      showBackground: true,
+      backgroundColor: LABEL_BACKGROUND,
+      disableDepthTestDistance: Number.POSITIVE_INFINITY,
+    });
+  }
+
+  /** @param {number} value */
+  function metres(value) {
+    return t("measure.metres", { value: formatNumber(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 }) });
+  }
+
+  function describeLast() {
+    if (waitingForSecond) {
+      out.textContent = t("measure.firstSet");
+      return;
+    }
+    if (!last) return;
+    const sign = last.vertical >= 0 ? "+" : "−";
+    out.textContent = t("measure.result", {
+      length: metres(last.distance),
+      horizontal: metres(last.horizontal),
+      height: sign + metres(Math.abs(last.vertical)),
+    });
   }
 
   /**
@@ -98,7 +127,10 @@ export function measureTool(viewer) {
   }
 
   function clear() {
-    drawn.splice(0).forEach((e) => cesium.entities.remove(e));
+    lines.removeAll();
+    labels.removeAll();
+    last = null;
+    waitingForSecond = false;
     out.textContent = "";
     first = null;
     scene.requestRender();
@@ -115,7 +147,8 @@ export function measureTool(viewer) {
     if (!p) return;
     if (!first) {
       first = p;
-      out.textContent = "First point set; click the second.";
+      waitingForSecond = true;
+      describeLast();
     } else {
       draw(first, p, describe(first, p));
       setActive(false);
@@ -125,6 +158,18 @@ export function measureTool(viewer) {
     clear();
     setActive(false);
   });
+  onLanguageChange(() => {
+    button.textContent = active ? t("measure.clickTwo") : t("measure.start");
+    describeLast();
+    labels.removeAll();
+    // the labels' text, in the language now shown: rebuilt from the lines' ends
+    for (let i = 0; i < lines.length; i++) {
+      const [a, b] = lines.get(i).positions;
+      addLabel(a, b);
+    }
+    scene.requestRender();
+  });
+  setActive(false);
 
   return { measure, clear };
 }

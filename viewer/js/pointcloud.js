@@ -12,8 +12,10 @@
 
 import { SRGB_TO_LINEAR_GLSL, glslColour } from "./colour.js";
 import { byId } from "./dom.js";
+import { formatNumber, hasMessage, onLanguageChange, t } from "./i18n.js";
 
-/** @type {Record<number, [name: string, colour: string]>} ASPRS standard classes; CSS (sRGB) colours */
+/** @type {Record<number, [name: string, colour: string]>} ASPRS standard classes (names in English; the
+ * catalogue's `points.class.N` names them in the language shown); CSS (sRGB) colours */
 export const CLASS_COLOURS = {
   1: ["unclassified", "#9e9e9e"],
   2: ["ground", "#a1887f"],
@@ -167,12 +169,12 @@ export function pointCloudTool(viewer) {
       for (const [code, info] of Object.entries(spec.classes ?? {})) {
         const c = Number(code);
         const seen = present.get(c);
-        const name = CLASS_COLOURS[c]?.[0] ?? info.name ?? `class ${c}`;
+        const name = hasMessage(`points.class.${c}`) ? t(`points.class.${c}`) : (info.name ?? t("points.classN", { code: c }));
         present.set(c, { name, count: (seen?.count ?? 0) + (info.count ?? 0) });
       }
     }
     if (!present.size) {
-      for (const [code, [name]] of Object.entries(CLASS_COLOURS)) present.set(Number(code), { name, count: 0 });
+      for (const code of Object.keys(CLASS_COLOURS)) present.set(Number(code), { name: t(`points.class.${code}`), count: 0 });
     }
     legend.replaceChildren(
       ...[...present].sort(([a], [b]) => a - b).map(([c, { name, count }]) => {
@@ -186,7 +188,7 @@ export function pointCloudTool(viewer) {
         const swatch = document.createElement("span");
         swatch.className = "swatch";
         swatch.style.background = CLASS_COLOURS[c]?.[1] ?? OTHER_CLASS;
-        label.append(box, swatch, document.createTextNode(`${c} ${name}${count ? ` (${count.toLocaleString()})` : ""}`));
+        label.append(box, swatch, document.createTextNode(`${c} ${name}${count ? ` (${formatNumber(count)})` : ""}`));
         return label;
       }),
     );
@@ -228,13 +230,23 @@ export function pointCloudTool(viewer) {
     cloud.tileset.customShader = cloud.shader;
     cloud.tileset.pointCloudShading = new Cesium.PointCloudShading({ attenuation: false, eyeDomeLighting: edl.checked });
     clouds.push(cloud);
-    panel.hidden = false;
+    showPanel();
     updateModes();
     renderLegend();
     apply();
   });
 
+  // the panel and its legend only while a point-cloud layer is shown
+  function showPanel() {
+    panel.hidden = !clouds.some((c) => c.tileset.show);
+  }
+  viewer.on("layervisibility", showPanel);
+  onLanguageChange(() => {
+    if (clouds.length) renderLegend();
+  });
+
   viewer.on("reset", () => {
+    showPanel();
     if (!clouds.length) return;
     hidden.clear();
     mode.value = defaultMode();

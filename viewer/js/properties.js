@@ -3,6 +3,8 @@
 
 /** @typedef {null | boolean | number | string | PlainValue[]} PlainValue */
 
+import { formatNumber, language, t } from "./i18n.js";
+
 /**
  * @param {unknown} picked  what scene.pick returned
  * @returns {picked is Cesium.Cesium3DTileFeature}
@@ -58,9 +60,10 @@ export function featureProperties(feature) {
 }
 
 /**
- * Display text for a value; `type` is the layer's schema type when known.
- * FLOAT32 values are shown with float32 precision so that 12.3 does not show
- * up as 12.300000190734863; every other number is shown in full.
+ * Display text for a value; `type` is the layer's schema type when known. Numbers are shown
+ * for the language without grouping (ids and years stay whole), with the precision their type
+ * holds: FLOAT32 to 7 significant digits (12.3, not 12.300000190734863), other floats to 12
+ * (14.1, not 14.100000000000001). Booleans read yes/no in the language.
  * @param {unknown} value
  * @param {string} [type]
  * @returns {string}
@@ -68,12 +71,27 @@ export function featureProperties(feature) {
 export function formatValue(value, type) {
   if (value === null || value === undefined) return "";
   if (Array.isArray(value)) return value.map((v) => formatValue(v, type)).join(", ");
+  if (typeof value === "boolean") return t(value ? "value.true" : "value.false");
   if (typeof value === "number") {
     if (!Number.isFinite(value)) return String(value);
-    if (type && type.toUpperCase() === "FLOAT32" && !Number.isInteger(value)) {
-      return String(Number.parseFloat(value.toPrecision(7)));
-    }
-    return String(value);
+    if (Number.isInteger(value)) return String(value);
+    const digits = type && type.toUpperCase() === "FLOAT32" ? 7 : 12;
+    const rounded = Number.parseFloat(value.toPrecision(digits));
+    return formatNumber(rounded, { useGrouping: false, maximumFractionDigits: 12 });
   }
   return String(value);
+}
+
+/**
+ * A feature's attribute in the language shown: in English, its `NAME_en` field when it has one
+ * (the sample city's names and addresses are Chinese, with English beside them).
+ * @param {Record<string, PlainValue> | undefined} properties
+ * @param {string} name
+ * @returns {PlainValue | undefined}
+ */
+export function localized(properties, name) {
+  if (!properties) return undefined;
+  const english = properties[`${name}_en`];
+  if (language() === "en" && english !== undefined && english !== null && english !== "") return english;
+  return properties[name];
 }

@@ -1,12 +1,16 @@
 // @ts-check
 // Feature search: a box in the side panel over the server's /api/search (SQLite FTS5).
-// Picking a result flies to the feature and selects it; if another feature is in the way,
-// the panel still shows the result's attributes from the index.
+// Picking a result flies to a point inside the feature's footprint (the result's `anchor`; an
+// L-shaped or courtyard building's centre lies outside it) and selects the feature by its id in
+// every loaded tile, whatever is under the screen centre; a feature in no loaded tile shows the
+// result's attributes from the index.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 /** @import { SearchResult } from "../types/city" */
 
 import { byId } from "./dom.js";
+import { t } from "./i18n.js";
+import { localized } from "./properties.js";
 
 const DEBOUNCE_MS = 200;
 
@@ -44,10 +48,10 @@ export function searchTool(viewer) {
       button.dataset.id = r.id;
       const title = document.createElement("span");
       title.className = "hit-title";
-      title.textContent = r.title;
+      title.textContent = String(localized(r.properties, "name") || r.title);
       const sub = document.createElement("span");
       sub.className = "hit-sub muted";
-      sub.textContent = String(r.properties?.address ?? r.id);
+      sub.textContent = String(localized(r.properties, "address") ?? r.id);
       button.append(title, sub);
       button.addEventListener("click", () => showResult(r));
       li.append(button);
@@ -56,11 +60,15 @@ export function searchTool(viewer) {
     if (!items.length) {
       const li = document.createElement("li");
       li.className = "muted";
-      li.textContent = "No match";
+      li.dataset.i18n = "search.noMatch";
+      li.textContent = t("search.noMatch");
       items.push(li);
     }
     list.replaceChildren(...items);
   }
+
+  /** @type {Set<(text: string) => void>} */
+  const changeListeners = new Set();
 
   /**
    * Search, list the results and return them.
@@ -68,6 +76,8 @@ export function searchTool(viewer) {
    */
   async function run(text) {
     const mine = ++generation;
+    if (input.value !== text) input.value = text;
+    for (const listener of changeListeners) listener(text);
     if (!text.trim()) {
       list.replaceChildren();
       return [];
@@ -78,19 +88,14 @@ export function searchTool(viewer) {
   }
 
   /**
-   * Fly to a result, then select what is under the camera; if that is another feature (or
-   * nothing), select the result's own attributes from the index.
+   * Fly to a result (over a point inside its footprint) and select it by id.
    * @param {SearchResult} result
    */
   async function showResult(result) {
-    viewer.lookAt(result.lon, result.lat, result.top ?? 0, 150);
+    const [lon, lat] = Array.isArray(result.anchor) && result.anchor.length >= 2 ? result.anchor : [result.lon, result.lat];
+    viewer.lookAt(lon, lat, result.top ?? 0, 150);
     await viewer.whenReady();
-    const canvas = viewer.cesium.scene.canvas;
-    const props = viewer.select(canvas.clientWidth / 2, canvas.clientHeight / 2);
-    const idKey = viewer.layers.get(result.layer)?.spec.id_property ?? "id";
-    if (!props || String(props[idKey]) !== String(result.id)) {
-      viewer.selectProperties(result.layer, result.properties);
-    }
+    viewer.selectById(result.layer, String(result.id), result.properties);
     return viewer.selection?.properties ?? null;
   }
 
@@ -102,15 +107,28 @@ export function searchTool(viewer) {
     generation++;
     input.value = "";
     list.replaceChildren();
+    for (const listener of changeListeners) listener("");
   });
 
   input.addEventListener("input", () => {
     window.clearTimeout(timer);
-    timer = window.setTimeout(() => run(input.value).catch((e) => viewer.reportError("Search failed", e)), DEBOUNCE_MS);
+    timer = window.setTimeout(() => run(input.value).catch((e) => viewer.reportError(t("search.failed"), e)), DEBOUNCE_MS);
   });
   input.addEventListener("keydown", (event) => {
     const first = list.querySelector("button.search-hit");
     if (event.key === "Enter" && first instanceof HTMLButtonElement) first.click();
   });
-  return { run, showResult };
+  return {
+    run,
+    showResult,
+    /** the search text shown */
+    text: () => input.value.trim(),
+    /**
+     * Call `listener` with the text of every search run.
+     * @param {(text: string) => void} listener
+     */
+    onChange(listener) {
+      changeListeners.add(listener);
+    },
+  };
 }

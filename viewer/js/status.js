@@ -5,9 +5,7 @@
 /** @import { CityViewer } from "./city-viewer.js" */
 
 import { byId } from "./dom.js";
-
-/** @param {number} n @param {string} word */
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+import { onLanguageChange, t } from "./i18n.js";
 
 /** @param {CityViewer} viewer */
 export function statusTool(viewer) {
@@ -15,18 +13,40 @@ export function statusTool(viewer) {
   const meta = byId("city-meta", HTMLElement);
   const messages = byId("messages", HTMLElement);
   const status = byId("load-status", HTMLElement);
+  // the city's name is data, not a message: it no longer follows the catalogue
+  delete name.dataset.i18n;
+  delete status.dataset.i18n;
+  let started = false;
 
-  viewer.on("cityload", ({ city }) => {
-    const title = city.title ?? city.name ?? "City model";
-    name.textContent = title;
-    document.title = `${title} · cim viewer`;
-    const parts = [];
-    if (city.title && city.name) parts.push(city.name);
-    if (city.crs) parts.push(city.crs);
-    const n = (city.layers ?? []).length;
-    parts.push(plural(n, "layer"));
-    meta.textContent = parts.join(" · ");
-    status.textContent = `Loading ${plural(n, "layer")}…`;
+  function render() {
+    const city = viewer.city;
+    if (city) {
+      const title = city.title ?? city.name ?? t("city.defaultTitle");
+      name.textContent = title;
+      document.title = t("app.pageTitle", { city: title });
+      const parts = [];
+      if (city.title && city.name) parts.push(city.name);
+      if (city.crs) parts.push(city.crs);
+      parts.push(t("status.layers", { n: (city.layers ?? []).length }));
+      meta.textContent = parts.join(" · ");
+    } else {
+      name.textContent = t("city.defaultTitle");
+    }
+    if (!started) {
+      status.textContent = t("status.loading");
+    } else if (!viewer.ready && !viewer.layers.size) {
+      status.textContent = t("status.loadingLayers", { n: (city?.layers ?? []).length });
+    } else if (!city) {
+      status.textContent = t("status.failed");
+    } else {
+      const errors = viewer.errors.length;
+      status.textContent = t("status.loaded", { n: viewer.layers.size }) + (errors ? ` · ${t("status.errors", { n: errors })}` : "");
+    }
+  }
+
+  viewer.on("cityload", () => {
+    started = true;
+    render();
   });
 
   viewer.on("error", ({ message }) => {
@@ -37,9 +57,9 @@ export function statusTool(viewer) {
   });
 
   viewer.on("ready", () => {
-    const errors = viewer.errors.length;
-    status.textContent = !viewer.city
-      ? "Failed to load the city"
-      : plural(viewer.layers.size, "layer") + " loaded" + (errors ? ` · ${plural(errors, "error")}` : "");
+    started = true;
+    render();
   });
+  onLanguageChange(render);
+  render();
 }

@@ -6,6 +6,30 @@
 /** @import { CityViewer } from "./city-viewer.js" */
 
 import { byId } from "./dom.js";
+import { formatClock, onLanguageChange, t } from "./i18n.js";
+
+/**
+ * Cesium's shadow-map bias, which it exposes no API for (ShadowMap's `_primitiveBias`,
+ * `_terrainBias`): the fields tuned here.
+ * @typedef {{ normalOffsetScale: number, depthBias: number, normalShadingSmooth: number }} ShadowBias
+ */
+
+/**
+ * Shadows without speckles ("shadow acne" where a surface shadows itself) and with softer
+ * edges: four cascades (Cesium's most, its default for the sun) spread over a shorter distance,
+ * percentage-closer filtering, and more depth and normal-offset bias than Cesium's defaults
+ * (which suit small models, not 100 m buildings standing on kilometres of terrain).
+ * @param {Cesium.ShadowMap} shadowMap
+ */
+function tuneShadows(shadowMap) {
+  shadowMap.size = 2048;
+  shadowMap.softShadows = true;
+  shadowMap.maximumDistance = 2500;
+  shadowMap.darkness = 0.4;
+  const map = /** @type {{ _primitiveBias?: ShadowBias, _terrainBias?: ShadowBias }} */ (/** @type {unknown} */ (shadowMap));
+  if (map._primitiveBias) Object.assign(map._primitiveBias, { normalOffsetScale: 0.4, depthBias: 0.0002, normalShadingSmooth: 0.1 });
+  if (map._terrainBias) Object.assign(map._terrainBias, { normalOffsetScale: 0.8, depthBias: 0.0004 });
+}
 
 /** @param {CityViewer} viewer */
 export function sunTool(viewer) {
@@ -26,7 +50,7 @@ export function sunTool(viewer) {
     cesium.clock.currentTime = Cesium.JulianDate.fromDate(when);
     const hh = Math.floor(hours);
     const mm = Math.round((hours - hh) * 60);
-    label.textContent = `${String(hh).padStart(2, "0")}:${String(mm).padStart(2, "0")} solar time`;
+    label.textContent = t("sun.solarTime", { time: formatClock(hh, mm) });
     cesium.shadows = shadows.checked;
     cesium.scene.globe.shadows = shadows.checked ? Cesium.ShadowMode.RECEIVE_ONLY : Cesium.ShadowMode.DISABLED;
     viewer.unsettle();
@@ -44,9 +68,8 @@ export function sunTool(viewer) {
     apply();
   }
 
-  cesium.shadowMap.softShadows = false;
-  cesium.shadowMap.size = 2048;
-  cesium.shadowMap.maximumDistance = 4000;
+  tuneShadows(cesium.shadowMap);
+  onLanguageChange(apply);
   for (const el of [date, time, shadows]) el.addEventListener("input", apply);
 
   viewer.on("cityload", ({ city }) => {

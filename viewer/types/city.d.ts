@@ -42,6 +42,8 @@ export interface LayerSpec {
   schema?: Record<string, string>;
   /** the property that identifies a feature (search results name it) */
   id_property?: string;
+  /** the layer's CIM level (1-7) */
+  cim_level?: number;
 }
 
 export interface BimLayerSpec extends LayerSpec {
@@ -49,7 +51,17 @@ export interface BimLayerSpec extends LayerSpec {
   classes?: string[];
   storey_names?: string[];
   /** the element properties that carry the viewer's notions */
-  viewer_properties?: { class?: string; storey?: string };
+  viewer_properties?: { class?: string; storey?: string; model?: string; id?: string };
+  /** one entry per model, in the order of the root tile's children */
+  models?: BimModelEntry[];
+}
+
+export interface BimModelEntry {
+  model: string;
+  source?: string;
+  elements?: number;
+  /** the model's storeys, in elevation order (metres, in the model's frame) */
+  storeys?: { name: string | null; elevation: number | null }[];
 }
 
 export interface PointCloudLayerSpec extends LayerSpec {
@@ -88,4 +100,6 @@ export interface SearchResult {
   base?: number;
   top?: number;
   properties: Record<string, PlainValue>;
+  /** a point inside the feature's footprint [lon, lat] (the fly-to target), when the API gives one */
+  anchor?: [number, number];
 }
