@@ -48,6 +48,9 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("cim").setLevel(level)
+    # GDAL's own warnings on a damaged file ("tag ignored", "IO error during reading") come
+    # before cim's one-line error or counted warning about it: shown with -v only
+    logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -21,10 +21,11 @@ from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from cim.crs import check_area_of_use, parse_crs
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.formats.imagery import EXTENSIONS, FORMATS, downsample_2x, encode_tile
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
-from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size
+from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size, gdal_reason
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.webmercator import TILE_SIZE, tile_bounds, tiles_covering, zoom_for_resolution
 
@@ -54,8 +55,25 @@ def _open(path: Path) -> rasterio.DatasetReader:
     return ds
 
 
-def _lonlat_bounds(ds: rasterio.DatasetReader) -> tuple[float, float, float, float]:
-    return transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+def _lonlat_bounds(ds: rasterio.DatasetReader, path: Path) -> tuple[float, float, float, float]:
+    """The image's extent in longitude/latitude, checked against its CRS's area of use (an
+    image tagged EPSG:4326 whose numbers are metres, a longitude of 200, a wrong zone).
+
+    Raises
+    ------
+    CimCRSError
+    """
+    crs = parse_crs(ds.crs.to_wkt(), what=str(path))
+    if crs.is_geographic:  # the numbers are degrees already: transform_bounds would clamp them
+        left, bottom, right, top = ds.bounds
+        bounds = (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+    else:
+        try:
+            bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+        except rasterio.errors.RasterioError as exc:
+            raise CimCRSError(f"{path}: its extent does not project to longitude/latitude ({exc})") from None
+    check_area_of_use(crs, bounds, str(path))
+    return bounds
 
 
 @dataclass
@@ -129,7 +147,7 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
         source = sources[0]
         with _open(source) as ds:
             check_declared_size(source, ds.width, ds.height, ds.count, ds.dtypes[0], max_cells=options.max_cells)
-            west, south, east, north = _lonlat_bounds(ds)
+            west, south, east, north = _lonlat_bounds(ds, source)
             lat = (south + north) / 2.0
             # the source's ground resolution in metres (projected CRS in metres, or degrees)
             res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if ds.crs.is_geographic else ds.crs.linear_units_factor[1])
@@ -268,8 +286,13 @@ def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int) -> np.ndarra
         resampling=Resampling.bilinear,
         add_alpha=add_alpha,
     ) as vrt:
-        bands = vrt.read()
-        mask = vrt.dataset_mask()
+        try:
+            bands = vrt.read()
+            mask = vrt.dataset_mask()
+        except rasterio.errors.RasterioError as exc:
+            raise CimInputError(
+                f"{src.name}: cannot read the pixels of tile {z}/{x}/{y}: the file is truncated or corrupt ({gdal_reason(exc)})"
+            ) from None
     rgba = np.empty((TILE_SIZE, TILE_SIZE, 4), dtype=np.uint8)
     if src.count == 1:
         rgba[..., :3] = bands[0][..., None]

@@ -1,0 +1,5 @@
+"""Damaged bim inputs."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Damaged pointcloud inputs."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
