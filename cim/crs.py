@@ -27,6 +27,7 @@ __all__ = [
     "AREA_OF_USE_MARGIN",
     "area_of_use_problem",
     "check_area_of_use",
+    "area_of_use",
 ]
 
 
@@ -128,7 +129,7 @@ def area_of_use_problem(crs: CRS, lonlat_bounds: tuple[float, float, float, floa
         return f"its extent does not project to longitude/latitude in {crs_label(crs)}"
     if not (-180.0 <= w <= e <= 180.0 and -90.0 <= s <= n <= 90.0):
         return f"its extent ({w:.6g}, {s:.6g}, {e:.6g}, {n:.6g}) is not a valid longitude/latitude box in {crs_label(crs)}"
-    area = _area_of_use(crs.to_wkt())
+    area = area_of_use(crs)
     if area is None or area.west > area.east:
         return None
     if w < area.west - margin or e > area.east + margin or s < area.south - margin or n > area.north + margin:
@@ -148,6 +149,11 @@ def _area_of_use(wkt: str) -> AreaOfUse | None:
         return crs.area_of_use
     code = crs.to_epsg(min_confidence=70)
     return CRS.from_epsg(code).area_of_use if code else None
+
+
+def area_of_use(crs: CRS) -> AreaOfUse | None:
+    """The CRS's area of use (from its EPSG entry when its own definition carries none)."""
+    return _area_of_use(crs.to_wkt())
 
 
 def check_area_of_use(crs: CRS, lonlat_bounds: tuple[float, float, float, float], what: str, margin: float = AREA_OF_USE_MARGIN) -> None:

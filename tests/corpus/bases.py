@@ -73,20 +73,25 @@ class Bases:
     @cached_property
     def footprints(self) -> list[dict]:
         """The first 12 sample footprints: GeoJSON features in EPSG:4544 metres."""
-        import pyogrio
         import shapely
 
-        df = pyogrio.read_dataframe(self.sample / "data" / "buildings.gpkg", max_features=12)
+        names, geoms, columns = self._footprint_columns()
         feats = []
-        for geom, fid, height, floors, name in zip(df.geometry, df["id"], df["height"], df["floors"], df["name"]):
-            feats.append(
-                {
-                    "type": "Feature",
-                    "properties": {"id": str(fid), "name": str(name), "height": float(height), "floors": int(floors)},
-                    "geometry": json.loads(shapely.to_geojson(geom)),
-                }
-            )
+        for k, geom in enumerate(geoms):
+            props = {"id": str(columns["id"][k]), "name": str(columns["name"][k]), "height": float(columns["height"][k])}
+            props["floors"] = int(columns["floors"][k])
+            feats.append({"type": "Feature", "properties": props, "geometry": json.loads(shapely.to_geojson(geom))})
         return feats
+
+    def _footprint_columns(self) -> tuple[list[str], list, dict[str, np.ndarray]]:
+        import pyogrio.raw
+        import shapely
+
+        meta, _, wkb, values = pyogrio.raw.read(self.sample / "data" / "buildings.gpkg", max_features=12)
+        names = list(meta["fields"])
+        columns = {n: v for n, v in zip(names, values) if n in ("id", "name", "height", "floors")}
+        geoms = [shapely.set_precision(g, 0.001) for g in shapely.from_wkb(wkb)]
+        return list(columns), geoms, columns
 
     def lonlat_features(self) -> list[dict]:
         """:attr:`footprints` in longitude/latitude (RFC 7946 GeoJSON), fresh copies."""
@@ -116,15 +121,20 @@ class Bases:
         return self._ogr("footprints.gpkg", "GPKG")
 
     def _ogr(self, name: str, driver: str) -> Path:
-        import geopandas  # noqa: F401  (pyogrio writes GeoDataFrames)
-        import pyogrio
+        import pyogrio.raw
         import shapely
 
-        df = pyogrio.read_dataframe(self.sample / "data" / "buildings.gpkg", max_features=12)
-        df = df[["id", "name", "height", "floors", "geometry"]]
-        df["geometry"] = [shapely.set_precision(g, 0.001) for g in df.geometry]
+        names, geoms, columns = self._footprint_columns()
         path = self.root / name
-        pyogrio.write_dataframe(df, path, driver=driver)
+        pyogrio.raw.write(
+            path,
+            np.array(shapely.to_wkb(geoms), dtype=object),
+            [columns[n] for n in names],
+            names,
+            driver=driver,
+            geometry_type="Polygon",
+            crs=TINY_CRS,
+        )
         return path
 
     # ---------------------------------------------------------------- point clouds

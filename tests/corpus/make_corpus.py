@@ -109,9 +109,13 @@ def byte_damage(
     flips: int = 6,
     size_hint: int = 4096,
     place: Callable[[Bases, Path, bytes], Path] | None = None,
+    last_byte_optional: bool = False,
 ) -> None:
     """Register the generic damage of one file: empty, cut short at several offsets, bytes
     flipped in its header, a block of garbage, a tail of garbage, noise in its place.
+
+    ``last_byte_optional``: the file's last byte carries nothing (a dBase end-of-file mark), so
+    the cut at ``size - 1`` may succeed without a word.
 
     ``place(bases, folder, data)`` writes the damaged bytes where the case reads them (default:
     a file of the base's name in the case folder) and returns the source to convert.
@@ -133,8 +137,13 @@ def byte_damage(
 
     register("empty", ERROR, lambda d: b"")
     # offsets are fixed fractions of a size known only when the base exists: cut by index
-    for i in range(len(damage.truncation_offsets(size_hint, header))):
-        register(f"cut{i}", truncated, lambda d, i=i: d[: _nth(damage.truncation_offsets(len(d), header), i)])
+    n_cuts = len(damage.truncation_offsets(size_hint, header))
+    for i in range(n_cuts):
+        register(
+            f"cut{i}",
+            ANY if last_byte_optional and i == n_cuts - 1 else truncated,
+            lambda d, i=i: d[: _nth(damage.truncation_offsets(len(d), header), i)],
+        )
     for i in range(flips):
         register(f"flip{i}", ANY, lambda d, i=i: damage.flipped(d, damage.flip_offsets(len(d), header, flips, seed)[i]))
     register("garbage-block", ANY, lambda d: damage.with_garbage_block(d, len(d) // 2, 512, seed + 1))
