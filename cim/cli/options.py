@@ -48,9 +48,11 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("cim").setLevel(level)
-    # GDAL's own warnings on a damaged file ("tag ignored", "IO error during reading") come
-    # before cim's one-line error or counted warning about it: shown with -v only
+    # GDAL's own warnings on a damaged file ("tag ignored", "IO error during reading") and
+    # laspy's log of a LAZ chunk it cannot decode come before cim's one-line error or counted
+    # warning about the same thing: shown with -v only
     logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
+    logging.getLogger("laspy").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

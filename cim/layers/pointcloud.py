@@ -44,6 +44,7 @@ from cim.kernels.clusters import box_groups
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.kernels.octree import WORDS
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
+from cim.sources.plausible import MAX_HEIGHT, MIN_HEIGHT
 from cim.sources.pointcloud import (
     PiecewiseFit,
     PointCloudSource,
@@ -199,6 +200,20 @@ def _one_place(files: list[Path], boxes: list[tuple[np.ndarray, np.ndarray]], fr
     )
 
 
+def _plausible_spread(stage: _Staged, grid: OctreeGrid, files: list[Path], gap: float) -> None:
+    """Refuse points that lie far outside their files' header boxes: beyond ``gap`` across, or
+    over a height range no place has (a header whose offset or scale is wrong: NaN, 1e12, 3e38)."""
+    span = (stage.hi - stage.lo).astype(np.float64) * grid.unit
+    shown = ", ".join(str(f) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if not np.isfinite(span).all() or (stage.lo > stage.hi).any():
+        raise CimInputError(f"{shown}: the points' coordinates are not numbers (a NaN or infinite scale or offset in the header?)")
+    if span[0] > gap or span[1] > gap or span[2] > MAX_HEIGHT - MIN_HEIGHT:
+        raise CimInputError(
+            f"{shown}: points lie outside the header's bounding box and spread {span[0] / 1000:,.4g} × {span[1] / 1000:,.4g} km "
+            f"over {span[2]:,.4g} m of height: the header's scales or offsets are wrong (or raise the layer's option 'max_gap', now {gap:,.0f} m)"
+        )
+
+
 class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
     """LAS/LAZ files (or folders of them) → one octree of GLB point tiles, refine ADD: every input
     point appears in exactly one tile (``tileset.json`` + ``tiles/r*.glb``)."""
@@ -249,6 +264,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
             stage = _run_stage(run, plan, grid, tmp)
             if stage.outside:
                 # a header box was wrong: stage again inside a cube around the points themselves
+                _plausible_spread(stage, grid, sorted(stage.outside_files), opts.max_gap)
                 grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
                 stage.runs.clear()  # frees the runs kept in memory
                 for f in tmp.iterdir():
@@ -437,6 +453,7 @@ class _Staged:
     outside: bool = False
     classes: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     restaged: bool = False
+    outside_files: set[Path] = field(default_factory=set)
 
 
 def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: int) -> Iterator[tuple[int, int, int, int]]:
@@ -464,7 +481,9 @@ def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path)
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
-    for r in run.map(stage_job, state, plan.jobs, sizes=[k[3] for k in plan.jobs]):
+    for key, r in zip(plan.jobs, run.map(stage_job, state, plan.jobs, sizes=[k[3] for k in plan.jobs])):
+        if r.outside:
+            out.outside_files.add(plan.srcs[key[1]].path)
         out.runs += r.runs
         out.lo = np.minimum(out.lo, r.lo)
         out.hi = np.maximum(out.hi, r.hi)
