@@ -204,6 +204,10 @@ def _stream_model(
     batch: list[ElementGeometry] = []
     batch_vertices = 0
     for done, g in enumerate(stream.elements(lambda: prepared.result().expected, glog), start=1):
+        far = implausible_vertices(g.vertices)
+        if far is not None:
+            glog.failed.append((g.guid, g.ifc_class, far))
+            continue
         batch.append(g)
         batch_vertices += len(g.vertices)
         if batch_vertices >= 2048 or (prepared.done() and done + 1 >= len(prepared.result().expected)):
@@ -220,6 +224,26 @@ def _stream_model(
     if model is not None:
         sort_elements(model, spool)
     return model
+
+
+#: metres from the model's world origin beyond which an element's vertex is a damaged number
+#: (a 1E300 coordinate), not a building part
+MAX_ELEMENT_REACH = 100_000.0
+
+
+def implausible_vertices(vertices: np.ndarray) -> str | None:
+    """Why an element's vertices cannot be drawn (not numbers, or farther than
+    :data:`MAX_ELEMENT_REACH` from the model's origin), or None."""
+    v = np.asarray(vertices)
+    if len(v) == 0:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        reach = float(np.abs(v).max())
+    if not np.isfinite(reach):
+        return "vertices that are not numbers"
+    if reach > MAX_ELEMENT_REACH:
+        return f"a vertex {reach:.3g} m from the model's origin"
+    return None
 
 
 def _write_model(
