@@ -63,16 +63,25 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (CimInputError, CimIOError) as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_INPUT)
         except CimError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: run the same command again to resume")
             sys.exit(130)
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line, whatever a damaged file put in it (newlines, control
+    bytes, rich markup), so that a log keeps one line an error."""
+    from rich.markup import escape
+
+    text = "".join(ch if ch.isprintable() else " " for ch in str(exc))
+    return escape(" ".join(text.split()))
 
 
 def owns_process(fn: Callable[..., Any]) -> Callable[..., Any]:

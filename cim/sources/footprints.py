@@ -147,7 +147,9 @@ def read_footprints(
     try:
         meta, wkb, field_data = _read_columns(path, layer)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, ...
-        raise CimIOError(f"{path}: cannot read footprints ({exc})") from None
+        parts = [p.name for p in (_sidecar(path, ".shx"), _sidecar(path, ".dbf")) if p is not None] if path.suffix.lower() == ".shp" else []
+        files = f" (the shapefile's {', '.join([path.name, *parts])})" if parts else ""
+        raise CimIOError(f"{path}: cannot read footprints{files}: {exc}") from None
     overridden = None
     if crs_override and crs is None:
         raise CimCRSError(f"{path}: crs_override needs a crs to put in the file's place")

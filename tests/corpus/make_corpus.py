@@ -110,12 +110,16 @@ def byte_damage(
     size_hint: int = 4096,
     place: Callable[[Bases, Path, bytes], Path] | None = None,
     last_byte_optional: bool = False,
+    broken: str = ERROR,
 ) -> None:
     """Register the generic damage of one file: empty, cut short at several offsets, bytes
     flipped in its header, a block of garbage, a tail of garbage, noise in its place.
 
     ``last_byte_optional``: the file's last byte carries nothing (a dBase end-of-file mark), so
     the cut at ``size - 1`` may succeed without a word.
+
+    ``broken``: what an empty, noise or text file must give (an error, or a warning for a
+    file a layer can do without, such as a texture).
 
     ``place(bases, folder, data)`` writes the damaged bytes where the case reads them (default:
     a file of the base's name in the case folder) and returns the source to convert.
@@ -135,7 +139,7 @@ def byte_damage(
 
         CASES.append(Case(f"{kind}/{label}-{name}", kind, expect, make, realdata))
 
-    register("empty", ERROR, lambda d: b"")
+    register("empty", broken, lambda d: b"")
     # offsets are fixed fractions of a size known only when the base exists: cut by index
     n_cuts = len(damage.truncation_offsets(size_hint, header))
     for i in range(n_cuts):
@@ -148,8 +152,8 @@ def byte_damage(
         register(f"flip{i}", ANY, lambda d, i=i: damage.flipped(d, damage.flip_offsets(len(d), header, flips, seed)[i]))
     register("garbage-block", ANY, lambda d: damage.with_garbage_block(d, len(d) // 2, 512, seed + 1))
     register("garbage-tail", ANY, lambda d: damage.with_tail(d, seed + 2))
-    register("noise", ERROR, lambda d: damage.random_bytes(len(d), seed + 3))
-    register("text", ERROR, lambda d: b"this is not the file you are looking for\n" * 20)
+    register("noise", broken, lambda d: damage.random_bytes(len(d), seed + 3))
+    register("text", broken, lambda d: b"this is not the file you are looking for\n" * 20)
 
 
 def _nth(offsets: list[int], i: int) -> int:
