@@ -8,10 +8,10 @@ swaps the axes (a peer tool put Tianshui near 4° N, 134° E). Every transformer
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from pyproj import CRS, Transformer
-from pyproj.aoi import AreaOfUse
 from pyproj.exceptions import CRSError
 
 from cim.errors import CimCRSError
@@ -135,13 +135,13 @@ def area_of_use_problem(crs: CRS, lonlat_bounds: tuple[float, float, float, floa
     if w < area.west - margin or e > area.east + margin or s < area.south - margin or n > area.north + margin:
         return (
             f"its extent ({w:.4f}, {s:.4f}, {e:.4f}, {n:.4f}) in longitude/latitude lies outside the area of use of "
-            f"{crs_label(crs)} ({area.name.rstrip('.')}: {area.west:g}, {area.south:g}, {area.east:g}, {area.north:g})"
+            f"{crs_label(crs)} ({(area.name or 'its area').rstrip('.')}: {area.west:g}, {area.south:g}, {area.east:g}, {area.north:g})"
         )
     return None
 
 
 @lru_cache(maxsize=64)
-def _area_of_use(wkt: str) -> AreaOfUse | None:
+def _area_of_use(wkt: str) -> Any:
     """The CRS's area of use, from its EPSG entry when its WKT carries none (a GeoTIFF's or a
     LAS header's WKT 1 has no USAGE)."""
     crs = CRS.from_wkt(wkt)
@@ -151,8 +151,9 @@ def _area_of_use(wkt: str) -> AreaOfUse | None:
     return CRS.from_epsg(code).area_of_use if code else None
 
 
-def area_of_use(crs: CRS) -> AreaOfUse | None:
-    """The CRS's area of use (from its EPSG entry when its own definition carries none)."""
+def area_of_use(crs: CRS) -> Any:
+    """The CRS's area of use (a pyproj ``AreaOfUse``: west, south, east, north, name; from its
+    EPSG entry when its own definition carries none), or None."""
     return _area_of_use(crs.to_wkt())
 
 

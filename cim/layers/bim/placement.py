@@ -160,6 +160,7 @@ def resolve_placement(
         if file_crs is None and city_crs is None:
             raise CimCRSError(f"{name}: the map conversion names no usable CRS ({geo.crs_name!r}); give crs (--crs)")
         use = file_crs or city_crs
+        assert use is not None  # one of the two (checked above)
         if file_crs is None:
             assert city_crs is not None  # one of the two (checked above)
             notes.append(f"map conversion read in the city CRS {crs_label(city_crs)}")
@@ -212,12 +213,13 @@ def _consistent_reading(geo: IfcGeoreference, crs: CRS, rotation: float, name: s
     if problem is None:
         return geo
     relative = tuple(v / geo.scale[0] for v in geo.scale)
-    found = []
+    found: list[tuple[float, str, tuple[IfcGeoreference, tuple[float, float, float]]]] = []
     for unit, label in ((geo.project_unit, "the project's length unit"), (1.0, "metres")):
         if abs(unit - geo.map_unit) <= 1e-12 * max(unit, geo.map_unit) or any(abs(unit - u) <= 1e-12 for u, _, _ in found):
             continue
         ratio = geo.project_unit / unit
-        alt = dataclasses.replace(geo, map_unit=unit, scale=tuple(ratio * r for r in relative), notes=list(geo.notes))
+        scale = (ratio * relative[0], ratio * relative[1], ratio * relative[2])
+        alt = dataclasses.replace(geo, map_unit=unit, scale=scale, notes=list(geo.notes))
         alt_problem, alt_where = _lands(alt, crs, rotation)
         if alt_problem is None:
             found.append((unit, label, (alt, alt_where)))

@@ -144,7 +144,7 @@ def product_classes(schema: str):
                 return None
             own = d.name()
             while d is not None and d.name() != "IfcProduct":
-                d = d.supertype()
+                d = d.supertype()  # type: ignore[attr-defined]  # (an entity declaration)
             cache[name] = own if d is not None else None
         return cache[name]
 
