@@ -35,7 +35,9 @@ class TerrainDem:
 
     Parameters
     ----------
-    path : a raster GDAL reads, with a CRS and a north-up (unrotated) geotransform
+    path : a raster GDAL reads, with a north-up (unrotated) geotransform
+    crs : the CRS of a DEM that declares none
+    crs_override : read the DEM in ``crs`` even when it declares one (a header known to be wrong)
 
     Raises
     ------
@@ -47,8 +49,14 @@ class TerrainDem:
         The raster has no CRS, or one pyproj cannot use.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, crs: object = None, *, crs_override: bool = False) -> None:
         self.path = Path(path)
+        self._given = crs
+        self._override = crs_override
+        #: the CRS the file declares, when ``crs`` replaced it (crs_override)
+        self.replaced: str | None = None
+        #: "file" (the DEM's own CRS) or "given" (``crs``, for a DEM declaring none or overridden)
+        self.crs_from = "file"
         if not self.path.exists():
             raise CimIOError(f"{self.path}: no such DEM")
         try:
@@ -70,8 +78,10 @@ class TerrainDem:
             raise CimInputError(f"{self.path}: the raster has no band")
         if np.dtype(ds.dtypes[0]).kind not in "iuf":
             raise CimInputError(f"{self.path}: band 1 is {ds.dtypes[0]}, not heights")
-        if ds.crs is None:
-            raise CimCRSError(f"{self.path}: the DEM declares no CRS")
+        if self._override and self._given is None:
+            raise CimInputError(f"{self.path}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
+        if ds.crs is None and self._given is None:
+            raise CimCRSError(f"{self.path}: the DEM declares no CRS; give one (--crs EPSG:XXXX, or crs= in the recipe)")
         t = ds.transform
         if t.b != 0 or t.d != 0:
             raise CimInputError(f"{self.path}: rotated geotransforms are not supported (transform {tuple(t)[:6]})")
@@ -79,7 +89,13 @@ class TerrainDem:
             raise CimInputError(f"{self.path}: degenerate geotransform {tuple(t)[:6]}")
         if ds.width < 2 or ds.height < 2:
             raise CimInputError(f"{self.path}: {ds.width} × {ds.height} cells: a DEM needs at least 2 × 2 cells to make a surface")
-        self.crs: CRS = parse_crs(ds.crs.to_wkt(), what=str(self.path))
+        declared = parse_crs(ds.crs.to_wkt(), what=str(self.path)) if ds.crs is not None else None
+        if declared is not None and not self._override:
+            self.crs: CRS = declared
+        else:
+            self.crs = parse_crs(self._given, what=f"{self.path}: crs")
+            self.replaced = crs_label(declared) if declared is not None else None
+            self.crs_from = "given"
         # kept: cim.crs.from_lonlat looks its transformer up by WKT, and writing the two WKTs took
         # longer than transforming a block's control points
         self._from_lonlat = transformer(GEODETIC, self.crs)

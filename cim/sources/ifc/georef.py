@@ -131,7 +131,28 @@ def read_georeference(f: ifcopenshell.file) -> IfcGeoreference:
         _read_map_conversion(f, geo, ctx)
     if geo.kind == "none":
         _read_site(f, geo)
+    _height_once(geo)
     return geo
+
+
+def _height_once(geo: IfcGeoreference) -> None:
+    """A model lifted both by its context's WorldCoordinateSystem (a z offset) and by its map
+    conversion's OrthogonalHeight is lifted twice: exporters write the survey point's height in
+    both. The height is counted once, the map conversion's, and a note says so."""
+    if not geo.has_map_conversion or geo.wcs is None or geo.origin[2] == 0.0:
+        return
+    dz = float(geo.wcs[2, 3])
+    if abs(dz) < 1e-9:
+        return
+    height = geo.origin[2] * geo.map_unit
+    geo.wcs = geo.wcs.copy()
+    geo.wcs[2, 3] = 0.0
+    geo.notes.append(
+        f"both the context's WorldCoordinateSystem (z {dz:g} m) and the map conversion's OrthogonalHeight ({height:g} m) "
+        "raise the model: its height was counted once, from OrthogonalHeight"
+    )
+    if float(np.abs(geo.wcs - np.eye(4)).max()) <= 1e-9:
+        geo.wcs = None
 
 
 def _wcs_matrix(ctx, unit: float) -> np.ndarray | None:
