@@ -236,6 +236,9 @@ class CityJSONLayer(LayerBuilder[CityJSONOptions, CityJSONPlan]):
         )
         z = model.coords[:, 2]
         check_heights(z[used], str(source))
+        shift = run.height_offset(model.crs, np.where(used, lon, 0.0), np.where(used, lat, 0.0), source.name)
+        if shift is not None:  # heights in another vertical datum than the city's
+            z = z + np.where(used, shift, 0.0)
         frame = run.propose_frame(
             lambda: LocalFrame((np.nanmin(lon) + np.nanmax(lon)) / 2.0, (np.nanmin(lat) + np.nanmax(lat)) / 2.0, float(z[used].min()))
         )

@@ -25,6 +25,7 @@ count.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cim.crs import crs_label
+from cim.crs import crs_label, to_lonlat
 from cim.errors import CimInputError
 from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_point_words, position_bounds
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
@@ -200,6 +201,30 @@ def _one_place(files: list[Path], boxes: list[tuple[np.ndarray, np.ndarray]], fr
     )
 
 
+def _in_city_datum(src: PointCloudSource, run: LayerRun) -> PointCloudSource:
+    """``src`` with its heights brought to the city's vertical datum: the header's z offset and
+    bounds shifted by the datum offset at the file's centre (a survey tile spans a kilometre or
+    two, over which the geoid's slope moves heights by centimetres)."""
+    from pyproj import CRS
+
+    full = CRS.from_wkt(src.full_crs_wkt) if src.full_crs_wkt else None
+    if full is None or not full.is_compound:
+        run.height_offset(full, np.zeros(1), np.zeros(1), src.path.name)  # records "as given"
+        return src
+    cx, cy = (src.mins[0] + src.maxs[0]) / 2.0, (src.mins[1] + src.maxs[1]) / 2.0
+    lon, lat = to_lonlat(np.array([cx]), np.array([cy]), src.crs)
+    dz = run.height_offset(full, lon, lat, src.path.name)
+    if dz is None:
+        return src
+    shift = float(dz[0]) / src.z_factor
+    return dataclasses.replace(
+        src,
+        offsets=(src.offsets[0], src.offsets[1], src.offsets[2] + shift),
+        mins=(src.mins[0], src.mins[1], src.mins[2] + shift),
+        maxs=(src.maxs[0], src.maxs[1], src.maxs[2] + shift),
+    )
+
+
 def _plausible_spread(stage: _Staged, grid: OctreeGrid, files: list[Path], gap: float) -> None:
     """Refuse points that lie far outside their files' header boxes: beyond ``gap`` across, or
     over a height range no place has (a header whose offset or scale is wrong: NaN, 1e12, 3e38)."""
@@ -230,7 +255,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
         crs = run.crs(options.crs)
         if options.crs_override and options.crs is None:
             raise CimInputError(f"{files[0]}: crs_override needs the layer's own crs (the CRS to use instead of the files')")
-        srcs = [open_pointcloud(f, crs, crs_override=options.crs_override) for f in files]
+        srcs = [_in_city_datum(open_pointcloud(f, crs, crs_override=options.crs_override), run) for f in files]
         overridden = [s.path.name for s in srcs if s.crs_from == "override"]
         if overridden:
             shown = ", ".join(overridden[:5]) + (f" and {len(overridden) - 5} more" if len(overridden) > 5 else "")

@@ -57,10 +57,13 @@ class TerrainDem:
         self.replaced: str | None = None
         #: "file" (the DEM's own CRS) or "given" (``crs``, for a DEM declaring none or overridden)
         self.crs_from = "file"
+        #: metres added to every height (the city's vertical datum less the DEM's, at its centre)
+        self.shift = 0.0
         if not self.path.exists():
             raise CimIOError(f"{self.path}: no such DEM")
         try:
-            ds = rasterio.open(self.path)
+            with rasterio.Env(GTIFF_REPORT_COMPD_CS=True):  # a vertical CRS too, when the file has one
+                ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
             raise CimInputError(f"{self.path}: not a raster GDAL can read ({exc})") from None
         self._local = threading.local()
@@ -91,11 +94,14 @@ class TerrainDem:
             raise CimInputError(f"{self.path}: {ds.width} × {ds.height} cells: a DEM needs at least 2 × 2 cells to make a surface")
         declared = parse_crs(ds.crs.to_wkt(), what=str(self.path)) if ds.crs is not None else None
         if declared is not None and not self._override:
-            self.crs: CRS = declared
+            full = declared
         else:
-            self.crs = parse_crs(self._given, what=f"{self.path}: crs")
+            full = parse_crs(self._given, what=f"{self.path}: crs")
             self.replaced = crs_label(declared) if declared is not None else None
             self.crs_from = "given"
+        #: the CRS as declared or given, its vertical part included (see cim.datum)
+        self.full_crs: CRS = full
+        self.crs: CRS = full.sub_crs_list[0] if full.is_compound else full
         # kept: cim.crs.from_lonlat looks its transformer up by WKT, and writing the two WKTs took
         # longer than transforming a block's control points
         self._from_lonlat = transformer(GEODETIC, self.crs)
@@ -203,6 +209,8 @@ class TerrainDem:
         grid = data if data.dtype == np.float32 else np.empty(data.shape, np.float32)
         grid = raster_heights(data, self.nodata if use_nodata else 0.0, use_nodata, grid)
         check_heights(grid, where)
+        if self.shift:
+            grid += np.float32(self.shift)
         return grid
 
     def close(self) -> None:

@@ -157,6 +157,9 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
         try:
             if dem.replaced is not None:
                 run.warn(GeoreferenceWarning, f"{dem.path}: declares {dem.replaced}; read as {crs_label(dem.crs)} (crs_override)")
+            lon, lat = (dem.bounds[0] + dem.bounds[2]) / 2.0, (dem.bounds[1] + dem.bounds[3]) / 2.0
+            dz = run.height_offset(dem.full_crs, np.array([lon]), np.array([lat]), dem.path.name)
+            dem.shift = 0.0 if dz is None else float(dz[0])
             check_declared_size(dem.path, dem.width, dem.height, 1, str(dem.dtype), max_cells=options.max_cells)
             zmax = level_for_resolution(dem.cell_size, dem.centre_lat) if options.max_zoom is None else options.max_zoom
             zmax = max(zmax, 1) if options.max_zoom is None else zmax

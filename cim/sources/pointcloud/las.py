@@ -67,6 +67,8 @@ class PointCloudSource:
     laz_chunk : LAZ chunk size (points), 0 when not seekable by chunk
     crs_from : ``"header"``, ``"argument"`` (the header declares none) or ``"override"`` (the
         argument replaced the header's, see ``crs_override``)
+    full_crs_wkt : the CRS as declared or given (WKT2), vertical part included (see
+        :mod:`cim.datum`)
     data_offset, record_size : where the point records start and their size (bytes)
     """
 
@@ -87,6 +89,7 @@ class PointCloudSource:
     crs_from: str
     data_offset: int = 0
     record_size: int = 0
+    full_crs_wkt: str = ""
 
     @property
     def crs(self) -> CRS:
@@ -372,6 +375,7 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
             crs_from=crs_from,
             data_offset=int(h.offset_to_point_data),
             record_size=int(h.point_format.size),
+            full_crs_wkt=use.to_wkt(),
         )
 
 
