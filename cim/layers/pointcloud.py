@@ -578,9 +578,17 @@ def encode_tile(
 
 def _write_node(records: np.ndarray, depth: int, prefix: int, enc: Encoding) -> NodeMeta:
     lo, hi = position_bounds(records.view(np.uint32).reshape(len(records), WORDS))
-    glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
-    enc.sink.write(f"tiles/{node_name(depth, prefix)}.glb", glb)
-    return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, len(glb))
+    rel = f"tiles/{node_name(depth, prefix)}.glb"
+    done = enc.sink.meta(rel) if enc.sink.is_done(rel) else None
+    if done is not None and "bytes" in done:
+        # an earlier run of the same build wrote this tile (a resumed build, or a layer that had
+        # finished before the city's build was interrupted): neither encoded nor logged again
+        size = int(done["bytes"])
+    else:
+        glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
+        enc.sink.write(rel, glb, {"bytes": len(glb)})
+        size = len(glb)
+    return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, size)
 
 
 def index_job(enc: Encoding, chunks: list[Chunk]) -> list[ChunkResult]:
