@@ -53,6 +53,17 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     # warning about the same thing: shown with -v only
     logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
     logging.getLogger("laspy").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    # so are the libraries' own Python warnings on such a file (numpy's "invalid value", GDAL's
+    # "non closed ring"): cim's warnings say what was lost, in the report
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.ERROR)
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+) -> None:
+    """Python warnings as log records of ``py.warnings`` (one line each, shown with -v)."""
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

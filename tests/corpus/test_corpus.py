@@ -8,10 +8,12 @@ data was lost, a warning that counts it. Never a traceback, never a hang.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import signal
 import traceback
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -36,11 +38,18 @@ def run_cim(args: list[str], limit: float = TIME_LIMIT) -> tuple[int | str, str]
     def on_alarm(signum, frame):
         raise CaseTimeout
 
+    def show(message, category, filename, lineno, file=None, line=None):  # as a shell shows them
+        err.write(warnings.formatwarning(message, category, filename, lineno, line))
+
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, limit)
     code: int | str
     try:
-        with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        with redirect_stderr(err), redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's own filters, as in a shell
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = show
             try:
                 cli.main(args=args, prog_name="cim", standalone_mode=True)
                 code = 0
@@ -54,6 +63,7 @@ def run_cim(args: list[str], limit: float = TIME_LIMIT) -> tuple[int | str, str]
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        gc.unfreeze()  # the command froze what was alive for its own exit; this process goes on
     return code, err.getvalue()
 
 
