@@ -18,7 +18,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from cim.crs import AREA_OF_USE_MARGIN, area_of_use, check_area_of_use, crs_label, parse_crs, to_lonlat
+from cim.crs import AREA_OF_USE_MARGIN, area_of_use, area_of_use_problem, check_area_of_use, crs_label, parse_crs, to_lonlat
 from cim.engines import helper_threads
 from cim.errors import CimCRSError, CimInputError, CimIOError
 
@@ -369,6 +369,24 @@ def _clean(geoms: np.ndarray, ids: np.ndarray, path: Path) -> tuple[np.ndarray, 
     return geoms, keep, repaired, skipped
 
 
+def _inside_area_of_use(b: np.ndarray, crs: CRS) -> np.ndarray:
+    """(n,) bool: footprint boxes ``b`` ((n, 4) xmin, ymin, xmax, ymax) whose corners project
+    within the CRS's area of use (by :data:`~cim.crs.AREA_OF_USE_MARGIN` degrees)."""
+    xs, ys = b[:, [0, 2, 0, 2]].ravel(), b[:, [1, 1, 3, 3]].ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        lon, lat = to_lonlat(xs, ys, crs)
+    lon, lat = lon.reshape(-1, 4), lat.reshape(-1, 4)
+    area = area_of_use(crs)
+    m = AREA_OF_USE_MARGIN
+    finite = np.isfinite(lon).all(axis=1) & np.isfinite(lat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        inside = finite & (np.abs(lon) <= 180.0).all(axis=1) & (np.abs(lat) <= 90.0).all(axis=1)
+        if area is not None and area.west <= area.east:
+            inside &= (lon >= area.west - m).all(axis=1) & (lon <= area.east + m).all(axis=1)
+            inside &= (lat >= area.south - m).all(axis=1) & (lat <= area.north + m).all(axis=1)
+    return inside
+
+
 #: metres: a footprint wider than this is not a building (a stray vertex, a wrong unit)
 MAX_FOOTPRINT_SPAN = 10_000.0
 
@@ -381,24 +399,22 @@ def _misplaced(geoms: np.ndarray, keep: np.ndarray, crs: CRS) -> dict[int, str]:
     if len(rows) == 0:
         return {}
     b = shapely.bounds(geoms[rows])
-    xs, ys = b[:, [0, 2, 0, 2]].ravel(), b[:, [1, 1, 3, 3]].ravel()
-    with np.errstate(invalid="ignore", over="ignore"):
-        lon, lat = to_lonlat(xs, ys, crs)
-    lon, lat = lon.reshape(-1, 4), lat.reshape(-1, 4)
-    bad: dict[int, str] = {}
-    area = area_of_use(crs)
-    m = AREA_OF_USE_MARGIN
-    finite = np.isfinite(lon).all(axis=1) & np.isfinite(lat).all(axis=1)
-    inside = finite & (np.abs(lon) <= 180.0).all(axis=1) & (np.abs(lat) <= 90.0).all(axis=1)
-    if area is not None and area.west <= area.east:
-        inside &= (lon >= area.west - m).all(axis=1) & (lon <= area.east + m).all(axis=1)
-        inside &= (lat >= area.south - m).all(axis=1) & (lat <= area.north + m).all(axis=1)
     with np.errstate(invalid="ignore"):
         if crs.is_geographic:
             span = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * 111_320.0
         else:
             factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
             span = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * factor
+    # the whole file's box first: when it lies where the CRS is used, so does every footprint
+    total = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+    with np.errstate(invalid="ignore", over="ignore"):
+        tlon, tlat = to_lonlat(np.array(total)[[0, 2, 0, 2]], np.array(total)[[1, 1, 3, 3]], crs)
+    whole = (float(tlon.min()), float(tlat.min()), float(tlon.max()), float(tlat.max()))
+    if area_of_use_problem(crs, whole) is None:
+        inside = np.ones(len(rows), dtype=bool)
+    else:
+        inside = _inside_area_of_use(b, crs)
+    bad: dict[int, str] = {}
     for k in np.flatnonzero(~inside):
         bad[int(rows[k])] = f"outside the area of use of {crs_label(crs)}"
     for k in np.flatnonzero(inside & ~(span <= MAX_FOOTPRINT_SPAN)):
