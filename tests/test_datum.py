@@ -118,4 +118,4 @@ def test_a_layer_that_cannot_be_converted_is_named(tmp_path):
         return
     assert layer["heights"] == "NOT converted from EPSG:5759"
     (w,) = [w for w in report.layers[0].warnings if isinstance(w, GeoreferenceWarning)]
-    assert "layer lidar" in str(w) and "EPSG:5759" in str(w) and "ellipsoidal" in str(w) and "not converted" in str(w)
+    assert str(w).startswith("lidar: a.las") and "EPSG:5759" in str(w) and "ellipsoidal" in str(w) and "not converted" in str(w)

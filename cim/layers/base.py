@@ -378,7 +378,7 @@ class LayerRun:
     def height_offset(self, crs: CRS | None, lon: np.ndarray, lat: np.ndarray, what: str) -> np.ndarray | None:
         """Metres to add to heights given in ``crs`` at ``lon``, ``lat`` to bring them to the
         city's vertical datum; None when they are in it already (a CRS naming no vertical datum
-        is taken as the city's) or cannot be converted: then a warning names the layer, once.
+        is taken as the city's) or cannot be converted: then a warning names the source, once.
 
         Parameters
         ----------
@@ -396,7 +396,7 @@ class LayerRun:
                 self.heights = f"NOT converted from {conv.source}"
                 self.warn(
                     GeoreferenceWarning,
-                    f"layer {self.id}: {what} gives heights in {conv.source}, the city's are {conv.target}: not converted, "
+                    f"{what} gives heights in {conv.source}, the city's are {conv.target}: not converted, "
                     f"{conv.problem}; they may lie tens of metres off the other layers'",
                 )
             elif conv is not None:
