@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Bases", "TINY_CRS"]
+
+_GUID = re.compile(r"(=IFC[A-Z0-9]+)\('[0-9A-Za-z_$]{22}'")
 
 #: the sample city's CRS (CGCS2000 / 3-degree Gauss-Kruger CM 105E)
 TINY_CRS = "EPSG:4544"
@@ -135,6 +138,18 @@ class Bases:
             geometry_type="Polygon",
             crs=TINY_CRS,
         )
+        # GDAL stamps the day into both formats: fixed, so that the corpus is the same bytes
+        if driver == "GPKG":
+            import sqlite3
+
+            with sqlite3.connect(path) as db:
+                db.execute("update gpkg_contents set last_change = '2026-01-01T00:00:00.000Z'")
+            db.close()
+        else:
+            dbf = path.with_suffix(".dbf")
+            data = bytearray(dbf.read_bytes())
+            data[1:4] = bytes((126, 1, 1))  # last update: 2026-01-01
+            dbf.write_bytes(bytes(data))
         return path
 
     # ---------------------------------------------------------------- point clouds
@@ -162,7 +177,7 @@ class Bases:
         """A one-storey 4 m × 4 m IFC4 building with an IfcMapConversion (EPSG:4544)."""
         from cim.samplecity.bim import write_sample_ifc
 
-        return write_sample_ifc(
+        path = write_sample_ifc(
             self.root / "building.ifc",
             easting=564800.0,
             northing=3828100.0,
@@ -173,6 +188,13 @@ class Bases:
             storeys=1,
             name="corpus",
         )
+        # the writer stamps the time and draws the project's GlobalId: fixed here, so that the
+        # corpus is the same bytes run after run
+        text = re.sub(r"FILE_NAME\('([^']*)','[^']*'", r"FILE_NAME('\1','2026-01-01T00:00:00+00:00'", path.read_text(), count=1)
+        counter = iter(range(1, 1 << 30))
+        text = _GUID.sub(lambda m: f"{m.group(1)}('{next(counter):022d}'", text)
+        path.write_text(text)
+        return path
 
     # ---------------------------------------------------------------- CityJSON
     def cityjson_doc(self) -> dict:

@@ -201,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--realdata", type=Path, default=None)
     ns = parser.parse_args(argv)
-    corpus = Corpus(ns.out, ns.sample, ns.realdata)
+    # run as a script this module is __main__: the readers' cases registered themselves in
+    # tests.corpus.make_corpus, the module they import
+    from tests.corpus import make_corpus as registry
+
+    corpus = registry.Corpus(ns.out, ns.sample, ns.realdata)
     listing = []
-    for c in CASES:
+    for c in registry.CASES:
         if c.realdata and ns.realdata is None:
             continue
         made = corpus.make(c)
