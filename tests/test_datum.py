@@ -119,3 +119,34 @@ def test_a_layer_that_cannot_be_converted_is_named(tmp_path):
     assert layer["heights"] == "NOT converted from EPSG:5759"
     (w,) = [w for w in report.layers[0].warnings if isinstance(w, GeoreferenceWarning)]
     assert str(w).startswith("lidar: a.las") and "EPSG:5759" in str(w) and "ellipsoidal" in str(w) and "not converted" in str(w)
+
+
+def nz_model(path: Path, vertical: str | None) -> Path:
+    import ifcopenshell
+
+    from cim.samplecity.bim import write_sample_ifc
+
+    write_sample_ifc(
+        path, easting=NZ_E, northing=NZ_N, base_height=NZ_H, rotation_deg=0.0, width=4.0, depth=4.0, storeys=1, name="nz", crs="EPSG:2193"
+    )
+    f = ifcopenshell.open(str(path))
+    f.by_type("IfcProjectedCRS")[0].VerticalDatum = vertical
+    f.write(str(path))
+    return path
+
+
+def test_a_bim_model_naming_its_vertical_datum_is_converted(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    named = nz_model(tmp_path / "a" / "named.ifc", "EPSG:5759")
+    plain = nz_model(tmp_path / "b" / "plain.ifc", None)
+    unknown = nz_model(tmp_path / "c" / "unknown.ifc", "Harbour chart datum of 1911")
+    layers = [("named", "bim", named.parent), ("plain", "bim", plain.parent), ("unknown", "bim", unknown.parent)]
+    report = cim.build(recipe(tmp_path, "EPSG:4440", layers), tmp_path / "out")
+    by_id = {layer["id"]: layer for layer in json.loads((tmp_path / "out" / "city.json").read_text())["layers"]}
+    assert by_id["named"]["heights"] == "converted from EPSG:5759" and by_id["plain"]["heights"] == "as given"
+    assert by_id["named"]["bounds"]["min_height"] - by_id["plain"]["bounds"]["min_height"] == pytest.approx(-0.34, abs=0.02)
+    (w,) = [w for lr in report.layers if lr.id == "unknown" for w in lr.warnings if isinstance(w, GeoreferenceWarning)]
+    assert "unknown.ifc" in str(w) and "Harbour chart datum of 1911" in str(w) and "EPSG:4440" in str(w)
+    assert by_id["unknown"]["bounds"]["min_height"] == pytest.approx(by_id["plain"]["bounds"]["min_height"], abs=1e-6)

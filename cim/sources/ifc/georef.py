@@ -81,6 +81,7 @@ class IfcGeoreference:
     wcs: np.ndarray | None = None  # (4, 4) world coordinate system in metres, None when identity
     notes: list[str] = field(default_factory=list)
     axis: tuple[float | None, float | None] = (None, None)  # XAxisAbscissa, XAxisOrdinate as written
+    vertical_datum: str | None = None  # IfcProjectedCRS.VerticalDatum as written (see cim.datum)
 
     @property
     def has_map_conversion(self) -> bool:
@@ -201,6 +202,8 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
         target = op.TargetCRS  # None when the file lost it: the CRS then comes from the caller
         geo.crs_name = get_attr(target, "Name") if target is not None else None
         geo.map_unit = _map_unit_of(get_attr(target, "MapUnit") if target is not None else None, geo.project_unit)
+        vertical = get_attr(target, "VerticalDatum") if target is not None else None
+        geo.vertical_datum = str(vertical).strip() or None if vertical is not None else None
         geo.kind = "IfcMapConversion"
         if op.is_a("IfcRigidOperation"):
             first, second = op.FirstCoordinate, op.SecondCoordinate
