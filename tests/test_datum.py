@@ -150,3 +150,19 @@ def test_a_bim_model_naming_its_vertical_datum_is_converted(tmp_path):
     (w,) = [w for lr in report.layers if lr.id == "unknown" for w in lr.warnings if isinstance(w, GeoreferenceWarning)]
     assert "unknown.ifc" in str(w) and "Harbour chart datum of 1911" in str(w) and "EPSG:4440" in str(w)
     assert by_id["unknown"]["bounds"]["min_height"] == pytest.approx(by_id["plain"]["bounds"]["min_height"], abs=1e-6)
+
+
+def test_a_mesh_whose_srs_names_a_vertical_datum_is_converted(tmp_path):
+    import trimesh
+
+    for name, srs in (("named", AUCKLAND), ("plain", "EPSG:2193")):
+        folder = tmp_path / name
+        folder.mkdir()
+        box = trimesh.creation.box((10.0, 10.0, 4.0))
+        (folder / "box.obj").write_text(trimesh.exchange.obj.export_obj(box))
+        (folder / "metadata.xml").write_text(f"<ModelMetadata><SRS>{srs}</SRS><SRSOrigin>{NZ_E},{NZ_N},{NZ_H}</SRSOrigin></ModelMetadata>")
+    layers = [("named", "mesh", tmp_path / "named"), ("plain", "mesh", tmp_path / "plain")]
+    cim.build(recipe(tmp_path, "EPSG:4440", layers), tmp_path / "out")
+    by_id = {layer["id"]: layer for layer in json.loads((tmp_path / "out" / "city.json").read_text())["layers"]}
+    assert by_id["named"]["heights"] == "converted from EPSG:5759" and by_id["plain"]["heights"] == "as given"
+    assert by_id["named"]["bounds"]["min_height"] - by_id["plain"]["bounds"]["min_height"] == pytest.approx(-0.34, abs=0.02)

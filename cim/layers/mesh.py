@@ -356,8 +356,12 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
         files = mesh_files(source)
         declared = read_georeference(source)
         crs_text, origin, georef = _resolve_georeference(source, declared, options, run)
-        crs = parse_crs(crs_text, what=f"{georef or f'layer {run.id}'}: crs")
+        full = parse_crs(crs_text, what=f"{georef or f'layer {run.id}'}: crs")
+        crs = full.sub_crs_list[0] if full.is_compound else full  # heights: the vertical part, below
         frame = run.propose_frame(lambda: _frame_for(files, origin, crs, options.up_axis, georef or str(source)))
+        dz = run.height_offset(full, np.array([frame.lon]), np.array([frame.lat]), georef or source.name)
+        if dz is not None:  # heights in another vertical datum than the city's (see cim.datum)
+            origin = (origin[0], origin[1], origin[2] + float(dz[0]))
         fingerprints = [file_fingerprint(f) for f in files]
         extras = sorted(
             {p for f in files for p in f.parent.iterdir() if p.is_file() and p.suffix.lower() not in (".obj",) and p not in files}
