@@ -92,7 +92,14 @@ def build(
 
     engine_ = engine_from(engine, workers=workers, scheduler=scheduler)
     out = out if engine_.shares_memory else out.absolute()  # workers elsewhere have another cwd
-    city = City(out, engine_, crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress)
+    city = City(
+        out,
+        engine_,
+        crs=rec.crs,
+        frame=LocalFrame(*rec.origin) if rec.origin else None,
+        progress=progress,
+        vertical_datum=rec.vertical_datum,
+    )
     make_output_dir(out)
     results: dict[str, LayerResult] = {}
     inputs = [spec.source for spec in rec.layers] + [p for _, _, o in layers for p in _option_paths(o)]
@@ -119,6 +126,7 @@ def build(
         report.layers,
         {spec.id: spec for spec in rec.layers},
         search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers),
+        vertical_datum=rec.vertical_datum,
     )
     if any(spec.kind in ("buildings", "terrain") for spec in rec.layers):
         from cim.analysis.files import build_model
@@ -274,9 +282,13 @@ def write_manifest(
     layers: list[LayerResult],
     specs: dict[str, LayerSpec] | None = None,
     search: bool = False,
+    vertical_datum: str = "ellipsoidal",
 ) -> dict:
     """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts
-    (``crs``: the city's CRS as a label, e.g. ``EPSG:4544``, written as it is)."""
+    (``crs``: the city's CRS as a label, e.g. ``EPSG:4544``, written as it is), and the
+    heights' datum (``vertical_datum``: the city's, whether PROJ's geoid grids were found, and
+    how each layer's heights reached it)."""
+    from cim.datum import geoid_grids_available
     from cim.formats.glb import property_id
 
     entries = []
@@ -295,6 +307,7 @@ def write_manifest(
             "count": lr.count,
             "schema": lr.schema,
             "properties": {name: property_id(name) for name in lr.schema},
+            "heights": lr.heights,
             "stats": {
                 "tiles": lr.tiles,
                 "triangles": lr.triangles,
@@ -324,6 +337,7 @@ def write_manifest(
         "crs": crs,
         "generator": f"cim {__version__}",
         "origin": frame.to_dict(),
+        "vertical_datum": {"datum": vertical_datum, "geoid_grids": geoid_grids_available()},
         "bounds": bounds,
         "layers": entries,
     }

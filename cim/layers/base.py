@@ -40,11 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 from cim.errors import CimInputError
 from cim.store import TileStore, journaled
 from cim.warnings import CimWarning
 
 if TYPE_CHECKING:
+    from pyproj import CRS
+
+    from cim.datum import HeightConversion
     from cim.engines import Engine, TaskPool
     from cim.kernels.frames import LocalFrame
     from cim.searchindex import SearchIndexWriter, SearchRows
@@ -285,6 +290,9 @@ class LayerResult:
     sources: list[Path] = field(default_factory=list)
     #: rows for the city's search index, when the layer has features
     search: SearchRows | None = field(default=None, repr=False)
+    #: how the layer's heights reached the city's datum: "as given", "converted from EPSG:...",
+    #: or "NOT converted from EPSG:..." (a warning says why)
+    heights: str = "as given"
 
 
 # -- the city a layer is part of -------------------------------------------------------------------
@@ -304,6 +312,7 @@ class City:
     progress : the progress callback
     search : the city's search index, written while the layers build
     built : the layers built so far, in build order
+    vertical_datum : the datum every layer's heights are brought to
     """
 
     out: Path
@@ -313,6 +322,8 @@ class City:
     progress: Progress | None = None
     search: SearchIndexWriter | None = None
     built: list[LayerResult] = field(default_factory=list)
+    #: the city's height datum: "ellipsoidal" or a vertical CRS label (see :mod:`cim.datum`)
+    vertical_datum: str = "ellipsoidal"
 
     def results(self, kind: str) -> list[LayerResult]:
         """The layers of a kind built so far."""
@@ -339,6 +350,8 @@ class LayerRun:
         self.warnings: list[CimWarning] = []
         self.store: TileStore | None = None
         self._pool: TaskPool | None = None
+        self.heights = "as given"
+        self._conversions: dict[str, HeightConversion | None] = {}
 
     @property
     def frame(self) -> LocalFrame | None:
@@ -361,6 +374,37 @@ class LayerRun:
         """Report progress of one stage (labelled with the layer's id)."""
         if self.city.progress is not None:
             self.city.progress(f"{self.id}: {stage}", done, total)
+
+    def height_offset(self, crs: CRS | None, lon: np.ndarray, lat: np.ndarray, what: str) -> np.ndarray | None:
+        """Metres to add to heights given in ``crs`` at ``lon``, ``lat`` to bring them to the
+        city's vertical datum; None when they are in it already (a CRS naming no vertical datum
+        is taken as the city's) or cannot be converted: then a warning names the source, once.
+
+        Parameters
+        ----------
+        crs : the source's CRS (a pyproj CRS, compound with a vertical CRS or not)
+        lon, lat : where (degrees, arrays of one shape)
+        what : the source, for the warning
+        """
+        from cim.datum import height_conversion
+        from cim.warnings import GeoreferenceWarning
+
+        key = crs.to_wkt() if crs is not None else ""
+        if key not in self._conversions:
+            self._conversions[key] = conv = height_conversion(crs, self.city.vertical_datum)
+            if conv is not None and conv.offset is None:
+                self.heights = f"NOT converted from {conv.source}"
+                self.warn(
+                    GeoreferenceWarning,
+                    f"{what} gives heights in {conv.source}, the city's are {conv.target}: not converted, "
+                    f"{conv.problem}; they may lie tens of metres off the other layers'",
+                )
+            elif conv is not None:
+                self.heights = f"converted from {conv.source}"
+        found = self._conversions[key]
+        if found is None or not callable(found.offset):
+            return None
+        return np.asarray(found.offset(lon, lat), dtype=np.float64)
 
     def warn(self, category: type[CimWarning], message: str) -> None:
         """Report something the layer noticed and carried on with: kept in the result and
@@ -492,6 +536,7 @@ def run_layer(
         info=output.info,
         sources=paths,
         search=output.search,
+        heights=run.heights,
     )
     if city.frame is None:
         from cim.kernels.frames import LocalFrame

@@ -39,6 +39,7 @@ from cim.warnings import (
 
 __all__ = [
     "BuildingsLayer",
+    "MAX_BUILDING_HEIGHT",
     "BuildingsOptions",
     "BuildingsInfo",
     "BuildingsPlan",
@@ -178,6 +179,10 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
     )
 
 
+#: metres: a height attribute above this is not a building's (the tallest stands at 828 m)
+MAX_BUILDING_HEIGHT = 1000.0
+
+
 def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.ndarray, list[tuple[type[CimWarning], str]]]:
     """Height of each building: the height attribute, else floors × storey height, else default."""
     n = len(table)
@@ -188,6 +193,16 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
     elif opts.height and opts.height in table.columns:
         heights = np.array([_to_float(v) for v in table.columns[opts.height]])
     heights[~(heights > 0)] = np.nan
+    tall = heights > MAX_BUILDING_HEIGHT  # infinities too: an undeclared no-data value, or millimetres
+    if tall.any():
+        notes.append(
+            (
+                DefaultValueWarning,
+                f"{int(tall.sum())} building(s) declare {opts.height!r} values above {MAX_BUILDING_HEIGHT:.0f} m "
+                f"(like {float(heights[tall][0]):.6g}); taken as missing",
+            )
+        )
+        heights[tall] = np.nan
     missing = np.isnan(heights)
     if missing.any() and opts.floors and opts.floors in table.columns:
         floors = (
@@ -195,7 +210,7 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
             if table.types[opts.floors] == "STRING"
             else np.asarray(table.columns[opts.floors], dtype=np.float64)
         )
-        use = missing & (floors > 0)
+        use = missing & (floors > 0) & (floors * opts.storey_height <= MAX_BUILDING_HEIGHT)
         heights[use] = floors[use] * opts.storey_height
         if use.any():
             notes.append(
