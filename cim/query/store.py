@@ -50,6 +50,9 @@ class FeatureStore:
         (1/0), object (None where missing) for strings
     haystack : (n,) object array of str, each feature's id, title and text attributes,
         lower-cased (what text search matches words in)
+    haystack_utf8, title_utf8, fid_utf8 : (n,) bytes arrays (``S`` dtype) of the lower-cased
+        haystack, title and id in UTF-8, for vectorised substring tests (``numpy.strings``;
+        UTF-8 is self-synchronising, so a byte match is a character match)
     """
 
     path: Path
@@ -68,6 +71,9 @@ class FeatureStore:
     schema: dict[str, dict[str, str]]
     columns: dict[str, np.ndarray]
     haystack: np.ndarray
+    haystack_utf8: np.ndarray
+    title_utf8: np.ndarray
+    fid_utf8: np.ndarray
     tree: shapely.STRtree = field(repr=False)
     _by_key: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
@@ -92,10 +98,12 @@ class FeatureStore:
         return out
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the file."""
+        """This thread's read-only connection to the file (with ``temp.vocab``, the trigram
+        index's vocabulary: how many features hold each trigram)."""
         con = getattr(self._local, "con", None)
         if con is None:
             con = connect_readonly(self.path)
+            con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'features_text', 'row')")
             self._local.con = con
         return con
 
@@ -181,6 +189,7 @@ def _load(path: Path) -> FeatureStore:
         geoms = shapely.box(west, south, east, north)
         if has.any():
             geoms[has] = shapely.from_wkb(wkb[has])
+        hay = np.array([h.lower() for h in cols[16]], dtype=object)
         anchor = np.column_stack([np.where(has, alon, lon), np.where(has, alat, lat)])
         store = FeatureStore(
             path=path,
@@ -198,7 +207,10 @@ def _load(path: Path) -> FeatureStore:
             has_footprint=has,
             schema=schema,
             columns={},
-            haystack=np.array([h.lower() for h in cols[16]], dtype=object),
+            haystack=hay,
+            haystack_utf8=_utf8(hay),
+            title_utf8=_utf8([str(t).lower() for t in cols[3]]),
+            fid_utf8=_utf8([str(t).lower() for t in cols[2]]),
             tree=shapely.STRtree(geoms),
         )
         store.columns = _columns(con, store)
@@ -207,6 +219,10 @@ def _load(path: Path) -> FeatureStore:
         raise CimIOError(f"cannot read the feature store {INDEX_NAME}: {exc}") from None
     finally:
         con.close()
+
+
+def _utf8(texts: Any) -> np.ndarray:
+    return np.array([t.encode("utf-8") for t in texts], dtype=np.bytes_) if len(texts) else np.zeros(0, dtype="S1")
 
 
 def _columns(con: sqlite3.Connection, store: FeatureStore) -> dict[str, np.ndarray]:
