@@ -197,13 +197,13 @@ def select(store: FeatureStore, q: Query) -> Selection:
     for name, attribute in _BIM_FIELDS.items():
         value = getattr(q, name)
         if value is not None:
-            column = store.columns.get(attribute)
-            mask &= (column == value) if column is not None else False
+            column = store.typed.get(attribute)
+            mask &= (column == value) & store.known[attribute] if column is not None else False
     spatial = _spatial(store, q)
     if spatial is not None:
         mask &= spatial
     if q.where is not None:
-        mask &= evaluate(parse_where(q.where, _types_for(store, q.layer)), store.columns)
+        mask &= evaluate(parse_where(q.where, _types_for(store, q.layer)), store.typed, store.known)
     fuzzy = False
     if q.text is not None and q.text.strip():
         match = text_search(store, q.text, mask)

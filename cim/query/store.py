@@ -48,8 +48,12 @@ class FeatureStore:
     schema : layer → attribute → ``"string" | "number" | "integer" | "boolean"``
     columns : attribute → (n,) array: float64 (NaN where missing) for numbers and booleans
         (1/0), object (None where missing) for strings
+    typed : attribute → (n,) array for conditions: float64 as in ``columns``, strings as a
+        numpy ``str`` array ('' where missing)
+    known : attribute → (n,) bool, where the attribute has a value
     haystack : (n,) object array of str, each feature's id, title and text attributes,
         lower-cased (what text search matches words in)
+    trigram_docs : trigram → how many features hold it (the trigram index's vocabulary)
     haystack_utf8, title_utf8, fid_utf8 : (n,) bytes arrays (``S`` dtype) of the lower-cased
         haystack, title and id in UTF-8, for vectorised substring tests (``numpy.strings``;
         UTF-8 is self-synchronising, so a byte match is a character match)
@@ -70,7 +74,10 @@ class FeatureStore:
     has_footprint: np.ndarray
     schema: dict[str, dict[str, str]]
     columns: dict[str, np.ndarray]
+    typed: dict[str, np.ndarray]
+    known: dict[str, np.ndarray]
     haystack: np.ndarray
+    trigram_docs: dict[str, int]
     haystack_utf8: np.ndarray
     title_utf8: np.ndarray
     fid_utf8: np.ndarray
@@ -98,12 +105,10 @@ class FeatureStore:
         return out
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the file (with ``temp.vocab``, the trigram
-        index's vocabulary: how many features hold each trigram)."""
+        """This thread's read-only connection to the file."""
         con = getattr(self._local, "con", None)
         if con is None:
             con = connect_readonly(self.path)
-            con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'features_text', 'row')")
             self._local.con = con
         return con
 
@@ -207,13 +212,24 @@ def _load(path: Path) -> FeatureStore:
             has_footprint=has,
             schema=schema,
             columns={},
+            typed={},
+            known={},
             haystack=hay,
+            trigram_docs=_vocabulary(con),
             haystack_utf8=_utf8(hay),
             title_utf8=_utf8([str(t).lower() for t in cols[3]]),
             fid_utf8=_utf8([str(t).lower() for t in cols[2]]),
             tree=shapely.STRtree(geoms),
         )
         store.columns = _columns(con, store)
+        for name, column in store.columns.items():
+            if column.dtype == object:
+                values = column.tolist()
+                store.known[name] = np.array([v is not None for v in values], dtype=bool)
+                store.typed[name] = np.array(["" if v is None else v for v in values], dtype=np.str_)
+            else:
+                store.known[name] = ~np.isnan(column)
+                store.typed[name] = column
         return store
     except sqlite3.DatabaseError as exc:
         raise CimIOError(f"cannot read the feature store {INDEX_NAME}: {exc}") from None
@@ -221,31 +237,40 @@ def _load(path: Path) -> FeatureStore:
         con.close()
 
 
+def _vocabulary(con: sqlite3.Connection) -> dict[str, int]:
+    """Each trigram of the text index and the number of features holding it (``fts5vocab``,
+    read once: looking terms up in it scans the whole vocabulary each time)."""
+    con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'features_text', 'row')")
+    try:
+        return dict(con.execute("SELECT term, doc FROM temp.vocab").fetchall())
+    finally:
+        con.execute("DROP TABLE temp.vocab")
+
+
 def _utf8(texts: Any) -> np.ndarray:
     return np.array([t.encode("utf-8") for t in texts], dtype=np.bytes_) if len(texts) else np.zeros(0, dtype="S1")
 
 
 def _columns(con: sqlite3.Connection, store: FeatureStore) -> dict[str, np.ndarray]:
-    """Each attribute as one array over every feature, read with ``json_extract`` in SQLite."""
+    """Each attribute as one array over every feature. Each row's JSON is parsed once, here
+    (``json_extract`` would parse every row again for each attribute)."""
     n = len(store)
     position = np.full(int(store.rowids.max()) + 1 if n else 1, -1, dtype=np.int64)
     position[store.rowids] = np.arange(n)
+    types = store.attribute_types
+    values: dict[str, list[Any]] = {name: [None] * n for name in types}
+    loads = json.loads
+    for rowid, text in con.execute("SELECT rowid, properties FROM features"):
+        i = int(position[rowid])
+        for key, value in loads(text).items():
+            column = values.get(key)
+            if column is not None:
+                column[i] = value
     out: dict[str, np.ndarray] = {}
-    for name, kind in store.attribute_types.items():
-        path = "$." + json.dumps(name)  # a quoted JSON path: any key, no SQL from it
-        layers = [layer for layer, types in store.schema.items() if name in types]
-        marks = ", ".join("?" * len(layers))
-        got = con.execute(
-            f"SELECT rowid, json_extract(properties, ?) FROM features WHERE layer IN ({marks})",
-            [path, *layers],
-        ).fetchall()
-        at = position[np.array([r[0] for r in got], dtype=np.int64)] if got else np.zeros(0, dtype=np.int64)
-        values = [r[1] for r in got]
+    for name, kind in types.items():
+        got = values[name]
         if kind == "string":
-            column = np.full(n, None, dtype=object)
-            column[at] = [None if v is None else str(v) for v in values]
+            out[name] = np.array([None if v is None else str(v) for v in got], dtype=object)
         else:
-            column = np.full(n, np.nan)
-            column[at] = np.array([np.nan if v is None or isinstance(v, str) else float(v) for v in values], dtype=np.float64)
-        out[name] = column
+            out[name] = np.array([np.nan if v is None or isinstance(v, str) else float(v) for v in got], dtype=np.float64)
     return out

@@ -26,13 +26,14 @@ feature.
 from __future__ import annotations
 
 import difflib
+import re
 import sqlite3
 
 import numpy as np
 
 from cim.errors import CimInputError
 from cim.query.store import FeatureStore
-from cim.searchindex import text_words, trigram_query
+from cim.searchindex import text_words
 
 __all__ = ["TextMatch", "text_search", "FUZZY_CANDIDATES", "FUZZY_MIN"]
 
@@ -63,13 +64,10 @@ class TextMatch:
         self.fuzzy = fuzzy
 
 
-def _doc_counts(con: sqlite3.Connection, grams: set[str]) -> dict[str, int]:
+def _doc_counts(store: FeatureStore, grams: set[str]) -> dict[str, int]:
     """How many features hold each trigram (absent: none)."""
-    if not grams:
-        return {}
-    terms = sorted(grams)
-    marks = ", ".join("?" * len(terms))
-    return dict(con.execute(f"SELECT term, doc FROM temp.vocab WHERE term IN ({marks})", terms).fetchall())
+    docs = store.trigram_docs
+    return {g: docs[g] for g in grams if g in docs}
 
 
 def text_search(store: FeatureStore, text: str, candidates: np.ndarray | None = None) -> TextMatch:
@@ -86,12 +84,16 @@ def text_search(store: FeatureStore, text: str, candidates: np.ndarray | None = 
     whole = " ".join(words)
     con = store.connection()
     grams = _trigrams(whole)
-    counts = _doc_counts(con, grams)
+    counts = _doc_counts(store, grams)
     if grams and len(counts) < len(grams):  # a trigram no feature holds: no exact match
         return TextMatch(_fuzzy(store, con, grams, counts, whole, candidates), True)
     long = [w for w in words if len(w) >= 3]
     if long and min(counts.values()) <= SELECTIVE:
-        got = con.execute("SELECT rowid, rank FROM features_text WHERE features_text MATCH ?", (trigram_query(long),)).fetchall()
+        # the two rarest trigrams narrow enough (intersecting common ones' posting lists costs more
+        # than checking the words on the few rows left)
+        rarest = sorted((g for w in long for g in _trigrams(w)), key=lambda g: (counts[g], g))[:2]
+        query = " AND ".join('"' + g.replace('"', '""') + '"' for g in rarest)
+        got = con.execute("SELECT rowid, rank FROM features_text WHERE features_text MATCH ?", (query,)).fetchall()
         rows = _rows_of(store, np.array([r[0] for r in got], dtype=np.int64))
         bm25 = np.array([r[1] for r in got], dtype=np.float64)
         keep = np.array([all(w in h for w in words) for h in store.haystack[rows].tolist()], dtype=bool)
@@ -100,7 +102,11 @@ def text_search(store: FeatureStore, text: str, candidates: np.ndarray | None = 
         rows, bm25 = rows[keep], bm25[keep]
     else:
         mask = np.ones(len(store), dtype=bool) if candidates is None else candidates.copy()
-        for w in sorted(words, key=len, reverse=True):  # the longest word first: it rules out most
+
+        def rarity(w: str) -> tuple[int, int]:  # the rarest word first: it rules out most
+            return (min((counts[g] for g in _trigrams(w)), default=len(store)), -len(w))
+
+        for w in sorted(words, key=rarity):
             at = np.flatnonzero(mask)
             mask[at] = np.strings.find(store.haystack_utf8[at], w.encode("utf-8")) >= 0
         rows = np.flatnonzero(mask)
@@ -117,11 +123,8 @@ def _rows_of(store: FeatureStore, rowids: np.ndarray) -> np.ndarray:
 
 def _tier(names: np.ndarray, whole: bytes) -> np.ndarray:
     """0 equal, 1 starts with, 2 contains, 3 otherwise (``names``: UTF-8 bytes)."""
-    return np.where(
-        names == whole,
-        0,
-        np.where(np.strings.startswith(names, whole), 1, np.where(np.strings.find(names, whole) >= 0, 2, 3)),
-    )
+    at = np.strings.find(names, whole)
+    return np.where(at < 0, 3, np.where(at > 0, 2, np.where(np.strings.str_len(names) == len(whole), 0, 1)))
 
 
 def _ranked(store: FeatureStore, rows: np.ndarray, bm25: np.ndarray, whole: str) -> np.ndarray:
@@ -131,8 +134,12 @@ def _ranked(store: FeatureStore, rows: np.ndarray, bm25: np.ndarray, whole: str)
     return rows[order]
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
 def _trigrams(text: str) -> set[str]:
-    return {w[i : i + 3] for w in text_words(text) for i in range(len(w) - 2)}
+    """The trigrams of the words of ``text`` (lower-case), as the index splits them."""
+    return {w[i : i + 3] for w in _WORD.findall(text.lower()) for i in range(len(w) - 2)}
 
 
 def _fuzzy(
