@@ -19,7 +19,8 @@ the rest; within each, FTS5's bm25 on the index path, then the build order.
 A query that finds nothing exactly is tried fuzzily: the features holding most of its rarest
 trigrams (read from the index's posting lists; at most :data:`FUZZY_CANDIDATES`), kept when at
 least :data:`FUZZY_MIN` of the query's trigrams occur in their text, best first (ties among the
-best: the title or text attribute most like the query, by ``difflib``). So a misspelt Latin name (``Yingbn Residnce``) still finds its
+best: more of the query's words found whole, such as a building number, then the title or
+text attribute most like the query, by ``difflib``). So a misspelt Latin name (``Yingbn Residnce``) still finds its
 feature.
 """
 
@@ -166,11 +167,18 @@ def _fuzzy(
         hits[~candidates] = 0
     rows = np.flatnonzero(hits)
     rows = rows[np.lexsort((rows, -hits[rows]))][:FUZZY_CANDIDATES]  # most rare trigrams first
-    scores = np.array([len(wanted & _trigrams(h)) / len(wanted) for h in store.haystack[rows].tolist()])
+    words = set(_WORD.findall(whole))
+    scores = np.zeros(len(rows))
+    whole_words = np.zeros(len(rows))  # query words found as whole words (numbers, short words)
+    for k, h in enumerate(store.haystack[rows].tolist()):
+        found = _WORD.findall(h)
+        grams = {w[i : i + 3] for w in found for i in range(len(w) - 2)}
+        scores[k] = len(wanted & grams) / len(wanted)
+        whole_words[k] = len(words.intersection(found))
     keep = scores >= FUZZY_MIN
-    rows, scores = rows[keep], scores[keep]
+    rows, scores, whole_words = rows[keep], scores[keep], whole_words[keep]
     likeness = np.zeros(len(rows))
-    best = np.argsort(-scores, kind="stable")[:FUZZY_LIKENESS]  # ties among the best broken by likeness
+    best = np.lexsort((rows, -whole_words, -scores))[:FUZZY_LIKENESS]  # ties among the best broken by likeness
     text_columns = [c for c, kind in store.attribute_types.items() if kind == "string"]
     for k in best.tolist():
         row = int(rows[k])
@@ -178,5 +186,5 @@ def _fuzzy(
         fields += [str(v) for c in text_columns if (v := store.columns[c][row]) is not None]
         similar = [f.lower() for f in fields if len(whole) / 2 <= len(f) <= 2 * len(whole)]
         likeness[k] = max((difflib.SequenceMatcher(None, whole, f).ratio() for f in similar), default=0.0)
-    order = np.lexsort((rows, -likeness, -scores))  # best first, then build order
+    order = np.lexsort((rows, -likeness, -whole_words, -scores))  # best first, then build order
     return rows[order]
