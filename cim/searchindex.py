@@ -469,7 +469,8 @@ def search(
 ) -> list[dict]:
     """Features matching words of ``text`` (substrings of id, title and text attributes)
     and/or lying in ``bbox`` (west, south, east, north degrees), best matches first; none of the
-    layers in ``exclude`` (those a reader may not see).
+    layers in ``exclude`` (those a reader may not see). Each result's ``anchor`` is a point
+    inside its footprint (where the viewer flies to), its centre when it has no footprint.
 
     Raises
     ------
@@ -479,7 +480,7 @@ def search(
     if not text and bbox is None:
         raise CimInputError("search needs q= (words) or bbox=west,south,east,north")
     limit = max(1, min(int(limit), 200))
-    cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties"
+    cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties, f.rowid"
     box_sql = "f.lon BETWEEN ? AND ? AND f.east >= ? AND f.west <= ? AND f.north >= ? AND f.south <= ?"
     box_args: list[float] = []
     hidden = sorted(set(exclude or ()))
@@ -521,9 +522,31 @@ def search(
             args[i] -= half[0] if half else 180.0
             args[i + 1] += half[0] if half else 180.0
         rows = con.execute(sql, [*args, *tail, limit]).fetchall()
+        anchors = _anchors(con, [r[8] for r in rows])
     finally:
         con.close()
     return [
-        {"layer": r[0], "id": r[1], "title": r[2], "lon": r[3], "lat": r[4], "base": r[5], "top": r[6], "properties": json.loads(r[7])}
+        {
+            "layer": r[0],
+            "id": r[1],
+            "title": r[2],
+            "lon": r[3],
+            "lat": r[4],
+            "base": r[5],
+            "top": r[6],
+            "properties": json.loads(r[7]),
+            "anchor": list(anchors.get(r[8], (r[3], r[4]))),
+        }
         for r in rows
     ]
+
+
+def _anchors(con: sqlite3.Connection, rowids: list[int]) -> dict[int, tuple[float, float]]:
+    """A point inside each feature's footprint (features without one, or an index from before
+    footprints were stored, have none: their centre serves)."""
+    has = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'footprints'").fetchone()
+    if not has or not rowids:
+        return {}
+    marks = ", ".join("?" * len(rowids))
+    got = con.execute(f"SELECT rowid, anchor_lon, anchor_lat FROM footprints WHERE rowid IN ({marks})", rowids).fetchall()
+    return {r[0]: (r[1], r[2]) for r in got}
