@@ -99,6 +99,7 @@ CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='feature
 CREATE TABLE search_meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE footprints (rowid INTEGER PRIMARY KEY, anchor_lon REAL, anchor_lat REAL, area_m2 REAL, wkb BLOB);
 CREATE TABLE layer_schema (layer TEXT, name TEXT, type TEXT, PRIMARY KEY (layer, name));
+CREATE TABLE layer_columns (layer TEXT, name TEXT, first_rowid INTEGER, count INTEGER, data BLOB, PRIMARY KEY (layer, name, first_rowid));
 """
 
 
@@ -258,6 +259,7 @@ def _create(path: Path, **kwargs) -> sqlite3.Connection:
 def _insert_rows(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
     _insert_layer(con, rows, start)
     _insert_footprints(con, rows, start)
+    _insert_columns(con, rows, start)
     con.executemany("INSERT OR REPLACE INTO layer_schema VALUES (?, ?, ?)", [(rows.layer, k, v) for k, v in _schema_of(rows).items()])
     con.execute(
         "INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features WHERE rowid >= ?", (start,)
@@ -380,6 +382,25 @@ def _insert_footprints(con: sqlite3.Connection, rows: SearchRows, start: int) ->
         "INSERT INTO footprints VALUES (?, ?, ?, ?, ?)",
         zip(range(start, start + n), anchors[:, 0].tolist(), anchors[:, 1].tolist(), areas.tolist(), shapely.to_wkb(geoms).tolist()),
     )
+
+
+def _insert_columns(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
+    """A layer's attribute columns whole, for the query service to load without parsing each
+    row's JSON: numbers as little-endian float64 (NaN: missing; booleans 1/0), strings as one
+    JSON list (null: missing)."""
+    if rows.columns is None:
+        return
+    types = rows.types or {}
+    n = len(rows.ids)
+    out = []
+    for name, values in rows.columns.items():
+        if types.get(name, "STRING") == "STRING":
+            data = json.dumps(_sql_values(values, "STRING"), ensure_ascii=False, default=_plain).encode("utf-8")
+        else:
+            column = np.array([np.nan if v is None else v for v in values.tolist()], dtype="<f8") if values.dtype == object else values
+            data = np.asarray(column, dtype="<f8").tobytes()
+        out.append((rows.layer, name, start, n, data))
+    con.executemany("INSERT INTO layer_columns VALUES (?, ?, ?, ?, ?)", out)
 
 
 #: the query types of metadata types

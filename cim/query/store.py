@@ -191,9 +191,9 @@ def _load(path: Path) -> FeatureStore:
         lon, lat, base, top, west, south, east, north, alon, alat, area = num
         wkb = np.array(cols[15], dtype=object)
         has = np.array([w is not None for w in cols[15]], dtype=bool)
-        geoms = shapely.box(west, south, east, north)
-        if has.any():
-            geoms[has] = shapely.from_wkb(wkb[has])
+        geoms = np.empty(n, dtype=object)
+        geoms[has] = shapely.from_wkb(wkb[has])
+        geoms[~has] = shapely.box(west[~has], south[~has], east[~has], north[~has])
         hay = np.array([h.lower() for h in cols[16]], dtype=object)
         anchor = np.column_stack([np.where(has, alon, lon), np.where(has, alat, lat)])
         store = FeatureStore(
@@ -252,25 +252,42 @@ def _utf8(texts: Any) -> np.ndarray:
 
 
 def _columns(con: sqlite3.Connection, store: FeatureStore) -> dict[str, np.ndarray]:
-    """Each attribute as one array over every feature. Each row's JSON is parsed once, here
-    (``json_extract`` would parse every row again for each attribute)."""
+    """Each attribute as one array over every feature: from the whole columns the build stored
+    (``layer_columns``), else (layers whose features carry different keys, such as BIM) from
+    each row's JSON, parsed once."""
     n = len(store)
     position = np.full(int(store.rowids.max()) + 1 if n else 1, -1, dtype=np.int64)
     position[store.rowids] = np.arange(n)
     types = store.attribute_types
-    values: dict[str, list[Any]] = {name: [None] * n for name in types}
-    loads = json.loads
-    for rowid, text in con.execute("SELECT rowid, properties FROM features"):
-        i = int(position[rowid])
-        for key, value in loads(text).items():
-            column = values.get(key)
-            if column is not None:
-                column[i] = value
-    out: dict[str, np.ndarray] = {}
-    for name, kind in types.items():
-        got = values[name]
-        if kind == "string":
-            out[name] = np.array([None if v is None else str(v) for v in got], dtype=object)
+    out: dict[str, np.ndarray] = {
+        name: np.full(n, None, dtype=object) if kind == "string" else np.full(n, np.nan) for name, kind in types.items()
+    }
+    stored: set[str] = set()
+    has_columns = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'layer_columns'").fetchone()
+    blobs = con.execute("SELECT layer, name, first_rowid, count, data FROM layer_columns") if has_columns else []
+    for layer, name, first, count, data in blobs:
+        stored.add(layer)
+        column = out.get(name)
+        if column is None:
+            continue
+        at = position[first : first + count]
+        if column.dtype == object:
+            values = json.loads(bytes(data).decode("utf-8"))
+            column[at] = [None if v is None else str(v) for v in values] if types[name] == "string" else values
         else:
-            out[name] = np.array([np.nan if v is None or isinstance(v, str) else float(v) for v in got], dtype=np.float64)
+            column[at] = np.frombuffer(data, dtype="<f8", count=count)
+    rest = [layer for layer in store.schema if layer not in stored]
+    if rest:
+        marks = ", ".join("?" * len(rest))
+        loads = json.loads
+        for rowid, text in con.execute(f"SELECT rowid, properties FROM features WHERE layer IN ({marks})", rest):
+            i = int(position[rowid])
+            for key, value in loads(text).items():
+                column = out.get(key)
+                if column is None or value is None:
+                    continue
+                if column.dtype == object:
+                    column[i] = str(value)
+                elif not isinstance(value, str):
+                    column[i] = float(value)
     return out
