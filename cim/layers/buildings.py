@@ -492,7 +492,9 @@ def _check_named_attributes(table: FootprintTable, opts: BuildingsOptions) -> No
         if attr is None or attr == defaults[name] or attr in table.columns:
             continue
         listed = ", ".join(table.columns) or "none"
-        raise CimInputError(f"{table.source}: {flag} / option {name!r} names the attribute {attr!r}, which the file has not (its attributes: {listed})")
+        raise CimInputError(
+            f"{table.source}: {flag} / option {name!r} names the attribute {attr!r}, which the file has not (its attributes: {listed})"
+        )
 
 
 def _terrain_error(run: LayerRun, dem: Path | None) -> float:
