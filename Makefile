@@ -74,7 +74,7 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
 test: test-deps viewer-check lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15
 
 bench: install
 	$(PY) benchmarks/bench_buildings.py

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cim.errors import CimInputError
@@ -201,6 +202,9 @@ class Engine(ABC):
     """Where a build's tile jobs run."""
 
     name: str = "engine"
+    #: jobs run in this process's memory or its forks' (False: on other machines, whose jobs
+    #: reach shared state and large arrays through files, see :mod:`cim.engines_dask`)
+    shares_memory: bool = True
 
     @property
     @abstractmethod
@@ -218,6 +222,12 @@ class Engine(ABC):
         ``small``: the layer's whole input is small enough that starting workers costs more than
         they save; an engine may then run the jobs in the calling thread.
         """
+
+    @contextmanager
+    def building(self, out: Path, inputs: Sequence[Path]) -> Iterator[None]:
+        """The length of one build into ``out`` from ``inputs`` (sources and the files options
+        name): an engine whose workers are elsewhere checks there that they see those paths."""
+        yield
 
     def close(self) -> None:  # noqa: B027 - an engine that holds nothing has nothing to release
         """Release what the engine holds (a cluster connection)."""
@@ -278,16 +288,24 @@ class LocalEngine(Engine):
         return f"LocalEngine(workers={self._workers}{', processes=True' if self.processes else ''})"
 
 
-def engine_from(engine: Engine | str | None = None, *, workers: int | None = None) -> Engine:
-    """An engine from a name (``"local"``, ``"threads"``, ``"processes"``) or an instance
-    (returned as it is); ``None`` is the local engine."""
+def engine_from(engine: Engine | str | None = None, *, workers: int | None = None, scheduler: str | None = None) -> Engine:
+    """An engine from a name (``"local"``, ``"threads"``, ``"processes"``, ``"dask"``) or an
+    instance (returned as it is); ``None`` is the local engine. ``scheduler``: the Dask
+    scheduler's address (``tcp://host:8786``), only with ``"dask"`` (without one, the Dask engine
+    starts a local cluster)."""
     if isinstance(engine, Engine):
         return engine
+    if scheduler is not None and engine != "dask":
+        raise CimInputError(f"a scheduler ({scheduler}) is for the dask engine, not {engine or 'local'!r}")
     if engine in (None, "local", "threads"):
         return LocalEngine(workers)
     if engine == "processes":
         return LocalEngine(workers, processes=True)
-    raise CimInputError(f"unknown engine {engine!r} (known: local, threads, processes)")
+    if engine == "dask":
+        from cim.engines_dask import DaskEngine
+
+        return DaskEngine(scheduler, workers=workers)
+    raise CimInputError(f"unknown engine {engine!r} (known: local, threads, processes, dask)")
 
 
 # -- helper threads ----------------------------------------------------------------------------

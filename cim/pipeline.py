@@ -58,6 +58,7 @@ def build(
     engine: Engine | str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    scheduler: str | None = None,
 ) -> BuildReport:
     """Build every layer of a city recipe into ``out`` and write ``out/city.json``.
 
@@ -68,9 +69,14 @@ def build(
     ----------
     recipe : a ``city.toml`` path or a loaded :class:`~cim.recipe.Recipe`
     out : the city's output folder, e.g. ``tiles/tianshui``
-    engine : where tile jobs run (an :class:`~cim.engines.Engine`, or ``"local"``); default local
-    workers : jobs at once on the local engine (default: the number of cores)
+    engine : where tile jobs run (an :class:`~cim.engines.Engine`, or ``"local"``, ``"dask"``);
+        default local
+    workers : jobs at once on the local engine, or worker processes of a local Dask cluster
+        (default: the number of cores)
     progress : called as ``progress(stage, done, total)`` while tiles are written
+    scheduler : with ``engine="dask"``, the Dask scheduler's address (``tcp://host:8786``);
+        without it a local cluster is started. Sources and ``out`` must then be on a
+        filesystem every worker sees at the same path
 
     Examples
     --------
@@ -84,13 +90,14 @@ def build(
     layers = [(spec, *_checked(spec, where)) for spec in rec.layers]
     from cim.kernels.frames import LocalFrame
 
-    city = City(
-        out, engine_from(engine, workers=workers), crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress
-    )
+    engine_ = engine_from(engine, workers=workers, scheduler=scheduler)
+    out = out if engine_.shares_memory else out.absolute()  # workers elsewhere have another cwd
+    city = City(out, engine_, crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress)
     make_output_dir(out)
     results: dict[str, LayerResult] = {}
+    inputs = [spec.source for spec in rec.layers] + [p for _, _, o in layers for p in _option_paths(o)]
     try:
-        with SearchIndexWriter(out / INDEX_NAME) as search:
+        with city.engine.building(out, inputs), SearchIndexWriter(out / INDEX_NAME) as search:
             city.search = search
             for spec, builder, options in sorted(layers, key=lambda t: t[1].order):
                 result = results[spec.id] = run_layer(builder, spec.id, [spec.source], options, city)
@@ -113,7 +120,16 @@ def build(
         {spec.id: spec for spec in rec.layers},
         search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers),
     )
+    if any(spec.kind in ("buildings", "terrain") for spec in rec.layers):
+        from cim.analysis.files import build_model
+
+        build_model(rec, out)  # the surface model the planning analyses run on (out/analysis/)
     return report
+
+
+def _option_paths(options: LayerOptions) -> list[Path]:
+    """The files and folders a layer's options name (a DEM beside the footprints...)."""
+    return [v for f in fields(options) if isinstance(v := getattr(options, f.name), Path)]
 
 
 def _checked(spec: LayerSpec, where: str) -> tuple[Any, LayerOptions]:
@@ -131,6 +147,7 @@ def convert(
     engine: Engine | str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    scheduler: str | None = None,
     **options: Any,
 ) -> BuildReport:
     """Convert one source (or several files of one layer) into a standalone city in ``out``: the
@@ -144,7 +161,7 @@ def convert(
     out : the output folder (the layer's files go straight into it)
     city_origin : the city's local frame origin (longitude, latitude, height); default: the data's
     layer_id : the layer's id in ``city.json`` (default: the kind)
-    engine, workers, progress : as for :func:`build`
+    engine, workers, progress, scheduler : as for :func:`build`
     options : the kind's options (see ``cim convert KIND --help``); unknown ones are an error
 
     Examples
@@ -161,10 +178,13 @@ def convert(
     out = Path(out)
     from cim.kernels.frames import LocalFrame
 
-    city = City(out, engine_from(engine, workers=workers), frame=LocalFrame(*city_origin) if city_origin else None, progress=progress)
+    engine_ = engine_from(engine, workers=workers, scheduler=scheduler)
+    if not engine_.shares_memory:  # workers elsewhere have another cwd
+        out, paths = out.absolute(), [p.absolute() for p in paths]
+    city = City(out, engine_, frame=LocalFrame(*city_origin) if city_origin else None, progress=progress)
     make_output_dir(out)
     try:
-        with SearchIndexWriter(out / INDEX_NAME) as search:
+        with city.engine.building(out, paths + _option_paths(opts)), SearchIndexWriter(out / INDEX_NAME) as search:
             city.search = search
             result = run_layer(builder, layer_id or kind, paths, opts, city, out=out)
             if result.search is not None:
@@ -203,9 +223,14 @@ def build_layer(
     builder = registry.get(kind)
     opts = builder.options(options, where=f"layer {layer_id or kind}")
     paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
-    city = City(Path(out), engine_from(engine, workers=workers), frame=frame, progress=progress)
+    engine_ = engine_from(engine, workers=workers)
+    out = Path(out)
+    if not engine_.shares_memory:  # workers elsewhere have another cwd
+        out, paths = out.absolute(), [p.absolute() for p in paths]
+    city = City(out, engine_, frame=frame, progress=progress)
     try:
-        return run_layer(builder, layer_id or kind, paths, opts, city, out=Path(out))
+        with city.engine.building(out, paths + _option_paths(opts)):
+            return run_layer(builder, layer_id or kind, paths, opts, city, out=out)
     finally:
         if not isinstance(engine, Engine):
             city.engine.close()
@@ -224,7 +249,7 @@ def convert_function(kind: str) -> Callable[..., BuildReport]:
         inspect.Parameter("sources", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("out", inspect.Parameter.POSITIONAL_OR_KEYWORD),
     ]
-    common = ("city_origin", "layer_id", "engine", "workers", "progress")
+    common = ("city_origin", "layer_id", "engine", "workers", "progress", "scheduler")
     params += [p for name, p in inspect.signature(convert).parameters.items() if name in common]
     params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=_default(f)) for f in fields(builder.Options)]
     run.__signature__ = inspect.Signature(params, return_annotation=BuildReport)  # type: ignore[attr-defined]

@@ -113,3 +113,33 @@ def test_orthophoto_agrees_with_footprints_and_dem(tiny_sources):
             if 0.8 < scale < 1.2 and np.abs(got - want * scale).max() < 14:
                 matched += 1
         assert matched >= 0.95 * len(geoms)
+
+
+def test_survey_preset_flies_the_whole_city_at_survey_density():
+    from cim.samplecity.generate import PRESETS
+    from cim.samplecity.sites import lidar_bounds
+
+    survey, city = PRESETS["survey"], PRESETS["city"]
+    assert (survey.width, survey.height) == (city.width, city.height) == (15000.0, 8000.0)
+    assert (survey.dem_res, survey.ortho_res, survey.lidar_density) == (1.0, 0.5, 8.0)
+    bounds = (0.0, 0.0, 15000.0, 8000.0)
+    assert lidar_bounds(bounds, "survey") == bounds  # the whole city, not city's valley strip
+    w, s, e, n = lidar_bounds(bounds, "city")
+    assert (e - w) * (n - s) == 12.5e6
+    # 120 km² at 8 pts/m², less the river's swallowed returns, at 8.4 bytes a point
+    assert 0.8 * 120e6 * 8 * 8.4 < survey.disk < 120e6 * 8 * 8.4 * 1.05
+
+
+def test_a_preset_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    import pytest
+
+    from cim.errors import CimIOError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**10, 10**10 - 10**9, 10**9))
+    with pytest.raises(CimIOError, match=r"survey preset needs about 8\.2 GB of disk, and only 1\.0 GB is free"):
+        cim.sample("survey", tmp_path / "survey")
+    assert not any((tmp_path / "survey" / "data").iterdir())  # nothing written

@@ -13,6 +13,8 @@ import { measureTool } from "./js/measure.js";
 import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
+import { annotationTool } from "./js/annotations.js";
+import { analysisTool } from "./js/analysis.js";
 
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
@@ -25,6 +27,8 @@ const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
+const annotations = viewer.install(annotationTool);
+const analysis = viewer.install(analysisTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError("Unexpected error", event.reason);
@@ -77,6 +81,8 @@ const cim = {
   bim,
   points,
   cityjson,
+  annotations,
+  analysis,
   account,
 };
 window.cim = cim;

@@ -24,6 +24,8 @@ import click
 
 from cim._version import __version__
 from cim.cli.admin import access, audit, users
+from cim.cli.analyse import analyse
+from cim.cli.annotations import annotations_group
 from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
@@ -42,7 +44,13 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--preset", type=click.Choice(["tiny", "district", "city"]), default="tiny", show_default=True, help="How much of the city.")
+@click.option(
+    "--preset",
+    type=click.Choice(["tiny", "district", "city", "survey"]),
+    default="tiny",
+    show_default=True,
+    help="How much of the city: tiny (a few blocks), district (4 km²), city (120 km², 0.9 GB), survey (city at 8 pts/m², 8 GB).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; the same seed gives the same city.")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @common
@@ -84,6 +92,7 @@ def build(recipe: Path, out: Path | None, engine: Engine, verbose: int, quiet: b
 cli.add_command(users)
 cli.add_command(access)
 cli.add_command(audit)
+cli.add_command(annotations_group)
 cli.add_command(
     KindGroup("convert", help="Convert one source (or several files of one layer) into a standalone city: cim convert KIND SOURCES... OUT.")
 )
@@ -91,6 +100,7 @@ cli.add_command(
 
 cli.add_command(export)
 cli.add_command(query)
+cli.add_command(analyse)
 
 
 @cli.command()

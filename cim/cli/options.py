@@ -120,18 +120,29 @@ def common(fn: Any) -> Any:
     return fn
 
 
+SCHEDULER_HELP = (
+    "With --engine dask: the Dask scheduler (tcp://HOST:8786), whose workers see the inputs and the output folder "
+    "at the same paths [default: a local cluster of --workers processes]."
+)
+
+
 def engine_options(fn: Any) -> Any:
     """``--engine`` and ``--workers``, passed on as one ``engine`` argument (a :class:`cim.engines.Engine`)."""
 
     def finish(f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
-        def wrapper(*args: Any, engine_name: str, workers: int | None, **kwargs: Any) -> Any:
+        def wrapper(*args: Any, engine_name: str, workers: int | None, scheduler: str | None, **kwargs: Any) -> Any:
             from cim.engines import engine_from
 
             try:
-                engine = engine_from(engine_name, workers=workers)
+                engine = engine_from(engine_name, workers=workers, scheduler=scheduler)
             except CimInputError as exc:
                 raise click.BadParameter(str(exc)) from None
+            except CimIOError as exc:  # a scheduler out of reach
+                console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                sys.exit(EXIT_INPUT)
+            if hasattr(engine, "describe") and not kwargs.get("quiet"):
+                console.print(engine.describe(), highlight=False, soft_wrap=True)  # the Dask dashboard's address
             return f(*args, engine=engine, **kwargs)
 
         return wrapper
@@ -140,26 +151,28 @@ def engine_options(fn: Any) -> Any:
         fn.params.append(
             click.Option(
                 ["--engine", "engine_name"],
-                type=click.Choice(["local", "processes"]),
+                type=click.Choice(["local", "processes", "dask"]),
                 default="local",
                 show_default=True,
-                help="Where tile jobs run: threads of this process (local) or forked worker processes.",
+                help="Where tile jobs run: threads of this process (local), forked worker processes, or a Dask cluster.",
             )
         )
         fn.params.append(
             click.Option(["--workers"], type=click.IntRange(min=1), default=None, help="Jobs at once [default: the number of cores].")
         )
+        fn.params.append(click.Option(["--scheduler"], default=None, metavar="ADDRESS", help=SCHEDULER_HELP))
         assert fn.callback is not None
         fn.callback = finish(fn.callback)
         return fn
+    fn = click.option("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)(fn)
     fn = click.option("--workers", type=click.IntRange(min=1), default=None, help="Jobs at once [default: the number of cores].")(fn)
     fn = click.option(
         "--engine",
         "engine_name",
-        type=click.Choice(["local", "processes"]),
+        type=click.Choice(["local", "processes", "dask"]),
         default="local",
         show_default=True,
-        help="Where tile jobs run: threads of this process (local) or forked worker processes.",
+        help="Where tile jobs run: threads of this process (local), forked worker processes, or a Dask cluster.",
     )(fn)
     return finish(fn)
 

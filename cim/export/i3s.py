@@ -26,6 +26,7 @@ point-cloud layers (I3S point clouds are a different profile; see the README).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -157,6 +158,8 @@ class _Node:
     tile: Tile | None
     error: float
     children: list[int] = field(default_factory=list)
+    #: ADD-refined ancestors whose content this node draws too (I3S nodes replace their parent)
+    added: tuple[Tile, ...] = ()
     # geometry, filled from the tile's content
     positions: np.ndarray | None = None  # (3t, 3) ECEF
     normals: np.ndarray | None = None
@@ -255,7 +258,13 @@ def export_i3s(layer_dir: str | Path, out: str | Path, *, name: str | None = Non
     triangles = 0
     for node in nodes:
         if node.tile is not None and node.tile.content is not None:
-            primitives, tables = read_tile_content(node.tile.content, node.tile.transform)
+            primitives: list[Primitive] = []
+            tables: list[Table] = []
+            for tile in (*node.added, node.tile):
+                assert tile.content is not None
+                prims, tabs = read_tile_content(tile.content, tile.transform)
+                primitives += [p if p.table is None else dataclasses.replace(p, table=p.table + len(tables)) for p in prims]
+                tables += tabs
             triangles += _fill(node, primitives, tables, features, integrated)
     if not any(n.positions is not None for n in nodes):
         raise CimInputError(f"{layer_dir}: the layer has no triangles to export")
@@ -299,14 +308,20 @@ def _plan_nodes(root: Tile, tileset_error: float, layer_dir: Path) -> list[_Node
     else:
         nodes.append(_Node(0, None, None, max(tileset_error, root.geometric_error)))
         queue = [(root, 0)]
+    # I3S nodes replace their parent's content; a 3D Tiles tile that refines by ADD hands its
+    # content down, so each of its descendants' nodes also draws it (``added``)
+    added: dict[int, tuple[Tile, ...]] = {}
     while queue:
         tile, parent = queue.pop(0)
-        if tile.refine == "ADD" and tile.content is not None and tile.children:
-            raise CimInputError(f"{layer_dir}: a tile with content refines by ADD; I3S nodes replace their content by their children's")
         node = _Node(len(nodes), parent, tile, tile.geometric_error)
+        node.added = added.get(parent, ()) if parent is not None else ()
         nodes.append(node)
         if parent is not None:
             nodes[parent].children.append(node.index)
+        if tile.refine == "ADD" and tile.content is not None and tile.children:
+            added[node.index] = (*node.added, tile)
+        elif node.added:
+            added[node.index] = node.added
         queue.extend((child, node.index) for child in tile.children)
     return nodes
 

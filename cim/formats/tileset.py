@@ -55,7 +55,8 @@ def transform_list(matrix: np.ndarray) -> list[float]:
 def replace_tree(
     node: Any, bounds: dict[str, tuple[np.ndarray, np.ndarray]], error: Callable[[Any], float]
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """The tileset JSON of a tree of REPLACE-refined tiles, with the tree's (lo, hi) box.
+    """The tileset JSON of a tree of tiles, REPLACE-refined unless a node's ``refine`` attribute
+    says ``"ADD"``, with the tree's (lo, hi) box.
 
     ``node`` has ``name`` and ``children``; its content is ``tiles/<name>.glb``, whose box is
     ``bounds[name]``; ``error(node)`` is its geometric error. Each tile's bounding volume grows
@@ -70,7 +71,7 @@ def replace_tree(
     tile: dict[str, Any] = {
         "boundingVolume": {"box": box_from_bounds(lo, hi)},
         "geometricError": round(float(error(node)), 3),
-        "refine": "REPLACE",
+        "refine": getattr(node, "refine", "REPLACE"),
         "content": {"uri": f"tiles/{node.name}.glb"},
     }
     if kids:

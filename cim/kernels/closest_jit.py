@@ -12,7 +12,7 @@ from numba import njit
 
 from cim.kernels import JitOptions
 
-__all__ = ["closest_pairs"]
+__all__ = ["closest_pairs", "nearest_of_candidates"]
 
 JIT: JitOptions = {"nogil": True, "cache": True}
 
@@ -82,3 +82,33 @@ def closest_pairs(
         dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
         dist_out[n] = np.sqrt(dx * dx + dy * dy + dz * dz)
         bary_out[n, 0], bary_out[n, 1], bary_out[n, 2] = w[0], w[1], w[2]
+
+
+@njit(**JIT)
+def nearest_of_candidates(
+    corners: np.ndarray,
+    points: np.ndarray,
+    starts: np.ndarray,
+    ti: np.ndarray,
+    best_t: np.ndarray,
+    best_w: np.ndarray,
+    best_d: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """For each point i, the nearest of its candidate triangles ``ti[starts[i]:starts[i + 1]]``,
+    kept in ``best_t``/``best_w``/``best_d`` when nearer than what they hold (ties go to the
+    lowest triangle row; ``best_t`` -1 holds nothing yet). One pass, no (pair) arrays: the
+    reduction :class:`cim.kernels.simplify.TriangleLocator` did with a sort of every pair."""
+    w = np.empty(3)
+    for i in range(points.shape[0]):
+        p = points[i]
+        for n in range(starts[i], starts[i + 1]):
+            t = ti[n]
+            _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
+            dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
+            dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
+            dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
+            d = np.sqrt(dx * dx + dy * dy + dz * dz)
+            if best_t[i] < 0 or d < best_d[i] or (d == best_d[i] and t < best_t[i]):
+                best_t[i] = t
+                best_d[i] = d
+                best_w[i, 0], best_w[i, 1], best_w[i, 2] = w[0], w[1], w[2]

@@ -89,6 +89,10 @@ def simplify_mesh(positions: np.ndarray, triangles: np.ndarray, target: int) -> 
     return out_p, out_t
 
 
+#: centroids a point asks each class's tree for at once in an exact search (see ``nearest``)
+WIDE = 48
+
+
 def surface_samples(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Points that stand for a surface when its distance to another is measured: every vertex,
     every triangle's centroid and every edge's midpoint, (k, 3) float64."""
@@ -155,7 +159,7 @@ class TriangleLocator:
         weights : (p, 3) float64, barycentric weights of the closest point
         distance : (p,) float64
         """
-        from cim.kernels.closest_jit import closest_pairs  # numba: compiled on first use
+        from cim.kernels.closest_jit import nearest_of_candidates  # numba: compiled on first use
 
         points = np.ascontiguousarray(points, dtype=np.float64)
         k = int(min(k, len(self.pieces)))
@@ -166,32 +170,49 @@ class TriangleLocator:
             q = points[s : s + chunk]
             n = len(q)
             _, idx = self.tree.query(q, k=k)
-            pi = np.repeat(np.arange(n), k)
-            ti = np.asarray(idx, dtype=np.int64).reshape(-1)
-            w = np.zeros((len(pi), 3))
-            d = np.zeros(len(pi))
-            closest_pairs(self.pieces, q, pi, ti, w, d)
-            bound = d.reshape(n, k).min(axis=1)
-            pis, tis = [pi], [ti]
+            piece = np.full(n, -1, dtype=np.int64)
+            w = np.zeros((n, 3))
+            d = np.zeros(n)
+            # the k nearest centroids' pieces bound each point's distance from above; then every
+            # piece that could be nearer (its centroid within the bound plus its class's radius)
+            # is tried, the bound's own piece among them
+            nearest_of_candidates(self.pieces, q, np.arange(0, n * k + 1, k), np.asarray(idx, dtype=np.int64).reshape(-1), piece, w, d)
             for rows, tree, rmax in self.classes if exact else []:
-                found = tree.query_ball_point(q, bound + rmax + 1e-9)
-                counts = np.fromiter(map(len, found), dtype=np.int64, count=n)
-                if counts.sum() == 0:
-                    continue
-                pis.append(np.repeat(np.arange(n), counts))
-                tis.append(rows[np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=int(counts.sum()))])
-            if len(pis) > 1:
-                pi, ti = np.concatenate(pis), np.concatenate(tis)
-                w = np.zeros((len(pi), 3))
-                d = np.zeros(len(pi))
-                closest_pairs(self.pieces, q, pi, ti, w, d)
-            order = np.lexsort((ti, d, pi))  # per point: the nearest, ties to the lowest piece
-            first = order[np.r_[True, pi[order][1:] != pi[order][:-1]]]
-            piece = ti[first]
+                radius = d + rmax + 1e-9
+                # the nearest `wide` centroids in fixed-size arrays (a ball query builds a Python
+                # list a point); only points with `wide` centroids inside their radius may have
+                # more, and only those are asked again with a ball
+                wide = int(min(WIDE, len(rows)))
+                dd, ii = tree.query(q, k=wide, distance_upper_bound=float(radius.max()))
+                dd, ii = dd.reshape(n, wide), ii.reshape(n, wide)
+                inside = dd <= radius[:, None]
+                more = np.flatnonzero(inside[:, -1]) if wide < len(rows) else np.zeros(0, dtype=np.int64)
+                inside[more] = False
+                _try(self.pieces, q, inside.sum(axis=1), rows[ii[inside]], piece, w, d)
+                if len(more):
+                    found = tree.query_ball_point(q[more], radius[more])
+                    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(more))
+                    cand = rows[np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=int(counts.sum()))]
+                    sub_piece, sub_w, sub_d = piece[more], w[more], d[more]
+                    _try(self.pieces, q[more], counts, cand, sub_piece, sub_w, sub_d)
+                    piece[more], w[more], d[more] = sub_piece, sub_w, sub_d
             tri[s : s + n] = self.owner[piece]
-            bary[s : s + n] = np.einsum("pk,pkc->pc", w[first], self.weights[piece])
-            dist[s : s + n] = d[first]
+            bary[s : s + n] = np.einsum("pk,pkc->pc", w, self.weights[piece])
+            dist[s : s + n] = d
         return tri, bary, dist
+
+
+def _try(
+    pieces: np.ndarray, points: np.ndarray, counts: np.ndarray, cand: np.ndarray, piece: np.ndarray, w: np.ndarray, d: np.ndarray
+) -> None:
+    """Keep each point's nearest of its ``counts[i]`` candidates (``cand``, grouped by point)."""
+    from cim.kernels.closest_jit import nearest_of_candidates
+
+    if counts.sum() == 0:
+        return
+    starts = np.zeros(len(points) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    nearest_of_candidates(pieces, np.ascontiguousarray(points), starts, cand, piece, w, d)
 
 
 def _subdivision(m: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_poin
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
 from cim.kernels.clusters import box_groups
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
-from cim.kernels.octree import WORDS
+from cim.kernels.octree import WORDS, cell_corner
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.sources.pointcloud import (
     PiecewiseFit,
@@ -55,6 +55,7 @@ from cim.sources.pointcloud import (
     source_transform,
 )
 from cim.store import TileSink, build_key, file_fingerprint
+from cim.tiling.implicit import CONTENT_URI, implicit_tiling, subtree_files
 from cim.tiling.octree import (
     IDENTITY,
     Chunk,
@@ -85,6 +86,8 @@ __all__ = [
     "stage_job",
     "index_job",
     "top_job",
+    "implicit",
+    "tile_path",
 ]
 
 log = logging.getLogger("cim.pointcloud")
@@ -133,6 +136,12 @@ class PointCloudOptions(LayerOptions):
     max_step: float = option(0.005, help="Largest 16-bit quantization step (m); coarser nodes store float32 positions.")
     precision: float | None = option(None, help="Position quantization step (m) [default: the files' LAS scale, 0.1 mm to 1 cm].")
     meshopt: bool = option(True, help="Compress tiles with EXT_meshopt_compression.")
+    implicit_tiles: int = option(
+        4000,
+        help="Write the octree with 3D Tiles implicit tiling (subtree files; tileset.json stays a few KB) when it is "
+        "estimated to have more tiles than this (2 x points / leaf_points, known before any tile is written); -1: never.",
+    )
+    subtree_levels: int = option(4, help="Levels of each subtree file of an implicit octree.")
 
     def check(self, where: str) -> None:
         for name in ("leaf_points", "chunk_points", "batch_points", "stage_memory"):
@@ -143,6 +152,10 @@ class PointCloudOptions(LayerOptions):
         for name in ("tolerance", "max_step"):
             if not getattr(self, name) > 0:
                 raise CimInputError(f"{where}: option {name!r} must be positive, got {getattr(self, name)}")
+        if self.implicit_tiles < -1:
+            raise CimInputError(f"{where}: option 'implicit_tiles' must be -1 (never) or more, got {self.implicit_tiles}")
+        if not 1 <= self.subtree_levels <= 10:
+            raise CimInputError(f"{where}: option 'subtree_levels' must be in 1..10, got {self.subtree_levels}")
         if self.precision is not None and not self.precision > 0:
             raise CimInputError(f"{where}: option 'precision' must be positive, got {self.precision}")
 
@@ -205,6 +218,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
 
     kind = "pointcloud"
     Options = PointCloudOptions
+    content = ("tiles", "subtrees")
     order = 40
     cim_level = 1
     multiple_sources = True
@@ -261,7 +275,16 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
             attach_runs(chunks, stage.runs)
             target = max(opts.leaf_points, min(opts.chunk_points, total // (3 * n_workers) + 1))
             precision = opts.precision if opts.precision is not None else min(max(min(s.resolution for s in srcs), 1e-4), 0.01)
-            enc = Encoding(grid, any(s.has_rgb for s in srcs), opts.max_step, precision, opts.meshopt, opts.leaf_points, run.store.sink())
+            enc = Encoding(
+                grid,
+                any(s.has_rgb for s in srcs),
+                opts.max_step,
+                precision,
+                opts.meshopt,
+                opts.leaf_points,
+                run.store.sink(),
+                implicit(opts, total),
+            )
             metas: dict[tuple[int, int], NodeMeta] = {}
             up: dict[tuple[int, int], list[np.ndarray]] = {}
             done = 0
@@ -304,6 +327,8 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
         if counted != total:
             raise RuntimeError(f"point count mismatch: {total} read, {counted} written")  # a bug, never input
         root, lo, hi = _tile_json(metas, grid, (0, 0))
+        if enc.implicit:
+            root = _implicit_root(metas, grid, opts.subtree_levels, run)
         root["transform"] = transform_list(frame.matrix())
         doc = tileset_document(root, max(grid.spacing(0) * 4.0, float(np.linalg.norm(hi - lo))))
 
@@ -458,9 +483,10 @@ def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: i
 
 
 def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path) -> _Staged:
-    state = StageState(
-        tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, MemoryBudget(plan.options.stage_memory)
-    )
+    # jobs on other machines keep no run in memory: every run goes to its spill file in ``tmp``
+    # (inside the layer's folder, which every worker sees), and the index jobs read it there
+    budget = MemoryBudget(plan.options.stage_memory if run.city.engine.shares_memory else 0)
+    state = StageState(tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, budget)
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
@@ -489,6 +515,8 @@ class Encoding:
     meshopt: bool
     leaf_points: int
     sink: TileSink
+    #: tiles are named for implicit tiling (``tiles/{level}/{x}/{y}/{z}.glb``), see :func:`implicit`
+    implicit: bool = False
 
 
 @dataclass
@@ -535,8 +563,50 @@ def encode_tile(
 def _write_node(records: np.ndarray, depth: int, prefix: int, enc: Encoding) -> NodeMeta:
     lo, hi = position_bounds(records.view(np.uint32).reshape(len(records), WORDS))
     glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
-    enc.sink.write(f"tiles/{node_name(depth, prefix)}.glb", glb)
+    enc.sink.write(tile_path(depth, prefix, enc.implicit), glb)
     return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, len(glb))
+
+
+def implicit(options: PointCloudOptions, points: int) -> bool:
+    """Whether a layer of ``points`` is written with implicit tiling: decided before any tile is
+    written (a tile's name depends on it), from an estimate of its tiles, ``2 × points /
+    leaf_points`` (leaves hold up to ``leaf_points``, the levels above them about as many again)."""
+    return options.implicit_tiles >= 0 and 2 * points // options.leaf_points > options.implicit_tiles
+
+
+def tile_path(depth: int, prefix: int, implicit: bool) -> str:
+    """A node's tile: ``tiles/r0123.glb`` (Potree's names), or its implicit tiling coordinates
+    ``tiles/{level}/{x}/{y}/{z}.glb`` (z up, unlike the Morton digits' flipped z)."""
+    if not implicit:
+        return f"tiles/{node_name(depth, prefix)}.glb"
+    x, y, z = cell_corner(prefix, depth)
+    return CONTENT_URI.format(level=depth, x=x, y=y, z=z)
+
+
+def _implicit_root(metas: dict[tuple[int, int], NodeMeta], grid: OctreeGrid, subtree_levels: int, run: LayerRun) -> dict:
+    """The root of an implicit octree (the cube, its spacing as geometric error, the content and
+    subtree templates) inside an explicit root that carries the frame's transform; writes the
+    subtree files. Every node of ``metas`` is an available tile, those with points have content."""
+    assert run.store is not None
+    keys = sorted(metas)
+    depth = np.array([d for d, _ in keys], dtype=np.int64)
+    xyz = np.array([cell_corner(p, d) for d, p in keys], dtype=np.int64).reshape(-1, 3)
+    content = np.array([metas[k].count > 0 for k in keys], dtype=bool)
+    levels = int(depth.max()) + 1
+    per = min(subtree_levels, levels)
+    files = subtree_files(depth, xyz[:, 0], xyz[:, 1], xyz[:, 2], content, per)
+    run.store.write_many([(path, data, None) for path, data in sorted(files.items())])
+    lo, hi = grid.cell_box(0, 0)
+    box = box_from_bounds(lo, hi, pad=0.0)
+    error = round(grid.spacing(0), 4)
+    tile = {
+        "boundingVolume": {"box": box},
+        "geometricError": error,
+        "refine": "ADD",
+        "content": {"uri": CONTENT_URI},
+        "implicitTiling": implicit_tiling(True, per, levels),
+    }
+    return {"boundingVolume": {"box": box}, "geometricError": error, "refine": "ADD", "children": [tile]}
 
 
 def index_job(enc: Encoding, chunks: list[Chunk]) -> list[ChunkResult]:

@@ -7,6 +7,7 @@ Every preset is a window of one deterministic city (seeded), so ``tiny`` is a co
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from cim.errors import CimInputError
+from cim.errors import CimInputError, CimIOError
 from cim.samplecity.buildings import attributes, generate_footprints
 from cim.samplecity.mesh import write_sample_mesh
 from cim.samplecity.ortho import write_orthophoto
@@ -48,6 +49,8 @@ class Preset:
     dx: float = 0.0
     dy: float = 0.0
     description: str = ""
+    #: disk the sources take (bytes, measured on the written city; checked before writing)
+    disk: int = 0
 
 
 PRESETS: dict[str, Preset] = {
@@ -57,7 +60,21 @@ PRESETS: dict[str, Preset] = {
     "district": Preset("district", 2000.0, 2000.0, 1.0, 0.5, dy=-300.0, description="about 4 km² of the centre"),
     # 8.2 pts/m² over the surveyed 12.5 km² (see lidar_bounds): 100 M points once the river has
     # swallowed most of its returns
-    "city": Preset("city", 15000.0, 8000.0, 2.0, 2.0, lidar_density=8.2, description="the whole city, 120 km²"),
+    "city": Preset("city", 15000.0, 8000.0, 2.0, 2.0, lidar_density=8.2, description="the whole city, 120 km²", disk=920_000_000),
+    # the whole 120 km² flown at survey density: 8 pts/m² everywhere (about 0.93 billion points
+    # once the river has swallowed most of its returns: 8.4 bytes a point as LAZ, as measured
+    # on `city`), a 1 m DEM (120 M cells) and a 0.5 m orthophoto (480 M pixels). Opt-in: it takes
+    # about 8 GB of disk and its build as much again.
+    "survey": Preset(
+        "survey",
+        15000.0,
+        8000.0,
+        1.0,
+        0.5,
+        lidar_density=8.0,
+        description="the whole city at survey density (about 0.93 billion lidar points; 8 GB of disk)",
+        disk=8_200_000_000,
+    ),
 }
 
 
@@ -87,7 +104,7 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
 
     Parameters
     ----------
-    preset : ``"tiny"``, ``"district"`` or ``"city"``
+    preset : ``"tiny"``, ``"district"``, ``"city"`` or ``"survey"`` (opt-in: 8 GB, see :data:`PRESETS`)
     out_dir : folder to write (created)
     seed : the city's random seed; the same seed gives byte-identical sources
 
@@ -104,6 +121,7 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     root = Path(out_dir)
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
+    _check_disk(data, p)
     cx, cy = CENTRE_E + p.dx, CENTRE_N + p.dy
     xmin, ymin = round(cx - p.width / 2), round(cy - p.height / 2)
     xmax, ymax = xmin + p.width, ymin + p.height
@@ -128,6 +146,19 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
     return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar, reality)
+
+
+def _check_disk(folder: Path, p: Preset) -> None:
+    """Refuse to start a preset the disk cannot hold (what is already there counts as free:
+    rewriting a city replaces its files)."""
+    if p.disk <= 0:
+        return
+    have = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    free = shutil.disk_usage(folder).free + have
+    if free < p.disk * 1.05:
+        raise CimIOError(
+            f"{folder}: the {p.name} preset needs about {p.disk / 1e9:.1f} GB of disk, and only {free / 1e9:.1f} GB is free there"
+        )
 
 
 def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:

@@ -47,7 +47,8 @@ def bim_sites(geoms: list, attrs: dict[str, np.ndarray], count: int, min_floors:
 
 def lidar_bounds(bounds: tuple[float, float, float, float], preset: str) -> tuple[float, float, float, float]:
     """The surveyed part of the preset: all of it, except the city where a 5 km × 2.5 km
-    stretch of the valley centre is flown (8 pts/m² there makes 100 M points)."""
+    stretch of the valley centre is flown (8 pts/m² there makes 100 M points); ``survey`` flies
+    the whole city."""
     if preset != "city":
         return bounds
     return (CENTRE_E - 2500.0, CENTRE_N - 1250.0, CENTRE_E + 2500.0, CENTRE_N + 1250.0)

@@ -34,7 +34,8 @@ from typing import Any, BinaryIO
 from aiohttp import web
 
 from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNotFound
-from cim.server import api, query_api
+from cim.server import analysis, api, query_api
+from cim.server import annotations as annotations_api
 from cim.server.errors import Handler, error_middleware, error_response
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
@@ -532,7 +533,7 @@ async def _preflight_middleware(request: web.Request, handler: Handler) -> web.S
     return web.Response(
         status=204,
         headers={
-            "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
             "Access-Control-Allow-Headers": requested or "Range, If-None-Match, Content-Type, Authorization",
             "Access-Control-Max-Age": "86400",
             "Allow": "GET, HEAD, POST, OPTIONS",
@@ -593,6 +594,8 @@ def create_app(
     add_operations(app, _BASE_OPERATIONS)
     add_operations(app, api.OPERATIONS)
     add_operations(app, query_api.OPERATIONS)
+    add_operations(app, annotations_api.OPERATIONS)
+    add_operations(app, analysis.OPERATIONS)
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/", _viewer_index)

@@ -176,6 +176,11 @@ class TerrainDem:
             self._handles.clear()
         self._local = threading.local()
 
+    def __reduce__(self) -> tuple[type[TerrainDem], tuple[Path]]:
+        """Pickled as its path: a worker process elsewhere (:mod:`cim.engines_dask`) opens its
+        own handles."""
+        return type(self), (self.path,)
+
     def __enter__(self) -> TerrainDem:
         return self
 

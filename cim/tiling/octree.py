@@ -478,6 +478,13 @@ class MemoryBudget:
         self.used = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> tuple[int, int]:
+        return self.limit, self.used
+
+    def __setstate__(self, state: tuple[int, int]) -> None:  # a copy in another process: its own lock
+        self.limit, self.used = state
+        self._lock = threading.Lock()
+
     def take(self, nbytes: int) -> bool:
         """Reserve ``nbytes`` if the budget allows."""
         with self._lock:

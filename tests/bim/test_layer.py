@@ -185,11 +185,18 @@ def test_every_element_once_per_level_and_counts(sample_layer):
     assert set(elements_of(out)) == expected
     assert result.count == len(expected) and result.info.classes == sorted(classes)
     assert result.skipped == 0 and not [w for w in result.warnings if isinstance(w, GeometryWarning) or "failed" in str(w)]
-    # the leaves of each model hold every element exactly once
+    # at full detail (each leaf with the tiles it adds to) a model draws every element exactly
+    # once: a detail tile adds what its storey tile leaves out and repeats none of it
     for model in ("sample_a", "sample_b"):
-        leaves = [t for tile, path, _, t in layer_tiles(out) if f"/{model}/" in path.as_posix() and "children" not in tile]
-        ids = [g for t in leaves for g in t["table"]["GlobalId"]]
-        assert len(ids) == len(set(ids))
+        tiles = [(tile, t) for tile, path, _, t in layer_tiles(out) if f"/{model}/" in path.as_posix()]
+        shown = []
+        for tile, t in tiles:
+            if tile.get("refine") == "ADD" or "children" not in tile:
+                shown += list(t["table"]["GlobalId"])
+        assert len(shown) == len(set(shown))
+        assert set(shown) == {g for _, t in tiles for g in t["table"]["GlobalId"]}
+        added = [tile for tile, _ in tiles if tile.get("refine") == "ADD"]
+        assert added and all(len(tile["children"]) == 1 for tile in added)
 
 
 def test_levels_of_detail_errors_are_measured(sample_layer):

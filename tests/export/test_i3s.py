@@ -319,7 +319,11 @@ def test_a_textured_mesh_keeps_its_textures(tmp_path):
         assert np.abs(np.array(node["positions"]).reshape(-1, 3) - ecef).max() < 0.01
 
 
-def test_additive_refinement_with_content_is_refused(tmp_path):
+def test_additive_refinement_hands_the_parent_content_down(tmp_path):
+    """I3S nodes replace their parent: a child of an ADD tile draws the parent's content too."""
+    from cim.formats.tileset import transform_list
+    from cim.kernels.frames import enu_to_ecef_matrix
+
     layer = tmp_path / "city" / "quads"
     (layer / "tiles").mkdir(parents=True)
     _textured_quad(layer / "tiles" / "a.glb", 10.0, (1, 2, 3))
@@ -327,9 +331,15 @@ def test_additive_refinement_with_content_is_refused(tmp_path):
     box = {"box": [5, 5, 1, 6, 0, 0, 0, 6, 0, 0, 0, 2]}
     child = {"boundingVolume": box, "geometricError": 0.0, "content": {"uri": "tiles/b.glb"}}
     root = {"boundingVolume": box, "geometricError": 4.0, "refine": "ADD", "content": {"uri": "tiles/a.glb"}, "children": [child]}
+    root["transform"] = transform_list(enu_to_ecef_matrix(105.7, 34.58, 1100.0))
     (layer / "tileset.json").write_text(json.dumps({"asset": {"version": "1.1"}, "geometricError": 8.0, "root": root}))
-    with pytest.raises(CimInputError, match="refines by ADD"):
-        export_i3s(layer, tmp_path / "x.slpk")
+    export_i3s(layer, tmp_path / "x.slpk")
+    nodes = read_slpk(tmp_path / "x.slpk")["nodes"]
+    parent, child = (np.array(n["positions"]).reshape(-1, 3) for n in nodes[-2:])
+    assert [n["children"] for n in nodes] == [[1], [2], []]
+    assert len(child) == 2 * len(parent)  # the parent's quad and its own
+    assert np.allclose(child[: len(parent)], parent)  # first the quad it adds to
+    assert np.ptp(child[len(parent) :, 0]) < np.ptp(parent[:, 0])  # then its own, the smaller
 
 
 def test_fields_widen_across_tiles_and_keep_objectid_free():

@@ -45,6 +45,8 @@ class SourceTile:
     error: float
     transform: np.ndarray
     children: list[SourceTile] = field(default_factory=list)
+    #: (GLB, transform) of the ADD-refined ancestors whose content the tile's I3S node draws too
+    added: list[tuple[Path, np.ndarray]] = field(default_factory=list)
 
 
 def source_tree(tileset: Path, parent: np.ndarray | None = None) -> SourceTile:
@@ -53,16 +55,17 @@ def source_tree(tileset: Path, parent: np.ndarray | None = None) -> SourceTile:
     return _tile(doc["root"], tileset.parent, np.eye(4) if parent is None else parent)
 
 
-def _tile(node: dict, base: Path, parent: np.ndarray) -> SourceTile:
+def _tile(node: dict, base: Path, parent: np.ndarray, added: tuple = ()) -> SourceTile:
     m = parent @ np.array(node["transform"]).reshape(4, 4).T if "transform" in node else parent
-    tile = SourceTile(None, node["geometricError"], m)
+    tile = SourceTile(None, node["geometricError"], m, added=list(added))
     uri = node.get("content", {}).get("uri")
     if uri and uri.endswith(".json"):
         sub = json.loads((base / uri).read_text())
-        tile.children.append(_tile(sub["root"], (base / uri).parent, m))
+        tile.children.append(_tile(sub["root"], (base / uri).parent, m, added))
     elif uri:
         tile.glb = base / uri
-    tile.children += [_tile(c, base, m) for c in node.get("children", [])]
+    handed = (*added, (tile.glb, m)) if node.get("refine") == "ADD" and tile.glb is not None else added
+    tile.children += [_tile(c, base, m, handed) for c in node.get("children", [])]
     return tile
 
 
@@ -78,19 +81,25 @@ def breadth_first(tile: SourceTile) -> list[SourceTile]:
 def tile_features(tile: SourceTile, id_property: str) -> dict[str, tuple[dict, np.ndarray, np.ndarray]]:
     """``{feature id: (attributes, (3t, 3) ECEF vertices of its triangles in order, (3t, 3) their
     ECEF unit normals)}`` of a GLB tile written by cim (one node with a translation, primitives
-    with indices, normals and feature ids)."""
+    with indices, normals and feature ids), with those of the ADD-refined tiles it adds to."""
     assert tile.glb is not None
-    doc, binary = read_glb(tile.glb.read_bytes())
+    out: dict[str, tuple[dict, list, list]] = {}
+    for glb, transform in (*tile.added, (tile.glb, tile.transform)):
+        _glb_features(glb, transform, id_property, out)
+    return {k: (a, np.concatenate(v), np.concatenate(n)) for k, (a, v, n) in out.items()}
+
+
+def _glb_features(glb: Path, transform: np.ndarray, id_property: str, out: dict) -> None:
+    doc, binary = read_glb(glb.read_bytes())
     table = read_property_table(doc, binary, 0)
     node = doc["nodes"][0]
     translation = np.array(node.get("translation", [0.0, 0.0, 0.0]))
-    out: dict[str, tuple[dict, list, list]] = {}
     for prim in doc["meshes"][node["mesh"]]["primitives"]:
         pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64) + translation
         zup = np.stack([pos[:, 0], -pos[:, 2], pos[:, 1]], axis=1)  # glTF y-up → 3D Tiles z-up
-        ecef = zup @ tile.transform[:3, :3].T + tile.transform[:3, 3]
+        ecef = zup @ transform[:3, :3].T + transform[:3, 3]
         nrm = read_accessor(doc, binary, prim["attributes"]["NORMAL"]).astype(np.float64)[:, :3]
-        nrm = np.stack([nrm[:, 0], -nrm[:, 2], nrm[:, 1]], axis=1) @ tile.transform[:3, :3].T
+        nrm = np.stack([nrm[:, 0], -nrm[:, 2], nrm[:, 1]], axis=1) @ transform[:3, :3].T
         nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
         fid = np.rint(read_accessor(doc, binary, prim["attributes"]["_FEATURE_ID_0"])).astype(int)
         tri = read_accessor(doc, binary, prim["indices"]).astype(int).reshape(-1, 3)
@@ -101,7 +110,6 @@ def tile_features(tile: SourceTile, id_property: str) -> dict[str, tuple[dict, n
             entry = out.setdefault(key, (attrs, [], []))
             entry[1].append(ecef[t])
             entry[2].append(nrm[t])
-    return {k: (a, np.concatenate(v), np.concatenate(n)) for k, (a, v, n) in out.items()}
 
 
 def tile_property_names(tile: SourceTile) -> set[str]:

@@ -1,7 +1,7 @@
 """The BIM layer: IFC models → georeferenced 3D Tiles with per-element metadata and LODs.
 
 Each model becomes its own tileset (``models/<name>/tileset.json``), joined under the layer's
-root, whose transform is the city frame's ENU→ECEF matrix. Inside a model (refine REPLACE):
+root, whose transform is the city frame's ENU→ECEF matrix. Inside a model:
 
 1. the **exterior** tile: roofs, slabs, curtain walls, elements marked ``IsExternal``, and for
    elements that say nothing, those on the model's outer boundary; geometric error = the size
@@ -9,7 +9,11 @@ root, whose transform is the city frame's ENU→ECEF matrix. Inside a model (ref
 2. **storey** tiles (each storey cut under a triangle budget): the storey's building fabric,
    leaving out spaces, furniture, MEP and elements under ``min_storey_size``; error = the
    largest of those it leaves out;
-3. **detail** tiles: every element of the storey part; error 0.
+3. **detail** tiles: what the storey part's tile leaves out, and only that (the storey tile
+   refines by ADD: its detail child adds to it instead of repeating its fabric); error 0.
+
+The exterior is replaced (REPLACE) by the storey tiles, which hold every element the exterior
+shows again, so a client at full detail draws each element exactly once.
 
 Every vertex carries its element's feature id into an ``EXT_structural_metadata`` table of the
 element's attributes (see :meth:`cim.sources.ifc.IfcElementIndex.attributes`) plus ``Model``

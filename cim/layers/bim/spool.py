@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import shapely
@@ -111,6 +111,14 @@ class MeshSpool:
             )
         self.v_start_a, self.v_count_a = np.array(self.v_start, dtype=np.int64), np.array(self.v_count, dtype=np.int64)
         self.t_start_a, self.t_count_a = np.array(self.t_start, dtype=np.int64), np.array(self.t_count, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The read side only, for tile jobs in another process (:mod:`cim.engines_dask`): the
+        element ranges and the arrays (a spilled spool's mapped files travel as their bytes, as
+        their folder is this machine's); the copy owns no file, so closing it removes nothing."""
+        state = dict(self.__dict__)
+        state.update(_files=None, _buffers={}, folder=None, maps={k: np.asarray(v) for k, v in self.maps.items()})
+        return state
 
     def reorder(self, order: np.ndarray) -> None:
         """Make element ``i`` the one appended ``order[i]``-th (after :meth:`finish`)."""

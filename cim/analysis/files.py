@@ -1,0 +1,265 @@
+"""The surface model's files: built from a city's recipe, written to ``CITY/analysis/``, loaded.
+
+``.npy`` arrays (the rasters, and the prisms' ragged rings and heights), ``buildings.json``
+(ids and uses) and ``model.json`` (the grid, the CRS, the version; written last), each written
+atomically; the same sources give the same bytes. :func:`load_model` maps the rasters from
+disk and keeps one model per city folder while ``model.json`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS
+
+from cim.analysis.model import Prisms, SurfaceModel, model_from_polygons
+from cim.crs import crs_label, parse_crs
+from cim.errors import CimInputError, CimIOError, CimNotFound
+from cim.store import atomic_path, atomic_write_json
+
+__all__ = ["MODEL_DIR", "MODEL_VERSION", "build_model", "load_model", "write_model"]
+
+MODEL_DIR = "analysis"
+MODEL_VERSION = 1
+_ARRAYS = ("dem", "dsm", "owner", "xy", "ring_offsets", "polygon_offsets", "polygon_feature", "base", "top")
+
+
+def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None = None) -> SurfaceModel:
+    """Build the surface model of a city from its recipe and write it to ``CITY/analysis/``.
+
+    The buildings are every ``buildings`` layer of the recipe (footprints and heights as the
+    layer reads them: height attribute, else floors × storey height, else the default; a layer
+    whose heights come from a point cloud is given its attribute heights here, with a
+    :class:`~cim.warnings.DefaultValueWarning`); the
+    terrain is the first ``terrain`` layer's DEM, else a buildings layer's ``dem``, else flat
+    ground at 0 m around the footprints.
+
+    Parameters
+    ----------
+    recipe : a ``city.toml`` path or a loaded :class:`cim.recipe.Recipe`
+    city_dir : the built city's folder
+    resolution : cell size in metres (default: the DEM's, kept within 1–2 m)
+    """
+    from cim.layers import registry
+    from cim.layers.buildings import building_heights
+    from cim.recipe import Recipe, load_recipe
+    from cim.sources.footprints import read_footprints
+
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    crs = parse_crs(rec.crs) if rec.crs else None
+    polygons: list[np.ndarray] = []
+    heights: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    uses: list[np.ndarray] = []
+    dem_path: Path | None = None
+    for spec in rec.layers:
+        if spec.kind == "terrain" and dem_path is None:
+            dem_path = Path(spec.source)
+    for spec in rec.layers:
+        if spec.kind != "buildings":
+            continue
+        opts: Any = registry.get("buildings").options(spec.options, where=f"layer {spec.id}", base=spec.base)
+        table = read_footprints(
+            spec.source, crs=opts.crs or rec.crs, layer=opts.layer, id_attr=opts.id_attr, crs_override=opts.crs_override
+        )
+        if crs is None:
+            crs = table.crs
+        geoms = table.geometries
+        if not table.crs.equals(crs):
+            from cim.crs import transformer
+
+            t = transformer(table.crs, crs)
+            geoms = shapely.transform(geoms, lambda xy, t=t: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        h, _ = building_heights(table, opts)
+        if opts.uses_points:
+            import warnings
+
+            from cim.warnings import DefaultValueWarning
+
+            warnings.warn(
+                f"layer {spec.id}: the surface model takes heights from the attributes, not the point cloud the tiles use",
+                DefaultValueWarning,
+                stacklevel=2,
+            )
+        polygons.append(geoms)
+        heights.append(h)
+        prefix = f"{spec.id}/" if _several(rec, "buildings") else ""
+        ids.append(np.array([f"{prefix}{i}" for i in table.ids], dtype=object))
+        use = table.columns.get("use")
+        uses.append(np.asarray(use, dtype=object) if use is not None else np.full(len(table), None, dtype=object))
+        if dem_path is None and opts.dem is not None:
+            dem_path = Path(opts.dem)
+    if crs is None:
+        raise CimInputError(f"{rec.path or 'recipe'}: no CRS for the surface model (give [city] crs)")
+    all_polygons = np.concatenate(polygons) if polygons else np.empty(0, dtype=object)
+    dem, x0, y0, res = _terrain_grid(dem_path, crs, all_polygons, resolution)
+    model = model_from_polygons(
+        all_polygons,
+        np.concatenate(heights) if heights else np.zeros(0),
+        np.concatenate(ids) if ids else np.empty(0, dtype=object),
+        np.concatenate(uses) if uses else np.empty(0, dtype=object),
+        dem,
+        x0,
+        y0,
+        res,
+        crs,
+        name=rec.name,
+    )
+    write_model(model, city_dir)
+    return model
+
+
+def _several(rec: Any, kind: str) -> bool:
+    return sum(1 for spec in rec.layers if spec.kind == kind) > 1
+
+
+def _terrain_grid(
+    dem_path: Path | None, crs: CRS, polygons: np.ndarray, resolution: float | None
+) -> tuple[np.ndarray, float, float, float]:
+    """The terrain on the model's grid: the DEM's own grid when it is in ``crs`` with cells of
+    1–2 m (or the cell size asked for), else resampled (bilinear) over its extent."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject, transform_bounds
+
+    if dem_path is None:
+        if not len(polygons):
+            raise CimInputError("the surface model needs buildings or a DEM")
+        xmin, ymin, xmax, ymax = shapely.total_bounds(polygons)
+        res = float(resolution or 2.0)
+        pad = 100.0
+        x0, y0 = np.floor((xmin - pad) / res) * res, np.ceil((ymax + pad) / res) * res
+        cols, rows = int(np.ceil((xmax + pad - x0) / res)), int(np.ceil((y0 - ymin + pad) / res))
+        return np.zeros((rows, cols), dtype=np.float32), float(x0), float(y0), res
+    if not dem_path.exists():
+        raise CimIOError(f"{dem_path}: no such DEM")
+    with rasterio.open(dem_path) as ds:
+        if ds.crs is None:
+            raise CimInputError(f"{dem_path}: the DEM declares no CRS")
+        t = ds.transform
+        if t.b != 0 or t.d != 0:
+            raise CimInputError(f"{dem_path}: rotated geotransforms are not supported")
+        same = parse_crs(ds.crs.to_wkt()).equals(crs)
+        own = abs(t.a)
+        res = float(resolution or min(max(own, 1.0), 2.0))
+        if same and abs(t.a) == abs(t.e) == res:
+            grid = ds.read(1, masked=True).filled(np.nan).astype(np.float32)
+            return grid, float(t.c), float(t.f), res
+        xmin, ymin, xmax, ymax = transform_bounds(ds.crs, crs.to_wkt(), *ds.bounds) if not same else tuple(ds.bounds)
+        x0, y0 = float(np.floor(xmin / res) * res), float(np.ceil(ymax / res) * res)
+        cols, rows = int(np.ceil((xmax - x0) / res)), int(np.ceil((y0 - ymin) / res))
+        grid = np.full((rows, cols), np.nan, dtype=np.float32)
+        from rasterio.transform import from_origin
+
+        reproject(
+            rasterio.band(ds, 1),
+            grid,
+            dst_transform=from_origin(x0, y0, res, res),
+            dst_crs=crs.to_wkt(),
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+        return grid, x0, y0, res
+
+
+def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
+    """Write ``model`` to ``CITY/analysis/`` (each file atomically, ``model.json`` last)."""
+    folder = Path(city_dir) / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    p = model.prisms
+    arrays = {
+        "dem": model.dem.astype(np.float32),
+        "dsm": model.dsm.astype(np.float32),
+        "owner": model.owner.astype(np.int32),
+        "xy": p.xy,
+        "ring_offsets": p.ring_offsets,
+        "polygon_offsets": p.polygon_offsets,
+        "polygon_feature": p.polygon_feature,
+        "base": p.base,
+        "top": p.top,
+    }
+    for name, array in arrays.items():
+        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+    atomic_write_json(
+        folder / "buildings.json", {"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}, pretty=False
+    )
+    rows, cols = model.shape
+    atomic_write_json(
+        folder / "model.json",
+        {
+            "version": MODEL_VERSION,
+            "name": model.name,
+            "crs": crs_label(model.crs),
+            "crs_wkt": model.crs.to_wkt(),
+            "x0": model.x0,
+            "y0": model.y0,
+            "res": model.res,
+            "rows": rows,
+            "cols": cols,
+            "true_north": round(model.true_north, 9),
+            "buildings": len(p),
+        },
+    )
+    _CACHE.pop(str(folder.resolve()), None)
+    return folder
+
+
+_CACHE: dict[str, tuple[tuple[int, int], SurfaceModel]] = {}
+
+
+def load_model(city_dir: str | Path) -> SurfaceModel:
+    """The surface model of a built city (cached while ``model.json`` is unchanged).
+
+    Raises
+    ------
+    CimNotFound
+        The city has no ``analysis/`` model (build it again, or run ``cim analyse model``).
+    """
+    folder = (Path(city_dir) / MODEL_DIR).resolve()
+    meta_path = folder / "model.json"
+    try:
+        st = os.stat(meta_path)
+    except FileNotFoundError:
+        raise CimNotFound(
+            f"{city_dir}: this city has no surface model for analyses ({MODEL_DIR}/model.json); "
+            "build it again with cim build, or run cim analyse model RECIPE CITY_DIR"
+        ) from None
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _CACHE.get(str(folder))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    meta = json.loads(meta_path.read_text())
+    if meta.get("version") != MODEL_VERSION:
+        raise CimNotFound(f"{meta_path}: a surface model of version {meta.get('version')}, not {MODEL_VERSION}: build it again")
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in ("dem", "dsm", "owner") else None) for name in _ARRAYS}
+    names = json.loads((folder / "buildings.json").read_text())
+    prisms = Prisms(
+        arrays["xy"],
+        arrays["ring_offsets"],
+        arrays["polygon_offsets"],
+        arrays["polygon_feature"],
+        arrays["base"],
+        arrays["top"],
+        np.array(names["ids"], dtype=object),
+        np.array(names["uses"], dtype=object),
+    )
+    model = SurfaceModel(
+        parse_crs(meta["crs_wkt"]),
+        float(meta["x0"]),
+        float(meta["y0"]),
+        float(meta["res"]),
+        arrays["dem"],
+        arrays["dsm"],
+        arrays["owner"],
+        prisms,
+        float(meta["true_north"]),
+        str(meta.get("name", "")),
+        meta,
+    )
+    _CACHE[str(folder)] = (stamp, model)
+    return model
