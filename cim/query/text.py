@@ -109,7 +109,8 @@ def text_search(store: FeatureStore, text: str, candidates: np.ndarray | None = 
 
         for w in sorted(words, key=rarity):
             at = np.flatnonzero(mask)
-            mask[at] = np.strings.find(store.haystack_utf8[at], w.encode("utf-8")) >= 0
+            scanned = store.haystack_utf8 if w.isascii() else store.wide_utf8  # a non-ASCII word lies in a non-ASCII word
+            mask[at] = np.strings.find(scanned[at], w.encode("utf-8")) >= 0
         rows = np.flatnonzero(mask)
         bm25 = np.zeros(len(rows))
     if len(rows):
