@@ -393,6 +393,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         if options.crs_override and options.crs is None:
             raise CimInputError(f"{source}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
         table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr, crs_override=options.crs_override)
+        _check_named_attributes(table, options)
         if table.overridden_crs is not None:
             run.warn(GeoreferenceWarning, f"{source}: declares {table.overridden_crs}; read as {crs_label(table.crs)} (crs_override)")
         frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
@@ -488,6 +489,26 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             crs=crs_label(table.crs),
             info=BuildingsInfo(replaced_by_bim=plan.replaced or None),
             search=rows,
+        )
+
+
+def _check_named_attributes(table: FootprintTable, opts: BuildingsOptions) -> None:
+    """A height or floors attribute the user named must exist in the file (the defaults,
+    ``height`` and ``floors``, may be absent: then the next rule applies).
+
+    Raises
+    ------
+    CimInputError
+        Naming the option, the attribute and the attributes the file has.
+    """
+    defaults = {"height": BuildingsOptions.height, "floors": BuildingsOptions.floors}
+    for name, flag in (("height", "--height-attr"), ("floors", "--floors-attr")):
+        attr = getattr(opts, name)
+        if attr is None or attr == defaults[name] or attr in table.columns:
+            continue
+        listed = ", ".join(table.columns) or "none"
+        raise CimInputError(
+            f"{table.source}: {flag} / option {name!r} names the attribute {attr!r}, which the file has not (its attributes: {listed})"
         )
 
 
