@@ -285,6 +285,11 @@ class LayerResult:
     sources: list[Path] = field(default_factory=list)
     #: rows for the city's search index, when the layer has features
     search: SearchRows | None = field(default=None, repr=False)
+    #: files this build wrote, and files the layer has: a rebuild leaves unchanged ones alone
+    rewritten: int = 0
+    files: int = 0
+    #: the SHA-256 digest of each of the layer's files (paths relative to its folder)
+    digests: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 # -- the city a layer is part of -------------------------------------------------------------------
@@ -492,6 +497,9 @@ def run_layer(
         info=output.info,
         sources=paths,
         search=output.search,
+        rewritten=run.store.rewritten,
+        files=run.store.files,
+        digests=run.store.digests(),
     )
     if city.frame is None:
         from cim.kernels.frames import LocalFrame
@@ -500,12 +508,14 @@ def run_layer(
         city.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
     city.built.append(result)
     log.info(
-        "%s %s: %d features, %d tiles, %.1f MB, %.2f s",
+        "%s %s: %d features, %d tiles, %.1f MB, %.2f s; files rewritten %d / %d",
         builder.kind,
         layer_id,
         result.count,
         result.tiles,
         result.bytes / 1e6,
         result.seconds,
+        result.rewritten,
+        result.files,
     )
     return result
