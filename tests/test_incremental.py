@@ -8,6 +8,7 @@ and rise 3 m; then one LAZ tile of nine is replaced by a copy with other intensi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -20,6 +21,7 @@ import pytest
 import shapely
 
 import cim
+from cim.diff import diff_versions
 from cim.versions import get_version, list_versions, object_path, prune
 
 RECIPE = """
@@ -194,3 +196,69 @@ def test_versions_record_every_build_and_prune_keeps_what_kept_ones_need(history
             assert object_path(out, digest, rel).is_file(), (v.id, rel)
     with pytest.raises(cim.errors.CimInputError, match="keep"):
         prune(out, keep=0)
+
+
+def test_diff_names_the_edited_buildings_and_what_changed(history, tmp_path):
+    out = history["out"]
+    result = diff_versions(out, "v1", "v2")
+    changed = [c for c in result.changes if c.change == "changed"]
+    assert len(changed) == history["edited"] and result.count("added") == result.count("removed") == 0
+    assert all(c.layer == "buildings" and c.geometry and c.attributes == ["height"] for c in changed)
+    assert diff_versions(out, "v2", "v3").changes == []  # intensities are no feature's attributes
+    assert diff_versions(out, "v2", "v1").count("changed") == len(changed)
+    text = result.text()
+    assert text.count("\n~ buildings/") + text.startswith("~ buildings/") == len(changed)
+    assert "attributes: height" in text and f"{len(changed)} changed" in text
+    with pytest.raises(cim.errors.CimNotFound, match="v9"):
+        diff_versions(out, "v1", "v9")
+
+
+def test_cli_versions_diff_and_prune(history, tmp_path):
+    from click.testing import CliRunner
+
+    from cim.cli.main import cli
+
+    out = tmp_path / "city"
+    shutil.copytree(history["out"], out, symlinks=True)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["versions", str(out)])
+    assert listed.exit_code == 0 and [line.split("\t")[0] for line in listed.output.splitlines()] == ["v1", "v2", "v3"]
+    geo = tmp_path / "changes.geojson"
+    shown = runner.invoke(cli, ["diff", str(out), "v1", "v2", "--geojson", str(geo)])
+    assert shown.exit_code == 0 and f"{history['edited']} changed" in shown.output
+    doc = json.loads(geo.read_text())
+    assert len(doc["features"]) == history["edited"]
+    assert {f["properties"]["change"] for f in doc["features"]} == {"changed"}
+    assert all(f["geometry"]["type"] == "Polygon" for f in doc["features"])
+    missing = runner.invoke(cli, ["diff", str(out), "v1", "v7"])
+    assert missing.exit_code != 0 and "no version 'v7'" in missing.output and "Traceback" not in missing.output
+    pruned = runner.invoke(cli, ["prune", str(out), "--keep", "1"])
+    assert pruned.exit_code == 0 and "removed v1, v2" in pruned.output
+    assert [v.id for v in list_versions(out)] == ["v3"]
+
+
+async def test_server_serves_an_old_version_beside_the_current_one(history, aiohttp_client):
+    from cim.server.app import create_app
+
+    out = history["out"]
+    client = await aiohttp_client(create_app(out, audit=False))
+    listed = await (await client.get("/api/versions")).json()
+    assert [v["id"] for v in listed["versions"]] == ["v1", "v2", "v3"]
+    v1 = get_version(out, "v1")
+    changed = sorted(rel for rel in expected(out, "v1", "v3", "buildings") if rel in v1.files and rel.endswith(".glb"))
+    assert changed
+    rel = changed[0]
+    old = await client.get(f"/v/v1/city/{rel}")
+    now = await client.get(f"/city/{rel}")
+    assert old.status == now.status == 200
+    assert await old.read() == object_path(out, v1.files[rel], rel).read_bytes() != await now.read()
+    assert old.headers["Content-Type"] == "model/gltf-binary" and "immutable" in old.headers["Cache-Control"]
+    city = await (await client.get("/v/v1/city/city.json")).json()
+    assert {layer["id"] for layer in city["layers"]} == {"buildings", "lidar"}
+    assert (await client.get("/v/v1/city/nothing.glb")).status == 404
+    assert (await client.get("/v/v8/city/city.json")).status == 404
+    assert (await client.get("/v/v1/city/.cim/versions/000001.json")).status == 404
+    diff = await client.get("/api/diff", params={"from": "v1", "to": "v2"})
+    doc = await diff.json()
+    assert diff.status == 200 and doc["changed"] == history["edited"] and doc["added"] == 0
+    assert (await client.get("/api/diff", params={"to": "v2"})).status == 400
