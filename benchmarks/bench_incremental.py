@@ -114,9 +114,8 @@ def same_city(a: Path, b: Path) -> list[str]:
     aside, as in tests/test_determinism.py)."""
 
     def files(root: Path) -> set[str]:
-        return {
-            p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.relative_to(root).as_posix().startswith(".")
-        }
+        rels = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        return {r.as_posix() for r in rels if not any(part.startswith(".") for part in r.parts)}  # builds' logs, versions
 
     def rows(p: Path) -> list[str]:
         con = sqlite3.connect(p)
