@@ -43,6 +43,7 @@ class FeatureChange:
     geometry : its box or heights changed (``changed`` only)
     attributes : the attributes whose values differ, sorted (``changed`` only)
     bbox : (west, south, east, north) in degrees: the newer state's, the older one's when removed
+    base, top : its lowest and highest heights (m), of the same state
     """
 
     layer: str
@@ -52,6 +53,8 @@ class FeatureChange:
     bbox: tuple[float, float, float, float]
     geometry: bool = False
     attributes: list[str] = field(default_factory=list)
+    base: float | None = None
+    top: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,8 @@ class FeatureChange:
             "geometry": self.geometry,
             "attributes": self.attributes,
             "bbox": list(self.bbox),
+            "base": self.base,
+            "top": self.top,
         }
 
     def line(self) -> str:
@@ -183,9 +188,9 @@ def diff_versions(city: str | Path, old: str, new: str, *, exclude: Iterable[str
         ra, rb = a.get(key), b.get(key)
         if ra is None:
             assert rb is not None
-            changes.append(FeatureChange(key[0], key[1], rb[0], "added", (rb[1], rb[2], rb[3], rb[4])))
+            changes.append(FeatureChange(key[0], key[1], rb[0], "added", (rb[1], rb[2], rb[3], rb[4]), base=rb[5], top=rb[6]))
         elif rb is None:
-            changes.append(FeatureChange(key[0], key[1], ra[0], "removed", (ra[1], ra[2], ra[3], ra[4])))
+            changes.append(FeatureChange(key[0], key[1], ra[0], "removed", (ra[1], ra[2], ra[3], ra[4]), base=ra[5], top=ra[6]))
         else:
             geometry = any(_differs(x, y, ANGLE_TOLERANCE) for x, y in zip(ra[1:5], rb[1:5])) or any(
                 _differs(x, y, HEIGHT_TOLERANCE) for x, y in zip(ra[5:7], rb[5:7])
@@ -193,5 +198,6 @@ def diff_versions(city: str | Path, old: str, new: str, *, exclude: Iterable[str
             pa, pb = ra[7], rb[7]
             attributes = sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))
             if geometry or attributes:
-                changes.append(FeatureChange(key[0], key[1], rb[0], "changed", (rb[1], rb[2], rb[3], rb[4]), geometry, attributes))
+                box = (rb[1], rb[2], rb[3], rb[4])
+                changes.append(FeatureChange(key[0], key[1], rb[0], "changed", box, geometry, attributes, base=rb[5], top=rb[6]))
     return Diff(va.id, vb.id, changes)

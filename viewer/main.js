@@ -13,6 +13,7 @@ import { measureTool } from "./js/measure.js";
 import { bimTool } from "./js/bim.js";
 import { pointCloudTool } from "./js/pointcloud.js";
 import { cityJsonTool } from "./js/cityjson.js";
+import { diffTool } from "./js/diff.js";
 
 const viewer = new CityViewer("cesium-container");
 const account = accountTool();
@@ -25,6 +26,7 @@ const measure = viewer.install(measureTool);
 const bim = viewer.install(bimTool);
 const points = viewer.install(pointCloudTool);
 const cityjson = viewer.install(cityJsonTool);
+const diff = viewer.install(diffTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError("Unexpected error", event.reason);
@@ -77,6 +79,7 @@ const cim = {
   bim,
   points,
   cityjson,
+  diff,
   account,
 };
 window.cim = cim;
