@@ -101,7 +101,12 @@ def build(
     from cim.kernels.frames import LocalFrame
 
     city = City(
-        out, engine_from(engine, workers=workers), crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress
+        out,
+        engine_from(engine, workers=workers),
+        crs=rec.crs,
+        frame=LocalFrame(*rec.origin) if rec.origin else None,
+        progress=progress,
+        cache=True,
     )
     make_output_dir(out)
     remove_stale_temporaries(out, every=True)  # a killed build's search index, city.json

@@ -309,6 +309,7 @@ class City:
     progress : the progress callback
     search : the city's search index, written while the layers build
     built : the layers built so far, in build order
+    cache : skip layers whose inputs are unchanged (see the field)
     """
 
     out: Path
@@ -318,6 +319,9 @@ class City:
     progress: Progress | None = None
     search: SearchIndexWriter | None = None
     built: list[LayerResult] = field(default_factory=list)
+    #: keep each layer's result in ``out/.cim/layers`` and skip a layer whose inputs are those
+    #: of its last published build (:mod:`cim.layers.cache`; what :func:`cim.build` does)
+    cache: bool = False
 
     def results(self, kind: str) -> list[LayerResult]:
         """The layers of a kind built so far."""
@@ -344,6 +348,7 @@ class LayerRun:
         self.warnings: list[CimWarning] = []
         self.store: TileStore | None = None
         self._pool: TaskPool | None = None
+        self._rows: list[SearchRows] = []  # handed to the search index while building
 
     @property
     def frame(self) -> LocalFrame | None:
@@ -378,6 +383,7 @@ class LayerRun:
         """Hand the layer's rows to the city's search index now, so that it indexes them while
         the tiles are made (rows returned only in the :class:`LayerOutput` are indexed by the
         caller of :func:`run_layer` once the layer is done)."""
+        self._rows.append(rows)
         if self.city.search is not None and not self.city.search.has(rows):
             self.city.search.add(rows)
 
@@ -450,6 +456,34 @@ class LayerBuilder(ABC, Generic[O, P]):
         return self.Options.from_mapping(values, where=where, base=base)
 
 
+def _cached_output(builder: LayerBuilder, run: LayerRun, key: str) -> LayerOutput | None:
+    """The output of the layer's last published build, when it had ``key`` and all its files are
+    still there (see :mod:`cim.layers.cache`); its warnings are issued again."""
+    import json as _json
+
+    from cim.layers.cache import load_result
+
+    store = run.store
+    assert store is not None
+    if not (store.published and store.resumed):
+        return None
+    cached = load_result(run.city.out, run.id, key, store.resumed)
+    if cached is None:
+        return None
+    fields, info, search, rows, notes = cached
+    try:
+        index = _json.loads((run.out / builder.index).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for w in notes:
+        run.warnings.append(w)  # type: ignore[arg-type]
+        warnings.warn(w, stacklevel=2)
+    for r in rows:
+        run.add_search(r)
+    log.info("%s %s: inputs unchanged since its last build: skipped", builder.kind, run.id)
+    return LayerOutput(index=index, info=info, search=search, **fields)
+
+
 def run_layer(
     builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path], options: LayerOptions, city: City, *, out: Path | None = None
 ) -> LayerResult:
@@ -468,14 +502,25 @@ def run_layer(
     run = LayerRun(layer_id, builder.kind, Path(out) if out is not None else city.out / layer_id, city)
     plan = builder.plan(paths, options, run)
     run.store = TileStore(run.out, plan.key, index=builder.index, content=builder.content)
-    try:
-        with city.engine.pool(builder.kind, small=plan.small) as pool:
-            run._pool = pool
-            output = builder.build(plan, run)
-    finally:
-        run._pool = None
-        run.store.close()
+    output = _cached_output(builder, run, plan.key) if city.cache else None
+    made = output is None
+    if output is None:
+        if city.cache:
+            from cim.layers.cache import drop_result
+
+            drop_result(city.out, layer_id)
+        try:
+            with city.engine.pool(builder.kind, small=plan.small) as pool:
+                run._pool = pool
+                output = builder.build(plan, run)
+        finally:
+            run._pool = None
+            run.store.close()
     run.store.finish(output.index, pretty=builder.pretty_index)
+    if city.cache and made:
+        from cim.layers.cache import save_result
+
+        save_result(city.out, layer_id, plan.key, run.store.files - 1, output, run._rows, run.warnings)
     result = LayerResult(
         id=layer_id,
         kind=builder.kind,
