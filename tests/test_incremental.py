@@ -9,6 +9,7 @@ and rise 3 m; then one LAZ tile of nine is replaced by a copy with other intensi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -270,3 +271,20 @@ async def test_server_serves_an_old_version_beside_the_current_one(history, aioh
     doc = await diff.json()
     assert diff.status == 200 and doc["changed"] == history["edited"] and doc["added"] == 0
     assert (await client.get("/api/diff", params={"to": "v2"})).status == 400
+
+
+def test_unchanged_inputs_skip_every_layer_with_the_same_result(history, sources, tmp_path, caplog):
+    out = tmp_path / "city"
+    shutil.copytree(history["out"], out, symlinks=True)
+    before = visible_files(out)
+    with caplog.at_level(logging.INFO, logger="cim.layers"):
+        again = cim.build(sources / "city.toml", out)
+    skipped = [r.getMessage() for r in caplog.records if "inputs unchanged since its last build: skipped" in r.getMessage()]
+    assert len(skipped) == 2 and again.rewritten == 0 and again.version == "v4"
+    after = visible_files(out)
+    assert {rel for rel in after if before.get(rel) != after[rel]} <= {"city.json", "search.sqlite"}
+    assert_same_output(out, history["out"])
+    third = history["reports"][2]
+    for lr_a, lr_b in zip(third.layers, again.layers):
+        assert (lr_a.id, lr_a.count, lr_a.tiles, lr_a.bounds, lr_a.schema) == (lr_b.id, lr_b.count, lr_b.tiles, lr_b.bounds, lr_b.schema)
+        assert [str(w) for w in lr_a.warnings] == [str(w) for w in lr_b.warnings]
