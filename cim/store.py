@@ -24,8 +24,8 @@ the index exists every tile replaces its old self atomically.
 
 Incremental rebuilds: every logged file carries the SHA-256 digest of its bytes (the ``sha``
 of its log line). A layer whose inputs changed gets a new build key, so its jobs run again, but
-a tile whose bytes come out as the previous build's (same size and digest, the file still there
-with that size) is not written again: it keeps its inode and modification time, and only tiles
+a tile whose bytes come out as the previous build's (same size and digest, and the very file
+that was logged: same inode and modification time, the log's ``at``) is not written again: it keeps its inode and modification time, and only tiles
 whose content changed are replaced. The previous build's digests are read from its log when a
 build with another key opens the folder, and kept in ``.cim-previous.json`` until that build
 is published, so a rebuild killed and run again still knows them (a resumed build, or one
@@ -272,38 +272,49 @@ _journal = threading.local()
 #: a logged file: its path relative to the layer folder, its size, what the layer noted about it
 #: (a tile's triangle count, its error: whatever the layer's summary needs of a tile that a
 #: resumed build does not make again) or None, the digest of its bytes (:func:`content_digest`),
-#: and whether this build wrote it (False: the previous build's file had the same bytes)
-Entry = tuple[str, int, "dict[str, Any] | None", str, bool]
+#: whether this build wrote it (False: the previous build's file had the same bytes), and the
+#: file's stamp once whole (see :func:`_stamp`)
+Entry = tuple[str, int, "dict[str, Any] | None", str, bool, str]
 
-#: a previous build's file: its size and digest
-Previous = dict[str, tuple[int, str]]
+#: a previous build's file: its size, digest and stamp
+Previous = dict[str, tuple[int, str, str]]
 
 
-def _note(rel: str, size: int, meta: dict[str, Any] | None, digest: str, wrote: bool) -> None:
+def _stamp(st: os.stat_result) -> str:
+    """A file's inode and modification time: a file replaced since (by a build killed before it
+    logged the new file) has another, so its logged digest is not trusted."""
+    return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
+def _note(rel: str, size: int, meta: dict[str, Any] | None, digest: str, wrote: bool, stamp: str) -> None:
     entries = getattr(_journal, "entries", None)
     if entries is None:
         raise RuntimeError(f"{rel}: TileSink used outside a tile job (the layer run journals a job's files)")
-    entries.append((rel, size, meta, digest, wrote))
+    entries.append((rel, size, meta, digest, wrote, stamp))
 
 
-def _unchanged(path: str, before: tuple[int, str] | None, size: int, digest: str) -> bool:
-    """True when the previous build's file at ``path`` has these bytes (same size and digest by
-    its log, and still that size on disk): then it need not be written again."""
+def _unchanged(path: str, before: tuple[int, str, str] | None, size: int, digest: str) -> str | None:
+    """The file's stamp when the previous build's file at ``path`` has these bytes (same size and
+    digest by its log, and the very file it logged: same size, inode and modification time on
+    disk), else None: then it need not be written again."""
     if before is None or before[0] != size or before[1] != digest:
-        return False
+        return None
     try:
-        return os.stat(path).st_size == size
+        st = os.stat(path)
     except OSError:
-        return False
+        return None
+    stamp = _stamp(st)
+    return stamp if st.st_size == size and stamp == before[2] else None
 
 
-def _write_tile(path: str, data: bytes, atomic: bool, before: tuple[int, str] | None) -> tuple[str, bool]:
-    """Write one tile unless the previous build's file has the same bytes; ``(digest, wrote)``."""
+def _write_tile(path: str, data: bytes, atomic: bool, before: tuple[int, str, str] | None) -> tuple[str, bool, str]:
+    """Write one tile unless the previous build's file has the same bytes; ``(digest, wrote, stamp)``."""
     digest = content_digest(data)
-    if _unchanged(path, before, len(data), digest):
-        return digest, False
+    stamp = _unchanged(path, before, len(data), digest)
+    if stamp is not None:
+        return digest, False, stamp
     (atomic_write_bytes if atomic else write_new_bytes)(path, data)
-    return digest, True
+    return digest, True, _stamp(os.stat(path))
 
 
 def journaled(job_and_state: tuple[Any, Any], key: object) -> tuple[object, list[Entry]]:
@@ -362,8 +373,8 @@ class TileSink:
         journal, with ``meta`` (small JSON: what the layer's summary needs of the tile when a
         resumed build skips it). A tile the previous build made with the same bytes is left
         as it is (see the module notes)."""
-        digest, wrote = _write_tile(f"{self.root}/{rel}", data, self.atomic, self.previous.get(rel))
-        _note(rel, len(data), meta, digest, wrote)
+        digest, wrote, stamp = _write_tile(f"{self.root}/{rel}", data, self.atomic, self.previous.get(rel))
+        _note(rel, len(data), meta, digest, wrote, stamp)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -409,8 +420,8 @@ class TileStore:
                 with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a torn last line, a lost file
                     entry = json.loads(line)
                     rel, size = entry["file"], entry.get("size")
-                    if entry.get("sha") and size is not None:
-                        logged[rel] = (int(size), str(entry["sha"]))
+                    if entry.get("sha") and entry.get("at") and size is not None:
+                        logged[rel] = (int(size), str(entry["sha"]), str(entry["at"]))
                     if same_key and (size is None or (self.root / rel).stat().st_size == size):
                         self._done[rel] = entry.get("meta")
                         if entry.get("sha"):
@@ -420,11 +431,11 @@ class TileStore:
         previous_path = self.root / PREVIOUS_NAME
         self._previous: Previous = {}
         if previous_path.exists():
-            with contextlib.suppress(ValueError, TypeError, OSError):
-                self._previous = {rel: (int(v[0]), str(v[1])) for rel, v in json.loads(previous_path.read_text()).items()}
-        elif not same_key and logged:
-            atomic_write_json(previous_path, {rel: list(v) for rel, v in sorted(logged.items())}, pretty=False)
+            with contextlib.suppress(ValueError, TypeError, IndexError, OSError):
+                self._previous = {rel: (int(v[0]), str(v[1]), str(v[2])) for rel, v in json.loads(previous_path.read_text()).items()}
         self._previous.update(logged)
+        if not same_key and logged:  # the log starts again: what it knew goes aside first
+            atomic_write_json(previous_path, {rel: list(v) for rel, v in sorted(self._previous.items())}, pretty=False)
         if not self._done:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
         self._resumed = len(self._done)
@@ -486,8 +497,8 @@ class TileStore:
 
     def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
         """Write one file atomically and log it (``meta``: see :meth:`TileSink.write`)."""
-        digest, wrote = _write_tile(f"{os.fspath(self.root)}/{rel}", data, True, self._previous.get(rel))
-        self.record([(rel, len(data), meta, digest, wrote)])
+        digest, wrote, stamp = _write_tile(f"{os.fspath(self.root)}/{rel}", data, True, self._previous.get(rel))
+        self.record([(rel, len(data), meta, digest, wrote, stamp)])
 
     def write_many(self, items: Sequence[tuple[str, bytes, dict[str, Any] | None]]) -> None:
         """Write files ``(path, bytes, meta)``, then log them all in one append rather than one a file."""
@@ -495,8 +506,8 @@ class TileStore:
         done: list[Entry] = []
         try:
             for rel, data, meta in items:
-                digest, wrote = _write_tile(f"{root}/{rel}", data, self._published, self._previous.get(rel))
-                done.append((rel, len(data), meta, digest, wrote))
+                digest, wrote, stamp = _write_tile(f"{root}/{rel}", data, self._published, self._previous.get(rel))
+                done.append((rel, len(data), meta, digest, wrote, stamp))
         finally:
             self.record(done)
 
@@ -506,9 +517,9 @@ class TileStore:
             return
         # the same text as json.dumps({"file": rel, "size": size, "sha": digest, "meta": meta}), a third of the time
         lines = "".join(
-            f'{{"file": {json.dumps(rel)}, "size": {int(size)}, "sha": "{digest}"'
+            f'{{"file": {json.dumps(rel)}, "size": {int(size)}, "sha": "{digest}", "at": "{stamp}"'
             + (f', "meta": {json.dumps(meta, sort_keys=True)}}}\n' if meta else "}\n")
-            for rel, size, meta, digest, _ in entries
+            for rel, size, meta, digest, _, stamp in entries
         )
         with self._lock:
             if self._finished:
@@ -517,7 +528,7 @@ class TileStore:
                 self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
             self._log_file.write(lines)
             self._log_file.flush()  # to the OS at once: a killed build still resumes from here
-            for rel, size, _, digest, wrote in entries:
+            for rel, size, _, digest, wrote, _ in entries:
                 self._written.add(rel)
                 self._digests[rel] = digest
                 self._bytes += size
