@@ -254,6 +254,7 @@ def record_version(
     """
     city = Path(city)
     known = known or {}
+    (city / ACCESS_DIR).mkdir(mode=0o700, exist_ok=True)  # private, as cim.access makes it
     files: dict[str, str] = {}
     for rel in _city_files(city):
         digest = known.get(rel) or _file_digest(city / rel)

@@ -288,3 +288,7 @@ def test_unchanged_inputs_skip_every_layer_with_the_same_result(history, sources
     for lr_a, lr_b in zip(third.layers, again.layers):
         assert (lr_a.id, lr_a.count, lr_a.tiles, lr_a.bounds, lr_a.schema) == (lr_b.id, lr_b.count, lr_b.tiles, lr_b.bounds, lr_b.schema)
         assert [str(w) for w in lr_a.warnings] == [str(w) for w in lr_b.warnings]
+
+
+def test_the_history_folder_is_private(history):
+    assert (history["out"] / ".cim").stat().st_mode & 0o077 == 0

@@ -139,6 +139,7 @@ def save_result(city: Path, layer_id: str, key: str, files: int, output: Any, ro
     except _Unrepresentable:
         drop_result(city, layer_id)
         return False
+    doc_path.parent.parent.mkdir(mode=0o700, exist_ok=True)  # CITY/.cim is private (cim.access)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(doc_path)  # the record goes last: never a record with another build's arrays
     if arrays:
