@@ -292,3 +292,31 @@ def test_unchanged_inputs_skip_every_layer_with_the_same_result(history, sources
 
 def test_the_history_folder_is_private(history):
     assert (history["out"] / ".cim").stat().st_mode & 0o077 == 0
+
+
+async def test_versions_keep_access_rules_and_diffs_are_audited(history, tmp_path, aiohttp_client):
+    from cim.access import AccessControl
+    from cim.audit import AuditLog
+    from cim.server.app import create_app
+    from cim.server.state import AUDIT
+
+    out = tmp_path / "city"
+    shutil.copytree(history["out"], out, symlinks=True)
+    acl = AccessControl.open(out, create=True)
+    acl.add_user("wang", role="planner")
+    acl.restrict("buildings", ["planner"])
+    token = acl.new_token("wang")
+    client = await aiohttp_client(create_app(out))
+    assert (await client.get("/v/v1/city/buildings/tileset.json")).status == 403
+    assert (await client.get("/v/v1/city/search.sqlite")).status == 403
+    city = await (await client.get("/v/v1/city/city.json")).json()
+    assert [layer["id"] for layer in city["layers"]] == ["lidar"]
+    anonymous = await (await client.get("/api/diff", params={"from": "v1", "to": "v2"})).json()
+    assert anonymous["changed"] == 0  # the buildings are not the anonymous reader's to see
+    planner = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/v/v1/city/buildings/tileset.json", headers=planner)).status == 200
+    seen = await (await client.get("/api/diff", params={"from": "v1", "to": "v2"}, headers=planner)).json()
+    assert seen["changed"] == history["edited"]
+    assert client.server.app[AUDIT].flush(10.0)
+    diffs = [r for _, r, _ in AuditLog(out).records() if r is not None and r["action"] == "diff"]
+    assert [(r["user"], r["detail"]["changed"]) for r in diffs] == [("anonymous", 0), ("wang", history["edited"])]
