@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from cim.errors import CimInputError
-from cim.store import TileStore, journaled
+from cim.store import TileStore, build_key, journaled
 from cim.warnings import CimWarning
 
 if TYPE_CHECKING:
@@ -457,8 +457,9 @@ class LayerBuilder(ABC, Generic[O, P]):
 
 
 def _cached_output(builder: LayerBuilder, run: LayerRun, key: str) -> LayerOutput | None:
-    """The output of the layer's last published build, when it had ``key`` and all its files are
-    still there (see :mod:`cim.layers.cache`); its warnings are issued again."""
+    """The output of the layer's last published build, when it had the cache key ``key`` (see
+    :func:`run_layer`) and all its files are still there (see :mod:`cim.layers.cache`); its
+    warnings are issued again."""
     import json as _json
 
     from cim.layers.cache import load_result
@@ -502,7 +503,11 @@ def run_layer(
     run = LayerRun(layer_id, builder.kind, Path(out) if out is not None else city.out / layer_id, city)
     plan = builder.plan(paths, options, run)
     run.store = TileStore(run.out, plan.key, index=builder.index, content=builder.content)
-    output = _cached_output(builder, run, plan.key) if city.cache else None
+    # the cache's key: the plan's, every option that decides the output (some kinds leave a few
+    # out of their plan's key), and the content of the layers built before this one (a kind may
+    # use their results: buildings stand on the terrain, make way for BIM models)
+    cache_key = build_key(plan.key, options.key(), [(r.id, build_key(sorted(r.digests.items()))) for r in city.built]) if city.cache else ""
+    output = _cached_output(builder, run, cache_key) if city.cache else None
     made = output is None
     if output is None:
         if city.cache:
@@ -520,7 +525,7 @@ def run_layer(
     if city.cache and made:
         from cim.layers.cache import save_result
 
-        save_result(city.out, layer_id, plan.key, run.store.files - 1, output, run._rows, run.warnings)
+        save_result(city.out, layer_id, cache_key, run.store.files - 1, output, run._rows, run.warnings)
     result = LayerResult(
         id=layer_id,
         kind=builder.kind,

@@ -1,9 +1,9 @@
 """What a finished layer build produced, kept so that a rebuild with unchanged inputs skips it.
 
 A city rebuilt after one layer's inputs changed should cost that layer's work only. A layer
-whose build key (:class:`~cim.layers.base.LayerPlan` ``key``: a hash of its inputs and options)
-is the one of its last published build, with every file of that build still on disk, has
-nothing to make: :func:`cim.layers.base.run_layer` then takes its :class:`LayerOutput` (counts,
+whose cache key (its plan's build key, its options, and the content of the layers built before
+it, see :func:`cim.layers.base.run_layer`) is the one of its last published build, with every
+file of that build still on disk, has nothing to make: :func:`cim.layers.base.run_layer` then takes its :class:`LayerOutput` (counts,
 bounds, schema, kind-specific info, search rows, warnings) from this cache instead of running
 its jobs. The layer's index is read back from disk (the store checks it is unchanged).
 
