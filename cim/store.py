@@ -205,7 +205,7 @@ def write_new_bytes(path: str | Path, data: bytes) -> None:
     A reader could see the file half-written, so use it only where no index points at ``path``
     before the write has returned (see the module notes). A file already at ``path`` (a torn
     tile of a killed build, or one an old version still links to, see :mod:`cim.versions`) is
-    never truncated: it is replaced atomically instead.
+    never truncated: it is unlinked first, so other links to it keep their bytes.
     """
     path = os.fspath(path)
     folder = os.path.dirname(path)
@@ -218,9 +218,9 @@ def write_new_bytes(path: str | Path, data: bytes) -> None:
             _MADE_DIRS.discard(folder)
             _ensure_dir(folder)
             fd = os.open(path, flags, 0o644)
-        except FileExistsError:
-            atomic_write_bytes(path, data)
-            return
+        except FileExistsError:  # unlinked, not truncated: a version may hold its bytes
+            os.unlink(path)
+            fd = os.open(path, flags, 0o644)
         try:
             view = memoryview(data)
             while view:

@@ -60,3 +60,15 @@ def test_stale_temporaries_are_cleared_when_a_build_opens_the_folder(tmp_path):
     TileStore(tmp_path, "k").close()
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert left == [".cim-build.jsonl", "notes.tmp", "tiles"]
+
+
+def test_writing_in_place_never_changes_another_link_to_the_file(tmp_path):
+    """A first build's torn tile is written again in place, but an object of an old version
+    (a hard link to the same inode, see cim.versions) keeps its bytes."""
+    from cim.store import write_new_bytes
+
+    tile, kept = tmp_path / "a.glb", tmp_path / "object.glb"
+    tile.write_bytes(b"old bytes")
+    os.link(tile, kept)
+    write_new_bytes(tile, b"new")
+    assert tile.read_bytes() == b"new" and kept.read_bytes() == b"old bytes"
