@@ -21,6 +21,7 @@ import { annotationTool } from "./js/annotations.js";
 import { analysisTool } from "./js/analysis.js";
 import { shareTool } from "./js/share.js";
 import { queryTool } from "./js/query.js";
+import { diffTool } from "./js/diff.js";
 
 setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
@@ -42,6 +43,7 @@ const share = viewer.install((v) =>
 );
 search.onChange(() => share.update());
 query.onRun(() => share.update());
+const diff = viewer.install(diffTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError(i18n.t("error.unexpected"), event.reason);
@@ -96,6 +98,7 @@ const cim = {
   cityjson,
   annotations,
   analysis,
+  diff,
   account,
   share,
   query,

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_
 import numpy as np
 
 from cim.errors import CimInputError
-from cim.store import TileStore, journaled
+from cim.store import TileStore, build_key, journaled
 from cim.warnings import CimWarning
 
 if TYPE_CHECKING:
@@ -293,6 +293,11 @@ class LayerResult:
     #: how the layer's heights reached the city's datum: "as given", "converted from EPSG:...",
     #: or "NOT converted from EPSG:..." (a warning says why)
     heights: str = "as given"
+    #: files this build wrote, and files the layer has: a rebuild leaves unchanged ones alone
+    rewritten: int = 0
+    files: int = 0
+    #: the SHA-256 digest of each of the layer's files (paths relative to its folder)
+    digests: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 # -- the city a layer is part of -------------------------------------------------------------------
@@ -313,6 +318,7 @@ class City:
     search : the city's search index, written while the layers build
     built : the layers built so far, in build order
     vertical_datum : the datum every layer's heights are brought to
+    cache : skip layers whose inputs are unchanged (see the field)
     """
 
     out: Path
@@ -324,6 +330,9 @@ class City:
     built: list[LayerResult] = field(default_factory=list)
     #: the city's height datum: "ellipsoidal" or a vertical CRS label (see :mod:`cim.datum`)
     vertical_datum: str = "ellipsoidal"
+    #: keep each layer's result in ``out/.cim/layers`` and skip a layer whose inputs are those
+    #: of its last published build (:mod:`cim.layers.cache`; what :func:`cim.build` does)
+    cache: bool = False
 
     def results(self, kind: str) -> list[LayerResult]:
         """The layers of a kind built so far."""
@@ -352,6 +361,7 @@ class LayerRun:
         self._pool: TaskPool | None = None
         self.heights = "as given"
         self._conversions: dict[str, HeightConversion | None] = {}
+        self._rows: list[SearchRows] = []  # handed to the search index while building
 
     @property
     def frame(self) -> LocalFrame | None:
@@ -417,6 +427,7 @@ class LayerRun:
         """Hand the layer's rows to the city's search index now, so that it indexes them while
         the tiles are made (rows returned only in the :class:`LayerOutput` are indexed by the
         caller of :func:`run_layer` once the layer is done)."""
+        self._rows.append(rows)
         if self.city.search is not None and not self.city.search.has(rows):
             self.city.search.add(rows)
 
@@ -489,6 +500,35 @@ class LayerBuilder(ABC, Generic[O, P]):
         return self.Options.from_mapping(values, where=where, base=base)
 
 
+def _cached_output(builder: LayerBuilder, run: LayerRun, key: str) -> LayerOutput | None:
+    """The output of the layer's last published build, when it had the cache key ``key`` (see
+    :func:`run_layer`) and all its files are still there (see :mod:`cim.layers.cache`); its
+    warnings are issued again."""
+    import json as _json
+
+    from cim.layers.cache import load_result
+
+    store = run.store
+    assert store is not None
+    if not (store.published and store.resumed):
+        return None
+    cached = load_result(run.city.out, run.id, key, store.resumed)
+    if cached is None:
+        return None
+    fields, info, search, rows, notes, run.heights = cached
+    try:
+        index = _json.loads((run.out / builder.index).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for w in notes:
+        run.warnings.append(w)  # type: ignore[arg-type]
+        warnings.warn(w, stacklevel=2)
+    for r in rows:
+        run.add_search(r)
+    log.info("%s %s: inputs unchanged since its last build: skipped", builder.kind, run.id)
+    return LayerOutput(index=index, info=info, search=search, **fields)
+
+
 def run_layer(
     builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path], options: LayerOptions, city: City, *, out: Path | None = None
 ) -> LayerResult:
@@ -507,14 +547,29 @@ def run_layer(
     run = LayerRun(layer_id, builder.kind, Path(out) if out is not None else city.out / layer_id, city)
     plan = builder.plan(paths, options, run)
     run.store = TileStore(run.out, plan.key, index=builder.index, content=builder.content)
-    try:
-        with city.engine.pool(builder.kind, small=plan.small) as pool:
-            run._pool = pool
-            output = builder.build(plan, run)
-    finally:
-        run._pool = None
-        run.store.close()
+    # the cache's key: the plan's, every option that decides the output (some kinds leave a few
+    # out of their plan's key), and the content of the layers built before this one (a kind may
+    # use their results: buildings stand on the terrain, make way for BIM models)
+    cache_key = build_key(plan.key, options.key(), [(r.id, build_key(sorted(r.digests.items()))) for r in city.built]) if city.cache else ""
+    output = _cached_output(builder, run, cache_key) if city.cache else None
+    made = output is None
+    if output is None:
+        if city.cache:
+            from cim.layers.cache import drop_result
+
+            drop_result(city.out, layer_id)
+        try:
+            with city.engine.pool(builder.kind, small=plan.small) as pool:
+                run._pool = pool
+                output = builder.build(plan, run)
+        finally:
+            run._pool = None
+            run.store.close()
     run.store.finish(output.index, pretty=builder.pretty_index)
+    if city.cache and made:
+        from cim.layers.cache import save_result
+
+        save_result(city.out, layer_id, cache_key, run.store.files - 1, output, run._rows, run.warnings, run.heights)
     result = LayerResult(
         id=layer_id,
         kind=builder.kind,
@@ -537,6 +592,9 @@ def run_layer(
         sources=paths,
         search=output.search,
         heights=run.heights,
+        rewritten=run.store.rewritten,
+        files=run.store.files,
+        digests=run.store.digests(),
     )
     if city.frame is None:
         from cim.kernels.frames import LocalFrame
@@ -545,12 +603,14 @@ def run_layer(
         city.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
     city.built.append(result)
     log.info(
-        "%s %s: %d features, %d tiles, %.1f MB, %.2f s",
+        "%s %s: %d features, %d tiles, %.1f MB, %.2f s; files rewritten %d / %d",
         builder.kind,
         layer_id,
         result.count,
         result.tiles,
         result.bytes / 1e6,
         result.seconds,
+        result.rewritten,
+        result.files,
     )
     return result
