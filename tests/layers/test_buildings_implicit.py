@@ -218,3 +218,12 @@ def test_implicit_buildings_are_deterministic_and_valid(buildings_both_ways, tmp
         pytest.skip(f"the CesiumGS 3d-tiles-validator wrapper is not at {TOOL}")
     verdict = Validator(tmp_path).run("implicit buildings", implicit / "tileset.json")
     assert verdict.errors == 0, verdict.describe()
+
+
+def test_rebuilding_explicit_over_an_implicit_layer_drops_its_subtrees(buildings_both_ways, tiny_sources):
+    """The subtrees are the layer's files: a rebuild that writes the tree explicitly removes them
+    (runs last: it rewrites the ``again`` folder)."""
+    explicit, _, again = buildings_both_ways
+    cim.convert("buildings", again.parent / "buildings.gpkg", again, **OPTIONS)
+    assert not [p for p in (again / "subtrees").rglob("*") if p.is_file()]
+    assert (again / "tileset.json").read_bytes() == (explicit / "tileset.json").read_bytes()
