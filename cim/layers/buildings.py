@@ -27,6 +27,7 @@ from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.feature_tiles import write_feature_tile
+from cim.tiling.implicit_tree import implicit_replace_tree, tile_metadata_schema
 from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import (
     CimWarning,
@@ -73,6 +74,12 @@ class BuildingsOptions(LayerOptions):
     default_height: float = option(10.0, help="Metres, where neither height nor floors is known.")
     dem: Path | None = option(None, help="DEM to stand buildings on (base = lowest ground under the footprint).")
     max_features: int = option(2000, help="Most buildings in one tile.")
+    implicit_tiles: int = option(
+        2000,
+        help="Write the quadtree with 3D Tiles implicit tiling (subtree files with each tile's box and geometric error; "
+        "tileset.json stays a few KB) when it has more tiles than this; -1: never.",
+    )
+    subtree_levels: int = option(5, help="Levels of each subtree file of an implicit quadtree.")
     crs: str | None = option(None, help="CRS of a file that declares none, e.g. EPSG:4544 [default: the city's].")
     crs_override: bool = option(False, help="Use --crs even for a file that declares one (its header is wrong).")
     layer: str | None = option(None, help="Layer of a multi-layer file (GeoPackage) [default: the first].")
@@ -99,6 +106,10 @@ class BuildingsOptions(LayerOptions):
                 raise CimInputError(f"{where}: option {name!r} must be positive, got {getattr(self, name)}")
         if self.max_features < 1:
             raise CimInputError(f"{where}: option 'max_features' must be at least 1, got {self.max_features}")
+        if self.implicit_tiles < -1:
+            raise CimInputError(f"{where}: option 'implicit_tiles' must be -1 (never) or more, got {self.implicit_tiles}")
+        if not 1 <= self.subtree_levels <= 10:
+            raise CimInputError(f"{where}: option 'subtree_levels' must be in 1..10, got {self.subtree_levels}")
         percentiles = (*self.roof_percentiles, self.ground_percentile)
         if not self.roof_percentiles or not all(0.0 <= p <= 100.0 for p in percentiles):
             raise CimInputError(f"{where}: options 'roof_percentiles' and 'ground_percentile' must be in 0..100, got {percentiles}")
@@ -367,6 +378,8 @@ class BuildingsPlan(LayerPlan):
     root: TileNode | None = None
     frame: LocalFrame | None = None
     replaced: int = 0
+    #: levels of each subtree file when the quadtree is written with implicit tiling, else 0
+    subtree_levels: int = 0
 
 
 class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
@@ -375,12 +388,15 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
 
     Parents hold the buildings of their children (refine REPLACE) with a geometric error from
     the largest building size left out below them; a tile holds at most ``max_features``
-    buildings. Buildings under a BIM model of the same city (more than half of their footprint)
+    buildings; a quadtree of more than ``implicit_tiles`` tiles is written with implicit tiling
+    (:mod:`cim.tiling.implicit_tree`: the same tiles, boxes and errors, in subtree files). Buildings
+    under a BIM model of the same city (more than half of their footprint)
     are left out: the model replaces them.
     """
 
     kind = "buildings"
     Options = BuildingsOptions
+    content = ("tiles", "subtrees")
     order = 50
     cim_level = 2
     summary = "Extrude building footprints (GeoPackage, GeoJSON, Shapefile) to LOD1 3D Tiles."
@@ -407,6 +423,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         run.progress("extrude", len(table), len(table))
         root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
         nodes = list(root.walk())
+        implicit = 0 <= options.implicit_tiles < len(nodes)
         key = build_key(
             "buildings-1",
             file_fingerprint(table.source),
@@ -425,9 +442,17 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
                 if points is not None
                 else []
             ),
+            *(["implicit", options.subtree_levels] if implicit else []),
         )
         return BuildingsPlan(
-            key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame, replaced=len(replaced)
+            key,
+            [(node.name, node.features) for node in nodes],
+            table=table,
+            prep=prep,
+            root=root,
+            frame=frame,
+            replaced=len(replaced),
+            subtree_levels=options.subtree_levels if implicit else 0,
         )
 
     def build(self, plan: BuildingsPlan, run: LayerRun) -> LayerOutput:
@@ -466,12 +491,18 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             bounds[name] = (lo, hi)
             if name in leaves:
                 triangles += ntri
-        root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
+        extra: dict[str, Any] = {}
+        if plan.subtree_levels:
+            root_json, lo, hi, subtrees = implicit_replace_tree(root, bounds, lambda node: node.geometric_error, plan.subtree_levels)
+            run.store.write_many([(path, data, None) for path, data in sorted(subtrees.items())])
+            extra["schema"] = tile_metadata_schema()
+        else:
+            root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
         root_json["transform"] = transform_list(plan.frame.matrix())
         diagonal = float(np.linalg.norm(hi - lo))
         west, south, east, north = prep.lonlat_bounds
         return LayerOutput(
-            index=tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0)),
+            index=tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0), **extra),
             count=len(table),
             tiles=len(plan.jobs),
             triangles=triangles,
