@@ -27,7 +27,8 @@ def footprints(tmp_path):
         for i, x in enumerate((566000, 566040))
     ]
     path = tmp_path / "two.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4544"}}  # metres, as the file says
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": features}))
     return path
 
 
