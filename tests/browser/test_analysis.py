@@ -1,14 +1,16 @@
 """The planning analyses panel (issue 14): the viewer shows the numbers the API computes and
-draws each answer's overlay in the scene."""
+draws each answer's overlay in the scene; its texts follow the language toggle; its inputs are
+picked with clicks in the scene."""
 
 from __future__ import annotations
 
 import json
+import math
 import urllib.request
 
 import pytest
 
-from .helpers import Server, ViewerPage, image_stats, wait_frames
+from .helpers import BuiltCity, Server, ViewerPage, image_stats, tallest_building, wait_frames
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +38,7 @@ def test_every_analysis_shows_the_api_numbers_and_draws_its_overlay(viewer: View
     page = viewer.page
     assert page.inner_text("#analysis-heading") == "规划分析"  # Chinese by default
     for kind in KINDS:
-        request = page.evaluate(f"window.cim.analysis.defaultRequest({kind!r})")
+        request = page.evaluate(f"window.cim.analysis.request({kind!r})")
         shown = page.evaluate(
             f"""async () => {{
                 const a = await window.cim.analysis.run({kind!r});
@@ -58,14 +60,73 @@ def test_the_panel_runs_on_click_and_the_overlay_shows(viewer: ViewerPage, serve
     page.select_option("#analysis-kind", "heightlimit")
     page.click("#analysis-run")
     page.wait_for_function("() => window.cim.analysis.last !== null", timeout=120_000, polling=100)
-    answer = _post(server, "heightlimit", page.evaluate("window.cim.analysis.defaultRequest('heightlimit')"))
+    answer = _post(server, "heightlimit", page.evaluate("window.cim.analysis.request('heightlimit')"))
     s = answer["summary"]
     assert page.inner_text("#analysis-result") == f"检查 {s['checked']} 栋，超高 {s['exceeding_count']} 栋"
     wait_frames(viewer)
     after = viewer.screenshot("analysis-after")
     assert image_stats(viewer, after, before)["diff"] > 0.002  # the zone and the buildings above it are drawn
-    page.evaluate("window.cim.analysis.setLanguage('en')")
-    assert page.inner_text("#analysis-result") == f"{s['checked']} buildings checked, {s['exceeding_count']} above the limit"
-    page.evaluate("window.cim.analysis.setLanguage('zh-CN')")
+
+    # the header's toggle switches this panel (and the annotations panel) to English and back
+    page.click("#language-toggle")
+    try:
+        assert page.evaluate("window.cim.i18n.language()") == "en"
+        assert page.inner_text("#analysis-result") == f"{s['checked']} buildings checked, {s['exceeding_count']} above the limit"
+        assert page.inner_text("#analysis-heading") == "Planning analyses"
+        assert page.inner_text("#analysis-run") == "Analyse"
+        assert page.eval_on_selector("#analysis-kind", "s => s.selectedOptions[0].textContent") == "Height limit"
+        assert page.inner_text("#analysis-value-field .field-label") == "Height limit (m above ground)"
+        assert page.inner_text("#annotations-heading") == "Annotations"
+        assert page.inner_text("#annotation-refresh") == "Refresh"
+    finally:
+        page.click("#language-toggle")
+    assert page.inner_text("#analysis-result") == f"检查 {s['checked']} 栋，超高 {s['exceeding_count']} 栋"
+    assert page.inner_text("#annotations-heading") == "批注"
     page.click("#analysis-clear")
     assert page.evaluate("window.cim.analysis.overlay.entities.values.length") == 0
+
+
+def _metres(value: float) -> str:
+    """A distance as the panel shows it in Chinese: grouped, at most one decimal."""
+    return f"{round(value, 1):,.1f}".removesuffix(".0")
+
+
+def test_a_line_of_sight_between_two_clicked_points(viewer: ViewerPage, server: Server, built_city: BuiltCity) -> None:
+    """The planner clicks the observer (on the tallest roof) and the target in the scene; the
+    panel asks the API about exactly those two places and shows its answer."""
+    page = viewer.page
+    target = tallest_building(built_city)
+    roof = built_city.layer("buildings").get("bounds", built_city.city["bounds"])["max_height"]
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 250)", [target["lon"], target["lat"], roof])
+    viewer.wait_ready()
+    page.select_option("#analysis-kind", "sightline")
+    assert page.inner_text("#analysis-input") == "输入：城市中心（默认）"
+    page.click("#analysis-pick")
+    assert page.inner_text("#analysis-hint") == "在场景中点击起点（观察者）。"
+    centre = page.evaluate("window.cim.canvasCenter()")
+    page.mouse.click(centre["x"], centre["y"])
+    assert page.inner_text("#analysis-hint") == "在场景中点击终点（目标）。"
+    page.mouse.click(centre["x"] + 180, centre["y"] + 120)
+    assert page.inner_text("#analysis-hint") == ""
+    assert page.evaluate("window.cim.selection") is None  # the clicks picked places, they selected nothing
+
+    picked = page.evaluate("window.cim.analysis.inputs")
+    lon, lat = picked["from"][:2]
+    metres = math.hypot((lon - target["lon"]) * 111_320 * math.cos(math.radians(lat)), (lat - target["lat"]) * 110_574)
+    assert metres < 2.0, f"the observer is {metres:.1f} m from where the camera looked"
+    apart = math.hypot((picked["to"][0] - lon) * 111_320 * math.cos(math.radians(lat)), (picked["to"][1] - lat) * 110_574)
+    assert apart > 20
+    request = page.evaluate("window.cim.analysis.request('sightline')")
+    assert request == {"from": [*picked["from"][:2], 1.6], "to": [*picked["to"][:2], 1.6]}
+    assert "起点" in page.inner_text("#analysis-input") and "米" in page.inner_text("#analysis-input")
+
+    page.click("#analysis-run")
+    page.wait_for_function("() => window.cim.analysis.last !== null", timeout=120_000, polling=100)
+    expected = _post(server, "sightline", request)
+    s = expected["summary"]
+    shown = page.evaluate("window.cim.analysis.last.summary")
+    assert shown == s
+    what = s["obstruction"]["building"] if not s["visible"] and s["obstruction"].get("building") else "地形"
+    text = "通视" if s["visible"] else f"被遮挡：{what}，距离 {_metres(s['obstruction']['distance'])} 米"
+    assert page.inner_text("#analysis-result") == text
+    assert page.evaluate("window.cim.analysis.overlay.entities.values.length") == _drawable(expected) > 0
