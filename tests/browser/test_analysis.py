@@ -72,16 +72,16 @@ def test_the_panel_runs_on_click_and_the_overlay_shows(viewer: ViewerPage, serve
     try:
         assert page.evaluate("window.cim.i18n.language()") == "en"
         assert page.inner_text("#analysis-result") == f"{s['checked']} buildings checked, {s['exceeding_count']} above the limit"
-        assert page.inner_text("#analysis-heading") == "Planning analyses"
-        assert page.inner_text("#analysis-run") == "Analyse"
+        assert page.text_content("#analysis-heading") == "Planning analyses"
+        assert page.text_content("#analysis-run") == "Analyse"
         assert page.eval_on_selector("#analysis-kind", "s => s.selectedOptions[0].textContent") == "Height limit"
         assert page.inner_text("#analysis-value-field .field-label") == "Height limit (m above ground)"
-        assert page.inner_text("#annotations-heading") == "Annotations"
-        assert page.inner_text("#annotation-refresh") == "Refresh"
+        assert page.text_content("#annotations-heading") == "Annotations"
+        assert page.text_content("#annotation-refresh") == "Refresh"
     finally:
         page.click("#language-toggle")
     assert page.inner_text("#analysis-result") == f"检查 {s['checked']} 栋，超高 {s['exceeding_count']} 栋"
-    assert page.inner_text("#annotations-heading") == "批注"
+    assert page.text_content("#annotations-heading") == "批注"
     page.click("#analysis-clear")
     assert page.evaluate("window.cim.analysis.overlay.entities.values.length") == 0
 
