@@ -130,3 +130,38 @@ def test_a_line_of_sight_between_two_clicked_points(viewer: ViewerPage, server: 
     text = "通视" if s["visible"] else f"被遮挡：{what}，距离 {_metres(s['obstruction']['distance'])} 米"
     assert page.inner_text("#analysis-result") == text
     assert page.evaluate("window.cim.analysis.overlay.entities.values.length") == _drawable(expected) > 0
+
+
+def test_the_skyline_is_charted_today_and_with_a_proposal(viewer: ViewerPage, server: Server) -> None:
+    """A 150 m tower proposed 80 m east of the viewpoint: the API says it changes the skyline, and
+    the chart shows both curves, point for point the API's."""
+    page = viewer.page
+    page.select_option("#analysis-kind", "skyline")
+    assert page.is_visible("#analysis-proposal") and page.is_hidden("#analysis-chart")
+    lon, lat = page.evaluate("window.cim.analysis.request('skyline')")["viewpoint"]
+    m_lon, m_lat = 1 / (111_320 * math.cos(math.radians(lat))), 1 / 110_574
+    ring = [[lon + dx * m_lon, lat + dy * m_lat] for dx, dy in ((70, -10), (90, -10), (90, 10), (70, 10))]
+    page.evaluate("(ring) => window.cim.analysis.setInputs({ proposal: ring.map(([x, y]) => [x, y, 0]) })", ring)
+    page.fill("#analysis-proposal-height", "150")
+    request = page.evaluate("window.cim.analysis.request('skyline')")
+    assert request["proposal"] == {"polygon": ring, "height": 150}
+    assert "方案体块：4 个顶点，高 150 米" in page.inner_text("#analysis-input")
+
+    page.click("#analysis-run")
+    page.wait_for_function("() => window.cim.analysis.last?.kind === 'skyline'", timeout=120_000, polling=100)
+    page.wait_for_function("() => window.cim.analysis.chartSeries() !== null", timeout=30_000, polling=100)
+    s = _post(server, "skyline", request)["summary"]
+    assert s["changed_azimuths"] > 0 and s["max_rise"] > 0
+    series = page.evaluate("window.cim.analysis.chartSeries()")
+    assert [x["name"] for x in series] == ["现状", "方案"]
+    assert series[0]["data"] == [[a, e] for a, e in zip(s["azimuths"], s["elevation"], strict=True)]
+    assert series[1]["data"] == [[a, e] for a, e in zip(s["azimuths"], s["after"]["elevation"], strict=True)]
+    assert page.is_visible("#analysis-chart canvas")
+    assert f"方案改变 {s['changed_azimuths']} 个方位的天际线" in page.inner_text("#analysis-result")
+    page.click("#language-toggle")
+    try:
+        page.wait_for_function(
+            "() => window.cim.analysis.chartSeries()?.map(x => x.name).join() === 'Today,Proposal'", timeout=10_000, polling=100
+        )
+    finally:
+        page.click("#language-toggle")

@@ -10,13 +10,15 @@
 // What is not picked defaults to the city's centre (a square of 2·HALF metres, or its middle).
 // window.cim.analysis.run(kind, request) runs any request; request(kind) is what the panel
 // would send. It is a panel registered through js/workspace.js, with its messages in
-// ../i18n/analysis.js; its texts follow the language toggle.
+// ../i18n/analysis.js; its texts follow the language toggle. A skyline is charted with ECharts
+// (served at /vendor/echarts/, loaded when first needed), today's and, when a proposal (a
+// footprint drawn in the scene and a height) is given, the proposal's.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
 import messages from "../i18n/analysis.js";
 import { formatNumber, onLanguageChange, t } from "./i18n.js";
-import { drawPreview, lonLatAt, outline, ringArea } from "./scene-draw.js";
+import { addLine, lonLatAt, outline, ringArea } from "./scene-draw.js";
 import { registerPanel } from "./workspace.js";
 
 /** @typedef {"sunlight" | "shadow" | "sightline" | "viewshed" | "skyline" | "heightlimit" | "flood"} Kind */
@@ -30,8 +32,9 @@ import { registerPanel } from "./workspace.js";
  * @property {number[]} [from]  line of sight: the observer
  * @property {number[]} [to]  line of sight: the target
  * @property {number[][]} [area]  a ring (3 or more corners)
+ * @property {number[][]} [proposal]  a skyline's proposed massing: its footprint (its height apart)
  */
-/** @typedef {"point" | "from" | "to" | "area"} PickStep */
+/** @typedef {"point" | "from" | "to" | "area" | "proposal"} PickStep */
 
 const KINDS = /** @type {Kind[]} */ (["sunlight", "shadow", "sightline", "viewshed", "skyline", "heightlimit", "flood"]);
 /** what each kind asks to be picked */
@@ -51,6 +54,10 @@ const HALF = 150;
 /** eye (and target) height above the surface of a line of sight, metres */
 const EYE = 1.6;
 const PICK_COLOUR = Cesium.Color.fromCssColorString("#ffd54f");
+const ECHARTS_URL = "/vendor/echarts/echarts.esm.min.mjs";
+
+/** @param {PickStep | undefined} step */
+const drawsArea = (step) => step === "area" || step === "proposal";
 
 /** @param {CityViewer} viewer */
 export function analysisTool(viewer) {
@@ -79,15 +86,22 @@ export function analysisTool(viewer) {
   const valueInput = element("input", { id: "analysis-value", type: "number", step: "0.5" });
   const valueField = element("label", { class: "field", id: "analysis-value-field" });
   valueField.append(valueLabel, valueInput);
+  const proposalButton = element("button", { type: "button", id: "analysis-proposal", class: "tool-button small", "aria-pressed": "false" });
+  const proposalLabel = element("span", { class: "muted field-label" });
+  const proposalHeight = element("input", { id: "analysis-proposal-height", type: "number", min: "0.1", max: "1000", step: "1", value: "60" });
+  const proposalField = element("label", { class: "field", id: "analysis-proposal-field" });
+  proposalField.append(proposalLabel, proposalHeight);
   const runButton = element("button", { type: "button", id: "analysis-run", class: "tool-button" });
   const clearButton = element("button", { type: "button", id: "analysis-clear", class: "link-button" });
   const result = element("p", { id: "analysis-result", class: "muted", "aria-live": "polite" });
+  const chart = element("div", { id: "analysis-chart", class: "stats-chart" });
+  chart.hidden = true;
   const row = (/** @type {HTMLElement[]} */ ...children) => {
     const div = element("div", { class: "sun-row wrap" });
     div.append(...children);
     return div;
   };
-  body.append(row(kindSelect), row(pickButton, finishButton, resetInputs), hint, inputNote, valueField, row(runButton, clearButton), result);
+  body.append(row(kindSelect), row(pickButton, proposalButton, finishButton, resetInputs), hint, inputNote, valueField, proposalField, row(runButton, clearButton), result, chart);
 
   const overlay = new Cesium.CustomDataSource("analysis");
   void viewer.cesium.dataSources.add(overlay);
@@ -106,6 +120,8 @@ export function analysisTool(viewer) {
   let missed = false;
   /** @type {Partial<Record<Kind, number>>} the number given for each kind */
   const values = {};
+  /** @type {any} the ECharts instance of the skyline chart, once loaded */
+  let chartInstance = null;
 
   /** @returns {Kind} */
   function kind() {
@@ -143,6 +159,12 @@ export function analysisTool(viewer) {
     return 0;
   }
 
+  /** the proposal's height, metres */
+  function proposalMetres() {
+    const v = Number(proposalHeight.value);
+    return Number.isFinite(v) && v > 0 ? v : 60;
+  }
+
   /** @param {Kind} k */
   function valueOf(k) {
     return values[k] ?? defaultValue(k);
@@ -170,7 +192,12 @@ export function analysisTool(viewer) {
       case "viewshed":
         return { observer: point, radius: valueOf(k) };
       case "skyline":
-        return { viewpoint: point, radius: valueOf(k), azimuth_step: 2 };
+        return {
+          viewpoint: point,
+          radius: valueOf(k),
+          azimuth_step: 2,
+          ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}),
+        };
       case "heightlimit":
         return { zone: ring, limit: valueOf(k) };
       case "flood":
@@ -204,8 +231,11 @@ export function analysisTool(viewer) {
           share: formatNumber(s.visible_share, { style: "percent", maximumFractionDigits: 1 }),
           buildings: s.buildings.length,
         });
-      case "skyline":
-        return t("analysis.result.skyline", { max: n(s.max_elevation), buildings: s.buildings.length });
+      case "skyline": {
+        const today = t("analysis.result.skyline", { max: n(s.max_elevation), buildings: s.buildings.length });
+        if (!s.after) return today;
+        return `${today}${t("list.separator")}${t("analysis.result.skylineChange", { changed: s.changed_azimuths, rise: n(s.max_rise) })}`;
+      }
       case "heightlimit":
         return t("analysis.result.heightlimit", { checked: s.checked, exceeding: s.exceeding_count });
       case "flood":
@@ -219,22 +249,28 @@ export function analysisTool(viewer) {
   /** What the next request will be made of, in words. */
   function describeInputs() {
     const pick = PICKS[kind()];
-    if (pick === "point" && inputs.point) return t("analysis.input.point", { lon: n(inputs.point[0], 5), lat: n(inputs.point[1], 5) });
+    let text = t("analysis.input.default");
+    if (pick === "point" && inputs.point) text = t("analysis.input.point", { lon: n(inputs.point[0], 5), lat: n(inputs.point[1], 5) });
     if (pick === "line" && inputs.from && inputs.to) {
       const a = Cesium.Cartographic.fromDegrees(inputs.from[0], inputs.from[1]);
       const b = Cesium.Cartographic.fromDegrees(inputs.to[0], inputs.to[1]);
       const distance = new Cesium.EllipsoidGeodesic(a, b).surfaceDistance;
-      return t("analysis.input.line", { from: place(inputs.from), to: place(inputs.to), distance: n(distance) });
+      text = t("analysis.input.line", { from: place(inputs.from), to: place(inputs.to), distance: n(distance) });
     }
-    if (pick === "area" && inputs.area) return t("analysis.input.area", { n: inputs.area.length, area: n(ringArea(inputs.area), 0) });
-    return t("analysis.input.default");
+    if (pick === "area" && inputs.area) text = t("analysis.input.area", { n: inputs.area.length, area: n(ringArea(inputs.area), 0) });
+    if (kind() === "skyline" && inputs.proposal) {
+      text += t("list.separator") + t("analysis.input.proposal", { n: inputs.proposal.length, height: proposalMetres() });
+    }
+    return text;
   }
 
   function showState() {
     const k = kind();
     pickButton.textContent = t(`analysis.pick.${PICKS[k]}`);
     pickButton.setAttribute("aria-pressed", String(picking !== null));
-    finishButton.hidden = picking?.step !== "area";
+    finishButton.hidden = !drawsArea(picking?.step);
+    proposalButton.setAttribute("aria-pressed", String(picking?.step === "proposal"));
+    proposalButton.hidden = proposalField.hidden = k !== "skyline";
     finishButton.disabled = (picking?.points.length ?? 0) < 3;
     hint.textContent = missed ? t("analysis.missed") : picking ? t(`analysis.hint.${picking.step}`) : "";
     inputNote.textContent = describeInputs();
@@ -250,6 +286,8 @@ export function analysisTool(viewer) {
     clearButton.textContent = t("analysis.clear");
     finishButton.textContent = t("analysis.pick.finish");
     resetInputs.textContent = t("analysis.pick.reset");
+    proposalButton.textContent = t("analysis.pick.proposal");
+    proposalLabel.textContent = t("analysis.proposalHeight");
     kindSelect.setAttribute("aria-label", t("analysis.kind"));
     const chosen = kindSelect.value || "sunlight";
     kindSelect.replaceChildren(...KINDS.map((k) => new Option(t(`analysis.kind.${k}`), k)));
@@ -257,6 +295,7 @@ export function analysisTool(viewer) {
     if (last) result.textContent = describe(last);
     else if (failure) result.textContent = `${t("analysis.failed")}: ${failure}`;
     showState();
+    if (last?.kind === "skyline" && chartInstance) void renderChart(last);
   }
 
   // ------------------------------------------------------------------ picking in the scene
@@ -264,7 +303,7 @@ export function analysisTool(viewer) {
   /** The picked places, drawn: points as dots, the area (or the line of sight) as a line. */
   function drawPicks() {
     pickPoints.removeAll();
-    const dots = picking?.step === "area" ? picking.points : [inputs.point, inputs.from, inputs.to].filter((p) => p !== undefined);
+    const dots = drawsArea(picking?.step) ? (picking?.points ?? []) : [inputs.point, inputs.from, inputs.to].filter((p) => p !== undefined);
     for (const p of /** @type {number[][]} */ (dots)) {
       pickPoints.add({
         position: Cesium.Cartesian3.fromDegrees(p[0], p[1], p[2] ?? 0),
@@ -273,17 +312,24 @@ export function analysisTool(viewer) {
         disableDepthTestDistance: Number.POSITIVE_INFINITY,
       });
     }
-    const ring = picking?.step === "area" ? picking.points : inputs.area;
-    if (ring) drawPreview(pickLines, outline({ mode: "polygon", points: ring }, { closed: picking === null }), PICK_COLOUR);
-    else if (inputs.from && inputs.to) drawPreview(pickLines, [inputs.from, inputs.to].map(([x, y, h]) => [x, y, h + EYE]), PICK_COLOUR);
-    else pickLines.removeAll();
+    pickLines.removeAll();
+    /** @type {number[][][]} */
+    const lines = [];
+    if (picking && drawsArea(picking.step)) lines.push(outline({ mode: "polygon", points: picking.points }, { closed: false }));
+    for (const which of /** @type {const} */ (["area", "proposal"])) {
+      const ring = inputs[which];
+      if (ring && picking?.step !== which) lines.push(outline({ mode: "polygon", points: ring }, { closed: true }));
+    }
+    if (inputs.from && inputs.to) lines.push([inputs.from, inputs.to].map(([x, y, h]) => [x, y, h + EYE]));
+    for (const line of lines) addLine(pickLines, line, PICK_COLOUR);
     scene.requestRender();
   }
 
-  function startPicking() {
+  /** @param {PickStep} [step]  default: what the kind asks for */
+  function startPicking(step) {
     const pick = PICKS[kind()];
     missed = false;
-    picking = { step: pick === "line" ? "from" : pick, points: [] };
+    picking = { step: step ?? (pick === "line" ? "from" : pick), points: [] };
     scene.canvas.style.cursor = "crosshair";
     drawPicks();
     showState();
@@ -297,10 +343,10 @@ export function analysisTool(viewer) {
     showState();
   }
 
-  /** Take the drawn area (3 corners or more) as the input. */
+  /** Take the drawn area (3 corners or more) as the input (the area, or the proposal's footprint). */
   function finishArea() {
-    if (picking?.step !== "area" || picking.points.length < 3) return;
-    inputs = { ...inputs, area: picking.points };
+    if (!picking || !drawsArea(picking.step) || picking.points.length < 3) return;
+    inputs = { ...inputs, [picking.step]: picking.points };
     stopPicking();
   }
 
@@ -313,7 +359,7 @@ export function analysisTool(viewer) {
     const p = lonLatAt(viewer, x, y);
     missed = p === null;
     if (p) {
-      if (picking.step === "area") picking.points.push(p);
+      if (drawsArea(picking.step)) picking.points.push(p);
       else if (picking.step === "from") {
         inputs = { ...inputs, from: p, to: undefined };
         picking = { step: "to", points: [] };
@@ -350,6 +396,7 @@ export function analysisTool(viewer) {
     if (k === "viewshed") return p.visible ? Cesium.Color.LIMEGREEN : Cesium.Color.RED;
     if (k === "heightlimit") return p.part === "zone" ? Cesium.Color.YELLOW : Cesium.Color.RED;
     if (k === "sightline") return p.part === "hidden" || p.visible === false ? Cesium.Color.RED : Cesium.Color.LIMEGREEN;
+    if (k === "skyline") return p.part === "skyline_after" ? Cesium.Color.ORANGE : Cesium.Color.CYAN;
     if (k === "shadow") return Cesium.Color.BLACK;
     return Cesium.Color.CYAN;
   }
@@ -425,11 +472,52 @@ export function analysisTool(viewer) {
     last = answer;
     draw(answer);
     result.textContent = describe(answer);
+    if (answer.kind === "skyline") await renderChart(answer);
+    else chart.hidden = true;
     return answer;
+  }
+
+  /**
+   * Chart a skyline: elevation over azimuth, today's and the proposal's.
+   * @param {Answer} answer
+   */
+  async function renderChart(answer) {
+    let echarts;
+    try {
+      const url = ECHARTS_URL;
+      echarts = await import(url);
+    } catch (error) {
+      viewer.reportError(t("analysis.chart.failed"), error);
+      return;
+    }
+    const s = answer.summary;
+    /** @param {(number | null)[]} elevation */
+    const points = (elevation) => s.azimuths.map((/** @type {number} */ a, /** @type {number} */ i) => [a, elevation[i]]);
+    const series = [{ name: t("analysis.chart.before"), type: "line", showSymbol: false, data: points(s.elevation), itemStyle: { color: "#4fc3f7" } }];
+    if (s.after) series.push({ name: t("analysis.chart.after"), type: "line", showSymbol: false, data: points(s.after.elevation), itemStyle: { color: "#ff9800" } });
+    chart.hidden = false;
+    chartInstance ??= echarts.init(chart, "dark", { renderer: "canvas" });
+    const axisLabel = { formatter: (/** @type {number} */ v) => formatNumber(v, { maximumFractionDigits: 1 }), fontSize: 10 };
+    chartInstance.setOption(
+      {
+        backgroundColor: "transparent",
+        animation: false,
+        title: { text: t("analysis.chart.title"), textStyle: { fontSize: 12 } },
+        legend: { top: 0, right: 0, textStyle: { fontSize: 10 } },
+        grid: { left: 40, right: 8, top: 28, bottom: 36 },
+        tooltip: { trigger: "axis" },
+        xAxis: { type: "value", min: 0, max: 360, interval: 90, name: t("analysis.chart.azimuth"), nameLocation: "middle", nameGap: 22, axisLabel },
+        yAxis: { type: "value", name: t("analysis.chart.elevation"), nameTextStyle: { fontSize: 10 }, axisLabel },
+        series,
+      },
+      true,
+    );
+    chartInstance.resize();
   }
 
   function clear() {
     overlay.entities.removeAll();
+    chart.hidden = true;
     last = null;
     failure = "";
     result.textContent = "";
@@ -442,7 +530,9 @@ export function analysisTool(viewer) {
     if (picking) stopPicking();
     else showState();
   });
-  pickButton.addEventListener("click", () => (picking ? stopPicking() : startPicking()));
+  pickButton.addEventListener("click", () => (picking && picking.step !== "proposal" ? stopPicking() : startPicking()));
+  proposalButton.addEventListener("click", () => (picking?.step === "proposal" ? stopPicking() : startPicking("proposal")));
+  proposalHeight.addEventListener("change", showState);
   finishButton.addEventListener("click", finishArea);
   resetInputs.addEventListener("click", () => setInputs({}));
   valueInput.addEventListener("change", () => {
@@ -465,6 +555,7 @@ export function analysisTool(viewer) {
     clear();
     inputs = {};
     for (const k of KINDS) delete values[k];
+    proposalHeight.value = "60";
     stopPicking();
   });
   viewer.on("cityload", showState);
@@ -481,6 +572,11 @@ export function analysisTool(viewer) {
     /** the places picked */
     get inputs() {
       return inputs;
+    },
+    /** the skyline chart's series, as drawn: name and [azimuth, elevation] points (null: none) */
+    chartSeries() {
+      if (!chartInstance || chart.hidden) return null;
+      return chartInstance.getOption().series.map((/** @type {{ name: string, data: number[][] }} */ s) => ({ name: s.name, data: s.data }));
     },
     /** the overlay's entities, drawn */
     get overlay() {

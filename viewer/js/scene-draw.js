@@ -63,19 +63,29 @@ export function outline(shape, options = {}) {
 }
 
 /**
- * Replace the lines of `lines` by one preview line through `points` (fewer than two: none).
+ * Add a preview line through `points` to `lines` (fewer than two points: none).
  * @param {Cesium.PolylineCollection} lines
  * @param {number[][]} points  lon, lat, height
  * @param {Cesium.Color} colour
  */
-export function drawPreview(lines, points, colour) {
-  lines.removeAll();
+export function addLine(lines, points, colour) {
   if (points.length < 2) return;
   lines.add({
     positions: points.map(([lon, lat, h]) => Cesium.Cartesian3.fromDegrees(lon, lat, h)),
     width: 2.5,
     material: Cesium.Material.fromType("Color", { color: colour }),
   });
+}
+
+/**
+ * Replace the lines of `lines` by one preview line through `points`.
+ * @param {Cesium.PolylineCollection} lines
+ * @param {number[][]} points  lon, lat, height
+ * @param {Cesium.Color} colour
+ */
+export function drawPreview(lines, points, colour) {
+  lines.removeAll();
+  addLine(lines, points, colour);
 }
 
 /**
