@@ -532,10 +532,10 @@ export function analysisTool(viewer) {
   });
   pickButton.addEventListener("click", () => (picking && picking.step !== "proposal" ? stopPicking() : startPicking()));
   proposalButton.addEventListener("click", () => (picking?.step === "proposal" ? stopPicking() : startPicking("proposal")));
-  proposalHeight.addEventListener("change", showState);
+  proposalHeight.addEventListener("input", showState);
   finishButton.addEventListener("click", finishArea);
   resetInputs.addEventListener("click", () => setInputs({}));
-  valueInput.addEventListener("change", () => {
+  valueInput.addEventListener("input", () => {
     const v = Number(valueInput.value);
     if (valueInput.value !== "" && Number.isFinite(v)) values[kind()] = v;
     else delete values[kind()];
