@@ -9,7 +9,11 @@ DEM lights the ground.
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,32 +92,53 @@ def write_orthophoto(
         "photometric": "ycbcr",
         "interleave": "pixel",
     }
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst, rasterio.open(dem) as dem_ds:
-        for r0 in range(0, height, rows_per_strip):
-            r1 = min(height, r0 + rows_per_strip)
-            ys = ymax - (np.arange(r0, r1) + 0.5) * res
-            xs = xmin + (np.arange(width) + 0.5) * res
-            window = from_bounds(xmin, ymax - r1 * res, xmax, ymax - r0 * res, dem_ds.transform)
+    lock = threading.Lock()
+    xs = xmin + (np.arange(width) + 0.5) * res
+
+    def strip(r0: int, dem_ds: rasterio.DatasetReader) -> np.ndarray:
+        r1 = min(height, r0 + rows_per_strip)
+        ys = ymax - (np.arange(r0, r1) + 0.5) * res
+        window = from_bounds(xmin, ymax - r1 * res, xmax, ymax - r0 * res, dem_ds.transform)
+        with lock:  # a rasterio dataset is not for several threads at once
             z = dem_ds.read(1, window=window, out_shape=(r1 - r0, width), resampling=Resampling.bilinear, boundless=True, fill_value=np.nan)
-            shade = _hillshade(z, res)
-            strip_transform = from_origin(xmin, ymax - r0 * res, res, res)
             hits: np.ndarray | list = (
                 np.sort(tree.query(shapely.box(xmin, ymax - r1 * res, xmax, ymax - r0 * res))) if tree is not None else []
             )
-            roof_id = (
-                rasterize(
-                    [(footprints[i], int(i) + 1) for i in hits],
-                    out_shape=(r1 - r0, width),
-                    transform=strip_transform,
-                    fill=0,
-                    dtype="int32",
-                )
-                if len(hits)
-                else np.zeros((r1 - r0, width), np.int32)
+        shade = _hillshade(z, res)
+        strip_transform = from_origin(xmin, ymax - r0 * res, res, res)
+        roof_id = (
+            rasterize(
+                [(footprints[i], int(i) + 1) for i in hits], out_shape=(r1 - r0, width), transform=strip_transform, fill=0, dtype="int32"
             )
-            rgb = _ground_colour(xs[None, :], ys[:, None], z, shade, built, seed)
-            _paint_roofs(rgb, roof_id, codes, seed)
-            dst.write(np.moveaxis(rgb, -1, 0), window=Window(0, r0, width, r1 - r0))
+            if len(hits)
+            else np.zeros((r1 - r0, width), np.int32)
+        )
+        rgb = _ground_colour(xs[None, :], ys[:, None], z, shade, built, seed)
+        _paint_roofs(rgb, roof_id, codes, seed)
+        return rgb
+
+    # strips are coloured in threads (numpy's passes release the GIL), a few ahead of the one
+    # being written, and written in order
+    workers = min(os.cpu_count() or 1, max(1, -(-height // rows_per_strip)))
+    with (
+        atomic_path(path) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+        rasterio.open(dem) as dem_ds,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        pending: deque = deque()
+        starts = iter(range(0, height, rows_per_strip))
+        for r0 in starts:
+            pending.append((r0, pool.submit(strip, r0, dem_ds)))
+            if len(pending) >= workers:
+                break
+        while pending:
+            r0, future = pending.popleft()
+            rgb = future.result()
+            nxt = next(starts, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(strip, nxt, dem_ds)))
+            dst.write(np.moveaxis(rgb, -1, 0), window=Window(0, r0, width, rgb.shape[0]))
 
 
 def _ground_colour(x: np.ndarray, y: np.ndarray, z: np.ndarray, shade: np.ndarray, built: set, seed: int) -> np.ndarray:

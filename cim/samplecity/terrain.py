@@ -14,6 +14,9 @@ lidar's water class (9) all come from these, through :func:`in_river`.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 __all__ = [
@@ -160,10 +163,20 @@ def dem_grid(xmin: float, ymin: float, xmax: float, ymax: float, res: float, see
     height = int(round((ymax - ymin) / res))
     out = np.empty((height, width), dtype=np.float32)
     xs = xmin + (np.arange(width) + 0.5) * res
-    for r0 in range(0, height, rows_per_strip):
+
+    def strip(r0: int) -> None:
         r1 = min(height, r0 + rows_per_strip)
         ys = ymax - (np.arange(r0, r1) + 0.5) * res
         # a row of eastings against a column of northings: what varies along one axis only is
         # computed once per column or row, and the noise lattice is hashed once per node
         out[r0:r1] = ground_height(xs[None, :], ys[:, None], seed)
+
+    starts = range(0, height, rows_per_strip)
+    if len(starts) > 1 and (os.cpu_count() or 1) > 1:
+        # numpy's array passes release the GIL: strips in threads use the cores
+        with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+            list(pool.map(strip, starts))
+    else:
+        for r0 in starts:
+            strip(r0)
     return out
