@@ -2,6 +2,10 @@
 
 Every preset is a window of one deterministic city (seeded), so ``tiny`` is a corner of
 ``district``, which is a corner of ``city``.
+
+Stages and their CPU seconds on ``city`` (2 shared cores, ``benchmarks/bench_sample.py``): DEM
+7.4, footprints 4.6, orthophoto 11.1, BIM 12.0 (beside the orthophoto, in a second process),
+lidar 61.9 (in parallel worker processes), reality mesh 0.5.
 """
 
 from __future__ import annotations

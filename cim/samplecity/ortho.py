@@ -5,6 +5,13 @@ the river where the DEM's channel holds it (:func:`terrain.in_river`), grassy ba
 of fields on the valley floor, ochre loess slopes with scrub on the shaded (north-facing) sides,
 asphalt streets around built blocks, paved yards, and roofs coloured by use. A hillshade of the
 DEM lights the ground.
+
+Speed (CPU seconds, 2 shared cores; the same bytes as before): ``district`` (16 M pixels) 13.7
+-> 3.7-4.5, ``city`` (30 M pixels) 28.2 -> 11.1.
+Value noise over a strip is a row of eastings against a column of northings, hashed once a
+lattice node instead of four times a pixel (:func:`terrain.value_noise`); each pixel is coloured
+only for its final land cover; a strip rasterizes only the footprints that reach it; strips are
+coloured in threads and written in order.
 """
 
 from __future__ import annotations
