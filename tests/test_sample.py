@@ -24,6 +24,11 @@ def test_tiny_is_deterministic_and_a_window_of_the_city(tiny_sources, tmp_path):
     assert _digest(again.buildings) == _digest(tiny_sources.buildings)
     with rasterio.open(again.dem) as a, rasterio.open(tiny_sources.dem) as b:
         assert np.array_equal(a.read(1), b.read(1))
+    # every file, byte for byte: IFC GlobalIds, relationship sets, header and GeoPackage time
+    # stamps included
+    written = sorted(p.relative_to(again.root) for p in again.root.rglob("*") if p.is_file())
+    assert len(written) > 20
+    assert [rel for rel in written if (again.root / rel).read_bytes() != (tiny_sources.root / rel).read_bytes()] == []
     other = cim.sample("tiny", tmp_path / "seed1", seed=1)
     assert _digest(other.buildings) != _digest(tiny_sources.buildings)
 

@@ -12,6 +12,7 @@ points ``rotation_deg`` counter-clockwise from grid east.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Literal
@@ -30,6 +31,7 @@ import ifcopenshell.api.spatial
 import ifcopenshell.api.style
 import ifcopenshell.api.type
 import ifcopenshell.api.unit
+import ifcopenshell.guid
 import numpy as np
 from ifcopenshell.util.shape_builder import ShapeBuilder
 
@@ -345,10 +347,30 @@ def write_sample_ifc(
     w.pset(roof, "Pset_RoofCommon", {"IsExternal": True, "ProjectedArea": round(width * depth, 2)})
     asset(roof, "ROF")
 
+    _make_deterministic(f, name, seed)
     path = Path(path)
     with atomic_path(path) as tmp:
         f.write(str(tmp))
     return path
+
+
+def _make_deterministic(f: ifcopenshell.file, name: str, seed: int) -> None:
+    """Same inputs, same bytes: ifcopenshell.api gives every rooted entity a random GlobalId and
+    the header the time of writing; here each GlobalId follows from the building, the seed and
+    the entity's place in the file, and the header's time stamp is fixed."""
+    for entity in f.by_type("IfcRoot"):
+        digest = hashlib.sha256(f"cim sample {seed} {name} #{entity.id()}".encode()).hexdigest()[:32]
+        entity.GlobalId = ifcopenshell.guid.compress(digest)
+    f.header.file_name.time_stamp = "2026-01-01T00:00:00"
+    # relationships' member sets come out of ifcopenshell.api in a Python set's order: sort them
+    # (IfcRelNests is the one whose members are an ordered list)
+    for rel in f.by_type("IfcRelationship"):
+        if rel.is_a("IfcRelNests"):
+            continue
+        for i in range(len(rel)):
+            value = rel[i]
+            if isinstance(value, tuple) and len(value) > 1 and all(isinstance(v, ifcopenshell.entity_instance) for v in value):
+                setattr(rel, rel.attribute_name(i), tuple(sorted(value, key=lambda e: e.id())))
 
 
 def _storey_name(level: int) -> str:

@@ -237,18 +237,24 @@ def _write_dem(path: Path, xmin: float, ymin: float, xmax: float, ymax: float, r
 def _write_footprints(path: Path, geoms: list, attrs: dict[str, np.ndarray]) -> None:
     wkb = shapely.to_wkb(np.array(geoms, dtype=object))
     fields = list(attrs)
-    with atomic_path(path) as tmp:
-        pyogrio.raw.write(
-            str(tmp),
-            geometry=wkb,
-            field_data=[attrs[k] for k in fields],
-            fields=fields,
-            layer="buildings",
-            driver="GPKG",
-            geometry_type="Unknown",
-            crs=CRS,
-            promote_to_multi=False,
-        )
+    # GDAL stamps a GeoPackage with the time it was written unless told the date: same inputs,
+    # same bytes
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2026-01-01T00:00:00Z"})
+    try:
+        with atomic_path(path) as tmp:
+            pyogrio.raw.write(
+                str(tmp),
+                geometry=wkb,
+                field_data=[attrs[k] for k in fields],
+                fields=fields,
+                layer="buildings",
+                driver="GPKG",
+                geometry_type="Unknown",
+                crs=CRS,
+                promote_to_multi=False,
+            )
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
 
 
 def _recipe_text(preset: str, seed: int) -> str:
