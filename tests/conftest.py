@@ -38,7 +38,9 @@ def tiny_city(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the browser tests share
-    one built city, one server and one Chromium: they run on one worker, in their order."""
+    one built city, one server and one Chromium: they run on one worker, in their order.
+    (pytest is held below 9 in the test extra: pytest-xdist 3.8 groups by renaming a test's node
+    id, which pytest 9 no longer reads, so its loadgroup would scatter the group.)"""
     for item in items:
         if item.nodeid.startswith("tests/browser/"):
             item.add_marker(pytest.mark.xdist_group("browser"))
