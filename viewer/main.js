@@ -21,6 +21,7 @@ import { annotationTool } from "./js/annotations.js";
 import { analysisTool } from "./js/analysis.js";
 import { shareTool } from "./js/share.js";
 import { queryTool } from "./js/query.js";
+import { swipeTool } from "./js/swipe.js";
 
 setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
@@ -37,6 +38,7 @@ const cityjson = viewer.install(cityJsonTool);
 const annotations = viewer.install(annotationTool);
 const analysis = viewer.install(analysisTool);
 const query = viewer.install(queryTool);
+const swipe = viewer.install(swipeTool);
 const share = viewer.install((v) =>
   shareTool(v, { queryText: search.text, runQuery: search.run, panelQuery: query.state, restorePanelQuery: query.restore }),
 );
@@ -99,6 +101,8 @@ const cim = {
   account,
   share,
   query,
+  /** swipe comparison (卷帘比对): enable, setSide, setPosition, compareVersion, ... */
+  swipe,
   /** the message catalogue: t(key, params), setLanguage("en" | "zh-CN"), language(), ... */
   i18n,
   t: i18n.t,
