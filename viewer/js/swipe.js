@@ -14,7 +14,7 @@
 /** @import { LayerSpec } from "../types/city" */
 
 import messages from "../i18n/compare.js";
-import { formatNumber, onLanguageChange, t } from "./i18n.js";
+import { formatNumber, onLanguageChange, t, translatePage } from "./i18n.js";
 import { loaderFor } from "./layers.js";
 import { registerPanel } from "./workspace.js";
 
@@ -120,6 +120,7 @@ export function swipeTool(viewer) {
     multi.append(link);
   }
   body.append(toggleLabel, hint, sides, versionButton, versionNote, versionRow, multi);
+  translatePage(body);
 
   // ------------------------------------------------------------ the divider
   const divider = document.createElement("div");
