@@ -40,8 +40,16 @@ const analysis = viewer.install(analysisTool);
 const query = viewer.install(queryTool);
 const swipe = viewer.install(swipeTool);
 const share = viewer.install((v) =>
-  shareTool(v, { queryText: search.text, runQuery: search.run, panelQuery: query.state, restorePanelQuery: query.restore }),
+  shareTool(v, {
+    queryText: search.text,
+    runQuery: search.run,
+    panelQuery: query.state,
+    restorePanelQuery: query.restore,
+    swipeState: swipe.state,
+    restoreSwipe: swipe.restore,
+  }),
 );
+swipe.onChange(() => share.update());
 search.onChange(() => share.update());
 query.onRun(() => share.update());
 

@@ -107,14 +107,29 @@ def test_swipe_shows_each_side_its_layers_and_the_divider_drags(viewer: ViewerPa
     assert changed_share(quarter, without, "left", 0.25) < 0.01
     assert changed_share(quarter, every, "right", 0.25) < 0.01
     # the keyboard moves it too
+    dragged = page.evaluate("window.cim.viewer.scene.splitPosition")
     page.focus("#swipe-divider")
     page.keyboard.press("ArrowRight")
-    assert page.evaluate("window.cim.viewer.scene.splitPosition") == pytest.approx(0.27, abs=0.011)
+    moved = page.evaluate("window.cim.viewer.scene.splitPosition")
+    assert moved == pytest.approx(dragged + 0.02, abs=1e-9)
 
-    # off: every layer on both sides again, the divider gone
+    # the share link carries it
+    page.evaluate("window.cim.share.update()")
+    link = page.evaluate("location.hash")
+    assert page.evaluate("(hash) => window.cim.share.decode(hash).swipe", link) == f"{moved:.3f},{buildings}:right"
+
+    # off: every layer on both sides again, the divider gone, the link without it
     page.locator("#swipe-toggle").uncheck()
     assert page.evaluate(f"window.cim.layers['{buildings}'].splitDirection") == page.evaluate("Cesium.SplitDirection.NONE")
     assert not page.is_visible("#swipe-divider")
+    page.evaluate("window.cim.share.update()")
+    assert "swipe=" not in page.evaluate("location.hash")
+    # opening the link shows the swipe again
+    page.evaluate("(hash) => window.cim.share.apply(window.cim.share.decode(hash))", link)
+    assert page.evaluate("window.cim.swipe.enabled()")
+    assert page.evaluate(f"window.cim.swipe.side('{buildings}')") == "right"
+    assert page.input_value(f"#swipe-sides select[data-layer='{buildings}']") == "right"
+    assert page.evaluate("window.cim.viewer.scene.splitPosition") == pytest.approx(moved, abs=1e-3)
 
 
 def test_swipe_puts_a_layer_of_another_version_on_the_right(viewer: ViewerPage, built_city: BuiltCity, server: Server) -> None:

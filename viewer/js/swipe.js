@@ -141,6 +141,9 @@ export function swipeTool(viewer) {
   /** @type {VersionLayer | null} */
   let versionLayer = null;
   let on = false;
+  /** @type {Set<() => void>} */
+  const listeners = new Set();
+  const changed = () => listeners.forEach((listener) => listener());
 
   /** Split every layer as chosen (or none, when off) and draw. */
   function apply() {
@@ -155,6 +158,7 @@ export function swipeTool(viewer) {
     toggle.checked = on;
     scene.requestRender();
     viewer.unsettle();
+    changed();
   }
 
   /** @param {number} share  of the canvas width, from the left */
@@ -323,11 +327,15 @@ export function swipeTool(viewer) {
     const rect = container.getBoundingClientRect();
     setPosition((event.clientX - rect.left) / rect.width);
   });
-  divider.addEventListener("pointerup", (event) => divider.releasePointerCapture(event.pointerId));
+  divider.addEventListener("pointerup", (event) => {
+    divider.releasePointerCapture(event.pointerId);
+    changed();
+  });
   divider.addEventListener("keydown", (event) => {
     const step = event.key === "ArrowLeft" ? -KEY_STEP : event.key === "ArrowRight" ? KEY_STEP : 0;
     if (!step) return;
     setPosition(scene.splitPosition + step);
+    changed();
     event.preventDefault();
   });
 
@@ -366,8 +374,37 @@ export function swipeTool(viewer) {
   }
   versionButton.addEventListener("click", () => void refreshVersions());
 
+  /** The swipe as the share link carries it: "" when off, else "0.25,buildings:left,...". */
+  function state() {
+    if (!on) return "";
+    const ones = [...chosen].filter(([id, side]) => side !== "both" && viewer.layers.has(id));
+    return [scene.splitPosition.toFixed(3), ...ones.map(([id, side]) => `${id}:${side}`)].join(",");
+  }
+
+  /** Show the swipe a share link carries (see `state`); "" turns it off. @param {string} text */
+  function restore(text) {
+    const [position, ...items] = (text ?? "").split(",").filter(Boolean);
+    chosen.clear();
+    for (const item of items) {
+      const at = item.lastIndexOf(":");
+      const id = item.slice(0, at);
+      const side = item.slice(at + 1);
+      if (at > 0 && isSide(side) && viewer.layers.has(id) && !UNSPLITTABLE.has(viewer.layers.get(id)?.kind ?? "")) chosen.set(id, side);
+    }
+    for (const select of sides.querySelectorAll("select")) select.value = chosen.get(select.dataset.layer ?? "") ?? "both";
+    if (position !== undefined) setPosition(Number(position));
+    enable(position !== undefined);
+  }
+
   return {
     enable,
+    state,
+    restore,
+    /** call `listener` when the swipe changes (on, sides, the divider let go) @param {() => void} listener */
+    onChange: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     /** whether the swipe is on */
     enabled: () => on,
     setSide,
