@@ -73,8 +73,10 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check cim tests benchmarks setup.py
 	$(VENV)/bin/mypy
 
+# two workers (the CI machine's cores); the browser tests stay together on one (tests/conftest.py)
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: test-deps viewer-check lint
-	$(VENV)/bin/pytest -q --durations=15
+	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/bench_buildings.py
@@ -90,3 +92,10 @@ tests/tools/loadersgl/node_modules/.package-lock.json: tests/tools/loadersgl/pac
 .PHONY: loadersgl-deps
 loadersgl-deps: tests/tools/loadersgl/node_modules/.package-lock.json
 test-deps: loadersgl-deps
+
+# The CesiumGS 3d-tiles-validator (../shared/tools) builds itself on first use: do it once here,
+# not in two test workers at the same moment.
+.PHONY: validator
+validator:
+	@if [ -x ../shared/tools/validate-3dtiles ]; then ../shared/tools/validate-3dtiles >/dev/null 2>&1 || true; fi
+test-deps: validator

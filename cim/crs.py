@@ -8,6 +8,7 @@ swaps the axes (a peer tool put Tianshui near 4° N, 134° E). Every transformer
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from pyproj import CRS, Transformer
@@ -23,6 +24,10 @@ __all__ = [
     "to_lonlat",
     "from_lonlat",
     "crs_label",
+    "AREA_OF_USE_MARGIN",
+    "area_of_use_problem",
+    "check_area_of_use",
+    "area_of_use",
 ]
 
 
@@ -104,3 +109,56 @@ def crs_label(crs: CRS) -> str:
     """``"EPSG:4544"`` when the CRS has an EPSG code, else its name."""
     code = crs.to_epsg(min_confidence=70)
     return f"EPSG:{code}" if code else crs.name
+
+
+#: degrees an extent may reach beyond its CRS's declared area of use (a city straddling the edge
+#: of a Gauss-Kruger zone is still placed right; a file in the wrong zone or the wrong unit is not)
+AREA_OF_USE_MARGIN = 2.0
+
+
+def area_of_use_problem(crs: CRS, lonlat_bounds: tuple[float, float, float, float], margin: float = AREA_OF_USE_MARGIN) -> str | None:
+    """Why an extent (west, south, east, north in degrees) cannot be right for ``crs``, or None.
+
+    An extent that is not finite, not a longitude/latitude box, or that lies beyond the CRS's
+    area of use (pyproj ``CRS.area_of_use``) by more than ``margin`` degrees is wrong: the
+    numbers are in another unit or another CRS than the one declared. A CRS with no declared
+    area of use, or one that crosses the antimeridian, is checked only as a box.
+    """
+    w, s, e, n = (float(v) for v in lonlat_bounds)
+    if not all(np.isfinite([w, s, e, n])):
+        return f"its extent does not project to longitude/latitude in {crs_label(crs)}"
+    if not (-180.0 <= w <= e <= 180.0 and -90.0 <= s <= n <= 90.0):
+        return f"its extent ({w:.6g}, {s:.6g}, {e:.6g}, {n:.6g}) is not a valid longitude/latitude box in {crs_label(crs)}"
+    area = area_of_use(crs)
+    if area is None or area.west > area.east:
+        return None
+    if w < area.west - margin or e > area.east + margin or s < area.south - margin or n > area.north + margin:
+        return (
+            f"its extent ({w:.4f}, {s:.4f}, {e:.4f}, {n:.4f}) in longitude/latitude lies outside the area of use of "
+            f"{crs_label(crs)} ({(area.name or 'its area').rstrip('.')}: {area.west:g}, {area.south:g}, {area.east:g}, {area.north:g})"
+        )
+    return None
+
+
+@lru_cache(maxsize=64)
+def _area_of_use(wkt: str) -> Any:
+    """The CRS's area of use, from its EPSG entry when its WKT carries none (a GeoTIFF's or a
+    LAS header's WKT 1 has no USAGE)."""
+    crs = CRS.from_wkt(wkt)
+    if crs.area_of_use is not None:
+        return crs.area_of_use
+    code = crs.to_epsg(min_confidence=70)
+    return CRS.from_epsg(code).area_of_use if code else None
+
+
+def area_of_use(crs: CRS) -> Any:
+    """The CRS's area of use (a pyproj ``AreaOfUse``: west, south, east, north, name; from its
+    EPSG entry when its own definition carries none), or None."""
+    return _area_of_use(crs.to_wkt())
+
+
+def check_area_of_use(crs: CRS, lonlat_bounds: tuple[float, float, float, float], what: str, margin: float = AREA_OF_USE_MARGIN) -> None:
+    """Raise :class:`CimCRSError` naming ``what`` when :func:`area_of_use_problem` finds one."""
+    problem = area_of_use_problem(crs, lonlat_bounds, margin)
+    if problem is not None:
+        raise CimCRSError(f"{what}: {problem} (wrong CRS, or coordinates in another unit?)")

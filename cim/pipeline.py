@@ -24,7 +24,7 @@ from cim.layers import registry
 from cim.layers.base import City, LayerOptions, LayerResult, Progress, run_layer
 from cim.recipe import LayerSpec, Recipe, load_recipe
 from cim.searchindex import INDEX_NAME, SearchIndexWriter
-from cim.store import atomic_write_json, make_output_dir
+from cim.store import atomic_write_json, make_output_dir, remove_stale_temporaries
 
 __all__ = ["MANIFEST", "BuildReport", "build", "convert", "build_layer", "write_manifest", "convert_function"]
 
@@ -38,17 +38,33 @@ class BuildReport:
     out: Path
     layers: list[LayerResult] = field(default_factory=list)
     seconds: float = 0.0
+    #: the version this build recorded (:mod:`cim.versions`), for builds of a recipe
+    version: str | None = None
 
     @property
     def bytes(self) -> int:
         return sum(layer.bytes for layer in self.layers)
+
+    @property
+    def rewritten(self) -> int:
+        """Files of the layers this build wrote (a rebuild leaves files whose bytes are unchanged)."""
+        return sum(layer.rewritten for layer in self.layers)
+
+    @property
+    def files(self) -> int:
+        """Files of the layers, as this build published them."""
+        return sum(layer.files for layer in self.layers)
 
     def summary(self) -> str:
         parts = [
             f"{lr.id}: {lr.count:,} features, {lr.tiles:,} tiles" if lr.format == "3dtiles" else f"{lr.id}: {lr.tiles:,} tiles"
             for lr in self.layers
         ]
-        return f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}"
+        version = f" (version {self.version})" if self.version else ""
+        return (
+            f"{'; '.join(parts)}; {self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s → {self.out}{version}; "
+            f"files rewritten {self.rewritten:,} / {self.files:,}"
+        )
 
 
 def build(
@@ -92,8 +108,17 @@ def build(
 
     engine_ = engine_from(engine, workers=workers, scheduler=scheduler)
     out = out if engine_.shares_memory else out.absolute()  # workers elsewhere have another cwd
-    city = City(out, engine_, crs=rec.crs, frame=LocalFrame(*rec.origin) if rec.origin else None, progress=progress)
+    city = City(
+        out,
+        engine_,
+        crs=rec.crs,
+        frame=LocalFrame(*rec.origin) if rec.origin else None,
+        progress=progress,
+        vertical_datum=rec.vertical_datum,
+        cache=True,
+    )
     make_output_dir(out)
+    remove_stale_temporaries(out, every=True)  # a killed build's search index, city.json
     results: dict[str, LayerResult] = {}
     inputs = [spec.source for spec in rec.layers] + [p for _, _, o in layers for p in _option_paths(o)]
     try:
@@ -119,17 +144,39 @@ def build(
         report.layers,
         {spec.id: spec for spec in rec.layers},
         search=(out / INDEX_NAME).exists() and any(r.search is not None for r in report.layers),
+        vertical_datum=rec.vertical_datum,
     )
     if any(spec.kind in ("buildings", "terrain") for spec in rec.layers):
         from cim.analysis.files import build_model
 
         build_model(rec, out)  # the surface model the planning analyses run on (out/analysis/)
+    report.version = _record(out, rec, report).id
+    report.seconds = time.perf_counter() - t0
     return report
 
 
 def _option_paths(options: LayerOptions) -> list[Path]:
     """The files and folders a layer's options name (a DEM beside the footprints...)."""
     return [v for f in fields(options) if isinstance(v := getattr(options, f.name), Path)]
+
+
+def _record(out: Path, rec: Recipe, report: BuildReport) -> Any:
+    """Record the build as the city's next version (see :mod:`cim.versions`)."""
+    from cim.versions import record_version
+
+    known: dict[str, str] = {}
+    for lr in report.layers:
+        prefix = lr.path.relative_to(out).as_posix() + "/" if lr.path != out else ""
+        known.update({prefix + rel: digest for rel, digest in lr.digests.items()})
+    layers = {lr.id: {"rewritten": lr.rewritten, "files": lr.files, "seconds": round(lr.seconds, 3)} for lr in report.layers}
+    sources = {spec.source for spec in rec.layers}
+    for spec in rec.layers:  # files an option names (a DEM the buildings stand on)
+        for value in spec.options.values():
+            if isinstance(value, str) and spec.base is not None and (spec.base / value).is_file():
+                sources.add((spec.base / value).resolve())
+    return record_version(
+        out, known=known, recipe=rec.path, sources=sorted(sources, key=str), layers=layers, generator=f"cim {__version__}"
+    )
 
 
 def _checked(spec: LayerSpec, where: str) -> tuple[Any, LayerOptions]:
@@ -274,9 +321,13 @@ def write_manifest(
     layers: list[LayerResult],
     specs: dict[str, LayerSpec] | None = None,
     search: bool = False,
+    vertical_datum: str = "ellipsoidal",
 ) -> dict:
     """Write ``city.json``: the layers, their kinds, bounds, schemas, CIM levels and counts
-    (``crs``: the city's CRS as a label, e.g. ``EPSG:4544``, written as it is)."""
+    (``crs``: the city's CRS as a label, e.g. ``EPSG:4544``, written as it is), and the
+    heights' datum (``vertical_datum``: the city's, whether PROJ's geoid grids were found, and
+    how each layer's heights reached it)."""
+    from cim.datum import geoid_grids_available
     from cim.formats.glb import property_id
 
     entries = []
@@ -295,6 +346,7 @@ def write_manifest(
             "count": lr.count,
             "schema": lr.schema,
             "properties": {name: property_id(name) for name in lr.schema},
+            "heights": lr.heights,
             "stats": {
                 "tiles": lr.tiles,
                 "triangles": lr.triangles,
@@ -324,6 +376,7 @@ def write_manifest(
         "crs": crs,
         "generator": f"cim {__version__}",
         "origin": frame.to_dict(),
+        "vertical_datum": {"datum": vertical_datum, "geoid_grids": geoid_grids_available()},
         "bounds": bounds,
         "layers": entries,
     }

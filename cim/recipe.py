@@ -6,6 +6,7 @@ Example::
     name = "tianshui"
     crs = "EPSG:4544"
     origin = [105.72, 34.58, 1100.0]   # optional lon, lat, height; default: the data's centre
+    vertical_datum = "ellipsoidal"      # optional: the heights' datum, or a vertical CRS (EPSG:5737)
 
     [[layers]]
     id = "buildings"
@@ -61,6 +62,8 @@ class Recipe:
     origin: tuple[float, float, float] | None
     layers: list[LayerSpec]
     path: Path | None = None
+    #: the city's vertical datum: "ellipsoidal" or a vertical CRS label (see cim.datum)
+    vertical_datum: str = "ellipsoidal"
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -128,4 +131,11 @@ def recipe_from_dict(doc: dict[str, Any], base: Path, where: str = "recipe") -> 
             raise CimRecipeError(f"{label} ({lid}): visible must be true or false")
         title = raw.pop("title", lid.replace("_", " ").title())
         layers.append(LayerSpec(lid, kind, (base / source).resolve(), str(title), level, raw, visible, base.resolve()))
-    return Recipe(name, str(city.get("title", name)), city.get("crs"), origin, layers)
+    from cim.datum import parse_vertical_datum
+    from cim.errors import CimCRSError
+
+    try:
+        datum = parse_vertical_datum(city.get("vertical_datum"), where=f"{where}: [city] vertical_datum")
+    except CimCRSError as exc:
+        raise CimRecipeError(str(exc)) from None
+    return Recipe(name, str(city.get("title", name)), city.get("crs"), origin, layers, vertical_datum=datum)

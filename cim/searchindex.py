@@ -99,6 +99,7 @@ CREATE VIRTUAL TABLE features_text USING fts5(fid, title, body, content='feature
 CREATE TABLE search_meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE footprints (rowid INTEGER PRIMARY KEY, anchor_lon REAL, anchor_lat REAL, area_m2 REAL, wkb BLOB);
 CREATE TABLE layer_schema (layer TEXT, name TEXT, type TEXT, PRIMARY KEY (layer, name));
+CREATE TABLE layer_columns (layer TEXT, name TEXT, first_rowid INTEGER, count INTEGER, data BLOB, PRIMARY KEY (layer, name, first_rowid));
 """
 
 
@@ -258,6 +259,7 @@ def _create(path: Path, **kwargs) -> sqlite3.Connection:
 def _insert_rows(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
     _insert_layer(con, rows, start)
     _insert_footprints(con, rows, start)
+    _insert_columns(con, rows, start)
     con.executemany("INSERT OR REPLACE INTO layer_schema VALUES (?, ?, ?)", [(rows.layer, k, v) for k, v in _schema_of(rows).items()])
     con.execute(
         "INSERT INTO features_text (rowid, fid, title, body) SELECT rowid, fid, title, body FROM features WHERE rowid >= ?", (start,)
@@ -382,6 +384,25 @@ def _insert_footprints(con: sqlite3.Connection, rows: SearchRows, start: int) ->
     )
 
 
+def _insert_columns(con: sqlite3.Connection, rows: SearchRows, start: int) -> None:
+    """A layer's attribute columns whole, for the query service to load without parsing each
+    row's JSON: numbers as little-endian float64 (NaN: missing; booleans 1/0), strings as one
+    JSON list (null: missing)."""
+    if rows.columns is None:
+        return
+    types = rows.types or {}
+    n = len(rows.ids)
+    out = []
+    for name, values in rows.columns.items():
+        if types.get(name, "STRING") == "STRING":
+            data = json.dumps(_sql_values(values, "STRING"), ensure_ascii=False, default=_plain).encode("utf-8")
+        else:
+            column = np.array([np.nan if v is None else v for v in values.tolist()], dtype="<f8") if values.dtype == object else values
+            data = np.asarray(column, dtype="<f8").tobytes()
+        out.append((rows.layer, name, start, n, data))
+    con.executemany("INSERT INTO layer_columns VALUES (?, ?, ?, ?, ?)", out)
+
+
 #: the query types of metadata types
 _QUERY_TYPES = {"STRING": "string", "BOOLEAN": "boolean"}
 
@@ -469,7 +490,8 @@ def search(
 ) -> list[dict]:
     """Features matching words of ``text`` (substrings of id, title and text attributes)
     and/or lying in ``bbox`` (west, south, east, north degrees), best matches first; none of the
-    layers in ``exclude`` (those a reader may not see).
+    layers in ``exclude`` (those a reader may not see). Each result's ``anchor`` is a point
+    inside its footprint (where the viewer flies to), its centre when it has no footprint.
 
     Raises
     ------
@@ -479,7 +501,7 @@ def search(
     if not text and bbox is None:
         raise CimInputError("search needs q= (words) or bbox=west,south,east,north")
     limit = max(1, min(int(limit), 200))
-    cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties"
+    cols = "f.layer, f.fid, f.title, f.lon, f.lat, f.base, f.top, f.properties, f.rowid"
     box_sql = "f.lon BETWEEN ? AND ? AND f.east >= ? AND f.west <= ? AND f.north >= ? AND f.south <= ?"
     box_args: list[float] = []
     hidden = sorted(set(exclude or ()))
@@ -521,9 +543,31 @@ def search(
             args[i] -= half[0] if half else 180.0
             args[i + 1] += half[0] if half else 180.0
         rows = con.execute(sql, [*args, *tail, limit]).fetchall()
+        anchors = _anchors(con, [r[8] for r in rows])
     finally:
         con.close()
     return [
-        {"layer": r[0], "id": r[1], "title": r[2], "lon": r[3], "lat": r[4], "base": r[5], "top": r[6], "properties": json.loads(r[7])}
+        {
+            "layer": r[0],
+            "id": r[1],
+            "title": r[2],
+            "lon": r[3],
+            "lat": r[4],
+            "base": r[5],
+            "top": r[6],
+            "properties": json.loads(r[7]),
+            "anchor": list(anchors.get(r[8], (r[3], r[4]))),
+        }
         for r in rows
     ]
+
+
+def _anchors(con: sqlite3.Connection, rowids: list[int]) -> dict[int, tuple[float, float]]:
+    """A point inside each feature's footprint (features without one, or an index from before
+    footprints were stored, have none: their centre serves)."""
+    has = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'footprints'").fetchone()
+    if not has or not rowids:
+        return {}
+    marks = ", ".join("?" * len(rowids))
+    got = con.execute(f"SELECT rowid, anchor_lon, anchor_lat FROM footprints WHERE rowid IN ({marks})", rowids).fetchall()
+    return {r[0]: (r[1], r[2]) for r in got}

@@ -21,6 +21,20 @@ While a layer's index does not exist yet (a first build), nothing names its tile
 written straight to their names (no temporary name and rename, a second directory operation a
 file); a tile is logged only once it is whole, so a torn one is written again on resume. Once
 the index exists every tile replaces its old self atomically.
+
+Incremental rebuilds: every logged file carries the SHA-256 digest of its bytes (the ``sha``
+of its log line). A layer whose inputs changed gets a new build key, so its jobs run again, but
+a tile whose bytes come out as the previous build's (same size and digest, and the very file
+that was logged: same inode and modification time, the log's ``at``) is not written again: it keeps its inode and modification time, and only tiles
+whose content changed are replaced. The previous build's digests are read from its log when a
+build with another key opens the folder, and kept in ``.cim-previous.json`` until that build
+is published, so a rebuild killed and run again still knows them (a resumed build, or one
+with unchanged inputs, reads them from the log itself). The layer's index is not
+rewritten either when its text is unchanged. :attr:`TileStore.rewritten` and
+:attr:`TileStore.files` count what a build wrote and what it published.
+
+Files that a killed build left half-made (``.NAME.PID.TID.tmp`` beside a tile, a point cloud's
+``.cim-tmp-*`` working folder) are removed when the next build opens the folder.
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +55,9 @@ from cim.errors import CimIOError
 
 __all__ = [
     "LOG_NAME",
+    "PREVIOUS_NAME",
+    "content_digest",
+    "remove_stale_temporaries",
     "atomic_path",
     "make_output_dir",
     "atomic_write_bytes",
@@ -54,6 +73,44 @@ __all__ = [
 ]
 
 LOG_NAME = ".cim-build.jsonl"
+#: the digests of the previous published build's files, kept while a build with another key runs
+PREVIOUS_NAME = ".cim-previous.json"
+
+
+def content_digest(data: bytes | memoryview) -> str:
+    """The SHA-256 digest of a file's bytes, as hex (what the build log and versions record)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+_TILE_TMP = re.compile(r"^\..+\.\d+\.\d+\.tmp$")
+
+
+def remove_stale_temporaries(folder: str | Path, *, recursive: bool = False, every: bool = False) -> int:
+    """Remove what killed writers left in ``folder``: the temporary names of
+    :func:`atomic_write_bytes` (``.NAME.PID.TID.tmp``; with ``every``, any hidden ``.*.tmp``
+    file, such as those of :func:`atomic_path` and the search index) and ``.cim-tmp-*``
+    working folders; below it too when ``recursive``. Returns how many.
+
+    Only for a folder no other build is writing to (a build owns its output folder).
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if name.startswith(".cim-tmp-"):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+            elif recursive and not name.startswith("."):
+                removed += remove_stale_temporaries(entry.path, recursive=True, every=every)
+        elif name.endswith(".tmp") and name.startswith(".") and (every or _TILE_TMP.match(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 @contextlib.contextmanager
@@ -146,11 +203,13 @@ def write_new_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` in place (no temporary name): for files nothing names yet.
 
     A reader could see the file half-written, so use it only where no index points at ``path``
-    before the write has returned (see the module notes).
+    before the write has returned (see the module notes). A file already at ``path`` (a torn
+    tile of a killed build, or one an old version still links to, see :mod:`cim.versions`) is
+    never truncated: it is unlinked first, so other links to it keep their bytes.
     """
     path = os.fspath(path)
     folder = os.path.dirname(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         _ensure_dir(folder)
         try:
@@ -158,6 +217,9 @@ def write_new_bytes(path: str | Path, data: bytes) -> None:
         except FileNotFoundError:  # the folder was removed since we made it
             _MADE_DIRS.discard(folder)
             _ensure_dir(folder)
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:  # unlinked, not truncated: a version may hold its bytes
+            os.unlink(path)
             fd = os.open(path, flags, 0o644)
         try:
             view = memoryview(data)
@@ -178,12 +240,16 @@ def atomic_write_json(path: str | Path, obj: object, *, pretty: bool = True) -> 
     """Write ``obj`` as JSON to ``path`` atomically: indented when ``pretty``, else compact
     (Python's C encoder serves only compact output: indenting goes through the pure-Python
     encoder, so large documents such as a layer's ``tileset.json`` are written compact)."""
+    atomic_write_text(path, _json_text(obj, pretty))
+
+
+def _json_text(obj: object, pretty: bool) -> str:
     text = (
         json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False)
         if pretty
         else json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     )
-    atomic_write_text(path, text + "\n")
+    return text + "\n"
 
 
 def build_key(*parts: object) -> str:
@@ -203,17 +269,52 @@ def file_fingerprint(path: str | Path) -> dict[str, object]:
 _journal = threading.local()
 
 
-#: a logged file: its path relative to the layer folder, its size, and what the layer noted about
-#: it (a tile's triangle count, its error: whatever the layer's summary needs of a tile that a
-#: resumed build does not make again), or None
-Entry = tuple[str, int, "dict[str, Any] | None"]
+#: a logged file: its path relative to the layer folder, its size, what the layer noted about it
+#: (a tile's triangle count, its error: whatever the layer's summary needs of a tile that a
+#: resumed build does not make again) or None, the digest of its bytes (:func:`content_digest`),
+#: whether this build wrote it (False: the previous build's file had the same bytes), and the
+#: file's stamp once whole (see :func:`_stamp`)
+Entry = tuple[str, int, "dict[str, Any] | None", str, bool, str]
+
+#: a previous build's file: its size, digest and stamp
+Previous = dict[str, tuple[int, str, str]]
 
 
-def _note(rel: str, size: int, meta: dict[str, Any] | None) -> None:
+def _stamp(st: os.stat_result) -> str:
+    """A file's inode and modification time: a file replaced since (by a build killed before it
+    logged the new file) has another, so its logged digest is not trusted."""
+    return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
+def _note(rel: str, size: int, meta: dict[str, Any] | None, digest: str, wrote: bool, stamp: str) -> None:
     entries = getattr(_journal, "entries", None)
     if entries is None:
         raise RuntimeError(f"{rel}: TileSink used outside a tile job (the layer run journals a job's files)")
-    entries.append((rel, size, meta))
+    entries.append((rel, size, meta, digest, wrote, stamp))
+
+
+def _unchanged(path: str, before: tuple[int, str, str] | None, size: int, digest: str) -> str | None:
+    """The file's stamp when the previous build's file at ``path`` has these bytes (same size and
+    digest by its log, and the very file it logged: same size, inode and modification time on
+    disk), else None: then it need not be written again."""
+    if before is None or before[0] != size or before[1] != digest:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = _stamp(st)
+    return stamp if st.st_size == size and stamp == before[2] else None
+
+
+def _write_tile(path: str, data: bytes, atomic: bool, before: tuple[int, str, str] | None) -> tuple[str, bool, str]:
+    """Write one tile unless the previous build's file has the same bytes; ``(digest, wrote, stamp)``."""
+    digest = content_digest(data)
+    stamp = _unchanged(path, before, len(data), digest)
+    if stamp is not None:
+        return digest, False, stamp
+    (atomic_write_bytes if atomic else write_new_bytes)(path, data)
+    return digest, True, _stamp(os.stat(path))
 
 
 def journaled(job_and_state: tuple[Any, Any], key: object) -> tuple[object, list[Entry]]:
@@ -243,18 +344,21 @@ class TileSink:
     forked or remote worker writes to the same (shared) folder.
     """
 
-    __slots__ = ("atomic", "done", "root")
+    __slots__ = ("atomic", "done", "previous", "root")
 
-    def __init__(self, root: str | Path, atomic: bool, done: dict[str, dict[str, Any] | None] | None = None) -> None:
+    def __init__(
+        self, root: str | Path, atomic: bool, done: dict[str, dict[str, Any] | None] | None = None, previous: Previous | None = None
+    ) -> None:
         self.root = os.fspath(root)
         self.atomic = atomic
         self.done = done or {}
+        self.previous = previous or {}
 
-    def __getstate__(self) -> tuple[str, bool, dict[str, dict[str, Any] | None]]:
-        return self.root, self.atomic, self.done
+    def __getstate__(self) -> tuple[str, bool, dict[str, dict[str, Any] | None], Previous]:
+        return self.root, self.atomic, self.done, self.previous
 
-    def __setstate__(self, state: tuple[str, bool, dict[str, dict[str, Any] | None]]) -> None:
-        self.root, self.atomic, self.done = state
+    def __setstate__(self, state: tuple[str, bool, dict[str, dict[str, Any] | None], Previous]) -> None:
+        self.root, self.atomic, self.done, self.previous = state
 
     def is_done(self, rel: str) -> bool:
         """True when an earlier run of the same build finished ``rel``."""
@@ -267,9 +371,10 @@ class TileSink:
     def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
         """Write one tile (``rel`` is relative to the layer folder) and note it in the job's
         journal, with ``meta`` (small JSON: what the layer's summary needs of the tile when a
-        resumed build skips it)."""
-        (atomic_write_bytes if self.atomic else write_new_bytes)(f"{self.root}/{rel}", data)
-        _note(rel, len(data), meta)
+        resumed build skips it). A tile the previous build made with the same bytes is left
+        as it is (see the module notes)."""
+        digest, wrote, stamp = _write_tile(f"{self.root}/{rel}", data, self.atomic, self.previous.get(rel))
+        _note(rel, len(data), meta, digest, wrote, stamp)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -298,21 +403,44 @@ class TileStore:
             # file): nothing to clear away at the end, no folder walk to count the bytes
             self._fresh = all(e.name.startswith(".") for e in entries)
         self._published = (self.root / index).exists()
+        remove_stale_temporaries(self.root)
+        for folder in self.content:
+            remove_stale_temporaries(self.root / folder, recursive=True)
         self._lock = threading.Lock()
         self._log = self.root / LOG_NAME
         self._done: dict[str, dict[str, Any] | None] = {}
+        self._digests: dict[str, str] = {}
+        logged: Previous = {}  # what the log records, whatever its key
+        same_key = False
         if self._log.exists():
             lines = self._log.read_text().splitlines()
-            if lines and json.loads(lines[0]).get("key") == key:
-                for line in lines[1:]:
-                    with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a torn last line, a lost file
-                        entry = json.loads(line)
-                        rel, size = entry["file"], entry.get("size")
-                        if size is None or (self.root / rel).stat().st_size == size:
-                            self._done[rel] = entry.get("meta")
+            with contextlib.suppress(ValueError):
+                same_key = bool(lines) and json.loads(lines[0]).get("key") == key
+            for line in lines[1:]:
+                with contextlib.suppress(ValueError, KeyError, TypeError, OSError):  # a torn last line, a lost file
+                    entry = json.loads(line)
+                    rel, size = entry["file"], entry.get("size")
+                    if entry.get("sha") and entry.get("at") and size is not None:
+                        logged[rel] = (int(size), str(entry["sha"]), str(entry["at"]))
+                    if same_key and (size is None or (self.root / rel).stat().st_size == size):
+                        self._done[rel] = entry.get("meta")
+                        if entry.get("sha"):
+                            self._digests[rel] = str(entry["sha"])
+        # the files already there and their digests: the previous build's (kept aside while a
+        # build with another key runs), then what the log records
+        previous_path = self.root / PREVIOUS_NAME
+        self._previous: Previous = {}
+        if previous_path.exists():
+            with contextlib.suppress(ValueError, TypeError, IndexError, OSError):
+                self._previous = {rel: (int(v[0]), str(v[1]), str(v[2])) for rel, v in json.loads(previous_path.read_text()).items()}
+        self._previous.update(logged)
+        if not same_key and logged:  # the log starts again: what it knew goes aside first
+            atomic_write_json(previous_path, {rel: list(v) for rel, v in sorted(self._previous.items())}, pretty=False)
         if not self._done:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
         self._resumed = len(self._done)
+        self._rewritten = 0
+        self._index_rewritten = False
         # an earlier run of the same build finished these: they are this build's too
         self._written: set[str] = set(self._done)
         self._bytes = 0
@@ -345,26 +473,41 @@ class TileStore:
         """What was noted about a file an earlier run of the same build finished."""
         return self._done.get(rel)
 
+    @property
+    def rewritten(self) -> int:
+        """Files this build wrote, its index included (a file whose bytes came out as the
+        previous build's is not written again; nor is a resumed one)."""
+        return self._rewritten + int(self._index_rewritten)
+
+    @property
+    def files(self) -> int:
+        """Files of the layer as this build publishes them, its index included."""
+        return len(self._written) + 1
+
+    def digests(self) -> dict[str, str]:
+        """The digest of every file this build wrote or kept (relative paths), its index
+        included once :meth:`finish` has run."""
+        return dict(self._digests)
+
     def sink(self) -> TileSink:
         """The writer tile jobs use (see :class:`TileSink`)."""
-        return TileSink(self.root, atomic=self._published, done=dict(self._done))
+        return TileSink(self.root, atomic=self._published, done=dict(self._done), previous=self._previous)
 
     # -- writing
 
     def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
         """Write one file atomically and log it (``meta``: see :meth:`TileSink.write`)."""
-        atomic_write_bytes(f"{os.fspath(self.root)}/{rel}", data)
-        self.record([(rel, len(data), meta)])
+        digest, wrote, stamp = _write_tile(f"{os.fspath(self.root)}/{rel}", data, True, self._previous.get(rel))
+        self.record([(rel, len(data), meta, digest, wrote, stamp)])
 
     def write_many(self, items: Sequence[tuple[str, bytes, dict[str, Any] | None]]) -> None:
         """Write files ``(path, bytes, meta)``, then log them all in one append rather than one a file."""
-        write = atomic_write_bytes if self._published else write_new_bytes
         root = os.fspath(self.root)
         done: list[Entry] = []
         try:
             for rel, data, meta in items:
-                write(f"{root}/{rel}", data)
-                done.append((rel, len(data), meta))
+                digest, wrote, stamp = _write_tile(f"{root}/{rel}", data, self._published, self._previous.get(rel))
+                done.append((rel, len(data), meta, digest, wrote, stamp))
         finally:
             self.record(done)
 
@@ -372,10 +515,11 @@ class TileStore:
         """Log files that are whole on disk (see :data:`Entry`) in one append."""
         if not entries:
             return
-        # the same text as json.dumps({"file": rel, "size": size, "meta": meta}), a third of the time
+        # the same text as json.dumps({"file": rel, "size": size, "sha": digest, "meta": meta}), a third of the time
         lines = "".join(
-            f'{{"file": {json.dumps(rel)}, "size": {int(size)}' + (f', "meta": {json.dumps(meta, sort_keys=True)}}}\n' if meta else "}\n")
-            for rel, size, meta in entries
+            f'{{"file": {json.dumps(rel)}, "size": {int(size)}, "sha": "{digest}", "at": "{stamp}"'
+            + (f', "meta": {json.dumps(meta, sort_keys=True)}}}\n' if meta else "}\n")
+            for rel, size, meta, digest, _, stamp in entries
         )
         with self._lock:
             if self._finished:
@@ -384,9 +528,11 @@ class TileStore:
                 self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
             self._log_file.write(lines)
             self._log_file.flush()  # to the OS at once: a killed build still resumes from here
-            for rel, size, _ in entries:
+            for rel, size, _, digest, wrote, _ in entries:
                 self._written.add(rel)
+                self._digests[rel] = digest
                 self._bytes += size
+                self._rewritten += wrote
 
     # -- publishing
 
@@ -396,7 +542,19 @@ class TileStore:
         self.close()
         with self._lock:
             self._finished = True
-        atomic_write_json(self.root / self.index, index_doc, pretty=pretty)
+        text = _json_text(index_doc, pretty)
+        data = text.encode("utf-8")
+        index_path = self.root / self.index
+        self._digests[self.index] = content_digest(data)
+        try:
+            same = index_path.stat().st_size == len(data) and index_path.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            atomic_write_bytes(index_path, data)
+            self._index_rewritten = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / PREVIOUS_NAME)  # published: this build is the previous one now
         if self._fresh:
             return  # every file below was written by this build
         root = os.fspath(self.root)

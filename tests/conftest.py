@@ -33,3 +33,12 @@ def tiny_city(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
     recipe.write_text(text)
     cim.build(recipe, out)
     return out
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the browser tests share
+    one built city, one server and one Chromium: they run on one worker, in their order."""
+    for item in items:
+        if item.nodeid.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

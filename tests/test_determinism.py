@@ -60,7 +60,8 @@ def differences(a: Any, b: Any, where: str = "") -> list[str]:
 
 
 def files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """The city's files, its history (``.cim/``: versions with their build times) left out."""
+    return sorted(rel for p in root.rglob("*") if p.is_file() and not (rel := p.relative_to(root).as_posix()).startswith(".cim/"))
 
 
 def assert_same_city(a: Path, b: Path) -> None:

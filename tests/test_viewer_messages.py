@@ -116,3 +116,64 @@ def test_no_english_sentence_is_shown_from_code(module: str) -> None:
     source = (VIEWER / "js" / module).read_text(encoding="utf-8")
     shown = re.findall(r'(?:textContent|title|label|placeholder)\s*=\s*[`"]([^`"$]*[A-Za-z]{3,}[^`"]*)[`"]', source)
     assert shown == []
+
+
+def _code(path: Path) -> str:
+    """A module's source without its comments (a comment may speak Chinese; code may not)."""
+    source = re.sub(r"/\*.*?\*/", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return re.sub(r"(?m)(^|[^:\"'`])//.*$", r"\1", source)
+
+
+MODULES = sorted(p.name for p in (VIEWER / "js").glob("*.js"))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_text_of_either_language_is_kept_in_code(module: str) -> None:
+    """Every Chinese word lives in a catalogue; no tool keeps its own messages per language or
+    its own idea of the language shown (the annotations and analysis panels did)."""
+    code = _code(VIEWER / "js" / module)
+    assert [line.strip() for line in code.splitlines() if _HAN.search(line)] == []
+    if module not in ("i18n.js", "workspace.js"):
+        assert '"zh-CN"' not in code and "'zh-CN'" not in code, "the language is i18n.js's: language(), onLanguageChange()"
+        assert 'localStorage.getItem("cim.lang' not in code
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_numbers_and_dates_are_formatted_for_the_language(module: str) -> None:
+    """Text shows numbers and dates through i18n.js's Intl helpers, never toLocale*() with a
+    language of its own or a bare toFixed() (toFixed stays for URLs and shader source)."""
+    code = _code(VIEWER / "js" / module)
+    assert re.findall(r"\.toLocale\w*\(", code) == []
+    shown = re.findall(r"(?:textContent|(?<![\w.])t\([^)]*)[^;\n]*\.toFixed\(", code)
+    assert shown == []
+
+
+def test_every_key_prefix_a_template_names_has_messages() -> None:
+    """``t(`analysis.kind.${kind}`)``: some message starts with each prefix built at run time."""
+    keys = set(catalogue("zh-CN"))
+    for bundle_zh, _ in panel_bundles().values():
+        keys |= set(bundle_zh)
+    prefixes: set[str] = set()
+    for path in [VIEWER / "main.js", *sorted((VIEWER / "js").glob("*.js"))]:
+        prefixes |= set(re.findall(r"\bt\(\s*`([^`$]+)\$\{", path.read_text(encoding="utf-8")))
+    assert {"analysis.kind.", "annotations.kind.", "query.draw."} <= prefixes
+    assert sorted(p for p in prefixes if not any(k.startswith(p) for k in keys)) == []
+
+
+def test_every_panel_messages_file_is_registered() -> None:
+    """Each messages file of viewer/i18n/ is imported by the module of its panel and handed to
+    registerPanel (or addMessages); its keys are the panel's own (``NAME.``)."""
+    sources = {p.name: p.read_text(encoding="utf-8") for p in (VIEWER / "js").glob("*.js")}
+    for name in panel_bundles():
+        importers = [m for m, s in sources.items() if re.search(rf'import (\w+) from "\.\./i18n/{re.escape(name)}"', s)]
+        assert importers, f"no module imports i18n/{name}"
+        for module in importers:
+            var = re.search(rf'import (\w+) from "\.\./i18n/{re.escape(name)}"', sources[module])
+            assert var and re.search(rf"(registerPanel\(\{{[^}}]*\b{var[1]}\b|addMessages\({var[1]}\))", sources[module]), module
+    for name in ("annotations.js", "analysis.js"):
+        zh, en = panel_bundles()[name]
+        prefix = name.removesuffix(".js") + "."
+        assert all(k.startswith(prefix) for k in zh), name
+        # the Chinese messages are Chinese, the English ones are not
+        assert all(_HAN.search(v) for k, v in zh.items() if re.search(r"[A-Za-z]{4,}", v) is None and len(v) > 3)
+        assert not any(_HAN.search(v) for v in en.values()), name

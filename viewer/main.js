@@ -22,6 +22,7 @@ import { analysisTool } from "./js/analysis.js";
 import { shareTool } from "./js/share.js";
 import { queryTool } from "./js/query.js";
 import { swipeTool } from "./js/swipe.js";
+import { diffTool } from "./js/diff.js";
 
 setUpWorkspace();
 const viewer = new CityViewer("cesium-container");
@@ -52,6 +53,7 @@ const share = viewer.install((v) =>
 swipe.onChange(() => share.update());
 search.onChange(() => share.update());
 query.onRun(() => share.update());
+const diff = viewer.install(diffTool);
 
 window.addEventListener("unhandledrejection", (event) => {
   viewer.reportError(i18n.t("error.unexpected"), event.reason);
@@ -106,6 +108,7 @@ const cim = {
   cityjson,
   annotations,
   analysis,
+  diff,
   account,
   share,
   query,

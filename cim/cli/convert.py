@@ -72,7 +72,8 @@ def convert_command(kind: str) -> click.Command:
 
     params: list[click.Parameter] = [
         click.Argument(["sources"], nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)),
-        click.Argument(["out"], type=click.Path(file_okay=False, path_type=Path)),
+        # not file_okay=False: a file in the way is the library's one-line error (make_output_dir)
+        click.Argument(["out"], type=click.Path(path_type=Path)),
     ]
     hints = get_type_hints(builder.Options)
     params += [_option(f, hints[f.name]) for f in dataclasses.fields(builder.Options)]

@@ -10,6 +10,8 @@ Examples::
     cim users add tiles/tianshui wang --role planner
     cim access restrict tiles/tianshui bim --role planner
     cim audit verify tiles/tianshui
+    cim versions tiles/tianshui
+    cim diff tiles/tianshui v1 v2 --geojson changes.geojson
 
 ``cim convert`` has one subcommand per layer kind of :mod:`cim.layers.registry` (a plugin's
 kinds included), with the kind's options as flags.
@@ -30,6 +32,7 @@ from cim.cli.convert import KindGroup
 from cim.cli.export import export
 from cim.cli.options import common, console, engine_options, handle_errors, owns_process, print_report, progress_bar, setup_logging
 from cim.cli.query import query
+from cim.cli.versions import diff, prune, versions
 
 if TYPE_CHECKING:
     from cim.engines import Engine
@@ -101,6 +104,8 @@ cli.add_command(
 cli.add_command(export)
 cli.add_command(analyse)
 cli.add_command(query)
+for _command in (versions, prune, diff):
+    cli.add_command(_command)
 
 
 @cli.command()

@@ -48,6 +48,22 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     logging.getLogger("cim").setLevel(level)
+    # GDAL's own warnings on a damaged file ("tag ignored", "IO error during reading") and
+    # laspy's log of a LAZ chunk it cannot decode come before cim's one-line error or counted
+    # warning about the same thing: shown with -v only
+    logging.getLogger("rasterio").setLevel(logging.WARNING if verbose else logging.ERROR)
+    logging.getLogger("laspy").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+    # so are the libraries' own Python warnings on such a file (numpy's "invalid value", GDAL's
+    # "non closed ring"): cim's warnings say what was lost, in the report
+    logging.getLogger("py.warnings").setLevel(logging.WARNING if verbose else logging.ERROR)
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+) -> None:
+    """Python warnings as log records of ``py.warnings`` (one line each, shown with -v)."""
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -58,16 +74,25 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except (CimInputError, CimIOError) as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_INPUT)
         except CimError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
             sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: run the same command again to resume")
             sys.exit(130)
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line, whatever a damaged file put in it (newlines, control
+    bytes, rich markup), so that a log keeps one line an error."""
+    from rich.markup import escape
+
+    text = "".join(ch if ch.isprintable() else " " for ch in str(exc))
+    return escape(" ".join(text.split()))
 
 
 def owns_process(fn: Callable[..., Any]) -> Callable[..., Any]:

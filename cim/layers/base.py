@@ -40,11 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 from cim.errors import CimInputError
-from cim.store import TileStore, journaled
+from cim.store import TileStore, build_key, journaled
 from cim.warnings import CimWarning
 
 if TYPE_CHECKING:
+    from pyproj import CRS
+
+    from cim.datum import HeightConversion
     from cim.engines import Engine, TaskPool
     from cim.kernels.frames import LocalFrame
     from cim.searchindex import SearchIndexWriter, SearchRows
@@ -285,6 +290,14 @@ class LayerResult:
     sources: list[Path] = field(default_factory=list)
     #: rows for the city's search index, when the layer has features
     search: SearchRows | None = field(default=None, repr=False)
+    #: how the layer's heights reached the city's datum: "as given", "converted from EPSG:...",
+    #: or "NOT converted from EPSG:..." (a warning says why)
+    heights: str = "as given"
+    #: files this build wrote, and files the layer has: a rebuild leaves unchanged ones alone
+    rewritten: int = 0
+    files: int = 0
+    #: the SHA-256 digest of each of the layer's files (paths relative to its folder)
+    digests: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 # -- the city a layer is part of -------------------------------------------------------------------
@@ -304,6 +317,8 @@ class City:
     progress : the progress callback
     search : the city's search index, written while the layers build
     built : the layers built so far, in build order
+    vertical_datum : the datum every layer's heights are brought to
+    cache : skip layers whose inputs are unchanged (see the field)
     """
 
     out: Path
@@ -313,6 +328,11 @@ class City:
     progress: Progress | None = None
     search: SearchIndexWriter | None = None
     built: list[LayerResult] = field(default_factory=list)
+    #: the city's height datum: "ellipsoidal" or a vertical CRS label (see :mod:`cim.datum`)
+    vertical_datum: str = "ellipsoidal"
+    #: keep each layer's result in ``out/.cim/layers`` and skip a layer whose inputs are those
+    #: of its last published build (:mod:`cim.layers.cache`; what :func:`cim.build` does)
+    cache: bool = False
 
     def results(self, kind: str) -> list[LayerResult]:
         """The layers of a kind built so far."""
@@ -339,6 +359,9 @@ class LayerRun:
         self.warnings: list[CimWarning] = []
         self.store: TileStore | None = None
         self._pool: TaskPool | None = None
+        self.heights = "as given"
+        self._conversions: dict[str, HeightConversion | None] = {}
+        self._rows: list[SearchRows] = []  # handed to the search index while building
 
     @property
     def frame(self) -> LocalFrame | None:
@@ -362,6 +385,37 @@ class LayerRun:
         if self.city.progress is not None:
             self.city.progress(f"{self.id}: {stage}", done, total)
 
+    def height_offset(self, crs: CRS | None, lon: np.ndarray, lat: np.ndarray, what: str) -> np.ndarray | None:
+        """Metres to add to heights given in ``crs`` at ``lon``, ``lat`` to bring them to the
+        city's vertical datum; None when they are in it already (a CRS naming no vertical datum
+        is taken as the city's) or cannot be converted: then a warning names the source, once.
+
+        Parameters
+        ----------
+        crs : the source's CRS (a pyproj CRS, compound with a vertical CRS or not)
+        lon, lat : where (degrees, arrays of one shape)
+        what : the source, for the warning
+        """
+        from cim.datum import height_conversion
+        from cim.warnings import GeoreferenceWarning
+
+        key = crs.to_wkt() if crs is not None else ""
+        if key not in self._conversions:
+            self._conversions[key] = conv = height_conversion(crs, self.city.vertical_datum)
+            if conv is not None and conv.offset is None:
+                self.heights = f"NOT converted from {conv.source}"
+                self.warn(
+                    GeoreferenceWarning,
+                    f"{what} gives heights in {conv.source}, the city's are {conv.target}: not converted, "
+                    f"{conv.problem}; they may lie tens of metres off the other layers'",
+                )
+            elif conv is not None:
+                self.heights = f"converted from {conv.source}"
+        found = self._conversions[key]
+        if found is None or not callable(found.offset):
+            return None
+        return np.asarray(found.offset(lon, lat), dtype=np.float64)
+
     def warn(self, category: type[CimWarning], message: str) -> None:
         """Report something the layer noticed and carried on with: kept in the result and
         issued as a Python warning of ``category`` (callers filter or escalate it)."""
@@ -373,6 +427,7 @@ class LayerRun:
         """Hand the layer's rows to the city's search index now, so that it indexes them while
         the tiles are made (rows returned only in the :class:`LayerOutput` are indexed by the
         caller of :func:`run_layer` once the layer is done)."""
+        self._rows.append(rows)
         if self.city.search is not None and not self.city.search.has(rows):
             self.city.search.add(rows)
 
@@ -445,6 +500,35 @@ class LayerBuilder(ABC, Generic[O, P]):
         return self.Options.from_mapping(values, where=where, base=base)
 
 
+def _cached_output(builder: LayerBuilder, run: LayerRun, key: str) -> LayerOutput | None:
+    """The output of the layer's last published build, when it had the cache key ``key`` (see
+    :func:`run_layer`) and all its files are still there (see :mod:`cim.layers.cache`); its
+    warnings are issued again."""
+    import json as _json
+
+    from cim.layers.cache import load_result
+
+    store = run.store
+    assert store is not None
+    if not (store.published and store.resumed):
+        return None
+    cached = load_result(run.city.out, run.id, key, store.resumed)
+    if cached is None:
+        return None
+    fields, info, search, rows, notes, run.heights = cached
+    try:
+        index = _json.loads((run.out / builder.index).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for w in notes:
+        run.warnings.append(w)  # type: ignore[arg-type]
+        warnings.warn(w, stacklevel=2)
+    for r in rows:
+        run.add_search(r)
+    log.info("%s %s: inputs unchanged since its last build: skipped", builder.kind, run.id)
+    return LayerOutput(index=index, info=info, search=search, **fields)
+
+
 def run_layer(
     builder: LayerBuilder, layer_id: str, sources: Sequence[str | Path], options: LayerOptions, city: City, *, out: Path | None = None
 ) -> LayerResult:
@@ -463,14 +547,29 @@ def run_layer(
     run = LayerRun(layer_id, builder.kind, Path(out) if out is not None else city.out / layer_id, city)
     plan = builder.plan(paths, options, run)
     run.store = TileStore(run.out, plan.key, index=builder.index, content=builder.content)
-    try:
-        with city.engine.pool(builder.kind, small=plan.small) as pool:
-            run._pool = pool
-            output = builder.build(plan, run)
-    finally:
-        run._pool = None
-        run.store.close()
+    # the cache's key: the plan's, every option that decides the output (some kinds leave a few
+    # out of their plan's key), and the content of the layers built before this one (a kind may
+    # use their results: buildings stand on the terrain, make way for BIM models)
+    cache_key = build_key(plan.key, options.key(), [(r.id, build_key(sorted(r.digests.items()))) for r in city.built]) if city.cache else ""
+    output = _cached_output(builder, run, cache_key) if city.cache else None
+    made = output is None
+    if output is None:
+        if city.cache:
+            from cim.layers.cache import drop_result
+
+            drop_result(city.out, layer_id)
+        try:
+            with city.engine.pool(builder.kind, small=plan.small) as pool:
+                run._pool = pool
+                output = builder.build(plan, run)
+        finally:
+            run._pool = None
+            run.store.close()
     run.store.finish(output.index, pretty=builder.pretty_index)
+    if city.cache and made:
+        from cim.layers.cache import save_result
+
+        save_result(city.out, layer_id, cache_key, run.store.files - 1, output, run._rows, run.warnings, run.heights)
     result = LayerResult(
         id=layer_id,
         kind=builder.kind,
@@ -492,6 +591,10 @@ def run_layer(
         info=output.info,
         sources=paths,
         search=output.search,
+        heights=run.heights,
+        rewritten=run.store.rewritten,
+        files=run.store.files,
+        digests=run.store.digests(),
     )
     if city.frame is None:
         from cim.kernels.frames import LocalFrame
@@ -500,12 +603,14 @@ def run_layer(
         city.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
     city.built.append(result)
     log.info(
-        "%s %s: %d features, %d tiles, %.1f MB, %.2f s",
+        "%s %s: %d features, %d tiles, %.1f MB, %.2f s; files rewritten %d / %d",
         builder.kind,
         layer_id,
         result.count,
         result.tiles,
         result.bytes / 1e6,
         result.seconds,
+        result.rewritten,
+        result.files,
     )
     return result

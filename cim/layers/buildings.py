@@ -27,6 +27,7 @@ from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.feature_tiles import write_feature_tile
+from cim.tiling.implicit_tree import implicit_replace_tree, tile_metadata_schema
 from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import (
     CimWarning,
@@ -39,6 +40,7 @@ from cim.warnings import (
 
 __all__ = [
     "BuildingsLayer",
+    "MAX_BUILDING_HEIGHT",
     "BuildingsOptions",
     "BuildingsInfo",
     "BuildingsPlan",
@@ -72,6 +74,12 @@ class BuildingsOptions(LayerOptions):
     default_height: float = option(10.0, help="Metres, where neither height nor floors is known.")
     dem: Path | None = option(None, help="DEM to stand buildings on (base = lowest ground under the footprint).")
     max_features: int = option(2000, help="Most buildings in one tile.")
+    implicit_tiles: int = option(
+        2000,
+        help="Write the quadtree with 3D Tiles implicit tiling (subtree files with each tile's box and geometric error; "
+        "tileset.json stays a few KB) when it has more tiles than this; -1: never.",
+    )
+    subtree_levels: int = option(5, help="Levels of each subtree file of an implicit quadtree.")
     crs: str | None = option(None, help="CRS of a file that declares none, e.g. EPSG:4544 [default: the city's].")
     crs_override: bool = option(False, help="Use --crs even for a file that declares one (its header is wrong).")
     layer: str | None = option(None, help="Layer of a multi-layer file (GeoPackage) [default: the first].")
@@ -98,6 +106,10 @@ class BuildingsOptions(LayerOptions):
                 raise CimInputError(f"{where}: option {name!r} must be positive, got {getattr(self, name)}")
         if self.max_features < 1:
             raise CimInputError(f"{where}: option 'max_features' must be at least 1, got {self.max_features}")
+        if self.implicit_tiles < -1:
+            raise CimInputError(f"{where}: option 'implicit_tiles' must be -1 (never) or more, got {self.implicit_tiles}")
+        if not 1 <= self.subtree_levels <= 10:
+            raise CimInputError(f"{where}: option 'subtree_levels' must be in 1..10, got {self.subtree_levels}")
         percentiles = (*self.roof_percentiles, self.ground_percentile)
         if not self.roof_percentiles or not all(0.0 <= p <= 100.0 for p in percentiles):
             raise CimInputError(f"{where}: options 'roof_percentiles' and 'ground_percentile' must be in 0..100, got {percentiles}")
@@ -178,6 +190,10 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
     )
 
 
+#: metres: a height attribute above this is not a building's (the tallest stands at 828 m)
+MAX_BUILDING_HEIGHT = 1000.0
+
+
 def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.ndarray, list[tuple[type[CimWarning], str]]]:
     """Height of each building: the height attribute, else floors × storey height, else default."""
     n = len(table)
@@ -188,6 +204,16 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
     elif opts.height and opts.height in table.columns:
         heights = np.array([_to_float(v) for v in table.columns[opts.height]])
     heights[~(heights > 0)] = np.nan
+    tall = heights > MAX_BUILDING_HEIGHT  # infinities too: an undeclared no-data value, or millimetres
+    if tall.any():
+        notes.append(
+            (
+                DefaultValueWarning,
+                f"{int(tall.sum())} building(s) declare {opts.height!r} values above {MAX_BUILDING_HEIGHT:.0f} m "
+                f"(like {float(heights[tall][0]):.6g}); taken as missing",
+            )
+        )
+        heights[tall] = np.nan
     missing = np.isnan(heights)
     if missing.any() and opts.floors and opts.floors in table.columns:
         floors = (
@@ -195,7 +221,7 @@ def building_heights(table: FootprintTable, opts: BuildingsOptions) -> tuple[np.
             if table.types[opts.floors] == "STRING"
             else np.asarray(table.columns[opts.floors], dtype=np.float64)
         )
-        use = missing & (floors > 0)
+        use = missing & (floors > 0) & (floors * opts.storey_height <= MAX_BUILDING_HEIGHT)
         heights[use] = floors[use] * opts.storey_height
         if use.any():
             notes.append(
@@ -352,6 +378,8 @@ class BuildingsPlan(LayerPlan):
     root: TileNode | None = None
     frame: LocalFrame | None = None
     replaced: int = 0
+    #: levels of each subtree file when the quadtree is written with implicit tiling, else 0
+    subtree_levels: int = 0
 
 
 class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
@@ -360,12 +388,15 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
 
     Parents hold the buildings of their children (refine REPLACE) with a geometric error from
     the largest building size left out below them; a tile holds at most ``max_features``
-    buildings. Buildings under a BIM model of the same city (more than half of their footprint)
+    buildings; a quadtree of more than ``implicit_tiles`` tiles is written with implicit tiling
+    (:mod:`cim.tiling.implicit_tree`: the same tiles, boxes and errors, in subtree files). Buildings
+    under a BIM model of the same city (more than half of their footprint)
     are left out: the model replaces them.
     """
 
     kind = "buildings"
     Options = BuildingsOptions
+    content = ("tiles", "subtrees")
     order = 50
     cim_level = 2
     summary = "Extrude building footprints (GeoPackage, GeoJSON, Shapefile) to LOD1 3D Tiles."
@@ -378,6 +409,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         if options.crs_override and options.crs is None:
             raise CimInputError(f"{source}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
         table = read_footprints(source, crs=crs, layer=options.layer, id_attr=options.id_attr, crs_override=options.crs_override)
+        _check_named_attributes(table, options)
         if table.overridden_crs is not None:
             run.warn(GeoreferenceWarning, f"{source}: declares {table.overridden_crs}; read as {crs_label(table.crs)} (crs_override)")
         frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
@@ -391,6 +423,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         run.progress("extrude", len(table), len(table))
         root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
         nodes = list(root.walk())
+        implicit = 0 <= options.implicit_tiles < len(nodes)
         key = build_key(
             "buildings-1",
             file_fingerprint(table.source),
@@ -409,9 +442,17 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
                 if points is not None
                 else []
             ),
+            *(["implicit", options.subtree_levels] if implicit else []),
         )
         return BuildingsPlan(
-            key, [(node.name, node.features) for node in nodes], table=table, prep=prep, root=root, frame=frame, replaced=len(replaced)
+            key,
+            [(node.name, node.features) for node in nodes],
+            table=table,
+            prep=prep,
+            root=root,
+            frame=frame,
+            replaced=len(replaced),
+            subtree_levels=options.subtree_levels if implicit else 0,
         )
 
     def build(self, plan: BuildingsPlan, run: LayerRun) -> LayerOutput:
@@ -450,12 +491,18 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             bounds[name] = (lo, hi)
             if name in leaves:
                 triangles += ntri
-        root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
+        extra: dict[str, Any] = {}
+        if plan.subtree_levels:
+            root_json, lo, hi, subtrees = implicit_replace_tree(root, bounds, lambda node: node.geometric_error, plan.subtree_levels)
+            run.store.write_many([(path, data, None) for path, data in sorted(subtrees.items())])
+            extra["schema"] = tile_metadata_schema()
+        else:
+            root_json, lo, hi = replace_tree(root, bounds, lambda node: node.geometric_error)
         root_json["transform"] = transform_list(plan.frame.matrix())
         diagonal = float(np.linalg.norm(hi - lo))
         west, south, east, north = prep.lonlat_bounds
         return LayerOutput(
-            index=tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0)),
+            index=tileset_document(root_json, max(diagonal, 2.0 * root.geometric_error, 1.0), **extra),
             count=len(table),
             tiles=len(plan.jobs),
             triangles=triangles,
@@ -473,6 +520,26 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             crs=crs_label(table.crs),
             info=BuildingsInfo(replaced_by_bim=plan.replaced or None),
             search=rows,
+        )
+
+
+def _check_named_attributes(table: FootprintTable, opts: BuildingsOptions) -> None:
+    """A height or floors attribute the user named must exist in the file (the defaults,
+    ``height`` and ``floors``, may be absent: then the next rule applies).
+
+    Raises
+    ------
+    CimInputError
+        Naming the option, the attribute and the attributes the file has.
+    """
+    defaults = {"height": BuildingsOptions.height, "floors": BuildingsOptions.floors}
+    for name, flag in (("height", "--height-attr"), ("floors", "--floors-attr")):
+        attr = getattr(opts, name)
+        if attr is None or attr == defaults[name] or attr in table.columns:
+            continue
+        listed = ", ".join(table.columns) or "none"
+        raise CimInputError(
+            f"{table.source}: {flag} / option {name!r} names the attribute {attr!r}, which the file has not (its attributes: {listed})"
         )
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cim.crs import crs_label, parse_crs, to_lonlat
+from cim.crs import check_area_of_use, crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError
 from cim.formats.glb import FeatureColumns, PropertyAttribute
 from cim.formats.tileset import replace_tree, tileset_document, transform_list
@@ -48,6 +48,7 @@ from cim.kernels.surfaces import OK, SURFACE_STATUS, SurfaceMesh, surface_mesh, 
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.searchindex import SearchRows
 from cim.sources.cityjson import SURFACE_TYPES, CityModel, attribute_columns, horizontal_crs, lod_key, read_cityjson
+from cim.sources.plausible import check_heights
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.feature_tiles import write_feature_tile
 from cim.tiling.quadtree import TileNode, quadtree_plan
@@ -228,7 +229,16 @@ class CityJSONLayer(LayerBuilder[CityJSONOptions, CityJSONPlan]):
         lon[used], lat[used] = to_lonlat(model.coords[used, 0], model.coords[used, 1], horizontal_crs(model.crs))
         if not (np.all(np.isfinite(lon[used])) and np.all(np.abs(lat[used]) <= 90)):
             raise CimCRSError(f"{source}: coordinates do not project from {crs_label(model.crs)} to longitude/latitude (check the CRS)")
+        check_area_of_use(
+            horizontal_crs(model.crs),
+            (float(np.nanmin(lon)), float(np.nanmin(lat)), float(np.nanmax(lon)), float(np.nanmax(lat))),
+            str(source),
+        )
         z = model.coords[:, 2]
+        check_heights(z[used], str(source))
+        shift = run.height_offset(model.crs, np.where(used, lon, 0.0), np.where(used, lat, 0.0), source.name)
+        if shift is not None:  # heights in another vertical datum than the city's
+            z = z + np.where(used, shift, 0.0)
         frame = run.propose_frame(
             lambda: LocalFrame((np.nanmin(lon) + np.nanmax(lon)) / 2.0, (np.nanmin(lat) + np.nanmax(lat)) / 2.0, float(z[used].min()))
         )

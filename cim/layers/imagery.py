@@ -16,17 +16,20 @@ from typing import Literal
 
 import numpy as np
 import rasterio
+from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
+from cim.crs import check_area_of_use, crs_label, parse_crs
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.formats.imagery import EXTENSIONS, FORMATS, downsample_2x, encode_tile
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
-from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size
+from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size, gdal_reason
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.webmercator import TILE_SIZE, tile_bounds, tiles_covering, zoom_for_resolution
+from cim.warnings import GeoreferenceWarning
 
 __all__ = ["ImageryLayer", "ImageryOptions", "ImageryInfo", "ImageryPlan", "METADATA"]
 
@@ -35,16 +38,17 @@ METADATA = "imagery.json"
 MAX_ZOOM = 24
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
+def _open(path: Path, assume_crs: bool = False) -> rasterio.DatasetReader:
+    """Open an orthophoto; ``assume_crs``: a CRS is given for it, so declaring none is no error."""
     if not path.exists():
         raise CimIOError(f"{path}: no such file")
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise CimInputError(f"{path}: not a raster GDAL can read ({exc})") from None
-    if ds.crs is None:
+    if ds.crs is None and not assume_crs:
         ds.close()
-        raise CimCRSError(f"{path}: the image declares no CRS")
+        raise CimCRSError(f"{path}: the image declares no CRS; give one (--crs EPSG:XXXX, or crs= in the recipe)")
     if ds.transform.b != 0 or ds.transform.d != 0:
         ds.close()
         raise CimInputError(f"{path}: rotated geotransforms are not supported")
@@ -54,8 +58,43 @@ def _open(path: Path) -> rasterio.DatasetReader:
     return ds
 
 
-def _lonlat_bounds(ds: rasterio.DatasetReader) -> tuple[float, float, float, float]:
-    return transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+def _source_crs(ds: rasterio.DatasetReader, path: Path, crs: str | None, override: bool) -> tuple[CRS, str | None]:
+    """(the CRS the image is read in, the declared CRS it replaced or None): the file's own,
+    else ``crs``; ``crs`` over the file's own with ``override``.
+
+    Raises
+    ------
+    CimCRSError
+    """
+    if override and crs is None:
+        raise CimInputError(f"{path}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
+    declared = parse_crs(ds.crs.to_wkt(), what=str(path)) if ds.crs is not None else None
+    if declared is not None and not override:
+        return declared, None
+    if crs is None:
+        raise CimCRSError(f"{path}: the image declares no CRS; give one (--crs EPSG:XXXX, or crs= in the recipe)")
+    return parse_crs(crs, what=f"{path}: crs"), crs_label(declared) if declared is not None else None
+
+
+def _lonlat_bounds(ds: rasterio.DatasetReader, path: Path, crs: CRS | None = None) -> tuple[float, float, float, float]:
+    """The image's extent in longitude/latitude, checked against its CRS's area of use (an
+    image tagged EPSG:4326 whose numbers are metres, a longitude of 200, a wrong zone).
+
+    Raises
+    ------
+    CimCRSError
+    """
+    crs = crs if crs is not None else parse_crs(ds.crs.to_wkt(), what=str(path))
+    if crs.is_geographic:  # the numbers are degrees already: transform_bounds would clamp them
+        left, bottom, right, top = ds.bounds
+        bounds = (min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+    else:
+        try:
+            bounds = transform_bounds(crs.to_wkt(), "EPSG:4326", *ds.bounds, densify_pts=21)
+        except rasterio.errors.RasterioError as exc:
+            raise CimCRSError(f"{path}: its extent does not project to longitude/latitude ({exc})") from None
+    check_area_of_use(crs, bounds, str(path))
+    return bounds
 
 
 @dataclass
@@ -69,6 +108,8 @@ class ImageryOptions(LayerOptions):
     min_zoom: int | None = option(None, help="Coarsest zoom [default: where the image fits in 2x2 tiles].")
     quality: int = option(85, help="WebP/JPEG quality, 1-100.")
     max_cells: int = option(DEFAULT_MAX_CELLS, help="Refuse an image declaring more pixels than this (a damaged or wrong file).")
+    crs: str | None = option(None, help="CRS of an image that declares none, e.g. EPSG:4544 [default: the city's].")
+    crs_override: bool = option(False, help="Use --crs even for an image that declares one (its header is wrong).")
 
     def check(self, where: str) -> None:
         if not 1 <= self.quality <= 100:
@@ -94,6 +135,7 @@ class ImageryInfo(LayerInfo):
 @dataclass
 class ImageryPlan(LayerPlan):
     source: Path = Path()
+    crs_wkt: str = ""  # the CRS the image is read in (its own, or the one given for it)
     bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # west, south, east, north
     zmin: int = 0
     zmax: int = 0
@@ -107,6 +149,7 @@ class _Subtrees:
     """What every subtree job shares."""
 
     source: str
+    crs_wkt: str
     bounds: tuple[float, float, float, float]
     zmax: int
     fmt: str
@@ -127,19 +170,27 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
 
     def plan(self, sources: list[Path], options: ImageryOptions, run: LayerRun) -> ImageryPlan:
         source = sources[0]
-        with _open(source) as ds:
+        given = run.crs(options.crs)
+        with _open(source, assume_crs=given is not None) as ds:
             check_declared_size(source, ds.width, ds.height, ds.count, ds.dtypes[0], max_cells=options.max_cells)
-            west, south, east, north = _lonlat_bounds(ds)
+            crs, replaced = _source_crs(ds, source, given, options.crs_override)
+            own = ds.crs is not None and replaced is None
+            if replaced is not None:
+                run.warn(GeoreferenceWarning, f"{source}: declares {replaced}; read as {crs_label(crs)} (crs_override)")
+            west, south, east, north = _lonlat_bounds(ds, source, crs)
             lat = (south + north) / 2.0
             # the source's ground resolution in metres (projected CRS in metres, or degrees)
-            res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if ds.crs.is_geographic else ds.crs.linear_units_factor[1])
+            unit = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+            res = abs(ds.transform.a) * (111_320.0 * math.cos(math.radians(lat)) if crs.is_geographic else unit)
             transparent = (
                 ds.nodata is not None or ds.count == 4 or any(m != rasterio.enums.MaskFlags.all_valid for m in ds.mask_flag_enums[0])
             )
         zmax = options.max_zoom if options.max_zoom is not None else zoom_for_resolution(res, lat)
         zmin = options.min_zoom if options.min_zoom is not None else _coarsest(west, south, east, north, zmax)
         zmin = min(zmin, zmax)
-        key = build_key("imagery-1", file_fingerprint(source), options.format, zmin, zmax, options.quality)
+        key = build_key(
+            "imagery-1", file_fingerprint(source), options.format, zmin, zmax, options.quality, *([] if own else [crs.to_wkt()])
+        )
         # the pyramid is cut into subtrees rooted a few levels below zmin: the jobs
         split = min(zmax, zmin + 2)
         x0, y0, x1, y1 = tiles_covering(west, south, east, north, split)
@@ -148,6 +199,7 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
             key,
             roots,
             source=source,
+            crs_wkt=crs.to_wkt(),
             bounds=(west, south, east, north),
             zmin=zmin,
             zmax=zmax,
@@ -160,7 +212,7 @@ class ImageryLayer(LayerBuilder[ImageryOptions, ImageryPlan]):
         assert run.store is not None
         opts = plan.options
         ext = EXTENSIONS[opts.format]
-        state = _Subtrees(str(plan.source), plan.bounds, plan.zmax, opts.format, opts.quality, run.store.sink())
+        state = _Subtrees(str(plan.source), plan.crs_wkt, plan.bounds, plan.zmax, opts.format, opts.quality, run.store.sink())
         arrays: dict[tuple[int, int, int], np.ndarray | None] = {}
         tiles = pixels = 0
         for root, (rgba, n, px) in zip(plan.jobs, run.map(_render_subtree, state, plan.jobs, stage="tiles")):
@@ -234,7 +286,7 @@ def _render_subtree(state: _Subtrees, root: tuple[int, int, int]) -> tuple[np.nd
         if not (bx0 <= x <= bx1 and by0 <= y <= by1):
             return None
         if z == state.zmax:
-            rgba = _warp_tile(src, x, y, z)
+            rgba = _warp_tile(src, x, y, z, state.crs_wkt)
             counts[1] += TILE_SIZE * TILE_SIZE
         else:
             kids = [[render(z + 1, 2 * x + dx, 2 * y + dy, src) for dx in (0, 1)] for dy in (0, 1)]
@@ -254,13 +306,15 @@ def _render_subtree(state: _Subtrees, root: tuple[int, int, int]) -> tuple[np.nd
     return rgba, counts[0], counts[1]
 
 
-def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int) -> np.ndarray:
-    """One 256 × 256 RGBA tile warped from the source (alpha 0 where the source has no data)."""
+def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int, src_crs: str = "") -> np.ndarray:
+    """One 256 × 256 RGBA tile warped from the source (alpha 0 where the source has no data),
+    read in ``src_crs`` (WKT; default: the file's own)."""
     xmin, ymin, xmax, ymax = tile_bounds(x, y, z)
     transform = from_bounds(xmin, ymin, xmax, ymax, TILE_SIZE, TILE_SIZE)
     add_alpha = src.count != 4 and src.nodata is None
     with WarpedVRT(
         src,
+        src_crs=src_crs or src.crs,
         crs="EPSG:3857",
         transform=transform,
         width=TILE_SIZE,
@@ -268,8 +322,13 @@ def _warp_tile(src: rasterio.DatasetReader, x: int, y: int, z: int) -> np.ndarra
         resampling=Resampling.bilinear,
         add_alpha=add_alpha,
     ) as vrt:
-        bands = vrt.read()
-        mask = vrt.dataset_mask()
+        try:
+            bands = vrt.read()
+            mask = vrt.dataset_mask()
+        except rasterio.errors.RasterioError as exc:
+            raise CimInputError(
+                f"{src.name}: cannot read the pixels of tile {z}/{x}/{y}: the file is truncated or corrupt ({gdal_reason(exc)})"
+            ) from None
     rgba = np.empty((TILE_SIZE, TILE_SIZE, 4), dtype=np.uint8)
     if src.count == 1:
         rgba[..., :3] = bands[0][..., None]

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cim.crs import crs_label, parse_crs, to_lonlat
+from cim.crs import check_area_of_use, crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError
 from cim.formats.glb_textured import TexturedPrimitive, encode_textured_mesh, read_textured_glb
 from cim.formats.imagery import decode_tile, encode_tile
@@ -54,6 +54,7 @@ from cim.kernels.mesh import chunk_by_budget
 from cim.kernels.simplify import TriangleLocator, distance_to_surface, simplify_mesh, surface_samples, weld_vertices
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
 from cim.sources.mesh import MeshGeoreference, SourceMesh, mesh_files, read_georeference, read_mesh
+from cim.sources.plausible import check_heights
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.warnings import FeatureSkippedWarning, GeometryWarning, GeoreferenceWarning
 
@@ -355,8 +356,12 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
         files = mesh_files(source)
         declared = read_georeference(source)
         crs_text, origin, georef = _resolve_georeference(source, declared, options, run)
-        crs = parse_crs(crs_text, what=f"layer {run.id}: crs")
-        frame = run.propose_frame(lambda: _frame_for(files, origin, crs, options.up_axis))
+        full = parse_crs(crs_text, what=f"{georef or f'layer {run.id}'}: crs")
+        crs = full.sub_crs_list[0] if full.is_compound else full  # heights: the vertical part, below
+        frame = run.propose_frame(lambda: _frame_for(files, origin, crs, options.up_axis, georef or str(source)))
+        dz = run.height_offset(full, np.array([frame.lon]), np.array([frame.lat]), georef or source.name)
+        if dz is not None:  # heights in another vertical datum than the city's (see cim.datum)
+            origin = (origin[0], origin[1], origin[2] + float(dz[0]))
         fingerprints = [file_fingerprint(f) for f in files]
         extras = sorted(
             {p for f in files for p in f.parent.iterdir() if p.is_file() and p.suffix.lower() not in (".obj",) and p not in files}
@@ -405,6 +410,10 @@ class MeshLayer(LayerBuilder[MeshOptions, MeshPlan]):
             raise CimInputError(f"layer {run.id}: no mesh could be read ({skipped[0] if skipped else 'no file'})")
         if skipped:
             run.warn(FeatureSkippedWarning, f"skipped {len(skipped)} of {len(plan.files)} mesh file(s): {'; '.join(skipped[:5])}")
+        lost = [n for n in notes if "left out" in n or "mid-line" in n]
+        if lost:
+            run.warn(FeatureSkippedWarning, "; ".join(lost[:5]) + ("; ..." if len(lost) > 5 else ""))
+            notes = [n for n in notes if n not in lost]
         if missing_mtl or missing_tex:
             shown = "; ".join(notes[:5]) + ("; ..." if len(notes) > 5 else "")
             run.warn(
@@ -501,8 +510,15 @@ def _resolve_georeference(
     return crs, (tuple(float(v) for v in origin) if origin is not None else (0.0, 0.0, 0.0)), where  # type: ignore[return-value]
 
 
-def _frame_for(files: list[Path], origin: tuple[float, float, float], crs: Any, up: str) -> LocalFrame:
-    """A frame at the centre of the first readable file, on its lowest point."""
+def _frame_for(files: list[Path], origin: tuple[float, float, float], crs: Any, up: str, where: str) -> LocalFrame:
+    """A frame at the centre of the first readable file, on its lowest point.
+
+    Raises
+    ------
+    CimCRSError, CimInputError
+        The file, placed by ``where`` (its georeference), lands outside the CRS's area of use
+        or at a height no place has.
+    """
     first: CimInputError | None = None
     for f in files:
         try:
@@ -513,6 +529,9 @@ def _frame_for(files: list[Path], origin: tuple[float, float, float], crs: Any, 
         lo, hi = mesh.positions.min(axis=0), mesh.positions.max(axis=0)
         x, y = np.array([(lo[0] + hi[0]) / 2 + origin[0]]), np.array([(lo[1] + hi[1]) / 2 + origin[1]])
         lon, lat = to_lonlat(x, y, crs)
+        placed = f"{f} placed by {where}"
+        check_area_of_use(crs, (float(lon[0]), float(lat[0]), float(lon[0]), float(lat[0])), placed)
+        check_heights(np.array([lo[2] + origin[2], hi[2] + origin[2]]), placed)
         return LocalFrame(float(lon[0]), float(lat[0]), float(lo[2] + origin[2]))
     assert first is not None
     raise first

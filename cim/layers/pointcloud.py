@@ -25,6 +25,7 @@ count.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cim.crs import crs_label
+from cim.crs import crs_label, to_lonlat
 from cim.errors import CimInputError
 from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_point_words, position_bounds
 from cim.formats.tileset import box_from_bounds, tileset_document, transform_list
@@ -44,6 +45,7 @@ from cim.kernels.clusters import box_groups
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic
 from cim.kernels.octree import WORDS, cell_corner
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
+from cim.sources.plausible import MAX_HEIGHT, MIN_HEIGHT
 from cim.sources.pointcloud import (
     PiecewiseFit,
     PointCloudSource,
@@ -212,6 +214,44 @@ def _one_place(files: list[Path], boxes: list[tuple[np.ndarray, np.ndarray]], fr
     )
 
 
+def _in_city_datum(src: PointCloudSource, run: LayerRun) -> PointCloudSource:
+    """``src`` with its heights brought to the city's vertical datum: the header's z offset and
+    bounds shifted by the datum offset at the file's centre (a survey tile spans a kilometre or
+    two, over which the geoid's slope moves heights by centimetres)."""
+    from pyproj import CRS
+
+    full = CRS.from_wkt(src.full_crs_wkt) if src.full_crs_wkt else None
+    if full is None or not full.is_compound:
+        run.height_offset(full, np.zeros(1), np.zeros(1), src.path.name)  # records "as given"
+        return src
+    cx, cy = (src.mins[0] + src.maxs[0]) / 2.0, (src.mins[1] + src.maxs[1]) / 2.0
+    lon, lat = to_lonlat(np.array([cx]), np.array([cy]), src.crs)
+    dz = run.height_offset(full, lon, lat, src.path.name)
+    if dz is None:
+        return src
+    shift = float(dz[0]) / src.z_factor
+    return dataclasses.replace(
+        src,
+        offsets=(src.offsets[0], src.offsets[1], src.offsets[2] + shift),
+        mins=(src.mins[0], src.mins[1], src.mins[2] + shift),
+        maxs=(src.maxs[0], src.maxs[1], src.maxs[2] + shift),
+    )
+
+
+def _plausible_spread(stage: _Staged, grid: OctreeGrid, files: list[Path], gap: float) -> None:
+    """Refuse points that lie far outside their files' header boxes: beyond ``gap`` across, or
+    over a height range no place has (a header whose offset or scale is wrong: NaN, 1e12, 3e38)."""
+    span = (stage.hi - stage.lo).astype(np.float64) * grid.unit
+    shown = ", ".join(str(f) for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if not np.isfinite(span).all() or (stage.lo > stage.hi).any():
+        raise CimInputError(f"{shown}: the points' coordinates are not numbers (a NaN or infinite scale or offset in the header?)")
+    if span[0] > gap or span[1] > gap or span[2] > MAX_HEIGHT - MIN_HEIGHT:
+        raise CimInputError(
+            f"{shown}: points lie outside the header's bounding box and spread {span[0] / 1000:,.4g} × {span[1] / 1000:,.4g} km "
+            f"over {span[2]:,.4g} m of height: the header's scales or offsets are wrong (or raise the layer's option 'max_gap', now {gap:,.0f} m)"
+        )
+
+
 class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
     """LAS/LAZ files (or folders of them) → one octree of GLB point tiles, refine ADD: every input
     point appears in exactly one tile (``tileset.json`` + ``tiles/r*.glb``)."""
@@ -229,7 +269,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
         crs = run.crs(options.crs)
         if options.crs_override and options.crs is None:
             raise CimInputError(f"{files[0]}: crs_override needs the layer's own crs (the CRS to use instead of the files')")
-        srcs = [open_pointcloud(f, crs, crs_override=options.crs_override) for f in files]
+        srcs = [_in_city_datum(open_pointcloud(f, crs, crs_override=options.crs_override), run) for f in files]
         overridden = [s.path.name for s in srcs if s.crs_from == "override"]
         if overridden:
             shown = ", ".join(overridden[:5]) + (f" and {len(overridden) - 5} more" if len(overridden) > 5 else "")
@@ -263,6 +303,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
             stage = _run_stage(run, plan, grid, tmp)
             if stage.outside:
                 # a header box was wrong: stage again inside a cube around the points themselves
+                _plausible_spread(stage, grid, sorted(stage.outside_files), opts.max_gap)
                 grid = OctreeGrid.around(stage.lo * grid.unit, stage.hi * grid.unit, node_bits=opts.node_bits)
                 stage.runs.clear()  # frees the runs kept in memory
                 for f in tmp.iterdir():
@@ -462,6 +503,7 @@ class _Staged:
     outside: bool = False
     classes: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     restaged: bool = False
+    outside_files: set[Path] = field(default_factory=set)
 
 
 def _ranges(srcs: Sequence[PointCloudSource], total: int, workers: int, batch: int) -> Iterator[tuple[int, int, int, int]]:
@@ -490,7 +532,9 @@ def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path)
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
-    for r in run.map(stage_job, state, plan.jobs, sizes=[k[3] for k in plan.jobs]):
+    for key, r in zip(plan.jobs, run.map(stage_job, state, plan.jobs, sizes=[k[3] for k in plan.jobs])):
+        if r.outside:
+            out.outside_files.add(plan.srcs[key[1]].path)
         out.runs += r.runs
         out.lo = np.minimum(out.lo, r.lo)
         out.hi = np.maximum(out.hi, r.hi)
@@ -562,9 +606,17 @@ def encode_tile(
 
 def _write_node(records: np.ndarray, depth: int, prefix: int, enc: Encoding) -> NodeMeta:
     lo, hi = position_bounds(records.view(np.uint32).reshape(len(records), WORDS))
-    glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
-    enc.sink.write(tile_path(depth, prefix, enc.implicit), glb)
-    return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, len(glb))
+    rel = tile_path(depth, prefix, enc.implicit)
+    done = enc.sink.meta(rel) if enc.sink.is_done(rel) else None
+    if done is not None and "bytes" in done:
+        # an earlier run of the same build wrote this tile (a resumed build, or a layer that had
+        # finished before the city's build was interrupted): neither encoded nor logged again
+        size = int(done["bytes"])
+    else:
+        glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
+        enc.sink.write(rel, glb, {"bytes": len(glb)})
+        size = len(glb)
+    return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, size)
 
 
 def implicit(options: PointCloudOptions, points: int) -> bool:

@@ -197,13 +197,13 @@ def select(store: FeatureStore, q: Query) -> Selection:
     for name, attribute in _BIM_FIELDS.items():
         value = getattr(q, name)
         if value is not None:
-            column = store.columns.get(attribute)
-            mask &= (column == value) if column is not None else False
+            column = store.typed.get(attribute)
+            mask &= (column == value) & store.known[attribute] if column is not None else False
     spatial = _spatial(store, q)
     if spatial is not None:
         mask &= spatial
     if q.where is not None:
-        mask &= evaluate(parse_where(q.where, _types_for(store, q.layer)), store.columns)
+        mask &= evaluate(parse_where(q.where, _types_for(store, q.layer)), store.typed, store.known)
     fuzzy = False
     if q.text is not None and q.text.strip():
         match = text_search(store, q.text, mask)
@@ -345,8 +345,9 @@ def schema_of(store: FeatureStore, hidden: Sequence[str] = ()) -> dict[str, Any]
 
 def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[str] = ()) -> dict[str, Any]:
     """One feature as a result object, with its ``links``: the BIM models standing in its
-    footprint, the lidar statistics of its points (when the build computed them), its
-    district, and for a BIM element the building whose footprint holds it.
+    footprint (a model's element whose centre lies inside), the lidar statistics of its points
+    (when the build computed them, see :func:`_point_stats`), its district, and for a BIM
+    element the building whose footprint holds its centre.
 
     Raises
     ------
@@ -379,6 +380,24 @@ def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[s
         if len(holders):
             j = int(holders[0])
             building = {"layer": store.layer[j], "id": store.fid[j], "title": store.title[j]}
-    district = item["properties"].get("district")
-    item["links"] = {"bim": bim, "points": None, "district": district, "building": building}
+    props = item["properties"]
+    item["links"] = {"bim": bim, "points": _point_stats(props), "district": props.get("district"), "building": building}
     return item
+
+
+def _point_stats(props: dict[str, Any]) -> dict[str, Any] | None:
+    """The lidar statistics of a building whose heights the build took from a point cloud
+    (:mod:`cim.layers.building_heights` gives it ``n_points`` and ``h_roof_<p>`` while it
+    computes the heights: no second pass over the points). ``z_min``/``z_max`` are the 0th and
+    100th roof percentiles, known when the layer's ``roof_percentiles`` include 0 and 100."""
+    count = props.get("n_points")
+    if count is None:
+        return None
+    return {
+        "count": count,
+        "z_min": props.get("h_roof_0"),
+        "z_p50": props.get("h_roof_50"),
+        "z_p90": props.get("h_roof_90"),
+        "z_max": props.get("h_roof_100"),
+        "ground": props.get("h_ground"),
+    }

@@ -10,6 +10,7 @@ text goes to the file's trigram index. The file is opened read-only; nothing is 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -48,8 +49,18 @@ class FeatureStore:
     schema : layer → attribute → ``"string" | "number" | "integer" | "boolean"``
     columns : attribute → (n,) array: float64 (NaN where missing) for numbers and booleans
         (1/0), object (None where missing) for strings
+    typed : attribute → (n,) array for conditions: float64 as in ``columns``, strings as a
+        numpy ``str`` array ('' where missing)
+    known : attribute → (n,) bool, where the attribute has a value
     haystack : (n,) object array of str, each feature's id, title and text attributes,
         lower-cased (what text search matches words in)
+    wide_utf8 : (n,) bytes array, only the words of the haystack that are not plain ASCII
+        (Chinese names and addresses): a word with a non-ASCII character can only occur inside
+        one of them, and this is a third of the bytes to scan
+    trigram_docs : trigram → how many features hold it (the trigram index's vocabulary)
+    haystack_utf8, title_utf8, fid_utf8 : (n,) bytes arrays (``S`` dtype) of the lower-cased
+        haystack, title and id in UTF-8, for vectorised substring tests (``numpy.strings``;
+        UTF-8 is self-synchronising, so a byte match is a character match)
     """
 
     path: Path
@@ -67,7 +78,14 @@ class FeatureStore:
     has_footprint: np.ndarray
     schema: dict[str, dict[str, str]]
     columns: dict[str, np.ndarray]
+    typed: dict[str, np.ndarray]
+    known: dict[str, np.ndarray]
     haystack: np.ndarray
+    trigram_docs: dict[str, int]
+    haystack_utf8: np.ndarray
+    wide_utf8: np.ndarray
+    title_utf8: np.ndarray
+    fid_utf8: np.ndarray
     tree: shapely.STRtree = field(repr=False)
     _by_key: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _local: threading.local = field(default_factory=threading.local, repr=False)
@@ -178,9 +196,10 @@ def _load(path: Path) -> FeatureStore:
         lon, lat, base, top, west, south, east, north, alon, alat, area = num
         wkb = np.array(cols[15], dtype=object)
         has = np.array([w is not None for w in cols[15]], dtype=bool)
-        geoms = shapely.box(west, south, east, north)
-        if has.any():
-            geoms[has] = shapely.from_wkb(wkb[has])
+        geoms = np.empty(n, dtype=object)
+        geoms[has] = shapely.from_wkb(wkb[has])
+        geoms[~has] = shapely.box(west[~has], south[~has], east[~has], north[~has])
+        hay = np.array([h.lower() for h in cols[16]], dtype=object)
         anchor = np.column_stack([np.where(has, alon, lon), np.where(has, alat, lat)])
         store = FeatureStore(
             path=path,
@@ -198,10 +217,25 @@ def _load(path: Path) -> FeatureStore:
             has_footprint=has,
             schema=schema,
             columns={},
-            haystack=np.array([h.lower() for h in cols[16]], dtype=object),
+            typed={},
+            known={},
+            haystack=hay,
+            trigram_docs=_vocabulary(con),
+            haystack_utf8=_utf8(hay),
+            wide_utf8=_utf8([" ".join(w for w in _WORDS.findall(h) if not w.isascii()) for h in hay]),
+            title_utf8=_utf8([str(t).lower() for t in cols[3]]),
+            fid_utf8=_utf8([str(t).lower() for t in cols[2]]),
             tree=shapely.STRtree(geoms),
         )
         store.columns = _columns(con, store)
+        for name, column in store.columns.items():
+            if column.dtype == object:
+                values = column.tolist()
+                store.known[name] = np.array([v is not None for v in values], dtype=bool)
+                store.typed[name] = np.array(["" if v is None else v for v in values], dtype=np.str_)
+            else:
+                store.known[name] = ~np.isnan(column)
+                store.typed[name] = column
         return store
     except sqlite3.DatabaseError as exc:
         raise CimIOError(f"cannot read the feature store {INDEX_NAME}: {exc}") from None
@@ -209,27 +243,60 @@ def _load(path: Path) -> FeatureStore:
         con.close()
 
 
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def _vocabulary(con: sqlite3.Connection) -> dict[str, int]:
+    """Each trigram of the text index and the number of features holding it (``fts5vocab``,
+    read once: looking terms up in it scans the whole vocabulary each time)."""
+    con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, 'features_text', 'row')")
+    try:
+        return dict(con.execute("SELECT term, doc FROM temp.vocab").fetchall())
+    finally:
+        con.execute("DROP TABLE temp.vocab")
+
+
+def _utf8(texts: Any) -> np.ndarray:
+    return np.array([t.encode("utf-8") for t in texts], dtype=np.bytes_) if len(texts) else np.zeros(0, dtype="S1")
+
+
 def _columns(con: sqlite3.Connection, store: FeatureStore) -> dict[str, np.ndarray]:
-    """Each attribute as one array over every feature, read with ``json_extract`` in SQLite."""
+    """Each attribute as one array over every feature: from the whole columns the build stored
+    (``layer_columns``), else (layers whose features carry different keys, such as BIM) from
+    each row's JSON, parsed once."""
     n = len(store)
     position = np.full(int(store.rowids.max()) + 1 if n else 1, -1, dtype=np.int64)
     position[store.rowids] = np.arange(n)
-    out: dict[str, np.ndarray] = {}
-    for name, kind in store.attribute_types.items():
-        path = "$." + json.dumps(name)  # a quoted JSON path: any key, no SQL from it
-        layers = [layer for layer, types in store.schema.items() if name in types]
-        marks = ", ".join("?" * len(layers))
-        got = con.execute(
-            f"SELECT rowid, json_extract(properties, ?) FROM features WHERE layer IN ({marks})",
-            [path, *layers],
-        ).fetchall()
-        at = position[np.array([r[0] for r in got], dtype=np.int64)] if got else np.zeros(0, dtype=np.int64)
-        values = [r[1] for r in got]
-        if kind == "string":
-            column = np.full(n, None, dtype=object)
-            column[at] = [None if v is None else str(v) for v in values]
+    types = store.attribute_types
+    out: dict[str, np.ndarray] = {
+        name: np.full(n, None, dtype=object) if kind == "string" else np.full(n, np.nan) for name, kind in types.items()
+    }
+    stored: set[str] = set()
+    has_columns = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'layer_columns'").fetchone()
+    blobs = con.execute("SELECT layer, name, first_rowid, count, data FROM layer_columns") if has_columns else []
+    for layer, name, first, count, data in blobs:
+        stored.add(layer)
+        column = out.get(name)
+        if column is None:
+            continue
+        at = position[first : first + count]
+        if column.dtype == object:
+            values = json.loads(bytes(data).decode("utf-8"))
+            column[at] = [None if v is None else str(v) for v in values] if types[name] == "string" else values
         else:
-            column = np.full(n, np.nan)
-            column[at] = np.array([np.nan if v is None or isinstance(v, str) else float(v) for v in values], dtype=np.float64)
-        out[name] = column
+            column[at] = np.frombuffer(data, dtype="<f8", count=count)
+    rest = [layer for layer in store.schema if layer not in stored]
+    if rest:
+        marks = ", ".join("?" * len(rest))
+        loads = json.loads
+        for rowid, text in con.execute(f"SELECT rowid, properties FROM features WHERE layer IN ({marks})", rest):
+            i = int(position[rowid])
+            for key, value in loads(text).items():
+                column = out.get(key)
+                if column is None or value is None:
+                    continue
+                if column.dtype == object:
+                    column[i] = str(value)
+                elif not isinstance(value, str):
+                    column[i] = float(value)
     return out

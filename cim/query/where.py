@@ -240,40 +240,63 @@ def parse_where(text: str, types: Mapping[str, str]) -> Condition:
     return _Parser(text, types).parse()
 
 
-def evaluate(tree: Condition, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+def evaluate(tree: Condition, columns: Mapping[str, np.ndarray], known: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """The rows where the condition holds (a missing value makes a condition unknown: neither it
-    nor its negation holds, as in SQL)."""
-    true, _ = _eval(tree, columns)
+    nor its negation holds, as in SQL).
+
+    ``columns``: float arrays (NaN: missing) and string arrays (object arrays with None for
+    missing; or numpy ``str`` arrays, fastest, with ``known`` giving where a value is present).
+    """
+    if known is None:
+        names = _names(tree)
+        known = {name: _known(columns[name]) for name in names}
+        columns = {name: _as_str(columns[name], known[name]) for name in names}
+    true, _ = _eval(tree, columns, known)
     return true
 
 
-def _eval(tree: Condition, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _names(tree: Condition) -> set[str]:
+    if tree[0] in ("and", "or"):
+        return _names(tree[1]) | _names(tree[2])
+    if tree[0] == "not":
+        return _names(tree[1])
+    return {tree[1]}
+
+
+def _as_str(column: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """An object column of strings as a numpy ``str`` array (missing: empty)."""
+    if column.dtype != object:
+        return column
+    return np.array(["" if v is None else v for v in column.tolist()], dtype=np.str_)
+
+
+def _eval(tree: Condition, columns: Mapping[str, np.ndarray], known: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(rows where true, rows where false)."""
     op = tree[0]
     if op == "and":
-        t1, f1 = _eval(tree[1], columns)
-        t2, f2 = _eval(tree[2], columns)
+        t1, f1 = _eval(tree[1], columns, known)
+        t2, f2 = _eval(tree[2], columns, known)
         return t1 & t2, f1 | f2
     if op == "or":
-        t1, f1 = _eval(tree[1], columns)
-        t2, f2 = _eval(tree[2], columns)
+        t1, f1 = _eval(tree[1], columns, known)
+        t2, f2 = _eval(tree[2], columns, known)
         return t1 | t2, f1 & f2
     if op == "not":
-        t, f = _eval(tree[1], columns)
+        t, f = _eval(tree[1], columns, known)
         return f, t
     column = columns[tree[1]]
-    known = _known(column)
+    present = known[tree[1]]
     if op == "null":
-        return ~known, known
+        return ~present, present
     if op == "cmp":
-        hit = _compare(column, known, tree[2], tree[3])
+        hit = _compare(column, tree[2], tree[3])
     elif op == "between":
-        hit = _compare(column, known, ">=", tree[2]) & _compare(column, known, "<=", tree[3])
+        hit = _compare(column, ">=", tree[2]) & _compare(column, "<=", tree[3])
     else:  # in
         hit = np.zeros(len(column), dtype=bool)
         for v in tree[2]:
-            hit |= _compare(column, known, "=", v)
-    return hit & known, ~hit & known
+            hit |= _compare(column, "=", v)
+    return hit & present, ~hit & present
 
 
 _OPS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -285,21 +308,8 @@ def _known(column: np.ndarray) -> np.ndarray:
     return ~np.isnan(column)
 
 
-def _compare(column: np.ndarray, known: np.ndarray, op: str, value: Any) -> np.ndarray:
-    if column.dtype == object:
-        out = np.zeros(len(column), dtype=bool)
-        rows = np.flatnonzero(known)
-        out[rows] = np.asarray(_OPS[op](column[rows], value), dtype=bool)  # elementwise on str objects
-        return out
+def _compare(column: np.ndarray, op: str, value: Any) -> np.ndarray:
+    """``column op value``, vectorised (numbers, or numpy ``str`` arrays compared as Python
+    compares strings, by code point); where a value is missing the answer is discarded."""
     with np.errstate(invalid="ignore"):
-        if op == "=":
-            return column == value
-        if op == "!=":
-            return column != value
-        if op == "<":
-            return column < value
-        if op == "<=":
-            return column <= value
-        if op == ">":
-            return column > value
-        return column >= value
+        return np.asarray(_OPS[op](column, value), dtype=bool)

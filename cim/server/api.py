@@ -30,6 +30,11 @@ _FEATURE = register_schema(
             "base": {"type": "number"},
             "top": {"type": "number"},
             "properties": {"type": "object"},
+            "anchor": {
+                "type": "array",
+                "items": {"type": "number"},
+                "description": "lon, lat of a point inside the footprint (fly-to target)",
+            },
         },
     },
 )

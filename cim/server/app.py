@@ -51,6 +51,7 @@ from cim.server.security import (
     setup_security,
 )
 from cim.server.state import ACCESS, CITY_DIR, FILE_CACHE, VIEWER_DIR
+from cim.server.versions import add_version_routes
 from cim.server.workers import listening_socket, serve_workers
 
 __all__ = ["content_type_for", "create_app", "default_viewer_dir", "run", "serve_file"]
@@ -599,6 +600,7 @@ def create_app(
     app.router.add_get("/city/{path:.*}", _city_file)
     app.router.add_get("/cesium/{path:.*}", _cesium_file)
     app.router.add_get("/vendor/{name}/{path:.*}", vendor.vendor_file)
+    add_version_routes(app)
     app.router.add_get("/", _viewer_index)
     app.router.add_get("/{path:.*}", _viewer_file)
     return app

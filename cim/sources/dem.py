@@ -15,6 +15,7 @@ from cim.crs import parse_crs, transformer
 from cim.engines import background
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.raster import bilinear_sample
+from cim.sources.raster_size import gdal_reason
 
 __all__ = ["DemWindow", "READ_CACHE_MB", "read_dem_window", "DemPrefetch", "sample_dem"]
 
@@ -88,7 +89,12 @@ def read_dem_window(path: str | Path, bounds: tuple[float, float, float, float],
         if col1 <= col0 or row1 <= row0:
             return DemWindow(np.empty((0, 0), np.float32), 0.0, 0.0, 1.0, 1.0, dem_crs, path)
         win = Window(col0, row0, col1 - col0, row1 - row0)
-        grid = ds.read(1, window=win)
+        try:
+            grid = ds.read(1, window=win)
+        except rasterio.errors.RasterioError as exc:
+            raise CimInputError(
+                f"{path}: cannot read the DEM under the features: the file is truncated or corrupt ({gdal_reason(exc)})"
+            ) from None
         if grid.dtype.kind != "f":
             grid = grid.astype(np.float32)
         if ds.nodata is not None:

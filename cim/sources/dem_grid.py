@@ -18,11 +18,13 @@ import rasterio
 from pyproj import CRS
 from rasterio.windows import Window
 
-from cim.crs import GEODETIC, crs_label, parse_crs, to_lonlat, transformer
+from cim.crs import GEODETIC, check_area_of_use, crs_label, parse_crs, to_lonlat, transformer
 from cim.errors import CimCRSError, CimInputError, CimIOError
 from cim.kernels.heightfield import lattice_bilinear, raster_heights
+from cim.sources.plausible import check_heights
+from cim.sources.raster_size import gdal_reason
 
-__all__ = ["CONTROL_STEP", "TerrainDem"]
+__all__ = ["CONTROL_STEP", "TerrainDem", "damaged_block"]
 
 #: lattice samples between two pyproj-transformed control points
 CONTROL_STEP = 16
@@ -33,7 +35,9 @@ class TerrainDem:
 
     Parameters
     ----------
-    path : a raster GDAL reads, with a CRS and a north-up (unrotated) geotransform
+    path : a raster GDAL reads, with a north-up (unrotated) geotransform
+    crs : the CRS of a DEM that declares none
+    crs_override : read the DEM in ``crs`` even when it declares one (a header known to be wrong)
 
     Raises
     ------
@@ -45,12 +49,21 @@ class TerrainDem:
         The raster has no CRS, or one pyproj cannot use.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, crs: object = None, *, crs_override: bool = False) -> None:
         self.path = Path(path)
+        self._given = crs
+        self._override = crs_override
+        #: the CRS the file declares, when ``crs`` replaced it (crs_override)
+        self.replaced: str | None = None
+        #: "file" (the DEM's own CRS) or "given" (``crs``, for a DEM declaring none or overridden)
+        self.crs_from = "file"
+        #: metres added to every height (the city's vertical datum less the DEM's, at its centre)
+        self.shift = 0.0
         if not self.path.exists():
             raise CimIOError(f"{self.path}: no such DEM")
         try:
-            ds = rasterio.open(self.path)
+            with rasterio.Env(GTIFF_REPORT_COMPD_CS=True):  # a vertical CRS too, when the file has one
+                ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
             raise CimInputError(f"{self.path}: not a raster GDAL can read ({exc})") from None
         self._local = threading.local()
@@ -68,14 +81,27 @@ class TerrainDem:
             raise CimInputError(f"{self.path}: the raster has no band")
         if np.dtype(ds.dtypes[0]).kind not in "iuf":
             raise CimInputError(f"{self.path}: band 1 is {ds.dtypes[0]}, not heights")
-        if ds.crs is None:
-            raise CimCRSError(f"{self.path}: the DEM declares no CRS")
+        if self._override and self._given is None:
+            raise CimInputError(f"{self.path}: crs_override needs the layer's own crs (the CRS to use instead of the file's)")
+        if ds.crs is None and self._given is None:
+            raise CimCRSError(f"{self.path}: the DEM declares no CRS; give one (--crs EPSG:XXXX, or crs= in the recipe)")
         t = ds.transform
         if t.b != 0 or t.d != 0:
             raise CimInputError(f"{self.path}: rotated geotransforms are not supported (transform {tuple(t)[:6]})")
         if t.a == 0 or t.e == 0:
             raise CimInputError(f"{self.path}: degenerate geotransform {tuple(t)[:6]}")
-        self.crs: CRS = parse_crs(ds.crs.to_wkt(), what=str(self.path))
+        if ds.width < 2 or ds.height < 2:
+            raise CimInputError(f"{self.path}: {ds.width} × {ds.height} cells: a DEM needs at least 2 × 2 cells to make a surface")
+        declared = parse_crs(ds.crs.to_wkt(), what=str(self.path)) if ds.crs is not None else None
+        if declared is not None and not self._override:
+            full = declared
+        else:
+            full = parse_crs(self._given, what=f"{self.path}: crs")
+            self.replaced = crs_label(declared) if declared is not None else None
+            self.crs_from = "given"
+        #: the CRS as declared or given, its vertical part included (see cim.datum)
+        self.full_crs: CRS = full
+        self.crs: CRS = full.sub_crs_list[0] if full.is_compound else full
         # kept: cim.crs.from_lonlat looks its transformer up by WKT, and writing the two WKTs took
         # longer than transforming a block's control points
         self._from_lonlat = transformer(GEODETIC, self.crs)
@@ -94,6 +120,7 @@ class TerrainDem:
         self.bounds = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
         if not (-180.0 <= self.bounds[0] < self.bounds[2] <= 180.0 and -90.0 <= self.bounds[1] < self.bounds[3] <= 90.0):
             raise CimCRSError(f"{self.path}: extent {self.bounds} is not a valid longitude/latitude box (wrong CRS?)")
+        check_area_of_use(self.crs, self.bounds, str(self.path))
         self.centre_lat = (self.bounds[1] + self.bounds[3]) / 2.0
         self.cell_size = self._cell_size()
 
@@ -163,11 +190,28 @@ class TerrainDem:
         return lattice_bilinear(window, col, row, CONTROL_STEP, shape, out=out, at=at)
 
     def _read(self, window: Window) -> np.ndarray:
-        """A window of band 1 as float32, NaN for no data."""
-        data = self._dataset().read(1, window=window)
-        grid = data if data.dtype == np.float32 else np.empty(data.shape, np.float32)
+        """A window of band 1 as float32, NaN for no data.
+
+        Raises
+        ------
+        CimInputError
+            A block of the window cannot be decoded (a truncated or corrupt file), or holds
+            heights no place on Earth has.
+        """
+        try:
+            data = self._dataset().read(1, window=window)
+        except rasterio.errors.RasterioError as exc:
+            raise CimInputError(f"{self.path}: {damaged_block(window, exc)}") from None
+        where = f"{self.path} (rows {window.row_off}-{window.row_off + window.height}, columns {window.col_off}-{window.col_off + window.width})"
         use_nodata = self.nodata is not None and not np.isnan(self.nodata)
-        return raster_heights(data, self.nodata if use_nodata else 0.0, use_nodata, grid)
+        if data.dtype.kind == "f" and not (use_nodata and np.isinf(self.nodata)):
+            check_heights(data[np.isinf(data)], where)  # infinities are not no-data unless declared so
+        grid = data if data.dtype == np.float32 else np.empty(data.shape, np.float32)
+        grid = raster_heights(data, self.nodata if use_nodata else 0.0, use_nodata, grid)
+        check_heights(grid, where)
+        if self.shift:
+            grid += np.float32(self.shift)
+        return grid
 
     def close(self) -> None:
         with self._lock:
@@ -186,3 +230,11 @@ class TerrainDem:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def damaged_block(window: Window, exc: BaseException) -> str:
+    """What to say of a window GDAL could not read: where, and GDAL's own reason."""
+    return (
+        f"cannot read rows {int(window.row_off)}-{int(window.row_off + window.height)}, columns "
+        f"{int(window.col_off)}-{int(window.col_off + window.width)}: the file is truncated or corrupt ({gdal_reason(exc)})"
+    )

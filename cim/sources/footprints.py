@@ -18,7 +18,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from cim.crs import crs_label, parse_crs
+from cim.crs import AREA_OF_USE_MARGIN, area_of_use, area_of_use_problem, check_area_of_use, crs_label, parse_crs, to_lonlat
 from cim.engines import helper_threads
 from cim.errors import CimCRSError, CimInputError, CimIOError
 
@@ -140,10 +140,16 @@ def read_footprints(
     path = Path(path)
     if not path.exists():
         raise CimIOError(f"{path}: no such file")
+    if path.suffix.lower() == ".shp":
+        _check_shapefile(path)
+    elif path.suffix.lower() == ".gpkg":
+        _check_sqlite_size(path)
     try:
         meta, wkb, field_data = _read_columns(path, layer)
     except Exception as exc:  # pyogrio raises DataSourceError, DataLayerError, ...
-        raise CimIOError(f"{path}: cannot read footprints ({exc})") from None
+        parts = [p.name for p in (_sidecar(path, ".shx"), _sidecar(path, ".dbf")) if p is not None] if path.suffix.lower() == ".shp" else []
+        files = f" (the shapefile's {', '.join([path.name, *parts])})" if parts else ""
+        raise CimIOError(f"{path}: cannot read footprints{files}: {exc}") from None
     overridden = None
     if crs_override and crs is None:
         raise CimCRSError(f"{path}: crs_override needs a crs to put in the file's place")
@@ -176,6 +182,18 @@ def read_footprints(
 
     geoms = shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
     geoms, keep, repaired, skipped = _clean(geoms, ids, path)
+    misplaced = _misplaced(geoms, keep, file_crs)
+    if misplaced:
+        if len(misplaced) == int(keep.sum()):
+            everywhere = shapely.total_bounds(geoms[keep])
+            lon, lat = to_lonlat(everywhere[[0, 2, 0, 2]], everywhere[[1, 1, 3, 3]], file_crs)
+            check_area_of_use(file_crs, (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())), str(path))
+            raise CimCRSError(
+                f"{path}: no footprint lies where {crs_label(file_crs)} is used, or each spans over {MAX_FOOTPRINT_SPAN / 1000:g} km"
+            )
+        for i, reason in misplaced.items():
+            keep[i] = False
+            skipped.append(FeatureIssue(str(ids[i]), reason))
     table = FootprintTable(geoms[keep], ids[keep], {k: v[keep] for k, v in columns.items()}, types, file_crs, path)
     table.repaired = repaired
     table.skipped = skipped
@@ -184,6 +202,66 @@ def read_footprints(
         raise CimInputError(f"{path}: no usable polygon footprints (skipped {len(skipped)})")
     log.info("%s: %d footprints in %s", path.name, len(table), crs_label(file_crs))
     return table
+
+
+def _sidecar(path: Path, ext: str) -> Path | None:
+    for p in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+        if p.is_file():
+            return p
+    return None
+
+
+def _check_shapefile(path: Path) -> None:
+    """Refuse a shapefile whose attribute table (``.dbf``) is cut short, lies about its record
+    count or disagrees with the shape index (``.shx``): GDAL reads such a table without a word,
+    leaving records' attributes empty or dropping them.
+
+    Raises
+    ------
+    CimInputError
+        Naming the ``.dbf`` and what is wrong with it.
+    """
+    dbf = _sidecar(path, ".dbf")
+    if dbf is None:
+        return  # GDAL reads the shapes alone; missing heights are reported as such
+    size = dbf.stat().st_size
+    with dbf.open("rb") as fh:
+        head = fh.read(32)
+    if len(head) < 32:
+        raise CimInputError(f"{dbf}: the attribute table is truncated ({size} bytes, shorter than a dBase header)")
+    records = int.from_bytes(head[4:8], "little")
+    header_len = int.from_bytes(head[8:10], "little")
+    record_len = int.from_bytes(head[10:12], "little")
+    if header_len < 33 or record_len < 1 or (header_len - 1) % 32 != 0:
+        raise CimInputError(f"{dbf}: not a dBase attribute table (header of {header_len} bytes, records of {record_len})")
+    held = max(0, size - header_len) // record_len
+    if held < records:
+        raise CimInputError(f"{dbf}: the attribute table is truncated: it declares {records:,} records and holds {held:,}")
+    shx = _sidecar(path, ".shx")
+    if shx is not None and shx.stat().st_size >= 100:
+        shapes = (shx.stat().st_size - 100) // 8
+        if shapes != records:
+            raise CimInputError(
+                f"{dbf}: {records:,} attribute records for {shapes:,} shapes in {shx.name}: the files do not belong together or one is damaged"
+            )
+
+
+def _check_sqlite_size(path: Path) -> None:
+    """Refuse a GeoPackage shorter than the pages its SQLite header declares (a copy cut short:
+    SQLite reads the pages that remain and stops on the missing ones only when it meets them)."""
+    with path.open("rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return  # GDAL says what it is not
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[24:28] == head[92:96]  # the in-header size is kept up to date (SQLite ≥ 3.7.0)
+    size = path.stat().st_size
+    if valid and pages and size < page * pages:
+        raise CimInputError(
+            f"{path}: the file is truncated: its header declares {pages:,} pages of {page:,} bytes ({page * pages:,} bytes), it holds {size:,}"
+        )
 
 
 def _read_columns(path: Path, layer: str | int | None) -> tuple[dict, np.ndarray | None, list[np.ndarray]]:
@@ -289,6 +367,59 @@ def _clean(geoms: np.ndarray, ids: np.ndarray, path: Path) -> tuple[np.ndarray, 
         keep[i] = False
         skipped.append(FeatureIssue(fid, reason))
     return geoms, keep, repaired, skipped
+
+
+def _inside_area_of_use(b: np.ndarray, crs: CRS) -> np.ndarray:
+    """(n,) bool: footprint boxes ``b`` ((n, 4) xmin, ymin, xmax, ymax) whose corners project
+    within the CRS's area of use (by :data:`~cim.crs.AREA_OF_USE_MARGIN` degrees)."""
+    xs, ys = b[:, [0, 2, 0, 2]].ravel(), b[:, [1, 1, 3, 3]].ravel()
+    with np.errstate(invalid="ignore", over="ignore"):
+        lon, lat = to_lonlat(xs, ys, crs)
+    lon, lat = lon.reshape(-1, 4), lat.reshape(-1, 4)
+    area = area_of_use(crs)
+    m = AREA_OF_USE_MARGIN
+    finite = np.isfinite(lon).all(axis=1) & np.isfinite(lat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        inside = finite & (np.abs(lon) <= 180.0).all(axis=1) & (np.abs(lat) <= 90.0).all(axis=1)
+        if area is not None and area.west <= area.east:
+            inside &= (lon >= area.west - m).all(axis=1) & (lon <= area.east + m).all(axis=1)
+            inside &= (lat >= area.south - m).all(axis=1) & (lat <= area.north + m).all(axis=1)
+    return inside
+
+
+#: metres: a footprint wider than this is not a building (a stray vertex, a wrong unit)
+MAX_FOOTPRINT_SPAN = 10_000.0
+
+
+def _misplaced(geoms: np.ndarray, keep: np.ndarray, crs: CRS) -> dict[int, str]:
+    """Kept footprints that cannot be where they say: outside the CRS's area of use (by more than
+    :data:`~cim.crs.AREA_OF_USE_MARGIN` degrees), not projecting to a longitude/latitude, or
+    spanning more than :data:`MAX_FOOTPRINT_SPAN`; ``row → reason``."""
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        return {}
+    b = shapely.bounds(geoms[rows])
+    with np.errstate(invalid="ignore"):
+        if crs.is_geographic:
+            span = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * 111_320.0
+        else:
+            factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+            span = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) * factor
+    # the whole file's box first: when it lies where the CRS is used, so does every footprint
+    total = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+    with np.errstate(invalid="ignore", over="ignore"):
+        tlon, tlat = to_lonlat(np.array(total)[[0, 2, 0, 2]], np.array(total)[[1, 1, 3, 3]], crs)
+    whole = (float(tlon.min()), float(tlat.min()), float(tlon.max()), float(tlat.max()))
+    if area_of_use_problem(crs, whole) is None:
+        inside = np.ones(len(rows), dtype=bool)
+    else:
+        inside = _inside_area_of_use(b, crs)
+    bad: dict[int, str] = {}
+    for k in np.flatnonzero(~inside):
+        bad[int(rows[k])] = f"outside the area of use of {crs_label(crs)}"
+    for k in np.flatnonzero(inside & ~(span <= MAX_FOOTPRINT_SPAN)):
+        bad[int(rows[k])] = f"spans {span[k] / 1000:.4g} km"
+    return bad
 
 
 def footprint_rings(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

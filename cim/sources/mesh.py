@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".glb", ".gltf")
+_ZERO_INDEX = re.compile(rb"^f[ \t](?:[^\n]*[ \t])?0(?:/|[ \t]|\r?$)", re.MULTILINE)
 _MTLLIB = re.compile(rb"^[ \t]*mtllib[ \t]+(.+?)[ \t]*\r?$", re.MULTILINE)
 _MAP_KD = re.compile(r"^[ \t]*map_Kd[ \t]+(?:-\S+(?:[ \t]+[-\d.]+)*[ \t]+)*(.+?)[ \t]*$", re.MULTILINE)
 
@@ -141,6 +142,8 @@ def _read_metadata_xml(path: Path) -> MeshGeoreference:
         values.append(0.0)
     if len(values) != 3:
         raise CimInputError(f"{path}: SRSOrigin {text!r} should hold x,y,z")
+    if not all(np.isfinite(values)):
+        raise CimInputError(f"{path}: SRSOrigin {text!r} is not finite numbers")
     return MeshGeoreference(srs, (values[0], values[1], values[2]), path)
 
 
@@ -151,6 +154,8 @@ def _read_offset(path: Path) -> tuple[float, float, float]:
         raise CimInputError(f"{path}: an offset file holds three numbers (x y z)") from None
     if len(values) != 3:
         raise CimInputError(f"{path}: an offset file holds three numbers (x y z), found {len(values)}")
+    if not all(np.isfinite(values)):
+        raise CimInputError(f"{path}: the offset {values} is not finite numbers")
     return values[0], values[1], values[2]
 
 
@@ -170,7 +175,35 @@ def _obj_checks(path: Path, data: bytes) -> tuple[int, int, list[str]]:
             if not (mtl.parent / tex).is_file():
                 missing_tex += 1
                 notes.append(f"{path.name}: texture {tex} is missing; drawn in its material's colour")
+                continue
+            problem = _unreadable_image(mtl.parent / tex)
+            if problem is not None:
+                missing_tex += 1
+                notes.append(f"{path.name}: texture {tex} cannot be decoded ({problem}); drawn in its material's colour")
     return missing_mtl, missing_tex, notes
+
+
+def _unreadable_image(path: Path) -> str | None:
+    """Why an image cannot be decoded (empty, cut short, not an image), or None. The image is
+    decoded in full: a truncated JPEG or PNG opens and fails only on its missing rows."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... on broken images
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+#: a coordinate beyond this (in the file's units) is a damaged number, not a place: projected
+#: eastings and northings stay below 1e8, geocentric coordinates below 1e7
+MAX_COORDINATE = 1e8
+
+
+def _face_lines(data: bytes) -> int:
+    """Face records (``f`` lines) of an OBJ."""
+    return data.count(b"\nf ") + data.count(b"\nf\t") + (1 if data[:2] in (b"f ", b"f\t") else 0)
 
 
 def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
@@ -204,8 +237,20 @@ def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
         scene: Any = trimesh.load(
             io.BytesIO(data), file_type=suffix[1:], force="scene", resolver=resolver, process=False, maintain_order=True
         )
-    except Exception as exc:  # trimesh raises many kinds on a broken file
+        return _from_scene(scene, path, data, up, libraries, missing_mtl, missing_tex, notes)
+    except CimInputError:
+        raise
+    except Exception as exc:  # trimesh raises many kinds on a broken file, some only when its parts are used
         raise CimInputError(f"{path}: not a mesh trimesh can read ({type(exc).__name__}: {exc})") from None
+
+
+def _from_scene(
+    scene: Any, path: Path, data: bytes, up: str, libraries: int, missing_mtl: int, missing_tex: int, notes: list[str]
+) -> SourceMesh:
+    """The :class:`SourceMesh` of a loaded trimesh scene (see :func:`read_mesh`)."""
+    import trimesh
+
+    suffix = path.suffix.lower()
     y_up = suffix in (".glb", ".gltf") if up == "auto" else up == "y"
     positions, triangles, uvs, mats = [], [], [], []
     materials: list[MeshMaterial] = []
@@ -221,8 +266,18 @@ def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
         material, uv = _material(geom, f"{path.stem}-{len(materials)}")
         if libraries and missing_mtl == libraries:  # trimesh puts a placeholder image where no MTL was found
             material, uv = MeshMaterial(material.name), None
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise CimInputError(f"{path}: vertices are not (x, y, z) triples")
         if not np.isfinite(v).all():
             raise CimInputError(f"{path}: vertices that are not finite numbers")
+        if len(v) and float(np.abs(v).max()) > MAX_COORDINATE:
+            raise CimInputError(f"{path}: a vertex at {float(np.abs(v).max()):.3g}: not a coordinate (a damaged number?)")
+        outside = (f < 0).any(axis=1) | (f >= len(v)).any(axis=1)
+        if outside.any():  # a damaged index buffer (trimesh does not look with process=False)
+            notes.append(f"{path.name}: {int(outside.sum())} triangle(s) left out (vertex indices out of range)")
+            f = f[~outside]
+            if len(f) == 0:
+                continue
         positions.append(v)
         triangles.append(f + offset)
         uvs.append(uv if uv is not None else np.zeros((len(v), 2)))
@@ -231,6 +286,17 @@ def read_mesh(path: Path, up: str = "auto") -> SourceMesh:
         offset += len(v)
     if not triangles:
         raise CimInputError(f"{path}: the mesh holds no triangle")
+    if suffix == ".obj":
+        # trimesh drops faces whose indices point nowhere, or that have fewer than three
+        # corners, without a word: count them (each face makes at least one triangle)
+        lost = _face_lines(data) - sum(len(t) for t in triangles)
+        if lost > 0:
+            notes.append(f"{path.name}: at least {lost} face(s) left out (indices out of range or fewer than three corners)")
+        zero = len(_ZERO_INDEX.findall(data))
+        if zero:
+            notes.append(f"{path.name}: {zero} face(s) with vertex index 0 (OBJ counts from 1) left out or misdrawn")
+        if not data.endswith(b"\n"):
+            notes.append(f"{path.name}: the file ends mid-line (cut short?): its last record may be lost")
     pos = np.concatenate(positions)
     if y_up:  # glTF's (x, y up, z) → (x, -z, y): east, north, up
         pos = np.column_stack([pos[:, 0], -pos[:, 2], pos[:, 1]])
@@ -269,5 +335,8 @@ def _material(geom: object, fallback: str) -> tuple[MeshMaterial, np.ndarray | N
     uv = visual.uv
     if image is None or uv is None or len(uv) != len(geom.vertices):  # type: ignore[attr-defined]
         return MeshMaterial(name, colour), None
-    img = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") and "A" in image.getbands() else "RGB")
+    try:
+        img = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") and "A" in image.getbands() else "RGB")
+    except Exception:  # a texture that cannot be decoded (read_mesh's checks counted it): untextured
+        return MeshMaterial(name, colour), None
     return MeshMaterial(name, colour, np.asarray(img, dtype=np.uint8)), np.asarray(uv, dtype=np.float64)

@@ -21,7 +21,7 @@ import numpy as np
 
 from cim.errors import CimInputError
 
-__all__ = ["DEFAULT_MAX_CELLS", "MAX_RATIO", "check_declared_size"]
+__all__ = ["DEFAULT_MAX_CELLS", "MAX_RATIO", "check_declared_size", "gdal_reason"]
 
 #: cells per band a layer takes by default (44,721² ≈ a 45 km square at 1 m)
 DEFAULT_MAX_CELLS = 2_000_000_000
@@ -53,3 +53,16 @@ def check_declared_size(path: Path, width: int, height: int, bands: int, dtype: 
             f"{path}: declares {width} × {height} cells ({declared:,} bytes uncompressed) but holds only {on_disk:,} bytes: "
             "the header is damaged or lying (no compression comes near that ratio)"
         )
+
+
+def gdal_reason(exc: BaseException) -> str:
+    """GDAL's own words for a failed read: rasterio raises "Read failed. See previous exception"
+    and keeps the reason in the exception's cause."""
+    reasons: list[str] = []
+    e: BaseException | None = exc
+    while e is not None and len(reasons) < 3:
+        text = str(e).strip()
+        if text and "See previous exception" not in text and text not in reasons:
+            reasons.append(text)
+        e = e.__cause__ or e.__context__
+    return "; ".join(reasons) or type(exc).__name__

@@ -52,6 +52,8 @@ def subtree_files(
     z: np.ndarray | None,
     content: np.ndarray,
     subtree_levels: int,
+    metadata_class: str | None = None,
+    properties: dict[str, np.ndarray] | None = None,
 ) -> dict[str, bytes]:
     """The subtree files of a tree of available tiles, by their path (:data:`SUBTREE_URI`).
 
@@ -61,6 +63,8 @@ def subtree_files(
         parent must be among them
     content : (n,) bool, the tiles that have content
     subtree_levels : levels of each subtree
+    metadata_class, properties : the tiles' metadata (see :func:`cim.formats.subtree.encode_subtree`),
+        ``properties`` one row for each of the tiles given (any order)
     """
     level = np.asarray(level, dtype=np.int64)
     if len(level) == 0:
@@ -97,8 +101,16 @@ def subtree_files(
         rows = np.array([where[tuple(p)] for p in parent.astype(np.int64).tolist()], dtype=np.int64)
         kids[rows, child_bit.astype(np.int64)] = True
     template = SUBTREE_URI.replace("/{z}", "") if quad else SUBTREE_URI
+    tables: list[dict[str, np.ndarray] | None] = [None] * len(keys)
+    if properties is not None:
+        # each subtree's rows in the order of its availability bits
+        order = np.lexsort((bit, inverse))
+        starts = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+        for i in range(len(keys)):
+            sel = order[starts[i] : starts[i + 1]]
+            tables[i] = {name: np.asarray(v)[sel] for name, v in properties.items()}
     return {
-        template.format(level=lv, x=kx, y=ky, z=kz): encode_subtree(tiles[i], has[i], kids[i])
+        template.format(level=lv, x=kx, y=ky, z=kz): encode_subtree(tiles[i], has[i], kids[i], metadata_class, tables[i])
         for i, (lv, kx, ky, kz) in enumerate(keys.tolist())
     }
 

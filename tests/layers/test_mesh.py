@@ -357,7 +357,7 @@ def test_an_offset_file_gives_the_origin(tiny_sources, tmp_path):
     a = cim.convert("mesh", tile, tmp_path / "a", crs="EPSG:4544")
     b = cim.convert("mesh", tile, tmp_path / "b", crs="EPSG:4544", origin=tuple(origin))
     assert a.layers[0].bounds == b.layers[0].bounds
-    c = cim.convert("mesh", tile, tmp_path / "c", crs="EPSG:4544", origin=(0.0, 0.0, 0.0))
+    c = cim.convert("mesh", tile, tmp_path / "c", crs="EPSG:4544", origin=(origin[0] + 1000.0, origin[1], origin[2]))
     assert c.layers[0].bounds != a.layers[0].bounds
 
 

@@ -182,6 +182,8 @@ RANGES = [
     ("buildings", "max_features", [0, -3], [1]),
     ("buildings", "storey_height", [0.0, -3.0], [0.1]),
     ("buildings", "default_height", [0.0], [0.5]),
+    ("buildings", "implicit_tiles", [-2], [-1, 0]),
+    ("buildings", "subtree_levels", [0, 11], [1, 10]),
     ("bim", "element_timeout", [0.0, -1.0], [0.1]),
     ("bim", "max_voids", [-1], [0]),
     ("bim", "in_process_elements", [-1], [0]),

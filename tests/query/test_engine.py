@@ -156,12 +156,14 @@ def test_an_exact_title_ranks_first_and_a_misspelt_name_still_finds_its_feature(
         assert tiers == sorted(tiers), word
         seen |= set(tiers)
     assert seen == {0, 1, 2, 3}
-    english = str(cols["name_en"][i])  # e.g. "Minzhu Residence 12"
-    estate, kind, number = english.split()
-    for typo in (f"{estate[:2]}{estate[3:]} {kind} {number}", f"{estate} {kind[:-2]}{kind[-1]}{kind[-2]} {number}"):
-        got = select(store, Query(text=typo))
-        assert got.fuzzy, typo
-        assert str(store.columns["name_en"][got.rows[0]]) == english, typo
+    english_names = cols["name_en"].tolist()
+    unique = [e for e in english_names if english_names.count(e) == 1]
+    for english in unique[:: max(1, len(unique) // 6)]:  # e.g. "Minzhu Residence 12"
+        estate, kind, number = english.split()
+        for typo in (f"{estate[:2]}{estate[3:]} {kind} {number}", f"{estate} {kind[:-2]}{kind[-1]}{kind[-2]} {number}"):
+            got = select(store, Query(text=typo))
+            assert got.fuzzy, typo
+            assert str(store.columns["name_en"][got.rows[0]]) == english, typo
 
 
 def test_statistics_equal_a_computation_from_the_source_file(store, source):

@@ -56,6 +56,13 @@ async def test_text_query_pages_through_chinese_matches(client, cols):
     )
 
 
+async def test_the_old_search_gives_the_same_anchor_inside_the_footprint(client):
+    found = await get_json(client, "/api/search", q="秦州区", limit="50")
+    queried = await get_json(client, "/api/query", text="秦州区", limit="1000")
+    anchors = {(r["layer"], r["id"]): r["anchor"] for r in queried["results"]}
+    assert found["count"] == 50 and all(anchors[(r["layer"], r["id"])] == r["anchor"] for r in found["results"])
+
+
 async def test_post_takes_polygons_as_pairs_and_equals_get(client):
     ring = [[105.7033, 34.5776], [105.7058, 34.5778], [105.7045, 34.5801]]
     flat = ",".join(f"{c}" for pair in ring for c in pair)

@@ -4,6 +4,7 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+import shapely.affinity
 from shapely.geometry import Point, Polygon
 
 import cim
@@ -27,7 +28,9 @@ def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path):
     empty = Polygon()
     point = Point(1, 1)
     path = tmp_path / "bad.gpkg"
-    _write(path, [good, bowtie, flat, nan, empty, point, None], ["A", "B", "C", "D", "E", "F", "G"], extra={"height": np.arange(7.0)})
+    # in Tianshui: footprints outside their CRS's area of use are skipped too
+    geoms = [shapely.affinity.translate(g, 566000.0, 3827000.0) for g in (good, bowtie, flat, nan, empty, point)] + [None]
+    _write(path, geoms, ["A", "B", "C", "D", "E", "F", "G"], extra={"height": np.arange(7.0)})
     table = read_footprints(path)
     assert list(table.ids) == ["A", "B"]
     assert [i.id for i in table.repaired] == ["B"]
@@ -51,7 +54,7 @@ def test_missing_crs_is_a_clear_error(tmp_path):
     shp = tmp_path / "nocrs.shp"
     pyogrio.raw.write(
         str(shp),
-        np.array([shapely.to_wkb(Polygon([(0, 0), (1, 0), (1, 1)]))], dtype=object),
+        np.array([shapely.to_wkb(Polygon([(566000, 3827000), (566001, 3827000), (566001, 3827001)]))], dtype=object),
         [np.array(["x"], dtype=object)],
         ["id"],
         driver="ESRI Shapefile",

@@ -2,134 +2,130 @@
 // Planning analyses (日照、阴影、通视、可视域、天际线、控高、淹没): a panel that asks the server
 // (POST /api/analysis/{kind}, computed in numpy over the city's surface model) and draws the
 // answer's GeoJSON as an overlay. The numbers come from the server only: the browser draws.
-// Requests default to a square (or a point) at the city's centre; window.cim.analysis.run(kind,
-// request) runs any request. The panel adds its own <section> to the sidebar.
+//
+// The planner picks the inputs in the scene (js/scene-draw.js, as the query panel draws its
+// area): a point (the observer of a viewshed, the viewpoint of a skyline), two points (the ends
+// of a line of sight: the first click is the observer), or an area drawn by clicks (sunlight,
+// shadow, height limit, flood), plus a number (the height limit, the water level, the radius).
+// What is not picked defaults to the city's centre (a square of 2·HALF metres, or its middle).
+// window.cim.analysis.run(kind, request) runs any request; request(kind) is what the panel
+// would send. It is a panel registered through js/workspace.js, with its messages in
+// ../i18n/analysis.js; its texts follow the language toggle. A skyline is charted with ECharts
+// (served at /vendor/echarts/, loaded when first needed), today's and, when a proposal (a
+// footprint drawn in the scene and a height) is given, the proposal's.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
-/** The panel's words; Chinese first (the platform's users are a Chinese city's planners). */
-export const MESSAGES = {
-  "zh-CN": {
-    heading: "规划分析",
-    run: "分析",
-    clear: "清除",
-    running: "计算中…",
-    failed: "分析失败",
-    kinds: {
-      sunlight: "日照分析",
-      shadow: "阴影分析",
-      sightline: "通视分析",
-      viewshed: "可视域分析",
-      skyline: "天际线分析",
-      heightlimit: "控高分析",
-      flood: "淹没分析",
-    },
-    sunlight: "住宅 {count} 栋，日照不足 {threshold} 小时 {below} 栋",
-    shadow: "阴影比例 {min}–{max}，平均日照 {mean} 小时",
-    sightline: "{visible}",
-    visible: "通视",
-    blocked: "被遮挡：{what}，距离 {distance} 米",
-    viewshed: "可见 {share}%，可见建筑 {buildings} 栋",
-    skyline: "最大仰角 {max}°，构成天际线的建筑 {buildings} 栋",
-    heightlimit: "检查 {checked} 栋，超高 {exceeding} 栋",
-    flood: "淹没面积 {area} 平方米，最大水深 {depth} 米，涉及建筑 {buildings} 栋",
-    terrain: "地形",
-  },
-  en: {
-    heading: "Planning analyses",
-    run: "Analyse",
-    clear: "Clear",
-    running: "Computing…",
-    failed: "Analysis failed",
-    kinds: {
-      sunlight: "Sunlight hours",
-      shadow: "Shadow",
-      sightline: "Line of sight",
-      viewshed: "Viewshed",
-      skyline: "Skyline",
-      heightlimit: "Height limit",
-      flood: "Flood",
-    },
-    sunlight: "{count} residential buildings, {below} below {threshold} h of sun",
-    shadow: "shadowed share {min}–{max}, mean sun {mean} h",
-    sightline: "{visible}",
-    visible: "visible",
-    blocked: "blocked by {what}, {distance} m away",
-    viewshed: "{share}% visible, {buildings} buildings seen",
-    skyline: "highest elevation {max}°, {buildings} buildings form it",
-    heightlimit: "{checked} buildings checked, {exceeding} above the limit",
-    flood: "{area} m² flooded, deepest {depth} m, {buildings} buildings reached",
-    terrain: "terrain",
-  },
-};
+import messages from "../i18n/analysis.js";
+import { formatNumber, onLanguageChange, t } from "./i18n.js";
+import { addLine, lonLatAt, outline, ringArea } from "./scene-draw.js";
+import { registerPanel } from "./workspace.js";
 
-/** @typedef {keyof typeof MESSAGES["en"]["kinds"]} Kind */
+/** @typedef {"sunlight" | "shadow" | "sightline" | "viewshed" | "skyline" | "heightlimit" | "flood"} Kind */
 /** @typedef {{ type: string, coordinates: any }} Geometry */
 /** @typedef {{ type: "Feature", geometry: Geometry, properties: Record<string, any> }} Feature */
 /** @typedef {{ kind: Kind, summary: Record<string, any>, geojson: { features: Feature[] } }} Answer */
+/**
+ * The places picked in the scene, [lon, lat, height] each (height: of the surface clicked).
+ * @typedef {object} Inputs
+ * @property {number[]} [point]  viewshed's observer, skyline's viewpoint
+ * @property {number[]} [from]  line of sight: the observer
+ * @property {number[]} [to]  line of sight: the target
+ * @property {number[][]} [area]  a ring (3 or more corners)
+ * @property {number[][]} [proposal]  a skyline's proposed massing: its footprint (its height apart)
+ */
+/** @typedef {"point" | "from" | "to" | "area" | "proposal"} PickStep */
 
 const KINDS = /** @type {Kind[]} */ (["sunlight", "shadow", "sightline", "viewshed", "skyline", "heightlimit", "flood"]);
+/** what each kind asks to be picked */
+const PICKS = /** @type {Record<Kind, "point" | "line" | "area">} */ ({
+  sunlight: "area",
+  shadow: "area",
+  sightline: "line",
+  viewshed: "point",
+  skyline: "point",
+  heightlimit: "area",
+  flood: "area",
+});
+/** the kinds that take a number, and which */
+const VALUE_KINDS = /** @type {Kind[]} */ (["heightlimit", "flood", "viewshed", "skyline"]);
 /** half the side of the default square, metres */
 const HALF = 150;
+/** eye (and target) height above the surface of a line of sight, metres */
+const EYE = 1.6;
+const PICK_COLOUR = Cesium.Color.fromCssColorString("#ffd54f");
+const ECHARTS_URL = "/vendor/echarts/echarts.esm.min.mjs";
 
-/**
- * @param {string} text
- * @param {Record<string, unknown>} values
- */
-function fill(text, values) {
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
-}
+/** @param {PickStep | undefined} step */
+const drawsArea = (step) => step === "area" || step === "proposal";
 
 /** @param {CityViewer} viewer */
 export function analysisTool(viewer) {
-  /** @type {"zh-CN" | "en"} */
-  let lang = "zh-CN";
-  const section = document.createElement("section");
-  section.className = "panel";
-  section.id = "analysis-panel";
-  section.setAttribute("aria-labelledby", "analysis-heading");
-  section.innerHTML = `
-    <h2 id="analysis-heading"></h2>
-    <div class="sun-row">
-      <select id="analysis-kind"></select>
-      <button type="button" id="analysis-run" class="tool-button"></button>
-      <button type="button" id="analysis-clear" class="link-button"></button>
-    </div>
-    <p id="analysis-result" class="muted" aria-live="polite"></p>`;
-  const anchor = document.getElementById("feature-panel");
-  if (anchor?.parentElement) anchor.parentElement.insertBefore(section, anchor);
-  else document.getElementById("sidebar")?.appendChild(section);
-  const kindSelect = /** @type {HTMLSelectElement} */ (section.querySelector("#analysis-kind"));
-  const runButton = /** @type {HTMLButtonElement} */ (section.querySelector("#analysis-run"));
-  const clearButton = /** @type {HTMLButtonElement} */ (section.querySelector("#analysis-clear"));
-  const result = /** @type {HTMLElement} */ (section.querySelector("#analysis-result"));
-  const heading = /** @type {HTMLElement} */ (section.querySelector("#analysis-heading"));
+  const body = registerPanel({ id: "analysis", title: "analysis.title", order: 58, messages });
 
-  const overlay = new Cesium.CustomDataSource("analysis");
-  viewer.cesium.dataSources.add(overlay);
-  /** @type {Answer | null} */
-  let last = null;
-
-  function words() {
-    return MESSAGES[lang];
+  /**
+   * @template {keyof HTMLElementTagNameMap} K
+   * @param {K} tag
+   * @param {Record<string, string>} [attrs]
+   * @returns {HTMLElementTagNameMap[K]}
+   */
+  function element(tag, attrs = {}) {
+    const el = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+    return el;
   }
 
-  function label() {
-    const t = words();
-    heading.textContent = t.heading;
-    runButton.textContent = t.run;
-    clearButton.textContent = t.clear;
-    const chosen = kindSelect.value || "sunlight";
-    kindSelect.replaceChildren(
-      ...KINDS.map((kind) => {
-        const option = document.createElement("option");
-        option.value = kind;
-        option.textContent = t.kinds[kind];
-        return option;
-      }),
-    );
-    kindSelect.value = chosen;
-    if (last) result.textContent = describe(last);
+  const kindSelect = element("select", { id: "analysis-kind" });
+  const pickButton = element("button", { type: "button", id: "analysis-pick", class: "tool-button small", "aria-pressed": "false" });
+  const finishButton = element("button", { type: "button", id: "analysis-finish", class: "tool-button small" });
+  finishButton.hidden = true;
+  const resetInputs = element("button", { type: "button", id: "analysis-default", class: "link-button" });
+  const hint = element("p", { id: "analysis-hint", class: "muted", "aria-live": "polite" });
+  const inputNote = element("p", { id: "analysis-input", class: "muted" });
+  const valueLabel = element("span", { class: "muted field-label" });
+  const valueInput = element("input", { id: "analysis-value", type: "number", step: "0.5" });
+  const valueField = element("label", { class: "field", id: "analysis-value-field" });
+  valueField.append(valueLabel, valueInput);
+  const proposalButton = element("button", { type: "button", id: "analysis-proposal", class: "tool-button small", "aria-pressed": "false" });
+  const proposalLabel = element("span", { class: "muted field-label" });
+  const proposalHeight = element("input", { id: "analysis-proposal-height", type: "number", min: "0.1", max: "1000", step: "1", value: "60" });
+  const proposalField = element("label", { class: "field", id: "analysis-proposal-field" });
+  proposalField.append(proposalLabel, proposalHeight);
+  const runButton = element("button", { type: "button", id: "analysis-run", class: "tool-button" });
+  const clearButton = element("button", { type: "button", id: "analysis-clear", class: "link-button" });
+  const result = element("p", { id: "analysis-result", class: "muted", "aria-live": "polite" });
+  const chart = element("div", { id: "analysis-chart", class: "stats-chart" });
+  chart.hidden = true;
+  const row = (/** @type {HTMLElement[]} */ ...children) => {
+    const div = element("div", { class: "sun-row wrap" });
+    div.append(...children);
+    return div;
+  };
+  body.append(row(kindSelect), row(pickButton, proposalButton, finishButton, resetInputs), hint, inputNote, valueField, proposalField, row(runButton, clearButton), result, chart);
+
+  const overlay = new Cesium.CustomDataSource("analysis");
+  void viewer.cesium.dataSources.add(overlay);
+  const scene = viewer.cesium.scene;
+  const pickLines = scene.primitives.add(new Cesium.PolylineCollection());
+  const pickPoints = scene.primitives.add(new Cesium.PointPrimitiveCollection());
+
+  /** @type {Answer | null} */
+  let last = null;
+  /** the last failure's detail, shown again in another language */
+  let failure = "";
+  /** @type {Inputs} */
+  let inputs = {};
+  /** @type {{ step: PickStep, points: number[][] } | null} */
+  let picking = null;
+  let missed = false;
+  /** @type {Partial<Record<Kind, number>>} the number given for each kind */
+  const values = {};
+  /** @type {any} the ECharts instance of the skyline chart, once loaded */
+  let chartInstance = null;
+
+  /** @returns {Kind} */
+  function kind() {
+    return /** @type {Kind} */ (kindSelect.value || "sunlight");
   }
 
   /** the city's centre: [lon, lat] degrees, and the ground height there */
@@ -154,85 +150,269 @@ export function analysisTool(viewer) {
     ];
   }
 
+  /** @param {Kind} k */
+  function defaultValue(k) {
+    if (k === "heightlimit") return 15;
+    if (k === "flood") return Math.round((centre().height + 3) * 10) / 10;
+    if (k === "viewshed") return HALF;
+    if (k === "skyline") return 500;
+    return 0;
+  }
+
+  /** the proposal's height, metres */
+  function proposalMetres() {
+    const v = Number(proposalHeight.value);
+    return Number.isFinite(v) && v > 0 ? v : 60;
+  }
+
+  /** @param {Kind} k */
+  function valueOf(k) {
+    return values[k] ?? defaultValue(k);
+  }
+
   /**
-   * The request the panel sends for a kind.
-   * @param {Kind} kind
+   * The request the panel sends for a kind: the picked places, else the city's centre.
+   * @param {Kind} [k]  default: the panel's choice
    * @returns {Record<string, unknown>}
    */
-  function defaultRequest(kind) {
-    const ring = square();
-    const { lon, lat, height } = centre();
-    switch (kind) {
+  function request(k = kind()) {
+    const ring = inputs.area ? inputs.area.map(([lon, lat]) => [lon, lat]) : square();
+    const c = centre();
+    const point = inputs.point ? inputs.point.slice(0, 2) : [c.lon, c.lat];
+    switch (k) {
       case "sunlight":
         return { area: ring, step: 20 };
       case "shadow":
         return { area: ring, start: 10, end: 14, step: 60 };
       case "sightline":
-        return { from: [...ring[0], 1.6], to: [...ring[2], 1.6] };
+        return {
+          from: inputs.from ? [inputs.from[0], inputs.from[1], EYE] : [...ring[0], EYE],
+          to: inputs.to ? [inputs.to[0], inputs.to[1], EYE] : [...ring[2], EYE],
+        };
       case "viewshed":
-        return { observer: [lon, lat], radius: HALF };
+        return { observer: point, radius: valueOf(k) };
       case "skyline":
-        return { viewpoint: [lon, lat], radius: 500, azimuth_step: 2 };
+        return {
+          viewpoint: point,
+          radius: valueOf(k),
+          azimuth_step: 2,
+          ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}),
+        };
       case "heightlimit":
-        return { zone: ring, limit: 15 };
+        return { zone: ring, limit: valueOf(k) };
       case "flood":
-        return { region: ring, level: height + 3 };
+        return { region: ring, level: valueOf(k) };
     }
   }
 
+  // ------------------------------------------------------------------ texts
+
+  /** @param {number} v @param {number} [digits] */
+  const n = (v, digits = 1) => (Number.isFinite(v) ? formatNumber(v, { maximumFractionDigits: digits }) : "–");
+
   /** @param {Answer} answer */
   function describe(answer) {
-    const t = words();
     const s = answer.summary;
-    /** @param {number} v @param {number} [d] */
-    const n = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : "–");
     switch (answer.kind) {
       case "sunlight":
-        return fill(t.sunlight, { count: s.count, below: s.below_count, threshold: s.threshold });
+        return t("analysis.result.sunlight", { count: s.count, below: s.below_count, threshold: s.threshold });
       case "shadow":
-        return fill(t.shadow, {
+        return t("analysis.result.shadow", {
           min: n(Math.min(...s.shadow_fraction), 2),
           max: n(Math.max(...s.shadow_fraction), 2),
           mean: n(s.mean_sun_hours),
         });
       case "sightline":
         return s.visible
-          ? t.visible
-          : fill(t.blocked, { what: s.obstruction.building ?? t.terrain, distance: n(s.obstruction.distance) });
+          ? t("analysis.result.visible")
+          : t("analysis.result.blocked", { what: s.obstruction.building ?? t("analysis.terrain"), distance: n(s.obstruction.distance) });
       case "viewshed":
-        return fill(t.viewshed, { share: n(100 * s.visible_share), buildings: s.buildings.length });
-      case "skyline":
-        return fill(t.skyline, { max: n(s.max_elevation), buildings: s.buildings.length });
+        return t("analysis.result.viewshed", {
+          share: formatNumber(s.visible_share, { style: "percent", maximumFractionDigits: 1 }),
+          buildings: s.buildings.length,
+        });
+      case "skyline": {
+        const today = t("analysis.result.skyline", { max: n(s.max_elevation), buildings: s.buildings.length });
+        if (!s.after) return today;
+        return `${today}${t("list.separator")}${t("analysis.result.skylineChange", { changed: s.changed_azimuths, rise: n(s.max_rise) })}`;
+      }
       case "heightlimit":
-        return fill(t.heightlimit, { checked: s.checked, exceeding: s.exceeding_count });
+        return t("analysis.result.heightlimit", { checked: s.checked, exceeding: s.exceeding_count });
       case "flood":
-        return fill(t.flood, { area: n(s.area_m2, 0), depth: n(s.max_depth, 2), buildings: s.buildings_count });
+        return t("analysis.result.flood", { area: n(s.area_m2, 0), depth: n(s.max_depth, 2), buildings: s.buildings_count });
     }
   }
 
+  /** @param {number[]} p */
+  const place = (p) => `${n(p[0], 5)}, ${n(p[1], 5)}`;
+
+  /** What the next request will be made of, in words. */
+  function describeInputs() {
+    const pick = PICKS[kind()];
+    let text = t("analysis.input.default");
+    if (pick === "point" && inputs.point) text = t("analysis.input.point", { lon: n(inputs.point[0], 5), lat: n(inputs.point[1], 5) });
+    if (pick === "line" && inputs.from && inputs.to) {
+      const a = Cesium.Cartographic.fromDegrees(inputs.from[0], inputs.from[1]);
+      const b = Cesium.Cartographic.fromDegrees(inputs.to[0], inputs.to[1]);
+      const distance = new Cesium.EllipsoidGeodesic(a, b).surfaceDistance;
+      text = t("analysis.input.line", { from: place(inputs.from), to: place(inputs.to), distance: n(distance) });
+    }
+    if (pick === "area" && inputs.area) text = t("analysis.input.area", { n: inputs.area.length, area: n(ringArea(inputs.area), 0) });
+    if (kind() === "skyline" && inputs.proposal) {
+      text += t("list.separator") + t("analysis.input.proposal", { n: inputs.proposal.length, height: proposalMetres() });
+    }
+    return text;
+  }
+
+  function showState() {
+    const k = kind();
+    pickButton.textContent = t(`analysis.pick.${PICKS[k]}`);
+    pickButton.setAttribute("aria-pressed", String(picking !== null));
+    finishButton.hidden = !drawsArea(picking?.step);
+    proposalButton.setAttribute("aria-pressed", String(picking?.step === "proposal"));
+    proposalButton.hidden = proposalField.hidden = k !== "skyline";
+    finishButton.disabled = (picking?.points.length ?? 0) < 3;
+    hint.textContent = missed ? t("analysis.missed") : picking ? t(`analysis.hint.${picking.step}`) : "";
+    inputNote.textContent = describeInputs();
+    valueField.hidden = !VALUE_KINDS.includes(k);
+    if (!valueField.hidden) {
+      valueLabel.textContent = t(`analysis.value.${k}`);
+      if (document.activeElement !== valueInput) valueInput.value = String(valueOf(k));
+    }
+  }
+
+  function translate() {
+    runButton.textContent = t("analysis.run");
+    clearButton.textContent = t("analysis.clear");
+    finishButton.textContent = t("analysis.pick.finish");
+    resetInputs.textContent = t("analysis.pick.reset");
+    proposalButton.textContent = t("analysis.pick.proposal");
+    proposalLabel.textContent = t("analysis.proposalHeight");
+    kindSelect.setAttribute("aria-label", t("analysis.kind"));
+    const chosen = kindSelect.value || "sunlight";
+    kindSelect.replaceChildren(...KINDS.map((k) => new Option(t(`analysis.kind.${k}`), k)));
+    kindSelect.value = chosen;
+    if (last) result.textContent = describe(last);
+    else if (failure) result.textContent = `${t("analysis.failed")}: ${failure}`;
+    showState();
+    if (last?.kind === "skyline" && chartInstance) void renderChart(last);
+  }
+
+  // ------------------------------------------------------------------ picking in the scene
+
+  /** The picked places, drawn: points as dots, the area (or the line of sight) as a line. */
+  function drawPicks() {
+    pickPoints.removeAll();
+    const dots = drawsArea(picking?.step) ? (picking?.points ?? []) : [inputs.point, inputs.from, inputs.to].filter((p) => p !== undefined);
+    for (const p of /** @type {number[][]} */ (dots)) {
+      pickPoints.add({
+        position: Cesium.Cartesian3.fromDegrees(p[0], p[1], p[2] ?? 0),
+        pixelSize: 9,
+        color: PICK_COLOUR,
+        disableDepthTestDistance: Number.POSITIVE_INFINITY,
+      });
+    }
+    pickLines.removeAll();
+    /** @type {number[][][]} */
+    const lines = [];
+    if (picking && drawsArea(picking.step)) lines.push(outline({ mode: "polygon", points: picking.points }, { closed: false }));
+    for (const which of /** @type {const} */ (["area", "proposal"])) {
+      const ring = inputs[which];
+      if (ring && picking?.step !== which) lines.push(outline({ mode: "polygon", points: ring }, { closed: true }));
+    }
+    if (inputs.from && inputs.to) lines.push([inputs.from, inputs.to].map(([x, y, h]) => [x, y, h + EYE]));
+    for (const line of lines) addLine(pickLines, line, PICK_COLOUR);
+    scene.requestRender();
+  }
+
+  /** @param {PickStep} [step]  default: what the kind asks for */
+  function startPicking(step) {
+    const pick = PICKS[kind()];
+    missed = false;
+    picking = { step: step ?? (pick === "line" ? "from" : pick), points: [] };
+    scene.canvas.style.cursor = "crosshair";
+    drawPicks();
+    showState();
+  }
+
+  function stopPicking() {
+    picking = null;
+    missed = false;
+    scene.canvas.style.cursor = "";
+    drawPicks();
+    showState();
+  }
+
+  /** Take the drawn area (3 corners or more) as the input (the area, or the proposal's footprint). */
+  function finishArea() {
+    if (!picking || !drawsArea(picking.step) || picking.points.length < 3) return;
+    inputs = { ...inputs, [picking.step]: picking.points };
+    stopPicking();
+  }
+
+  /**
+   * Use the surface point under canvas pixel (x, y) for the step being picked; true if one was found.
+   * @param {number} x @param {number} y
+   */
+  function pickAt(x, y) {
+    if (!picking) return false;
+    const p = lonLatAt(viewer, x, y);
+    missed = p === null;
+    if (p) {
+      if (drawsArea(picking.step)) picking.points.push(p);
+      else if (picking.step === "from") {
+        inputs = { ...inputs, from: p, to: undefined };
+        picking = { step: "to", points: [] };
+      } else {
+        inputs = { ...inputs, [picking.step]: p };
+        stopPicking();
+        return true;
+      }
+    }
+    drawPicks();
+    showState();
+    return p !== null;
+  }
+
+  /**
+   * Set the inputs without clicking (scripts, tests); {} goes back to the city's centre.
+   * @param {Inputs} given
+   */
+  function setInputs(given) {
+    inputs = { ...given };
+    stopPicking();
+  }
+
+  // ------------------------------------------------------------------ the answer
+
   /**
    * The colour of a feature of an answer.
-   * @param {Kind} kind
+   * @param {Kind} k
    * @param {Record<string, any>} p
    */
-  function colour(kind, p) {
-    if (kind === "sunlight") return p.below ? Cesium.Color.RED : Cesium.Color.LIMEGREEN;
-    if (kind === "flood") return p.part === "water" ? Cesium.Color.DODGERBLUE : Cesium.Color.ORANGE;
-    if (kind === "viewshed") return p.visible ? Cesium.Color.LIMEGREEN : Cesium.Color.RED;
-    if (kind === "heightlimit") return p.part === "zone" ? Cesium.Color.YELLOW : Cesium.Color.RED;
-    if (kind === "sightline") return p.part === "hidden" || p.visible === false ? Cesium.Color.RED : Cesium.Color.LIMEGREEN;
-    if (kind === "shadow") return Cesium.Color.BLACK;
+  function colour(k, p) {
+    if (k === "sunlight") return p.below ? Cesium.Color.RED : Cesium.Color.LIMEGREEN;
+    if (k === "flood") return p.part === "water" ? Cesium.Color.DODGERBLUE : Cesium.Color.ORANGE;
+    if (k === "viewshed") return p.visible ? Cesium.Color.LIMEGREEN : Cesium.Color.RED;
+    if (k === "heightlimit") return p.part === "zone" ? Cesium.Color.YELLOW : Cesium.Color.RED;
+    if (k === "sightline") return p.part === "hidden" || p.visible === false ? Cesium.Color.RED : Cesium.Color.LIMEGREEN;
+    if (k === "skyline") return p.part === "skyline_after" ? Cesium.Color.ORANGE : Cesium.Color.CYAN;
+    if (k === "shadow") return Cesium.Color.BLACK;
     return Cesium.Color.CYAN;
   }
 
-  /** @param {Answer} answer */
+  /**
+   * Draw an answer: a building's footprint on its top, water at its level, every other area
+   * draped on the terrain and the buildings; lines and points at their heights.
+   * @param {Answer} answer
+   */
   function draw(answer) {
     overlay.entities.removeAll();
     const ground = centre().height;
     for (const feature of answer.geojson.features) {
       const p = feature.properties ?? {};
       const c = colour(answer.kind, p);
-      const height = Number.isFinite(p.top) ? p.top + 0.5 : Number.isFinite(p.level) ? p.level : ground + 1;
+      const height = Number.isFinite(p.top) ? p.top + 0.5 : Number.isFinite(p.level) ? p.level : undefined;
       const g = feature.geometry;
       const polygons = g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : [];
       for (const rings of polygons) {
@@ -243,7 +423,7 @@ export function analysisTool(viewer) {
               Cesium.Cartesian3.fromDegreesArray(rings[0].flat()),
               rings.slice(1).map((/** @type {number[][]} */ hole) => new Cesium.PolygonHierarchy(Cesium.Cartesian3.fromDegreesArray(hole.flat()))),
             ),
-            height,
+            ...(height === undefined ? { classificationType: Cesium.ClassificationType.BOTH } : { height }),
             material: c.withAlpha(answer.kind === "shadow" ? 0.25 : 0.55),
           },
           properties: p,
@@ -251,14 +431,14 @@ export function analysisTool(viewer) {
       }
       if (g.type === "LineString") {
         const coords = /** @type {number[][]} */ (g.coordinates);
-        const positions = coords.map(([x, y, z]) => Cesium.Cartesian3.fromDegrees(x, y, Number.isFinite(z) ? z : ground + 1.6));
+        const positions = coords.map(([x, y, z]) => Cesium.Cartesian3.fromDegrees(x, y, Number.isFinite(z) ? z : ground + EYE));
         overlay.entities.add({ polyline: { positions, width: 3, material: c }, properties: p });
       }
       if (g.type === "Point") {
         const [x, y, z] = g.coordinates;
         overlay.entities.add({
           position: Cesium.Cartesian3.fromDegrees(x, y, Number.isFinite(z) ? z : ground),
-          point: { pixelSize: 10, color: c },
+          point: { pixelSize: 10, color: c, disableDepthTestDistance: Number.POSITIVE_INFINITY },
           properties: p,
         });
       }
@@ -268,54 +448,136 @@ export function analysisTool(viewer) {
 
   /**
    * Run an analysis on the server and draw its answer.
-   * @param {Kind} [kind]  default: the panel's choice
-   * @param {Record<string, unknown>} [request]  default: the panel's request for the kind
+   * @param {Kind} [k]  default: the panel's choice
+   * @param {Record<string, unknown>} [given]  default: the panel's request for the kind
    * @returns {Promise<Answer>}
    */
-  async function run(kind, request) {
-    const k = kind ?? /** @type {Kind} */ (kindSelect.value);
-    const body = request ?? defaultRequest(k);
-    result.textContent = words().running;
-    const response = await fetch(`/api/analysis/${k}`, {
+  async function run(k, given) {
+    const which = k ?? kind();
+    const body = given ?? request(which);
+    failure = "";
+    result.textContent = t("analysis.running");
+    const response = await fetch(`/api/analysis/${which}`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    const answer = await response.json();
+    const answer = await response.json().catch(() => ({}));
     if (!response.ok) {
-      result.textContent = `${words().failed}: ${answer.error ?? response.status}`;
+      failure = String(answer.error ?? response.status);
+      last = null;
+      result.textContent = `${t("analysis.failed")}: ${failure}`;
       throw new Error(answer.error ?? `HTTP ${response.status}`);
     }
     last = answer;
     draw(answer);
     result.textContent = describe(answer);
+    if (answer.kind === "skyline") await renderChart(answer);
+    else chart.hidden = true;
     return answer;
+  }
+
+  /**
+   * Chart a skyline: elevation over azimuth, today's and the proposal's.
+   * @param {Answer} answer
+   */
+  async function renderChart(answer) {
+    let echarts;
+    try {
+      const url = ECHARTS_URL;
+      echarts = await import(url);
+    } catch (error) {
+      viewer.reportError(t("analysis.chart.failed"), error);
+      return;
+    }
+    const s = answer.summary;
+    /** @param {(number | null)[]} elevation */
+    const points = (elevation) => s.azimuths.map((/** @type {number} */ a, /** @type {number} */ i) => [a, elevation[i]]);
+    const series = [{ name: t("analysis.chart.before"), type: "line", showSymbol: false, data: points(s.elevation), itemStyle: { color: "#4fc3f7" } }];
+    if (s.after) series.push({ name: t("analysis.chart.after"), type: "line", showSymbol: false, data: points(s.after.elevation), itemStyle: { color: "#ff9800" } });
+    chart.hidden = false;
+    chartInstance ??= echarts.init(chart, "dark", { renderer: "canvas" });
+    const axisLabel = { formatter: (/** @type {number} */ v) => formatNumber(v, { maximumFractionDigits: 1 }), fontSize: 10 };
+    chartInstance.setOption(
+      {
+        backgroundColor: "transparent",
+        animation: false,
+        title: { text: t("analysis.chart.title"), textStyle: { fontSize: 12 } },
+        legend: { top: 0, right: 0, textStyle: { fontSize: 10 } },
+        grid: { left: 40, right: 8, top: 28, bottom: 36 },
+        tooltip: { trigger: "axis" },
+        xAxis: { type: "value", min: 0, max: 360, interval: 90, name: t("analysis.chart.azimuth"), nameLocation: "middle", nameGap: 22, axisLabel },
+        yAxis: { type: "value", name: t("analysis.chart.elevation"), nameTextStyle: { fontSize: 10 }, axisLabel },
+        series,
+      },
+      true,
+    );
+    chartInstance.resize();
   }
 
   function clear() {
     overlay.entities.removeAll();
+    chart.hidden = true;
     last = null;
+    failure = "";
     result.textContent = "";
     viewer.unsettle();
   }
 
-  /** @param {"zh-CN" | "en"} language */
-  function setLanguage(language) {
-    lang = language in MESSAGES ? language : "zh-CN";
-    label();
-  }
+  // ------------------------------------------------------------------ wiring
 
+  kindSelect.addEventListener("change", () => {
+    if (picking) stopPicking();
+    else showState();
+  });
+  pickButton.addEventListener("click", () => (picking && picking.step !== "proposal" ? stopPicking() : startPicking()));
+  proposalButton.addEventListener("click", () => (picking?.step === "proposal" ? stopPicking() : startPicking("proposal")));
+  proposalHeight.addEventListener("input", showState);
+  finishButton.addEventListener("click", finishArea);
+  resetInputs.addEventListener("click", () => setInputs({}));
+  valueInput.addEventListener("input", () => {
+    const v = Number(valueInput.value);
+    if (valueInput.value !== "" && Number.isFinite(v)) values[kind()] = v;
+    else delete values[kind()];
+    showState();
+  });
   runButton.addEventListener("click", () => {
-    run().catch((error) => viewer.reportError(words().failed, error));
+    run().catch((error) => viewer.reportError(t("analysis.failed"), error));
   });
   clearButton.addEventListener("click", clear);
-  viewer.on("reset", clear);
-  label();
+  // while picking, clicks pick places instead of selecting
+  viewer.on("click", (click) => {
+    if (!picking) return;
+    click.preventDefault();
+    pickAt(click.x, click.y);
+  });
+  viewer.on("reset", () => {
+    clear();
+    inputs = {};
+    for (const k of KINDS) delete values[k];
+    proposalHeight.value = "60";
+    stopPicking();
+  });
+  viewer.on("cityload", showState);
+  onLanguageChange(translate);
+  translate();
+
   return {
     run,
     clear,
-    setLanguage,
-    defaultRequest,
+    request,
+    setInputs,
+    pickAt,
+    finishArea,
+    /** the places picked */
+    get inputs() {
+      return inputs;
+    },
+    /** the skyline chart's series, as drawn: name and [azimuth, elevation] points (null: none) */
+    chartSeries() {
+      if (!chartInstance || chart.hidden) return null;
+      return chartInstance.getOption().series.map((/** @type {{ name: string, data: number[][] }} */ s) => ({ name: s.name, data: s.data }));
+    },
     /** the overlay's entities, drawn */
     get overlay() {
       return overlay;

@@ -5,87 +5,15 @@
 // (/api/annotations) decides who may change what; each note says whether it is `editable`.
 // Points come from the depth buffer (scene.pickPosition, as in measure.js), so they land on
 // buildings, terrain or point clouds. A note's text is only ever set as text (textContent, a
-// Cesium label), never parsed as HTML.
+// Cesium label), never parsed as HTML. It is a panel registered through js/workspace.js, with
+// its messages in ../i18n/annotations.js; its texts follow the language toggle.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
-import { byId } from "./dom.js";
+import messages from "../i18n/annotations.js";
+import { formatDate, onLanguageChange, t } from "./i18n.js";
+import { registerPanel } from "./workspace.js";
 
-// Every string this tool shows, per language (to move into the viewer's message catalogue).
-const MESSAGES = {
-  "zh-CN": {
-    heading: "批注",
-    pin: "图钉",
-    polyline: "折线",
-    polygon: "多边形",
-    hintpin: "在场景中点击放置图钉。",
-    hintpolyline: "在场景中依次点击各点，然后点“完成”。",
-    hintpolygon: "在场景中依次点击各顶点（至少 3 个），然后点“完成”。",
-    points: "已选 {n} 个点",
-    missed: "这里没有可放置的表面，请点击建筑或地面。",
-    finish: "完成",
-    cancel: "取消",
-    titlePlaceholder: "标题（可选）",
-    textPlaceholder: "批注内容",
-    save: "保存",
-    needText: "请填写批注内容。",
-    editing: "编辑批注 #{id}",
-    flyTo: "飞至",
-    edit: "编辑",
-    delete: "删除",
-    confirmDelete: "确认删除",
-    refresh: "刷新",
-    export: "导出 GeoJSON",
-    empty: "暂无批注。",
-    total: "共 {n} 条",
-    anonymous: "匿名",
-    mine: "我的",
-    signIn: "登录后可添加批注。",
-    forbidden: "只能修改或删除自己的批注。",
-    readOnly: "此城市的批注为只读（服务器无法写入）。",
-    gone: "该批注已被删除。",
-    failed: "操作失败：{error}",
-    saved: "批注已保存。",
-    deleted: "批注已删除。",
-  },
-  en: {
-    heading: "Annotations",
-    pin: "Pin",
-    polyline: "Polyline",
-    polygon: "Polygon",
-    hintpin: "Click the scene to place the pin.",
-    hintpolyline: "Click the points in the scene, then Finish.",
-    hintpolygon: "Click the corners in the scene (3 or more), then Finish.",
-    points: "{n} points",
-    missed: "Nothing to place it on here: click a building or the ground.",
-    finish: "Finish",
-    cancel: "Cancel",
-    titlePlaceholder: "Title (optional)",
-    textPlaceholder: "Note",
-    save: "Save",
-    needText: "Write the note first.",
-    editing: "Editing note #{id}",
-    flyTo: "Fly to",
-    edit: "Edit",
-    delete: "Delete",
-    confirmDelete: "Really delete",
-    refresh: "Refresh",
-    export: "Export GeoJSON",
-    empty: "No annotations yet.",
-    total: "{n} in all",
-    anonymous: "anonymous",
-    mine: "mine",
-    signIn: "Sign in to add annotations.",
-    forbidden: "You can only change or delete your own notes.",
-    readOnly: "This city's notes are read-only (the server cannot write them).",
-    gone: "That note has been deleted.",
-    failed: "Failed: {error}",
-    saved: "Note saved.",
-    deleted: "Note deleted.",
-  },
-};
-
-/** @typedef {keyof typeof MESSAGES["en"]} MessageKey */
 /** @typedef {"pin" | "polyline" | "polygon"} Kind */
 
 /**
@@ -110,24 +38,6 @@ const COLOUR = Cesium.Color.fromCssColorString("#ff7043");
 const DRAFT_COLOUR = Cesium.Color.fromCssColorString("#4fc3f7");
 const LABEL_BACKGROUND = Cesium.Color.fromCssColorString("#101418").withAlpha(0.8);
 
-/** The language of the page: Chinese unless English was chosen (remembered by the viewer). */
-function language() {
-  try {
-    return window.localStorage.getItem("cim.lang") === "en" ? "en" : "zh-CN";
-  } catch {
-    return "zh-CN";
-  }
-}
-
-/**
- * @param {MessageKey} key
- * @param {Record<string, string | number>} [values]
- */
-function t(key, values = {}) {
-  const text = MESSAGES[language()][key] ?? MESSAGES.en[key];
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
-}
-
 /**
  * @template {keyof HTMLElementTagNameMap} K
  * @param {K} tag
@@ -149,36 +59,35 @@ function toCartesian(v) {
 
 /** @param {CityViewer} viewer */
 export function annotationTool(viewer) {
-  const panel = byId("annotations-panel", HTMLElement);
+  const body = registerPanel({ id: "annotations", title: "annotations.title", order: 60, messages });
+  const panel = /** @type {HTMLElement} */ (body.parentElement);
   const scene = viewer.cesium.scene;
   scene.pickTranslucentDepth = true;
   const source = new Cesium.CustomDataSource("annotations");
   void viewer.cesium.dataSources.add(source);
 
   // ---------------------------------------------------------------- the panel
-  const heading = element("h2", { id: "annotations-heading" }, t("heading"));
-  panel.setAttribute("aria-labelledby", "annotations-heading");
   /** @type {Record<Kind, HTMLButtonElement>} */
   const kindButtons = {
-    pin: element("button", { type: "button", class: "tool-button", "data-kind": "pin", "aria-pressed": "false" }, t("pin")),
-    polyline: element("button", { type: "button", class: "tool-button", "data-kind": "polyline", "aria-pressed": "false" }, t("polyline")),
-    polygon: element("button", { type: "button", class: "tool-button", "data-kind": "polygon", "aria-pressed": "false" }, t("polygon")),
+    pin: element("button", { type: "button", class: "tool-button", "data-kind": "pin", "aria-pressed": "false" }),
+    polyline: element("button", { type: "button", class: "tool-button", "data-kind": "polyline", "aria-pressed": "false" }),
+    polygon: element("button", { type: "button", class: "tool-button", "data-kind": "polygon", "aria-pressed": "false" }),
   };
   const tools = element("div", { class: "sun-row annotation-tools" });
   tools.append(kindButtons.pin, kindButtons.polyline, kindButtons.polygon);
   const hint = element("p", { id: "annotation-hint", class: "muted", "aria-live": "polite" });
-  const finishButton = element("button", { type: "button", id: "annotation-finish", class: "tool-button" }, t("finish"));
-  const cancelDrawing = element("button", { type: "button", id: "annotation-cancel-drawing", class: "link-button" }, t("cancel"));
+  const finishButton = element("button", { type: "button", id: "annotation-finish", class: "tool-button" });
+  const cancelDrawing = element("button", { type: "button", id: "annotation-cancel-drawing", class: "link-button" });
   const drawRow = element("div", { class: "sun-row", id: "annotation-drawing" });
   drawRow.append(finishButton, cancelDrawing);
   drawRow.hidden = true;
 
   const form = element("form", { id: "annotation-form", class: "annotation-form" });
   const formHeading = element("p", { id: "annotation-form-heading", class: "muted" });
-  const titleInput = element("input", { id: "annotation-title", maxlength: "200", placeholder: t("titlePlaceholder"), "aria-label": t("titlePlaceholder") });
-  const textInput = element("textarea", { id: "annotation-text", rows: "3", maxlength: "10000", placeholder: t("textPlaceholder"), "aria-label": t("textPlaceholder") });
-  const saveButton = element("button", { type: "submit", id: "annotation-save", class: "tool-button" }, t("save"));
-  const cancelForm = element("button", { type: "button", id: "annotation-cancel", class: "link-button" }, t("cancel"));
+  const titleInput = element("input", { id: "annotation-title", maxlength: "200" });
+  const textInput = element("textarea", { id: "annotation-text", rows: "3", maxlength: "10000" });
+  const saveButton = element("button", { type: "submit", id: "annotation-save", class: "tool-button" });
+  const cancelForm = element("button", { type: "button", id: "annotation-cancel", class: "link-button" });
   const formRow = element("div", { class: "sun-row" });
   formRow.append(saveButton, cancelForm);
   form.append(formHeading, titleInput, textInput, formRow);
@@ -188,10 +97,10 @@ export function annotationTool(viewer) {
   const list = element("ol", { id: "annotation-list", class: "annotation-list" });
   const footer = element("div", { class: "sun-row" });
   const totalLabel = element("span", { id: "annotation-total", class: "muted" });
-  const refreshButton = element("button", { type: "button", id: "annotation-refresh", class: "link-button" }, t("refresh"));
-  const exportLink = element("a", { id: "annotation-export", class: "link-button", href: `${API}.geojson`, download: "annotations.geojson" }, t("export"));
+  const refreshButton = element("button", { type: "button", id: "annotation-refresh", class: "link-button" });
+  const exportLink = element("a", { id: "annotation-export", class: "link-button", href: `${API}.geojson`, download: "annotations.geojson" });
   footer.append(totalLabel, refreshButton, exportLink);
-  panel.replaceChildren(heading, tools, hint, drawRow, form, message, list, footer);
+  body.replaceChildren(tools, hint, drawRow, form, message, list, footer);
 
   // ---------------------------------------------------------------- state
   /** @type {Note[]} */
@@ -209,10 +118,36 @@ export function annotationTool(viewer) {
   /** @type {number | undefined} */
   let poller;
 
-  /** @param {string} text @param {boolean} [error] */
-  function say(text, error = false) {
-    message.textContent = text;
+  /** the message shown (a key and its values), to show again in another language */
+  /** @type {{ key: string, values?: Record<string, unknown> } | null} */
+  let said = null;
+  /** the drawing hint shown (a key), likewise; the form's heading likewise */
+  let hintKey = "";
+  /** @type {{ key: string, values?: Record<string, unknown> } | null} */
+  let formKey = null;
+
+  /**
+   * Show a message from the catalogue (null: none).
+   * @param {string | null} key
+   * @param {boolean} [error]
+   * @param {Record<string, unknown>} [values]
+   */
+  function say(key, error = false, values) {
+    said = key ? { key, values } : null;
+    message.textContent = key ? t(key, values) : "";
     message.classList.toggle("error", error);
+  }
+
+  /** @param {string} key  "" for none */
+  function setHint(key) {
+    hintKey = key;
+    hint.textContent = key ? t(key) : "";
+  }
+
+  /** @param {string} key @param {Record<string, unknown>} [values] */
+  function setFormHeading(key, values) {
+    formKey = { key, values };
+    formHeading.textContent = t(key, values);
   }
 
   // ---------------------------------------------------------------- drawing
@@ -221,22 +156,22 @@ export function annotationTool(viewer) {
   function start(kind) {
     cancel();
     if (me.accounts && !me.user) {
-      say(t("signIn"), true);
+      say("annotations.signIn", true);
       return;
     }
     draft = { kind, points: [], id: null };
     kindButtons[kind].setAttribute("aria-pressed", "true");
-    hint.textContent = t(/** @type {MessageKey} */ (`hint${kind}`));
+    setHint(`annotations.hint.${kind}`);
     drawRow.hidden = kind === "pin";
     finishButton.disabled = true;
     scene.canvas.style.cursor = "crosshair";
-    say("");
+    say(null);
   }
 
   function cancel() {
     draft = null;
     for (const button of Object.values(kindButtons)) button.setAttribute("aria-pressed", "false");
-    hint.textContent = "";
+    setHint("");
     drawRow.hidden = true;
     form.hidden = true;
     titleInput.value = "";
@@ -285,12 +220,13 @@ export function annotationTool(viewer) {
     if (!draft || !form.hidden) return false;
     const p = pointAt(x, y);
     if (!p) {
-      say(t("missed"));
+      say("annotations.missed");
       return false;
     }
     draft.points.push(p);
     drawDraft();
-    say(draft.kind === "pin" ? "" : t("points", { n: draft.points.length }));
+    if (draft.kind === "pin") say(null);
+    else say("annotations.points", false, { n: draft.points.length });
     finishButton.disabled = draft.points.length < MIN_VERTICES[draft.kind];
     if (draft.kind === "pin") finish();
     return true;
@@ -300,9 +236,9 @@ export function annotationTool(viewer) {
   function finish() {
     if (!draft || draft.points.length < MIN_VERTICES[draft.kind]) return;
     drawRow.hidden = true;
-    hint.textContent = "";
+    setHint("");
     scene.canvas.style.cursor = "";
-    formHeading.textContent = t(draft.kind);
+    setFormHeading(`annotations.kind.${draft.kind}`);
     form.hidden = false;
     textInput.focus();
   }
@@ -330,11 +266,11 @@ export function annotationTool(viewer) {
   /** @param {unknown} error */
   function sayFailure(error) {
     const status = /** @type {{ status?: number }} */ (error).status;
-    if (status === 401) say(t("signIn"), true);
-    else if (status === 403) say(t("forbidden"), true);
-    else if (status === 404) say(t("gone"), true);
-    else if (status === 503) say(t("readOnly"), true);
-    else say(t("failed", { error: error instanceof Error ? error.message : String(error) }), true);
+    if (status === 401) say("annotations.signIn", true);
+    else if (status === 403) say("annotations.forbidden", true);
+    else if (status === 404) say("annotations.gone", true);
+    else if (status === 503) say("annotations.readOnly", true);
+    else say("annotations.failed", true, { error: error instanceof Error ? error.message : String(error) });
   }
 
   /** Fetch the notes again; redraw the list and the scene if they changed. */
@@ -363,7 +299,7 @@ export function annotationTool(viewer) {
     if (!draft) return null;
     const text = textInput.value;
     if (!text.trim()) {
-      say(t("needText"), true);
+      say("annotations.needText", true);
       textInput.focus();
       return null;
     }
@@ -379,7 +315,7 @@ export function annotationTool(viewer) {
         note = await call(API, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
       }
       cancel();
-      say(t("saved"));
+      say("annotations.saved");
       await refresh();
       return note;
     } catch (error) {
@@ -395,7 +331,7 @@ export function annotationTool(viewer) {
     try {
       await call(`${API}/${id}`, { method: "DELETE" });
       if (draft?.id === id) cancel();
-      say(t("deleted"));
+      say("annotations.deleted");
       await refresh();
       return true;
     } catch (error) {
@@ -411,7 +347,7 @@ export function annotationTool(viewer) {
     if (!note) return;
     cancel();
     draft = { kind: note.kind, points: [], id };
-    formHeading.textContent = t("editing", { id });
+    setFormHeading("annotations.editing", { id: String(id) });
     titleInput.value = note.title;
     textInput.value = note.text;
     form.hidden = false;
@@ -465,7 +401,7 @@ export function annotationTool(viewer) {
   /** @param {string} iso */
   function when(iso) {
     const date = new Date(iso);
-    return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(language());
+    return Number.isNaN(date.getTime()) ? iso : formatDate(date, true);
   }
 
   /** @param {Note} note */
@@ -473,25 +409,25 @@ export function annotationTool(viewer) {
     const li = element("li", { class: "annotation-item", "data-id": String(note.id) });
     if (note.editable) li.classList.add("mine");
     const head = element("div", { class: "annotation-head" });
-    head.append(element("span", { class: "annotation-kind muted" }, t(note.kind)));
+    head.append(element("span", { class: "annotation-kind muted" }, t(`annotations.kind.${note.kind}`)));
     if (note.title) head.append(element("span", { class: "annotation-title" }, note.title));
-    const author = note.author === "anonymous" ? t("anonymous") : note.author;
-    const meta = element("div", { class: "annotation-meta muted" }, `${author}${note.editable ? ` (${t("mine")})` : ""} · ${when(note.updated)}`);
+    const author = note.author === "anonymous" ? t("annotations.anonymous") : note.author;
+    const meta = element("div", { class: "annotation-meta muted" }, t(note.editable ? "annotations.metaMine" : "annotations.meta", { author, when: when(note.updated) }));
     const text = element("p", { class: "annotation-text" }, note.text);
     const actions = element("div", { class: "annotation-actions" });
-    const fly = element("button", { type: "button", class: "link-button annotation-fly" }, t("flyTo"));
+    const fly = element("button", { type: "button", class: "link-button annotation-fly" }, t("annotations.flyTo"));
     fly.addEventListener("click", () => flyTo(note.id));
     actions.append(fly);
     if (note.editable) {
-      const editButton = element("button", { type: "button", class: "link-button annotation-edit" }, t("edit"));
+      const editButton = element("button", { type: "button", class: "link-button annotation-edit" }, t("annotations.edit"));
       editButton.addEventListener("click", () => edit(note.id));
-      const deleteButton = element("button", { type: "button", class: "link-button annotation-delete" }, t("delete"));
+      const deleteButton = element("button", { type: "button", class: "link-button annotation-delete" }, t("annotations.delete"));
       // two steps, no confirm(): the second click deletes
       deleteButton.addEventListener("click", () => {
         if (deleteButton.dataset.armed) void remove(note.id);
         else {
           deleteButton.dataset.armed = "1";
-          deleteButton.textContent = t("confirmDelete");
+          deleteButton.textContent = t("annotations.confirmDelete");
         }
       });
       actions.append(editButton, deleteButton);
@@ -505,9 +441,14 @@ export function annotationTool(viewer) {
     for (const entity of [...source.entities.values]) if (!draftEntities.includes(entity)) source.entities.remove(entity);
     for (const note of notes) addEntity(note);
     source.entities.resumeEvents();
-    list.replaceChildren(...(notes.length ? notes.map(listItem) : [element("li", { class: "muted" }, t("empty"))]));
-    totalLabel.textContent = t("total", { n: total });
+    renderList();
     scene.requestRender();
+  }
+
+  /** The list of notes, in the language shown. */
+  function renderList() {
+    list.replaceChildren(...(notes.length ? notes.map(listItem) : [element("li", { class: "muted" }, t("annotations.empty"))]));
+    totalLabel.textContent = t("annotations.total", { n: total });
   }
 
   /**
@@ -527,6 +468,26 @@ export function annotationTool(viewer) {
     });
     viewer.unsettle();
     return true;
+  }
+
+  // ---------------------------------------------------------------- texts
+
+  /** Every text of the panel in the language shown (at start and on the language toggle). */
+  function translate() {
+    for (const [kind, button] of Object.entries(kindButtons)) button.textContent = t(`annotations.kind.${kind}`);
+    finishButton.textContent = t("annotations.finish");
+    cancelDrawing.textContent = cancelForm.textContent = t("annotations.cancel");
+    titleInput.placeholder = t("annotations.titlePlaceholder");
+    titleInput.setAttribute("aria-label", titleInput.placeholder);
+    textInput.placeholder = t("annotations.textPlaceholder");
+    textInput.setAttribute("aria-label", textInput.placeholder);
+    saveButton.textContent = t("annotations.save");
+    refreshButton.textContent = t("annotations.refresh");
+    exportLink.textContent = t("annotations.export");
+    hint.textContent = hintKey ? t(hintKey) : "";
+    if (formKey) formHeading.textContent = t(formKey.key, formKey.values);
+    if (said) message.textContent = t(said.key, said.values);
+    renderList();
   }
 
   // ---------------------------------------------------------------- wiring
@@ -554,8 +515,10 @@ export function annotationTool(viewer) {
   });
   viewer.on("reset", () => {
     cancel();
-    say("");
+    say(null);
   });
+  onLanguageChange(translate);
+  translate();
 
   void (async () => {
     try {
@@ -564,7 +527,7 @@ export function annotationTool(viewer) {
     } catch {
       // the server answers /api/me; a failure here only means writes will say why they fail
     }
-    if (me.accounts && !me.user) hint.textContent = t("signIn");
+    if (me.accounts && !me.user) setHint("annotations.signIn");
     if (me.accounts && !me.anonymous && !me.user) return; // a closed city: nothing to list before signing in
     poller = window.setInterval(() => {
       if (!document.hidden) void refresh();

@@ -15,13 +15,14 @@ import messages from "../i18n/query.js";
 import { hasApi } from "./api.js";
 import { formatNumber, onLanguageChange, t } from "./i18n.js";
 import { localized } from "./properties.js";
+import { drawPreview, lonLatAt, MIN_POINTS, outline } from "./scene-draw.js";
 import { registerPanel } from "./workspace.js";
 
 const ECHARTS_URL = "/vendor/echarts/echarts.esm.min.mjs";
 const SHAPE = Cesium.Color.fromCssColorString("#4fc3f7");
 const PAGE = 200;
 
-/** @typedef {"box" | "polygon" | "radius" | "line"} DrawMode */
+/** @import { DrawMode } from "./scene-draw.js" */
 
 /**
  * A query's filters, as /api/query takes them (geometry in degrees).
@@ -174,52 +175,15 @@ export function queryTool(viewer) {
     return f;
   }
 
-  // ------------------------------------------------------------ drawing
-  /** @param {number} x @param {number} y @returns {number[] | null} lon, lat, height */
-  function lonLatAt(x, y) {
-    const scene = viewer.cesium.scene;
-    const position = new Cesium.Cartesian2(x, y);
-    let p = scene.pickPositionSupported ? scene.pickPosition(position) : undefined;
-    if (!Cesium.defined(p)) p = viewer.cesium.camera.pickEllipsoid(position);
-    if (!p) return null;
-    const c = Cesium.Cartographic.fromCartesian(p);
-    return [Cesium.Math.toDegrees(c.longitude), Cesium.Math.toDegrees(c.latitude), c.height];
-  }
-
+  // ------------------------------------------------------------ drawing (js/scene-draw.js)
   /** the outline of an area, as lon/lat/height points */
-  function outline(/** @type {{ mode: DrawMode, points: number[][] }} */ a) {
-    const pts = a.points;
-    if (!pts.length) return [];
-    const h = Math.max(...pts.map((p) => p[2] ?? 0)) + 1;
-    if (a.mode === "box" && pts.length === 2) {
-      const [[w, s], [e, n]] = pts;
-      return [[w, s], [e, s], [e, n], [w, n], [w, s]].map(([lon, lat]) => [lon, lat, h]);
-    }
-    if (a.mode === "radius") {
-      const [lon, lat] = pts[0];
-      const r = Number(radius.value) || 0;
-      const out = [];
-      for (let i = 0; i <= 64; i++) {
-        const ang = (2 * Math.PI * i) / 64;
-        out.push([lon + (r * Math.cos(ang)) / (111320 * Math.cos(Cesium.Math.toRadians(lat))), lat + (r * Math.sin(ang)) / 110574, h]);
-      }
-      return out;
-    }
-    const closed = a.mode === "polygon" && pts.length > 2 && !drawing ? [...pts, pts[0]] : pts;
-    return closed.map(([lon, lat]) => [lon, lat, h]);
+  function shapeOutline(/** @type {{ mode: DrawMode, points: number[][] }} */ a) {
+    return outline(a, { radius: Number(radius.value) || 0, closed: !drawing });
   }
 
   function drawShapes() {
-    shapes.removeAll();
     const a = drawing ?? area;
-    const line = a ? outline(a) : [];
-    if (line.length >= 2) {
-      shapes.add({
-        positions: line.map(([lon, lat, h]) => Cesium.Cartesian3.fromDegrees(lon, lat, h)),
-        width: 2.5,
-        material: Cesium.Material.fromType("Color", { color: SHAPE }),
-      });
-    }
+    drawPreview(shapes, a ? shapeOutline(a) : [], SHAPE);
     viewer.cesium.scene.requestRender();
     describeArea();
   }
@@ -247,8 +211,7 @@ export function queryTool(viewer) {
     const d = drawing;
     drawing = null;
     viewer.cesium.scene.canvas.style.cursor = "";
-    const enough = d && (d.mode === "box" ? 2 : d.mode === "radius" ? 1 : d.mode === "polygon" ? 3 : 2);
-    if (d && enough && d.points.length >= enough) area = d;
+    if (d && d.points.length >= MIN_POINTS[d.mode]) area = d;
     drawShapes();
   }
 
@@ -269,7 +232,7 @@ export function queryTool(viewer) {
   viewer.on("click", (click) => {
     if (!drawing) return;
     click.preventDefault();
-    const p = lonLatAt(click.x, click.y);
+    const p = lonLatAt(viewer, click.x, click.y);
     if (!p) return;
     drawing.points.push(p);
     if ((drawing.mode === "box" && drawing.points.length === 2) || drawing.mode === "radius") endDrawing();

@@ -56,7 +56,8 @@ from cim.layers.bim.placement import ModelPlacement, frame_for_model, resolve_pl
 from cim.layers.bim.spool import convex_hull_xy
 from cim.layers.bim.tiles import DETAIL_CLASSES, ENVELOPE_CLASSES, plan_model_tiles
 from cim.searchindex import SearchRows
-from cim.sources.ifc import GeometryStream, open_ifc
+from cim.sources.ifc import GeometryStream, open_ifc, schema_name
+from cim.sources.ifc.integrity import check_integrity, product_classes
 from cim.store import build_key, file_fingerprint
 
 __all__ = [
@@ -175,6 +176,9 @@ class BimLayer(LayerBuilder[BimOptions, BimPlan]):
         try:
             for k, (path, name) in enumerate(jobs):
                 f = open_ifc(path)
+                integrity = check_integrity(path, product_classes(schema_name(f)))
+                if not integrity.whole:
+                    run.warn(cim_warnings.GeometryWarning, f"{path.name}: {integrity.message()}")
                 if k not in streams:
                     streams[k] = GeometryStream(path, geometry, file=f)
                 by_name[name] = convert_model(

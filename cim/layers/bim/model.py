@@ -11,6 +11,7 @@ and the model's own ``tileset.json`` (with a summary of the model in its extras)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -92,6 +93,40 @@ def prepare_placement(f, path: Path, placing: Placing) -> ModelPlacement:
     )
 
 
+def in_city_datum(placement: ModelPlacement, path: Path, run: LayerRun) -> ModelPlacement:
+    """``placement`` with the model's heights brought to the city's vertical datum, when its
+    IfcProjectedCRS names a VerticalDatum PROJ knows (``EPSG:5737``, or a datum's name); a name
+    PROJ does not know, or a datum it cannot convert here, is a warning naming the model."""
+    name = placement.geo.vertical_datum
+    if not name or placement.crs is None or placement.origin is not None:
+        return placement  # no vertical datum, or heights given by the layer's own origin
+    from pyproj.crs import CompoundCRS
+
+    from cim.crs import parse_crs, to_lonlat
+    from cim.datum import vertical_of
+    from cim.errors import CimCRSError
+
+    try:
+        vertical = vertical_of(parse_crs(name))
+    except CimCRSError:
+        vertical = None
+    if vertical is None:
+        run.warn(
+            GeoreferenceWarning,
+            f"{path.name}: IfcProjectedCRS names the vertical datum {name!r}, which PROJ does not know: "
+            f"its heights are taken as the city's ({run.city.vertical_datum})",
+        )
+        return placement
+    enh = placement.map_coords(np.zeros((1, 3)))
+    lon, lat = to_lonlat(enh[:, 0], enh[:, 1], placement.crs)
+    dz = run.height_offset(CompoundCRS(f"{placement.crs.name} + {vertical.name}", [placement.crs, vertical]), lon, lat, path.name)
+    if dz is None:
+        return placement
+    geo = placement.geo
+    placement.geo = dataclasses.replace(geo, origin=(geo.origin[0], geo.origin[1], geo.origin[2] + float(dz[0]) / geo.map_unit))
+    return placement
+
+
 def prepare_elements(
     f, path: Path, name: str, opts: BimOptions, ids: list[int] | None = None, index: IfcElementIndex | None = None
 ) -> PreparedModel:
@@ -140,7 +175,7 @@ def convert_model(
     other: the kernel holds the GIL while it works, so a helper thread could not run beside it.
     """
     if stream.in_process:
-        placement = prepare_placement(f, path, placing)
+        placement = in_city_datum(prepare_placement(f, path, placing), path, run)
         prepared: Future = Future()
         prepared.set_result(prepare_elements(f, path, name, opts))
         return _finish_model(stream, f, path, name, run, opts, placement, prepared, geometry_done)
@@ -151,7 +186,7 @@ def convert_model(
         # pyproj makes a transformer's PROJ object once per thread (a general one is slow to make
         # and holds the GIL much of the time): make it in this thread, which places the meshes,
         # while the geometry process works ahead into its channel's buffer
-        placement = placed.result()
+        placement = in_city_datum(placed.result(), path, run)
         placement.enu(np.zeros((1, 3)))
 
         def done() -> None:
@@ -204,6 +239,10 @@ def _stream_model(
     batch: list[ElementGeometry] = []
     batch_vertices = 0
     for done, g in enumerate(stream.elements(lambda: prepared.result().expected, glog), start=1):
+        far = implausible_vertices(g.vertices)
+        if far is not None:
+            glog.failed.append((g.guid, g.ifc_class, far))
+            continue
         batch.append(g)
         batch_vertices += len(g.vertices)
         if batch_vertices >= 2048 or (prepared.done() and done + 1 >= len(prepared.result().expected)):
@@ -220,6 +259,26 @@ def _stream_model(
     if model is not None:
         sort_elements(model, spool)
     return model
+
+
+#: metres from the model's world origin beyond which an element's vertex is a damaged number
+#: (a 1E300 coordinate), not a building part
+MAX_ELEMENT_REACH = 100_000.0
+
+
+def implausible_vertices(vertices: np.ndarray) -> str | None:
+    """Why an element's vertices cannot be drawn (not numbers, or farther than
+    :data:`MAX_ELEMENT_REACH` from the model's origin), or None."""
+    v = np.asarray(vertices)
+    if len(v) == 0:
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        reach = float(np.abs(v).max())
+    if not np.isfinite(reach):
+        return "vertices that are not numbers"
+    if reach > MAX_ELEMENT_REACH:
+        return f"a vertex {reach:.3g} m from the model's origin"
+    return None
 
 
 def _write_model(

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cim.crs import crs_label, parse_crs, to_lonlat
+from cim.crs import area_of_use_problem, crs_label, parse_crs, to_lonlat
 from cim.errors import CimCRSError, CimInputError
 from cim.kernels.frames import LocalFrame, ecef_to_geodetic, geodetic_to_ecef, rotate
 from cim.kernels.mapconv import enu_rotation_about_up, helmert_2d
-from cim.sources.ifc import IfcGeoreference, open_ifc, read_georeference
+from cim.sources.ifc import IfcGeoreference, check_map_conversion, open_ifc, read_georeference
+from cim.sources.plausible import check_heights
 
 if TYPE_CHECKING:
     from pyproj import CRS
@@ -159,14 +160,21 @@ def resolve_placement(
         if file_crs is None and city_crs is None:
             raise CimCRSError(f"{name}: the map conversion names no usable CRS ({geo.crs_name!r}); give crs (--crs)")
         use = file_crs or city_crs
+        assert use is not None  # one of the two (checked above)
         if file_crs is None:
             assert city_crs is not None  # one of the two (checked above)
             notes.append(f"map conversion read in the city CRS {crs_label(city_crs)}")
         elif city_crs is not None and not file_crs.equals(city_crs):
             notes.append(f"the model's CRS {crs_label(file_crs)} differs from the city's {crs_label(city_crs)}; used the model's")
         _require_projected(use, name)
+        check_map_conversion(geo, name)
+        geo = _consistent_reading(geo, use, theta if theta is not None else geo.rotation, name, notes)
         return ModelPlacement(geo.kind, frame, geo, use, None, theta if theta is not None else geo.rotation, notes)
     if geo.kind == "IfcSite":
+        lat, lon = geo.latitude, geo.longitude
+        if lat is None or lon is None or not (abs(lat) <= 90.0 and abs(lon) <= 180.0):
+            raise CimCRSError(f"{name}: IfcSite RefLatitude/RefLongitude ({lat}, {lon}) is not a place on Earth")
+        check_heights(np.array([geo.elevation]), f"{name}: IfcSite RefElevation")
         return ModelPlacement("IfcSite", frame, geo, None, None, theta if theta is not None else geo.rotation, notes)
     if require_georef:
         raise CimInputError(
@@ -175,6 +183,57 @@ def resolve_placement(
         )
     notes.append("no georeference in the file: placed at the city origin (give origin/crs to place it)")
     return ModelPlacement("frame origin", frame, geo, None, None, theta or 0.0, notes)
+
+
+def _lands(geo: IfcGeoreference, crs: CRS, rotation: float) -> tuple[str | None, tuple[float, float, float]]:
+    """(why the model's origin cannot lie there or None, (lon, lat, h)) for one reading of a
+    map conversion."""
+    probe = ModelPlacement(geo.kind, LocalFrame(0.0, 0.0, 0.0), geo, crs, None, rotation)
+    with np.errstate(invalid="ignore", over="ignore"):
+        enh = probe.map_coords(np.zeros((1, 3)))
+        lon, lat = to_lonlat(enh[:, 0], enh[:, 1], crs)
+    where = (float(lon[0]), float(lat[0]), float(enh[0, 2]))
+    problem = area_of_use_problem(crs, (where[0], where[1], where[0], where[1]))
+    if problem is None and not abs(where[2]) <= 12_000.0:
+        problem = f"its height is {where[2]:.6g} m"
+    return problem, where
+
+
+def _consistent_reading(geo: IfcGeoreference, crs: CRS, rotation: float, name: str, notes: list[str]) -> IfcGeoreference:
+    """The file's map conversion as declared when it places the model in the CRS's area of use;
+    else the reading in which the values are in another unit (the project's, or metres) when
+    exactly that one is consistent (a MapUnit that contradicts the values), with a note saying
+    so; else an error.
+
+    Raises
+    ------
+    CimCRSError
+    """
+    problem, where = _lands(geo, crs, rotation)
+    if problem is None:
+        return geo
+    relative = tuple(v / geo.scale[0] for v in geo.scale)
+    found: list[tuple[float, str, tuple[IfcGeoreference, tuple[float, float, float]]]] = []
+    for unit, label in ((geo.project_unit, "the project's length unit"), (1.0, "metres")):
+        if abs(unit - geo.map_unit) <= 1e-12 * max(unit, geo.map_unit) or any(abs(unit - u) <= 1e-12 for u, _, _ in found):
+            continue
+        ratio = geo.project_unit / unit
+        scale = (ratio * relative[0], ratio * relative[1], ratio * relative[2])
+        alt = dataclasses.replace(geo, map_unit=unit, scale=scale, notes=list(geo.notes))
+        alt_problem, alt_where = _lands(alt, crs, rotation)
+        if alt_problem is None:
+            found.append((unit, label, (alt, alt_where)))
+    if len(found) == 1:
+        unit, label, (alt, alt_where) = found[0]
+        notes.append(
+            f"the map conversion's MapUnit ({geo.map_unit:g} m) contradicts its values: read so, the model lands at "
+            f"{where[0]:.5f}°, {where[1]:.5f}° ({problem}); read in {label} ({unit:g} m) it lands at "
+            f"{alt_where[0]:.5f}°, {alt_where[1]:.5f}°, {alt_where[2]:.1f} m, which was used"
+        )
+        return alt
+    raise CimCRSError(
+        f"{name}: the map conversion places the model where {crs_label(crs)} cannot: {problem} (no reading of its units fits)"
+    )
 
 
 def _require_projected(crs, name: str) -> None:

@@ -55,6 +55,7 @@ from cim.sources.dem_grid import TerrainDem
 from cim.sources.raster_size import DEFAULT_MAX_CELLS, check_declared_size
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.geographic import INTERVALS, MAX_LEVEL, availability, level_for_resolution, sample_degrees, tiles_covering
+from cim.warnings import GeoreferenceWarning
 
 __all__ = ["TerrainLayer", "TerrainOptions", "TerrainInfo", "TerrainPlan", "TerrainState", "block_job", "level_error", "MAX_ERROR_FACTOR"]
 
@@ -74,6 +75,8 @@ class TerrainOptions(LayerOptions):
         1.0, help=f"Each level's TIN error bound as a multiple of CesiumJS's level error, in (0, {MAX_ERROR_FACTOR}]."
     )
     max_cells: int = option(DEFAULT_MAX_CELLS, help="Refuse a DEM declaring more cells than this (a damaged or wrong file).")
+    crs: str | None = option(None, help="CRS of a DEM that declares none, e.g. EPSG:4544 [default: the city's].")
+    crs_override: bool = option(False, help="Use --crs even for a DEM that declares one (its header is wrong).")
 
     def check(self, where: str) -> None:
         if not 0.0 < self.error_factor <= MAX_ERROR_FACTOR:
@@ -150,8 +153,13 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
     summary = "Mesh a DEM (any CRS, GeoTIFF or any GDAL raster) into quantized-mesh terrain."
 
     def plan(self, sources: list[Path], options: TerrainOptions, run: LayerRun) -> TerrainPlan:
-        dem = TerrainDem(sources[0])
+        dem = TerrainDem(sources[0], run.crs(options.crs), crs_override=options.crs_override)
         try:
+            if dem.replaced is not None:
+                run.warn(GeoreferenceWarning, f"{dem.path}: declares {dem.replaced}; read as {crs_label(dem.crs)} (crs_override)")
+            lon, lat = (dem.bounds[0] + dem.bounds[2]) / 2.0, (dem.bounds[1] + dem.bounds[3]) / 2.0
+            dz = run.height_offset(dem.full_crs, np.array([lon]), np.array([lat]), dem.path.name)
+            dem.shift = 0.0 if dz is None else float(dz[0])
             check_declared_size(dem.path, dem.width, dem.height, 1, str(dem.dtype), max_cells=options.max_cells)
             zmax = level_for_resolution(dem.cell_size, dem.centre_lat) if options.max_zoom is None else options.max_zoom
             zmax = max(zmax, 1) if options.max_zoom is None else zmax
@@ -161,7 +169,8 @@ class TerrainLayer(LayerBuilder[TerrainOptions, TerrainPlan]):
                 )
             # blocks sit at level 1 or deeper, so the roots come from the coarse pass (both are written)
             zb = max(options.min_zoom, zmax - BLOCK_LEVELS, 1)
-            key = build_key(FORMAT_VERSION, file_fingerprint(dem.path), zmax, options.min_zoom, float(options.error_factor))
+            given = [dem.crs.to_wkt()] if dem.crs_from != "file" else []
+            key = build_key(FORMAT_VERSION, file_fingerprint(dem.path), zmax, options.min_zoom, float(options.error_factor), *given)
             bx0, by0, bx1, by1 = tiles_covering(dem.bounds, zb)
             blocks = [(bx, by) for by in range(by0, by1 + 1) for bx in range(bx0, bx1 + 1)]
         except BaseException:

@@ -149,7 +149,7 @@ def read_cityjson(path: str | Path, *, lod: str | None = None, crs: object = Non
 def _is_seq_header(line: bytes) -> bool:
     try:
         doc = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and doc.get("type") == "CityJSON" and not doc.get("CityObjects")
 
@@ -162,6 +162,8 @@ def _read_document(path: Path, builder: _Builder) -> None:
         raise CimIOError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CimInputError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CimInputError(f"{path}: JSON nested deeper than any CityJSON (a damaged or hostile file)") from None
     builder.header(doc)
     objects = doc.get("CityObjects")
     if not isinstance(objects, dict):
@@ -178,7 +180,7 @@ def _read_seq(path: Path, builder: _Builder) -> None:
                     continue
                 try:
                     doc = json.loads(line)
-                except (ValueError, UnicodeDecodeError) as exc:
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                     if not header_seen:
                         raise CimInputError(f"{path}: line {number}: the CityJSON header is not valid JSON ({exc})") from None
                     builder.issues["invalid CityJSONFeature line (not JSON)"] += 1
@@ -290,7 +292,9 @@ class _Builder:
                 "lod": None,
             }
             geometries = obj.get("geometry") or []
-            if isinstance(geometries, list) and geometries:
+            if not isinstance(geometries, list):
+                self.issues["city objects whose geometry is not a list"] += 1
+            elif geometries:
                 self._object_geometry(oid, geometries, limit)
 
     def _geometry_lod(self, g: dict) -> str | None:
@@ -343,6 +347,9 @@ class _Builder:
         except _Malformed as exc:
             self.issues[f"{g['type']} geometries with malformed {exc}"] += 1
             return
+        if not surfaces:
+            self.issues[f"{g['type']} geometries with no surfaces"] += 1
+            return
         self._add_surfaces(oid, surfaces, values, semantic_surfaces, lo, hi)
 
     def _instance(self, g: dict, limit: tuple[int, int]) -> tuple[list, list, list, int, int]:
@@ -391,7 +398,7 @@ class _Builder:
             flat = np.array([i for surface in surfaces for r in surface for i in r])
         except (ValueError, TypeError):  # a ring holding lists
             flat = np.array(["?"])
-        if len(flat) and flat.dtype.kind not in "iu":  # an index that is no whole number: find its surfaces
+        if len(flat) and (flat.dtype.kind not in "iu" or flat.ndim != 1):  # an index that is no whole number: find its surfaces
             whole = [all(isinstance(i, int) and not isinstance(i, bool) for r in surface for i in r) for surface in surfaces]
             if not any(whole):
                 self.issues["surfaces with a vertex index out of range or a malformed ring"] += len(surfaces)

@@ -23,7 +23,7 @@ volumes are converted to m, m², m³.
 from cim.sources.ifc.elements import ElementAttributes, IfcElementIndex
 from cim.sources.ifc.file import BODY_IDENTIFIERS, EXCLUDED_CLASSES, SPATIAL_CLASSES, length_unit, model_context, open_ifc, schema_name
 from cim.sources.ifc.geometry import ElementGeometry, GeometryLog, GeometryOptions, GeometryStream, iter_element_geometry
-from cim.sources.ifc.georef import IfcGeoreference, read_georeference
+from cim.sources.ifc.georef import IfcGeoreference, check_map_conversion, read_georeference
 from cim.sources.ifc.kernel import peak_rss_mb
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "GeometryLog",
     "GeometryOptions",
     "GeometryStream",
+    "check_map_conversion",
     "IfcElementIndex",
     "IfcGeoreference",
     "iter_element_geometry",

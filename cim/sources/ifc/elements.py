@@ -9,6 +9,7 @@ attributes; :meth:`IfcElementIndex.attributes` turns a list of elements into the
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -48,6 +49,12 @@ class ElementAttributes:
         )
 
 
+def _present(items) -> Iterator:
+    """The entities of an aggregate attribute that exist (None: a reference to an entity the
+    file does not define)."""
+    return (x for x in items or () if x is not None)
+
+
 class IfcElementIndex:
     """One pass over an IFC file's relationships, then per-element lookups.
 
@@ -71,35 +78,41 @@ class IfcElementIndex:
         # attributes read by position (see get_attr): this pass and the property sets are most
         # of the time spent reading a model's attributes
         a = get_attr
+        # a damaged file (cut short, a line lost) leaves relationships naming entities it never
+        # defines: ifcopenshell gives None for them, and they are skipped (check_integrity
+        # counts what they cost)
         for rel in f.by_type("IfcRelContainedInSpatialStructure"):
             whole = a(rel, "RelatingStructure")
-            for el in a(rel, "RelatedElements") or ():
+            for el in _present(a(rel, "RelatedElements")):
                 self.container[el.id()] = whole
         for rel in f.by_type("IfcRelAggregates"):
             whole = a(rel, "RelatingObject")
-            for el in a(rel, "RelatedObjects") or ():
+            for el in _present(a(rel, "RelatedObjects")):
                 self.parent[el.id()] = whole
         for rel in f.by_type("IfcRelNests"):
             whole = a(rel, "RelatingObject")
-            for el in a(rel, "RelatedObjects") or ():
+            for el in _present(a(rel, "RelatedObjects")):
                 self.parent.setdefault(el.id(), whole)
         for rel in f.by_type("IfcRelVoidsElement"):
-            host = a(rel, "RelatingBuildingElement")
-            self.host[a(rel, "RelatedOpeningElement").id()] = host
-            self.openings[host.id()] += 1
+            host, opening = a(rel, "RelatingBuildingElement"), a(rel, "RelatedOpeningElement")
+            if host is not None and opening is not None:
+                self.host[opening.id()] = host
+                self.openings[host.id()] += 1
         for rel in f.by_type("IfcRelFillsElement"):
-            self.opening_of[a(rel, "RelatedBuildingElement").id()] = a(rel, "RelatingOpeningElement")
+            filling, opening = a(rel, "RelatedBuildingElement"), a(rel, "RelatingOpeningElement")
+            if filling is not None and opening is not None:
+                self.opening_of[filling.id()] = opening
         for rel in f.by_type("IfcRelDefinesByType"):
             t = a(rel, "RelatingType")
-            for el in a(rel, "RelatedObjects") or ():
+            for el in _present(a(rel, "RelatedObjects")):
                 self.type_of[el.id()] = t
         for rel in f.by_type("IfcRelDefinesByProperties"):
-            defs = as_tuple(a(rel, "RelatingPropertyDefinition"))
-            for el in a(rel, "RelatedObjects") or ():
+            defs = tuple(_present(as_tuple(a(rel, "RelatingPropertyDefinition"))))
+            for el in _present(a(rel, "RelatedObjects")):
                 self.psets[el.id()].extend(defs)
         for rel in f.by_type("IfcRelAssociatesMaterial"):
             mat = a(rel, "RelatingMaterial")
-            for el in a(rel, "RelatedObjects") or ():
+            for el in _present(a(rel, "RelatedObjects")):
                 self.material[el.id()] = mat
         self._pset_cache: dict[int, dict[str, object]] = {}
         self._props_cache: dict[int, dict[str, object]] = {}

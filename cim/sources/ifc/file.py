@@ -45,9 +45,16 @@ def open_ifc(path: str | Path) -> ifcopenshell.file:
     if not path.is_file():
         raise CimIOError(f"{path}: no such IFC file")
     try:
-        return ifcopenshell.open(str(path))
+        f = ifcopenshell.open(str(path))
     except Exception as exc:  # ifcopenshell raises its own error types and RuntimeError
-        raise CimInputError(f"{path}: not a readable IFC file ({exc})") from None
+        from cim.sources.ifc.integrity import damaged_line
+
+        where = damaged_line(path) if "yntax" in str(exc) else None
+        raise CimInputError(f"{path}: not a readable IFC file ({exc}{f'; first damaged entity at {where}' if where else ''})") from None
+    from cim.sources.ifc.integrity import check_placements
+
+    check_placements(f, path)
+    return f
 
 
 def schema_name(f: ifcopenshell.file) -> str:
@@ -165,12 +172,16 @@ def axis2placement(placement) -> np.ndarray:
 def local_placement(placement) -> np.ndarray:
     """(4, 4) matrix of an IfcLocalPlacement chain (``get_local_placement``, with
     :func:`axis2placement`); identity for None; other placements go to ifcopenshell."""
-    if placement is None:
-        return np.eye(4)
-    if not placement.is_a("IfcLocalPlacement"):
-        import ifcopenshell.util.placement
+    m = np.eye(4)
+    seen: set[int] = set()
+    while placement is not None:
+        if placement.id() in seen:  # open_ifc refuses such files; a model built in memory may not be checked
+            raise CimInputError(f"placement #{placement.id()} is placed relative to itself")
+        seen.add(placement.id())
+        if not placement.is_a("IfcLocalPlacement"):
+            import ifcopenshell.util.placement
 
-        return np.asarray(ifcopenshell.util.placement.get_local_placement(placement), dtype=np.float64)
-    m = axis2placement(get_attr(placement, "RelativePlacement"))
-    parent = get_attr(placement, "PlacementRelTo")
-    return m if parent is None else local_placement(parent) @ m
+            return np.asarray(ifcopenshell.util.placement.get_local_placement(placement), dtype=np.float64) @ m
+        m = axis2placement(get_attr(placement, "RelativePlacement")) @ m
+        placement = get_attr(placement, "PlacementRelTo")
+    return m

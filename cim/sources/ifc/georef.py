@@ -28,7 +28,7 @@ from cim.sources.ifc.file import (
     schema_name,
 )
 
-__all__ = ["IfcGeoreference", "read_georeference"]
+__all__ = ["IfcGeoreference", "read_georeference", "check_map_conversion"]
 
 _METRE_PREFIX = {None: 1.0, "": 1.0, "MILLI": 1e-3, "CENTI": 1e-2, "DECI": 1e-1, "KILO": 1e3}
 _UNIT_NAMES = {
@@ -80,6 +80,8 @@ class IfcGeoreference:
     true_north: float | None = None  # rotation from TrueNorth, radians (informative when a map conversion exists)
     wcs: np.ndarray | None = None  # (4, 4) world coordinate system in metres, None when identity
     notes: list[str] = field(default_factory=list)
+    axis: tuple[float | None, float | None] = (None, None)  # XAxisAbscissa, XAxisOrdinate as written
+    vertical_datum: str | None = None  # IfcProjectedCRS.VerticalDatum as written (see cim.datum)
 
     @property
     def has_map_conversion(self) -> bool:
@@ -130,7 +132,28 @@ def read_georeference(f: ifcopenshell.file) -> IfcGeoreference:
         _read_map_conversion(f, geo, ctx)
     if geo.kind == "none":
         _read_site(f, geo)
+    _height_once(geo)
     return geo
+
+
+def _height_once(geo: IfcGeoreference) -> None:
+    """A model lifted both by its context's WorldCoordinateSystem (a z offset) and by its map
+    conversion's OrthogonalHeight is lifted twice: exporters write the survey point's height in
+    both. The height is counted once, the map conversion's, and a note says so."""
+    if not geo.has_map_conversion or geo.wcs is None or geo.origin[2] == 0.0:
+        return
+    dz = float(geo.wcs[2, 3])
+    if abs(dz) < 1e-9:
+        return
+    height = geo.origin[2] * geo.map_unit
+    geo.wcs = geo.wcs.copy()
+    geo.wcs[2, 3] = 0.0
+    geo.notes.append(
+        f"both the context's WorldCoordinateSystem (z {dz:g} m) and the map conversion's OrthogonalHeight ({height:g} m) "
+        "raise the model: its height was counted once, from OrthogonalHeight"
+    )
+    if float(np.abs(geo.wcs - np.eye(4)).max()) <= 1e-9:
+        geo.wcs = None
 
 
 def _wcs_matrix(ctx, unit: float) -> np.ndarray | None:
@@ -176,9 +199,11 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
     for op in ops:
         if not (op.is_a("IfcMapConversion") or op.is_a("IfcRigidOperation")):
             continue
-        target = op.TargetCRS
-        geo.crs_name = get_attr(target, "Name")
-        geo.map_unit = _map_unit_of(get_attr(target, "MapUnit"), geo.project_unit)
+        target = op.TargetCRS  # None when the file lost it: the CRS then comes from the caller
+        geo.crs_name = get_attr(target, "Name") if target is not None else None
+        geo.map_unit = _map_unit_of(get_attr(target, "MapUnit") if target is not None else None, geo.project_unit)
+        vertical = get_attr(target, "VerticalDatum") if target is not None else None
+        geo.vertical_datum = str(vertical).strip() or None if vertical is not None else None
         geo.kind = "IfcMapConversion"
         if op.is_a("IfcRigidOperation"):
             first, second = op.FirstCoordinate, op.SecondCoordinate
@@ -195,6 +220,7 @@ def _read_map_conversion(f: ifcopenshell.file, geo: IfcGeoreference, ctx) -> Non
             return
         geo.origin = (float(op.Eastings or 0.0), float(op.Northings or 0.0), float(op.OrthogonalHeight or 0.0))
         geo.rotation = rotation_from_axis(op.XAxisAbscissa, op.XAxisOrdinate)
+        geo.axis = (op.XAxisAbscissa, op.XAxisOrdinate)
         scale = get_attr(op, "Scale")
         sy = get_attr(op, "ScaleY")  # IFC 4.3 release candidates
         sz = get_attr(op, "ScaleZ")
@@ -228,6 +254,7 @@ def _read_epset_conversion(f: ifcopenshell.file, geo: IfcGeoreference) -> None:
     geo.map_unit = _map_unit_of(crs.get("MapUnit"), geo.project_unit)
     geo.origin = (float(conv.get("Eastings") or 0.0), float(conv.get("Northings") or 0.0), float(conv.get("OrthogonalHeight") or 0.0))
     geo.rotation = rotation_from_axis(conv.get("XAxisAbscissa"), conv.get("XAxisOrdinate"))
+    geo.axis = (conv.get("XAxisAbscissa"), conv.get("XAxisOrdinate"))
     scale = conv.get("Scale")
     _resolve_scale(geo, None if scale is None else float(scale), (1.0, 1.0, 1.0))
 
@@ -246,3 +273,25 @@ def _read_site(f: ifcopenshell.file, geo: IfcGeoreference) -> None:
             geo.site_origin = (x, y, z)
         geo.rotation = geo.true_north or 0.0
         return
+
+
+def check_map_conversion(geo: IfcGeoreference, name: str) -> None:
+    """Refuse a map conversion no model can be placed by: a singular X axis (both
+    XAxisAbscissa and XAxisOrdinate given as 0), a Scale that is zero, negative or not a
+    number, eastings, northings or height that are not numbers.
+
+    Raises
+    ------
+    CimInputError
+    """
+    from cim.errors import CimInputError
+
+    a, o = geo.axis
+    if a is not None and o is not None:
+        a, o = float(a), float(o)
+        if not (np.isfinite(a) and np.isfinite(o)) or np.hypot(a, o) < 1e-12:
+            raise CimInputError(f"{name}: the map conversion's X axis ({a:g}, {o:g}) is singular: it gives the model no direction")
+    if not all(np.isfinite(v) and v > 0.0 for v in geo.scale):
+        raise CimInputError(f"{name}: the map conversion's Scale {tuple(float(v) for v in geo.scale)} is not a positive number")
+    if not all(np.isfinite(v) for v in geo.origin):
+        raise CimInputError(f"{name}: the map conversion's eastings, northings or height {geo.origin} are not numbers")

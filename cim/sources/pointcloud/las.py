@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,10 @@ import laspy
 import numpy as np
 from pyproj import CRS
 
-from cim.crs import crs_label, parse_crs, to_lonlat
-from cim.errors import CimCRSError, CimInputError, CimIOError
+from cim.crs import check_area_of_use, crs_label, parse_crs, to_lonlat
+from cim.errors import CimCRSError, CimError, CimInputError, CimIOError
 from cim.kernels.frames import LocalFrame
+from cim.sources.plausible import MAX_HEIGHT, MIN_HEIGHT
 from cim.sources.pointcloud.transform import LocalTransform
 
 __all__ = [
@@ -64,6 +67,8 @@ class PointCloudSource:
     laz_chunk : LAZ chunk size (points), 0 when not seekable by chunk
     crs_from : ``"header"``, ``"argument"`` (the header declares none) or ``"override"`` (the
         argument replaced the header's, see ``crs_override``)
+    full_crs_wkt : the CRS as declared or given (WKT2), vertical part included (see
+        :mod:`cim.datum`)
     data_offset, record_size : where the point records start and their size (bytes)
     """
 
@@ -84,6 +89,7 @@ class PointCloudSource:
     crs_from: str
     data_offset: int = 0
     record_size: int = 0
+    full_crs_wkt: str = ""
 
     @property
     def crs(self) -> CRS:
@@ -212,14 +218,71 @@ def _open(path: Path, parallel: bool = False, selection: laspy.DecompressionSele
     select = laspy.DecompressionSelection.all() if selection is None else selection
     try:
         with open(path, "rb") as f:
-            head = f.read(26)
+            head = f.read(375)
+        _check_header_bytes(path, head)
         if head[:4] == b"LASF" and head[24:26] == b"\x01\x00":
             return laspy.open(io.BufferedReader(_Las10(path)), laz_backend=backend, closefd=True, decompression_selection=select)
         return laspy.open(path, laz_backend=backend, decompression_selection=select)
     except FileNotFoundError:
         raise CimIOError(f"{path}: no such file") from None
-    except (laspy.errors.LaspyException, ValueError, OSError) as exc:
+    except CimError:
+        raise
+    except (laspy.errors.LaspyException, ValueError, OSError, RuntimeError) as exc:
         raise CimInputError(f"{path}: not a LAS/LAZ file laspy can read ({exc})") from None
+
+
+#: bytes of a point record of each LAS point format (0-10)
+_RECORD_SIZES = (20, 28, 26, 34, 57, 63, 30, 36, 38, 59, 67)
+#: uncompressed point bytes per byte of a LAZ file beyond which its header is not believed (LAZ
+#: compresses real point clouds 5-15:1; identical points might reach a few hundred)
+_MAX_LAZ_RATIO = 10_000
+
+
+def _check_header_bytes(path: Path, head: bytes) -> None:
+    """Refuse a LAS/LAZ public header that cannot describe its file, before laspy trusts it:
+    a size, offset or count that points past the file's end (laspy would loop over two billion
+    VLRs, or read points that are not there), a record length its point format cannot have,
+    scales and offsets that are not finite numbers.
+
+    Raises
+    ------
+    CimInputError
+        Naming the file and the field.
+    """
+    if len(head) < 4 or head[:4] != b"LASF":
+        return  # laspy says what it is not
+    if len(head) < 227:
+        raise CimInputError(f"{path}: the LAS header is truncated ({len(head)} of at least 227 bytes)")
+    header_size, data_offset, n_vlrs = struct.unpack_from("<HII", head, 94)
+    fmt_byte, record_len = struct.unpack_from("<BH", head, 104)
+    fmt = fmt_byte & 0x3F
+    compressed = bool(fmt_byte & 0xC0)
+    scales = struct.unpack_from("<3d", head, 131)
+    offsets = struct.unpack_from("<3d", head, 155)
+    size = path.stat().st_size
+    count = struct.unpack_from("<I", head, 107)[0]
+    if head[24] == 1 and head[25] >= 4 and len(head) >= 255:
+        count = max(count, struct.unpack_from("<Q", head, 247)[0])
+    problem = None
+    if header_size < 227 or header_size > size:
+        problem = f"its header size of {header_size} bytes is impossible"
+    elif data_offset < header_size or data_offset > size:
+        problem = f"its points start at byte {data_offset:,}, outside the file's {size:,} bytes"
+    elif n_vlrs * 54 > data_offset - header_size:
+        problem = f"it declares {n_vlrs:,} VLRs in {data_offset - header_size:,} bytes"
+    elif fmt >= len(_RECORD_SIZES) or record_len < _RECORD_SIZES[fmt]:
+        problem = f"point format {fmt} with records of {record_len} bytes is not LAS"
+    elif not all(math.isfinite(v) and v != 0.0 for v in scales):
+        problem = f"its scales {scales} are not finite, non-zero numbers"
+    elif not all(math.isfinite(v) for v in offsets):
+        problem = f"its offsets {offsets} are not finite numbers"
+    elif not compressed and data_offset + count * record_len > size:
+        held = (size - data_offset) // record_len
+        problem = f"it declares {count:,} points and holds {held:,} (the file is truncated, or the count lies)"
+    elif compressed and count * record_len > _MAX_LAZ_RATIO * max(1, size - data_offset):
+        problem = f"it declares {count:,} points in {size - data_offset:,} compressed bytes (the count lies)"
+    if problem is not None:
+        raise CimInputError(f"{path}: {problem}")
 
 
 def _z_factor(crs: CRS) -> tuple[CRS, float]:
@@ -275,6 +338,7 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
         else:
             raise CimCRSError(f"{path}: the LAS header declares no CRS (no WKT or GeoTIFF keys VLR); give one (crs=..., --crs EPSG:XXXX)")
         horizontal, zf = _z_factor(use)
+        _check_header_box(path, h, horizontal, zf)
         dims = set(h.point_format.dimension_names)
         has_rgb = {"red", "green", "blue"} <= dims
         laz_chunk = 0
@@ -287,7 +351,10 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
                     laz_chunk = 0 if lv.uses_variable_size_chunks() else int(lv.chunk_size())
         shift = 0
         if has_rgb and h.point_count:
-            sample = reader.read_points(min(h.point_count, 4096)).array
+            try:
+                sample = reader.read_points(min(h.point_count, 4096)).array
+            except Exception as exc:  # lazrs and laspy raise their own kinds on damaged chunks
+                raise CimInputError(f"{path}: cannot decode its first points: the file is truncated or corrupt ({exc})") from None
             if max(int(sample["red"].max()), int(sample["green"].max()), int(sample["blue"].max())) > 255:
                 shift = 8
         return PointCloudSource(
@@ -308,6 +375,31 @@ def open_pointcloud(path: str | Path, crs: object = None, *, crs_override: bool 
             crs_from=crs_from,
             data_offset=int(h.offset_to_point_data),
             record_size=int(h.point_format.size),
+            full_crs_wkt=use.to_wkt(),
+        )
+
+
+def _check_header_box(path: Path, h: laspy.LasHeader, crs: CRS, z_factor: float) -> None:
+    """Refuse a header whose box cannot lie where its CRS is used (metres tagged as degrees, a
+    longitude of 226, the wrong zone), or whose heights no place has: the box's corners, and
+    every height the header's z scale and offset can express.
+
+    Raises
+    ------
+    CimCRSError, CimInputError
+    """
+    lo, hi = np.asarray(h.mins, dtype=np.float64), np.asarray(h.maxs, dtype=np.float64)
+    if h.point_count and np.isfinite(lo).all() and np.isfinite(hi).all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            lon, lat = to_lonlat(np.array([lo[0], hi[0], lo[0], hi[0]]), np.array([lo[1], lo[1], hi[1], hi[1]]), crs)
+        check_area_of_use(crs, (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())), f"{path} (header bounds)")
+    # every Z the header can express: offset + scale × int32
+    scale, offset = float(h.scales[2]), float(h.offsets[2])
+    ends = sorted([(offset + scale * -(2.0**31)) * z_factor, (offset + scale * (2.0**31 - 1)) * z_factor])
+    if ends[1] < MIN_HEIGHT or ends[0] > MAX_HEIGHT:
+        raise CimInputError(
+            f"{path}: its z scale {scale:g} and offset {offset:g} put every point between {ends[0]:.6g} and {ends[1]:.6g} m: "
+            "no place has such heights"
         )
 
 
@@ -359,11 +451,17 @@ def read_batches(
         yield from (batch_of(a) for a in _read_raw(src, start, count, batch, buffer))
         return
     with _open(src.path, parallel=True, selection=selection) as reader:
-        if start:
-            reader.seek(start)
         left = count
         while left > 0:
-            pts = reader.read_points(min(batch, left))
+            try:
+                if start and left == count:
+                    reader.seek(start)
+                pts = reader.read_points(min(batch, left))
+            except Exception as exc:  # lazrs and laspy raise their own kinds on damaged chunks
+                raise CimInputError(
+                    f"{src.path}: cannot decode points after point {start + count - left:,} of {src.count:,}: "
+                    f"the file is truncated or corrupt ({exc})"
+                ) from None
             n = len(pts)
             if n == 0:
                 raise CimInputError(f"{src.path}: the file holds fewer points than its header says ({src.count})")

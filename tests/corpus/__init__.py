@@ -1,0 +1,1 @@
+"""A corpus of damaged inputs for every reader (see make_corpus)."""
