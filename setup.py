@@ -16,7 +16,7 @@ from setuptools.command.build_py import build_py
 
 VIEWER = Path(__file__).resolve().parent / "viewer"
 #: what the viewer needs at run time (its tooling and type declarations stay behind)
-VIEWER_FILES = ("index.html", "config.js", "main.js", "style.css", "js", "i18n")
+VIEWER_FILES = ("index.html", "compare.html", "config.js", "main.js", "compare.js", "style.css", "js", "i18n")
 CESIUM = Path("node_modules", "cesium", "Build", "Cesium")
 #: the other browser libraries' files the viewer loads (served under /vendor/, cim/server/vendor.py)
 VENDOR_FILES = (Path("node_modules", "echarts", "dist", "echarts.esm.min.mjs"),)

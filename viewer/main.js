@@ -21,6 +21,7 @@ import { annotationTool } from "./js/annotations.js";
 import { analysisTool } from "./js/analysis.js";
 import { shareTool } from "./js/share.js";
 import { queryTool } from "./js/query.js";
+import { swipeTool } from "./js/swipe.js";
 import { diffTool } from "./js/diff.js";
 
 setUpWorkspace();
@@ -38,9 +39,18 @@ const cityjson = viewer.install(cityJsonTool);
 const annotations = viewer.install(annotationTool);
 const analysis = viewer.install(analysisTool);
 const query = viewer.install(queryTool);
+const swipe = viewer.install(swipeTool);
 const share = viewer.install((v) =>
-  shareTool(v, { queryText: search.text, runQuery: search.run, panelQuery: query.state, restorePanelQuery: query.restore }),
+  shareTool(v, {
+    queryText: search.text,
+    runQuery: search.run,
+    panelQuery: query.state,
+    restorePanelQuery: query.restore,
+    swipeState: swipe.state,
+    restoreSwipe: swipe.restore,
+  }),
 );
+swipe.onChange(() => share.update());
 search.onChange(() => share.update());
 query.onRun(() => share.update());
 const diff = viewer.install(diffTool);
@@ -102,6 +112,8 @@ const cim = {
   account,
   share,
   query,
+  /** swipe comparison (卷帘比对): enable, setSide, setPosition, compareVersion, ... */
+  swipe,
   /** the message catalogue: t(key, params), setLanguage("en" | "zh-CN"), language(), ... */
   i18n,
   t: i18n.t,

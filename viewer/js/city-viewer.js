@@ -166,13 +166,18 @@ export class CityViewer extends EventDispatcher {
   /**
    * Load city.json and every layer it lists. Never rejects: failures are reported.
    * @param {string} url
+   * @param {City} [city]  the content of `url`, when the caller has it already (linked views
+   *   share one fetch); layer URLs are still relative to `url`
    */
-  async load(url) {
+  async load(url, city) {
     this.baseUrl = new URL(url, window.location.href).href;
     try {
-      const response = await fetch(this.baseUrl, { cache: "no-cache" });
-      if (!response.ok) throw new Error(`${this.baseUrl}: HTTP ${response.status}`);
-      this.city = /** @type {City} */ (await response.json());
+      if (city) this.city = city;
+      else {
+        const response = await fetch(this.baseUrl, { cache: "no-cache" });
+        if (!response.ok) throw new Error(`${this.baseUrl}: HTTP ${response.status}`);
+        this.city = /** @type {City} */ (await response.json());
+      }
     } catch (error) {
       this.reportError(t("error.city"), error);
       this.#loadingDone = true;

@@ -8,6 +8,7 @@
  * What a loader returns: enough for the viewer to show, hide, frame and wait for a layer.
  * @typedef {object} LayerHandle
  * @property {Cesium.Cesium3DTileset | null} tileset  3D Tiles layers only
+ * @property {Cesium.ImageryLayer} [imagery]  imagery layers only
  * @property {boolean} show
  * @property {Cesium.BoundingSphere | null} boundingSphere
  * @property {number} opacity  0 (invisible) to 1 (opaque): the layer tree's transparency slider
@@ -167,6 +168,7 @@ registerKind("imagery", (spec, ctx) => {
   const imagery = ctx.viewer.imageryLayers.addImageryProvider(provider);
   return {
     tileset: null,
+    imagery,
     get show() {
       return imagery.show;
     },

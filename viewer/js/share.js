@@ -9,7 +9,9 @@
 //
 // Degrees, metres, degrees; `on` lists every layer shown (the others are hidden); `alpha` the
 // layers that are not opaque (1 - transparency); `q` the search box's text; `query` the query
-// panel's filters (its /api/query string); `sel` is layer id "/" feature id.
+// panel's filters (its /api/query string); `sel` is layer id "/" feature id; `swipe` the swipe
+// comparison when it is on (the divider's place, then the layers shown on one side only:
+// `swipe=0.25,buildings:left,imagery:right`).
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
@@ -28,6 +30,7 @@ const WRITE_DELAY_MS = 250;
  * @property {string} query  the search text
  * @property {string} [panel]  the query panel's filters, as a query string
  * @property {{ layer: string, id: string } | null} selection
+ * @property {string} [swipe]  the swipe comparison, "" when off
  */
 
 /**
@@ -45,6 +48,8 @@ const WRITE_DELAY_MS = 250;
  * @property {(text: string) => Promise<unknown>} runQuery
  * @property {() => string} [panelQuery]  the query panel's filters
  * @property {(qs: string) => Promise<unknown>} [restorePanelQuery]
+ * @property {() => string} [swipeState]  the swipe comparison (js/swipe.js)
+ * @property {(text: string) => void} [restoreSwipe]
  */
 
 /** @param {number} v @param {number} digits */
@@ -66,6 +71,7 @@ export function encodeState(state) {
   if (state.query) params.set("q", state.query);
   if (state.panel) params.set("query", state.panel);
   if (state.selection) params.set("sel", `${state.selection.layer}/${state.selection.id}`);
+  if (state.swipe) params.set("swipe", state.swipe);
   return params.toString();
 }
 
@@ -92,6 +98,7 @@ export function decodeState(hash) {
     query: params.get("q") ?? "",
     panel: params.get("query") ?? "",
     selection: slash > 0 ? { layer: sel.slice(0, slash), id: sel.slice(slash + 1) } : null,
+    swipe: params.get("swipe") ?? "",
   };
 }
 
@@ -128,6 +135,7 @@ export function shareTool(viewer, hooks) {
       query: hooks.queryText(),
       panel: hooks.panelQuery?.() ?? "",
       selection: sel && sel.layerId && sel.id !== null ? { layer: sel.layerId, id: sel.id } : null,
+      swipe: hooks.swipeState?.() ?? "",
     };
   }
 
@@ -166,6 +174,7 @@ export function shareTool(viewer, hooks) {
         const opacity = state.opacity[layer.id] ?? 1;
         if (layer.handle.opacity !== opacity) viewer.setLayerOpacity(layer.id, opacity);
       }
+      if (hooks.restoreSwipe && (state.swipe ?? "") !== (hooks.swipeState?.() ?? "")) hooks.restoreSwipe(state.swipe ?? "");
       if (state.camera) {
         const [lon, lat, h, heading, pitch, roll] = state.camera;
         viewer.cesium.camera.setView({
