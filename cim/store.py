@@ -62,6 +62,8 @@ __all__ = [
     "make_output_dir",
     "atomic_write_bytes",
     "write_new_bytes",
+    "write_if_changed",
+    "json_bytes_of",
     "atomic_write_text",
     "atomic_write_json",
     "build_key",
@@ -229,6 +231,24 @@ def write_new_bytes(path: str | Path, data: bytes) -> None:
             os.close(fd)
     except OSError as exc:
         raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def write_if_changed(path: str | Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly these bytes
+    (a rebuild leaves an unchanged file alone: same inode, same time); True when it wrote."""
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == len(data) and f.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
+def json_bytes_of(obj: object, *, pretty: bool = False) -> bytes:
+    """The bytes :func:`atomic_write_json` writes for ``obj``."""
+    return _json_text(obj, pretty).encode("utf-8")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

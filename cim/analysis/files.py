@@ -8,6 +8,7 @@ disk and keeps one model per city folder while ``model.json`` is unchanged.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from pyproj import CRS
 from cim.analysis.model import Prisms, SurfaceModel, model_from_polygons
 from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError, CimIOError, CimNotFound
-from cim.store import atomic_path, atomic_write_json
+from cim.store import json_bytes_of, write_if_changed
 
 __all__ = ["MODEL_DIR", "MODEL_VERSION", "build_model", "load_model", "write_model"]
 
@@ -182,28 +183,35 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
         "base": p.base,
         "top": p.top,
     }
+    # a file whose bytes are those already there is left alone (an incremental rebuild of the
+    # city rewrites nothing the model did not change)
     for name, array in arrays.items():
-        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-    atomic_write_json(
-        folder / "buildings.json", {"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}, pretty=False
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        write_if_changed(folder / f"{name}.npy", buffer.getvalue())
+    write_if_changed(
+        folder / "buildings.json",
+        json_bytes_of({"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}),
     )
     rows, cols = model.shape
-    atomic_write_json(
+    write_if_changed(
         folder / "model.json",
-        {
-            "version": MODEL_VERSION,
-            "name": model.name,
-            "crs": crs_label(model.crs),
-            "crs_wkt": model.crs.to_wkt(),
-            "x0": model.x0,
-            "y0": model.y0,
-            "res": model.res,
-            "rows": rows,
-            "cols": cols,
-            "true_north": round(model.true_north, 9),
-            "buildings": len(p),
-        },
+        json_bytes_of(
+            {
+                "version": MODEL_VERSION,
+                "name": model.name,
+                "crs": crs_label(model.crs),
+                "crs_wkt": model.crs.to_wkt(),
+                "x0": model.x0,
+                "y0": model.y0,
+                "res": model.res,
+                "rows": rows,
+                "cols": cols,
+                "true_north": round(model.true_north, 9),
+                "buildings": len(p),
+            },
+            pretty=True,
+        ),
     )
     _CACHE.pop(str(folder.resolve()), None)
     return folder

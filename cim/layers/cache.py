@@ -31,7 +31,7 @@ from cim.store import atomic_path, atomic_write_json
 __all__ = ["CACHE_DIR", "save_result", "load_result", "drop_result"]
 
 CACHE_DIR = ".cim/layers"
-FORMAT = 2  # 2: the heights note kept too
+FORMAT = 3  # 2: the heights note kept too; 3: footprint rings and areas of the search rows
 
 
 class _Unrepresentable(Exception):
@@ -89,6 +89,11 @@ def _rows_doc(rows: Any, n: int, arrays: dict[str, np.ndarray]) -> dict[str, Any
     doc["types"] = rows.types
     doc["title_column"] = rows.title_column
     doc["text_columns"] = list(rows.text_columns)
+    # the footprints the index's feature store keeps (lon/lat rings) and their areas
+    rings = getattr(rows, "rings", None)
+    doc["rings"] = None if rings is None else [_array(np.asarray(a), f"r{n}_ring{i}", arrays) for i, a in enumerate(rings)]
+    areas = getattr(rows, "areas", None)
+    doc["areas"] = None if areas is None else _array(np.asarray(areas), f"r{n}_areas", arrays)
     return doc
 
 
@@ -105,6 +110,8 @@ def _rows_from(doc: dict[str, Any], arrays: Any) -> Any:
         types=doc["types"],
         title_column=doc["title_column"],
         text_columns=tuple(doc["text_columns"]),
+        rings=None if doc.get("rings") is None else cast(Any, tuple(_unarray(a, arrays) for a in doc["rings"])),
+        areas=None if doc.get("areas") is None else _unarray(doc["areas"], arrays),
     )
 
 

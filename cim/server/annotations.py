@@ -39,7 +39,7 @@ from cim.access import ADMIN
 from cim.annotations import MAX_TEXT, MAX_TITLE, MAX_VERTICES, AnnotationsReadOnly, AnnotationStore, Author, geojson_bytes
 from cim.errors import CimError, CimInputError
 from cim.server.errors import error_response, status_for
-from cim.server.openapi import PAGE_PARAMS, Operation, Param, check_value, operation, page, register_schema
+from cim.server.openapi import PAGE_PARAMS, Operation, Param, bbox_param, check_value, operation, page, page_schema, register_schema
 from cim.server.security import audit, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 
@@ -94,21 +94,8 @@ _NOTE = register_schema(
         "required": ["id", "kind", "coordinates", "text", "title", "author", "created", "updated"],
     },
 )
-_PAGE = {
-    "type": "object",
-    "properties": {
-        "total": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "count": {"type": "integer"},
-        "results": {"type": "array", "items": _NOTE},
-    },
-}
-_BBOX = Param(
-    "bbox",
-    {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
-    "west,south,east,north in degrees: only notes that touch this box.",
-)
+_PAGE = page_schema(_NOTE)
+_BBOX = bbox_param("west,south,east,north in degrees: only notes that touch this box.")
 _ID = Param("id", {"type": "integer", "minimum": 1}, "The note's id.", required=True, where="path")
 _WRITE_ERRORS = {
     401: "The city has accounts and the request is not signed in.",

@@ -11,14 +11,15 @@ from aiohttp import web
 
 from cim.errors import CimNotFound
 from cim.searchindex import INDEX_NAME, search
-from cim.server.openapi import Operation, Param, document, operation, operations_of, register_schema
+from cim.server.openapi import Operation, Param, bbox_param, document, operation, operations_of, register_schema
 from cim.server.security import audit, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 
-__all__ = ["OPERATIONS", "api_search"]
+__all__ = ["FEATURE", "OPERATIONS", "api_search"]
 
-_FEATURE = register_schema(
-    "SearchHit",
+#: a feature as every search and query answers it
+FEATURE = register_schema(
+    "Feature",
     {
         "type": "object",
         "properties": {
@@ -47,16 +48,12 @@ _FEATURE = register_schema(
     tag="search",
     params=(
         Param("q", {"type": "string", "maxLength": 200}, "Words (prefix match on id, title and text attributes)."),
-        Param(
-            "bbox",
-            {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
-            "west,south,east,north in degrees.",
-        ),
+        bbox_param("west,south,east,north in degrees."),
         Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}, "Most results returned."),
     ),
     response={
         "type": "object",
-        "properties": {"count": {"type": "integer"}, "results": {"type": "array", "items": _FEATURE}},
+        "properties": {"count": {"type": "integer"}, "results": {"type": "array", "items": FEATURE}},
     },
     extra_responses={404: "The city has no search index."},
 )

@@ -38,12 +38,14 @@ __all__ = [
     "Operation",
     "Param",
     "add_operations",
+    "bbox_param",
     "check_value",
     "document",
     "json_body",
     "operation",
     "operations_of",
     "page",
+    "page_schema",
     "register_schema",
 ]
 
@@ -150,6 +152,26 @@ PAGE_PARAMS: tuple[Param, ...] = (
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Results per page."),
     Param("offset", {"type": "integer", "minimum": 0, "default": 0}, "Results to skip."),
 )
+
+
+def page_schema(items: Mapping[str, Any], **extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a :func:`page` of ``items`` (plus ``extra`` properties)."""
+    return {
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "count": {"type": "integer"},
+            **extra,
+            "results": {"type": "array", "items": dict(items)},
+        },
+    }
+
+
+def bbox_param(description: str) -> Param:
+    """The ``bbox`` parameter: west,south,east,north in degrees, four finite numbers."""
+    return Param("bbox", {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}, description)
 
 
 def page(results: Sequence[Any], total: int, params: Mapping[str, Any], **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from cim.errors import CimInputError
 from cim.query import GROUPS, Query, feature_detail, open_store, schema_of, select, statistics
 from cim.query.output import FORMATS, render
 from cim.query.store import FeatureStore
-from cim.server.openapi import Operation, Param, check_value, json_body, operation, register_schema
+from cim.server.api import FEATURE
+from cim.server.openapi import Operation, Param, bbox_param, check_value, json_body, operation, page_schema, register_schema
 from cim.server.security import audit, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 
@@ -40,7 +41,7 @@ FILTER_PARAMS: tuple[Param, ...] = (
         {"type": "string", "maxLength": 4096},
         "Combined conditions, e.g. height > 50 AND use = 'residential' (see cim.query.where).",
     ),
-    Param("bbox", {**_NUMBERS, "minItems": 4, "maxItems": 4}, "west,south,east,north in degrees: features whose footprint meets the box."),
+    bbox_param("west,south,east,north in degrees: features whose footprint meets the box."),
     Param("polygon", {**_NUMBERS, "minItems": 6}, "lon,lat,lon,lat,... degrees (closed or not): features whose footprint meets it."),
     Param("point", {**_NUMBERS, "minItems": 2, "maxItems": 2}, "lon,lat degrees; with radius."),
     Param("radius", {"type": "number", "minimum": 0, "maximum": 100000}, "Metres from point."),
@@ -65,34 +66,8 @@ _GROUP = Param(
     "group_by", {"type": "string", "enum": list(GROUPS)}, "Statistics per district, use, year_band (decade of year_built) or layer."
 )
 
-_RESULT = register_schema(
-    "QueryResult",
-    {
-        "type": "object",
-        "properties": {
-            "layer": {"type": "string"},
-            "id": {"type": "string"},
-            "title": {"type": "string"},
-            "lon": {"type": "number"},
-            "lat": {"type": "number"},
-            "base": {"type": "number"},
-            "top": {"type": "number"},
-            "properties": {"type": "object"},
-            "anchor": {"type": "array", "items": {"type": "number"}, "description": "lon, lat of a point inside the footprint"},
-        },
-    },
-)
-_PAGE = {
-    "type": "object",
-    "properties": {
-        "total": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "count": {"type": "integer"},
-        "fuzzy": {"type": "boolean"},
-        "results": {"type": "array", "items": _RESULT},
-    },
-}
+_RESULT = FEATURE  # the search's feature: one schema for both
+_PAGE = page_schema(_RESULT, fuzzy={"type": "boolean"})
 _STATS = register_schema(
     "Statistics",
     {

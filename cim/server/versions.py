@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
-from cim.errors import CimForbidden, CimInputError, CimNotFound
+from cim.errors import CimForbidden, CimNotFound
 from cim.searchindex import INDEX_NAME
+from cim.server.openapi import Param, add_operations, operation
 from cim.server.security import audit, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 from cim.versions import OBJECTS_DIR, Version, get_version, list_versions, object_path
@@ -91,19 +93,36 @@ def _read_city_json(city, version: Version) -> bytes:
     return object_path(city, version.files["city.json"], "city.json").read_bytes()
 
 
-async def api_versions(request: web.Request) -> web.Response:
-    """``GET /api/versions``: the city's versions, oldest first."""
+@operation(
+    "GET",
+    "/api/versions",
+    summary="The city's versions (every build), oldest first",
+    tag="versions",
+    response={"type": "object", "properties": {"versions": {"type": "array", "items": {"type": "object"}}}},
+)
+async def api_versions(request: web.Request, params: dict[str, Any]) -> web.Response:
+    """Each version: id, time, the hashes of its sources, its recipe, files rewritten per layer."""
     found = await asyncio.get_running_loop().run_in_executor(None, list_versions, request.app[CITY_DIR])
     return web.json_response({"versions": [v.summary() for v in found]}, headers={"Cache-Control": "no-cache"})
 
 
-async def api_diff(request: web.Request) -> web.Response:
-    """``GET /api/diff?from=V1&to=V2``: features added, removed and changed (JSON)."""
+@operation(
+    "GET",
+    "/api/diff",
+    summary="Features added, removed and changed between two versions",
+    tag="versions",
+    params=(
+        Param("from", {"type": "string", "maxLength": 64}, "The version compared from (e.g. v1).", required=True),
+        Param("to", {"type": "string", "maxLength": 64, "default": "latest"}, "The version compared to."),
+    ),
+    response={"type": "object"},
+    extra_responses={404: "No such version."},
+)
+async def api_diff(request: web.Request, params: dict[str, Any]) -> web.Response:
+    """Matched by layer and feature id; a change names its attributes, or its geometry."""
     from cim.diff import diff_versions
 
-    old, new = request.query.get("from"), request.query.get("to", "latest")
-    if not old:
-        raise CimInputError("from: which version to compare from (e.g. from=v1&to=v2)")
+    old, new = params["from"], params["to"]
     city = request.app[CITY_DIR]
     loop = asyncio.get_running_loop()
     target = await loop.run_in_executor(None, get_version, city, new)
@@ -124,6 +143,5 @@ async def api_diff(request: web.Request) -> web.Response:
 
 def add_version_routes(app: web.Application) -> None:
     """Register the routes above (before the viewer's catch-all route)."""
-    app.router.add_get("/api/versions", api_versions)
-    app.router.add_get("/api/diff", api_diff)
+    add_operations(app, (api_versions, api_diff))
     app.router.add_get("/v/{version}/city/{path:.*}", version_file)
