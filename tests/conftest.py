@@ -44,3 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.nodeid.startswith("tests/browser/"):
             item.add_marker(pytest.mark.xdist_group("browser"))
+    # a Dask client leaves threads for the rest of the process (its IO loop, its offload pool),
+    # and rightly no fork is allowed beside them: the Dask tests run last in their process, after
+    # the tests of the fork policy (tests/test_engines.py, tests/test_runtime.py) and of the
+    # layers that fork
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_engine_dask.py"))

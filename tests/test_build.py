@@ -235,13 +235,8 @@ def test_buildings_off_the_dem_are_reported_and_placed_on_median_ground(tiny_sou
     geoms = list(shapely.from_wkb(wkb))
     xmin, ymin, xmax, ymax = tiny_sources.bounds
     geoms.append(Polygon([(xmax + 500, ymin), (xmax + 520, ymin), (xmax + 520, ymin + 20), (xmax + 500, ymin + 20)]))
-    data = [
-        np.append(np.asarray(col, dtype=object), value)
-        for col, value in zip(fields, ["FAR-1", "Far", "residential", 3, 9.5, 2000, "x", "Maiji"])
-    ]
-    data[3] = data[3].astype(np.int32)
-    data[4] = data[4].astype(np.float64)
-    data[5] = data[5].astype(np.int32)
+    far = {"id": "FAR-1", "name": "Far", "use": "residential", "floors": 3, "height": 9.5, "year_built": 2000}
+    data = [np.append(np.asarray(col, dtype=object), far.get(name, "x")).astype(col.dtype) for name, col in zip(meta["fields"], fields)]
     path = tmp_path / "with-far.gpkg"
     pyogrio.raw.write(
         str(path),

@@ -86,6 +86,9 @@ def test_sample_city_footprints_have_typed_attributes(tiny_sources):
         "year_built": "INT32",
         "address": "STRING",
         "district": "STRING",
+        "name_en": "STRING",  # the Chinese names' pinyin/English beside them
+        "address_en": "STRING",
+        "district_en": "STRING",
     }
     assert len(table) == tiny_sources.n_buildings and not table.skipped and not table.repaired
     kinds = set(shapely.get_type_id(table.geometries).tolist())
