@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
 import laspy
@@ -24,6 +23,7 @@ import shapely
 import cim
 from cim.diff import diff_versions
 from cim.versions import get_version, list_versions, object_path, prune
+from tests.helpers.cities import sqlite_rows, without_seconds
 
 RECIPE = """
 [city]
@@ -58,14 +58,6 @@ def visible_files(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def rows(path: Path) -> list[str]:
-    con = sqlite3.connect(path)
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
-
-
 def assert_same_output(a: Path, b: Path) -> None:
     """Every layer file equal in bytes, the search index in rows."""
     fa, fb = visible_files(a), visible_files(b)
@@ -74,17 +66,9 @@ def assert_same_output(a: Path, b: Path) -> None:
         if rel == "city.json":  # as the clean build's, its seconds aside
             assert without_seconds(json.loads((a / rel).read_text())) == without_seconds(json.loads((b / rel).read_text()))
         elif rel.endswith(".sqlite"):
-            assert rows(a / rel) == rows(b / rel)
+            assert sqlite_rows(a / rel) == sqlite_rows(b / rel)
         else:
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-
-
-def without_seconds(doc):
-    if isinstance(doc, dict):
-        return {k: without_seconds(v) for k, v in doc.items() if k != "seconds"}
-    if isinstance(doc, list):
-        return [without_seconds(v) for v in doc]
-    return doc
 
 
 def edit_footprints(path: Path) -> int:

@@ -11,7 +11,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import cim
+from tests.helpers.cities import sqlite_rows, without_seconds
 
 RECIPE = """
 [city]
@@ -134,22 +134,6 @@ def city_files(root: Path) -> dict[str, bytes]:
     return out
 
 
-def rows(path: Path) -> list[str]:
-    con = sqlite3.connect(path)
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
-
-
-def without_seconds(doc):
-    if isinstance(doc, dict):
-        return {k: without_seconds(v) for k, v in doc.items() if k != "seconds"}
-    if isinstance(doc, list):
-        return [without_seconds(v) for v in doc]
-    return doc
-
-
 def assert_same_city(a: Path, b: Path) -> None:
     fa, fb = city_files(a), city_files(b)
     assert sorted(fa) == sorted(fb)
@@ -157,7 +141,7 @@ def assert_same_city(a: Path, b: Path) -> None:
         if rel == "city.json":
             assert without_seconds(json.loads(fa[rel])) == without_seconds(json.loads(fb[rel]))
         elif rel.endswith(".sqlite"):
-            assert rows(a / rel) == rows(b / rel)
+            assert sqlite_rows(a / rel) == sqlite_rows(b / rel)
         else:
             assert fa[rel] == fb[rel], rel
 
