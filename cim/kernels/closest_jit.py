@@ -12,7 +12,7 @@ from numba import njit
 
 from cim.kernels import JitOptions
 
-__all__ = ["closest_pairs", "nearest_of_candidates"]
+__all__ = ["nearest_of_candidates"]
 
 JIT: JitOptions = {"nogil": True, "cache": True}
 
@@ -64,24 +64,6 @@ def _closest(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, out: np
     v = vb / den
     w = vc / den
     out[0], out[1], out[2] = 1.0 - v - w, v, w
-
-
-@njit(**JIT)
-def closest_pairs(
-    corners: np.ndarray, points: np.ndarray, pi: np.ndarray, ti: np.ndarray, bary_out: np.ndarray, dist_out: np.ndarray
-) -> None:  # pragma: no cover - compiled
-    """The closest point of triangle ``ti[n]`` to point ``pi[n]`` for every pair n: its
-    barycentric weights (``bary_out``, (n, 3)) and distance (``dist_out``, (n,))."""
-    w = np.empty(3)
-    for n in range(pi.shape[0]):
-        p = points[pi[n]]
-        t = ti[n]
-        _closest(p, corners[t, 0], corners[t, 1], corners[t, 2], w)
-        dx = w[0] * corners[t, 0, 0] + w[1] * corners[t, 1, 0] + w[2] * corners[t, 2, 0] - p[0]
-        dy = w[0] * corners[t, 0, 1] + w[1] * corners[t, 1, 1] + w[2] * corners[t, 2, 1] - p[1]
-        dz = w[0] * corners[t, 0, 2] + w[1] * corners[t, 1, 2] + w[2] * corners[t, 2, 2] - p[2]
-        dist_out[n] = np.sqrt(dx * dx + dy * dy + dz * dz)
-        bary_out[n, 0], bary_out[n, 1], bary_out[n, 2] = w[0], w[1], w[2]
 
 
 @njit(**JIT)
