@@ -180,8 +180,9 @@ def read_footprints(
             columns = {id_attr: ids.copy(), **columns}
             types = {id_attr: STRING, **types}
 
-    geoms = shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
-    geoms, keep, repaired, skipped = _clean(geoms, ids, path)
+    with np.errstate(invalid="ignore"):  # NaN coordinates: _clean reports and skips them, by feature
+        geoms = shapely.from_wkb(np.asarray(wkb, dtype=object), on_invalid="ignore")
+        geoms, keep, repaired, skipped = _clean(geoms, ids, path)
     misplaced = _misplaced(geoms, keep, file_crs)
     if misplaced:
         if len(misplaced) == int(keep.sum()):

@@ -24,7 +24,8 @@ def test_invalid_footprints_are_repaired_or_skipped_and_reported(tmp_path):
     good = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)])
     bowtie = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])  # self-intersecting: make_valid mends it
     flat = Polygon([(0, 0), (10, 0), (20, 0)])  # zero area
-    nan = Polygon([(0, 0), (np.nan, 0), (10, 10), (0, 10)])
+    with np.errstate(invalid="ignore"):
+        nan = Polygon([(0, 0), (np.nan, 0), (10, 10), (0, 10)])
     empty = Polygon()
     point = Point(1, 1)
     path = tmp_path / "bad.gpkg"
