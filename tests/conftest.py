@@ -35,15 +35,36 @@ def tiny_city(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+#: browser test modules of the second browser group (see pytest_collection_modifyitems)
+_SECOND_BROWSER = frozenset(
+    {
+        "test_workspace",
+        "test_colours",
+        "test_access",
+        "test_cityjson",
+        "test_layers_of_a_kind",
+        "test_implicit_buildings",
+        "test_mesh",
+        "test_i3s_cesium",
+        "test_second_client",
+    }
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the browser tests share
-    one built city, one server and one Chromium: they run on one worker, in their order.
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the browser tests run in
+    two groups, each on its own worker with its own built city, server and Chromium, in their
+    order: a browser test mostly waits (for tiles, for frames), so two of them at once take
+    little more than one, and the suite's wall time is the browser tests'. xdist hands out the
+    largest groups first, so the two groups start on the two workers; :data:`_SECOND_BROWSER`
+    keeps them about equal (by the modules' measured times; a new module joins the first group).
     (pytest is held below 9 in the test extra: pytest-xdist 3.8 groups by renaming a test's node
-    id, which pytest 9 no longer reads, so its loadgroup would scatter the group.)"""
+    id, which pytest 9 no longer reads, so its loadgroup would scatter the groups.)"""
     for item in items:
         if item.nodeid.startswith("tests/browser/"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            second = item.path.stem in _SECOND_BROWSER
+            item.add_marker(pytest.mark.xdist_group("browser-2" if second else "browser-1"))
     # a Dask client leaves threads for the rest of the process (its IO loop, its offload pool),
     # and rightly no fork is allowed beside them: the Dask tests run last in their process, after
     # the tests of the fork policy (tests/test_engines.py, tests/test_runtime.py) and of the

@@ -86,8 +86,8 @@ def browser_prereqs() -> None:
 
 
 @pytest.fixture(scope="session")
-def built_city(browser_prereqs: None, tmp_path_factory: pytest.TempPathFactory) -> BuiltCity:
-    """The tiny sample city, generated and built once per session."""
+def built_city(browser_prereqs: None, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> BuiltCity:
+    """The tiny sample city (the session's ``tiny_sources``), built once per session."""
     override = os.environ.get("CIM_BROWSER_CITY")
     if override:
         tiles = Path(override).resolve()
@@ -95,13 +95,8 @@ def built_city(browser_prereqs: None, tmp_path_factory: pytest.TempPathFactory) 
         city = json.loads((tiles / "city.json").read_text())
         return BuiltCity(tiles, city, Path(gpkg) if gpkg else None, city.get("crs"))
 
-    import cim
-
-    if not hasattr(cim, "sample"):
-        pytest.skip("cim.sample is not available yet")
-    root = tmp_path_factory.mktemp("browser-city")
-    cim.sample("tiny", root / "src")
-    return build_city(root / "src" / "city.toml", root / "tiles")
+    sources = request.getfixturevalue("tiny_sources")  # not when CIM_BROWSER_CITY says the city
+    return build_city(sources.recipe, tmp_path_factory.mktemp("browser-city") / "tiles")
 
 
 @pytest.fixture(scope="session")
