@@ -161,9 +161,9 @@ def _surface_model(rec: Recipe, out: Path, report: BuildReport) -> None:
     """Build the surface model the planning analyses run on (``out/analysis/``), unless the
     layers it is made from are the ones it was last built from.
 
-    Its key is the digests of every file of the city's buildings and terrain layers (the model is
-    made from their sources: footprints, heights, uses, the DEM; whatever changes those changes
-    the layers' tiles) and the model's format version. Keyed on the layers' outputs rather than
+    Its key is the digests of every file of the city's buildings, terrain and BIM layers (the
+    model is made from their sources: footprints, heights, uses, the DEM, the models; whatever
+    changes those changes the layers' tiles) and the model's format version. Keyed on the layers' outputs rather than
     their sources so that a layer skipped as unchanged costs nothing here either: rebuilding the
     model of the ``city`` preset takes about 15 s.
     """
@@ -171,7 +171,7 @@ def _surface_model(rec: Recipe, out: Path, report: BuildReport) -> None:
 
     parts = [f"model {MODEL_VERSION}"]
     for lr in sorted(report.layers, key=lambda r: r.id):
-        if lr.kind in ("buildings", "terrain"):
+        if lr.kind in ("buildings", "terrain", "bim"):
             parts.append(f"{lr.kind} {lr.id} " + build_key(sorted(lr.digests.items())))
     key = build_key(parts)
     key_file = out / ".cim" / "analysis.key"
