@@ -83,7 +83,7 @@ def main() -> None:
         # one column of survey tiles at the centre: its western edge on a tile boundary
         tile = whole.lidar_tile
         x0 = (CENTRE_E + whole.dx) // tile * tile
-        window = dataclasses.replace(whole, name=f"{preset}-window", width=w, height=h, dx=x0 + w / 2 - CENTRE_E, disk=0)
+        window = dataclasses.replace(whole, name=f"{preset}-window", width=w, height=h, dx=x0 + w / 2 - CENTRE_E, disk=0, bim_count=0)
         preset = window.name
         generate.PRESETS[preset] = window
     shutil.rmtree(args.out, ignore_errors=True)
