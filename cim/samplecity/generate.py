@@ -4,8 +4,10 @@ Every preset is a window of one deterministic city (seeded), so ``tiny`` is a co
 ``district``, which is a corner of ``city``.
 
 Stages and their CPU seconds on ``city`` (2 shared cores, ``benchmarks/bench_sample.py``): DEM
-7.4, footprints 4.6, orthophoto 11.1, BIM 12.0 (beside the orthophoto, in a second process),
-lidar 61.9 (in parallel worker processes), reality mesh 0.5.
+7.5 (in a worker process, beside the footprints), footprints 5.1, orthophoto 12.6, BIM 12.4
+(in a worker, beside the orthophoto), lidar 61 (its tiles in the two workers; LAZ compression
+three quarters of it), reality mesh 0.9 (beside the lidar): about 100 CPU seconds, which two
+idle cores would take in about 50 s. :attr:`SampleCity.stages` has each stage's times.
 """
 
 from __future__ import annotations
@@ -166,7 +168,10 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
         stages["footprints"] = here.stop()
         if dem_job is not None:
             stages["dem"] = dem_job.result()[1]
-        make_bim = partial(_write_bim, data / "bim", geoms, attrs, dem_path, p, seed)
+        # only the sites travel to the worker, not the city's footprints
+        sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
+        rings = [np.asarray(geoms[site["index"]].exterior.coords) for site in sites]
+        make_bim = partial(_write_bim, data / "bim", sites, rings, dem_path, seed)
         bim_job = pool.submit(_timed, make_bim) if pool is not None else None
         here = _clock()
         write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], dem_path, seed)
@@ -184,11 +189,11 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
         here = _clock()
         reality = write_sample_mesh(data / "reality", (cx, cy), dem_path, geoms, attrs["height"], ortho)
         stages["mesh"] = here.stop()
-        if bim_job is not None:
-            ifcs, stages["bim"] = bim_job.result()
         done += [f.result() for f in tiles or []]
         lidar = [Path(job.path) for job, (n, _) in zip(survey, done) if n and job.path is not None]
         stages["lidar"] = Stage(lidar_start, time.monotonic(), lidar_cpu + sum(cpu for _, cpu in done))
+        if bim_job is not None:  # timed in its worker
+            ifcs, stages["bim"] = bim_job.result()
         log.info("sample point cloud: %d tile(s) in %s", len(lidar), data / "lidar")
     finally:
         if pool is not None:
@@ -244,18 +249,17 @@ def _check_disk(folder: Path, p: Preset) -> None:
         )
 
 
-def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
-    """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace."""
+def _write_bim(folder: Path, sites: list[dict], corners: list[np.ndarray], dem: Path, seed: int) -> list[Path]:
+    """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace
+    (:func:`bim_sites`; ``corners``: each site's footprint's exterior ring)."""
     from pyproj import CRS as _CRS
 
     from cim.samplecity.bim import write_sample_ifc
     from cim.sources.dem import sample_dem
 
-    sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
     paths = []
-    for site in sites:
-        corners = np.asarray(geoms[site["index"]].exterior.coords)
-        ground = float(np.nanmin(sample_dem(dem, corners[:, 0], corners[:, 1], _CRS.from_user_input(CRS))))
+    for site, ring in zip(sites, corners):
+        ground = float(np.nanmin(sample_dem(dem, ring[:, 0], ring[:, 1], _CRS.from_user_input(CRS))))
         name = f"{site['id']}-{site['name'].replace(' ', '-').lower()}"
         paths.append(
             write_sample_ifc(

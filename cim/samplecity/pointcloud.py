@@ -21,9 +21,11 @@ value noise and hashes per point, sorted the points into scan order and went thr
 scaled setters: 3.4 µs a point of CPU. Here everything that varies slowly is looked up in
 per-tile rasters (roof ids) or per-cell tables (trees), scan order comes from generating sorted
 band coordinates (cumulative exponential gaps: no sort), the raw LAS records are filled
-directly, and tiles are made in parallel worker processes, each writing its own file with
-lazrs's single-threaded encoder (forkserver/spawn: no fork after lazrs has started threads).
-LAZ compression is then the largest cost.
+directly by two compiled passes over each block of pulses (0.13 µs a point; the numpy passes
+they replaced took 0.24 with the same bits), and tiles are made in parallel worker processes
+(:func:`survey_jobs`, :func:`make_tile`), each writing its own file with lazrs's
+single-threaded encoder (forkserver/spawn: no fork after lazrs has started threads). LAZ
+compression, about 0.39 µs a point, is then three quarters of the cost.
 """
 
 from __future__ import annotations
