@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import threading
@@ -75,6 +76,7 @@ def main() -> None:
         metavar=("FOOTPRINTS", "BIM", "MESH"),
         help="CPU s of these stages in a whole city run (for --window's estimate)",
     )
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args()
     preset = args.preset
     whole = generate.PRESETS[preset]
@@ -118,7 +120,18 @@ def main() -> None:
     print(
         f"{'total':12s} wall {wall:6.1f} s  cpu {cpu:6.1f} s (process tree)  {city.n_buildings:,} buildings  {points:,} points  {size / 1e6:,.0f} MB"
     )
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    load_after = os.getloadavg()[0]
+    print(f"load average after: {load_after:.1f}")
+    figures: dict = {
+        "preset": preset,
+        "wall": wall,
+        "cpu": cpu,
+        "load_after": load_after,
+        "buildings": city.n_buildings,
+        "points": points,
+        "bytes": size,
+        "stages": {k: {"start": s.start - t0, "end": s.end - t0, "cpu": s.cpu} for k, s in stages.items()},
+    }
     if args.window:
         k = whole.width * whole.height / (window.width * window.height)
         area = sum(stages[s].cpu for s in ("dem", "ortho", "lidar") if s in stages)
@@ -129,6 +142,9 @@ def main() -> None:
             f"CPU about {k:.1f} x {area:.1f} (DEM, orthophoto, lidar) + {fixed:.1f} (footprints, BIM, mesh of city) = {est:.0f} s, "
             f"so about {est / (os.cpu_count() or 1) / 60:.1f} min on {os.cpu_count()} idle cores"
         )
+        figures["estimate"] = {"preset": whole.name, "points": points * k, "bytes": size * k, "cpu": est}
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

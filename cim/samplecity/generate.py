@@ -186,12 +186,15 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
         lidar_start, lidar_cpu = here.start, here.stop().cpu  # the tiles' own CPU is added below
         tiles = [pool.submit(make_tile, job) for job in survey] if pool is not None else None
         done = [make_tile(job) for job in survey] if tiles is None else []
+        lidar_end = time.monotonic()
         here = _clock()
         reality = write_sample_mesh(data / "reality", (cx, cy), dem_path, geoms, attrs["height"], ortho)
         stages["mesh"] = here.stop()
-        done += [f.result() for f in tiles or []]
+        if tiles is not None:
+            done = [f.result() for f in tiles]
+            lidar_end = time.monotonic()
         lidar = [Path(job.path) for job, (n, _) in zip(survey, done) if n and job.path is not None]
-        stages["lidar"] = Stage(lidar_start, time.monotonic(), lidar_cpu + sum(cpu for _, cpu in done))
+        stages["lidar"] = Stage(lidar_start, lidar_end, lidar_cpu + sum(cpu for _, cpu in done))
         if bim_job is not None:  # timed in its worker
             ifcs, stages["bim"] = bim_job.result()
         log.info("sample point cloud: %d tile(s) in %s", len(lidar), data / "lidar")
