@@ -4,10 +4,10 @@ Every preset is a window of one deterministic city (seeded), so ``tiny`` is a co
 ``district``, which is a corner of ``city``.
 
 Stages and their CPU seconds on ``city`` (2 shared cores, ``benchmarks/bench_sample.py``): DEM
-7.5 (in a worker process, beside the footprints), footprints 5.1, orthophoto 12.6, BIM 12.4
-(in a worker, beside the orthophoto), lidar 61 (its tiles in the two workers; LAZ compression
-three quarters of it), reality mesh 0.9 (beside the lidar): about 100 CPU seconds, which two
-idle cores would take in about 50 s. :attr:`SampleCity.stages` has each stage's times.
+9.1 (in a worker process, beside the footprints), footprints 6.5, orthophoto 11.6, BIM 9.9 (in
+a worker, beside the orthophoto), lidar 52.6 (its tiles in the two workers; LAZ compression
+three quarters of it), reality mesh 0.6 (beside the lidar): about 93 CPU seconds, which two
+idle cores would take in about 47 s. :attr:`SampleCity.stages` has each stage's times.
 """
 
 from __future__ import annotations
