@@ -1,94 +1,150 @@
-"""``cim sample`` stage by stage: wall and CPU seconds of each stage of the generator.
+"""``cim sample`` stage by stage: when each stage ran, its wall and CPU seconds, and the CPU of
+the whole process tree.
 
-CPU is this process's user + system time plus its reaped children's. The lidar's worker
-processes are the forkserver's children, not this process's, so by default the lidar runs in
-this process (``--lidar-workers 1``: its CPU counted, its wall time that of one core); the BIM
-models of ``district`` and larger are written in a second process (the same), so their CPU is
-timed again here in this process after the run (``--no-bim-again`` to skip). Compare runs of the
-same preset under the same load: the machine's load average is printed before and after.
+The generator runs as ``cim sample`` does (its worker processes included). Each stage's CPU is
+that of the process that ran it, measured there (:attr:`cim.samplecity.generate.SampleCity.stages`:
+the lidar's is its tiles' CPU summed over the workers); the total CPU is sampled every 0.2 s
+from ``/proc`` over this process and every descendant, live or reaped. Stages overlap (the DEM
+beside the footprints, the BIM models beside the orthophoto, the mesh beside the lidar), so
+their walls do not add up to the total. Compare runs under the same load: the machine's load
+average is printed before and after.
+
+``--window W H`` generates a W x H km window of the preset instead, at its resolutions and lidar
+density, centred on one column of its 500 m survey tiles (``--window 0.5 8``: the city's
+south-north transect, hills, valley, river and buildings in their proportions), and
+extrapolates the whole preset from it: per-area stages (DEM, orthophoto, lidar) scaled by the
+area, the footprints, BIM and mesh taken from a measured run of the whole ``city`` (the same
+code and footprints: ``--city-stages`` with the figures of a ``city`` run, CPU seconds).
 
     .venv/bin/python benchmarks/bench_sample.py district /tmp/sample-district
-    .venv/bin/python benchmarks/bench_sample.py city /tmp/sample-city --lidar-workers 0   # lidar in parallel (its CPU not counted)
+    .venv/bin/python benchmarks/bench_sample.py city /tmp/sample-city
+    .venv/bin/python benchmarks/bench_sample.py survey /tmp/survey-window --window 0.5 8 --city-stages 5.0 9.0 0.5
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
+import json
 import os
 import shutil
-import tempfile
+import threading
+import time
 from pathlib import Path
 
 import cim.samplecity.generate as generate
+from cim.samplecity.terrain import CENTRE_E
 
-__all__ = ["main"]
+__all__ = ["main", "tree_cpu"]
 
-STAGES = [
-    "_write_dem",
-    "generate_footprints",
-    "attributes",
-    "_write_footprints",
-    "write_orthophoto",
-    "_write_bim",
-    "write_sample_pointcloud",
-    "write_sample_mesh",
-]
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu(t0: os.times_result, t1: os.times_result) -> float:
-    return (t1.user - t0.user) + (t1.system - t0.system) + (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) of ``root``, its reaped children, and every live descendant
+    with its own reaped children (a worker reaped by the forkserver counts in the forkserver)."""
+    stats: dict[int, list[str]] = {}
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d)] = fields
+            parent[int(d)] = int(fields[1])
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        f = stats.get(pid)
+        if f is not None:
+            total += (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / TICK
+        todo.extend(child for child, p in parent.items() if p == pid)
+    return total
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("preset", choices=list(generate.PRESETS))
     ap.add_argument("out", type=Path, help="folder to write the sources to (emptied first)")
-    ap.add_argument("--lidar-workers", type=int, default=1, help="lidar worker processes (0: the generator's default)")
-    ap.add_argument("--no-bim-again", action="store_true", help="do not time the BIM models again in this process")
+    ap.add_argument("--window", type=float, nargs=2, metavar=("W", "H"), help="a window of the preset, km")
+    ap.add_argument(
+        "--city-stages",
+        type=float,
+        nargs=3,
+        metavar=("FOOTPRINTS", "BIM", "MESH"),
+        help="CPU s of these stages in a whole city run (for --window's estimate)",
+    )
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args()
-    rows: list[tuple[str, float, float]] = []
-
-    def timed(name: str, fn):  # type: ignore[no-untyped-def]
-        @functools.wraps(fn)
-        def run(*a, **k):  # type: ignore[no-untyped-def]
-            t0 = os.times()
-            result = fn(*a, **k)
-            t1 = os.times()
-            rows.append((name, t1.elapsed - t0.elapsed, _cpu(t0, t1)))
-            return result
-
-        return run
-
-    for name in STAGES:
-        fn = getattr(generate, name)
-        if name == "write_sample_pointcloud" and args.lidar_workers > 0:
-            fn = functools.partial(fn, workers=args.lidar_workers)
-        setattr(generate, name, timed(name, fn))
+    preset = args.preset
+    whole = generate.PRESETS[preset]
+    if args.window:
+        w, h = args.window[0] * 1000.0, args.window[1] * 1000.0
+        # one column of survey tiles at the centre: its western edge on a tile boundary
+        tile = whole.lidar_tile
+        x0 = (CENTRE_E + whole.dx) // tile * tile
+        window = dataclasses.replace(whole, name=f"{preset}-window", width=w, height=h, dx=x0 + w / 2 - CENTRE_E, disk=0, bim_count=0)
+        preset = window.name
+        generate.PRESETS[preset] = window
     shutil.rmtree(args.out, ignore_errors=True)
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    t0 = os.times()
-    generate.sample(args.preset, args.out)
-    t1 = os.times()
-    for name, wall, cpu in rows:
-        print(f"{name:26s} wall {wall:7.1f} s  cpu {cpu:7.1f} s")
-    print(f"{'total':26s} wall {t1.elapsed - t0.elapsed:7.1f} s  cpu {_cpu(t0, t1):7.1f} s  (the BIM process's CPU not included)")
-    if not args.no_bim_again and not any(name == "_write_bim" for name, _, _ in rows):
-        with tempfile.TemporaryDirectory() as tmp:
-            p = generate.PRESETS[args.preset]
-            # the BIM ran in the other process: write its models again here, timed
-            from cim.samplecity.buildings import attributes, generate_footprints
-            from cim.samplecity.terrain import CENTRE_E, CENTRE_N
+    me, peak = os.getpid(), [0.0]
+    stop = threading.Event()
 
-            cx, cy = CENTRE_E + p.dx, CENTRE_N + p.dy
-            xmin, ymin = round(cx - p.width / 2), round(cy - p.height / 2)
-            geoms, cols = generate_footprints(xmin, ymin, xmin + p.width, ymin + p.height, 0)
-            attrs = attributes(geoms, cols, CENTRE_E, 0)
-            b0 = os.times()
-            generate._write_bim(Path(tmp), geoms, attrs, args.out / "data" / "dem.tif", p, 0)
-            b1 = os.times()
-            print(f"{'_write_bim (again, here)':26s} wall {b1.elapsed - b0.elapsed:7.1f} s  cpu {_cpu(b0, b1):7.1f} s")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    def sampler() -> None:
+        while not stop.wait(0.2):
+            peak[0] = max(peak[0], tree_cpu(me))
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    c0 = tree_cpu(me)
+    thread.start()
+    t0 = time.monotonic()
+    city = generate.sample(preset, args.out)
+    wall = time.monotonic() - t0
+    stop.set()
+    thread.join()
+    cpu = max(peak[0], tree_cpu(me)) - c0
+    stages = getattr(city, "stages", {})  # an older generator has none
+    for name, s in sorted(stages.items(), key=lambda kv: kv[1].start):
+        print(f"{name:12s} {s.start - t0:6.1f} -> {s.end - t0:6.1f} s  wall {s.end - s.start:6.1f} s  cpu {s.cpu:6.1f} s")
+    points = 0
+    if city.lidar:
+        import laspy
+
+        for path in city.lidar:
+            with laspy.open(path) as r:
+                points += r.header.point_count
+    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    print(
+        f"{'total':12s} wall {wall:6.1f} s  cpu {cpu:6.1f} s (process tree)  {city.n_buildings:,} buildings  {points:,} points  {size / 1e6:,.0f} MB"
+    )
+    load_after = os.getloadavg()[0]
+    print(f"load average after: {load_after:.1f}")
+    figures: dict = {
+        "preset": preset,
+        "wall": wall,
+        "cpu": cpu,
+        "load_after": load_after,
+        "buildings": city.n_buildings,
+        "points": points,
+        "bytes": size,
+        "stages": {k: {"start": s.start - t0, "end": s.end - t0, "cpu": s.cpu} for k, s in stages.items()},
+    }
+    if args.window:
+        k = whole.width * whole.height / (window.width * window.height)
+        area = sum(stages[s].cpu for s in ("dem", "ortho", "lidar") if s in stages)
+        fixed = sum(args.city_stages) if args.city_stages else float("nan")
+        est = k * area + fixed
+        print(
+            f"{whole.name}: {k:.1f} x this window: {points * k / 1e9:.2f} billion points, about {size * k / 1e9:.1f} GB; "
+            f"CPU about {k:.1f} x {area:.1f} (DEM, orthophoto, lidar) + {fixed:.1f} (footprints, BIM, mesh of city) = {est:.0f} s, "
+            f"so about {est / (os.cpu_count() or 1) / 60:.1f} min on {os.cpu_count()} idle cores"
+        )
+        figures["estimate"] = {"preset": whole.name, "points": points * k, "bytes": size * k, "cpu": est}
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

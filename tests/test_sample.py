@@ -148,3 +148,27 @@ def test_a_preset_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monke
     with pytest.raises(CimIOError, match=r"survey preset needs about 8\.2 GB of disk, and only 1\.0 GB is free"):
         cim.sample("survey", tmp_path / "survey")
     assert not any((tmp_path / "survey" / "data").iterdir())  # nothing written
+
+
+def test_the_worker_pipeline_writes_the_same_bytes(tiny_sources, tmp_path, monkeypatch):
+    """Past the small presets the DEM, the BIM models and the lidar's tiles are made in two
+    worker processes, beside the footprints, the orthophoto and the mesh: ``tiny`` made that way
+    is the ``tiny`` made in one process, byte for byte, and every stage reports when it ran."""
+    import laspy
+
+    import cim.samplecity.generate as generate
+
+    monkeypatch.setattr(generate, "BIM_ASIDE_PIXELS", 0)  # the pool, as for district and up
+    pooled = cim.sample("tiny", tmp_path / "pooled")
+    written = sorted(p.relative_to(pooled.root) for p in pooled.root.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(tiny_sources.root) for p in tiny_sources.root.rglob("*") if p.is_file())
+    assert [rel for rel in written if (pooled.root / rel).read_bytes() != (tiny_sources.root / rel).read_bytes()] == []
+    for city in (pooled, tiny_sources):
+        stages = city.stages
+        assert set(stages) == {"dem", "footprints", "ortho", "bim", "lidar", "mesh"}
+        assert all(s.start <= s.end and s.cpu >= 0.0 for s in stages.values())
+        # the orthophoto waits for the DEM; the lidar for the orthophoto
+        assert stages["dem"].end <= stages["ortho"].start and stages["ortho"].end <= stages["lidar"].start
+        assert stages["lidar"].cpu > 0.0  # its tiles' CPU, wherever they were made
+    points = sum(laspy.open(f).header.point_count for f in pooled.lidar)
+    assert points > 100_000

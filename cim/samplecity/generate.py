@@ -4,8 +4,10 @@ Every preset is a window of one deterministic city (seeded), so ``tiny`` is a co
 ``district``, which is a corner of ``city``.
 
 Stages and their CPU seconds on ``city`` (2 shared cores, ``benchmarks/bench_sample.py``): DEM
-7.4, footprints 4.6, orthophoto 11.1, BIM 12.0 (beside the orthophoto, in a second process),
-lidar 61.9 (in parallel worker processes), reality mesh 0.5.
+9.1 (in a worker process, beside the footprints), footprints 6.5, orthophoto 11.6, BIM 9.9 (in
+a worker, beside the orthophoto), lidar 52.6 (its tiles in the two workers; LAZ compression
+three quarters of it), reality mesh 0.6 (beside the lidar): about 93 CPU seconds, which two
+idle cores would take in about 47 s. :attr:`SampleCity.stages` has each stage's times.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyogrio
@@ -29,14 +34,15 @@ from cim.errors import CimInputError, CimIOError
 from cim.samplecity.buildings import attributes, generate_footprints
 from cim.samplecity.mesh import write_sample_mesh
 from cim.samplecity.ortho import write_orthophoto
-from cim.samplecity.pointcloud import write_sample_pointcloud
+from cim.samplecity.pointcloud import make_tile, survey_jobs
 from cim.samplecity.sites import bim_sites, lidar_bounds
 from cim.samplecity.terrain import CENTRE_E, CENTRE_N, dem_grid
 from cim.store import atomic_path, atomic_write_text
 
-__all__ = ["BIM_ASIDE_PIXELS", "CRS", "Preset", "PRESETS", "SampleCity", "sample"]
+__all__ = ["BIM_ASIDE_PIXELS", "CRS", "Preset", "PRESETS", "SampleCity", "Stage", "sample"]
 
 log = logging.getLogger("cim.sample")
+T = TypeVar("T")
 CRS = "EPSG:4544"
 #: from this many orthophoto pixels on (``district``: 16 M), the BIM models are written in a
 #: second process while the orthophoto is made (starting it costs about 1 s of CPU)
@@ -104,6 +110,9 @@ class SampleCity:
     ifc: list[Path]
     lidar: list[Path]
     reality: Path | None = None
+    #: when each stage ran and its CPU seconds: ``dem``, ``footprints``, ``ortho``, ``bim``,
+    #: ``lidar`` (its tiles' CPU summed over the workers), ``mesh``
+    stages: dict[str, Stage] = field(default_factory=dict)
 
 
 def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
@@ -135,38 +144,99 @@ def sample(preset: str, out_dir: str | Path, seed: int = 0) -> SampleCity:
     cx, cy = CENTRE_E + p.dx, CENTRE_N + p.dy
     xmin, ymin = round(cx - p.width / 2), round(cy - p.height / 2)
     xmax, ymax = xmin + p.width, ymin + p.height
-
+    stages: dict[str, Stage] = {}
     dem_path = data / "dem.tif"
-    _write_dem(dem_path, xmin, ymin, xmax, ymax, p.dem_res, seed)
-
-    geoms, cols = generate_footprints(xmin, ymin, xmax, ymax, seed)
-    attrs = attributes(geoms, cols, CENTRE_E, seed)
     gpkg = data / "buildings.gpkg"
-    _write_footprints(gpkg, geoms, attrs)
     ortho = data / "ortho.tif"
-    # the BIM models (ifcopenshell: Python-bound, a few seconds) need only the DEM and the
-    # footprints: past the small presets they are written in another process meanwhile
-    bim_pool = None
+    # past the small presets, two worker processes (forkserver: no fork after lazrs or GDAL
+    # started threads) take what does not need this process: the DEM while the footprints are
+    # made here, the BIM models (ifcopenshell, Python-bound) while the orthophoto is, then the
+    # lidar's tiles; this process makes the reality mesh meanwhile
+    pool = None
     if p.width * p.height / p.ortho_res**2 >= BIM_ASIDE_PIXELS and (os.cpu_count() or 1) > 1:
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        bim_pool = ProcessPoolExecutor(1, mp_context=mp.get_context(method))
+        pool = ProcessPoolExecutor(min(os.cpu_count() or 1, 2), mp_context=mp.get_context(method))
     try:
-        bim_job = bim_pool.submit(_write_bim, data / "bim", geoms, attrs, dem_path, p, seed) if bim_pool is not None else None
+        make_dem = partial(_write_dem, dem_path, xmin, ymin, xmax, ymax, p.dem_res, seed)
+        dem_job = pool.submit(_timed, make_dem) if pool is not None else None
+        if dem_job is None:
+            stages["dem"] = _timed(make_dem)[1]
+        here = _clock()
+        geoms, cols = generate_footprints(xmin, ymin, xmax, ymax, seed)
+        attrs = attributes(geoms, cols, CENTRE_E, seed)
+        _write_footprints(gpkg, geoms, attrs)
+        stages["footprints"] = here.stop()
+        if dem_job is not None:
+            stages["dem"] = dem_job.result()[1]
+        # only the sites travel to the worker, not the city's footprints
+        sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
+        rings = [np.asarray(geoms[site["index"]].exterior.coords) for site in sites]
+        make_bim = partial(_write_bim, data / "bim", sites, rings, dem_path, seed)
+        bim_job = pool.submit(_timed, make_bim) if pool is not None else None
+        here = _clock()
         write_orthophoto(ortho, (xmin, ymin, xmax, ymax), p.ortho_res, geoms, attrs["use"], dem_path, seed)
-        ifcs = bim_job.result() if bim_job is not None else _write_bim(data / "bim", geoms, attrs, dem_path, p, seed)
+        stages["ortho"] = here.stop()
+        if bim_job is None:
+            ifcs, stages["bim"] = _timed(make_bim)
+        here = _clock()
+        survey = survey_jobs(
+            data / "lidar", lidar_bounds((xmin, ymin, xmax, ymax), preset), dem_path, gpkg, ortho, p.lidar_density, p.lidar_tile, seed
+        )
+        # in this process (small presets), the tiles are made now; else the workers make them
+        lidar_start, lidar_cpu = here.start, here.stop().cpu  # the tiles' own CPU is added below
+        tiles = [pool.submit(make_tile, job) for job in survey] if pool is not None else None
+        done = [make_tile(job) for job in survey] if tiles is None else []
+        lidar_end = time.monotonic()
+        here = _clock()
+        reality = write_sample_mesh(data / "reality", (cx, cy), dem_path, geoms, attrs["height"], ortho)
+        stages["mesh"] = here.stop()
+        if tiles is not None:
+            done = [f.result() for f in tiles]
+            lidar_end = time.monotonic()
+        lidar = [Path(job.path) for job, (n, _) in zip(survey, done) if n and job.path is not None]
+        stages["lidar"] = Stage(lidar_start, lidar_end, lidar_cpu + sum(cpu for _, cpu in done))
+        if bim_job is not None:  # timed in its worker
+            ifcs, stages["bim"] = bim_job.result()
+        log.info("sample point cloud: %d tile(s) in %s", len(lidar), data / "lidar")
     finally:
-        if bim_pool is not None:
-            bim_pool.shutdown(cancel_futures=True)
-    lidar = write_sample_pointcloud(
-        data / "lidar", lidar_bounds((xmin, ymin, xmax, ymax), preset), dem_path, gpkg, ortho, p.lidar_density, p.lidar_tile, seed
-    )
-    reality = write_sample_mesh(data / "reality", (cx, cy), dem_path, geoms, attrs["height"], ortho)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     recipe = root / "city.toml"
     atomic_write_text(recipe, _recipe_text(preset, seed))
     took = time.perf_counter() - t0
     log.info("sample %s: %d buildings, DEM %s m, in %.1f s", preset, len(geoms), p.dem_res, took)
-    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar, reality)
+    return SampleCity(preset, root, recipe, dem_path, gpkg, ortho, len(geoms), (xmin, ymin, xmax, ymax), took, ifcs, lidar, reality, stages)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """When a stage of :func:`sample` ran (``time.monotonic`` seconds, the same clock in every
+    process) and the CPU seconds (user + system) of the process that ran it meanwhile."""
+
+    start: float
+    end: float
+    cpu: float
+
+
+class _clock:
+    def __init__(self) -> None:
+        self.start, self.cpu0 = time.monotonic(), _cpu()
+
+    def stop(self) -> Stage:
+        return Stage(self.start, time.monotonic(), _cpu() - self.cpu0)
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _timed(fn: Callable[[], T]) -> tuple[T, Stage]:
+    """``fn()`` and its :class:`Stage` (in a worker process: that process's CPU)."""
+    c = _clock()
+    result = fn()
+    return result, c.stop()
 
 
 def _check_disk(folder: Path, p: Preset) -> None:
@@ -182,18 +252,17 @@ def _check_disk(folder: Path, p: Preset) -> None:
         )
 
 
-def _write_bim(folder: Path, geoms: list, attrs: dict, dem: Path, p: Preset, seed: int) -> list[Path]:
-    """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace."""
+def _write_bim(folder: Path, sites: list[dict], corners: list[np.ndarray], dem: Path, seed: int) -> list[Path]:
+    """A few IFC4 buildings (ifcopenshell.api) on sites of LOD1 buildings they will replace
+    (:func:`bim_sites`; ``corners``: each site's footprint's exterior ring)."""
     from pyproj import CRS as _CRS
 
     from cim.samplecity.bim import write_sample_ifc
     from cim.sources.dem import sample_dem
 
-    sites = bim_sites(geoms, attrs, p.bim_count, p.bim_floors[0], p.bim_floors[1])
     paths = []
-    for site in sites:
-        corners = np.asarray(geoms[site["index"]].exterior.coords)
-        ground = float(np.nanmin(sample_dem(dem, corners[:, 0], corners[:, 1], _CRS.from_user_input(CRS))))
+    for site, ring in zip(sites, corners):
+        ground = float(np.nanmin(sample_dem(dem, ring[:, 0], ring[:, 1], _CRS.from_user_input(CRS))))
         name = f"{site['id']}-{site['name'].replace(' ', '-').lower()}"
         paths.append(
             write_sample_ifc(
