@@ -477,5 +477,10 @@ def run_analysis(model: SurfaceModel, kind: str, request: Mapping[str, Any]) -> 
         after, replaced = apply_proposal(model, req["proposal"])
     out = _RUNNERS[kind](model, req, after)
     if "proposal" in req:
-        out["summary"]["proposal"] = {"replaced": replaced, "height": _proposal_shape(req["proposal"])[1]}
+        out["summary"]["proposal"] = {
+            "id": str(req["proposal"].get("id", "proposal")),
+            "replaced": replaced,
+            "height": _proposal_shape(req["proposal"])[1],
+            "base": _r(float(after.prisms.base[-1]), 2) if after is not None else None,
+        }
     return {"kind": kind, **out}
