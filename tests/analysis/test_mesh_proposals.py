@@ -1,0 +1,152 @@
+"""Proposals given as models (issue 14): an IFC placed by its georeferencing, a glTF placed at a
+position; the mesh goes into the DSM (highest triangle per cell), its plan and top into the
+prisms; a bad file is a clear error naming it; the CLI takes ``--proposal FILE``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+import trimesh
+from click.testing import CliRunner
+
+from cim.analysis.files import load_model
+from cim.analysis.service import apply_proposal, run_analysis
+from cim.errors import CimInputError
+from cim.samplecity.bim import write_sample_ifc
+
+from .scenes import GROUND, X0, Y0, boxes_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _file(path: Path) -> dict:
+    return {"name": path.name, "data": base64.b64encode(path.read_bytes()).decode()}
+
+
+def _lonlat(model, x: float, y: float) -> list[float]:
+    lon, lat = model.to_lonlat(x, y)
+    return [float(lon[0]), float(lat[0])]
+
+
+def _ring(model, xmin: float, ymin: float, xmax: float, ymax: float) -> list[list[float]]:
+    return [_lonlat(model, x, y) for x, y in ((xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax))]
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Flat ground, one residential box north of where the proposals stand."""
+    return boxes_model([(180, 260, 220, 280, 9.0)], size=400.0, res=1.0)
+
+
+@pytest.fixture(scope="module")
+def tower_ifc(tmp_path_factory) -> Path:
+    """A two-storey IFC building, 20 × 16 m, centred 200 m east and 150 m north of the scene's corner."""
+    path = tmp_path_factory.mktemp("ifc") / "tower.ifc"
+    return write_sample_ifc(
+        path, easting=X0 + 200, northing=Y0 + 150, base_height=GROUND, rotation_deg=0.0, width=20.0, depth=16.0, storeys=2, name="tower"
+    )
+
+
+def test_an_ifc_proposal_stands_where_its_georeferencing_says(scene, tower_ifc) -> None:
+    after, replaced = apply_proposal(scene, {"file": _file(tower_ifc)})
+    assert replaced == []
+    plan = after.prisms.footprints[-1]
+    # the plan is the model's outline: 20 × 16 m round its origin (walls' thickness inside or out)
+    assert plan.centroid.distance(shapely.Point(X0 + 200, Y0 + 150)) < 0.5
+    xmin, ymin, xmax, ymax = plan.bounds
+    assert xmax - xmin == pytest.approx(20, abs=1.0) and ymax - ymin == pytest.approx(16, abs=1.0)
+    base, top = after.prisms.base[-1], after.prisms.top[-1]
+    assert base == pytest.approx(GROUND, abs=0.5)
+    assert top - base == pytest.approx(4.2 + 3.3, abs=1.0)  # two storeys and the roof slab
+    # in the DSM: the roof over the middle, the ground beyond the model
+    r, c, _ = after.cells(np.array([X0 + 200, X0 + 240]), np.array([Y0 + 150, Y0 + 150]))
+    dsm = np.asarray(after.dsm)
+    assert dsm[r[0], c[0]] == pytest.approx(top, abs=0.05)
+    assert dsm[r[1], c[1]] == GROUND
+    assert after.owner[r[0], c[0]] == len(after.prisms) - 1
+
+
+def test_a_gltf_proposal_goes_into_the_dsm_by_its_shape(scene, tmp_path) -> None:
+    """An L of two blocks (30 m and 10 m high, y-up as glTF is) placed at a position: the DSM
+    holds each block's own height, not the prism's top over the whole plan."""
+    high = trimesh.creation.box(extents=(10.0, 30.0, 10.0))
+    high.apply_translation((5.0, 15.0, -5.0))  # x 0..10 (east), y 0..30 (up), z -10..0 (north 0..10)
+    low = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    low.apply_translation((15.0, 5.0, -5.0))  # x 10..20, up 0..10
+    glb = tmp_path / "l-block.glb"
+    glb.write_bytes(trimesh.Scene([high, low]).export(file_type="glb"))
+    at = _lonlat(scene, X0 + 100, Y0 + 100)
+    after, _ = apply_proposal(scene, {"file": _file(glb), "position": at})
+    base, top = after.prisms.base[-1], after.prisms.top[-1]
+    assert base == pytest.approx(GROUND) and top == pytest.approx(GROUND + 30)
+    assert after.prisms.footprints[-1].area == pytest.approx(200, rel=0.02)
+    dsm = np.asarray(after.dsm)
+    r, c, _ = after.cells(np.array([X0 + 105, X0 + 115, X0 + 125]), np.array([Y0 + 105] * 3))
+    # model north is grid north turned by the meridian convergence: the points stay inside
+    assert dsm[r[0], c[0]] == pytest.approx(GROUND + 30, abs=0.05)
+    assert dsm[r[1], c[1]] == pytest.approx(GROUND + 10, abs=0.05)
+    assert dsm[r[2], c[2]] == GROUND
+    # the skyline from the east sees the low block's top where the prism would show 30 m
+    answer = run_analysis(
+        scene,
+        "skyline",
+        {
+            "viewpoint": _lonlat(scene, X0 + 140, Y0 + 105),
+            "radius": 100,
+            "azimuth_step": 1,
+            "proposal": {"file": _file(glb), "position": at},
+        },
+    )
+    s = answer["summary"]
+    west = s["azimuths"].index(270.0)
+    # a 30 m block 30–40 m away, behind a 10 m block 20 m away: the 30 m one still forms the skyline
+    assert s["after"]["elevation"][west] == pytest.approx(np.degrees(np.arctan2(30 - 1.6, 30)), abs=2.5)
+    assert s["changed_azimuths"] > 0 and s["proposal"]["height"] == pytest.approx(30, abs=0.01)
+
+
+def test_bad_model_files_are_named(scene, tmp_path) -> None:
+    bad = tmp_path / "broken.ifc"
+    bad.write_text("ISO-10303-21;\nthis is not IFC\n")
+    with pytest.raises(CimInputError, match="broken.ifc"):
+        apply_proposal(scene, {"file": _file(bad)})
+    glb = tmp_path / "noise.glb"
+    glb.write_bytes(b"glTF\x02\x00\x00\x00garbage")
+    with pytest.raises(CimInputError, match="noise.glb"):
+        apply_proposal(scene, {"file": _file(glb), "position": _lonlat(scene, X0 + 100, Y0 + 100)})
+    with pytest.raises(CimInputError, match="noise.glb: a glTF model carries no georeferencing"):
+        apply_proposal(scene, {"file": _file(glb)})
+    with pytest.raises(CimInputError, match="plan.dwg"):
+        apply_proposal(scene, {"file": {"name": "plan.dwg", "data": "AAAA"}})
+    with pytest.raises(CimInputError, match="not base64"):
+        apply_proposal(scene, {"file": {"name": "x.glb", "data": "%%%"}, "position": [0, 0]})
+
+
+def test_the_cli_takes_an_ifc_proposal_and_answers_as_the_library(tiny_city, tiny_sources, tmp_path) -> None:
+    from cim.cli.main import cli
+
+    model = load_model(tiny_city)
+    ifc = tiny_sources.ifc[0]
+    # a zone over the whole city, a limit below the model's roof: the proposal breaks it
+    xmin, ymin, xmax, ymax = model.bounds
+    zone = _ring(model, xmin + 5, ymin + 5, xmax - 5, ymax - 5)
+    request = {"zone": zone, "limit": 3}
+    out = tmp_path / "over.geojson"
+    result = CliRunner().invoke(
+        cli, ["analyse", "heightlimit", str(tiny_city), "--request", json.dumps(request), "--proposal", str(ifc), "--out", str(out), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    expected = run_analysis(model, "heightlimit", {**request, "proposal": {"file": _file(ifc)}})
+    assert json.loads(out.read_text(encoding="utf-8"))["summary"] == expected["summary"]
+    own = [r for r in expected["summary"]["after"]["exceeding"] if r["id"] == "proposal"]
+    assert own and own[0]["excess"] > 3
+    assert expected["summary"]["proposal"]["replaced"]  # it stands on the footprint it models
+
+    result = CliRunner().invoke(
+        cli, ["analyse", "heightlimit", str(tiny_city), "--request", json.dumps(request), "--proposal", str(tmp_path / "no.ifc")]
+    )
+    assert result.exit_code != 0 and "no.ifc" in result.output and "Traceback" not in result.output
