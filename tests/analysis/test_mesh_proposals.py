@@ -150,3 +150,37 @@ def test_the_cli_takes_an_ifc_proposal_and_answers_as_the_library(tiny_city, tin
         cli, ["analyse", "heightlimit", str(tiny_city), "--request", json.dumps(request), "--proposal", str(tmp_path / "no.ifc")]
     )
     assert result.exit_code != 0 and "no.ifc" in result.output and "Traceback" not in result.output
+
+
+async def test_the_api_takes_a_model_as_multipart_and_answers_as_the_library(aiohttp_client, tiny_city, tiny_sources) -> None:
+    """An IFC larger than the JSON body allows goes up as multipart/form-data; the answer is
+    the library's; a broken model is a 400 naming the file."""
+    import aiohttp
+
+    from cim.server import create_app
+
+    model = load_model(tiny_city)
+    ifc = tiny_sources.ifc[0]
+    assert ifc.stat().st_size > 64 * 1024  # more than the server takes as a JSON body
+    xmin, ymin, xmax, ymax = model.bounds
+    request = {"zone": _ring(model, xmin + 5, ymin + 5, xmax - 5, ymax - 5), "limit": 3, "proposal": {"id": "bim-plan"}}
+    client = await aiohttp_client(create_app(tiny_city))
+    form = aiohttp.FormData()
+    form.add_field("request", json.dumps(request), content_type="application/json")
+    form.add_field("proposal", ifc.read_bytes(), filename=ifc.name, content_type="application/octet-stream")
+    resp = await client.post("/api/analysis/heightlimit", data=form)
+    assert resp.status == 200, await resp.text()
+    answer = await resp.json()
+    expected = run_analysis(model, "heightlimit", {**request, "proposal": {"id": "bim-plan", "file": _file(ifc)}})
+    assert answer["summary"] == expected["summary"]
+    assert "bim-plan" in [r["id"] for r in answer["summary"]["after"]["exceeding"]]
+
+    form = aiohttp.FormData()
+    form.add_field("request", json.dumps(request), content_type="application/json")
+    form.add_field("proposal", b"ISO-10303-21;\nnonsense\n", filename="half-saved.ifc", content_type="application/octet-stream")
+    resp = await client.post("/api/analysis/heightlimit", data=form)
+    assert resp.status == 400 and "half-saved.ifc" in (await resp.json())["error"]
+    doc = await (await client.get("/api/openapi.json")).json()
+    op = doc["paths"]["/api/analysis/heightlimit"]["post"]
+    assert "multipart/form-data" in op["description"]
+    assert "file" in op["requestBody"]["content"]["application/json"]["schema"]["properties"]["proposal"]["properties"]
