@@ -104,7 +104,8 @@ async def multipart_body(request: web.Request, schema: dict[str, Any]) -> dict[s
     if not isinstance(body, dict):
         raise CimInputError("the request part must be a JSON object")
     if model is not None:
-        given = body.get("proposal") if isinstance(body.get("proposal"), dict) else {}
+        given = body.get("proposal")
+        given = given if isinstance(given, dict) else {}
         body["proposal"] = {**given, "file": {"name": model[0], "data": base64.b64encode(model[1]).decode("ascii")}}
     check_value("body", body, schema)
     return body
