@@ -111,8 +111,33 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
         crs,
         name=rec.name,
     )
+    _burn_bim_layers(rec, model)
     write_model(model, city_dir)
     return model
+
+
+def _burn_bim_layers(rec: Any, model: SurfaceModel) -> None:
+    """Every ``bim`` layer's IFC models into the DSM by their meshes (placed by their own
+    georeferencing, as the layer places them without overrides); a model that cannot be read
+    or placed keeps the prism of its footprint, with a :class:`~cim.warnings.GeometryWarning`
+    naming it."""
+    import warnings
+
+    from cim.analysis.meshes import burn_meshes, ifc_triangles
+    from cim.layers.bim import ifc_files
+    from cim.warnings import GeometryWarning
+
+    meshes = []
+    for spec in rec.layers:
+        if spec.kind != "bim":
+            continue
+        for path in ifc_files([Path(spec.source)]):
+            try:
+                meshes.append(ifc_triangles(path.read_bytes(), path.name, model))
+            except CimInputError as exc:
+                warnings.warn(f"layer {spec.id}: {exc}; the surface model keeps its footprint's prism", GeometryWarning, stacklevel=3)
+    if meshes:
+        burn_meshes(model, meshes)
 
 
 def _several(rec: Any, kind: str) -> bool:

@@ -31,7 +31,7 @@ import shapely
 from cim.analysis.model import SurfaceModel
 from cim.errors import CimError, CimInputError
 
-__all__ = ["MESH_SUFFIXES", "gltf_triangles", "ifc_triangles", "mesh_footprint", "mesh_triangles"]
+__all__ = ["MESH_SUFFIXES", "burn_meshes", "gltf_triangles", "ifc_triangles", "mesh_footprint", "mesh_triangles"]
 
 #: the model formats a proposal may be given in
 MESH_SUFFIXES = (".ifc", ".glb", ".gltf")
@@ -208,3 +208,57 @@ def mesh_footprint(triangles: np.ndarray, res: float) -> shapely.Geometry:
     if not parts:
         raise CimInputError("the model covers no area seen from above")
     return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
+def burn_meshes(model: SurfaceModel, meshes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Put models in ``model``'s DSM by their meshes, in place: over each mesh's window, the
+    flat roofs of the prisms it stands for (those whose footprint it covers by more than half)
+    are taken off, and each cell gets the highest triangle over its centre (or keeps the
+    ground). The prisms stay (their ids, plan and top for the exact ray tests and the height
+    limit); a cell the mesh covers beyond them is owned by the first of them.
+
+    Parameters
+    ----------
+    meshes : (m, 3, 3) float triangles in the model's CRS, one array a model
+
+    Returns
+    -------
+    the prisms each mesh stands for, (k,) int64 each
+    """
+    from cim.kernels.trimax import rasterise_triangles_max
+
+    prisms = model.prisms
+    stands_for = []
+    for tri in meshes:
+        plan = mesh_footprint(tri, model.res)
+        near = prisms.tree.query(plan, predicate="intersects")
+        rows = np.array(
+            sorted(
+                int(i)
+                for i in near
+                if shapely.area(shapely.intersection(prisms.footprints[i], plan)) > 0.5 * shapely.area(prisms.footprints[i])
+            ),
+            dtype=np.int64,
+        )
+        stands_for.append(rows)
+        xy = tri.reshape(-1, 3)[:, :2]
+        rs, cs = model.window((float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())))
+        if rs.stop <= rs.start or cs.stop <= cs.start:
+            continue
+        z = rasterise_triangles_max(
+            tri, model.x0 + cs.start * model.res, model.y0 - rs.start * model.res, model.res, (rs.stop - rs.start, cs.stop - cs.start)
+        )
+        dem = np.asarray(model.dem[rs, cs], dtype=np.float32)
+        dsm = np.array(model.dsm[rs, cs], dtype=np.float32)
+        owner = np.array(model.owner[rs, cs], dtype=np.int32)
+        theirs = np.isin(owner, rows)
+        dsm[theirs] = dem[theirs]
+        owner[theirs] = -1
+        hit = np.isfinite(z) & (np.isnan(dsm) | (z >= dsm) | theirs)
+        dsm[hit] = np.fmax(dem[hit], z[hit])
+        if len(rows):
+            owner[hit] = rows[0]
+        model.dsm[rs, cs] = dsm
+        model.owner[rs, cs] = owner
+    model.__dict__.pop("blocks", None)  # the rays' skip tiles follow the DSM
+    return stands_for

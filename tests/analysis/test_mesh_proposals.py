@@ -184,3 +184,44 @@ async def test_the_api_takes_a_model_as_multipart_and_answers_as_the_library(aio
     op = doc["paths"]["/api/analysis/heightlimit"]["post"]
     assert "multipart/form-data" in op["description"]
     assert "file" in op["requestBody"]["content"]["application/json"]["schema"]["properties"]["proposal"]["properties"]
+
+
+def test_a_bim_model_replaces_its_prism_in_the_dsm_by_its_mesh(tower_ifc) -> None:
+    """A footprint whose attribute says 40 m stands for a two-storey IFC model: after the mesh
+    is burnt in, the DSM holds the model's roof, and the skyline from the east sees the real
+    (low) building; the prism stays for ids, plan and the exact ray tests."""
+    from cim.analysis.meshes import burn_meshes, ifc_triangles
+
+    scene = boxes_model([(190, 142, 210, 158, 40.0)], size=400.0, res=1.0)
+    request = {"viewpoint": _lonlat(scene, X0 + 250, Y0 + 150), "radius": 200, "azimuth_step": 1, "eye_height": 1.6}
+    west = lambda answer: answer["summary"]["elevation"][answer["summary"]["azimuths"].index(270.0)]  # noqa: E731
+    before = west(run_analysis(scene, "skyline", request))
+    tri = ifc_triangles(tower_ifc.read_bytes(), tower_ifc.name, scene)
+    assert burn_meshes(scene, [tri])[0].tolist() == [0]
+    dsm = np.asarray(scene.dsm)
+    r, c, _ = scene.cells(np.array([X0 + 200, X0 + 215]), np.array([Y0 + 150, Y0 + 150]))
+    roof = float(tri[:, :, 2].max())
+    assert dsm[r[0], c[0]] == pytest.approx(roof, abs=0.05) and roof - GROUND < 9
+    assert dsm[r[1], c[1]] == GROUND
+    after = west(run_analysis(scene, "skyline", request))
+    # the wall nearest the viewpoint is 40 m away (the model's east face, x = 210)
+    assert before == pytest.approx(np.degrees(np.arctan2(40 - 1.6, 40)), abs=1.5)
+    assert after == pytest.approx(np.degrees(np.arctan2(roof - GROUND - 1.6, 40)), abs=1.5)
+    assert len(scene.prisms) == 1 and scene.prisms.top[0] == GROUND + 40
+
+
+def test_cim_build_puts_the_bim_layer_in_the_surface_model_by_its_meshes(tiny_city, tiny_sources) -> None:
+    from cim.analysis.meshes import ifc_triangles
+
+    model = load_model(tiny_city)
+    for ifc in tiny_sources.ifc:
+        tri = ifc_triangles(ifc.read_bytes(), ifc.name, model)
+        centre = tri.reshape(-1, 3)[:, :2].mean(axis=0)
+        from cim.kernels.trimax import rasterise_triangles_max
+
+        r, c, inside = model.cells(np.array([centre[0]]), np.array([centre[1]]))
+        assert inside[0]
+        x0, y0 = model.x0 + c[0] * model.res, model.y0 - r[0] * model.res
+        z = rasterise_triangles_max(tri, x0, y0, model.res, (1, 1))[0, 0]
+        assert np.asarray(model.dsm)[r[0], c[0]] == pytest.approx(max(z, np.asarray(model.dem)[r[0], c[0]]), abs=1e-3)
+        assert model.owner[r[0], c[0]] >= 0
