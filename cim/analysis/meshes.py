@@ -196,7 +196,8 @@ def mesh_footprint(triangles: np.ndarray, res: float) -> shapely.Geometry:
     """
     tri = np.asarray(triangles, dtype=np.float64)
     xy = tri[:, :, :2]
-    area = 0.5 * np.abs(np.cross(xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0]))
+    u, v = xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0]
+    area = 0.5 * np.abs(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0])
     keep = area > 1e-6
     if not keep.any():
         raise CimInputError("the model covers no area seen from above")

@@ -168,6 +168,23 @@ def test_a_proposal_drawn_by_mouse_reports_before_and_after(viewer: ViewerPage, 
         "max-rise": _row([None, None, s["max_rise"]]),
     }
 
+    # a proposal read from a GeoJSON file: its ring and its height, drawn as the block
+    square = [[lon + dx / m_lon, south + dy / M_PER_DEG_LAT] for dx, dy in ((-8, -8), (8, -8), (8, 8), (-8, 8))]
+    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*square, square[0]]]}, "properties": {"height": 45}}
+    page.set_input_files(
+        "#analysis-proposal-file",
+        files=[{"name": "方案.geojson", "mimeType": "application/geo+json", "buffer": json.dumps(feature).encode()}],
+    )
+    page.wait_for_function("() => window.cim.analysis.inputs.proposal?.length === 4", timeout=10_000, polling=100)
+    assert [p[:2] for p in page.evaluate("window.cim.analysis.inputs.proposal")] == square
+    assert page.input_value("#analysis-proposal-height") == "45"
+    assert page.evaluate("window.cim.analysis.request('heightlimit')")["proposal"] == {"polygon": square, "height": 45}
+    assert page.evaluate("window.cim.analysis.massing.entities.values.length") == 1
+    page.set_input_files("#analysis-proposal-file", files=[{"name": "broken.geojson", "mimeType": "application/json", "buffer": b"{"}])
+    page.wait_for_function(
+        "() => document.querySelector('#analysis-result').textContent.includes('broken.geojson')", timeout=10_000, polling=100
+    )
+
     # back to the default: the block goes, and the table with the answer
     page.click("#analysis-default")
     assert page.evaluate("window.cim.analysis.massing.entities.values.length") == 0

@@ -140,6 +140,8 @@ export function analysisTool(viewer) {
   let chartInstance = null;
   /** the ground height under the proposal, as the server stood it (null: not asked yet) */
   let proposalBase = /** @type {number | null} */ (null);
+  /** what the drawn block shows (ring, base and height), "" for none */
+  let drawnProposal = "";
 
   /** @returns {Kind} */
   function kind() {
@@ -367,10 +369,19 @@ export function analysisTool(viewer) {
    * answer says so; before, the lowest picked corner) up by its height.
    */
   function drawProposal() {
-    massing.entities.removeAll();
     const ring = inputs.proposal;
-    if (!ring || picking?.step === "proposal") return;
-    const base = proposalBase ?? Math.min(...ring.map((p) => p[2] ?? 0));
+    const shown = ring && picking?.step !== "proposal";
+    const base = shown ? (proposalBase ?? Math.min(...ring.map((p) => p[2] ?? 0))) : 0;
+    // the block's geometry is made in a worker, slowly under software rendering: keep it while
+    // nothing about it changed
+    const key = shown ? JSON.stringify([ring, base, proposalMetres()]) : "";
+    if (key === drawnProposal) return;
+    drawnProposal = key;
+    massing.entities.removeAll();
+    if (!ring || !shown) {
+      viewer.unsettle();
+      return;
+    }
     massing.entities.add({
       id: "analysis-proposal-block",
       polygon: {
