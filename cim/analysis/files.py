@@ -212,6 +212,7 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
         "polygon_feature": p.polygon_feature,
         "base": p.base,
         "top": p.top,
+        "meshed": np.asarray(model.meshed, dtype=np.int64),
     }
     # a file whose bytes are those already there is left alone (an incremental rebuild of the
     # city rewrites nothing the model did not change)
@@ -350,6 +351,7 @@ def load_model(city_dir: str | Path) -> SurfaceModel:
         float(meta["true_north"]),
         str(meta.get("name", "")),
         meta,
+        np.load(folder / "meshed.npy") if (folder / "meshed.npy").is_file() else np.zeros(0, dtype=np.int64),
     )
     _CACHE[str(folder)] = (stamp, model)
     return model

@@ -261,5 +261,7 @@ def burn_meshes(model: SurfaceModel, meshes: Sequence[np.ndarray]) -> list[np.nd
             owner[hit] = rows[0]
         model.dsm[rs, cs] = dsm
         model.owner[rs, cs] = owner
-    model.__dict__.pop("blocks", None)  # the rays' skip tiles follow the DSM
+    model.meshed = np.unique(np.concatenate([np.asarray(model.meshed, dtype=np.int64), *stands_for])).astype(np.int64)
+    for cached in ("blocks", "sight_surface"):  # they follow the DSM
+        model.__dict__.pop(cached, None)
     return stands_for

@@ -179,8 +179,16 @@ def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[Su
     b = np.array(boxes)
     changed = (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
     after = model.with_prisms(new, changed)
+    # the rows of the buildings standing by their meshes, in the new prisms (and the proposal's)
+    row_of = np.full(len(prisms), -1, dtype=np.int64)
+    row_of[keep] = np.arange(len(keep))
+    meshed = row_of[np.asarray(model.meshed, dtype=np.int64)]
+    meshed = meshed[meshed >= 0]
     if tri is not None:
         _burn_mesh(after, tri, len(new) - 1)
+        meshed = np.append(meshed, len(new) - 1)
+    after.meshed = np.sort(meshed).astype(np.int64)
+    after.__dict__.pop("sight_surface", None)
     return after, _ids(model, covered)
 
 

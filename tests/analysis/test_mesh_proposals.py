@@ -107,6 +107,19 @@ def test_a_gltf_proposal_goes_into_the_dsm_by_its_shape(scene, tmp_path) -> None
     # a 30 m block 30–40 m away, behind a 10 m block 20 m away: the 30 m one still forms the skyline
     assert s["after"]["elevation"][west] == pytest.approx(np.degrees(np.arctan2(30 - 1.6, 30)), abs=2.5)
     assert s["changed_azimuths"] > 0 and s["proposal"]["height"] == pytest.approx(30, abs=0.01)
+    # a line of sight over the low block (20 m up) passes; 5 m up it meets the proposal's mesh
+    for height, visible in ((20.0, True), (5.0, False)):
+        line = {
+            "from": [*_lonlat(scene, X0 + 115, Y0 + 80), GROUND + height],
+            "to": [*_lonlat(scene, X0 + 115, Y0 + 130), GROUND + height],
+            "absolute": True,
+            "proposal": {"file": _file(glb), "position": at},
+        }
+        sight = run_analysis(scene, "sightline", line)["summary"]
+        assert sight["visible"] is visible, height
+        if not visible:
+            assert sight["obstruction"]["building"] == "proposal"
+            assert sight["obstruction"]["distance"] == pytest.approx(20, abs=1.5)
 
 
 def test_bad_model_files_are_named(scene, tmp_path) -> None:
@@ -196,6 +209,15 @@ def test_a_bim_model_replaces_its_prism_in_the_dsm_by_its_mesh(tower_ifc) -> Non
     request = {"viewpoint": _lonlat(scene, X0 + 250, Y0 + 150), "radius": 200, "azimuth_step": 1, "eye_height": 1.6}
     west = lambda answer: answer["summary"]["elevation"][answer["summary"]["azimuths"].index(270.0)]  # noqa: E731
     before = west(run_analysis(scene, "skyline", request))
+
+    def sight(height: float) -> dict:
+        ends = {
+            "from": [*_lonlat(scene, X0 + 250, Y0 + 150), GROUND + height],
+            "to": [*_lonlat(scene, X0 + 150, Y0 + 150), GROUND + height],
+        }
+        return run_analysis(scene, "sightline", {**ends, "absolute": True})["summary"]
+
+    assert not sight(12.0)["visible"]  # the 40 m prism
     tri = ifc_triangles(tower_ifc.read_bytes(), tower_ifc.name, scene)
     assert burn_meshes(scene, [tri])[0].tolist() == [0]
     dsm = np.asarray(scene.dsm)
@@ -208,12 +230,19 @@ def test_a_bim_model_replaces_its_prism_in_the_dsm_by_its_mesh(tower_ifc) -> Non
     assert before == pytest.approx(np.degrees(np.arctan2(40 - 1.6, 40)), abs=1.5)
     assert after == pytest.approx(np.degrees(np.arctan2(roof - GROUND - 1.6, 40)), abs=1.5)
     assert len(scene.prisms) == 1 and scene.prisms.top[0] == GROUND + 40
+    # the line of sight sees the model's real shape: over its roof, and into its wall
+    assert scene.meshed.tolist() == [0]
+    assert sight(12.0)["visible"]
+    low = sight(4.0)
+    assert not low["visible"] and low["obstruction"]["building"] == "b0"
+    assert low["obstruction"]["distance"] == pytest.approx(40, abs=1.5)
 
 
 def test_cim_build_puts_the_bim_layer_in_the_surface_model_by_its_meshes(tiny_city, tiny_sources) -> None:
     from cim.analysis.meshes import ifc_triangles
 
     model = load_model(tiny_city)
+    assert 1 <= len(model.meshed) <= len(tiny_sources.ifc)  # the footprints the models stand for, read back
     for ifc in tiny_sources.ifc:
         tri = ifc_triangles(ifc.read_bytes(), ifc.name, model)
         centre = tri.reshape(-1, 3)[:, :2].mean(axis=0)
