@@ -27,7 +27,8 @@ from cim.store import json_bytes_of, write_if_changed
 __all__ = ["MODEL_DIR", "MODEL_VERSION", "SOURCE_FILE", "build_model", "load_model", "record_conversion", "write_model"]
 
 MODEL_DIR = "analysis"
-MODEL_VERSION = 1
+#: 2: BIM models burnt into the DSM by their meshes, ``meshed.npy``
+MODEL_VERSION = 2
 #: what ``cim convert`` converted (a one-layer recipe, JSON), for building the model on first use
 SOURCE_FILE = "source.json"
 #: the layer kinds a surface model is made of
