@@ -164,6 +164,29 @@ def test_the_cli_takes_an_ifc_proposal_and_answers_as_the_library(tiny_city, tin
     )
     assert result.exit_code != 0 and "no.ifc" in result.output and "Traceback" not in result.output
 
+    # a GeoJSON collection: its first Polygon, the height from --proposal-height
+    square = _ring(model, xmin + 100, ymin + 100, xmin + 130, ymin + 130)
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": square[0]}, "properties": {}},
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*square, square[0]]]}, "properties": {}},
+        ],
+    }
+    plan = tmp_path / "plan.geojson"
+    plan.write_text(json.dumps(collection))
+    out = tmp_path / "plan-over.geojson"
+    args = ["analyse", "heightlimit", str(tiny_city), "--request", json.dumps(request), "--proposal", str(plan), "--proposal-height", "42"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    expected = run_analysis(model, "heightlimit", {**request, "proposal": {"polygon": square, "height": 42}})
+    assert json.loads(out.read_text(encoding="utf-8"))["summary"] == expected["summary"]
+    assert expected["summary"]["proposal"]["height"] == 42
+    odd = tmp_path / "plan.dxf"
+    odd.write_text("0\nSECTION\n")
+    result = CliRunner().invoke(cli, [*args[:5], "--proposal", str(odd)])
+    assert result.exit_code != 0 and "plan.dxf" in result.output and "Traceback" not in result.output
+
 
 async def test_the_api_takes_a_model_as_multipart_and_answers_as_the_library(aiohttp_client, tiny_city, tiny_sources) -> None:
     """An IFC larger than the JSON body allows goes up as multipart/form-data; the answer is
