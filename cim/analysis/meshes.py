@@ -35,6 +35,10 @@ __all__ = ["MESH_SUFFIXES", "burn_meshes", "gltf_triangles", "ifc_triangles", "m
 
 #: the model formats a proposal may be given in
 MESH_SUFFIXES = (".ifc", ".glb", ".gltf")
+#: IFC classes that never rise above a building's envelope: not drawn for the surface model, and
+#: walls are drawn without their openings (the kernel's booleans are most of the time: a 2 MB
+#: residential model of the city preset takes 3 s instead of 8, with the same highest points)
+_NOT_ENVELOPE = ("IfcWindow", "IfcDoor", "IfcFurnishingElement")
 
 
 def mesh_triangles(
@@ -138,11 +142,20 @@ def _nodes(scene: object) -> list[tuple[str, str]]:
 def ifc_triangles(
     data: bytes, name: str, model: SurfaceModel, *, position: Sequence[float] | None = None, rotation: float = 0.0
 ) -> np.ndarray:
-    """The triangles of an IFC file's elements, placed by its georeferencing (or ``position``)."""
+    """The triangles of an IFC file's elements, placed by its georeferencing (or ``position``):
+    its envelope as seen from above (no windows, doors or furniture; walls without openings)."""
     from cim.crs import from_lonlat, parse_crs, transformer
     from cim.kernels.frames import LocalFrame, ecef_to_geodetic
     from cim.layers.bim.placement import resolve_placement
-    from cim.sources.ifc import GeometryLog, GeometryOptions, IfcElementIndex, iter_element_geometry, open_ifc, read_georeference
+    from cim.sources.ifc import (
+        EXCLUDED_CLASSES,
+        GeometryLog,
+        GeometryOptions,
+        IfcElementIndex,
+        iter_element_geometry,
+        open_ifc,
+        read_georeference,
+    )
 
     with tempfile.TemporaryDirectory(prefix="cim-proposal-") as tmp:
         path = Path(tmp) / Path(name).name
@@ -158,7 +171,7 @@ def ifc_triangles(
             placement = resolve_placement(geo, frame, crs=model.crs, require_georef=position is None, name=name)
         except CimError as exc:
             raise CimInputError(str(exc)) from None
-        options = GeometryOptions(threads=1, element_timeout=60.0)
+        options = GeometryOptions(threads=1, element_timeout=60.0, max_voids=1, exclude=(*EXCLUDED_CLASSES, *_NOT_ENVELOPE))
         log = GeometryLog()
         index = IfcElementIndex(f)
         parts = []
