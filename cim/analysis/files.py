@@ -123,13 +123,14 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
 
 
 def _burn_bim_layers(rec: Any, model: SurfaceModel) -> None:
-    """Every ``bim`` layer's IFC models into the DSM by their meshes (placed by their own
-    georeferencing, as the layer places them without overrides); a model that cannot be read
+    """Every ``bim`` layer's IFC models into the DSM by their meshes (placed as the layer
+    places them: by their georeferencing, or the layer's crs/origin/rotation); a model that cannot be read
     or placed keeps the prism of its footprint, with a :class:`~cim.warnings.GeometryWarning`
     naming it."""
     import warnings
 
     from cim.analysis.meshes import burn_meshes, ifc_triangles
+    from cim.layers import registry
     from cim.layers.bim import ifc_files
     from cim.warnings import GeometryWarning
 
@@ -137,9 +138,11 @@ def _burn_bim_layers(rec: Any, model: SurfaceModel) -> None:
     for spec in rec.layers:
         if spec.kind != "bim":
             continue
+        opts: Any = registry.get("bim").options(spec.options, where=f"layer {spec.id}", base=spec.base)
+        placing = (opts.crs or rec.crs, opts.origin, opts.rotation)
         for path in ifc_files([Path(spec.source)]):
             try:
-                meshes.append(ifc_triangles(path.read_bytes(), path.name, model))
+                meshes.append(ifc_triangles(path.read_bytes(), path.name, model, placing=placing))
             except CimInputError as exc:
                 warnings.warn(f"layer {spec.id}: {exc}; the surface model keeps its footprint's prism", GeometryWarning, stacklevel=3)
     if meshes:

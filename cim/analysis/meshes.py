@@ -140,10 +140,18 @@ def _nodes(scene: object) -> list[tuple[str, str]]:
 
 
 def ifc_triangles(
-    data: bytes, name: str, model: SurfaceModel, *, position: Sequence[float] | None = None, rotation: float = 0.0
+    data: bytes,
+    name: str,
+    model: SurfaceModel,
+    *,
+    position: Sequence[float] | None = None,
+    rotation: float = 0.0,
+    placing: tuple[str | None, tuple[float, float, float] | None, float | None] | None = None,
 ) -> np.ndarray:
     """The triangles of an IFC file's elements, placed by its georeferencing (or ``position``):
-    its envelope as seen from above (no windows, doors or furniture; walls without openings)."""
+    its envelope as seen from above (no windows, doors or furniture; walls without openings).
+    ``placing`` is a BIM layer's ``(crs, origin, rotation)`` overrides, applied as the layer
+    applies them (:func:`cim.layers.bim.placement.resolve_placement`)."""
     from cim.crs import from_lonlat, parse_crs, transformer
     from cim.kernels.frames import LocalFrame, ecef_to_geodetic
     from cim.layers.bim.placement import resolve_placement
@@ -168,7 +176,16 @@ def ifc_triangles(
         frame = LocalFrame(lon0, lat0, float(np.nanmedian(np.asarray(model.dem))) if np.asarray(model.dem).size else 0.0)
         geo = read_georeference(f)
         try:
-            placement = resolve_placement(geo, frame, crs=model.crs, require_georef=position is None, name=name)
+            crs, origin, turn = placing if placing is not None else (None, None, None)
+            placement = resolve_placement(
+                geo,
+                frame,
+                crs=crs if crs is not None else model.crs,
+                origin=origin,
+                rotation=turn,
+                require_georef=position is None and origin is None,
+                name=name,
+            )
         except CimError as exc:
             raise CimInputError(str(exc)) from None
         options = GeometryOptions(threads=1, element_timeout=60.0, max_voids=1, exclude=(*EXCLUDED_CLASSES, *_NOT_ENVELOPE))

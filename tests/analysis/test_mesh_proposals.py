@@ -277,3 +277,14 @@ def test_cim_build_puts_the_bim_layer_in_the_surface_model_by_its_meshes(tiny_ci
         z = rasterise_triangles_max(tri, x0, y0, model.res, (1, 1))[0, 0]
         assert np.asarray(model.dsm)[r[0], c[0]] == pytest.approx(max(z, np.asarray(model.dem)[r[0], c[0]]), abs=1e-3)
         assert model.owner[r[0], c[0]] >= 0
+
+
+def test_a_bim_layers_origin_override_places_the_mesh(scene, tower_ifc) -> None:
+    """As the BIM layer does: an origin (E, N, H in the CRS) moves the model's local origin there."""
+    from cim.analysis.meshes import ifc_triangles
+
+    tri = ifc_triangles(tower_ifc.read_bytes(), tower_ifc.name, scene, placing=("EPSG:4544", (X0 + 80, Y0 + 300, GROUND + 2), None))
+    xy = tri.reshape(-1, 3)
+    centre = (xy[:, 0].min() + xy[:, 0].max()) / 2, (xy[:, 1].min() + xy[:, 1].max()) / 2
+    assert centre == pytest.approx((X0 + 80, Y0 + 300), abs=1.0)
+    assert xy[:, 2].min() == pytest.approx(GROUND + 2, abs=0.5)
