@@ -275,6 +275,9 @@ def convert(
     given = getattr(opts, "crs", None)
     crs = crs_label(parse_crs(given)) if given else result.crs
     write_manifest(out, _safe_name(stem), stem, crs, city.frame, [result], search=result.search is not None)
+    from cim.analysis.files import record_conversion
+
+    record_conversion(out, kind, paths[0], options, name=_safe_name(stem), crs=crs)  # its surface model is built on first use
     return BuildReport(out, [result], time.perf_counter() - t0)
 
 

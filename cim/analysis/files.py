@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,15 @@ from cim.crs import crs_label, parse_crs
 from cim.errors import CimInputError, CimIOError, CimNotFound
 from cim.store import json_bytes_of, write_if_changed
 
-__all__ = ["MODEL_DIR", "MODEL_VERSION", "build_model", "load_model", "write_model"]
+__all__ = ["MODEL_DIR", "MODEL_VERSION", "SOURCE_FILE", "build_model", "load_model", "record_conversion", "write_model"]
 
 MODEL_DIR = "analysis"
-MODEL_VERSION = 1
+#: 2: BIM models burnt into the DSM by their meshes, ``meshed.npy``
+MODEL_VERSION = 2
+#: what ``cim convert`` converted (a one-layer recipe, JSON), for building the model on first use
+SOURCE_FILE = "source.json"
+#: the layer kinds a surface model is made of
+MODEL_KINDS = ("buildings", "terrain")
 _ARRAYS = ("dem", "dsm", "owner", "xy", "ring_offsets", "polygon_offsets", "polygon_feature", "base", "top")
 
 
@@ -111,8 +117,36 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
         crs,
         name=rec.name,
     )
+    _burn_bim_layers(rec, model)
     write_model(model, city_dir)
     return model
+
+
+def _burn_bim_layers(rec: Any, model: SurfaceModel) -> None:
+    """Every ``bim`` layer's IFC models into the DSM by their meshes (placed as the layer
+    places them: by their georeferencing, or the layer's crs/origin/rotation); a model that cannot be read
+    or placed keeps the prism of its footprint, with a :class:`~cim.warnings.GeometryWarning`
+    naming it."""
+    import warnings
+
+    from cim.analysis.meshes import burn_meshes, ifc_triangles
+    from cim.layers import registry
+    from cim.layers.bim import ifc_files
+    from cim.warnings import GeometryWarning
+
+    meshes = []
+    for spec in rec.layers:
+        if spec.kind != "bim":
+            continue
+        opts: Any = registry.get("bim").options(spec.options, where=f"layer {spec.id}", base=spec.base)
+        placing = (opts.crs or rec.crs, opts.origin, opts.rotation)
+        for path in ifc_files([Path(spec.source)]):
+            try:
+                meshes.append(ifc_triangles(path.read_bytes(), path.name, model, placing=placing))
+            except CimInputError as exc:
+                warnings.warn(f"layer {spec.id}: {exc}; the surface model keeps its footprint's prism", GeometryWarning, stacklevel=3)
+    if meshes:
+        burn_meshes(model, meshes)
 
 
 def _several(rec: Any, kind: str) -> bool:
@@ -182,6 +216,7 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
         "polygon_feature": p.polygon_feature,
         "base": p.base,
         "top": p.top,
+        "meshed": np.asarray(model.meshed, dtype=np.int64),
     }
     # a file whose bytes are those already there is left alone (an incremental rebuild of the
     # city rewrites nothing the model did not change)
@@ -218,10 +253,60 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
 
 
 _CACHE: dict[str, tuple[tuple[int, int], SurfaceModel]] = {}
+_BUILDING = threading.Lock()
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as JSON: paths as absolute text, tuples as lists."""
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def record_conversion(
+    city_dir: str | Path, kind: str, source: str | Path, options: dict[str, Any], *, name: str, crs: str | None
+) -> Path | None:
+    """Remember what ``cim convert`` made a city of (``CITY/analysis/source.json``: a one-layer
+    recipe with absolute paths), so that :func:`load_model` can build its surface model on first
+    use. Only kinds the model is made of (buildings, terrain) are recorded; None otherwise.
+    """
+    if kind not in MODEL_KINDS:
+        return None
+    layer = {"id": kind, "kind": kind, "source": str(Path(source).resolve()), **{k: _plain(v) for k, v in options.items() if v is not None}}
+    doc = {"city": {"name": name, **({"crs": crs} if crs else {})}, "layers": [layer]}
+    folder = Path(city_dir) / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    write_if_changed(folder / SOURCE_FILE, json_bytes_of(doc, pretty=True))
+    return folder / SOURCE_FILE
+
+
+def _build_on_first_use(city_dir: str | Path) -> bool:
+    """Build the model of a converted city from its ``source.json`` (once per process at a time;
+    each file written atomically, ``model.json`` last); False when the city records no source."""
+    from cim.recipe import recipe_from_dict
+
+    source = Path(city_dir) / MODEL_DIR / SOURCE_FILE
+    if not source.is_file():
+        return False
+    with _BUILDING:
+        if (Path(city_dir) / MODEL_DIR / "model.json").is_file():
+            return True  # another request built it meanwhile
+        try:
+            doc = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CimIOError(f"{source}: unreadable ({exc})") from None
+        build_model(recipe_from_dict(doc, Path(city_dir), where=str(source)), city_dir)
+    return True
 
 
 def load_model(city_dir: str | Path) -> SurfaceModel:
-    """The surface model of a built city (cached while ``model.json`` is unchanged).
+    """The surface model of a built city (cached while ``model.json`` is unchanged). A city
+    made by ``cim convert`` (buildings or terrain) gets its model built here on first use, from
+    the sources it recorded (:func:`record_conversion`), and written beside its tiles.
 
     Raises
     ------
@@ -230,6 +315,8 @@ def load_model(city_dir: str | Path) -> SurfaceModel:
     """
     folder = (Path(city_dir) / MODEL_DIR).resolve()
     meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        _build_on_first_use(city_dir)
     try:
         st = os.stat(meta_path)
     except FileNotFoundError:
@@ -268,6 +355,7 @@ def load_model(city_dir: str | Path) -> SurfaceModel:
         float(meta["true_north"]),
         str(meta.get("name", "")),
         meta,
+        np.load(folder / "meshed.npy") if (folder / "meshed.npy").is_file() else np.zeros(0, dtype=np.int64),
     )
     _CACHE[str(folder)] = (stamp, model)
     return model

@@ -145,6 +145,8 @@ class SurfaceModel:
     owner : (rows, cols) int32, the building whose roof a cell holds (-1: ground)
     prisms : the buildings
     true_north : the grid azimuth of true north at the grid's centre (degrees)
+    meshed : (k,) int64, sorted rows of the prisms that stand in the DSM by their meshes (BIM
+        models, model proposals): a line of sight meets their DSM cells, not their prism
     """
 
     crs: CRS
@@ -158,6 +160,7 @@ class SurfaceModel:
     true_north: float = 0.0
     name: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    meshed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -182,6 +185,14 @@ class SurfaceModel:
         rays to skip what they pass above."""
         fine = block_max(self.dsm, BLOCK)
         return [(BLOCK, fine), (8 * BLOCK, block_max(fine, 8))]
+
+    @cached_property
+    def sight_surface(self) -> np.ndarray:
+        """(rows, cols) float32, the heightfield a line of sight is marched over: the terrain,
+        and the DSM over the cells of the :attr:`meshed` buildings (their real shape)."""
+        if not len(self.meshed):
+            return np.asarray(self.dem)
+        return np.where(np.isin(np.asarray(self.owner), self.meshed), np.asarray(self.dsm), np.asarray(self.dem)).astype(np.float32)
 
     def to_xy(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
         """Longitude/latitude degrees → grid CRS metres."""

@@ -27,13 +27,30 @@ _PROPOSAL = {
     "description": (
         "A massing proposal replacing the buildings it covers: a footprint (`polygon`, or a GeoJSON Polygon "
         "geometry or Feature in `geojson`) and a `height` in metres above the ground (or the Feature's "
-        "`properties.height`)."
+        "`properties.height`); or a model `file` (IFC, placed by its georeferencing; glTF/GLB, placed at "
+        "`position`), whose mesh goes into the surface (its highest point over each cell) and whose plan and "
+        "top stand for it in the exact ray tests."
     ),
     "properties": {
         "polygon": POLYGON,
         "geojson": {"type": "object", "description": "A GeoJSON Polygon, or a Feature of one, in longitude/latitude."},
         "height": {"type": "number", "minimum": 0.1, "maximum": 1000},
         "id": {"type": "string", "maxLength": 64},
+        "file": {
+            "type": "object",
+            "description": "A model file: its `name` (.ifc, .glb or .gltf) and its bytes in base64 (`data`).",
+            "properties": {
+                "name": {"type": "string", "maxLength": 200},
+                "data": {"type": "string", "description": "The file's bytes, base64."},
+            },
+            "required": ["name", "data"],
+            "additionalProperties": False,
+        },
+        "position": {
+            **_LONLATH,
+            "description": "[lon, lat] or [lon, lat, height] of a model file's origin (glTF: required; IFC: instead of its georeferencing).",
+        },
+        "rotation": {"type": "number", "minimum": -360, "maximum": 360, "description": "Degrees clockwise from north (a placed model)."},
     },
     "additionalProperties": False,
 }

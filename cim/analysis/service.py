@@ -121,11 +121,42 @@ def _proposal_shape(proposal: Mapping[str, Any]) -> tuple[list[list[float]], flo
     return ring, float(height)
 
 
-def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[SurfaceModel, list[str]]:
-    """The model with a massing proposal in place of the buildings it covers (more than half
-    of their footprint's area), and the ids of those buildings."""
+def _proposal_solid(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[shapely.Geometry, float, float, np.ndarray | None]:
+    """A proposal's plan, base and top, and its triangles when it is a model file (else None)."""
+    if "file" in proposal:
+        import base64
+        import binascii
+
+        from cim.analysis.meshes import mesh_footprint, mesh_triangles
+
+        name = str(proposal["file"]["name"])
+        try:
+            data = base64.b64decode(proposal["file"]["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise CimInputError(f"proposal.file.data of {name} is not base64") from None
+        tri = mesh_triangles(data, name, model, position=proposal.get("position"), rotation=float(proposal.get("rotation", 0.0)))
+        try:
+            plan = mesh_footprint(tri, model.res)
+        except CimInputError as exc:
+            raise CimInputError(f"{name}: {exc}") from None
+        if plan.area > MAX_AREA_M2:
+            raise CimInputError(f"{name}: the model covers {plan.area / 1e6:.2f} km², more than one request may analyse")
+        return plan, float(tri[:, :, 2].min()), float(tri[:, :, 2].max()), tri
     ring, height = _proposal_shape(proposal)
     poly = _polygon(model, ring, "proposal.polygon")
+    xy = shapely.get_coordinates(shapely.get_exterior_ring(shapely.get_parts(poly)))
+    ground = model.ground(xy[:, 0], xy[:, 1])
+    base = float(np.nanmin(ground)) if np.isfinite(ground).any() else float(np.nanmedian(np.asarray(model.dem)))
+    return poly, base, base + height, None
+
+
+def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[SurfaceModel, list[str]]:
+    """The model with a massing proposal in place of the buildings it covers (more than half
+    of their footprint's area), and the ids of those buildings.
+
+    A proposal given as a model file stands in the DSM by its mesh (the highest triangle over
+    each cell it owns) and in the prisms by its plan, lowest and highest points."""
+    poly, base, top, tri = _proposal_solid(model, proposal)
     prisms = model.prisms
     near = prisms.tree.query(poly, predicate="intersects")
     covered = np.array(
@@ -137,20 +168,46 @@ def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[Su
         dtype=np.int64,
     )
     keep = np.setdiff1d(np.arange(len(prisms)), covered)
-    xy = shapely.get_coordinates(poly.exterior if isinstance(poly, shapely.Polygon) else poly)
-    ground = model.ground(xy[:, 0], xy[:, 1])
-    base = float(np.nanmin(ground)) if np.isfinite(ground).any() else float(np.nanmedian(np.asarray(model.dem)))
     new = prisms_from_polygons(
         np.concatenate([prisms.footprints[keep], np.array([poly], dtype=object)]),
         np.concatenate([prisms.base[keep], [base]]),
-        np.concatenate([prisms.top[keep], [base + height]]),
+        np.concatenate([prisms.top[keep], [top]]),
         np.concatenate([prisms.ids[keep], np.array([proposal.get("id", "proposal")], dtype=object)]),
         np.concatenate([prisms.uses[keep], np.array(["proposal"], dtype=object)]),
     )
     boxes = [shapely.bounds(poly)] + [shapely.bounds(prisms.footprints[i]) for i in covered]
     b = np.array(boxes)
     changed = (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
-    return model.with_prisms(new, changed), _ids(model, covered)
+    after = model.with_prisms(new, changed)
+    # the rows of the buildings standing by their meshes, in the new prisms (and the proposal's)
+    row_of = np.full(len(prisms), -1, dtype=np.int64)
+    row_of[keep] = np.arange(len(keep))
+    meshed = row_of[np.asarray(model.meshed, dtype=np.int64)]
+    meshed = meshed[meshed >= 0]
+    if tri is not None:
+        _burn_mesh(after, tri, len(new) - 1)
+        meshed = np.append(meshed, len(new) - 1)
+    after.meshed = np.sort(meshed).astype(np.int64)
+    after.__dict__.pop("sight_surface", None)
+    return after, _ids(model, covered)
+
+
+def _burn_mesh(model: SurfaceModel, triangles: np.ndarray, owner: int) -> None:
+    """Replace the flat roof of building ``owner`` in ``model``'s DSM (in place) by the
+    highest triangle of its mesh over each of its cells (the ground where none is)."""
+    from cim.kernels.trimax import rasterise_triangles_max
+
+    rs, cs = model.window(tuple(shapely.total_bounds(shapely.points(triangles.reshape(-1, 3)[:, :2]))))
+    if rs.stop <= rs.start or cs.stop <= cs.start:
+        return
+    z = rasterise_triangles_max(
+        triangles, model.x0 + cs.start * model.res, model.y0 - rs.start * model.res, model.res, (rs.stop - rs.start, cs.stop - cs.start)
+    )
+    mine = np.asarray(model.owner[rs, cs]) == owner
+    dem = np.asarray(model.dem[rs, cs], dtype=np.float32)
+    roof = np.where(np.isfinite(z), np.fmax(dem, z), dem)
+    model.dsm[rs, cs] = np.where(mine, roof, model.dsm[rs, cs])
+    model.__dict__.pop("blocks", None)  # the rays' skip tiles follow the DSM
 
 
 # -- the analyses ----------------------------------------------------------------------------
@@ -477,5 +534,10 @@ def run_analysis(model: SurfaceModel, kind: str, request: Mapping[str, Any]) -> 
         after, replaced = apply_proposal(model, req["proposal"])
     out = _RUNNERS[kind](model, req, after)
     if "proposal" in req:
-        out["summary"]["proposal"] = {"replaced": replaced, "height": _proposal_shape(req["proposal"])[1]}
+        out["summary"]["proposal"] = {
+            "id": str(req["proposal"].get("id", "proposal")),
+            "replaced": replaced,
+            "height": _r(float(after.prisms.top[-1] - after.prisms.base[-1]), 2) if after is not None else None,
+            "base": _r(float(after.prisms.base[-1]), 2) if after is not None else None,
+        }
     return {"kind": kind, **out}

@@ -43,8 +43,9 @@ class Sightline:
 
 def sightline(model: SurfaceModel, a: np.ndarray, b: np.ndarray) -> Sightline:
     """Whether the segment ``a → b`` ((3,) x, y, z in the model's CRS) is clear of every
-    building (exact prism test) and of the terrain (marched every half cell, the last cell
-    before ``b`` excepted, so a target standing on the ground is not hidden by its own cell)."""
+    building (exact prism test; a building standing by its mesh is met in the DSM instead) and
+    of the terrain (marched every half cell, the last cell before ``b`` excepted, so a target
+    standing on the ground is not hidden by its own cell)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     d = b - a
@@ -52,17 +53,27 @@ def sightline(model: SurfaceModel, a: np.ndarray, b: np.ndarray) -> Sightline:
     if length <= 0:
         raise CimInputError("the two points of a line of sight must differ")
     ea, eb, ep = model.prisms.edges
-    t_b, prism = segment_prism_hits(a[None], b[None], ea, eb, ep, model.prisms.base, model.prisms.top)
+    top = model.prisms.top
+    if len(model.meshed):  # buildings standing by their meshes are met in the marched surface: no prism
+        top = np.array(top, dtype=np.float64, copy=True)
+        top[model.meshed] = model.prisms.base[model.meshed] - 1.0
+    t_b, prism = segment_prism_hits(a[None], b[None], ea, eb, ep, model.prisms.base, top)
     dist_b = float(t_b[0]) * length if np.isfinite(t_b[0]) else np.inf
     t_t, _, _ = march_heightfield(
-        model.dem, model.x0, model.y0, model.res, a[None], (d / length)[None], max(length - model.res, 0.0), t_start=model.res
+        model.sight_surface, model.x0, model.y0, model.res, a[None], (d / length)[None], max(length - model.res, 0.0), t_start=model.res
     )
     dist_t = float(t_t[0]) if np.isfinite(t_t[0]) else np.inf
     if not np.isfinite(min(dist_b, dist_t)):
         return Sightline(True, None, -1, np.full(3, np.nan), float("nan"), length)
     if dist_b <= dist_t:
         return Sightline(False, "building", int(prism[0]), a + d * (dist_b / length), dist_b, length)
-    return Sightline(False, "terrain", -1, a + d * (dist_t / length), dist_t, length)
+    hit = a + d * (dist_t / length)
+    if len(model.meshed):
+        r, c, inside = model.cells(hit[:1], hit[1:2])
+        owner = int(model.owner[r[0], c[0]]) if inside[0] else -1
+        if owner >= 0 and owner in set(model.meshed.tolist()):
+            return Sightline(False, "building", owner, hit, dist_t, length)
+    return Sightline(False, "terrain", -1, hit, dist_t, length)
 
 
 @dataclass

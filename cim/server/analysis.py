@@ -13,7 +13,7 @@ import asyncio
 from functools import partial
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from cim.analysis.files import load_model
 from cim.analysis.schemas import KINDS, SCHEMAS
@@ -23,7 +23,7 @@ from cim.server.openapi import Operation, json_body, operation
 from cim.server.security import LAYER_MAP, audit, city_for
 from cim.server.state import ACCESS, CITY_DIR
 
-__all__ = ["OPERATIONS"]
+__all__ = ["MAX_MODEL_BYTES", "OPERATIONS", "multipart_body"]
 
 _SUMMARIES = {
     "sunlight": "Sunlight hours (日照) of residential façades on a winter day, buildings below the threshold",
@@ -57,9 +57,66 @@ def _check_access(request: web.Request) -> None:
         raise CimForbidden(f"the analyses read layer {blocked[0]!r}, which is restricted")
 
 
+#: bytes of a proposal model uploaded as multipart/form-data
+MAX_MODEL_BYTES = 32 << 20
+
+
+async def multipart_body(request: web.Request, schema: dict[str, Any]) -> dict[str, Any]:
+    """A request sent as ``multipart/form-data``: its ``request`` part (the JSON body) with the
+    ``proposal`` part (a model file) as ``proposal.file``, checked against ``schema``.
+
+    The parts are read from the stream with their own limits (the application's body limit is
+    for JSON): :data:`cim.server.openapi.MAX_JSON_BODY` for the request, :data:`MAX_MODEL_BYTES`
+    for the model.
+
+    Raises
+    ------
+    CimInputError
+        A part missing, too large, or a request that is not JSON or fails the schema.
+    """
+    import base64
+    import json
+
+    from cim.errors import CimInputError
+    from cim.server.openapi import MAX_JSON_BODY, check_value
+
+    body: Any = {}
+    model: tuple[str, bytes] | None = None
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise CimInputError("nested multipart bodies are not accepted")
+        limit = MAX_MODEL_BYTES if part.name == "proposal" else MAX_JSON_BODY
+        data = bytearray()
+        while chunk := await part.read_chunk(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                raise CimInputError(f"the {part.name} part is larger than {limit} bytes")
+        if part.name == "request":
+            try:
+                body = json.loads(bytes(data) or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise CimInputError("the request part is not valid JSON") from None
+        elif part.name == "proposal":
+            model = (part.filename or "proposal", bytes(data))
+        else:
+            raise CimInputError(f"unknown part {part.name!r} (request, proposal)")
+    if not isinstance(body, dict):
+        raise CimInputError("the request part must be a JSON object")
+    if model is not None:
+        given = body.get("proposal")
+        given = given if isinstance(given, dict) else {}
+        body["proposal"] = {**given, "file": {"name": model[0], "data": base64.b64encode(model[1]).decode("ascii")}}
+    check_value("body", body, schema)
+    return body
+
+
 def _make(kind: str) -> Operation:
     async def handle(request: web.Request, params: dict[str, Any]) -> web.Response:
-        body = await json_body(request, SCHEMAS[kind])
+        if request.content_type == "multipart/form-data":
+            body = await multipart_body(request, SCHEMAS[kind])
+        else:
+            body = await json_body(request, SCHEMAS[kind])
         try:
             _check_access(request)
             loop = asyncio.get_running_loop()
@@ -79,7 +136,12 @@ def _make(kind: str) -> Operation:
         f"/api/analysis/{kind}",
         summary=_SUMMARIES[kind],
         tag="analysis",
-        description=f"{_SUMMARIES[kind]}. Positions in longitude/latitude degrees; an optional `proposal` (a footprint and a height) replaces the buildings it covers.",
+        description=(
+            f"{_SUMMARIES[kind]}. Positions in longitude/latitude degrees; an optional `proposal` (a footprint and a "
+            "height, or a model file) replaces the buildings it covers. A model larger than the JSON body allows is "
+            "sent as `multipart/form-data`: a `request` part (this JSON body; its `proposal` may give `position`, "
+            f"`rotation`, `id`) and a `proposal` part (the .ifc, .glb or .gltf file, up to {MAX_MODEL_BYTES >> 20} MB)."
+        ),
         body=SCHEMAS[kind],
         response=_ANSWER,
         extra_responses={403: "A layer the analysis reads is restricted.", 404: "The city has no surface model (build it again)."},

@@ -11,8 +11,13 @@
 // window.cim.analysis.run(kind, request) runs any request; request(kind) is what the panel
 // would send. It is a panel registered through js/workspace.js, with its messages in
 // ../i18n/analysis.js; its texts follow the language toggle. A skyline is charted with ECharts
-// (served at /vendor/echarts/, loaded when first needed), today's and, when a proposal (a
-// footprint drawn in the scene and a height) is given, the proposal's.
+// (served at /vendor/echarts/, loaded when first needed), today's and, when a proposal is given,
+// the proposal's.
+//
+// Massing (体块比对): a proposal, a footprint drawn in the scene (or read from a GeoJSON file)
+// and a height, is drawn as an extruded block and sent with every analysis; the server puts it
+// in place of the buildings it covers. Sunlight (hours lost per neighbour), skyline (its change)
+// and height limit (breaches) answer before and after, shown in a table under the result.
 
 /** @import { CityViewer } from "./city-viewer.js" */
 
@@ -32,7 +37,7 @@ import { registerPanel } from "./workspace.js";
  * @property {number[]} [from]  line of sight: the observer
  * @property {number[]} [to]  line of sight: the target
  * @property {number[][]} [area]  a ring (3 or more corners)
- * @property {number[][]} [proposal]  a skyline's proposed massing: its footprint (its height apart)
+ * @property {number[][]} [proposal]  a proposed massing: its footprint (its height apart)
  */
 /** @typedef {"point" | "from" | "to" | "area" | "proposal"} PickStep */
 
@@ -54,7 +59,10 @@ const HALF = 150;
 /** eye (and target) height above the surface of a line of sight, metres */
 const EYE = 1.6;
 const PICK_COLOUR = Cesium.Color.fromCssColorString("#ffd54f");
+const PROPOSAL_COLOUR = Cesium.Color.fromCssColorString("#ff9800");
 const ECHARTS_URL = "/vendor/echarts/echarts.esm.min.mjs";
+/** the most neighbours listed with the hours of sun they lose */
+const MAX_ROWS = 10;
 
 /** @param {PickStep | undefined} step */
 const drawsArea = (step) => step === "area" || step === "proposal";
@@ -91,23 +99,31 @@ export function analysisTool(viewer) {
   const proposalHeight = element("input", { id: "analysis-proposal-height", type: "number", min: "0.1", max: "1000", step: "1", value: "60" });
   const proposalField = element("label", { class: "field", id: "analysis-proposal-field" });
   proposalField.append(proposalLabel, proposalHeight);
+  const proposalFile = element("input", { type: "file", id: "analysis-proposal-file", accept: ".geojson,.json,application/geo+json" });
+  const proposalFileLabel = element("span", { class: "muted field-label" });
+  const proposalFileField = element("label", { class: "field", id: "analysis-proposal-file-field" });
+  proposalFileField.append(proposalFileLabel, proposalFile);
   const runButton = element("button", { type: "button", id: "analysis-run", class: "tool-button" });
   const clearButton = element("button", { type: "button", id: "analysis-clear", class: "link-button" });
   const result = element("p", { id: "analysis-result", class: "muted", "aria-live": "polite" });
   const chart = element("div", { id: "analysis-chart", class: "stats-chart" });
   chart.hidden = true;
+  const compare = element("table", { id: "analysis-compare", class: "compare-table" });
+  compare.hidden = true;
   const row = (/** @type {HTMLElement[]} */ ...children) => {
     const div = element("div", { class: "sun-row wrap" });
     div.append(...children);
     return div;
   };
-  body.append(row(kindSelect), row(pickButton, proposalButton, finishButton, resetInputs), hint, inputNote, valueField, proposalField, row(runButton, clearButton), result, chart);
+  body.append(row(kindSelect), row(pickButton, proposalButton, finishButton, resetInputs), hint, inputNote, valueField, proposalField, proposalFileField, row(runButton, clearButton), result, compare, chart);
 
   const overlay = new Cesium.CustomDataSource("analysis");
   void viewer.cesium.dataSources.add(overlay);
   const scene = viewer.cesium.scene;
   const pickLines = scene.primitives.add(new Cesium.PolylineCollection());
   const pickPoints = scene.primitives.add(new Cesium.PointPrimitiveCollection());
+  const massing = new Cesium.CustomDataSource("analysis-proposal");
+  void viewer.cesium.dataSources.add(massing);
 
   /** @type {Answer | null} */
   let last = null;
@@ -122,6 +138,10 @@ export function analysisTool(viewer) {
   const values = {};
   /** @type {any} the ECharts instance of the skyline chart, once loaded */
   let chartInstance = null;
+  /** the ground height under the proposal, as the server stood it (null: not asked yet) */
+  let proposalBase = /** @type {number | null} */ (null);
+  /** what the drawn block shows (ring, base and height), "" for none */
+  let drawnProposal = "";
 
   /** @returns {Kind} */
   function kind() {
@@ -176,6 +196,15 @@ export function analysisTool(viewer) {
    * @returns {Record<string, unknown>}
    */
   function request(k = kind()) {
+    return { ...fields(k), ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}) };
+  }
+
+  /**
+   * A kind's own fields of the request (the proposal apart).
+   * @param {Kind} k
+   * @returns {Record<string, unknown>}
+   */
+  function fields(k) {
     const ring = inputs.area ? inputs.area.map(([lon, lat]) => [lon, lat]) : square();
     const c = centre();
     const point = inputs.point ? inputs.point.slice(0, 2) : [c.lon, c.lat];
@@ -192,12 +221,7 @@ export function analysisTool(viewer) {
       case "viewshed":
         return { observer: point, radius: valueOf(k) };
       case "skyline":
-        return {
-          viewpoint: point,
-          radius: valueOf(k),
-          azimuth_step: 2,
-          ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}),
-        };
+        return { viewpoint: point, radius: valueOf(k), azimuth_step: 2 };
       case "heightlimit":
         return { zone: ring, limit: valueOf(k) };
       case "flood":
@@ -214,8 +238,13 @@ export function analysisTool(viewer) {
   function describe(answer) {
     const s = answer.summary;
     switch (answer.kind) {
-      case "sunlight":
-        return t("analysis.result.sunlight", { count: s.count, below: s.below_count, threshold: s.threshold });
+      case "sunlight": {
+        const today = t("analysis.result.sunlight", { count: s.count, below: s.below_count, threshold: s.threshold });
+        if (!s.after) return today;
+        const lost = s.changes.filter((/** @type {{ lost: number | null }} */ c) => (c.lost ?? 0) > 0);
+        const most = Math.max(0, ...lost.map((/** @type {{ lost: number }} */ c) => c.lost));
+        return `${today}${t("list.separator")}${t("analysis.result.sunlightChange", { below: s.after.below_count, lost: lost.length, most: n(most, 3) })}`;
+      }
       case "shadow":
         return t("analysis.result.shadow", {
           min: n(Math.min(...s.shadow_fraction), 2),
@@ -236,8 +265,14 @@ export function analysisTool(viewer) {
         if (!s.after) return today;
         return `${today}${t("list.separator")}${t("analysis.result.skylineChange", { changed: s.changed_azimuths, rise: n(s.max_rise) })}`;
       }
-      case "heightlimit":
-        return t("analysis.result.heightlimit", { checked: s.checked, exceeding: s.exceeding_count });
+      case "heightlimit": {
+        const today = t("analysis.result.heightlimit", { checked: s.checked, exceeding: s.exceeding_count });
+        if (!s.after) return today;
+        const own = proposalBreach(s);
+        const change = t("analysis.result.heightlimitChange", { exceeding: s.after.exceeding_count });
+        const breach = own ? t("analysis.result.proposalBreach", { excess: n(own.excess, 3) }) : t("analysis.result.proposalWithin");
+        return `${today}${t("list.separator")}${change}${t("list.separator")}${breach}`;
+      }
       case "flood":
         return t("analysis.result.flood", { area: n(s.area_m2, 0), depth: n(s.max_depth, 2), buildings: s.buildings_count });
     }
@@ -258,7 +293,7 @@ export function analysisTool(viewer) {
       text = t("analysis.input.line", { from: place(inputs.from), to: place(inputs.to), distance: n(distance) });
     }
     if (pick === "area" && inputs.area) text = t("analysis.input.area", { n: inputs.area.length, area: n(ringArea(inputs.area), 0) });
-    if (kind() === "skyline" && inputs.proposal) {
+    if (inputs.proposal) {
       text += t("list.separator") + t("analysis.input.proposal", { n: inputs.proposal.length, height: proposalMetres() });
     }
     return text;
@@ -270,7 +305,6 @@ export function analysisTool(viewer) {
     pickButton.setAttribute("aria-pressed", String(picking !== null));
     finishButton.hidden = !drawsArea(picking?.step);
     proposalButton.setAttribute("aria-pressed", String(picking?.step === "proposal"));
-    proposalButton.hidden = proposalField.hidden = k !== "skyline";
     finishButton.disabled = (picking?.points.length ?? 0) < 3;
     hint.textContent = missed ? t("analysis.missed") : picking ? t(`analysis.hint.${picking.step}`) : "";
     inputNote.textContent = describeInputs();
@@ -288,11 +322,15 @@ export function analysisTool(viewer) {
     resetInputs.textContent = t("analysis.pick.reset");
     proposalButton.textContent = t("analysis.pick.proposal");
     proposalLabel.textContent = t("analysis.proposalHeight");
+    proposalFileLabel.textContent = t("analysis.proposalFile");
     kindSelect.setAttribute("aria-label", t("analysis.kind"));
     const chosen = kindSelect.value || "sunlight";
     kindSelect.replaceChildren(...KINDS.map((k) => new Option(t(`analysis.kind.${k}`), k)));
     kindSelect.value = chosen;
-    if (last) result.textContent = describe(last);
+    if (last) {
+      result.textContent = describe(last);
+      renderCompare(last);
+    }
     else if (failure) result.textContent = `${t("analysis.failed")}: ${failure}`;
     showState();
     if (last?.kind === "skyline" && chartInstance) void renderChart(last);
@@ -322,7 +360,64 @@ export function analysisTool(viewer) {
     }
     if (inputs.from && inputs.to) lines.push([inputs.from, inputs.to].map(([x, y, h]) => [x, y, h + EYE]));
     for (const line of lines) addLine(pickLines, line, PICK_COLOUR);
+    drawProposal();
     scene.requestRender();
+  }
+
+  /**
+   * The proposal as an extruded block: from the ground under it (as the server stood it once an
+   * answer says so; before, the lowest picked corner) up by its height.
+   */
+  function drawProposal() {
+    const ring = inputs.proposal;
+    const shown = ring && picking?.step !== "proposal";
+    const base = shown ? (proposalBase ?? Math.min(...ring.map((p) => p[2] ?? 0))) : 0;
+    // the block's geometry is made in a worker, slowly under software rendering: keep it while
+    // nothing about it changed
+    const key = shown ? JSON.stringify([ring, base, proposalMetres()]) : "";
+    if (key === drawnProposal) return;
+    drawnProposal = key;
+    massing.entities.removeAll();
+    if (!ring || !shown) {
+      viewer.unsettle();
+      return;
+    }
+    massing.entities.add({
+      id: "analysis-proposal-block",
+      polygon: {
+        hierarchy: new Cesium.PolygonHierarchy(Cesium.Cartesian3.fromDegreesArray(ring.flatMap(([lon, lat]) => [lon, lat]))),
+        height: base,
+        extrudedHeight: base + proposalMetres(),
+        material: PROPOSAL_COLOUR.withAlpha(0.75),
+        outline: true,
+        outlineColor: PROPOSAL_COLOUR,
+      },
+      properties: { part: "proposal", height: proposalMetres(), base },
+    });
+    viewer.unsettle();
+  }
+
+  /**
+   * Read a proposal from a GeoJSON file: the first Polygon (a geometry, a Feature or a
+   * FeatureCollection's), its height from the feature's `height` property if it has one.
+   * @param {File} file
+   */
+  async function readProposalFile(file) {
+    failure = "";
+    try {
+      const doc = JSON.parse(await file.text());
+      const features = doc.type === "FeatureCollection" ? doc.features : doc.type === "Feature" ? [doc] : [{ type: "Feature", geometry: doc, properties: {} }];
+      const found = (features ?? []).find((/** @type {Feature} */ f) => f?.geometry?.type === "Polygon");
+      if (!found) throw new Error(t("analysis.proposalFileNoPolygon"));
+      const ring = /** @type {number[][]} */ (found.geometry.coordinates[0]);
+      const open = ring.length > 3 && ring[0][0] === ring.at(-1)?.[0] && ring[0][1] === ring.at(-1)?.[1] ? ring.slice(0, -1) : ring;
+      const height = Number(found.properties?.height);
+      if (Number.isFinite(height) && height > 0) proposalHeight.value = String(height);
+      setInputs({ ...inputs, proposal: open.map(([lon, lat, h]) => [lon, lat, Number.isFinite(h) ? h : centre().height]) });
+    } catch (error) {
+      failure = `${file.name}: ${error instanceof Error ? error.message : String(error)}`;
+      result.textContent = `${t("analysis.failed")}: ${failure}`;
+    }
   }
 
   /** @param {PickStep} [step]  default: what the kind asks for */
@@ -346,6 +441,7 @@ export function analysisTool(viewer) {
   /** Take the drawn area (3 corners or more) as the input (the area, or the proposal's footprint). */
   function finishArea() {
     if (!picking || !drawsArea(picking.step) || picking.points.length < 3) return;
+    if (picking.step === "proposal") proposalBase = null;
     inputs = { ...inputs, [picking.step]: picking.points };
     stopPicking();
   }
@@ -379,6 +475,7 @@ export function analysisTool(viewer) {
    * @param {Inputs} given
    */
   function setInputs(given) {
+    if (given.proposal !== inputs.proposal) proposalBase = null;
     inputs = { ...given };
     stopPicking();
   }
@@ -470,8 +567,13 @@ export function analysisTool(viewer) {
       throw new Error(answer.error ?? `HTTP ${response.status}`);
     }
     last = answer;
+    if (answer.summary.proposal && Number.isFinite(answer.summary.proposal.base)) {
+      proposalBase = answer.summary.proposal.base;
+      drawProposal();
+    }
     draw(answer);
     result.textContent = describe(answer);
+    renderCompare(answer);
     if (answer.kind === "skyline") await renderChart(answer);
     else chart.hidden = true;
     return answer;
@@ -515,9 +617,97 @@ export function analysisTool(viewer) {
     chartInstance.resize();
   }
 
+  /**
+   * The proposal's own row of a height-limit answer after it (null: within the limit).
+   * @param {Record<string, any>} s  the answer's summary
+   * @returns {{ id: string, excess: number } | null}
+   */
+  function proposalBreach(s) {
+    const id = s.proposal?.id;
+    return s.after?.exceeding.find((/** @type {{ id: string }} */ r) => r.id === id) ?? null;
+  }
+
+  /**
+   * The before/after rows of an answer with a proposal: key, label, and today's, the
+   * proposal's and the change's number (null: none).
+   * @param {Answer} answer
+   * @returns {{ key: string, label: string, values: (number | null)[] }[]}
+   */
+  function compareRows(answer) {
+    const s = answer.summary;
+    if (!s.after) return [];
+    switch (answer.kind) {
+      case "sunlight": {
+        /** @type {{ id: string, lost: number | null, mean_hours_before: number | null, mean_hours_after: number | null }[]} */
+        const changes = s.changes;
+        const lost = changes.filter((c) => (c.lost ?? 0) > 0).sort((a, b) => (b.lost ?? 0) - (a.lost ?? 0) || (a.id < b.id ? -1 : 1));
+        return [
+          { key: "below", label: t("analysis.compare.below"), values: [s.below_count, s.after.below_count, s.after.below_count - s.below_count] },
+          ...lost.slice(0, MAX_ROWS).map((c) => ({
+            key: `lost:${c.id}`,
+            label: t("analysis.compare.neighbour", { id: c.id }),
+            values: [c.mean_hours_before, c.mean_hours_after, -(c.lost ?? 0)],
+          })),
+        ];
+      }
+      case "heightlimit":
+        return [
+          {
+            key: "exceeding",
+            label: t("analysis.compare.exceeding"),
+            values: [s.exceeding_count, s.after.exceeding_count, s.after.exceeding_count - s.exceeding_count],
+          },
+          { key: "proposal-excess", label: t("analysis.compare.proposalExcess"), values: [null, proposalBreach(s)?.excess ?? 0, null] },
+        ];
+      case "skyline":
+        return [
+          { key: "max-elevation", label: t("analysis.compare.maxElevation"), values: [s.max_elevation, s.after.max_elevation, null] },
+          { key: "changed-azimuths", label: t("analysis.compare.changedAzimuths"), values: [null, s.changed_azimuths, null] },
+          { key: "max-rise", label: t("analysis.compare.maxRise"), values: [null, null, s.max_rise] },
+        ];
+      default:
+        return [];
+    }
+  }
+
+  /**
+   * Show an answer's before/after table (hidden when it has none); each cell carries its
+   * number in `data-value`.
+   * @param {Answer} answer
+   */
+  function renderCompare(answer) {
+    const rows = compareRows(answer);
+    compare.hidden = rows.length === 0;
+    if (!rows.length) {
+      compare.replaceChildren();
+      return;
+    }
+    const head = element("tr");
+    for (const key of ["item", "before", "after", "change"]) {
+      const th = element("th", { scope: "col" });
+      th.textContent = t(`analysis.compare.${key}`);
+      head.append(th);
+    }
+    const trs = rows.map((r) => {
+      const tr = element("tr", { "data-key": r.key });
+      const th = element("th", { scope: "row" });
+      th.textContent = r.label;
+      tr.append(th);
+      for (const v of r.values) {
+        const td = element("td", { "data-value": JSON.stringify(v ?? null) });
+        td.textContent = v === null || v === undefined ? "" : n(v, 3);
+        tr.append(td);
+      }
+      return tr;
+    });
+    compare.replaceChildren(head, ...trs);
+  }
+
   function clear() {
     overlay.entities.removeAll();
     chart.hidden = true;
+    compare.hidden = true;
+    compare.replaceChildren();
     last = null;
     failure = "";
     result.textContent = "";
@@ -532,7 +722,14 @@ export function analysisTool(viewer) {
   });
   pickButton.addEventListener("click", () => (picking && picking.step !== "proposal" ? stopPicking() : startPicking()));
   proposalButton.addEventListener("click", () => (picking?.step === "proposal" ? stopPicking() : startPicking("proposal")));
-  proposalHeight.addEventListener("input", showState);
+  proposalHeight.addEventListener("input", () => {
+    showState();
+    drawProposal();
+  });
+  proposalFile.addEventListener("change", () => {
+    const file = proposalFile.files?.[0];
+    if (file) void readProposalFile(file).finally(() => (proposalFile.value = ""));
+  });
   finishButton.addEventListener("click", finishArea);
   resetInputs.addEventListener("click", () => setInputs({}));
   valueInput.addEventListener("input", () => {
@@ -582,6 +779,11 @@ export function analysisTool(viewer) {
     get overlay() {
       return overlay;
     },
+    /** the proposal's extruded block (one entity while a proposal is given) */
+    get massing() {
+      return massing;
+    },
+    readProposalFile,
     get last() {
       return last;
     },
