@@ -69,6 +69,15 @@ def _lonlat_geom(model: SurfaceModel, geom: shapely.Geometry) -> dict[str, Any]:
     return shapely.geometry.mapping(shapely.transform(geom, project))
 
 
+def _as_lists(value: Any) -> Any:
+    """``value`` with its tuples as lists (a GeoJSON mapping as JSON reads it back)."""
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_lists(v) for v in value]
+    return value
+
+
 def _feature(model: SurfaceModel, geom: shapely.Geometry, **props: Any) -> dict[str, Any]:
     return {"type": "Feature", "geometry": _lonlat_geom(model, geom), "properties": props}
 
@@ -539,5 +548,7 @@ def run_analysis(model: SurfaceModel, kind: str, request: Mapping[str, Any]) -> 
             "replaced": replaced,
             "height": _r(float(after.prisms.top[-1] - after.prisms.base[-1]), 2) if after is not None else None,
             "base": _r(float(after.prisms.base[-1]), 2) if after is not None else None,
+            # its plan (GeoJSON, lon/lat): a model file's outline seen from above, for the viewer to draw
+            "plan": _as_lists(_lonlat_geom(model, after.prisms.footprints[-1])) if after is not None else None,
         }
     return {"kind": kind, **out}

@@ -158,6 +158,11 @@ def test_the_cli_takes_an_ifc_proposal_and_answers_as_the_library(tiny_city, tin
     own = [r for r in expected["summary"]["after"]["exceeding"] if r["id"] == "proposal"]
     assert own and own[0]["excess"] > 3
     assert expected["summary"]["proposal"]["replaced"]  # it stands on the footprint it models
+    # its plan, for the viewer to draw: the outline the prisms took, back in lon/lat
+    plan = shapely.geometry.shape(expected["summary"]["proposal"]["plan"])
+    x, y = model.to_xy(*np.array(plan.exterior.coords if plan.geom_type == "Polygon" else plan.geoms[0].exterior.coords).T)
+    replaced = model.prisms.footprints[list(model.prisms.ids).index(expected["summary"]["proposal"]["replaced"][0])]
+    assert shapely.Polygon(np.column_stack([x, y])).intersection(replaced).area > 0.5 * replaced.area
 
     result = CliRunner().invoke(
         cli, ["analyse", "heightlimit", str(tiny_city), "--request", json.dumps(request), "--proposal", str(tmp_path / "no.ifc")]

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from .helpers import Server, ViewerPage, image_stats, wait_frames
+from .helpers import BuiltCity, Server, ViewerPage, image_stats, wait_frames
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +72,9 @@ def _south_facing_target(server: Server, viewer: ViewerPage) -> tuple[dict, floa
     return best
 
 
-def test_a_proposal_drawn_by_mouse_reports_before_and_after(viewer: ViewerPage, server: Server) -> None:
+def test_a_proposal_drawn_by_mouse_reports_before_and_after(
+    viewer: ViewerPage, server: Server, built_city: BuiltCity, tiny_sources
+) -> None:
     page = viewer.page
     target, lon, lat = _south_facing_target(server, viewer)
     # look straight down at a spot 35 m south of the building and draw a block there by clicks
@@ -184,6 +186,52 @@ def test_a_proposal_drawn_by_mouse_reports_before_and_after(viewer: ViewerPage, 
     page.wait_for_function(
         "() => document.querySelector('#analysis-result').textContent.includes('broken.geojson')", timeout=10_000, polling=100
     )
+
+    # a proposal given as an IFC model: sent as multipart, placed by its own georeferencing, drawn
+    # from the plan the server measured; the numbers are the library's for the same file
+    import base64
+
+    from cim.analysis.files import load_model
+    from cim.analysis.service import run_analysis
+
+    model = load_model(built_city.tiles_dir)
+    xmin, ymin, xmax, ymax = model.bounds
+    lons, lats = model.to_lonlat([xmin + 5, xmax - 5, xmax - 5, xmin + 5], [ymin + 5, ymin + 5, ymax - 5, ymax - 5])
+    zone = [[float(x), float(y), 0.0] for x, y in zip(lons, lats)]
+    page.select_option("#analysis-kind", "heightlimit")
+    page.evaluate("(zone) => window.cim.analysis.setInputs({ area: zone })", zone)
+    page.fill("#analysis-value", "3")
+    ifc = tiny_sources.ifc[0]
+    page.set_input_files("#analysis-proposal-file", str(ifc))
+    page.wait_for_function(f"() => document.querySelector('#analysis-input').textContent.includes('{ifc.name}')", timeout=10_000)
+    assert page.evaluate("window.cim.analysis.inputs.proposal") is None
+    page.click("#analysis-run")
+    page.wait_for_function("() => window.cim.analysis.last?.summary?.proposal?.plan", timeout=180_000, polling=100)
+    request = page.evaluate("window.cim.analysis.request('heightlimit')")
+    assert request["proposal"] == {} and request["limit"] == 3  # the file went up beside it
+    file = {"name": ifc.name, "data": base64.b64encode(ifc.read_bytes()).decode("ascii")}
+    s = run_analysis(model, "heightlimit", {**request, "proposal": {"file": file}})["summary"]
+    assert page.evaluate("window.cim.analysis.last.summary") == s
+    own = [r for r in s["after"]["exceeding"] if r["id"] == "proposal"]
+    assert own and own[0]["excess"] > 3 and s["proposal"]["replaced"]
+    assert _table(viewer)["proposal-excess"] == _row([None, own[0]["excess"], None])
+    shown = page.evaluate(
+        """() => {
+            const e = window.cim.analysis.massing.entities.values[0];
+            const now = Cesium.JulianDate.now();
+            return { file: e.properties.file.getValue(now), base: e.polygon.height.getValue(now),
+                     top: e.polygon.extrudedHeight.getValue(now),
+                     corners: e.polygon.hierarchy.getValue(now).positions.length };
+        }"""
+    )
+    plan = s["proposal"]["plan"]
+    ring = plan["coordinates"][0][0] if plan["type"] == "MultiPolygon" else plan["coordinates"][0]
+    assert shown == {
+        "file": ifc.name,
+        "base": s["proposal"]["base"],
+        "top": s["proposal"]["base"] + s["proposal"]["height"],
+        "corners": len(ring) - 1,
+    }
 
     # back to the default: the block goes, and the table with the answer
     page.click("#analysis-default")

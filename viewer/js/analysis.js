@@ -99,7 +99,7 @@ export function analysisTool(viewer) {
   const proposalHeight = element("input", { id: "analysis-proposal-height", type: "number", min: "0.1", max: "1000", step: "1", value: "60" });
   const proposalField = element("label", { class: "field", id: "analysis-proposal-field" });
   proposalField.append(proposalLabel, proposalHeight);
-  const proposalFile = element("input", { type: "file", id: "analysis-proposal-file", accept: ".geojson,.json,application/geo+json" });
+  const proposalFile = element("input", { type: "file", id: "analysis-proposal-file", accept: ".geojson,.json,application/geo+json,.ifc,.glb,.gltf" });
   const proposalFileLabel = element("span", { class: "muted field-label" });
   const proposalFileField = element("label", { class: "field", id: "analysis-proposal-file-field" });
   proposalFileField.append(proposalFileLabel, proposalFile);
@@ -142,6 +142,10 @@ export function analysisTool(viewer) {
   let proposalBase = /** @type {number | null} */ (null);
   /** what the drawn block shows (ring, base and height), "" for none */
   let drawnProposal = "";
+  /** a proposal given as a model file (IFC, glTF/GLB): sent with each request as multipart */
+  let proposalModel = /** @type {File | null} */ (null);
+  /** the model file's plan ([lon, lat] ring) and height, as the server's last answer gave them */
+  let modelShape = /** @type {{ ring: number[][], height: number } | null} */ (null);
 
   /** @returns {Kind} */
   function kind() {
@@ -196,6 +200,11 @@ export function analysisTool(viewer) {
    * @returns {Record<string, unknown>}
    */
   function request(k = kind()) {
+    if (proposalModel) {
+      // an IFC places itself by its georeferencing; a glTF carries none: it stands at the city's centre
+      const placed = /\.(glb|gltf)$/i.test(proposalModel.name) ? { position: [centre().lon, centre().lat] } : {};
+      return { ...fields(k), proposal: placed };
+    }
     return { ...fields(k), ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}) };
   }
 
@@ -293,7 +302,8 @@ export function analysisTool(viewer) {
       text = t("analysis.input.line", { from: place(inputs.from), to: place(inputs.to), distance: n(distance) });
     }
     if (pick === "area" && inputs.area) text = t("analysis.input.area", { n: inputs.area.length, area: n(ringArea(inputs.area), 0) });
-    if (inputs.proposal) {
+    if (proposalModel) text += t("list.separator") + t("analysis.input.proposalModel", { name: proposalModel.name });
+    else if (inputs.proposal) {
       text += t("list.separator") + t("analysis.input.proposal", { n: inputs.proposal.length, height: proposalMetres() });
     }
     return text;
@@ -369,12 +379,13 @@ export function analysisTool(viewer) {
    * answer says so; before, the lowest picked corner) up by its height.
    */
   function drawProposal() {
-    const ring = inputs.proposal;
+    const ring = proposalModel ? modelShape?.ring : inputs.proposal;
     const shown = ring && picking?.step !== "proposal";
     const base = shown ? (proposalBase ?? Math.min(...ring.map((p) => p[2] ?? 0))) : 0;
+    const metres = proposalModel ? (modelShape?.height ?? 0) : proposalMetres();
     // the block's geometry is made in a worker, slowly under software rendering: keep it while
     // nothing about it changed
-    const key = shown ? JSON.stringify([ring, base, proposalMetres()]) : "";
+    const key = shown ? JSON.stringify([ring, base, metres]) : "";
     if (key === drawnProposal) return;
     drawnProposal = key;
     massing.entities.removeAll();
@@ -387,23 +398,31 @@ export function analysisTool(viewer) {
       polygon: {
         hierarchy: new Cesium.PolygonHierarchy(Cesium.Cartesian3.fromDegreesArray(ring.flatMap(([lon, lat]) => [lon, lat]))),
         height: base,
-        extrudedHeight: base + proposalMetres(),
+        extrudedHeight: base + metres,
         material: PROPOSAL_COLOUR.withAlpha(0.75),
         outline: true,
         outlineColor: PROPOSAL_COLOUR,
       },
-      properties: { part: "proposal", height: proposalMetres(), base },
+      properties: { part: "proposal", height: metres, base, ...(proposalModel ? { file: proposalModel.name } : {}) },
     });
     viewer.unsettle();
   }
 
   /**
-   * Read a proposal from a GeoJSON file: the first Polygon (a geometry, a Feature or a
-   * FeatureCollection's), its height from the feature's `height` property if it has one.
+   * Read a proposal from a file: a model (IFC, glTF/GLB) is kept as it is and sent with each
+   * request, the server placing and measuring it (its block drawn from the answer's plan); from
+   * GeoJSON, the first Polygon (a geometry, a Feature or a FeatureCollection's), its height from
+   * the feature's `height` property if it has one.
    * @param {File} file
    */
   async function readProposalFile(file) {
     failure = "";
+    if (/\.(ifc|glb|gltf)$/i.test(file.name)) {
+      setInputs({ ...inputs, proposal: undefined });
+      proposalModel = file;
+      showState();
+      return;
+    }
     try {
       const doc = JSON.parse(await file.text());
       const features = doc.type === "FeatureCollection" ? doc.features : doc.type === "Feature" ? [doc] : [{ type: "Feature", geometry: doc, properties: {} }];
@@ -441,7 +460,11 @@ export function analysisTool(viewer) {
   /** Take the drawn area (3 corners or more) as the input (the area, or the proposal's footprint). */
   function finishArea() {
     if (!picking || !drawsArea(picking.step) || picking.points.length < 3) return;
-    if (picking.step === "proposal") proposalBase = null;
+    if (picking.step === "proposal") {
+      proposalBase = null;
+      proposalModel = null;
+      modelShape = null;
+    }
     inputs = { ...inputs, [picking.step]: picking.points };
     stopPicking();
   }
@@ -476,6 +499,8 @@ export function analysisTool(viewer) {
    */
   function setInputs(given) {
     if (given.proposal !== inputs.proposal) proposalBase = null;
+    proposalModel = null;
+    modelShape = null;
     inputs = { ...given };
     stopPicking();
   }
@@ -554,11 +579,16 @@ export function analysisTool(viewer) {
     const body = given ?? request(which);
     failure = "";
     result.textContent = t("analysis.running");
-    const response = await fetch(`/api/analysis/${which}`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    /** @type {RequestInit} */
+    let init = { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+    if (proposalModel && !given) {
+      // the model goes up beside the request as multipart/form-data (too large for a JSON body)
+      const form = new FormData();
+      form.append("request", new Blob([JSON.stringify(body)], { type: "application/json" }));
+      form.append("proposal", proposalModel, proposalModel.name);
+      init = { method: "POST", body: form };
+    }
+    const response = await fetch(`/api/analysis/${which}`, init);
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) {
       failure = String(answer.error ?? response.status);
@@ -567,8 +597,14 @@ export function analysisTool(viewer) {
       throw new Error(answer.error ?? `HTTP ${response.status}`);
     }
     last = answer;
-    if (answer.summary.proposal && Number.isFinite(answer.summary.proposal.base)) {
-      proposalBase = answer.summary.proposal.base;
+    const proposal = answer.summary.proposal;
+    if (proposal && Number.isFinite(proposal.base)) {
+      proposalBase = proposal.base;
+      const plan = proposal.plan;
+      if (proposalModel && plan) {
+        const ring = /** @type {number[][]} */ (plan.type === "MultiPolygon" ? plan.coordinates[0][0] : plan.coordinates[0]);
+        modelShape = { ring: ring.slice(0, -1), height: proposal.height };
+      }
       drawProposal();
     }
     draw(answer);
@@ -753,6 +789,8 @@ export function analysisTool(viewer) {
     inputs = {};
     for (const k of KINDS) delete values[k];
     proposalHeight.value = "60";
+    proposalModel = null;
+    modelShape = null;
     stopPicking();
   });
   viewer.on("cityload", showState);
