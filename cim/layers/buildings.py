@@ -21,10 +21,10 @@ from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
-from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, roof_attribute
+from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, point_links, roof_attribute
 from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
-from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
+from cim.sources.footprints import FLOAT64, INT32, FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.feature_tiles import write_feature_tile
 from cim.tiling.implicit_tree import implicit_replace_tree, tile_metadata_schema
@@ -99,6 +99,11 @@ class BuildingsOptions(LayerOptions):
     )
     roof_height: str = option("h_roof_50", help="Roof attribute whose height above h_ground is the building's height.")
     heights_memory: int = option(256 << 20, help="Bytes of point keys held in memory before spilling to temporary files.", key=False)
+    link_points: bool = option(
+        True,
+        help="In a recipe with a pointcloud layer: link each building to the building points its footprint covers "
+        "(count and height percentiles, for the query API) [no effect with heights from points, which give them].",
+    )
 
     def check(self, where: str) -> None:
         for name in ("storey_height", "default_height"):
@@ -378,6 +383,8 @@ class BuildingsPlan(LayerPlan):
     root: TileNode | None = None
     frame: LocalFrame | None = None
     replaced: int = 0
+    #: link the buildings to the city's point-cloud layers (:func:`point_links`)
+    link_points: bool = False
     #: levels of each subtree file when the quadtree is written with implicit tiling, else 0
     subtree_levels: int = 0
 
@@ -452,6 +459,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             root=root,
             frame=frame,
             replaced=len(replaced),
+            link_points=options.link_points and points is None,
             subtree_levels=options.subtree_levels if implicit else 0,
         )
 
@@ -471,6 +479,10 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             run.warn(category, f"{table.source.name}: {message}")
         # the search index takes the rows now and indexes them while the tiles are encoded
         rows = search_rows(run.id, table, prep)
+        links = point_links(table, run) if plan.link_points else None
+        if links is not None:  # the index's rows only: the tiles' metadata stays the footprints'
+            rows.columns = {**table.columns, **links}
+            rows.types = {**table.types, **{name: INT32 if name == "n_points" else FLOAT64 for name in links}}
         run.add_search(rows)
         m = prep.mesh
         # once for every tile: positions in glTF axes, normals quantized as the GLB stores them

@@ -345,8 +345,8 @@ def schema_of(store: FeatureStore, hidden: Sequence[str] = ()) -> dict[str, Any]
 
 def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[str] = ()) -> dict[str, Any]:
     """One feature as a result object, with its ``links``: the BIM models standing in its
-    footprint (a model's element whose centre lies inside), the lidar statistics of its points
-    (when the build computed them, see :func:`_point_stats`), its district, and for a BIM
+    footprint (a model's element whose centre lies inside), the lidar statistics of the
+    building points its footprint covers (see :func:`_point_stats`), its district, and for a BIM
     element the building whose footprint holds its centre.
 
     Raises
@@ -386,10 +386,11 @@ def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[s
 
 
 def _point_stats(props: dict[str, Any]) -> dict[str, Any] | None:
-    """The lidar statistics of a building whose heights the build took from a point cloud
-    (:mod:`cim.layers.building_heights` gives it ``n_points`` and ``h_roof_<p>`` while it
-    computes the heights: no second pass over the points). ``z_min``/``z_max`` are the 0th and
-    100th roof percentiles, known when the layer's ``roof_percentiles`` include 0 and 100."""
+    """The lidar statistics of a building: its ``n_points`` and ``h_roof_<p>`` attributes, which
+    :mod:`cim.layers.building_heights` gives a building whose heights came from a point cloud
+    (while it computes them), or whose city has a point-cloud layer (``link_points``: the
+    search index's rows only, percentiles 0, 50, 90 and 100). ``z_min``/``z_max`` are the 0th
+    and 100th roof percentiles, known when the layer's ``roof_percentiles`` include 0 and 100."""
     count = props.get("n_points")
     if count is None:
         return None
