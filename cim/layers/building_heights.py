@@ -28,6 +28,8 @@ from cim.store import file_fingerprint
 from cim.warnings import CimWarning, DefaultValueWarning, PointsLinkWarning
 
 if TYPE_CHECKING:
+    from pyproj import CRS
+
     from cim.layers.base import LayerRun
     from cim.layers.buildings import BuildingsOptions
 
@@ -180,11 +182,12 @@ def _dem_ground(table: FootprintTable, opts: BuildingsOptions, prefetch: DemPref
         return np.fmin.reduceat(z, starts)
 
 
-def point_links(table: FootprintTable, run: LayerRun) -> dict[str, np.ndarray] | None:
+def point_links(geometries: np.ndarray, footprint_crs: CRS, run: LayerRun) -> dict[str, np.ndarray] | None:
     """Each building's link to the city's lidar: the building-class (6) points of the point-cloud
     layers built before this one that its footprint covers (the rule of
     :mod:`cim.kernels.footprint_points`), counted, and their height percentiles
-    :data:`LINK_PERCENTILES`, in one streaming pass over the files.
+    :data:`LINK_PERCENTILES`, in one streaming pass over the files. ``geometries``: (n,)
+    footprints in ``footprint_crs``.
 
     Returns the columns ``n_points`` and ``h_roof_<p>`` (NaN for a building without points) for
     the search index, or None when the city has no point-cloud layer, or its points cannot be
@@ -194,7 +197,7 @@ def point_links(table: FootprintTable, run: LayerRun) -> dict[str, np.ndarray] |
     from cim.errors import CimCRSError, CimIOError
 
     layers = run.city.results("pointcloud")
-    if not layers or not len(table):
+    if not layers or not len(geometries):
         return None
     files: list[Path] = []
     for layer in layers:
@@ -203,8 +206,8 @@ def point_links(table: FootprintTable, run: LayerRun) -> dict[str, np.ndarray] |
     names = ", ".join(layer.id for layer in layers)
     try:
         found = footprint_heights(
-            table.geometries,
-            table.crs,
+            geometries,
+            footprint_crs,
             files,
             crs=crs,
             roof_percentiles=LINK_PERCENTILES,

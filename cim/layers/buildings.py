@@ -50,6 +50,7 @@ __all__ = [
     "prefetch_dem_for",
     "origin_for",
     "search_rows",
+    "concat_rows",
     "warm_up_kernels",
     "tile_job",
 ]
@@ -383,6 +384,9 @@ class BuildingsPlan(LayerPlan):
     root: TileNode | None = None
     frame: LocalFrame | None = None
     replaced: int = 0
+    #: the search rows of the buildings BIM models replaced (kept in the index, not in the tiles)
+    replaced_rows: SearchRows | None = None
+    replaced_table: FootprintTable | None = None
     #: link the buildings to the city's point-cloud layers (:func:`point_links`)
     link_points: bool = False
     #: levels of each subtree file when the quadtree is written with implicit tiling, else 0
@@ -421,6 +425,9 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             run.warn(GeoreferenceWarning, f"{source}: declares {table.overridden_crs}; read as {crs_label(table.crs)} (crs_override)")
         frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
         replaced = _drop_replaced(table, [fp for r in run.city.results("bim") for fp in r.info.footprints])  # type: ignore[union-attr]
+        # a replaced building leaves the tiles (its model stands there) but stays in the search
+        # index, where its footprint links it to its model's elements and they to it
+        gone = table.take(replaced) if len(replaced) else None
         if len(replaced):
             table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
         ground_offset = -_terrain_error(run, options.dem)
@@ -428,6 +435,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         run.progress("extrude", 0, len(table))
         prep = prepare_buildings(table, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset, points=points)
         run.progress("extrude", len(table), len(table))
+        gone_prep = None if gone is None else prepare_buildings(gone, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset)
         root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
         nodes = list(root.walk())
         implicit = 0 <= options.implicit_tiles < len(nodes)
@@ -459,6 +467,8 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             root=root,
             frame=frame,
             replaced=len(replaced),
+            replaced_rows=None if gone is None or gone_prep is None else search_rows(run.id, gone, gone_prep),
+            replaced_table=gone,
             link_points=options.link_points and points is None,
             subtree_levels=options.subtree_levels if implicit else 0,
         )
@@ -479,10 +489,15 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             run.warn(category, f"{table.source.name}: {message}")
         # the search index takes the rows now and indexes them while the tiles are encoded
         rows = search_rows(run.id, table, prep)
-        links = point_links(table, run) if plan.link_points else None
+        geometries = table.geometries
+        if plan.replaced_rows is not None and plan.replaced_table is not None:
+            rows = concat_rows(rows, plan.replaced_rows)
+            geometries = np.concatenate([geometries, plan.replaced_table.geometries])
+        links = point_links(geometries, table.crs, run) if plan.link_points else None
         if links is not None:  # the index's rows only: the tiles' metadata stays the footprints'
-            rows.columns = {**table.columns, **links}
-            rows.types = {**table.types, **{name: INT32 if name == "n_points" else FLOAT64 for name in links}}
+            assert rows.columns is not None and rows.types is not None
+            rows.columns = {**rows.columns, **links}
+            rows.types = {**rows.types, **{name: INT32 if name == "n_points" else FLOAT64 for name in links}}
         run.add_search(rows)
         m = prep.mesh
         # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
@@ -635,6 +650,61 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
         title_column="name" if "name" in table.columns else None,
         text_columns=text_cols,
         rings=prep.lonlat_rings,
+        areas=areas,
+    )
+
+
+def concat_rows(a: SearchRows, b: SearchRows) -> SearchRows:
+    """One layer's column rows ``a`` then ``b`` (their footprints too); an attribute only one of
+    them has is missing (NaN, None) in the other's rows."""
+    assert a.columns is not None and b.columns is not None and a.types is not None and b.types is not None
+    n, m = len(a.ids), len(b.ids)
+    types = {**b.types, **a.types}
+    columns = {}
+    for name, kind in types.items():
+        parts = []
+        for rows, count in ((a, n), (b, m)):
+            assert rows.columns is not None
+            given = rows.columns.get(name)
+            if given is None:
+                given = np.full(count, None, dtype=object) if kind == "STRING" else np.full(count, np.nan)
+            parts.append(np.asarray(given, dtype=object) if kind == "STRING" else np.asarray(given, dtype=np.float64))
+        joined = np.concatenate(parts)
+        if kind != "STRING" and name in a.columns and name in b.columns:
+            joined = joined.astype(np.result_type(a.columns[name], b.columns[name]))
+        columns[name] = joined
+    rings = None
+    if a.rings is not None and b.rings is not None:
+        (xa, ra, pa, fa), (xb, rb, pb, fb) = a.rings, b.rings
+        rings = (
+            np.concatenate([xa, xb]),
+            np.concatenate([ra[:-1], rb + ra[-1]]),
+            np.concatenate([pa[:-1], pb + pa[-1]]),
+            np.concatenate([fa, fb + n]),
+        )
+    areas = None if a.areas is None or b.areas is None else np.concatenate([a.areas, b.areas])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(a, name), getattr(b, name)])
+
+    return SearchRows(
+        a.layer,
+        cat("ids"),
+        None,
+        None,
+        cat("lon"),
+        cat("lat"),
+        cat("west"),
+        cat("south"),
+        cat("east"),
+        cat("north"),
+        cat("base"),
+        cat("top"),
+        columns=columns,
+        types=types,
+        title_column=a.title_column,
+        text_columns=tuple(dict.fromkeys(a.text_columns + b.text_columns)),
+        rings=rings,
         areas=areas,
     )
 

@@ -19,7 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from .helpers import BuiltCity, Server, ViewerPage
+from .helpers import BuiltCity, Server, ViewerPage, tallest_building
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +40,7 @@ EDGE_M = 0.05
 
 @pytest.fixture(scope="module")
 def source(built_city: BuiltCity, server: Server) -> dict:
-    """The source buildings the city shows: ids, floors, footprints in their CRS and in degrees."""
+    """The source buildings: ids, floors, footprints in their CRS and in degrees."""
     if built_city.gpkg is None:
         pytest.skip("no source GeoPackage for this city (set CIM_BROWSER_GPKG)")
     import pyogrio
@@ -52,17 +52,17 @@ def source(built_city: BuiltCity, server: Server) -> dict:
     meta, _, wkb, fields = pyogrio.raw.read(built_city.gpkg)
     cols = {name: np.asarray(values) for name, values in zip(meta["fields"], fields)}
     crs = CRS.from_user_input(meta["crs"])
-    shown = {r["id"] for r in _api(server, {"layer": "buildings", "limit": 10_000})["results"]}
-    keep = np.isin(cols["id"].astype(str), list(shown))  # a BIM model replaces its building
-    assert 0 < (~keep).sum() < 10 and keep.sum() == len(shown)
-    geoms = shapely.from_wkb(wkb)[keep]
+    # the query store keeps every building, those a BIM model replaced in the scene too
+    shown = {r["id"] for r in _api(server, {"layer": "buildings", "limit": 200})["results"]}
+    assert shown == set(cols["id"].astype(str).tolist())
+    geoms = shapely.from_wkb(wkb)
 
     def lonlat(xy: np.ndarray) -> np.ndarray:
         return np.column_stack(to_lonlat(xy[:, 0], xy[:, 1], crs))
 
     return {
-        "id": cols["id"][keep].astype(str),
-        "floors": cols["floors"][keep].astype(float),
+        "id": cols["id"].astype(str),
+        "floors": cols["floors"].astype(float),
         "geoms": geoms,
         "lonlat": shapely.transform(geoms, lonlat),
         "crs": crs,
@@ -226,3 +226,55 @@ def _check_drawn_query(vp: ViewerPage, server: Server, layer: str, source: dict,
     assert shown == formatted, (kind, want)
     assert want["count"] == len(got) and want["floor_area_m2"] > want["footprint_area_m2"] > 0, kind
     return expected
+
+
+def _get(server: Server, path: str) -> dict:
+    with urllib.request.urlopen(f"{server.base_url}{path}", timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_the_attribute_panel_links_lidar_points_and_a_replaced_building(viewer: ViewerPage, server: Server, built_city: BuiltCity) -> None:
+    """A building's lidar link (its count and heights as /api/features gives them) shows the
+    hidden point cloud; a BIM element's building link selects the building its model replaced."""
+    page = viewer.page
+    buildings = built_city.layer("buildings")["id"]
+    lidar = built_city.layer("pointcloud")["id"]
+    target = tallest_building(built_city)
+    fid = str(target["attrs"]["id"])
+    points = _get(server, f"api/features/{buildings}/{fid}")["links"]["points"]
+    assert points["count"] > 0
+    page.evaluate("([lon, lat]) => window.cim.lookAt(lon, lat, 1100, 300)", [target["lon"], target["lat"]])
+    viewer.wait_ready()
+    assert page.evaluate(f"window.cim.cityViewer.layers.get('{lidar}').handle.show") is False
+    page.evaluate("([layer, id]) => window.cim.cityViewer.selectById(layer, id)", [buildings, fid])
+    link = page.locator("#feature-links button.feature-link", has_text="激光点云")
+    link.wait_for(timeout=30_000)
+    want = page.evaluate(
+        """(p) => { const f = (v) => new Intl.NumberFormat('zh-CN', { maximumFractionDigits: 1 }).format(v);
+            return `激光点云：${f(p.count)} 点，高度 P50 ${f(p.z_p50)} 米，P90 ${f(p.z_p90)} 米，最高 ${f(p.z_max)} 米`; }""",
+        points,
+    )
+    assert link.text_content() == want
+    link.click()
+    page.wait_for_function(f"() => window.cim.cityViewer.layers.get('{lidar}').handle.show === true", timeout=10_000, polling=100)
+    assert page.locator(f"#layer-{lidar}").is_checked()
+    assert str(page.evaluate("window.cim.selection.id")) == fid  # still selected
+
+    # a BIM element links the building its model replaced; the link selects it
+    element = _get(server, "api/query?layer=bim&ifc_class=IfcDoor&limit=1")["results"][0]
+    building = _get(server, f"api/features/{element['layer']}/{urllib.parse.quote(str(element['id']))}")["links"]["building"]
+    assert building is not None and building["layer"] == buildings
+    page.evaluate("([layer, id]) => window.cim.cityViewer.selectById(layer, id)", [element["layer"], str(element["id"])])
+    back = page.locator("#feature-links button.feature-link", has_text=str(building["title"]))
+    back.wait_for(timeout=30_000)
+    back.click()
+    page.wait_for_function(
+        "(id) => window.cim.selection && String(window.cim.cityViewer.selection.id) === id",
+        arg=str(building["id"]),
+        timeout=60_000,
+        polling=100,
+    )
+    assert page.evaluate("window.cim.cityViewer.selection.layerId") == buildings
+    # and that building links its model back
+    model = page.locator("#feature-links button.feature-link", has_text=str(element["properties"]["Model"]))
+    model.wait_for(timeout=30_000)
