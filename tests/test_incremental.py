@@ -22,7 +22,6 @@ import shapely
 
 import cim
 from cim.diff import diff_versions
-from cim.layers.building_heights import LINK_PERCENTILES, roof_attribute
 from cim.versions import get_version, list_versions, object_path, prune
 from tests.helpers.cities import sqlite_rows, without_seconds
 
@@ -197,10 +196,7 @@ def test_diff_names_the_edited_buildings_and_what_changed(history, tmp_path):
     result = diff_versions(out, "v1", "v2")
     changed = [c for c in result.changes if c.change == "changed"]
     assert len(changed) == history["edited"] and result.count("added") == result.count("removed") == 0
-    # the grown footprints also cover other lidar points: their link to the points changed too
-    linked = {"n_points", *(roof_attribute(p) for p in LINK_PERCENTILES)}
-    assert all(c.layer == "buildings" and c.geometry and "height" in c.attributes for c in changed)
-    assert all(set(c.attributes) - {"height"} <= linked for c in changed)
+    assert all(c.layer == "buildings" and c.geometry and c.attributes == ["height"] for c in changed)
     assert diff_versions(out, "v2", "v3").changes == []  # intensities are no feature's attributes
     assert diff_versions(out, "v2", "v1").count("changed") == len(changed)
     text = result.text()

@@ -498,6 +498,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             assert rows.columns is not None and rows.types is not None
             rows.columns = {**rows.columns, **links}
             rows.types = {**rows.types, **{name: INT32 if name == "n_points" else FLOAT64 for name in links}}
+            rows.derived = tuple(links)
         run.add_search(rows)
         m = prep.mesh
         # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
@@ -704,6 +705,7 @@ def concat_rows(a: SearchRows, b: SearchRows) -> SearchRows:
         types=types,
         title_column=a.title_column,
         text_columns=tuple(dict.fromkeys(a.text_columns + b.text_columns)),
+        derived=tuple(dict.fromkeys(a.derived + b.derived)),
         rings=rings,
         areas=areas,
     )
