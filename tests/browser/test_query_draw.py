@@ -19,7 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from .helpers import BuiltCity, Server, ViewerPage, tallest_building
+from .helpers import BuiltCity, Server, ViewerPage, panel_rows, tallest_building
 
 pytestmark = pytest.mark.browser
 
@@ -278,3 +278,29 @@ def test_the_attribute_panel_links_lidar_points_and_a_replaced_building(viewer: 
     # and that building links its model back
     model = page.locator("#feature-links button.feature-link", has_text=str(element["properties"]["Model"]))
     model.wait_for(timeout=30_000)
+
+
+def test_a_boolean_an_element_lacks_shows_nothing_in_the_panel(viewer: ViewerPage, server: Server, built_city: BuiltCity) -> None:
+    """A door whose Pset_DoorCommon gives IsExternal but not HandicapAccessible: the first reads
+    yes/no, the second shows nothing (its tile has the column, for other doors), not "否"."""
+    page = viewer.page
+    doors = _get(server, "api/query?layer=bim&ifc_class=IfcDoor&limit=200")["results"]
+    lacking = [
+        d for d in doors if "Pset_DoorCommon.IsExternal" in d["properties"] and "Pset_DoorCommon.HandicapAccessible" not in d["properties"]
+    ]
+    if not lacking:
+        pytest.skip("this city has no door without HandicapAccessible")
+    door = lacking[0]
+    page.evaluate("([lon, lat, h]) => window.cim.lookAt(lon, lat, h, 60)", [door["lon"], door["lat"], door["top"]])
+    viewer.wait_ready()
+    page.evaluate("([layer, id]) => window.cim.cityViewer.selectById(layer, id)", [door["layer"], str(door["id"])])
+    page.wait_for_function(
+        "() => window.cim.cityViewer.selection && window.cim.cityViewer.selection.feature !== null", timeout=60_000, polling=100
+    )
+    ids = page.evaluate("window.cim.cityViewer.selection.feature.getPropertyIds()")
+    assert "Pset_DoorCommon_HandicapAccessible" in ids, "the door's tile has no such column: nothing to check"
+    page.wait_for_selector("#feature-props tr[data-key='Pset_DoorCommon_IsExternal']", timeout=30_000)
+    rows = panel_rows(viewer)
+    assert rows["Pset_DoorCommon_IsExternal"] == ("是" if door["properties"]["Pset_DoorCommon.IsExternal"] else "否")
+    assert rows.get("Pset_DoorCommon_HandicapAccessible", "") == ""
+    assert page.evaluate("window.cim.selection.Pset_DoorCommon_HandicapAccessible") is None
