@@ -71,6 +71,9 @@ class SearchRows:
     rings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     #: (n,) footprint areas in square metres (in the layer's projected CRS)
     areas: np.ndarray | None = None
+    #: columns the build derived (a building's lidar statistics): stored whole and queryable,
+    #: but not among the feature's own attributes (its properties JSON)
+    derived: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.properties is None) == (self.columns is None):
@@ -353,6 +356,8 @@ def _insert_layer(con: sqlite3.Connection, rows: SearchRows, start: int) -> None
     else:
         parts = []
         for key in keys:
+            if key in rows.derived:
+                continue
             parts.append(f"?, {_json_expr(col[key], types.get(key, 'STRING'))}")
             args.append(key)
         props = f"json_object({', '.join(parts)})"

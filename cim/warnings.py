@@ -28,6 +28,7 @@ __all__ = [
     "GeoreferenceWarning",
     "GeometryWarning",
     "AttributeWarning",
+    "PointsLinkWarning",
 ]
 
 
@@ -67,3 +68,8 @@ class GeometryWarning(CimWarning):
 
 class AttributeWarning(CimWarning):
     """Attributes were left out of the output (property columns beyond the limit)."""
+
+
+class PointsLinkWarning(CimWarning):
+    """Buildings were left without their link to the city's lidar points (points without a
+    building class, or not overlapping the footprints)."""

@@ -39,6 +39,7 @@ import numpy as np
 from cim._version import __version__
 from cim.errors import CimInputError
 from cim.export.tiles import Primitive, Table, Tile, read_tile_content, read_tileset
+from cim.formats.glb import BOOLEAN_ENUM
 from cim.formats.i3s import resources as r
 from cim.formats.i3s.slpk import encode_slpk, gzip_bytes
 from cim.kernels.color import linear_to_srgb
@@ -488,6 +489,8 @@ _NUMBERS = ("Int16", "Int32", "Float64")
 def _value_type(definition: dict[str, Any]) -> str:
     """The I3S value type of an EXT_structural_metadata property (arrays, vectors and enums: text)."""
     kind = definition.get("type")
+    if kind == "ENUM" and definition.get("enumType") == BOOLEAN_ENUM:  # a boolean with absent values
+        kind = "BOOLEAN"
     if definition.get("array") or kind not in ("STRING", "BOOLEAN", "SCALAR"):
         return "String"
     key = kind if kind in ("STRING", "BOOLEAN") else str(definition.get("componentType"))

@@ -22,6 +22,9 @@ __all__ = [
     "GLB_MAGIC",
     "CHUNK_JSON",
     "CHUNK_BIN",
+    "BOOLEAN_ENUM",
+    "BOOLEAN_ENUM_DEFINITION",
+    "BOOLEAN_ENUM_NO_DATA",
     "NO_DATA",
     "RaggedTake",
     "property_id",
@@ -54,6 +57,17 @@ ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 TRIANGLES, POINTS = 4, 0
 
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
+
+#: the enum of a boolean attribute that some features do not have (an IFC property set that does
+#: not apply to an element): EXT_structural_metadata's BOOLEAN cannot carry noData, so such a
+#: column is an ENUM of this type, whose ``unknown`` value is its noData (a reader gets no value)
+BOOLEAN_ENUM = "cim_boolean"
+BOOLEAN_ENUM_NO_DATA = "unknown"
+BOOLEAN_ENUM_DEFINITION: dict = {
+    "description": "A boolean; unknown where the feature has no value.",
+    "valueType": "UINT8",
+    "values": [{"name": "false", "value": 0}, {"name": "true", "value": 1}, {"name": BOOLEAN_ENUM_NO_DATA, "value": 255}],
+}
 
 #: noData sentinels per metadata type, used only for columns that hold nulls
 NO_DATA: dict[str, int | float | str] = {"INT32": -(2**31), "INT64": -(2**63), "FLOAT64": -1.7976931348623157e308, "STRING": ""}
@@ -318,6 +332,9 @@ def _dumps(tree: dict) -> str:
 def column_definition(name: str, kind: str, no_data: object = None) -> dict:
     """The schema's class property for a column (its name, metadata type and noData, if any)."""
     definition: dict = {"name": name}
+    if kind == "BOOLEAN_ENUM":  # a boolean with absent values (see BOOLEAN_ENUM)
+        definition.update(type="ENUM", enumType=BOOLEAN_ENUM, noData=BOOLEAN_ENUM_NO_DATA)
+        return definition
     if kind in ("STRING", "BOOLEAN"):
         definition["type"] = kind
     else:
@@ -361,16 +378,19 @@ def attach_property_table(
     values: dict[str, dict],
     count: int,
     schema_id: str = "cim",
+    enums: dict[str, dict] | None = None,
 ) -> int:
     """Add a class (``props``: its properties' definitions, or their JSON text) and its property
-    table (``values``: each property's buffer views) to the builder's EXT_structural_metadata;
-    returns the table's index."""
+    table (``values``: each property's buffer views) to the builder's EXT_structural_metadata,
+    with the ``enums`` its properties use; returns the table's index."""
     cls: dict = {"properties": props}
     if description:
         cls["description"] = description
     ext = builder.json.setdefault("extensions", {}).setdefault(
         "EXT_structural_metadata", {"schema": {"id": schema_id, "classes": {}}, "propertyTables": []}
     )
+    if enums:
+        ext["schema"].setdefault("enums", {}).update(enums)
     ext["schema"]["classes"][class_name] = cls
     ext["propertyTables"].append({"class": class_name, "count": int(count), "properties": values})
     builder.use_extension("EXT_structural_metadata")
@@ -574,6 +594,9 @@ def read_accessor(doc: dict, bin_chunk: bytes, index: int) -> np.ndarray:
     return arr.reshape(acc["count"], width) if width > 1 else arr.reshape(acc["count"])
 
 
+_ENUM_DTYPES = {"UINT8": np.uint8, "INT8": np.int8, "UINT16": np.uint16, "INT16": np.int16, "UINT32": np.uint32, "INT32": np.int32}
+
+
 def read_property_table(doc: dict, bin_chunk: bytes, index: int = 0) -> dict[str, list]:
     """Decode one EXT_structural_metadata property table into ``{property id: values}``.
 
@@ -598,6 +621,14 @@ def read_property_table(doc: dict, bin_chunk: bytes, index: int = 0) -> dict[str
             vals: list = [raw[offs[i] : offs[i + 1]].decode("utf-8") for i in range(count)]
         elif d["type"] == "BOOLEAN":
             vals = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:count].astype(bool).tolist()
+        elif d["type"] == "ENUM":
+            enum = ext["schema"]["enums"][d["enumType"]]
+            codes = np.frombuffer(raw, dtype=_ENUM_DTYPES[enum.get("valueType", "UINT16")], count=count).tolist()
+            names = {v["value"]: v["name"] for v in enum["values"]}
+            # the boolean enum reads back as booleans; noData as None
+            as_value: dict = {"true": True, "false": False} if d["enumType"] == BOOLEAN_ENUM else {}
+            out[pid] = [None if names[c] == d.get("noData") else as_value.get(names[c], names[c]) for c in codes]
+            continue
         else:
             dtype = {"INT32": np.int32, "INT64": np.int64, "FLOAT64": np.float64, "FLOAT32": np.float32}[d["componentType"]]
             vals = np.frombuffer(raw, dtype=dtype, count=count).tolist()

@@ -20,7 +20,16 @@ from typing import cast
 
 import numpy as np
 
-from cim.formats.glb import NO_DATA, GltfBuilder, RawJSON, attach_property_table, column_definition, property_id
+from cim.formats.glb import (
+    BOOLEAN_ENUM,
+    BOOLEAN_ENUM_DEFINITION,
+    NO_DATA,
+    GltfBuilder,
+    RawJSON,
+    attach_property_table,
+    column_definition,
+    property_id,
+)
 
 __all__ = ["ColumnBlock", "BlockTable"]
 
@@ -46,8 +55,9 @@ class ColumnBlock:
     columns : ``{name: values}``: STRING an object array (None for null), numbers float (NaN for
         null) or int, BOOLEAN bool
     types : ``{name: "STRING" | "FLOAT64" | "INT32" | "INT64" | "BOOLEAN"}``
-    present : for BOOLEAN columns, which rows hold a value (absence encodes as false); a
-        BOOLEAN column not named holds a value in every row
+    present : for BOOLEAN columns, which rows hold a value; a BOOLEAN column not named holds a
+        value in every row, one with absent values is written as an ENUM whose noData marks
+        them (:data:`cim.formats.glb.BOOLEAN_ENUM`: EXT_structural_metadata's BOOLEAN has none)
 
     Attributes
     ----------
@@ -58,7 +68,13 @@ class ColumnBlock:
     def __init__(self, columns: dict[str, np.ndarray], types: dict[str, str], present: dict[str, np.ndarray] | None = None) -> None:
         present = present or {}
         names = list(columns)
-        kinds = [types[name] for name in names]
+        # a boolean some rows do not have: an enum with noData (see cim.formats.glb.BOOLEAN_ENUM)
+        kinds = [
+            "BOOLEAN_ENUM"
+            if types[name] == "BOOLEAN" and name in present and not np.asarray(present[name], dtype=bool).all()
+            else types[name]
+            for name in names
+        ]
         lengths = {len(columns[name]) for name in names}
         if len(lengths) > 1:
             raise ValueError("ColumnBlock: columns of different lengths")
@@ -86,9 +102,12 @@ class ColumnBlock:
                     no_data[i] = NO_DATA["STRING"] if null else None
             elif kind == "BOOLEAN":
                 self.groups[kind] = (pos, np.array([np.asarray(c, dtype=bool) for c in cols], dtype=bool).reshape(len(pos), n))
-                for i in pos.tolist():
-                    if names[i] in present:
-                        self.has_value[i] = np.asarray(present[names[i]], dtype=bool)
+            elif kind == "BOOLEAN_ENUM":  # 0 false, 1 true, 255 absent (the enum's noData)
+                matrix = np.array([np.asarray(c, dtype=bool) for c in cols], dtype=np.uint8).reshape(len(pos), n)
+                for j, i in enumerate(pos.tolist()):
+                    self.has_value[i] = np.asarray(present[names[i]], dtype=bool)
+                    matrix[j, ~self.has_value[i]] = 255
+                self.groups[kind] = (pos, matrix)
             elif kind in _WIDTH:
                 matrix, nulls = _numbers(cols, kind, n)
                 self.groups[kind] = (pos, matrix)
@@ -133,6 +152,8 @@ class ColumnBlock:
             if kind == "BOOLEAN":
                 sub = np.packbits(sub, axis=1, bitorder="little")
                 width = sub.shape[1]
+            elif kind == "BOOLEAN_ENUM":
+                width = m
             else:
                 width = m * _WIDTH[kind]
             views = _write_rows(builder, sub, width)
@@ -141,7 +162,9 @@ class ColumnBlock:
         used = np.flatnonzero(keep).tolist()
         props = RawJSON("{" + ",".join(self._json[j] for j in used) + "}")
         values = {self.ids[j]: entries[j] for j in used}
-        return attach_property_table(builder, class_name, description, props, values, m, schema_id)
+        pos = self.groups.get("BOOLEAN_ENUM", (np.empty(0, dtype=np.int64), None))[0]
+        enums = {BOOLEAN_ENUM: BOOLEAN_ENUM_DEFINITION} if keep[pos].any() else None
+        return attach_property_table(builder, class_name, description, props, values, m, schema_id, enums)
 
     def table(self, rows: np.ndarray, class_name: str, description: str = "") -> BlockTable:
         """The table of ``rows``, for writers that take a table (:meth:`BlockTable.add_to`)."""

@@ -25,13 +25,15 @@ from cim.sources.dem import DemPrefetch, read_dem_window
 from cim.sources.footprints import FLOAT64, INT32, FootprintTable, footprint_rings
 from cim.sources.pointcloud.heights import FootprintHeights, expand_sources, footprint_heights
 from cim.store import file_fingerprint
-from cim.warnings import CimWarning, DefaultValueWarning
+from cim.warnings import CimWarning, DefaultValueWarning, PointsLinkWarning
 
 if TYPE_CHECKING:
+    from pyproj import CRS
+
     from cim.layers.base import LayerRun
     from cim.layers.buildings import BuildingsOptions
 
-__all__ = ["HEIGHT_OPTIONS", "PointHeights", "roof_attribute", "point_sources", "heights_from_points"]
+__all__ = ["HEIGHT_OPTIONS", "LINK_PERCENTILES", "PointHeights", "roof_attribute", "point_sources", "heights_from_points", "point_links"]
 
 #: the buildings options that decide heights from points (for the layer's build key)
 HEIGHT_OPTIONS = (
@@ -45,6 +47,10 @@ HEIGHT_OPTIONS = (
     "roof_height",
     "heights_fallback",
 )
+
+
+#: the roof percentiles :func:`point_links` keeps (0 and 100: the lowest and highest point)
+LINK_PERCENTILES = (0.0, 50.0, 90.0, 100.0)
 
 
 def roof_attribute(p: float) -> str:
@@ -174,3 +180,45 @@ def _dem_ground(table: FootprintTable, opts: BuildingsOptions, prefetch: DemPref
     z = dem.sample(coords[:, 0], coords[:, 1], table.crs)
     with np.errstate(invalid="ignore"):
         return np.fmin.reduceat(z, starts)
+
+
+def point_links(geometries: np.ndarray, footprint_crs: CRS, run: LayerRun) -> dict[str, np.ndarray] | None:
+    """Each building's link to the city's lidar: the building-class (6) points of the point-cloud
+    layers built before this one that its footprint covers (the rule of
+    :mod:`cim.kernels.footprint_points`), counted, and their height percentiles
+    :data:`LINK_PERCENTILES`, in one streaming pass over the files. ``geometries``: (n,)
+    footprints in ``footprint_crs``.
+
+    Returns the columns ``n_points`` and ``h_roof_<p>`` (NaN for a building without points) for
+    the search index, or None when the city has no point-cloud layer, or its points cannot be
+    matched to the footprints (no building class, no overlap: a warning says so; the layer
+    builds on without the link).
+    """
+    from cim.errors import CimCRSError, CimIOError
+
+    layers = run.city.results("pointcloud")
+    if not layers or not len(geometries):
+        return None
+    files: list[Path] = []
+    for layer in layers:
+        files += expand_sources(layer.sources)
+    crs = next((layer.crs for layer in layers if layer.crs), None) or run.crs(None)
+    names = ", ".join(layer.id for layer in layers)
+    try:
+        found = footprint_heights(
+            geometries,
+            footprint_crs,
+            files,
+            crs=crs,
+            roof_percentiles=LINK_PERCENTILES,
+            need_ground=False,
+            progress=lambda done, total: run.progress("points link", done, total),
+            where=f"layer {run.id}",
+        )
+    except (CimInputError, CimCRSError, CimIOError) as exc:
+        run.warn(PointsLinkWarning, f"no link to the points of {names}: {exc}")
+        return None
+    columns = {"n_points": found.n_roof.astype(np.int64)}
+    for j, p in enumerate(LINK_PERCENTILES):
+        columns[roof_attribute(p)] = np.where(found.n_roof > 0, found.roof[:, j], np.nan)
+    return columns

@@ -21,10 +21,10 @@ from cim.kernels.frames import LocalFrame
 from cim.kernels.ragged import take_ragged
 from cim.kernels.raster import bilinear_sample
 from cim.layers.base import LayerBuilder, LayerInfo, LayerOptions, LayerOutput, LayerPlan, LayerRun, option
-from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, roof_attribute
+from cim.layers.building_heights import HEIGHT_OPTIONS, PointHeights, heights_from_points, point_links, roof_attribute
 from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
-from cim.sources.footprints import FootprintTable, footprint_rings, issue_ids, read_footprints
+from cim.sources.footprints import FLOAT64, INT32, FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.feature_tiles import write_feature_tile
 from cim.tiling.implicit_tree import implicit_replace_tree, tile_metadata_schema
@@ -50,6 +50,7 @@ __all__ = [
     "prefetch_dem_for",
     "origin_for",
     "search_rows",
+    "concat_rows",
     "warm_up_kernels",
     "tile_job",
 ]
@@ -99,6 +100,11 @@ class BuildingsOptions(LayerOptions):
     )
     roof_height: str = option("h_roof_50", help="Roof attribute whose height above h_ground is the building's height.")
     heights_memory: int = option(256 << 20, help="Bytes of point keys held in memory before spilling to temporary files.", key=False)
+    link_points: bool = option(
+        True,
+        help="In a recipe with a pointcloud layer: link each building to the building points its footprint covers "
+        "(count and height percentiles, for the query API) [no effect with heights from points, which give them].",
+    )
 
     def check(self, where: str) -> None:
         for name in ("storey_height", "default_height"):
@@ -378,6 +384,11 @@ class BuildingsPlan(LayerPlan):
     root: TileNode | None = None
     frame: LocalFrame | None = None
     replaced: int = 0
+    #: the search rows of the buildings BIM models replaced (kept in the index, not in the tiles)
+    replaced_rows: SearchRows | None = None
+    replaced_table: FootprintTable | None = None
+    #: link the buildings to the city's point-cloud layers (:func:`point_links`)
+    link_points: bool = False
     #: levels of each subtree file when the quadtree is written with implicit tiling, else 0
     subtree_levels: int = 0
 
@@ -414,6 +425,9 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             run.warn(GeoreferenceWarning, f"{source}: declares {table.overridden_crs}; read as {crs_label(table.crs)} (crs_override)")
         frame = run.propose_frame(lambda: _city_frame(table, options, prefetch))
         replaced = _drop_replaced(table, [fp for r in run.city.results("bim") for fp in r.info.footprints])  # type: ignore[union-attr]
+        # a replaced building leaves the tiles (its model stands there) but stays in the search
+        # index, where its footprint links it to its model's elements and they to it
+        gone = table.take(replaced) if len(replaced) else None
         if len(replaced):
             table = table.take(np.setdiff1d(np.arange(len(table)), replaced))
         ground_offset = -_terrain_error(run, options.dem)
@@ -421,6 +435,7 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         run.progress("extrude", 0, len(table))
         prep = prepare_buildings(table, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset, points=points)
         run.progress("extrude", len(table), len(table))
+        gone_prep = None if gone is None else prepare_buildings(gone, frame, options, dem_prefetch=prefetch, ground_offset=ground_offset)
         root = quadtree_plan(prep.centres, prep.sizes, options.max_features)
         nodes = list(root.walk())
         implicit = 0 <= options.implicit_tiles < len(nodes)
@@ -452,6 +467,9 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             root=root,
             frame=frame,
             replaced=len(replaced),
+            replaced_rows=None if gone is None or gone_prep is None else search_rows(run.id, gone, gone_prep),
+            replaced_table=gone,
+            link_points=options.link_points and points is None,
             subtree_levels=options.subtree_levels if implicit else 0,
         )
 
@@ -471,6 +489,16 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
             run.warn(category, f"{table.source.name}: {message}")
         # the search index takes the rows now and indexes them while the tiles are encoded
         rows = search_rows(run.id, table, prep)
+        geometries = table.geometries
+        if plan.replaced_rows is not None and plan.replaced_table is not None:
+            rows = concat_rows(rows, plan.replaced_rows)
+            geometries = np.concatenate([geometries, plan.replaced_table.geometries])
+        links = point_links(geometries, table.crs, run) if plan.link_points else None
+        if links is not None:  # the index's rows only: the tiles' metadata stays the footprints'
+            assert rows.columns is not None and rows.types is not None
+            rows.columns = {**rows.columns, **links}
+            rows.types = {**rows.types, **{name: INT32 if name == "n_points" else FLOAT64 for name in links}}
+            rows.derived = tuple(links)
         run.add_search(rows)
         m = prep.mesh
         # once for every tile: positions in glTF axes, normals quantized as the GLB stores them
@@ -623,6 +651,62 @@ def search_rows(layer_id: str, table: FootprintTable, prep: PreparedBuildings) -
         title_column="name" if "name" in table.columns else None,
         text_columns=text_cols,
         rings=prep.lonlat_rings,
+        areas=areas,
+    )
+
+
+def concat_rows(a: SearchRows, b: SearchRows) -> SearchRows:
+    """One layer's column rows ``a`` then ``b`` (their footprints too); an attribute only one of
+    them has is missing (NaN, None) in the other's rows."""
+    assert a.columns is not None and b.columns is not None and a.types is not None and b.types is not None
+    n, m = len(a.ids), len(b.ids)
+    types = {**b.types, **a.types}
+    columns = {}
+    for name, kind in types.items():
+        parts = []
+        for rows, count in ((a, n), (b, m)):
+            assert rows.columns is not None
+            given = rows.columns.get(name)
+            if given is None:
+                given = np.full(count, None, dtype=object) if kind == "STRING" else np.full(count, np.nan)
+            parts.append(np.asarray(given, dtype=object) if kind == "STRING" else np.asarray(given, dtype=np.float64))
+        joined = np.concatenate(parts)
+        if kind != "STRING" and name in a.columns and name in b.columns:
+            joined = joined.astype(np.result_type(a.columns[name], b.columns[name]))
+        columns[name] = joined
+    rings = None
+    if a.rings is not None and b.rings is not None:
+        (xa, ra, pa, fa), (xb, rb, pb, fb) = a.rings, b.rings
+        rings = (
+            np.concatenate([xa, xb]),
+            np.concatenate([ra[:-1], rb + ra[-1]]),
+            np.concatenate([pa[:-1], pb + pa[-1]]),
+            np.concatenate([fa, fb + n]),
+        )
+    areas = None if a.areas is None or b.areas is None else np.concatenate([a.areas, b.areas])
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(a, name), getattr(b, name)])
+
+    return SearchRows(
+        a.layer,
+        cat("ids"),
+        None,
+        None,
+        cat("lon"),
+        cat("lat"),
+        cat("west"),
+        cat("south"),
+        cat("east"),
+        cat("north"),
+        cat("base"),
+        cat("top"),
+        columns=columns,
+        types=types,
+        title_column=a.title_column,
+        text_columns=tuple(dict.fromkeys(a.text_columns + b.text_columns)),
+        derived=tuple(dict.fromkeys(a.derived + b.derived)),
+        rings=rings,
         areas=areas,
     )
 

@@ -94,6 +94,7 @@ def _rows_doc(rows: Any, n: int, arrays: dict[str, np.ndarray]) -> dict[str, Any
     doc["rings"] = None if rings is None else [_array(np.asarray(a), f"r{n}_ring{i}", arrays) for i, a in enumerate(rings)]
     areas = getattr(rows, "areas", None)
     doc["areas"] = None if areas is None else _array(np.asarray(areas), f"r{n}_areas", arrays)
+    doc["derived"] = list(getattr(rows, "derived", ()))
     return doc
 
 
@@ -112,6 +113,7 @@ def _rows_from(doc: dict[str, Any], arrays: Any) -> Any:
         text_columns=tuple(doc["text_columns"]),
         rings=None if doc.get("rings") is None else cast(Any, tuple(_unarray(a, arrays) for a in doc["rings"])),
         areas=None if doc.get("areas") is None else _unarray(doc["areas"], arrays),
+        derived=tuple(doc.get("derived", ())),
     )
 
 

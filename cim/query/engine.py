@@ -345,8 +345,8 @@ def schema_of(store: FeatureStore, hidden: Sequence[str] = ()) -> dict[str, Any]
 
 def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[str] = ()) -> dict[str, Any]:
     """One feature as a result object, with its ``links``: the BIM models standing in its
-    footprint (a model's element whose centre lies inside), the lidar statistics of its points
-    (when the build computed them, see :func:`_point_stats`), its district, and for a BIM
+    footprint (a model's element whose centre lies inside), the lidar statistics of the
+    building points its footprint covers (see :func:`_point_stats`), its district, and for a BIM
     element the building whose footprint holds its centre.
 
     Raises
@@ -381,23 +381,33 @@ def feature_detail(store: FeatureStore, layer: str, fid: str, hidden: Sequence[s
             j = int(holders[0])
             building = {"layer": store.layer[j], "id": store.fid[j], "title": store.title[j]}
     props = item["properties"]
-    item["links"] = {"bim": bim, "points": _point_stats(props), "district": props.get("district"), "building": building}
+    item["links"] = {"bim": bim, "points": _point_stats(store, i, props), "district": props.get("district"), "building": building}
     return item
 
 
-def _point_stats(props: dict[str, Any]) -> dict[str, Any] | None:
-    """The lidar statistics of a building whose heights the build took from a point cloud
-    (:mod:`cim.layers.building_heights` gives it ``n_points`` and ``h_roof_<p>`` while it
-    computes the heights: no second pass over the points). ``z_min``/``z_max`` are the 0th and
-    100th roof percentiles, known when the layer's ``roof_percentiles`` include 0 and 100."""
-    count = props.get("n_points")
+def _point_stats(store: FeatureStore, i: int, props: dict[str, Any]) -> dict[str, Any] | None:
+    """The lidar statistics of a building: its ``n_points`` and ``h_roof_<p>`` attributes, which
+    :mod:`cim.layers.building_heights` gives a building whose heights came from a point cloud
+    (while it computes them), or whose city has a point-cloud layer (``link_points``: columns
+    of the search index that are not among its properties, percentiles 0, 50, 90 and 100). ``z_min``/``z_max`` are the 0th
+    and 100th roof percentiles, known when the layer's ``roof_percentiles`` include 0 and 100."""
+
+    def value(name: str) -> Any:
+        if name in props:  # an attribute of the feature (heights from points)
+            return props[name]
+        column = store.columns.get(name)  # a column the build derived (the link)
+        if column is None or column.dtype == object or math.isnan(column[i]):
+            return None
+        return float(column[i])
+
+    count = value("n_points")
     if count is None:
         return None
     return {
-        "count": count,
-        "z_min": props.get("h_roof_0"),
-        "z_p50": props.get("h_roof_50"),
-        "z_p90": props.get("h_roof_90"),
-        "z_max": props.get("h_roof_100"),
-        "ground": props.get("h_ground"),
+        "count": int(count),
+        "z_min": value("h_roof_0"),
+        "z_p50": value("h_roof_50"),
+        "z_p90": value("h_roof_90"),
+        "z_max": value("h_roof_100"),
+        "ground": value("h_ground"),
     }

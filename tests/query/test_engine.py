@@ -24,15 +24,12 @@ def store(tiny_city):
 
 @pytest.fixture(scope="module")
 def source(tiny_sources, store):
-    """The source buildings the city shows (attributes, footprints in EPSG:4544 and in degrees):
-    all but those a BIM model replaces (the model's name starts with the building's id)."""
+    """The source buildings (attributes, footprints in EPSG:4544 and in degrees): the store keeps
+    them all, those a BIM model replaced in the scene too (tests/server/test_bim_links.py)."""
     meta, _, wkb, fields = pyogrio.raw.read(tiny_sources.buildings)
     cols = {k: np.asarray(v) for k, v in zip(meta["fields"], fields)}
-    shown = np.isin(cols["id"], store.fid[store.layer == "buildings"])
-    models = {str(m).split("-")[0] for m in store.columns["Model"] if m is not None}
-    assert 0 < (~shown).sum() <= len(models) and set(cols["id"][~shown].tolist()) <= models
-    cols = {k: v[shown] for k, v in cols.items()}
-    geoms = shapely.from_wkb(wkb)[shown]
+    assert sorted(cols["id"].tolist()) == sorted(store.fid[store.layer == "buildings"].tolist())
+    geoms = shapely.from_wkb(wkb)
     table = read_footprints(tiny_sources.buildings)
 
     def lonlat(xy):
@@ -208,16 +205,19 @@ def test_feature_detail_links_bim_elements_buildings_and_districts(store, source
     cols, _, _, _ = source
     i = 7
     item = feature_detail(store, "buildings", str(cols["id"][i]))
-    assert item["links"]["district"] == cols["district"][i] and item["links"]["points"] is None
+    assert item["links"]["district"] == cols["district"][i]
+    assert item["links"]["points"]["count"] > 0  # the lidar layer's points (tests/query/test_point_links.py)
     assert item["properties"]["name"] == cols["name"][i]
     assert shapely.contains(shapely.from_geojson(item["geometry"]), shapely.Point(item["anchor"]))
     door = select(store, Query(ifc_class="IfcDoor")).rows
     assert len(door) and set(store.columns["IfcClass"][door]) == {"IfcDoor"}
     element = feature_detail(store, "bim", str(store.fid[door[0]]))
-    assert element["links"]["bim"] == [] and element["links"]["building"] is None  # the model replaced its building
+    assert element["links"]["bim"] == []
     gid = str(store.columns["GlobalId"][door[0]])
     assert ids_of(store, Query(globalid=gid)) == [gid]
     model = str(store.columns["Model"][door[0]])
+    building = element["links"]["building"]  # the building the model replaced
+    assert building["layer"] == "buildings" and model.startswith(building["id"])
     storey = str(store.columns["Storey"][door[0]])
     both = select(store, Query(model=model, storey=storey)).rows
     assert len(both) and (store.columns["Model"][both] == model).all() and (store.columns["Storey"][both] == storey).all()

@@ -60,7 +60,7 @@ export function groupProperties(properties, names = new Map()) {
  * A feature's linked objects, as /api/features/{layer}/{id} gives them.
  * @typedef {object} Links
  * @property {{ layer: string, id: string, title?: string, elements?: number }[]} [bim]  models in its footprint
- * @property {{ count: number, z_p50: number, z_p90: number, z_max: number } | null} [points]
+ * @property {{ count: number, z_p50: number, z_p90: number, z_max: number } | null} [points]  its lidar points (a link shows the point clouds)
  * @property {string | null} [district]
  * @property {{ layer: string, id: string, title?: string } | null} [building]  a BIM element's building
  */
@@ -122,7 +122,10 @@ export function featurePanelTool(viewer) {
     const p = links?.points;
     if (p) {
       const m = (/** @type {number} */ v) => formatNumber(v, { maximumFractionDigits: 1 });
-      items.push(linkItem(t("links.points", { count: p.count, p50: m(p.z_p50), p90: m(p.z_p90), max: m(p.z_max) })));
+      const text = p.count > 0 ? t("links.points", { count: p.count, p50: m(p.z_p50), p90: m(p.z_p90), max: m(p.z_max) }) : t("links.pointsNone");
+      // the link shows the city's point clouds (hidden at first), the building still selected
+      const clouds = [...viewer.layers.values()].filter((l) => l.spec.kind === "pointcloud");
+      items.push(linkItem(text, p.count > 0 && clouds.length ? () => clouds.forEach((l) => viewer.setLayerVisible(l.id, true)) : null));
     }
     if (links?.district) items.push(linkItem(t("links.district", { district: links.district })));
     if (items.length) {

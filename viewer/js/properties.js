@@ -63,7 +63,8 @@ export function featureProperties(feature) {
  * Display text for a value; `type` is the layer's schema type when known. Numbers are shown
  * for the language without grouping (ids and years stay whole), with the precision their type
  * holds: FLOAT32 to 7 significant digits (12.3, not 12.300000190734863), other floats to 12
- * (14.1, not 14.100000000000001). Booleans read yes/no in the language.
+ * (14.1, not 14.100000000000001). Booleans read yes/no in the language (also a BOOLEAN column's
+ * enum names, as the tiles store booleans with absent values: cim.formats.glb.BOOLEAN_ENUM).
  * @param {unknown} value
  * @param {string} [type]
  * @returns {string}
@@ -72,6 +73,8 @@ export function formatValue(value, type) {
   if (value === null || value === undefined) return "";
   if (Array.isArray(value)) return value.map((v) => formatValue(v, type)).join(", ");
   if (typeof value === "boolean") return t(value ? "value.true" : "value.false");
+  // a boolean some features lack is an enum in the tiles ("true", "false"; no value where absent)
+  if (type === "BOOLEAN" && (value === "true" || value === "false")) return t(value === "true" ? "value.true" : "value.false");
   if (typeof value === "number") {
     if (!Number.isFinite(value)) return String(value);
     if (Number.isInteger(value)) return String(value);

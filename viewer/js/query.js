@@ -1,8 +1,8 @@
 // @ts-check
 // The query and statistics panel over the server's /api/query and /api/stats (the national CIM
 // platform standard's query kinds): place name / address / keyword text, combined conditions,
-// a layer, and an area drawn in the scene (a box, a polygon, a circle around a point, a line
-// with a buffer). Results are coloured in the scene and listed; a row flies to a point inside
+// a layer, and an area drawn in the scene (a box, a polygon, a circle from its centre and a
+// point on its edge, a line with a buffer). Results are coloured in the scene and listed; a row flies to a point inside
 // the feature's footprint and selects it by id; the result set downloads as CSV or GeoJSON.
 // Statistics of the same filters (counts, footprint and floor areas, height histogram, groups)
 // are charted with ECharts, loaded from the server (/vendor/echarts/) when first needed.
@@ -80,6 +80,18 @@ export function queryString(filters, extra = {}) {
   return params.toString();
 }
 
+/**
+ * The distance in metres between two lon/lat points (degrees) along the WGS84 ellipsoid.
+ * @param {number} lon0
+ * @param {number} lat0
+ * @param {number} lon1
+ * @param {number} lat1
+ */
+export function surfaceDistance(lon0, lat0, lon1, lat1) {
+  if (lon0 === lon1 && lat0 === lat1) return 0;
+  return new Cesium.EllipsoidGeodesic(Cesium.Cartographic.fromDegrees(lon0, lat0), Cesium.Cartographic.fromDegrees(lon1, lat1)).surfaceDistance;
+}
+
 /** @param {CityViewer} viewer */
 export function queryTool(viewer) {
   const body = registerPanel({ id: "query", title: "query.title", order: 15, messages, hidden: true });
@@ -96,7 +108,7 @@ export function queryTool(viewer) {
   const finish = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button small", id: "query-finish" }));
   finish.hidden = true;
   const clearArea = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "link-button", id: "query-clear-area" }));
-  const radius = /** @type {HTMLInputElement} */ (el("input", { id: "query-radius", type: "number", min: "1", max: "100000", step: "10", value: "200" }));
+  const radius = /** @type {HTMLInputElement} */ (el("input", { id: "query-radius", type: "number", min: "0", max: "100000", step: "any", value: "200" }));
   const buffer = /** @type {HTMLInputElement} */ (el("input", { id: "query-buffer", type: "number", min: "0", max: "10000", step: "5", value: "20" }));
   const areaNote = el("p", { id: "query-area", className: "muted" });
   const run = /** @type {HTMLButtonElement} */ (el("button", { type: "button", className: "tool-button", id: "query-run" }));
@@ -196,7 +208,7 @@ export function queryTool(viewer) {
     } else {
       areaNote.textContent = t(`query.area.${area.mode}`, { n: area.points.length, radius: Number(radius.value) || 0, buffer: Number(buffer.value) || 0 });
     }
-    finish.hidden = !(drawing && (drawing.mode === "polygon" || drawing.mode === "line"));
+    finish.hidden = !(drawing && drawing.mode !== "box");
     for (const [mode, button] of Object.entries(drawButtons)) button.setAttribute("aria-pressed", String(drawing?.mode === mode));
   }
 
@@ -235,7 +247,13 @@ export function queryTool(viewer) {
     const p = lonLatAt(viewer, click.x, click.y);
     if (!p) return;
     drawing.points.push(p);
-    if ((drawing.mode === "box" && drawing.points.length === 2) || drawing.mode === "radius") endDrawing();
+    if (drawing.mode === "radius" && drawing.points.length === 2) {
+      // centre, then a point on the edge: the radius is their distance on the ellipsoid
+      const [[lon0, lat0], [lon1, lat1]] = drawing.points;
+      radius.value = String(Math.round(10 * surfaceDistance(lon0, lat0, lon1, lat1)) / 10);
+      drawing.points.length = 1;
+      endDrawing();
+    } else if (drawing.mode === "box" && drawing.points.length === 2) endDrawing();
     else drawShapes();
   });
 
