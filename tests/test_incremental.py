@@ -155,6 +155,34 @@ def test_footprint_edit_rewrites_only_the_affected_tiles(history):
     assert "files rewritten" in second.summary()
 
 
+def layer_of(report, layer_id: str):
+    return next(lr for lr in report.layers if lr.id == layer_id)
+
+
+def test_only_the_tiles_whose_inputs_changed_are_made_again(history):
+    """Per-tile input hashes: a rebuild encodes only the tiles whose features (buildings) or
+    points (an octree node) changed; the others are kept without being made. Every tile whose
+    bytes changed was made; none made but for those (and the layer's index)."""
+    out, (first, second, third) = history["out"], history["reports"]
+    assert all(lr.made == lr.files for lr in first.layers)  # a first build makes everything
+    buildings, lidar = layer_of(second, "buildings"), layer_of(second, "lidar")
+    changed = {rel for rel in expected(out, "v1", "v2", "buildings") if rel != "buildings/tileset.json"}
+    assert changed and buildings.made - 1 == len(changed) < buildings.files - 1
+    assert lidar.made == 0  # the whole layer skipped: its inputs did not change
+    lidar, buildings = layer_of(third, "lidar"), layer_of(third, "buildings")
+    changed = {rel for rel in expected(out, "v2", "v3", "lidar") if rel != "lidar/tileset.json"}
+    assert changed and lidar.made - 1 == len(changed) < lidar.files - 1
+    # the buildings build after the lidar (their cache key names it, so they run again), but
+    # none of their tiles' inputs changed: only their index is made
+    assert buildings.made == 1 and buildings.rewritten == 0
+    versions = list_versions(out)
+    assert [v.layers["lidar"]["made"] for v in versions] == [layer_of(r, "lidar").made for r in history["reports"]]
+    # the layer's log is its build manifest: every tile with the hash of its inputs
+    log = [json.loads(line) for line in (out / "lidar" / ".cim-build.jsonl").read_text().splitlines()[1:]]
+    tiles = [e for e in log if e["file"].endswith(".glb")]
+    assert tiles and all(len(e["in"]) == 40 for e in tiles)
+
+
 def test_footprint_edit_gives_the_clean_build(history):
     clean_edit, _ = history["clean"]
     # the state after the edit is gone from the live folder; its version keeps it
