@@ -96,9 +96,9 @@ def last_version(out: Path) -> dict:
     return json.loads(records[-1].read_text())
 
 
-def counts(out: Path) -> dict[str, tuple[int, int, int]]:
-    """Per layer of the last build: (files made, files rewritten, files)."""
-    return {k: (v.get("made", v["files"]), v["rewritten"], v["files"]) for k, v in last_version(out)["layers"].items()}
+def counts(out: Path) -> dict[str, tuple[int, int, int, float]]:
+    """Per layer of the last build: (files made, files rewritten, files, seconds)."""
+    return {k: (v.get("made", v["files"]), v["rewritten"], v["files"], v["seconds"]) for k, v in last_version(out)["layers"].items()}
 
 
 def keep_layers(recipe: str, ids: set[str]) -> str:
@@ -173,13 +173,13 @@ def main() -> None:
 
         def record(step: str, seconds: float) -> None:
             layers = counts(out)
-            total = sum(t for _, _, t in layers.values())
-            made = sum(m for m, _, _ in layers.values())
-            done = sum(r for _, r, _ in layers.values())
+            total = sum(t for _, _, t, _ in layers.values())
+            made = sum(m for m, _, _, _ in layers.values())
+            done = sum(r for _, r, _, _ in layers.values())
             rows.append({"step": step, "seconds": round(seconds, 2), "made": made, "rewritten": done, "files": total, "layers": layers})
-            per_layer = ", ".join(f"{k} {m}/{r}/{t}" for k, (m, r, t) in layers.items())
+            per_layer = ", ".join(f"{k} {m}/{r}/{t} {sec:.1f} s" for k, (m, r, t, sec) in layers.items())
             print(
-                f"{step:<28} {seconds:7.1f} s   files made {made:>6,}, rewritten {done:>6,} / {total:<6,}  (made/rewritten/all: {per_layer})",
+                f"{step:<28} {seconds:7.1f} s   files made {made:>6,}, rewritten {done:>6,} / {total:<6,}  (made/rewritten/all, seconds: {per_layer})",
                 flush=True,
             )
 
