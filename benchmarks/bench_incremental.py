@@ -11,7 +11,7 @@ the previous build is kept, not made) and the files rewritten (made with other b
 the files in all, per layer (from the version each build records), and checks that the city
 after the last rebuild is the clean full build of the edited sources, file for file
 (``--no-check`` skips that last full build). ``--layers buildings,lidar`` keeps only those
-layers of the recipe (a shorter run on a busy machine).
+layers of the recipe (a shorter run on a busy machine; ``--origin`` then pins the city's frame).
 """
 
 from __future__ import annotations
@@ -112,6 +112,16 @@ def keep_layers(recipe: str, ids: set[str]) -> str:
     return head + "".join("[[layers]]" + t for t in kept)
 
 
+def named_paths(recipe: str) -> list[str]:
+    """The relative paths a recipe's ``source`` and ``dem`` keys name (what a trimmed recipe needs)."""
+    out = []
+    for line in recipe.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("source", "dem") and value:
+            out.append(value.split("#")[0].strip().strip('"'))
+    return out
+
+
 #: JSON keys that measure the run (a BIM model's tileset and city.json carry them), and a layer's
 #: bytes in city.json (a BIM model's tileset holds its timings: their text changes its size)
 TIMING = {"seconds", "kernel_peak_mb", "kernel_processes", "bytes"}
@@ -161,13 +171,27 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="also print one JSON line")
     ap.add_argument("--sources", type=Path, default=None, help="a sample city's folder (city.toml, data/), read only")
     ap.add_argument("--layers", default=None, help="comma-separated layer ids to keep (default: all)")
+    ap.add_argument(
+        "--origin",
+        default=None,
+        help="LON,LAT,HEIGHT: fix the city's frame (a trimmed recipe's first layer would otherwise take it from its own "
+        "extent, which an edit at the edge moves, and every tile with it)",
+    )
     args = ap.parse_args()
     recipe = args.sources / "city.toml" if args.sources else ensure_sources(args.preset)
     with tempfile.TemporaryDirectory(prefix="bench-incremental-") as scratch:
         work = Path(scratch)
         text = recipe.read_text(encoding="utf-8")
-        (work / "city.toml").write_text(keep_layers(text, set(args.layers.split(","))) if args.layers else text, encoding="utf-8")
-        shutil.copytree(recipe.parent / "data", work / "data")
+        if args.layers:
+            text = keep_layers(text, set(args.layers.split(",")))
+            for rel in named_paths(text):  # only what the kept layers read
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if (recipe.parent / rel).is_dir() else shutil.copy)(recipe.parent / rel, work / rel)
+        else:
+            shutil.copytree(recipe.parent / "data", work / "data")
+        if args.origin:
+            text = text.replace("[city]\n", f"[city]\norigin = [{args.origin}]\n", 1)
+        (work / "city.toml").write_text(text, encoding="utf-8")
         out = work / "city"
         rows: list[dict] = []
 
@@ -187,8 +211,9 @@ def main() -> None:
         district, n = edit_district(work / "data" / "buildings.gpkg")
         record(f"one district ({n} bldgs)", build(work / "city.toml", out))
         lazs = sorted((work / "data" / "lidar").glob("*.laz"))
-        reintensify(lazs[len(lazs) // 2])
-        record("one LAZ tile replaced", build(work / "city.toml", out))
+        if lazs:
+            reintensify(lazs[len(lazs) // 2])
+            record("one LAZ tile replaced", build(work / "city.toml", out))
         check = None
         if not args.no_check:
             clean = work / "clean"
