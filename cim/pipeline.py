@@ -197,7 +197,9 @@ def _record(out: Path, rec: Recipe, report: BuildReport) -> Any:
     for lr in report.layers:
         prefix = lr.path.relative_to(out).as_posix() + "/" if lr.path != out else ""
         known.update({prefix + rel: digest for rel, digest in lr.digests.items()})
-    layers = {lr.id: {"rewritten": lr.rewritten, "files": lr.files, "seconds": round(lr.seconds, 3)} for lr in report.layers}
+    layers = {
+        lr.id: {"rewritten": lr.rewritten, "made": lr.made, "files": lr.files, "seconds": round(lr.seconds, 3)} for lr in report.layers
+    }
     sources = {spec.source for spec in rec.layers}
     for spec in rec.layers:  # files an option names (a DEM the buildings stand on)
         for value in spec.options.values():

@@ -33,6 +33,15 @@ with unchanged inputs, reads them from the log itself). The layer's index is not
 rewritten either when its text is unchanged. :attr:`TileStore.rewritten` and
 :attr:`TileStore.files` count what a build wrote and what it published.
 
+Per-tile input hashes: a tile job may also note a hash of the inputs its tile is made from
+(the ``in`` of its log line: e.g. the geometry and attributes of the buildings it holds, the
+points of an octree node, with the encoder's version and options). The log is the layer's
+build manifest: a tile is logged in the same line as the hash of its inputs, once whole, so the
+two never disagree, whenever the build is killed. On a rebuild with another key, a job whose
+tile's input hash is the previous build's (and whose file is still the very file logged)
+calls :meth:`TileSink.reuse`: the tile is neither encoded nor written, only logged again.
+:attr:`TileStore.reused` counts those tiles.
+
 Files that a killed build left half-made (``.NAME.PID.TID.tmp`` beside a tile, a point cloud's
 ``.cim-tmp-*`` working folder) are removed when the next build opens the folder.
 """
@@ -47,7 +56,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -292,12 +301,14 @@ _journal = threading.local()
 #: a logged file: its path relative to the layer folder, its size, what the layer noted about it
 #: (a tile's triangle count, its error: whatever the layer's summary needs of a tile that a
 #: resumed build does not make again) or None, the digest of its bytes (:func:`content_digest`),
-#: whether this build wrote it (False: the previous build's file had the same bytes), and the
-#: file's stamp once whole (see :func:`_stamp`)
-Entry = tuple[str, int, "dict[str, Any] | None", str, bool, str]
+#: whether this build wrote it (False: the previous build's file had the same bytes), the
+#: file's stamp once whole (see :func:`_stamp`), the hash of the tile's inputs when its job
+#: gave one, and whether the tile was kept from the previous build for its unchanged inputs
+#: (:meth:`TileSink.reuse`: not made at all)
+Entry = tuple[str, int, "dict[str, Any] | None", str, bool, str, "str | None", bool]
 
-#: a previous build's file: its size, digest and stamp
-Previous = dict[str, tuple[int, str, str]]
+#: a previous build's file: its size, digest, stamp and the hash of its inputs (or None)
+Previous = dict[str, tuple[int, str, str, "str | None"]]
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -306,14 +317,25 @@ def _stamp(st: os.stat_result) -> str:
     return f"{st.st_ino}:{st.st_mtime_ns}"
 
 
-def _note(rel: str, size: int, meta: dict[str, Any] | None, digest: str, wrote: bool, stamp: str) -> None:
+def _note(
+    rel: str, size: int, meta: dict[str, Any] | None, digest: str, wrote: bool, stamp: str, inputs: str | None = None, reused: bool = False
+) -> None:
     entries = getattr(_journal, "entries", None)
     if entries is None:
         raise RuntimeError(f"{rel}: TileSink used outside a tile job (the layer run journals a job's files)")
-    entries.append((rel, size, meta, digest, wrote, stamp))
+    entries.append((rel, size, meta, digest, wrote, stamp, inputs, reused))
 
 
-def _unchanged(path: str, before: tuple[int, str, str] | None, size: int, digest: str) -> str | None:
+def _same_file(path: str, size: int, stamp: str) -> bool:
+    """The file at ``path`` is the one logged with ``size`` and ``stamp`` (see :func:`_stamp`)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and _stamp(st) == stamp
+
+
+def _unchanged(path: str, before: tuple[int, str, str, str | None] | None, size: int, digest: str) -> str | None:
     """The file's stamp when the previous build's file at ``path`` has these bytes (same size and
     digest by its log, and the very file it logged: same size, inode and modification time on
     disk), else None: then it need not be written again."""
@@ -327,7 +349,7 @@ def _unchanged(path: str, before: tuple[int, str, str] | None, size: int, digest
     return stamp if st.st_size == size and stamp == before[2] else None
 
 
-def _write_tile(path: str, data: bytes, atomic: bool, before: tuple[int, str, str] | None) -> tuple[str, bool, str]:
+def _write_tile(path: str, data: bytes, atomic: bool, before: tuple[int, str, str, str | None] | None) -> tuple[str, bool, str]:
     """Write one tile unless the previous build's file has the same bytes; ``(digest, wrote, stamp)``."""
     digest = content_digest(data)
     stamp = _unchanged(path, before, len(data), digest)
@@ -388,13 +410,30 @@ class TileSink:
         """What was noted about a tile an earlier run finished (see :meth:`write`)."""
         return self.done.get(rel)
 
-    def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
+    def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None, inputs: str | None = None) -> None:
         """Write one tile (``rel`` is relative to the layer folder) and note it in the job's
         journal, with ``meta`` (small JSON: what the layer's summary needs of the tile when a
-        resumed build skips it). A tile the previous build made with the same bytes is left
-        as it is (see the module notes)."""
+        resumed build skips it) and ``inputs``, the hash of what the tile is made from (see
+        :meth:`reuse`). A tile the previous build made with the same bytes is left as it is
+        (see the module notes)."""
         digest, wrote, stamp = _write_tile(f"{self.root}/{rel}", data, self.atomic, self.previous.get(rel))
-        _note(rel, len(data), meta, digest, wrote, stamp)
+        _note(rel, len(data), meta, digest, wrote, stamp, inputs)
+
+    def reuse(self, rel: str, inputs: str, meta: Callable[[int], dict[str, Any] | None] | None = None) -> int | None:
+        """Keep the previous build's tile ``rel`` when it was made from the same inputs: the hash
+        ``inputs`` is the one the previous build logged for it, and the file on disk is the very
+        file it logged (same size, inode and modification time). The tile is then noted in the
+        job's journal as this build's (with ``meta(size)`` when given) and its size returned;
+        otherwise None, and the job makes the tile (and passes ``inputs`` to :meth:`write`).
+
+        ``inputs`` must cover everything the tile's bytes depend on (the encoder's version and
+        options included): a tile kept is never compared with what encoding would give."""
+        before = self.previous.get(rel)
+        if before is None or before[3] != inputs or not _same_file(f"{self.root}/{rel}", before[0], before[2]):
+            return None
+        size, digest, stamp = before[0], before[1], before[2]
+        _note(rel, size, meta(size) if meta is not None else None, digest, False, stamp, inputs, True)
+        return size
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -441,7 +480,7 @@ class TileStore:
                     entry = json.loads(line)
                     rel, size = entry["file"], entry.get("size")
                     if entry.get("sha") and entry.get("at") and size is not None:
-                        logged[rel] = (int(size), str(entry["sha"]), str(entry["at"]))
+                        logged[rel] = (int(size), str(entry["sha"]), str(entry["at"]), entry.get("in"))
                     if same_key and (size is None or (self.root / rel).stat().st_size == size):
                         self._done[rel] = entry.get("meta")
                         if entry.get("sha"):
@@ -452,7 +491,10 @@ class TileStore:
         self._previous: Previous = {}
         if previous_path.exists():
             with contextlib.suppress(ValueError, TypeError, IndexError, OSError):
-                self._previous = {rel: (int(v[0]), str(v[1]), str(v[2])) for rel, v in json.loads(previous_path.read_text()).items()}
+                self._previous = {
+                    rel: (int(v[0]), str(v[1]), str(v[2]), str(v[3]) if len(v) > 3 and v[3] is not None else None)
+                    for rel, v in json.loads(previous_path.read_text()).items()
+                }
         self._previous.update(logged)
         if not same_key and logged:  # the log starts again: what it knew goes aside first
             atomic_write_json(previous_path, {rel: list(v) for rel, v in sorted(self._previous.items())}, pretty=False)
@@ -460,6 +502,7 @@ class TileStore:
             atomic_write_text(self._log, json.dumps({"key": key}) + "\n")
         self._resumed = len(self._done)
         self._rewritten = 0
+        self._reused = 0
         self._index_rewritten = False
         # an earlier run of the same build finished these: they are this build's too
         self._written: set[str] = set(self._done)
@@ -500,6 +543,12 @@ class TileStore:
         return self._rewritten + int(self._index_rewritten)
 
     @property
+    def reused(self) -> int:
+        """Tiles kept from the previous build because their inputs were unchanged (neither made
+        nor written: see :meth:`TileSink.reuse`)."""
+        return self._reused
+
+    @property
     def files(self) -> int:
         """Files of the layer as this build publishes them, its index included."""
         return len(self._written) + 1
@@ -518,7 +567,7 @@ class TileStore:
     def write(self, rel: str, data: bytes, meta: dict[str, Any] | None = None) -> None:
         """Write one file atomically and log it (``meta``: see :meth:`TileSink.write`)."""
         digest, wrote, stamp = _write_tile(f"{os.fspath(self.root)}/{rel}", data, True, self._previous.get(rel))
-        self.record([(rel, len(data), meta, digest, wrote, stamp)])
+        self.record([(rel, len(data), meta, digest, wrote, stamp, None, False)])
 
     def write_many(self, items: Sequence[tuple[str, bytes, dict[str, Any] | None]]) -> None:
         """Write files ``(path, bytes, meta)``, then log them all in one append rather than one a file."""
@@ -527,7 +576,7 @@ class TileStore:
         try:
             for rel, data, meta in items:
                 digest, wrote, stamp = _write_tile(f"{root}/{rel}", data, self._published, self._previous.get(rel))
-                done.append((rel, len(data), meta, digest, wrote, stamp))
+                done.append((rel, len(data), meta, digest, wrote, stamp, None, False))
         finally:
             self.record(done)
 
@@ -538,8 +587,9 @@ class TileStore:
         # the same text as json.dumps({"file": rel, "size": size, "sha": digest, "meta": meta}), a third of the time
         lines = "".join(
             f'{{"file": {json.dumps(rel)}, "size": {int(size)}, "sha": "{digest}", "at": "{stamp}"'
+            + (f', "in": "{inputs}"' if inputs else "")
             + (f', "meta": {json.dumps(meta, sort_keys=True)}}}\n' if meta else "}\n")
-            for rel, size, meta, digest, _, stamp in entries
+            for rel, size, meta, digest, _, stamp, inputs, _ in entries
         )
         with self._lock:
             if self._finished:
@@ -548,11 +598,12 @@ class TileStore:
                 self._log_file = open(self._log, "a", encoding="utf-8")  # noqa: SIM115 (closed in finish)
             self._log_file.write(lines)
             self._log_file.flush()  # to the OS at once: a killed build still resumes from here
-            for rel, size, _, digest, wrote, _ in entries:
+            for rel, size, _, digest, wrote, _, _, reused in entries:
                 self._written.add(rel)
                 self._digests[rel] = digest
                 self._bytes += size
                 self._rewritten += wrote
+                self._reused += reused
 
     # -- publishing
 

@@ -69,7 +69,7 @@ class Version:
     recipe : the recipe's path, digest and text, when the build had one
     sources : the SHA-256 digest of every source file (path as the recipe gives it)
     files : every file of the city (path relative to it) → its SHA-256 digest
-    layers : per layer: files rewritten, files in all, seconds
+    layers : per layer: files rewritten, files made (encoded), files in all, seconds
     generator : the cim version that built it
     """
 
@@ -243,7 +243,7 @@ def record_version(
         stores logged), so that only the others are read
     recipe : the recipe the city was built from (its text is kept in the record)
     sources : the source files and folders (every file below a folder is hashed)
-    layers : per layer: what the record keeps of its build (files rewritten, files, seconds)
+    layers : per layer: what the record keeps of its build (files rewritten, made, files, seconds)
     generator : the program that built it
     now : the build's time (default: now)
 

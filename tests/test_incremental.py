@@ -23,7 +23,7 @@ import shapely
 import cim
 from cim.diff import diff_versions
 from cim.versions import get_version, list_versions, object_path, prune
-from tests.helpers.cities import sqlite_rows, without_seconds
+from tests.helpers.cities import assert_same_city, stamps
 
 RECIPE = """
 [city]
@@ -43,32 +43,6 @@ kind = "pointcloud"
 source = "data/lidar"
 leaf_points = 4000
 """
-
-
-def visible_files(root: Path) -> dict[str, tuple[int, int]]:
-    """Visible files of a built city → (inode, mtime_ns)."""
-    out = {}
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith("."):
-                p = Path(folder, name)
-                st = p.stat()
-                out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns)
-    return out
-
-
-def assert_same_output(a: Path, b: Path) -> None:
-    """Every layer file equal in bytes, the search index in rows."""
-    fa, fb = visible_files(a), visible_files(b)
-    assert sorted(fa) == sorted(fb)
-    for rel in fa:
-        if rel == "city.json":  # as the clean build's, its seconds aside
-            assert without_seconds(json.loads((a / rel).read_text())) == without_seconds(json.loads((b / rel).read_text()))
-        elif rel.endswith(".sqlite"):
-            assert sqlite_rows(a / rel) == sqlite_rows(b / rel)
-        else:
-            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
 def edit_footprints(path: Path) -> int:
@@ -112,15 +86,15 @@ def history(sources, tmp_path_factory):
     """The city built, edited and rebuilt in place; clean builds of each edited state beside it."""
     out = tmp_path_factory.mktemp("inc") / "city"
     first = cim.build(sources / "city.toml", out)
-    before = visible_files(out)
+    before = stamps(out)
     edited = edit_footprints(sources / "data" / "buildings.gpkg")
     second = cim.build(sources / "city.toml", out)
-    after_edit = visible_files(out)
+    after_edit = stamps(out)
     clean_edit = tmp_path_factory.mktemp("inc-clean") / "city"
     cim.build(sources / "city.toml", clean_edit)
     reintensify(sorted((sources / "data" / "lidar").glob("*.laz"))[4])
     third = cim.build(sources / "city.toml", out)
-    after_laz = visible_files(out)
+    after_laz = stamps(out)
     clean_laz = tmp_path_factory.mktemp("inc-clean2") / "city"
     cim.build(sources / "city.toml", clean_laz)
     return {
@@ -155,6 +129,34 @@ def test_footprint_edit_rewrites_only_the_affected_tiles(history):
     assert "files rewritten" in second.summary()
 
 
+def layer_of(report, layer_id: str):
+    return next(lr for lr in report.layers if lr.id == layer_id)
+
+
+def test_only_the_tiles_whose_inputs_changed_are_made_again(history):
+    """Per-tile input hashes: a rebuild encodes only the tiles whose features (buildings) or
+    points (an octree node) changed; the others are kept without being made. Every tile whose
+    bytes changed was made; none made but for those (and the layer's index)."""
+    out, (first, second, third) = history["out"], history["reports"]
+    assert all(lr.made == lr.files for lr in first.layers)  # a first build makes everything
+    buildings, lidar = layer_of(second, "buildings"), layer_of(second, "lidar")
+    changed = {rel for rel in expected(out, "v1", "v2", "buildings") if rel != "buildings/tileset.json"}
+    assert changed and buildings.made - 1 == len(changed) < buildings.files - 1
+    assert lidar.made == 0  # the whole layer skipped: its inputs did not change
+    lidar, buildings = layer_of(third, "lidar"), layer_of(third, "buildings")
+    changed = {rel for rel in expected(out, "v2", "v3", "lidar") if rel != "lidar/tileset.json"}
+    assert changed and lidar.made - 1 == len(changed) < lidar.files - 1
+    # the buildings build after the lidar (their cache key names it, so they run again), but
+    # none of their tiles' inputs changed: only their index is made
+    assert buildings.made == 1 and buildings.rewritten == 0
+    versions = list_versions(out)
+    assert [v.layers["lidar"]["made"] for v in versions] == [layer_of(r, "lidar").made for r in history["reports"]]
+    # the layer's log is its build manifest: every tile with the hash of its inputs
+    log = [json.loads(line) for line in (out / "lidar" / ".cim-build.jsonl").read_text().splitlines()[1:]]
+    tiles = [e for e in log if e["file"].endswith(".glb")]
+    assert tiles and all(len(e["in"]) == 40 for e in tiles)
+
+
 def test_footprint_edit_gives_the_clean_build(history):
     clean_edit, _ = history["clean"]
     # the state after the edit is gone from the live folder; its version keeps it
@@ -172,7 +174,7 @@ def test_laz_replacement_rewrites_only_the_affected_tiles(history):
     lidar = next(lr for lr in third.layers if lr.id == "lidar")
     assert 0 < lidar.rewritten < lidar.files and lidar.rewritten == len(changed)
     assert touched(after_edit, after_laz, "buildings") == set()
-    assert_same_output(out, history["clean"][1])
+    assert_same_city(out, history["clean"][1])
 
 
 def test_versions_record_every_build_and_prune_keeps_what_kept_ones_need(history, tmp_path):
@@ -260,14 +262,14 @@ async def test_server_serves_an_old_version_beside_the_current_one(history, aioh
 def test_unchanged_inputs_skip_every_layer_with_the_same_result(history, sources, tmp_path, caplog):
     out = tmp_path / "city"
     shutil.copytree(history["out"], out, symlinks=True)
-    before = visible_files(out)
+    before = stamps(out)
     with caplog.at_level(logging.INFO, logger="cim.layers"):
         again = cim.build(sources / "city.toml", out)
     skipped = [r.getMessage() for r in caplog.records if "inputs unchanged since its last build: skipped" in r.getMessage()]
     assert len(skipped) == 2 and again.rewritten == 0 and again.version == "v4"
-    after = visible_files(out)
+    after = stamps(out)
     assert {rel for rel in after if before.get(rel) != after[rel]} <= {"city.json", "search.sqlite"}
-    assert_same_output(out, history["out"])
+    assert_same_city(out, history["out"])
     third = history["reports"][2]
     for lr_a, lr_b in zip(third.layers, again.layers):
         assert (lr_a.id, lr_a.count, lr_a.tiles, lr_a.bounds, lr_a.schema) == (lr_b.id, lr_b.count, lr_b.tiles, lr_b.bounds, lr_b.schema)

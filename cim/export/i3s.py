@@ -21,7 +21,8 @@ What is written (I3S 1.8, readable by 1.7 clients; see the README's table):
   parent tile and in its leaf), known by its identity property (see :class:`_Features`).
 
 Not written: 3DNodeIndexDocument and sharedResource (for pre-1.7 clients), Draco geometry,
-point-cloud layers (I3S point clouds are a different profile; see the README).
+point-cloud layers (I3S point clouds are a different profile; see the README). Implicitly tiled
+layers are read through :func:`cim.export.tiles.read_tileset`, which walks their subtrees.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 triangles in ECEF with normals, colours, texture coordinates, feature ids and property tables.
 
 Generic over what cim writes (buildings, BIM, a reality mesh) and what 3D Tiles 1.1 allows
-around it: nested transforms, external tilesets (a content that is a ``.json``), glTF node
+around it: nested transforms, external tilesets (a content that is a ``.json``), implicit
+quadtrees (3D Tiles 1.1 implicit tiling: the subtrees' availability walked into the same tree,
+each tile's box and geometric error from the subtrees' ``TILE_BOUNDING_BOX`` and
+``TILE_GEOMETRIC_ERROR`` metadata when they carry it, else subdivided), glTF node
 hierarchies with matrices or TRS, indexed or plain triangles, ``KHR_mesh_quantization``
 (normalized integer attributes), ``EXT_mesh_features`` feature ids by attribute and
 ``EXT_structural_metadata`` property tables. glTF content is y-up: the 3D Tiles y-up to z-up
@@ -22,6 +25,7 @@ import numpy as np
 
 from cim.errors import CimInputError
 from cim.formats.glb import read_accessor, read_glb, read_property_table
+from cim.formats.subtree import decode_subtree, decode_tile_metadata
 
 __all__ = ["Primitive", "Table", "Tile", "read_tileset", "read_tile_content", "walk"]
 
@@ -95,11 +99,9 @@ def read_tileset(path: Path) -> tuple[Tile, float]:
     doc = _read_json(path)
     if "root" not in doc:
         raise CimInputError(f"{path}: not a 3D Tiles tileset (no root)")
-    if "implicitTiling" in json.dumps(doc["root"]):
-        raise CimInputError(f"{path}: implicit tiling is not read by the I3S export")
     try:
         root = _tile(doc["root"], path.parent, np.eye(4), "REPLACE", path)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, struct.error) as exc:
         raise CimInputError(f"{path}: a malformed tile ({type(exc).__name__}: {exc})") from None
     return root, float(doc.get("geometricError", root.geometric_error))
 
@@ -109,6 +111,8 @@ def _tile(node: dict[str, Any], base: Path, parent: np.ndarray, refine: str, sou
     if "transform" in node:
         transform = parent @ np.asarray(node["transform"], dtype=np.float64).reshape(4, 4).T
     refine = node.get("refine", refine)
+    if "implicitTiling" in node:
+        return _implicit_tile(node, base, transform, refine, source)
     content = None
     children: list[Tile] = []
     uri = (node.get("content") or {}).get("uri")
@@ -126,6 +130,81 @@ def _tile(node: dict[str, Any], base: Path, parent: np.ndarray, refine: str, sou
             content = target
     children += [_tile(child, base, transform, refine, source) for child in node.get("children", [])]
     return Tile(float(node.get("geometricError", 0.0)), refine, transform, node.get("boundingVolume", {}), content, children)
+
+
+def _deinterleave(code: int, level: int) -> tuple[int, int]:
+    """(x, y) of a quadtree tile from its Morton index within its level (x in the lower bits)."""
+    x = y = 0
+    for i in range(level):
+        x |= ((code >> (2 * i)) & 1) << i
+        y |= ((code >> (2 * i + 1)) & 1) << i
+    return x, y
+
+
+def _split_box(box: list[float], x: int, y: int, level: int) -> list[float]:
+    """The box of tile (x, y) ``level`` levels below a quadtree root's oriented box (halved along
+    its first two axes per level, as implicit tiling subdivides)."""
+    b = np.asarray(box, dtype=np.float64)
+    centre, u, v, w = b[:3], b[3:6], b[6:9], b[9:12]
+    n = 2**level
+    centre = centre + u * ((2 * x + 1) / n - 1) + v * ((2 * y + 1) / n - 1)
+    return [*centre.tolist(), *(u / n).tolist(), *(v / n).tolist(), *w.tolist()]
+
+
+def _implicit_tile(node: dict[str, Any], base: Path, transform: np.ndarray, refine: str, source: Path) -> Tile:
+    """The explicit tree of an implicit quadtree tile: its subtrees' availability walked from the
+    root subtree down (see the module notes)."""
+    tiling = node["implicitTiling"]
+    if tiling.get("subdivisionScheme") != "QUADTREE":
+        raise CimInputError(f"{source}: implicit {str(tiling.get('subdivisionScheme')).lower()} tiling is not read by the I3S export")
+    levels, available = int(tiling["subtreeLevels"]), int(tiling["availableLevels"])
+    subtree_uri = tiling["subtrees"]["uri"]
+    content_uri = (node.get("content") or {}).get("uri")
+    root_box = node["boundingVolume"].get("box")
+    if root_box is None:
+        raise CimInputError(f"{source}: an implicit tile without a box volume is not read by the I3S export")
+    root_error = float(node.get("geometricError", 0.0))
+    n_tiles, n_children = (4**levels - 1) // 3, 4**levels
+
+    def subtree(level: int, x: int, y: int) -> Tile:
+        path = base / subtree_uri.format(level=level, x=x, y=y)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CimInputError(f"{path}: no such file (the implicit tileset {source.name} names it)") from None
+        tiles, contents, kids = decode_subtree(data, n_tiles, n_children)
+        try:  # the boxes and errors cim's writer measured (cim.tiling.implicit_tree)
+            meta = decode_tile_metadata(data, {"boundingBox": 12, "geometricError": 1})
+        except KeyError:  # other tile metadata: the tiles' volumes as implicit tiling subdivides
+            meta = {}
+        rows = np.cumsum(tiles) - 1  # a tile's row in the metadata table: its rank among the available
+        depth = min(levels, available - level)
+
+        def tile(r: int, code: int) -> Tile:
+            bit = (4**r - 1) // 3 + code
+            lx, ly = _deinterleave(code, r)
+            gl, gx, gy = level + r, (x << r) | lx, (y << r) | ly
+            if meta:
+                box = meta["boundingBox"][rows[bit]].tolist()
+                error = float(meta["geometricError"][rows[bit], 0])
+            else:
+                box, error = _split_box(root_box, gx, gy, gl), root_error / 2**gl
+            children = []
+            for k in range(4):
+                child = code * 4 + k
+                if r + 1 < depth and tiles[(4 ** (r + 1) - 1) // 3 + child]:
+                    children.append(tile(r + 1, child))
+                elif r + 1 == levels and level + levels < available and kids[child]:
+                    cx, cy = _deinterleave(child, levels)
+                    children.append(subtree(level + levels, (x << levels) | cx, (y << levels) | cy))
+            target = (base / content_uri.format(level=gl, x=gx, y=gy)).resolve() if content_uri and contents[bit] else None
+            return Tile(error, refine, transform, {"box": box}, target, children)
+
+        if not tiles[0]:
+            raise CimInputError(f"{path}: the subtree's root tile is not available")
+        return tile(0, 0)
+
+    return subtree(0, 0, 0)
 
 
 def walk(tile: Tile) -> Iterator[Tile]:

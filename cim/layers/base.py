@@ -296,6 +296,10 @@ class LayerResult:
     #: files this build wrote, and files the layer has: a rebuild leaves unchanged ones alone
     rewritten: int = 0
     files: int = 0
+    #: files this build made (encoded); the others were resumed from an interrupted run of the
+    #: same build, kept from the previous build for their unchanged inputs (tile by tile, see
+    #: :meth:`cim.store.TileSink.reuse`), or the whole layer was skipped (:mod:`cim.layers.cache`)
+    made: int = 0
     #: the SHA-256 digest of each of the layer's files (paths relative to its folder)
     digests: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -594,6 +598,7 @@ def run_layer(
         heights=run.heights,
         rewritten=run.store.rewritten,
         files=run.store.files,
+        made=run.store.files - run.store.resumed - run.store.reused if made else 0,
         digests=run.store.digests(),
     )
     if city.frame is None:
@@ -603,13 +608,14 @@ def run_layer(
         city.frame = LocalFrame((b["west"] + b["east"]) / 2, (b["south"] + b["north"]) / 2, b["min_height"])
     city.built.append(result)
     log.info(
-        "%s %s: %d features, %d tiles, %.1f MB, %.2f s; files rewritten %d / %d",
+        "%s %s: %d features, %d tiles, %.1f MB, %.2f s; files made %d, rewritten %d / %d",
         builder.kind,
         layer_id,
         result.count,
         result.tiles,
         result.bytes / 1e6,
         result.seconds,
+        result.made,
         result.rewritten,
         result.files,
     )

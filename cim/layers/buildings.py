@@ -26,7 +26,7 @@ from cim.searchindex import SearchRows
 from cim.sources.dem import DemPrefetch, read_dem_window, sample_dem
 from cim.sources.footprints import FLOAT64, INT32, FootprintTable, footprint_rings, issue_ids, read_footprints
 from cim.store import TileSink, build_key, file_fingerprint
-from cim.tiling.feature_tiles import write_feature_tile
+from cim.tiling.feature_tiles import FeatureInputs, write_feature_tile
 from cim.tiling.implicit_tree import implicit_replace_tree, tile_metadata_schema
 from cim.tiling.quadtree import TileNode, quadtree_plan
 from cim.warnings import (
@@ -177,6 +177,12 @@ class TileState:
     box_lo: np.ndarray
     box_hi: np.ndarray
     sink: TileSink
+    #: each building's digest, for the tiles' input hashes (a rebuild keeps unchanged tiles)
+    inputs: FeatureInputs | None = None
+
+
+#: the EXT_structural_metadata class of the layer's features
+_CLASS_NAME, _CLASS_DESCRIPTION = "building", "A building footprint extruded to LOD1 (CIM2)"
 
 
 def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -191,8 +197,9 @@ def tile_job(state: TileState, job: tuple[str, np.ndarray]) -> tuple[np.ndarray,
         features,
         state.box_lo,
         state.box_hi,
-        "building",
-        "A building footprint extruded to LOD1 (CIM2)",
+        _CLASS_NAME,
+        _CLASS_DESCRIPTION,
+        inputs=state.inputs,
     )
 
 
@@ -505,12 +512,15 @@ class BuildingsLayer(LayerBuilder[BuildingsOptions, BuildingsPlan]):
         # (parents repeat most of the leaves' buildings), and each building's box (a tile's box
         # is the union of its buildings' boxes)
         gl_positions, gl_normals, box_lo, box_hi = gltf_layer_arrays(m)
+        mesh = BuildingMesh(gl_positions, gl_normals, m.triangles, m.vertex_offsets, m.triangle_offsets)
+        columns = FeatureColumns.encode(table.columns, table.types)
         state = TileState(
-            mesh=BuildingMesh(gl_positions, gl_normals, m.triangles, m.vertex_offsets, m.triangle_offsets),
-            columns=FeatureColumns.encode(table.columns, table.types),
+            mesh=mesh,
+            columns=columns,
             box_lo=box_lo,
             box_hi=box_hi,
             sink=run.store.sink(),
+            inputs=FeatureInputs.of("buildings", mesh, columns, _CLASS_NAME, _CLASS_DESCRIPTION),
         )
         bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         triangles = 0

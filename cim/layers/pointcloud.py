@@ -15,7 +15,10 @@ must never meet a fork):
 3. **top**: the few nodes above the chunks are assembled from the points each chunk passed up
    and written by the same jobs; ``tileset.json`` is written last.
 
-Tiles are written through the store's sink and logged, like every layer's.
+Tiles are written through the store's sink and logged, like every layer's, each with the hash
+of its inputs (its points' staged records and the encoding's options, see :func:`node_inputs`):
+a rebuild after one file changed still stages and indexes every point, but encodes only the
+nodes whose points changed and keeps the others' tiles (:meth:`cim.store.TileSink.reuse`).
 
 Memory is bounded by ``stage_memory`` and the batch and chunk sizes, whatever the input size
 (measured peaks: ``benchmarks/README.md``); the spill files live in a temporary folder inside
@@ -26,6 +29,8 @@ count.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -37,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cim._version import __version__
 from cim.crs import crs_label, to_lonlat
 from cim.errors import CimInputError
 from cim.formats.points import POINT_DESCRIPTIONS, POINT_PROPERTIES, encode_point_words, position_bounds
@@ -89,8 +95,12 @@ __all__ = [
     "index_job",
     "top_job",
     "implicit",
+    "node_inputs",
     "tile_path",
 ]
+
+#: bump when a point tile's encoding changes in a way the package version does not tell
+TILE_FORMAT = 1
 
 log = logging.getLogger("cim.pointcloud")
 
@@ -326,6 +336,7 @@ class PointCloudLayer(LayerBuilder[PointCloudOptions, PointCloudPlan]):
                 run.store.sink(),
                 implicit(opts, total),
             )
+            enc = dataclasses.replace(enc, salt=enc.salt_text().encode("utf-8"))
             metas: dict[tuple[int, int], NodeMeta] = {}
             up: dict[tuple[int, int], list[np.ndarray]] = {}
             done = 0
@@ -561,6 +572,24 @@ class Encoding:
     sink: TileSink
     #: tiles are named for implicit tiling (``tiles/{level}/{x}/{y}/{z}.glb``), see :func:`implicit`
     implicit: bool = False
+    #: the part of every tile's input hash that the encoding decides (:meth:`salt_text`)
+    salt: bytes = b""
+
+    def salt_text(self) -> str:
+        """The encoder's version and every option of this encoding a tile's bytes depend on."""
+        return json.dumps(
+            [
+                "pointcloud",
+                TILE_FORMAT,
+                __version__,
+                dataclasses.asdict(self.grid),
+                self.colors,
+                self.max_step,
+                self.precision,
+                self.meshopt,
+            ],
+            default=repr,
+        )
 
 
 @dataclass
@@ -613,10 +642,27 @@ def _write_node(records: np.ndarray, depth: int, prefix: int, enc: Encoding) -> 
         # finished before the city's build was interrupted): neither encoded nor logged again
         size = int(done["bytes"])
     else:
-        glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
-        enc.sink.write(rel, glb, {"bytes": len(glb)})
-        size = len(glb)
+        inputs = node_inputs(records, enc.salt)
+        kept = enc.sink.reuse(rel, inputs, _size_meta)  # the previous build made it of the same points
+        if kept is not None:
+            size = kept
+        else:
+            glb = encode_tile(records, enc.grid, enc.colors, enc.max_step, enc.precision, enc.meshopt, (lo, hi))
+            enc.sink.write(rel, glb, _size_meta(len(glb)), inputs=inputs)
+            size = len(glb)
     return NodeMeta(depth, prefix, len(records), tuple(lo.tolist()), tuple(hi.tolist()), False, size)
+
+
+def _size_meta(size: int) -> dict[str, int]:
+    return {"bytes": size}
+
+
+def node_inputs(records: np.ndarray, salt: bytes) -> str:
+    """The input hash of a node's tile: its staged records (STAGE_DTYPE, in the node's order;
+    the tile's bounds come from them) and the encoding's ``salt`` (see :meth:`Encoding.salt_text`)."""
+    h = hashlib.blake2b(salt, digest_size=20)
+    h.update(np.ascontiguousarray(records).view(np.uint8).data)
+    return h.hexdigest()
 
 
 def implicit(options: PointCloudOptions, points: int) -> bool:

@@ -368,3 +368,38 @@ def test_a_tileset_without_a_manifest_is_typed_by_its_content(tiny_city, tmp_pat
     shutil.copytree(tiny_city / "buildings", tmp_path / "copy" / "buildings")
     result = export_i3s(tmp_path / "copy" / "buildings", tmp_path / "b.slpk")
     assert result.kind == "3dtiles" and result.layer_type == "3DObject" and result.features == 126
+
+
+def _node_signature(node: dict) -> tuple:
+    """What a node holds, whatever its number: its buildings, vertices and box centre."""
+    ids = sorted(v.rstrip("\0") for v in node.get("attributes", {}).get("id", []))
+    return tuple(ids), node["vertexCount"], tuple(round(c, 7) for c in node["obb"]["center"])
+
+
+def test_an_implicit_buildings_layer_exports_as_its_explicit_twin(tiny_sources, tmp_path):
+    """Buildings written with implicit tiling (several subtree files) export to the I3S nodes of
+    the same layer written explicitly: the subtrees' availability is walked into the same tree,
+    with the boxes and errors their tile metadata holds."""
+    import cim
+
+    source = tiny_sources.root / "data" / "buildings.gpkg"
+    explicit, implicit = tmp_path / "explicit", tmp_path / "implicit"
+    cim.convert("buildings", source, explicit, height="height", max_features=8)
+    built = cim.convert("buildings", source, implicit, height="height", max_features=8, implicit_tiles=0, subtree_levels=2)
+    assert "implicitTiling" in (implicit / "tileset.json").read_text()
+    assert len(list((implicit / "subtrees").rglob("*.subtree"))) > 1
+    a, b = export_i3s(explicit, tmp_path / "explicit.slpk"), export_i3s(implicit, tmp_path / "implicit.slpk")
+    assert (b.layer_type, b.nodes, b.features) == (a.layer_type, a.nodes, a.features) and b.nodes > 20
+    assert b.features == built.layers[0].count
+    ra, rb = read_slpk(tmp_path / "explicit.slpk"), read_slpk(tmp_path / "implicit.slpk")
+
+    def tree(read: dict) -> list:
+        nodes = read["nodes"]
+        return sorted((_node_signature(n), sorted(_node_signature(nodes[c]) for c in n["children"])) for n in nodes)
+
+    assert tree(ra) == tree(rb)
+    # a subtree file the tileset names but that is gone: one line naming it
+    gone = sorted((implicit / "subtrees").rglob("*.subtree"))[-1]
+    gone.unlink()
+    with pytest.raises(CimInputError, match=gone.name):
+        export_i3s(implicit, tmp_path / "broken.slpk")
