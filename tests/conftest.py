@@ -47,6 +47,7 @@ _SECOND_BROWSER = frozenset(
         "test_mesh",
         "test_i3s_cesium",
         "test_second_client",
+        "test_massing",
     }
 )
 
