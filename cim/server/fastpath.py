@@ -305,33 +305,36 @@ class FastPath(asyncio.Protocol):
     def _serve(self) -> None:
         """Answer or pass on every complete request head held (see the module)."""
         transport = self.transport
-        while self._buffer and not self._passthrough:
+        buffer, pos = self._buffer, 0
+        while pos < len(buffer):
             if transport is None or transport.is_closing():
-                self._buffer = b""
+                pos = len(buffer)
                 break
             if self._write_paused:  # the client does not read: hold, and stop reading past a bound
-                if len(self._buffer) > MAX_HELD and not self._read_paused:
+                if len(buffer) - pos > MAX_HELD and not self._read_paused:
                     self._read_paused = True
                     transport.pause_reading()
                 break
-            end = self._buffer.find(b"\r\n\r\n")
+            end = buffer.find(b"\r\n\r\n", pos)
             if end < 0:
-                if len(self._buffer) > MAX_HEAD or b"\n\n" in self._buffer:  # over-long, or bare LF lines
-                    self._hand_over()
+                if len(buffer) - pos > MAX_HEAD or buffer.find(b"\n\n", pos) >= 0:  # over-long, or bare LF lines
+                    self._hand_over(buffer[pos:])
+                    return
                 break
             self._cancel()
-            head, rest = self._buffer[:end], self._buffer[end + 4 :]
+            head = buffer[pos:end]
             verdict = self._answer(head)
             if verdict is None:  # a body may follow, or the head is not ours to read
-                self._hand_over()
-                break
-            self._buffer = rest
+                self._hand_over(buffer[pos:])
+                return
+            start, pos = pos, end + 4
             if isinstance(verdict, list):
                 transport.writelines(verdict)
                 self._keep_alive()
             else:
-                self.inner.data_received(head + b"\r\n\r\n")
-        if self._buffer and not self._passthrough and self._deadline is None and b"\r\n\r\n" not in self._buffer:
+                self.inner.data_received(buffer[start:pos])
+        self._buffer = buffer[pos:] if pos else buffer
+        if self._buffer and self._deadline is None and b"\r\n\r\n" not in self._buffer:
             self._deadline = asyncio.get_running_loop().call_later(self.timeout, self._expire)
 
     def _answer(self, head: bytes) -> list[bytes] | bool | None:
@@ -369,11 +372,11 @@ class FastPath(asyncio.Protocol):
         if with_timeout:
             handler._next_keepalive_close_time = handler._loop.time() + with_timeout
 
-    def _hand_over(self) -> None:
-        """Pass every byte held, and all that follow, to aiohttp."""
+    def _hand_over(self, held: bytes) -> None:
+        """Pass the bytes held, and all that follow, to aiohttp."""
         self._cancel()
         self._passthrough = True
-        held, self._buffer = self._buffer, b""
+        self._buffer = b""
         if held:
             self.inner.data_received(held)
 

@@ -24,7 +24,7 @@ import pytest
 from cim.access import AccessControl
 from cim.audit import AuditLog
 from cim.server import create_app
-from cim.server.fastpath import connection_factory
+from cim.server.fastpath import FastPath, connection_factory
 from cim.server.workers import listening_socket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -239,6 +239,33 @@ def test_malformed_and_slow_heads_are_aiohttp_s_to_refuse(tiny_city, sample, cap
         conn = fast.connect()
         hits = fast.fast_hits
         assert _status(ask(conn, "GET", sample[0])) == 200 and fast.fast_hits == hits + 1
+        conn.close()
+
+
+def test_a_client_that_does_not_read_gets_every_answer_in_order(tiny_city, sample, monkeypatch):
+    """Hundreds of pipelined requests for the largest sampled file sent before reading any
+    answer: the server stops writing (and then reading) while the client does not read, and
+    every answer arrives whole and in order once it does."""
+    biggest = max(sample, key=lambda p: (tiny_city / p[len("/city/") :]).stat().st_size)
+    size = (tiny_city / biggest[len("/city/") :]).stat().st_size
+    count = max(200, 16_000_000 // max(size, 1))
+    paused: list[int] = []
+    pause = FastPath.pause_writing
+    monkeypatch.setattr(FastPath, "pause_writing", lambda self: paused.append(1) or pause(self))
+    with serving(tiny_city, fast=True) as fast:
+        conn = fast.connect()
+        first = ask(conn, "GET", biggest)
+        ask(conn, "GET", biggest)
+        hits = fast.fast_hits
+        burst = f"GET {biggest} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * count
+        sender = threading.Thread(target=conn.sock.sendall, args=(burst,))
+        sender.start()
+        time.sleep(0.5)  # the server writes until the socket buffers are full
+        for _ in range(count):
+            assert conn.answer() == first
+        sender.join(10)
+        assert fast.fast_hits == hits + count
+        assert paused, "the server never had to stop writing: the test did not test it"
         conn.close()
 
 
