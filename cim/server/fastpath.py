@@ -17,7 +17,7 @@ What it answers
 Only what it can decide exactly as the slow path would, from tables it holds: a ``GET`` or
 ``HEAD`` in ``HTTP/1.1`` of ``/city/PATH`` with plain path characters (no percent-escape, no
 query, no empty, ``.`` or ``..`` segment), no body, no ``Range``, ``If-Range``, ``Expect``,
-``Upgrade`` or ``Cookie``, no header twice, ``Connection`` absent or ``keep-alive``,
+``Upgrade`` or ``Cookie``, a ``Host``, no header twice nor empty, ``Connection`` absent or ``keep-alive``,
 ``If-Modified-Since`` only beside an ``If-None-Match`` (which wins), whose file is in the
 worker's cache and unchanged on disk (the cache's ``stat``), while aiohttp has no request of
 this connection in hand. The answer is the slow path's, byte for byte but the ``Date``: the
@@ -78,7 +78,8 @@ MAX_HEADERS = 64
 MAX_HELD = 256 * 1024
 
 _PATH_OK = re.compile(rb"/city/[A-Za-z0-9_~/.\-]+")
-_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z\-]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")
+#: a header line with a non-empty value of visible ASCII (anything else: aiohttp decides)
+_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z\-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)[ \t]*")
 #: request headers whose presence sends the request to aiohttp
 _SLOW_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"range", b"if-range", b"expect", b"upgrade", b"cookie"})
 #: request headers whose presence ends the fast path for the connection (a body follows)
@@ -356,7 +357,7 @@ class FastPath(asyncio.Protocol):
             if name in headers or name in _BODY_HEADERS:
                 return None
             headers[name] = match.group(2)
-        if version != b"HTTP/1.1":
+        if version != b"HTTP/1.1" or b"host" not in headers:  # aiohttp refuses a 1.1 request without Host
             return None
         if method not in (b"GET", b"HEAD") or not _PATH_OK.fullmatch(target) or not self._idle():
             return False
