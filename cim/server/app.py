@@ -693,8 +693,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _serve(app: web.Application, sock: socket.socket, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Serve on a listening socket until SIGINT or SIGTERM, each connection under a request-head
-    deadline (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is
-    flushed)."""
+    deadline (:class:`cim.server.guard.HeadDeadline`) and cached city files answered below
+    aiohttp (:mod:`cim.server.fastpath`), then close cleanly (the audit trail is flushed)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
