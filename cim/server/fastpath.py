@@ -124,6 +124,8 @@ class FastTable:
     @staticmethod
     def supported(app: web.Application) -> str | None:
         """Why the fast path cannot reproduce this application's answers, or None when it can."""
+        from aiohttp.web_protocol import RequestHandler
+
         from cim.server import app as app_module
         from cim.server import security
         from cim.server.errors import error_middleware
@@ -131,6 +133,9 @@ class FastTable:
 
         if app.get(FILE_CACHE) is None:
             return "the file cache is off"
+        internals = ("_request_in_progress", "_messages", "_keepalive_timeout", "_next_keepalive_close_time")
+        if not all(name in getattr(RequestHandler, "__slots__", ()) for name in internals):
+            return "this aiohttp's connection handler lacks the state it reads"
         expected = [head_middleware, error_middleware, app_module._preflight_middleware, security.security_middleware]
         if list(app.middlewares) != expected:
             return "the application's middlewares are not those it reproduces"
@@ -262,9 +267,15 @@ class FastPath(asyncio.Protocol):
         self._read_paused = False
         self._deadline: asyncio.TimerHandle | None = None
         self._peer = ""
+        #: requests passed to aiohttp one by one, and how many of them its handlers started
+        self._forwarded = 0
+        self._started = 0
+        if isinstance(inner, _Watched):
+            inner.fast = self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self.inner.connection_made(transport)
@@ -298,10 +309,14 @@ class FastPath(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _idle(self) -> bool:
-        """Whether aiohttp waits for this connection's next request, every earlier answer written."""
+        """Whether aiohttp has answered every request passed to it, every byte written.
+
+        aiohttp marks a request in progress from its handler's start to the end of its answer's
+        writing (``write_eof``); :class:`_Watched` counts the requests whose handler started. A
+        request passed on but not started yet (queued, or its task not run) keeps it busy.
+        """
         handler = self._handler
-        waiter = getattr(handler, "_waiter", None)
-        return waiter is not None and not waiter.done() and not handler._force_close and not handler._close
+        return self._started == self._forwarded and not handler._request_in_progress and not handler._messages
 
     def _serve(self) -> None:
         """Answer or pass on every complete request head held (see the module)."""
@@ -333,6 +348,7 @@ class FastPath(asyncio.Protocol):
                 transport.writelines(verdict)
                 self._keep_alive()
             else:
+                self._forwarded += 1
                 self.inner.data_received(buffer[start:pos])
         self._buffer = buffer[pos:] if pos else buffer
         if self._buffer and self._deadline is None and b"\r\n\r\n" not in self._buffer:
@@ -371,7 +387,7 @@ class FastPath(asyncio.Protocol):
         handler = self._handler
         with_timeout = getattr(handler, "_keepalive_timeout", 0)
         if with_timeout:
-            handler._next_keepalive_close_time = handler._loop.time() + with_timeout
+            handler._next_keepalive_close_time = self._loop.time() + with_timeout
 
     def _hand_over(self, held: bytes) -> None:
         """Pass the bytes held, and all that follow, to aiohttp."""
@@ -393,6 +409,18 @@ class FastPath(asyncio.Protocol):
             self.transport.close()
 
 
+class _Watched(HeadDeadline):
+    """aiohttp's protocol behind its head deadline, telling the fast path in front of it when
+    aiohttp's handler of a request starts (:func:`cim.server.guard.head_middleware` says so)."""
+
+    fast: FastPath | None = None
+
+    def head_complete(self) -> None:
+        super().head_complete()
+        if self.fast is not None:
+            self.fast._started += 1
+
+
 class _Factory:
     """A listening socket's protocol factory (see :func:`connection_factory`)."""
 
@@ -403,8 +431,9 @@ class _Factory:
         self.table = table
 
     def __call__(self) -> asyncio.Protocol:
-        inner = HeadDeadline(self.handler(), self.head_timeout)
-        return inner if self.table is None else FastPath(inner, self.table, self.head_timeout)
+        if self.table is None:
+            return HeadDeadline(self.handler(), self.head_timeout)
+        return FastPath(_Watched(self.handler(), self.head_timeout), self.table, self.head_timeout)
 
 
 def connection_factory(app: web.Application, handler: Any, head_timeout: float = HEAD_TIMEOUT, *, fast: bool = True) -> _Factory:
