@@ -50,7 +50,7 @@ class Served:
 
 
 @contextmanager
-def serving(city: Path, *, fast: bool, audit: bool = False) -> Iterator[Served]:
+def serving(city: Path, *, fast: bool, audit: bool = False, keepalive: float = 75.0) -> Iterator[Served]:
     from aiohttp import web
 
     app = create_app(city, city, audit=audit)
@@ -60,7 +60,7 @@ def serving(city: Path, *, fast: bool, audit: bool = False) -> Iterator[Served]:
     box: dict[str, Any] = {}
 
     async def main() -> None:
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive)
         await runner.setup()
         box["factory"] = factory = connection_factory(app, runner.server, HEAD_TIMEOUT, fast=fast)
         server = await loop.create_server(factory, sock=sock)
@@ -347,6 +347,22 @@ def test_odd_request_heads_get_the_slow_path_s_answer(tiny_city, sample):
     statuses = {_status(a) for a in slow}
     assert {200, 400} <= statuses, statuses
     assert hits >= 4, "no odd head was answered by the fast path: the test did not test it"
+
+
+def test_a_busy_fast_connection_outlives_aiohttp_s_keep_alive_timer(tiny_city, sample):
+    """aiohttp closes a connection idle for its keep-alive timeout; one the fast path keeps
+    busy is not idle, and one left idle is still closed."""
+    with serving(tiny_city, fast=True, keepalive=1.0) as fast:
+        conn = fast.connect()
+        ask(conn, "GET", sample[0])  # a miss: aiohttp's, which arms its timer
+        hits = fast.fast_hits
+        for _ in range(10):  # 3 s of hits, three times the timeout
+            assert _status(ask(conn, "GET", sample[0])) == 200
+            time.sleep(0.3)
+        assert fast.fast_hits == hits + 10
+        time.sleep(2.5)
+        assert _until_closed(conn) == b"", "an idle connection was not closed"
+        conn.close()
 
 
 def _until_closed(conn: Conn) -> bytes:
