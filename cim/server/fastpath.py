@@ -47,6 +47,18 @@ answers keep their order). A head that arrives incomplete is held here, under th
 as :class:`~cim.server.guard.HeadDeadline`'s (a slowloris connection is closed with the same log
 line). The fast path turns itself off (with a warning) for an application whose middlewares or
 response signals are not the ones whose headers it reproduces.
+
+Staying in step with aiohttp
+----------------------------
+Requests are passed to aiohttp one whole head at a time, so its parser never holds half of one.
+aiohttp is idle for this connection when every request passed to it has reached its handler
+(:class:`_Watched`, told by :func:`cim.server.guard.head_middleware`) and none is in progress
+(aiohttp clears that flag once the answer's last byte is handed to the transport) with none
+queued; the wait for its next request cannot serve as the sign, since uvloop reads the next
+request before a finished handler's task wakes aiohttp's loop. Each fast answer pushes back
+aiohttp's keep-alive deadline, so a connection kept busy here is not closed as idle. These read
+three attributes of aiohttp's ``RequestHandler`` (``_request_in_progress``, ``_messages``,
+``_next_keepalive_close_time``): an aiohttp without them turns the fast path off.
 """
 
 from __future__ import annotations
