@@ -57,8 +57,9 @@ aiohttp is idle for this connection when every request passed to it has reached 
 queued; the wait for its next request cannot serve as the sign, since uvloop reads the next
 request before a finished handler's task wakes aiohttp's loop. Each fast answer pushes back
 aiohttp's keep-alive deadline, so a connection kept busy here is not closed as idle. These read
-three attributes of aiohttp's ``RequestHandler`` (``_request_in_progress``, ``_messages``,
-``_next_keepalive_close_time``): an aiohttp without them turns the fast path off.
+four attributes of aiohttp's ``RequestHandler`` (``_request_in_progress``, ``_messages``,
+``_keepalive_timeout``, ``_next_keepalive_close_time``): an aiohttp without them turns the fast
+path off.
 """
 
 from __future__ import annotations
