@@ -26,6 +26,7 @@ every figure carries the load average before the run.
 
     .venv/bin/python benchmarks/bench_server.py --city benchmarks/out/district/tiles
     .venv/bin/python benchmarks/bench_server.py --city DIR --cim-src /work/main   # an older checkout
+    .venv/bin/python benchmarks/bench_server.py --city DIR --before /work/main    # both, in one run
     .venv/bin/python benchmarks/bench_server.py --city DIR --soak 60 --no-acl --no-peer
 """
 
@@ -414,6 +415,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--server-args", default="", help="extra arguments of python -m cim.server, e.g. '--workers 2'")
     parser.add_argument("--cim-src", type=Path, default=None, help="serve with the cim package of this checkout (before/after)")
+    parser.add_argument("--before", type=Path, default=None, help="also measure cim with this checkout's code, in the same run")
     parser.add_argument("--no-peer", action="store_true", help="skip nginx")
     parser.add_argument("--no-acl", action="store_true", help="skip the run with access control on")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the soak run (0: none)")
@@ -441,6 +443,12 @@ def main() -> None:
         ratio = figures["cim"]["rps"] / figures["nginx"]["rps"]
         figures["cim"]["ratio_to_nginx"] = ratio
         print(f"  cim / nginx: {ratio:.2f}x requests/s")
+    if args.before is not None:
+        figures["cim_before"] = measure(f"cim before ({args.before})", cim_server(city, server_args, args.before), urls, args)
+        if "nginx" in figures:
+            ratio = figures["cim_before"]["rps"] / figures["nginx"]["rps"]
+            figures["cim_before"]["ratio_to_nginx"] = ratio
+            print(f"  cim before / nginx: {ratio:.2f}x requests/s")
     if not args.no_acl:
         copy, headers, layer = acl_copy(city)
         try:

@@ -37,8 +37,9 @@ from cim.errors import CimError, CimForbidden, CimInputError, CimIOError, CimNot
 from cim.server import analysis, api, query_api, vendor
 from cim.server import annotations as annotations_api
 from cim.server.errors import Handler, error_middleware, error_response
+from cim.server.fastpath import connection_factory
 from cim.server.filecache import DEFAULT_CACHE_BYTES, CachedFile, FileCache, stamp_of
-from cim.server.guard import HEAD_TIMEOUT, HeadDeadline, MalformedRequestFilter, head_middleware
+from cim.server.guard import HEAD_TIMEOUT, MalformedRequestFilter, head_middleware
 from cim.server.openapi import Operation, add_operations, operation
 from cim.server.security import (
     MAX_BODY,
@@ -692,8 +693,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _serve(app: web.Application, sock: socket.socket, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Serve on a listening socket until SIGINT or SIGTERM, each connection under a request-head
-    deadline (:class:`cim.server.guard.HeadDeadline`), then close cleanly (the audit trail is
-    flushed)."""
+    deadline (:class:`cim.server.guard.HeadDeadline`) and cached city files answered below
+    aiohttp (:mod:`cim.server.fastpath`), then close cleanly (the audit trail is flushed)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -702,7 +703,7 @@ async def _serve(app: web.Application, sock: socket.socket, head_timeout: float 
         loop.add_signal_handler(sig, stop.set)
     handler = runner.server
     assert handler is not None
-    server = await loop.create_server(lambda: HeadDeadline(handler(), head_timeout), sock=sock)
+    server = await loop.create_server(connection_factory(app, handler, head_timeout), sock=sock)
     try:
         await stop.wait()
     finally:
