@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -38,6 +39,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +53,47 @@ __all__ = [
     "AccessControl",
     "Principal",
     "UserInfo",
+    "file_stamp",
     "private_dir",
     "secret_key",
 ]
+
+#: per running event loop, the stamps taken in its current turn
+_STAMPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[int, int] | None]] = weakref.WeakKeyDictionary()
+
+
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a file, None when it is missing: at most one ``stat`` a file per
+    turn of the running event loop.
+
+    The server asks whether the access rules and ``city.json`` changed on every request; a
+    ``stat`` each, three a request, cost a third of a cached tile's answer (see
+    ``benchmarks/bench_fastpath.py``). Within one turn of the loop the answer is taken once and
+    a callback clears it at the next turn, so a change (a ``cim users revoke``) reaches every
+    request handled after it by one turn of the loop at most: microseconds while the server is
+    busy, since a pending callback keeps the loop from sleeping. Outside a running loop (a
+    thread, the CLI) every call is a ``stat``.
+    """
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    key = os.fspath(path)
+    memo = _STAMPS.get(loop) if loop is not None else None
+    if memo is not None and key in memo:
+        return memo[key]
+    try:
+        st = os.stat(key)
+        stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        stamp = None  # any other error is raised, never taken for "no file" (no rules: all public)
+    if loop is not None:
+        if memo is None:
+            memo = _STAMPS[loop] = {}
+            loop.call_soon(_STAMPS.pop, loop, None)  # the next turn starts afresh
+        memo[key] = stamp
+    return stamp
+
 
 #: the folder, inside a built city, that holds its access rules, audit log and secret key
 ACCESS_DIR = ".cim"
@@ -236,11 +276,7 @@ class AccessControl:
 
     def _refresh(self) -> None:
         """Re-read the rules when the database changed on disk."""
-        try:
-            st = self.db.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
+        stamp = file_stamp(self.db) or (0, 0)
         if stamp == self._stamp:
             return
         with self._lock:

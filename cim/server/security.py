@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cim.access import ANONYMOUS, AccessControl, Principal
+from cim.access import ANONYMOUS, AccessControl, Principal, file_stamp
 from cim.audit import AuditWriter
 from cim.errors import CimInputError
 from cim.server.errors import Handler, error_response
@@ -100,12 +99,8 @@ class _LayerMap:
         self.city: dict[str, Any] = {}
 
     def refresh(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
+        stamp = file_stamp(self.path)
+        if stamp is None or stamp == self._stamp:
             return
         try:
             city = json.loads(self.path.read_bytes())
@@ -209,10 +204,9 @@ class _TokenMemo:
 
     def _db_stamp(self) -> tuple[int, int] | None:
         try:
-            st = os.stat(self.acl.db)
+            return file_stamp(self.acl.db)
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
 
     def get(self, token: str) -> tuple[bool, Principal | None]:
         """(known, principal): known is False when the token must be checked in full."""
