@@ -225,7 +225,8 @@ OTHER_LAYERS = ("terrain", "imagery", "bim", "reality")
 def kill_in(recipe: Path, out: Path, layer: str, rng: random.Random, attempts: int = 4) -> bool:
     """Start ``cim build`` and SIGKILL it at a random moment of ``layer``'s build (from its build
     log's first write on). When the build finished first, the layer's folder is removed (the next
-    build makes the layer again) and a shorter delay is tried; False when no attempt landed."""
+    build makes the layer again; ``city.json``, which names it, with it) and a shorter delay is
+    tried; False when no attempt landed."""
     for attempt in range(attempts):
         since = time.time_ns()
         proc = cim_build(recipe, out)
@@ -233,6 +234,7 @@ def kill_in(recipe: Path, out: Path, layer: str, rng: random.Random, attempts: i
             return True
         assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
         shutil.rmtree(out / layer)
+        (out / "city.json").unlink()  # it named the layer just removed: nothing is published now
     return False
 
 
