@@ -206,7 +206,7 @@ def test_a_proposal_drawn_by_mouse_reports_before_and_after(
     page.wait_for_function(f"() => document.querySelector('#analysis-input').textContent.includes('{ifc.name}')", timeout=10_000)
     assert page.evaluate("window.cim.analysis.inputs.proposal") is None
     page.click("#analysis-run")
-    page.wait_for_function("() => window.cim.analysis.last?.summary?.proposal?.plan", timeout=180_000, polling=100)
+    page.wait_for_function("() => window.cim.analysis.last?.kind === 'heightlimit'", timeout=180_000, polling=100)
     request = page.evaluate("window.cim.analysis.request('heightlimit')")
     assert request["proposal"] == {} and request["limit"] == 3  # the file went up beside it
     file = {"name": ifc.name, "data": base64.b64encode(ifc.read_bytes()).decode("ascii")}
