@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,8 @@ import pytest
 
 import cim
 from cim.store import LOG_NAME
-
-TIMING = {"seconds", "kernel_peak_mb", "kernel_processes"}
-
-
-def without_timing(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: without_timing(v) for k, v in doc.items() if k not in TIMING}
-    if isinstance(doc, list):
-        return [without_timing(v) for v in doc]
-    return doc
-
-
-def rows(path: Path) -> list[str]:
-    con = sqlite3.connect(path)
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
+from tests.helpers.cities import sqlite_rows as rows
+from tests.helpers.cities import without_timing
 
 
 def logged(path: Path) -> tuple[str, dict[str, int]]:

@@ -262,15 +262,7 @@ def burn_meshes(model: SurfaceModel, meshes: Sequence[np.ndarray]) -> list[np.nd
     stands_for = []
     for tri in meshes:
         plan = mesh_footprint(tri, model.res)
-        near = prisms.tree.query(plan, predicate="intersects")
-        rows = np.array(
-            sorted(
-                int(i)
-                for i in near
-                if shapely.area(shapely.intersection(prisms.footprints[i], plan)) > 0.5 * shapely.area(prisms.footprints[i])
-            ),
-            dtype=np.int64,
-        )
+        rows = prisms.covered_by(plan)
         stands_for.append(rows)
         xy = tri.reshape(-1, 3)[:, :2]
         rs, cs = model.window((float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())))

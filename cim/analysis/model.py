@@ -98,6 +98,14 @@ class Prisms:
         """A spatial index of :attr:`footprints`."""
         return shapely.STRtree(self.footprints)
 
+    def covered_by(self, plan: shapely.Geometry) -> np.ndarray:
+        """The buildings (sorted rows) more than half of whose footprint ``plan`` covers: the ones
+        a proposal or a BIM model standing there replaces."""
+        near = self.tree.query(plan, predicate="intersects")
+        area = shapely.area(self.footprints[near])
+        shared = shapely.area(shapely.intersection(self.footprints[near], plan))
+        return np.sort(near[shared > 0.5 * area]).astype(np.int64)
+
     def take(self, rows: np.ndarray) -> Prisms:
         """The buildings ``rows`` (in that order)."""
         return prisms_from_polygons(self.footprints[rows], self.base[rows], self.top[rows], self.ids[rows], self.uses[rows])

@@ -167,15 +167,7 @@ def apply_proposal(model: SurfaceModel, proposal: Mapping[str, Any]) -> tuple[Su
     each cell it owns) and in the prisms by its plan, lowest and highest points."""
     poly, base, top, tri = _proposal_solid(model, proposal)
     prisms = model.prisms
-    near = prisms.tree.query(poly, predicate="intersects")
-    covered = np.array(
-        sorted(
-            int(i)
-            for i in near
-            if shapely.area(shapely.intersection(prisms.footprints[i], poly)) > 0.5 * shapely.area(prisms.footprints[i])
-        ),
-        dtype=np.int64,
-    )
+    covered = prisms.covered_by(poly)
     keep = np.setdiff1d(np.arange(len(prisms)), covered)
     new = prisms_from_polygons(
         np.concatenate([prisms.footprints[keep], np.array([poly], dtype=object)]),
