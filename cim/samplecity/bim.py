@@ -362,9 +362,10 @@ def _make_deterministic(f: ifcopenshell.file, name: str, seed: int) -> None:
         digest = hashlib.sha256(f"cim sample {seed} {name} #{entity.id()}".encode()).hexdigest()[:32]
         entity.GlobalId = ifcopenshell.guid.compress(digest)
     f.header.file_name.time_stamp = "2026-01-01T00:00:00"
-    # relationships' member sets come out of ifcopenshell.api in a Python set's order: sort them
-    # (IfcRelNests is the one whose members are an ordered list)
-    for rel in f.by_type("IfcRelationship"):
+    # relationships' member sets, and the project's units, come out of ifcopenshell.api in a
+    # Python set's order (objects hashed by their address: it changes with what the process did
+    # before): sort them (IfcRelNests is the one whose members are an ordered list)
+    for rel in [*f.by_type("IfcRelationship"), *f.by_type("IfcUnitAssignment")]:
         if rel.is_a("IfcRelNests"):
             continue
         for i in range(len(rel)):

@@ -233,6 +233,27 @@ def test_a_proposal_drawn_by_mouse_reports_before_and_after(
         "corners": len(ring) - 1,
     }
 
+    # a glTF carries no georeferencing: it stands at the centre of the footprint drawn before it
+    import trimesh
+
+    glb = trimesh.creation.box(extents=(20.0, 20.0, 50.0)).export(file_type="glb")
+    page.evaluate("(ring) => window.cim.analysis.setInputs({ area: window.cim.analysis.inputs.area, proposal: ring })", square)
+    page.set_input_files("#analysis-proposal-file", files=[{"name": "tower.glb", "mimeType": "model/gltf-binary", "buffer": glb}])
+    page.wait_for_function("() => document.querySelector('#analysis-input').textContent.includes('tower.glb')", timeout=10_000)
+    request = page.evaluate("window.cim.analysis.request('heightlimit')")
+    assert request["proposal"]["position"] == pytest.approx([sum(p[0] for p in square) / 4, sum(p[1] for p in square) / 4], abs=1e-12)
+    page.evaluate("() => { window.previousAnswer = window.cim.analysis.last; }")
+    page.click("#analysis-run")
+    page.wait_for_function(
+        "() => window.cim.analysis.last !== window.previousAnswer || document.querySelector('#analysis-result').textContent.includes('失败')",
+        timeout=180_000,
+        polling=100,
+    )
+    assert "失败" not in page.inner_text("#analysis-result"), page.inner_text("#analysis-result")
+    file = {"name": "tower.glb", "data": base64.b64encode(glb).decode("ascii")}
+    s = run_analysis(model, "heightlimit", {**request, "proposal": {**request["proposal"], "file": file}})["summary"]
+    assert page.evaluate("window.cim.analysis.last.summary") == s
+
     # back to the default: the block goes, and the table with the answer
     page.click("#analysis-default")
     assert page.evaluate("window.cim.analysis.massing.entities.values.length") == 0

@@ -144,6 +144,8 @@ export function analysisTool(viewer) {
   let drawnProposal = "";
   /** a proposal given as a model file (IFC, glTF/GLB): sent with each request as multipart */
   let proposalModel = /** @type {File | null} */ (null);
+  /** where a glTF proposal stands ([lon, lat]): see readProposalFile */
+  let modelAt = /** @type {number[] | null} */ (null);
   /** the model file's plan ([lon, lat] ring) and height, as the server's last answer gave them */
   let modelShape = /** @type {{ ring: number[][], height: number } | null} */ (null);
 
@@ -201,8 +203,8 @@ export function analysisTool(viewer) {
    */
   function request(k = kind()) {
     if (proposalModel) {
-      // an IFC places itself by its georeferencing; a glTF carries none: it stands at the city's centre
-      const placed = /\.(glb|gltf)$/i.test(proposalModel.name) ? { position: [centre().lon, centre().lat] } : {};
+      // an IFC places itself by its georeferencing; a glTF carries none (see readProposalFile)
+      const placed = /\.(glb|gltf)$/i.test(proposalModel.name) ? { position: modelAt ?? [centre().lon, centre().lat] } : {};
       return { ...fields(k), proposal: placed };
     }
     return { ...fields(k), ...(inputs.proposal ? { proposal: { polygon: inputs.proposal.map(([lon, lat]) => [lon, lat]), height: proposalMetres() } } : {}) };
@@ -410,7 +412,9 @@ export function analysisTool(viewer) {
 
   /**
    * Read a proposal from a file: a model (IFC, glTF/GLB) is kept as it is and sent with each
-   * request, the server placing and measuring it (its block drawn from the answer's plan); from
+   * request, the server placing and measuring it (its block drawn from the answer's plan; a glTF,
+   * which carries no georeferencing, stands at the centre of the footprint drawn before it, else
+   * at the picked point, else at the city's centre); from
    * GeoJSON, the first Polygon (a geometry, a Feature or a FeatureCollection's), its height from
    * the feature's `height` property if it has one.
    * @param {File} file
@@ -418,7 +422,10 @@ export function analysisTool(viewer) {
   async function readProposalFile(file) {
     failure = "";
     if (/\.(ifc|glb|gltf)$/i.test(file.name)) {
+      const ring = inputs.proposal;
+      const at = ring ? [ring.reduce((a, p) => a + p[0], 0) / ring.length, ring.reduce((a, p) => a + p[1], 0) / ring.length] : (inputs.point?.slice(0, 2) ?? null);
       setInputs({ ...inputs, proposal: undefined });
+      modelAt = at;
       proposalModel = file;
       showState();
       return;
@@ -501,6 +508,7 @@ export function analysisTool(viewer) {
     if (given.proposal !== inputs.proposal) proposalBase = null;
     proposalModel = null;
     modelShape = null;
+    modelAt = null;
     inputs = { ...given };
     stopPicking();
   }
