@@ -1,7 +1,7 @@
 """The audit trail of a served city (全程留痕、可追溯): who did what, when, from where.
 
-Every login, every read of a restricted layer, every search, query, analysis, export and
-annotation is one record in ``CITY/.cim/audit.jsonl``:
+Every login, every search, query, analysis, export and annotation is one record in
+``CITY/.cim/audit.jsonl``, and reads of a restricted layer are recorded by bursts (below):
 
     {"seq": 41, "time": "2026-12-06T05:01:02.345678Z", "user": "wang", "action": "search",
      "target": "/api/search", "remote": "127.0.0.1", "status": 200, "detail": {"q": "秦州"},
@@ -20,10 +20,36 @@ the next record's ``prev``; reordering breaks both; cutting records off the end 
 the head (last ``seq`` and ``mac``) kept beside the log in ``audit.head``. Without the key a
 forger cannot recompute the chain; keep the key from those who may read the log.
 
-**Never in the way of serving.** The server hands records to :class:`AuditWriter`, a thread that
-appends them in batches; a request only puts a dict on a queue. Several server processes may
-share one log: an append takes an exclusive ``flock`` and continues the chain from the file's
-last record.
+**One record per burst of tile reads.** A viewer opening a restricted layer reads dozens of
+tiles a second, and a record per tile made the trail the dearest part of serving one (a chained,
+HMAC'd JSON line per tile: half of what access control cost the server's requests/s, see
+``benchmarks/README.md``, "Serving under load"). The reads of one restricted layer by one user
+from one address with one status, within one turn of the writer (:class:`AuditWriter`, about a
+second), are ONE record, ``action`` ``read``, whose ``detail`` lists every path read (``paths``,
+each once, in the order first read), how many reads in all (``count``; ``repeats`` gives the
+paths read more than once), the time of the first (the record's ``time``) and of the last
+(``last``)::
+
+    {"seq": 42, "time": "…T05:01:02.100000Z", "user": "wang", "action": "read",
+     "target": "/city/buildings/tileset.json", "remote": "127.0.0.1", "status": 200,
+     "detail": {"layer": "buildings", "count": 5, "last": "…T05:01:02.900000Z",
+                "paths": ["/city/buildings/tileset.json", "/city/buildings/t/0.glb", …],
+                "repeats": {"/city/buildings/tileset.json": 2}}, "prev": …, "mac": …}
+
+Nothing is lost: who, which layer, from where, every path and how often, within a second; the
+record is under the same MAC and chain as any other, so editing a path, a count or a time in it
+is found by ``cim audit verify`` as before. Logins, refusals, searches, queries, analyses,
+exports and annotations stay one record each. Records are chained in the order of their first
+event, so the ``last`` read of a burst may be later than the ``time`` of records after it.
+
+**Never in the way of serving.** A request appends a tuple (the time as ``time.time()``, the
+fields as given) to a ``deque``: no lock, no ``datetime``, no JSON, no dict for a read. The
+writer's thread wakes once a turn, groups and formats what was appended, and writes it in one
+append: the JSON and the MAC are paid once a burst, not once a tile. The server closes the writer at its cleanup (the
+end of ``cim serve``, and of each worker at SIGTERM), which writes what is queued; a burst is
+on disk within about two seconds while the server runs. Several server processes may share
+one log: an append takes an exclusive ``flock`` and continues the chain from the file's last
+record.
 """
 
 from __future__ import annotations
@@ -35,8 +61,9 @@ import hmac
 import json
 import logging
 import os
-import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +73,7 @@ from typing import Any
 from cim.access import private_dir, secret_key
 from cim.errors import CimError, CimInputError, CimNotFound
 
-__all__ = ["AUDIT_NAME", "AuditLog", "AuditWriter", "Problem", "Verification", "parse_time"]
+__all__ = ["AUDIT_NAME", "AuditLog", "AuditWriter", "Problem", "Verification", "burst_records", "parse_time"]
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +231,10 @@ class AuditLog:
         action: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        path: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The records matching every filter given (times as UTC datetimes; ``until`` exclusive)."""
+        """The records matching every filter given (times as UTC datetimes; ``until`` exclusive;
+        ``path``: the record's target, or one of the paths a read record lists)."""
         for _, record, _ in self.records():
             if record is None:
                 continue
@@ -213,6 +242,11 @@ class AuditLog:
                 continue
             if action is not None and record.get("action") != action:
                 continue
+            if path is not None and record.get("target") != path:
+                detail = record.get("detail")
+                paths = detail.get("paths") if isinstance(detail, dict) else None
+                if not isinstance(paths, list) or path not in paths:
+                    continue
             if since is not None or until is not None:
                 try:
                     when = parse_time(str(record.get("time")))
@@ -264,64 +298,134 @@ class AuditLog:
 
 
 class AuditWriter:
-    """Appends records from a queue in a background thread, so a request never waits on disk.
+    """Writes the trail from a background thread; a request only appends a tuple to a deque.
 
-    :meth:`record` is safe from any thread (an asyncio handler included); :meth:`close` writes
-    what is queued and stops. A failing disk is logged once per burst and the records kept for
-    the next try: the trail is not silently dropped while the server keeps serving.
+    :meth:`record` (one record per call: logins, searches, queries, analyses, exports,
+    annotations, refusals) and :meth:`read` (a permitted read of a restricted layer's file) are
+    safe from any thread (an asyncio handler included) and take no lock: ``deque.append`` of a
+    tuple and a ``time.time()``. Every ``interval`` seconds (or at :meth:`flush` and
+    :meth:`close`) the thread takes what was appended and writes it in one append: each
+    :meth:`record` as a record, and the reads of the same (user, layer, address, status) in
+    that turn as ONE ``read`` record listing them (see :func:`burst_records`). A failing disk
+    is logged once per turn and the records kept for the next try: the trail is not silently
+    dropped while the server keeps serving.
+
+    Parameters
+    ----------
+    audit : AuditLog
+        The trail written.
+    batch : int
+        Most records in one append (one ``flock``, one ``fsync``).
+    interval : float
+        Seconds between the thread's turns: a read is on disk within about this much, and the
+        reads of one turn become one record a reader and layer.
+    max_paths : int
+        Most distinct paths one read record lists (more start another record).
     """
 
-    def __init__(self, audit: AuditLog, batch: int = 512) -> None:
+    def __init__(self, audit: AuditLog, batch: int = 512, interval: float = 1.0, max_paths: int = 1000) -> None:
         self.audit = audit
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._items: deque[tuple[Any, ...] | threading.Event | None] = deque()
         self._batch = batch
-        self._unwritten = 0
-        self._written = threading.Condition()
+        self._interval = interval
+        self._max_paths = max_paths
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cim-audit", daemon=True)
         self._thread.start()
 
     def record(self, **entry: Any) -> None:
-        entry.setdefault("time", _now())
-        with self._written:
-            self._unwritten += 1
-        self._queue.put(entry)
+        """Queue one record: ``user``, ``action``, ``target``, ``remote``, ``status``, ``detail``
+        (``time``: now, unless given as an ISO 8601 string)."""
+        self._items.append((time.time(), entry))
+
+    def read(self, user: str, layer: str, target: str, remote: str | None, status: int) -> None:
+        """Queue a read of ``target`` (a file of the restricted ``layer``) by ``user``."""
+        self._items.append((time.time(), user, layer, target, remote, status))
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every record queued so far is on disk; returns False on timeout."""
-        with self._written:
-            return self._written.wait_for(lambda: self._unwritten == 0, timeout)
+        """Wait until everything queued so far is on disk; returns False on timeout."""
+        done = threading.Event()
+        self._items.append(done)
+        self._wake.set()
+        return done.wait(timeout)
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Write everything queued and stop the thread."""
+        self._items.append(None)
+        self._wake.set()
         self._thread.join(timeout=30.0)
 
     def _run(self) -> None:
         pending: list[dict[str, Any]] = []
+        waiting: list[threading.Event] = []
         stop = False
         while not stop:
-            item = self._queue.get()
-            if item is None:
-                stop = True
-            else:
-                pending.append(item)
-            while len(pending) < self._batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            taken: list[tuple[Any, ...]] = []
+            items = self._items
+            while items:  # popleft is atomic: an append racing this loop is taken now or next turn
+                item = items.popleft()
                 if item is None:
                     stop = True
-                    break
-                pending.append(item)
-            if pending:
-                try:
-                    self.audit.append(*pending)
-                    with self._written:
-                        self._unwritten -= len(pending)
-                        self._written.notify_all()
-                    pending = []
-                except (OSError, CimError) as exc:
-                    log.error("audit log %s: cannot append %d record(s): %s", self.audit.path, len(pending), exc)
-                    if stop:
-                        break
-                    threading.Event().wait(1.0)
+                elif isinstance(item, threading.Event):
+                    waiting.append(item)
+                else:
+                    taken.append(item)
+            pending += burst_records(taken, self._max_paths)
+            try:
+                while pending:
+                    self.audit.append(*pending[: self._batch])
+                    del pending[: self._batch]
+            except (OSError, CimError) as exc:
+                log.error("audit log %s: cannot append %d record(s): %s", self.audit.path, len(pending), exc)
+                continue
+            for done in waiting:
+                done.set()
+            waiting = []
+
+
+def _time_text(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def burst_records(items: list[tuple[Any, ...]], max_paths: int = 1000) -> list[dict[str, Any]]:
+    """The records of a writer's turn, in the order of their first item.
+
+    An item ``(time, entry)`` is one record. Items ``(time, user, layer, target, remote,
+    status)`` (reads) of the same user, layer, address and status become one ``read`` record:
+    ``time`` the first read's, ``target`` the first path, and ``detail`` ``{"layer", "count":
+    reads, "paths": [each path once, in the order first read], "last": the last read's time}``
+    plus ``"repeats": {path: reads}`` for the paths read more than once.
+    """
+    out: list[dict[str, Any]] = []
+    open_bursts: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, int]]] = {}
+    for item in items:
+        if len(item) == 2:
+            when, entry = item
+            entry = dict(entry)
+            if not entry.get("time"):
+                entry["time"] = _time_text(when)
+            out.append(entry)
+            continue
+        when, user, layer, target, remote, status = item
+        key = (user, layer, remote, status)
+        burst = open_bursts.get(key)
+        if burst is None or (target not in burst[1] and len(burst[1]) >= max_paths):
+            detail: dict[str, Any] = {"layer": layer, "count": 0, "last": when}
+            record = {"time": _time_text(when), "user": user, "action": "read", "target": target, "remote": remote, "status": status}
+            record["detail"] = detail
+            burst = open_bursts[key] = (record, {})
+            out.append(record)
+        record, reads = burst
+        reads[target] = reads.get(target, 0) + 1
+        record["detail"]["count"] += 1
+        record["detail"]["last"] = when
+    for record, reads in open_bursts.values():
+        detail = record["detail"]
+        detail["paths"] = list(reads)
+        detail["last"] = _time_text(detail["last"])
+        repeats = {path: n for path, n in reads.items() if n > 1}
+        if repeats:
+            detail["repeats"] = repeats
+    return out

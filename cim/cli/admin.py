@@ -192,14 +192,17 @@ def audit() -> None:
 @click.option("--action", help="Only this action (login, read, read-denied, search, ...).")
 @click.option("--since", help="From this time (ISO 8601, UTC unless it says otherwise).")
 @click.option("--until", help="Before this time.")
+@click.option("--path", help="Only records of this path (e.g. /city/bim/tileset.json), read records listing it included.")
 @click.option("--json", "as_json", is_flag=True, help="The records as JSON lines.")
 @handle_errors
-def audit_show(city_dir: Path, user: str | None, action: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+def audit_show(
+    city_dir: Path, user: str | None, action: str | None, since: str | None, until: str | None, path: str | None, as_json: bool
+) -> None:
     """Print the records matching every filter given."""
     from cim.audit import AuditLog, parse_time
 
     records = AuditLog(city_dir).show(
-        user=user, action=action, since=parse_time(since) if since else None, until=parse_time(until) if until else None
+        user=user, action=action, since=parse_time(since) if since else None, until=parse_time(until) if until else None, path=path
     )
     for r in records:
         if as_json:

@@ -234,7 +234,7 @@ class FastTable:
             writer = self.app.get(AUDIT)
             if writer is not None:
                 principal, layer = audited
-                writer.record(user=principal.label, action="read", target=path, remote=peer, status=status, detail={"layer": layer})
+                writer.read(principal.label, layer, path, peer, status)
         self.hits += 1
         return out
 

@@ -42,6 +42,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "SESSION_COOKIE",
     "audit",
+    "audit_read",
     "city_for",
     "principal_of",
     "security_middleware",
@@ -169,6 +170,13 @@ def audit(request: web.Request, action: str, status: int, **detail: Any) -> None
     )
 
 
+def audit_read(request: web.Request, layer: str, status: int) -> None:
+    """Record a read of a restricted layer's file (queued, grouped into bursts: :mod:`cim.audit`)."""
+    writer: AuditWriter | None = request.app.get(AUDIT)
+    if writer is not None:
+        writer.read(principal_of(request).label, layer, request.path, request.remote, status)
+
+
 def city_for(request: web.Request) -> dict[str, Any]:
     """``city.json`` as this request's principal may see it: layers it may not read removed."""
     layers: _LayerMap = request.app[LAYER_MAP]
@@ -291,7 +299,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
                 audit(request, "read-denied", 403, layer=layer)
                 return error_response(403, f"layer {layer!r} is restricted")
             response = await handler(request)
-            audit(request, "read", response.status, layer=layer)
+            audit_read(request, layer, response.status)
             return response
     return await handler(request)
 
