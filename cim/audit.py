@@ -396,10 +396,12 @@ def burst_records(items: list[tuple[Any, ...]], max_paths: int = 1000) -> list[d
     status)`` (reads) of the same user, layer, address and status become one ``read`` record:
     ``time`` the first read's, ``target`` the first path, and ``detail`` ``{"layer", "count":
     reads, "paths": [each path once, in the order first read], "last": the last read's time}``
-    plus ``"repeats": {path: reads}`` for the paths read more than once.
+    plus ``"repeats": {path: reads}`` for the paths read more than once. A record lists at
+    most ``max_paths`` paths: a new path past them starts the next record of the same key.
     """
     out: list[dict[str, Any]] = []
     open_bursts: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, int]]] = {}
+    bursts: list[tuple[dict[str, Any], dict[str, int]]] = []
     for item in items:
         if len(item) == 2:
             when, entry = item
@@ -416,12 +418,13 @@ def burst_records(items: list[tuple[Any, ...]], max_paths: int = 1000) -> list[d
             record = {"time": _time_text(when), "user": user, "action": "read", "target": target, "remote": remote, "status": status}
             record["detail"] = detail
             burst = open_bursts[key] = (record, {})
+            bursts.append(burst)
             out.append(record)
         record, reads = burst
         reads[target] = reads.get(target, 0) + 1
         record["detail"]["count"] += 1
         record["detail"]["last"] = when
-    for record, reads in open_bursts.values():
+    for record, reads in bursts:
         detail = record["detail"]
         detail["paths"] = list(reads)
         detail["last"] = _time_text(detail["last"])

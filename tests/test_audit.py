@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from cim.audit import AuditLog, AuditWriter, parse_time
+from cim.audit import AuditLog, AuditWriter, burst_records, parse_time
 from cim.cli.main import cli
 
 
@@ -185,3 +186,113 @@ def test_cli_users_and_access(city):
     assert revoked.exit_code == 0 and "1 token(s) deleted" in revoked.output
     listed = runner.invoke(cli, ["users", "list", str(city), "--json"])
     assert json.loads(listed.output.splitlines()[0])["active"] is False
+
+
+# ---------------------------------------------------------------------- reads in bursts
+
+
+def read_records(city: Path) -> list[dict]:
+    log = AuditLog(city)
+    return list(log.show(action="read")) if log.path.is_file() else []
+
+
+def test_a_burst_of_reads_is_fewer_records_listing_every_path(city):
+    writer = AuditWriter(AuditLog(city), interval=60.0)  # one turn: the flush below
+    paths = [f"/city/bim/t/{i}.glb" for i in range(50)]
+    for path in paths:
+        writer.read("wang", "bim", path, "127.0.0.1", 200)
+    writer.read("wang", "bim", paths[7], "127.0.0.1", 200)  # read again
+    writer.read("li", "bim", paths[0], "127.0.0.1", 200)  # another reader: another record
+    writer.record(user="wang", action="search", target="/api/search", status=200, detail={"q": "x"})
+    assert writer.flush(10.0)
+    writer.close()
+    records = list(AuditLog(city).show())
+    assert [(r["user"], r["action"]) for r in records] == [("wang", "read"), ("li", "read"), ("wang", "search")]
+    burst = records[0]
+    assert burst["detail"]["paths"] == paths and burst["detail"]["count"] == 51 and burst["detail"]["repeats"] == {paths[7]: 2}
+    assert burst["target"] == paths[0] and burst["remote"] == "127.0.0.1" and burst["status"] == 200 and burst["detail"]["layer"] == "bim"
+    assert parse_time(burst["time"]) <= parse_time(burst["detail"]["last"])
+    assert records[1]["detail"]["paths"] == [paths[0]] and records[1]["detail"]["count"] == 1
+    assert AuditLog(city).verify().ok
+
+
+def test_a_read_after_the_window_starts_a_new_record(city):
+    writer = AuditWriter(AuditLog(city), interval=0.05)
+    writer.read("wang", "bim", "/city/bim/a.glb", "127.0.0.1", 200)
+    deadline = time.monotonic() + 10
+    while not read_records(city) and time.monotonic() < deadline:  # the writer's turn, not a flush, wrote it
+        time.sleep(0.02)
+    writer.read("wang", "bim", "/city/bim/b.glb", "127.0.0.1", 200)
+    writer.close()
+    assert [r["detail"]["paths"] for r in read_records(city)] == [["/city/bim/a.glb"], ["/city/bim/b.glb"]]
+
+
+def test_burst_records_split_by_reader_status_and_size():
+    order = [0, 1, 0, 2, 3, 4, 4, 3]  # with at most 3 paths a record: 3 starts the second
+    reads = [(1.0 + i, "wang", "bim", f"/city/bim/{n}.glb", "10.0.0.1", 200) for i, n in enumerate(order)]
+    reads.append((20.0, "wang", "bim", "/city/bim/9.glb", "10.0.0.1", 304))
+    reads.append((21.0, "wang", "bim", "/city/bim/9.glb", "10.0.0.2", 200))
+    reads.insert(3, (3.5, {"user": "wang", "action": "search"}))
+    records = burst_records(reads, max_paths=3)
+    assert [r["action"] for r in records] == ["read", "search", "read", "read", "read"]  # in the order of their first item
+    records = [r for r in records if r["action"] == "read"]
+    assert [r["detail"]["paths"] for r in records] == [
+        ["/city/bim/0.glb", "/city/bim/1.glb", "/city/bim/2.glb"],
+        ["/city/bim/3.glb", "/city/bim/4.glb"],
+        ["/city/bim/9.glb"],
+        ["/city/bim/9.glb"],
+    ]
+    assert [r["detail"]["count"] for r in records] == [4, 4, 1, 1]
+    assert [r["detail"].get("repeats") for r in records] == [
+        {"/city/bim/0.glb": 2},
+        {"/city/bim/3.glb": 2, "/city/bim/4.glb": 2},
+        None,
+        None,
+    ]
+    assert [(r["status"], r["remote"]) for r in records[2:]] == [(304, "10.0.0.1"), (200, "10.0.0.2")]
+    assert (records[0]["time"], records[0]["detail"]["last"]) == ("1970-01-01T00:00:01.000000Z", "1970-01-01T00:00:04.000000Z")
+    assert records[1]["time"] == "1970-01-01T00:00:05.000000Z"
+
+
+def test_a_tampered_burst_record_is_named(city):
+    writer = AuditWriter(AuditLog(city), interval=60.0)
+    writer.record(user="wang", action="login", status=200)
+    for i in range(10):
+        writer.read("wang", "bim", f"/city/bim/{i}.glb", "127.0.0.1", 200)
+    writer.record(user="wang", action="logout", status=200)
+    writer.close()
+    log = AuditLog(city)
+    assert log.verify().ok
+    text = lines(log)
+    record = json.loads(text[1])
+    record["detail"]["paths"].remove("/city/bim/3.glb")  # hide one read of the burst
+    record["detail"]["count"] -= 1
+    text[1] = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    log.path.write_text("".join(text), "utf-8")
+    assert problems(log) == ["line 2 (record 2): its content does not match its MAC: the record was edited"]
+
+
+def test_close_writes_every_queued_read(city):
+    """Nothing is lost when the writer stops between two of its turns."""
+    writer = AuditWriter(AuditLog(city), interval=3600.0)
+    for i in range(300):
+        writer.read(f"u{i % 2}", "bim", f"/city/bim/{i}.glb", "127.0.0.1", 200)
+    writer.close()
+    records = read_records(city)
+    assert len(records) == 2
+    paths = [p for r in records for p in r["detail"]["paths"]]
+    assert sorted(paths) == sorted(f"/city/bim/{i}.glb" for i in range(300))
+
+
+def test_show_and_the_cli_find_a_path_inside_a_burst(city):
+    writer = AuditWriter(AuditLog(city), interval=60.0)
+    for i in range(5):
+        writer.read("wang", "bim", f"/city/bim/{i}.glb", "127.0.0.1", 200)
+    writer.record(user="li", action="read-denied", target="/city/bim/3.glb", status=403, detail={"layer": "bim"})
+    writer.record(user="li", action="search", target="/api/search", status=200)
+    writer.close()
+    assert [r["action"] for r in AuditLog(city).show(path="/city/bim/3.glb")] == ["read", "read-denied"]
+    assert list(AuditLog(city).show(path="/city/bim/9.glb")) == []
+    shown = CliRunner().invoke(cli, ["audit", "show", str(city), "--path", "/city/bim/3.glb", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert [json.loads(line)["user"] for line in shown.output.splitlines()] == ["wang", "li"]

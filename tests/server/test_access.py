@@ -196,3 +196,23 @@ async def test_the_private_folder_is_never_served(aiohttp_client, city, rules):
     client = await aiohttp_client(create_app(city))
     for path in ("/city/.cim/access.sqlite", "/city/.cim/secret.key", "/city/.cim/audit.jsonl", "/city/%2ecim/secret.key"):
         assert (await client.get(path, headers=bearer(rules[1]["root"]))).status == 404, path
+
+
+async def test_reads_are_audited_in_bursts_and_none_lost_at_stop(aiohttp_client, city, rules):
+    """A planner's tile reads become few records listing every path; stopping the server (no
+    flush) writes what the audit writer still held."""
+    _, tokens = rules
+    found = (p.relative_to(city).as_posix() for p in (city / "buildings").rglob("*") if p.is_file())
+    tiles = sorted(f"/city/{rel}" for rel in found if "/." not in f"/{rel}")[:20]
+    assert len(tiles) >= 3
+    client = await aiohttp_client(create_app(city))
+    for path in tiles:
+        assert (await client.get(path, headers=bearer(tokens["wang"]))).status == 200
+    assert (await client.get(tiles[0], headers=bearer(tokens["wang"]))).status == 200
+    await client.close()  # the application's cleanup closes the writer
+    reads = [r for r in trail(city) if r["action"] == "read"]
+    assert len(reads) < len(tiles) + 1
+    assert sorted(p for r in reads for p in r["detail"]["paths"]) == tiles  # every path, once
+    assert sum(r["detail"]["count"] for r in reads) == len(tiles) + 1
+    assert {(r["user"], r["detail"]["layer"], r["status"]) for r in reads} == {("wang", "buildings", 200)}
+    assert AuditLog(city).verify().ok
