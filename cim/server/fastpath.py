@@ -29,7 +29,10 @@ goes to a client refusing gzip from the cache's un-gzipped variant when it holds
 
 Access control stays exact. In a city with accounts, the reader is the anonymous one (when the
 city admits anonymous readers) or a bearer token this worker has already verified against the
-current rules (:class:`cim.server.security._TokenMemo`); a request whose reader may not read
+current rules (:class:`cim.server.security._TokenMemo`), remembered by the bytes of its
+``Authorization`` header with what it may read by folder (:class:`_Reader`) until the rules or
+``city.json`` change (checked once a turn of the event loop, as :func:`cim.access.file_stamp`
+does: a revoked token is refused from the next turn on); a request whose reader may not read
 the file's layer, ``search.sqlite`` while layers are restricted, an unknown or unverified token,
 a session cookie, or a city needing a login all go to the slow path, which answers them (401,
 403) and audits them. A permitted read of a restricted layer is answered here and audited from
@@ -133,6 +136,11 @@ class FastTable:
         self._heads: dict[tuple[CacheKey, bool], tuple[CachedFile, bytes, bytes]] = {}
         self._date_second = -1
         self._date = b""
+        #: Authorization header (None: absent) -> what this reader may read (see _reader)
+        self._readers: dict[bytes | None, _Reader] = {}
+        self._turn_seen = False
+        self._rules_seen: tuple[Any, ...] | None = None
+        self._readers_until = 0.0
 
     @staticmethod
     def supported(app: web.Application) -> str | None:
@@ -192,25 +200,23 @@ class FastTable:
         if len(parts) != path.count("/") - 1:  # an empty or "." segment: aiohttp's reading decides
             return None
         private = False
-        audited: tuple[Any, str] | None = None
+        audited: tuple[_Reader, str] | None = None
         if self.acl is not None:
             if parts == ("city.json",):  # as this reader may see it: the slow path's
                 return None
-            principal = self._principal(headers)
-            if principal is None:
+            reader = self._reader(headers)
+            if reader is None:
                 return None
-            private = not principal.anonymous
-            if principal.restricted:
-                head = parts[0]
-                if head.startswith("search.sqlite") and not principal.reads_everything:
-                    return None
-                self.layers.refresh()
-                layer = self.layers.by_folder.get(head)
-                if layer is not None and layer in principal.restricted:
-                    if not principal.can_read(layer):
-                        return None
-                    private = True
-                    audited = (principal, layer)
+            head = parts[0]
+            verdict = reader.folders.get(head)
+            if verdict is None:
+                verdict = reader.decide(head, self.layers.by_folder)
+            if verdict is _SLOW:
+                return None
+            private = reader.private
+            if verdict is not _OPEN:
+                private = True
+                audited = (reader, verdict)
         key = (self.root, parts, False)
         entry = self.cache.get(key)
         if entry is None:
@@ -233,10 +239,43 @@ class FastTable:
         if audited is not None:
             writer = self.app.get(AUDIT)
             if writer is not None:
-                principal, layer = audited
-                writer.read(principal.label, layer, path, peer, status)
+                writer.read(audited[0].label, audited[1], path, peer, status)
         self.hits += 1
         return out
+
+    def _reader(self, headers: dict[bytes, bytes]) -> _Reader | None:
+        """The reader of a request, remembered by its ``Authorization`` header's bytes (see
+        :class:`_Reader`); None when the slow path must decide."""
+        if not self._turn_seen:
+            self._new_turn()
+        authorization = headers.get(b"authorization")
+        reader = self._readers.get(authorization)
+        if reader is None:
+            principal = self._principal(headers)
+            if principal is None:  # unknown, unverified or refused: never remembered here
+                return None
+            if len(self._readers) >= MAX_READERS:
+                self._readers.clear()
+            reader = self._readers[authorization] = _Reader(principal)
+        return reader
+
+    def _new_turn(self) -> None:
+        """Once a turn of the event loop: forget every reader when the access rules or
+        ``city.json`` changed on disk (one ``stat`` each a turn: :func:`cim.access.file_stamp`),
+        and every :data:`~cim.server.security.TOKEN_MEMO_S` seconds as the token memo does."""
+        from cim.server.security import TOKEN_MEMO_S
+
+        self._turn_seen = True
+        asyncio.get_running_loop().call_soon(self._end_turn)
+        self.layers.refresh()
+        seen = (self.memo._db_stamp() if self.memo is not None else None, self.layers._stamp)
+        now = time.monotonic()
+        if seen != self._rules_seen or now >= self._readers_until:
+            self._readers.clear()
+            self._rules_seen, self._readers_until = seen, now + TOKEN_MEMO_S
+
+    def _end_turn(self) -> None:
+        self._turn_seen = False
 
     def _principal(self, headers: dict[bytes, bytes]) -> Any:
         """The reader of a request when it can be decided here, else None (see the module)."""
@@ -249,6 +288,45 @@ class FastTable:
             return None
         known, principal = self.memo.get(value.strip())
         return principal if known else None
+
+
+#: a folder's verdict for a reader: answered here, not audited / the slow path decides
+_OPEN = "\x00open"
+_SLOW = "\x00slow"
+#: most readers remembered (each a verified token, or the anonymous one)
+MAX_READERS = 10_000
+
+
+class _Reader:
+    """What one reader (a verified token, or the anonymous reader) may read, by first path
+    segment: ``_OPEN`` (answered, not audited), ``_SLOW`` (the slow path answers: 403 or
+    ``search.sqlite``) or the restricted layer's id (answered and audited). Kept by
+    :class:`FastTable` per ``Authorization`` header's bytes until the rules or ``city.json``
+    change, so a keep-alive client's repeated token costs a dictionary lookup, not a decode,
+    a memo lookup and the layer checks."""
+
+    __slots__ = ("folders", "label", "principal", "private")
+
+    def __init__(self, principal: Any) -> None:
+        self.principal = principal
+        self.label: str = principal.label
+        self.private: bool = not principal.anonymous
+        self.folders: dict[str, str] = {}
+
+    def decide(self, head: str, by_folder: dict[str, str]) -> str:
+        """The verdict for files under ``head`` (remembered: ``by_folder`` is the layer map of
+        the turn the reader was made in, both forgotten together)."""
+        principal = self.principal
+        verdict = _OPEN
+        if principal.restricted:
+            layer = by_folder.get(head)
+            if head.startswith("search.sqlite") and not principal.reads_everything:
+                verdict = _SLOW
+            elif layer is not None and layer in principal.restricted:
+                verdict = layer if principal.can_read(layer) else _SLOW
+        if len(self.folders) < 1024:
+            self.folders[head] = verdict
+        return verdict
 
 
 def _text(value: bytes | None) -> str | None:

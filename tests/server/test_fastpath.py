@@ -425,3 +425,31 @@ def test_a_restricted_layer_is_never_answered_to_who_may_not_read_it(restricted)
     )
     assert sum(r["action"] == "read-denied" for r in records) == 6  # anonymous, li and a forged cookie, twice each
     assert AuditLog(city).verify().ok
+
+
+def test_a_kept_alive_reader_loses_its_rights_at_the_next_rule_change(restricted):
+    """Readers are remembered by their Authorization header on a connection kept alive: a
+    revocation or a newly restricted layer still applies to the very next request."""
+    city, tokens = restricted
+    restricted_tile = "/city/" + sorted(p for p in (city / "buildings").rglob("*.glb"))[0].relative_to(city).as_posix()
+    public_tile = "/city/" + sorted(p for p in (city / "terrain").rglob("*.terrain"))[0].relative_to(city).as_posix()
+    wang = {"Authorization": f"Bearer {tokens['wang']}"}
+    li = {"Authorization": f"Bearer {tokens['li']}"}
+    with serving(city, fast=True, audit=True) as fast:
+        w_conn, l_conn, a_conn = fast.connect(), fast.connect(), fast.connect()
+        for _ in range(3):
+            assert _status(ask(w_conn, "GET", restricted_tile, wang)) == 200
+            assert _status(ask(l_conn, "GET", public_tile, li)) == 200
+            assert _status(ask(a_conn, "GET", public_tile)) == 200
+        hits = fast.fast_hits
+        assert hits >= 6, "the fast path did not answer remembered readers"
+        time.sleep(0.05)
+        acl = AccessControl.open(city)
+        acl.revoke("wang")
+        acl.restrict("terrain", ["planner"])
+        assert _status(ask(w_conn, "GET", restricted_tile, wang)) == 401
+        assert _status(ask(l_conn, "GET", public_tile, li)) == 403
+        assert _status(ask(a_conn, "GET", public_tile)) == 403
+        assert fast.fast_hits == hits
+        for conn in (w_conn, l_conn, a_conn):
+            conn.close()
