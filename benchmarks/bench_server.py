@@ -378,6 +378,21 @@ def acl_copy(city: Path) -> tuple[Path, dict[str, str], str]:
     return copy, {"Authorization": f"Bearer {acl.new_token('bench')}"}, layer
 
 
+def audit_summary(city: Path) -> dict:
+    """The audit trail a run left: records, reads they account for (a burst record counts its
+    reads), and whether its chain verifies."""
+    from cim.audit import AuditLog
+
+    trail = AuditLog(city)
+    if not trail.path.is_file():
+        return {"audit_records": 0, "audit_reads": 0, "audit_ok": None}
+    records = [r for _, r, _ in trail.records() if r is not None]
+    reads = sum(int((r.get("detail") or {}).get("count", 1)) for r in records if r.get("action") == "read")
+    ok = trail.verify().ok
+    print(f"  audit trail: {len(records):,} records for {reads:,} restricted reads, chain {'intact' if ok else 'BROKEN'}", flush=True)
+    return {"audit_records": len(records), "audit_reads": reads, "audit_ok": ok}
+
+
 def soak(city: Path, urls: list[str], args: argparse.Namespace, server_args: list[str]) -> dict:
     with cim_server(city, server_args, args.cim_src) as (base, pid):
         load(base, urls, 16, 2)
@@ -453,6 +468,7 @@ def main() -> None:
         copy, headers, layer = acl_copy(city)
         try:
             figures["cim_acl"] = measure(f"cim, {layer} restricted", cim_server(copy, server_args, args.cim_src), urls, args, headers)
+            figures["cim_acl"].update(audit_summary(copy))
         finally:
             shutil.rmtree(copy.parent, ignore_errors=True)
         cost = 1 - figures["cim_acl"]["rps"] / figures["cim"]["rps"]
