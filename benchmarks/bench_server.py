@@ -153,6 +153,40 @@ def pick_urls(city: Path, per_kind: int) -> tuple[list[str], dict[str, int], boo
     return urls, counts, terrain_gzip and bool(kinds["terrain"])
 
 
+def tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in _tree(root_pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _tree(root_pid: int) -> list[int]:
+    """A process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 def tree_rss(root_pid: int) -> int:
     """Resident bytes of a process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
@@ -351,14 +385,18 @@ def measure(name: str, server: contextlib.AbstractContextManager, urls: list[str
     with server as (base, pid):
         load(base, urls, min(args.connections, 16), 2, headers)  # warm: caches, page cache, connections
         load_avg = os.getloadavg()[0]
+        cpu = tree_cpu(pid)
         with RssSampler(pid) as rss:
             result = load(base, urls, args.connections, args.seconds, headers)
+        # the server's own CPU time a request (its threads included): steadier than req/s
+        # on a shared machine, where other work takes the cores from both server and client
+        result["cpu_us"] = (tree_cpu(pid) - cpu) / max(result["requests"], 1) * 1e6
         result["peak_rss_mb"] = max(rss.samples) / 2**20 if rss.samples else 0.0
         result["load_avg"] = load_avg
     print(
         f"  {name:<24} {result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
         f"errors {result['errors']:>5}  {result['bytes_per_s'] / 2**20:7.1f} MiB/s  peak RSS {result['peak_rss_mb']:6.1f} MiB  "
-        f"(load avg before {load_avg:.1f})",
+        f"CPU {result['cpu_us']:5.1f} us a request (load avg before {load_avg:.1f})",
         flush=True,
     )
     return result
@@ -473,6 +511,8 @@ def main() -> None:
             shutil.rmtree(copy.parent, ignore_errors=True)
         cost = 1 - figures["cim_acl"]["rps"] / figures["cim"]["rps"]
         print(f"  access control costs {cost * 100:.1f} % of requests/s (token on every request, restricted reads audited)")
+        cpu_cost = figures["cim_acl"]["cpu_us"] / figures["cim"]["cpu_us"] - 1
+        print(f"  access control costs {cpu_cost * 100:.1f} % more server CPU a request")
     if args.soak > 0:
         figures["soak"] = soak(city, urls, args, server_args)
     if args.json:

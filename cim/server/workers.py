@@ -6,8 +6,8 @@ the same address, then forks a worker per socket: the kernel spreads new connect
 sockets by a hash of their addresses, so keep-alive connections opened together (a browser's
 six, a load generator's 64) land on every worker rather than on whichever woke first, as they
 would on one shared socket. Each worker builds its own application (its own file cache, access
-rules and audit writer: :mod:`cim.audit` takes a lock on the trail for each record, so several
-writers keep one chain) and serves until SIGTERM or SIGINT, then closes cleanly.
+rules and audit writer: :mod:`cim.audit` takes a lock on the trail for each append, so several
+writers keep one chain; the writer is closed, what it holds written, when the worker stops) and serves until SIGTERM or SIGINT, then closes cleanly.
 
 The parent forks before any thread exists and only supervises: SIGTERM or SIGINT to it is passed
 on to every worker, and it returns once all have ended; a worker that dies is replaced (its
