@@ -372,13 +372,19 @@ class AuditWriter:
                     waiting.append(item)
                 else:
                     taken.append(item)
-            pending += burst_records(taken, self._max_paths)
             try:
+                pending += burst_records(taken, self._max_paths)
                 while pending:
                     self.audit.append(*pending[: self._batch])
                     del pending[: self._batch]
             except (OSError, CimError) as exc:
                 log.error("audit log %s: cannot append %d record(s): %s", self.audit.path, len(pending), exc)
+                continue
+            except Exception:  # a bug (a detail JSON cannot hold) must not stop the trail for good
+                log.exception(
+                    "audit log %s: %d record(s) could not be written and are dropped", self.audit.path, len(pending) or len(taken)
+                )
+                pending = []
                 continue
             for done in waiting:
                 done.set()

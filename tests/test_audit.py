@@ -296,3 +296,14 @@ def test_show_and_the_cli_find_a_path_inside_a_burst(city):
     shown = CliRunner().invoke(cli, ["audit", "show", str(city), "--path", "/city/bim/3.glb", "--json"])
     assert shown.exit_code == 0, shown.output
     assert [json.loads(line)["user"] for line in shown.output.splitlines()] == ["wang", "li"]
+
+
+def test_a_record_json_cannot_hold_is_reported_and_the_trail_goes_on(city, caplog):
+    writer = AuditWriter(AuditLog(city), interval=60.0)
+    writer.record(user="w", action="search", detail={"q": object()})
+    assert not writer.flush(0.5)  # not on disk: flush says so
+    writer.record(user="w", action="search", detail={"q": "x"})
+    assert writer.flush(10.0)
+    writer.close()
+    assert [r["detail"] for r in AuditLog(city).show()] == [{"q": "x"}]
+    assert "could not be written and are dropped" in caplog.text
