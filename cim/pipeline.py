@@ -120,6 +120,7 @@ def build(
         progress=progress,
         vertical_datum=rec.vertical_datum,
         cache=True,
+        keep_building_points=any(_links_points(o) for _, _, o in layers),
     )
     make_output_dir(out)
     remove_stale_temporaries(out, every=True)  # a killed build's search index, city.json
@@ -155,6 +156,12 @@ def build(
     report.version = _record(out, rec, report).id
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _links_points(options: object) -> bool:
+    """Whether a layer's options link it to the city's building points (a buildings layer's
+    ``link_points`` without heights from points)."""
+    return bool(getattr(options, "link_points", False)) and not getattr(options, "uses_points", False)
 
 
 def _surface_model(rec: Recipe, out: Path, report: BuildReport) -> None:
