@@ -26,6 +26,7 @@ from cim.layers import registry
 from cim.layers.base import City, LayerOptions, LayerResult, Progress, run_layer
 from cim.recipe import LayerSpec, Recipe, load_recipe
 from cim.searchindex import INDEX_NAME, SearchIndexWriter
+from cim.sources.pointcloud.kept import KEPT_DIR, drop_kept
 from cim.store import atomic_write_json, atomic_write_text, build_key, make_output_dir, remove_stale_temporaries
 
 __all__ = ["MANIFEST", "BuildReport", "build", "convert", "build_layer", "write_manifest", "convert_function"]
@@ -136,6 +137,8 @@ def build(
             if any(r.search is not None for r in results.values()):
                 search.finish()
     finally:
+        for r in city.results("pointcloud"):  # building points kept for a link that did not run
+            drop_kept(r.path / KEPT_DIR)
         if not isinstance(engine, Engine):
             city.engine.close()
     assert city.frame is not None  # run_layer fixes it
