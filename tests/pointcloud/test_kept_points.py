@@ -134,3 +134,20 @@ def test_a_build_that_links_leaves_no_kept_points(tiny_city):
     # the building points, and the link removed them once read
     assert (tiny_city / "lidar" / "tileset.json").exists()
     assert not (tiny_city / "lidar" / KEPT_DIR).exists()
+
+
+def test_class_records_keeps_one_class_in_order_from_strided_records():
+    from cim.kernels.footprint_points import class_records
+
+    rng = np.random.default_rng(3)
+    rec = np.zeros(5_000, dtype=[("X", "<i4"), ("Y", "<i4"), ("Z", "<i4"), ("c", "u1")])
+    for name in "XYZ":
+        rec[name] = rng.integers(-(2**31), 2**31 - 1, len(rec), dtype=np.int64)
+    # class bits 0-4 as point formats 0-5 store them, flag bits set at random above them
+    rec["c"] = rng.choice(np.array([2, 5, 6, 9], np.uint8), len(rec)) | (rng.integers(0, 8, len(rec)).astype(np.uint8) << 5)
+    block = class_records(rec["X"], rec["Y"], rec["Z"], rec["c"], 0x1F, 6)
+    keep = (rec["c"] & 0x1F) == 6
+    m = int(keep.sum())
+    assert 1000 < m < 2000 and block.dtype == np.int32 and len(block) == 3 * m
+    assert np.array_equal(block, np.concatenate([rec["X"][keep], rec["Y"][keep], rec["Z"][keep]]))
+    assert len(class_records(rec["X"][:0], rec["Y"][:0], rec["Z"][:0], rec["c"][:0], 0x1F, 6)) == 0

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cim.kernels.footprint_points import class_records
 from cim.store import atomic_write_text, file_fingerprint
 
 __all__ = ["KEPT_DIR", "KeptPart", "KeptWriter", "write_kept_manifest", "kept_parts", "kept_blocks", "drop_kept"]
@@ -72,16 +73,12 @@ class KeptWriter:
     def add(self, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, cls_raw: np.ndarray, cls_mask: int, classes: np.ndarray) -> None:
         """One batch: raw coordinates and classification bytes of all its points, and the
         batch's class counts (every point's class, as the stage pass counted them)."""
-        idx = np.flatnonzero((cls_raw & np.uint8(cls_mask)) == _BUILDING)
-        m = len(idx)
+        block = class_records(X, Y, Z, cls_raw, cls_mask, _BUILDING)
+        m = len(block) // 3
         self.classes += classes
         self.points += m
         if not m:
             return
-        block = np.empty(3 * m, dtype=np.int32)
-        np.take(X, idx, out=block[:m])
-        np.take(Y, idx, out=block[m : 2 * m])
-        np.take(Z, idx, out=block[2 * m :])
         np.array([m], dtype=np.int64).tofile(self.file)
         block.tofile(self.file)
 
