@@ -189,8 +189,10 @@ def point_links(geometries: np.ndarray, footprint_crs: CRS, run: LayerRun) -> di
     """Each building's link to the city's lidar: the building-class (6) points of the point-cloud
     layers built before this one that its footprint covers (the rule of
     :mod:`cim.kernels.footprint_points`), counted, and their height percentiles
-    :data:`LINK_PERCENTILES`, in one streaming pass over the files. ``geometries``: (n,)
-    footprints in ``footprint_crs``.
+    :data:`LINK_PERCENTILES`, in one streaming pass over the building points those layers kept
+    while they read their files (:mod:`cim.sources.pointcloud.kept`; removed once read), else,
+    when none were kept or the files changed since, over the files themselves: the same result.
+    ``geometries``: (n,) footprints in ``footprint_crs``.
 
     Returns the columns ``n_points`` and ``h_roof_<p>`` (NaN for a building without points) for
     the search index, or None when the city has no point-cloud layer, or its points cannot be
