@@ -26,6 +26,7 @@ from cim.layers import registry
 from cim.layers.base import City, LayerOptions, LayerResult, Progress, run_layer
 from cim.recipe import LayerSpec, Recipe, load_recipe
 from cim.searchindex import INDEX_NAME, SearchIndexWriter
+from cim.sources.pointcloud.kept import KEPT_DIR, drop_kept
 from cim.store import atomic_write_json, atomic_write_text, build_key, make_output_dir, remove_stale_temporaries
 
 __all__ = ["MANIFEST", "BuildReport", "build", "convert", "build_layer", "write_manifest", "convert_function"]
@@ -120,6 +121,7 @@ def build(
         progress=progress,
         vertical_datum=rec.vertical_datum,
         cache=True,
+        keep_building_points=any(_links_points(o) for _, _, o in layers),
     )
     make_output_dir(out)
     remove_stale_temporaries(out, every=True)  # a killed build's search index, city.json
@@ -135,6 +137,8 @@ def build(
             if any(r.search is not None for r in results.values()):
                 search.finish()
     finally:
+        for r in city.results("pointcloud"):  # building points kept for a link that did not run
+            drop_kept(r.path / KEPT_DIR)
         if not isinstance(engine, Engine):
             city.engine.close()
     assert city.frame is not None  # run_layer fixes it
@@ -155,6 +159,12 @@ def build(
     report.version = _record(out, rec, report).id
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _links_points(options: object) -> bool:
+    """Whether a layer's options link it to the city's building points (a buildings layer's
+    ``link_points`` without heights from points)."""
+    return bool(getattr(options, "link_points", False)) and not getattr(options, "uses_points", False)
 
 
 def _surface_model(rec: Recipe, out: Path, report: BuildReport) -> None:

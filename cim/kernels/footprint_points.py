@@ -34,6 +34,7 @@ from numba import njit
 from cim.kernels import JitOptions
 
 __all__ = [
+    "class_records",
     "select_points",
     "FootprintGrid",
     "feature_rings",
@@ -375,6 +376,35 @@ def select_points(
         kind,
     )
     return x[:m].copy(), y[:m].copy(), z[:m].copy(), kind[:m].copy()
+
+
+@njit(**JIT)
+def _class_records(X, Y, Z, cls_raw, cls_mask, wanted, out):  # pragma: no cover - compiled
+    n = len(X)
+    k = 0
+    for i in range(n):
+        if cls_raw[i] & cls_mask == wanted:
+            out[k] = X[i]
+            out[n + k] = Y[i]
+            out[2 * n + k] = Z[i]
+            k += 1
+    return k
+
+
+def class_records(X: np.ndarray, Y: np.ndarray, Z: np.ndarray, cls_raw: np.ndarray, cls_mask: int, wanted: int) -> np.ndarray:
+    """The raw coordinates of the records of one class, in their order, as one block
+    ``X[:m], Y[:m], Z[:m]`` (``(3 m,) int32``), in one pass over the records.
+
+    Parameters
+    ----------
+    X, Y, Z : (n,) int32 raw coordinates (views into the records are fine)
+    cls_raw : (n,) uint8 raw classification byte; ``cls_mask`` selects the class bits
+    wanted : the class kept
+    """
+    n = len(X)
+    out = np.empty(3 * n, dtype=np.int32)
+    m = _class_records(X, Y, Z, cls_raw, np.uint8(cls_mask), np.uint8(wanted), out)
+    return np.concatenate([out[:m], out[n : n + m], out[2 * n : 2 * n + m]])
 
 
 def height_keys(feature: np.ndarray, z: np.ndarray, z_ref: float) -> np.ndarray:

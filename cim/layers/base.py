@@ -337,6 +337,9 @@ class City:
     #: keep each layer's result in ``out/.cim/layers`` and skip a layer whose inputs are those
     #: of its last published build (:mod:`cim.layers.cache`; what :func:`cim.build` does)
     cache: bool = False
+    #: a later layer links to the building points: point-cloud layers keep them on the side
+    #: (:mod:`cim.sources.pointcloud.kept`)
+    keep_building_points: bool = False
 
     def results(self, kind: str) -> list[LayerResult]:
         """The layers of a kind built so far."""

@@ -15,6 +15,7 @@ survey that covers part of the city); one warning counts them and names the firs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from cim.errors import CimInputError
 from cim.sources.dem import DemPrefetch, read_dem_window
 from cim.sources.footprints import FLOAT64, INT32, FootprintTable, footprint_rings
 from cim.sources.pointcloud.heights import FootprintHeights, expand_sources, footprint_heights
+from cim.sources.pointcloud.kept import KEPT_DIR, drop_kept, kept_parts
+from cim.sources.pointcloud.las import open_pointcloud
 from cim.store import file_fingerprint
 from cim.warnings import CimWarning, DefaultValueWarning, PointsLinkWarning
 
@@ -186,8 +189,10 @@ def point_links(geometries: np.ndarray, footprint_crs: CRS, run: LayerRun) -> di
     """Each building's link to the city's lidar: the building-class (6) points of the point-cloud
     layers built before this one that its footprint covers (the rule of
     :mod:`cim.kernels.footprint_points`), counted, and their height percentiles
-    :data:`LINK_PERCENTILES`, in one streaming pass over the files. ``geometries``: (n,)
-    footprints in ``footprint_crs``.
+    :data:`LINK_PERCENTILES`, in one streaming pass over the building points those layers kept
+    while they read their files (:mod:`cim.sources.pointcloud.kept`; removed once read), else,
+    when none were kept or the files changed since, over the files themselves: the same result.
+    ``geometries``: (n,) footprints in ``footprint_crs``.
 
     Returns the columns ``n_points`` and ``h_roof_<p>`` (NaN for a building without points) for
     the search index, or None when the city has no point-cloud layer, or its points cannot be
@@ -204,20 +209,38 @@ def point_links(geometries: np.ndarray, footprint_crs: CRS, run: LayerRun) -> di
         files += expand_sources(layer.sources)
     crs = next((layer.crs for layer in layers if layer.crs), None) or run.crs(None)
     names = ", ".join(layer.id for layer in layers)
+    # the building points the point-cloud layers kept while they read the files, when they
+    # are those of the files as they are now (else the files are read again: same result)
+    folders = [layer.path / KEPT_DIR for layer in layers]
     try:
-        found = footprint_heights(
-            geometries,
-            footprint_crs,
-            files,
-            crs=crs,
-            roof_percentiles=LINK_PERCENTILES,
-            need_ground=False,
-            progress=lambda done, total: run.progress("points link", done, total),
-            where=f"layer {run.id}",
-        )
+        counts = [open_pointcloud(f, crs).count for f in files]
+        kept = kept_parts(folders, files, counts)
+    except (CimInputError, CimCRSError, CimIOError):
+        kept = None  # footprint_heights says what is wrong with the files
+    link = partial(
+        footprint_heights,
+        geometries,
+        footprint_crs,
+        files,
+        crs=crs,
+        roof_percentiles=LINK_PERCENTILES,
+        need_ground=False,
+        progress=lambda done, total: run.progress("points link", done, total),
+        where=f"layer {run.id}",
+    )
+    try:
+        try:
+            found = link(kept=kept)
+        except ValueError:  # a kept part damaged since it was written
+            if kept is None:
+                raise
+            found = link()
     except (CimInputError, CimCRSError, CimIOError) as exc:
         run.warn(PointsLinkWarning, f"no link to the points of {names}: {exc}")
         return None
+    finally:
+        for folder in folders:
+            drop_kept(folder)
     columns = {"n_points": found.n_roof.astype(np.int64)}
     for j, p in enumerate(LINK_PERCENTILES):
         columns[roof_attribute(p)] = np.where(found.n_roof > 0, found.roof[:, j], np.nan)

@@ -28,6 +28,7 @@ count.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -62,6 +63,7 @@ from cim.sources.pointcloud import (
     read_batches,
     source_transform,
 )
+from cim.sources.pointcloud.kept import KEPT_DIR, KeptWriter, write_kept_manifest
 from cim.store import TileSink, build_key, file_fingerprint
 from cim.tiling.implicit import CONTENT_URI, implicit_tiling, subtree_files
 from cim.tiling.octree import (
@@ -446,6 +448,9 @@ class StageState:
     tmp: str
     batch: int
     budget: MemoryBudget
+    #: the folder the building points are kept in for a later layer's link
+    #: (:mod:`cim.sources.pointcloud.kept`), or None
+    kept: str | None = None
 
 
 @dataclass
@@ -472,7 +477,8 @@ def stage_job(state: StageState, key: tuple[int, int, int, int]) -> StageResult:
     points = 0
     scratch = _scratch()
     buffer = scratch.get("las", state.batch * src.record_size, np.uint8) if src.record_size else None
-    with SpillFile(os.path.join(state.tmp, f"stage-{job:05d}.bin"), state.budget) as spill:
+    kept = KeptWriter(state.kept, job) if state.kept is not None else None
+    with SpillFile(os.path.join(state.tmp, f"stage-{job:05d}.bin"), state.budget) as spill, _closing(kept):
         quad = fit.single_quadratic(src.scales, src.offsets)
         for b in read_batches(src, start, count, state.batch, buffer):
             attrs = (
@@ -503,7 +509,22 @@ def stage_job(state: StageState, key: tuple[int, int, int, int]) -> StageResult:
             outside |= st.outside > 0
             classes += st.classes
             points += len(b)
+            if kept is not None:
+                kept.add(b.X, b.Y, b.Z, b.classification_raw, b.class_mask, st.classes)
     return StageResult(runs, lo, hi, outside, classes, points)
+
+
+@contextlib.contextmanager
+def _closing(kept: KeptWriter | None) -> Iterator[None]:
+    """Close a kept-points part when its job finishes, drop it when the job fails."""
+    try:
+        yield
+    except BaseException:
+        if kept is not None:
+            kept.abort()
+        raise
+    if kept is not None:
+        kept.close()
 
 
 @dataclass
@@ -539,7 +560,10 @@ def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path)
     # jobs on other machines keep no run in memory: every run goes to its spill file in ``tmp``
     # (inside the layer's folder, which every worker sees), and the index jobs read it there
     budget = MemoryBudget(plan.options.stage_memory if run.city.engine.shares_memory else 0)
-    state = StageState(tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, budget)
+    kept = run.out / KEPT_DIR if run.city.keep_building_points else None
+    state = StageState(
+        tuple(plan.srcs), tuple(plan.fits), grid, str(tmp), plan.options.batch_points, budget, None if kept is None else str(kept)
+    )
     out = _Staged()
     done = 0
     run.progress("read", 0, plan.total)
@@ -553,6 +577,8 @@ def _run_stage(run: LayerRun, plan: PointCloudPlan, grid: OctreeGrid, tmp: Path)
         out.classes += r.classes
         done += r.points
         run.progress("read", done, plan.total)
+    if kept is not None:
+        write_kept_manifest(kept, plan.files, plan.jobs)
     return out
 
 

@@ -39,6 +39,7 @@ from cim.kernels.footprint_points import (
     select_points,
 )
 from cim.sources.footprints import footprint_rings
+from cim.sources.pointcloud.kept import KeptPart, kept_blocks
 from cim.sources.pointcloud.las import PointCloudSource, list_pointcloud_files, open_pointcloud, read_batches
 
 __all__ = ["GROUND", "BUILDING", "FootprintHeights", "footprint_heights", "expand_sources"]
@@ -193,6 +194,24 @@ def _to(src: CRS, dst: CRS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
     return transformer(src, dst).transform(x, y)
 
 
+def _raw_batches(
+    src: PointCloudSource, part: KeptPart | None, batch: int, classes: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]]:
+    """A file's raw records batch by batch: ``(X, Y, Z, classification byte, class mask,
+    points read)``, from the file, or from the building points kept of it (then the whole
+    file's points and class counts are counted once, with its last block)."""
+    if part is None:
+        for b in read_batches(src, batch=batch, selection=_FIELDS):
+            yield b.X, b.Y, b.Z, b.classification_raw, b.class_mask, len(b)
+        return
+    for X, Y, Z in kept_blocks(part, classes):
+        yield X, Y, Z, np.full(len(X), BUILDING, dtype=np.uint8), 0xFF, 0
+    yield _EMPTY, _EMPTY, _EMPTY, _EMPTY.view(np.uint8)[:0], 0xFF, part.points
+
+
+_EMPTY = np.zeros(0, dtype=np.int32)
+
+
 def footprint_heights(
     geometries: np.ndarray,
     footprint_crs: CRS,
@@ -208,6 +227,7 @@ def footprint_heights(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     where: str = "heights",
+    kept: Sequence[KeptPart] | None = None,
 ) -> FootprintHeights:
     """Ground and roof percentiles of every footprint from classified LAS/LAZ files.
 
@@ -227,6 +247,9 @@ def footprint_heights(
     workers : threads matching batches while the next one is read
     progress : called with (files done, files)
     where : the layer, for messages
+    kept : the building points of each file of ``sources`` (in their order) as a point-cloud
+        layer kept them (:func:`~cim.sources.pointcloud.kept.kept_parts`), read instead of the
+        files: the same result without decoding them again; only without ``need_ground``
 
     Raises
     ------
@@ -240,6 +263,9 @@ def footprint_heights(
     """
     files = expand_sources(sources)
     srcs = [open_pointcloud(f, crs) for f in files]
+    if kept is not None and (need_ground or len(kept) != len(files)):
+        raise ValueError("kept building points serve roofs only, one entry a file")
+    part_of = {id(s): kept[i] for i, s in enumerate(srcs)} if kept is not None else {}
     n = len(geometries)
     work = _working_crs(footprint_crs, srcs, where)
     xy, ring_offsets, polygon_offsets, polygon_feature = footprint_rings(geometries)
@@ -301,20 +327,20 @@ def footprint_heights(
             for i, s in enumerate(use):
                 same = s.crs.equals(work)
                 box = (x0, y0, x1, y1) if same else (-np.inf, -np.inf, np.inf, np.inf)
-                for b in read_batches(s, batch=batch, selection=_FIELDS):
-                    points += len(b)
+                for X, Y, Z, cls_raw, cls_mask, counted in _raw_batches(s, part_of.get(id(s)), batch, classes):
+                    points += counted
                     # new arrays: an uncompressed file's batch is reused by the next one
                     x, y, z, kind = select_points(
-                        b.X,
-                        b.Y,
-                        b.Z,
-                        b.classification_raw,
-                        b.class_mask,
+                        X,
+                        Y,
+                        Z,
+                        cls_raw,
+                        cls_mask,
                         s.scales,
                         s.offsets,
                         s.z_factor,
                         box,
-                        classes,
+                        classes if counted else np.zeros(256, dtype=np.int64),
                         BUILDING,
                         GROUND if need_ground else None,
                     )
