@@ -300,9 +300,17 @@ async def test_versions_keep_access_rules_and_diffs_are_audited(history, tmp_pat
     anonymous = await (await client.get("/api/diff", params={"from": "v1", "to": "v2"})).json()
     assert anonymous["changed"] == 0  # the buildings are not the anonymous reader's to see
     planner = {"Authorization": f"Bearer {token}"}
-    assert (await client.get("/v/v1/city/buildings/tileset.json", headers=planner)).status == 200
+    read = await client.get("/v/v1/city/buildings/tileset.json", headers=planner)
+    assert read.status == 200 and read.headers["Cache-Control"].startswith("private")
+    assert (await client.get("/v/v1/city/lidar/tileset.json")).headers["Cache-Control"].startswith("public")
     seen = await (await client.get("/api/diff", params={"from": "v1", "to": "v2"}, headers=planner)).json()
     assert seen["changed"] == history["edited"]
     assert client.server.app[AUDIT].flush(10.0)
     diffs = [r for _, r, _ in AuditLog(out).records() if r is not None and r["action"] == "diff"]
     assert [(r["user"], r["detail"]["changed"]) for r in diffs] == [("anonymous", 0), ("wang", history["edited"])]
+    # an old version's restricted files are audited as the live ones: the refusal and the read
+    records = [r for _, r, _ in AuditLog(out).records() if r is not None]
+    denied = [(r["user"], r["target"]) for r in records if r["action"] == "read-denied"]
+    assert denied == [("anonymous", "/v/v1/city/buildings/tileset.json")]
+    reads = [(r["user"], r["detail"]["layer"], r["detail"]["paths"]) for r in records if r["action"] == "read"]
+    assert reads == [("wang", "buildings", ["/v/v1/city/buildings/tileset.json"])]

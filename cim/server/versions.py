@@ -8,7 +8,8 @@
 - ``GET /api/diff?from=V1&to=V2``: :func:`cim.diff.diff_versions` as JSON, audited.
 
 Access rules hold as for the live city: a layer the reader may not read is a 403 in any version,
-left out of diffs, and the search index of a version is refused while any layer is restricted.
+left out of diffs, and the search index of a version is refused while any layer is restricted;
+a reader's reads of a restricted layer's files are audited (and sent private) as they are live.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 from cim.errors import CimForbidden, CimNotFound
 from cim.searchindex import INDEX_NAME
 from cim.server.openapi import Param, add_operations, operation
-from cim.server.security import audit, principal_of
+from cim.server.security import PRIVATE, audit, audit_read, principal_of
 from cim.server.state import ACCESS, CITY_DIR
 from cim.versions import OBJECTS_DIR, Version, get_version, list_versions, object_path
 
@@ -40,13 +41,13 @@ def _hidden_layers(request: web.Request, version: Version) -> set[str]:
     return {layer for layer in principal.restricted if not principal.can_read(layer)}
 
 
-def _layer_folders(city_doc: dict, hidden: set[str]) -> set[str]:
-    """First path segments (folders) of the hidden layers, from a version's ``city.json``."""
-    out = set()
+def _layer_folders(city_doc: dict, layers: set[str]) -> dict[str, str]:
+    """First path segment (folder) -> layer id, for the ``layers`` of a version's ``city.json``."""
+    out: dict[str, str] = {}
     for layer in city_doc.get("layers", []):
-        if str(layer.get("id")) in hidden:
+        if str(layer.get("id")) in layers:
             url = str(layer.get("url", ""))
-            out.add(url.split("/", 1)[0] if "/" in url else str(layer.get("id")))
+            out[url.split("/", 1)[0] if "/" in url else str(layer.get("id"))] = str(layer.get("id"))
     return out
 
 
@@ -72,20 +73,28 @@ async def version_file(request: web.Request) -> web.StreamResponse:
     city = request.app[CITY_DIR]
     loop = asyncio.get_running_loop()
     version, stored = await loop.run_in_executor(None, _resolve, city, request.match_info["version"], request.match_info["path"])
-    hidden = _hidden_layers(request, version)
-    if hidden:
-        path = request.match_info["path"].strip("/")
-        if path == INDEX_NAME:
+    path = request.match_info["path"].strip("/")
+    principal = principal_of(request) if request.app[ACCESS] is not None else None
+    layer = None  # the restricted layer the file belongs to, if any: its reads are audited
+    if principal is not None and principal.restricted:
+        hidden = {name for name in principal.restricted if not principal.can_read(name)}
+        if hidden and path == INDEX_NAME:
             raise CimForbidden("the search index is not served while layers are restricted (use /api/search)")
         doc = json.loads(await loop.run_in_executor(None, _read_city_json, city, version))
-        if path.split("/", 1)[0] in _layer_folders(doc, hidden):
-            raise CimForbidden(f"forbidden: {path}")
-        if path == "city.json":  # as this reader may see it
-            doc["layers"] = [layer for layer in doc.get("layers", []) if str(layer.get("id")) not in hidden]
+        layer = _layer_folders(doc, set(principal.restricted)).get(path.split("/", 1)[0])
+        if layer is not None:
+            request[PRIVATE] = True
+            if layer in hidden:
+                audit(request, "read-denied", 403, layer=layer, version=version.id)
+                raise CimForbidden(f"forbidden: {path}")
+        if hidden and path == "city.json":  # as this reader may see it
+            doc["layers"] = [entry for entry in doc.get("layers", []) if str(entry.get("id")) not in hidden]
             return web.json_response(doc, headers={"Cache-Control": "no-cache"})
     response = await serve_file(request, (city / OBJECTS_DIR).resolve(), stored)
     if response.status in (200, 206, 304):
-        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        response.headers["Cache-Control"] = f"{'private' if layer else 'public'}, max-age=31536000, immutable"
+    if layer is not None:
+        audit_read(request, layer, response.status)
     return response
 
 
