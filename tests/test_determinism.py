@@ -90,14 +90,16 @@ def assert_same_city(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tiny_sources, tmp_path_factory) -> Path:
+    """The tiny city built on one worker (every job in this process)."""
     out = tmp_path_factory.mktemp("reference") / "city"
-    cim.build(tiny_sources.recipe, out)
+    report = cim.build(tiny_sources.recipe, out, workers=1)
+    assert all(layer.resumed_tiles == 0 for layer in report.layers)
     return out
 
 
-def test_two_builds_are_identical(tiny_sources, reference, tmp_path):
-    """Two builds into two folders (the second with two workers named, the first with the
-    default: the number of cores)."""
+def test_two_builds_on_one_worker_and_on_two_are_identical(tiny_sources, reference, tmp_path):
+    """Two builds into two folders, the reference on one worker, this one on two: the same bytes
+    whatever the order jobs finish in."""
     out = tmp_path / "again"
     cim.build(tiny_sources.recipe, out, workers=2)
     assert_same_city(reference, out)
@@ -117,49 +119,53 @@ def test_the_comparison_sees_a_changed_byte(reference, tmp_path):
         assert_same_city(reference, copy)
 
 
-def test_one_worker_builds_what_two_build(tiny_sources, reference, tmp_path):
-    out = tmp_path / "one"
-    report = cim.build(tiny_sources.recipe, out, workers=1)
-    assert_same_city(reference, out)
-    assert all(layer.resumed_tiles == 0 for layer in report.layers)
-
-
-INTERRUPTIONS = [
-    # layer, module and tile job to break, the call that raises
-    ("imagery", "cim.layers.imagery", "_render_subtree", 9),  # 20 subtrees
-    ("bim", "cim.layers.bim.model", "tile_job", 8),  # the second model's tiles
-]
-
-
-@pytest.mark.parametrize("layer,module,job,fail_at", INTERRUPTIONS, ids=[i[0] for i in INTERRUPTIONS])
-def test_an_interrupted_build_resumes_to_the_same_city(tiny_sources, reference, tmp_path, monkeypatch, layer, module, job, fail_at):
+def breaking(module: str, job: str, fail_at: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the ``fail_at``-th call of ``module.job`` raise what a user's ^C raises; returns the
+    call counter."""
     mod = importlib.import_module(module)
     real = getattr(mod, job)
     calls = [0]
     lock = threading.Lock()
 
-    def breaking(state: Any, key: Any) -> Any:
+    def wrapped(state: Any, key: Any) -> Any:
         with lock:
             calls[0] += 1
             n = calls[0]
         if n == fail_at:
-            raise KeyboardInterrupt  # what a user's ^C raises
+            raise KeyboardInterrupt
         return real(state, key)
 
+    monkeypatch.setattr(mod, job, wrapped)
+    return calls
+
+
+def test_an_interrupted_build_resumes_to_the_same_city(tiny_sources, reference, tmp_path):
+    """Interrupted in the imagery (the 9th of its 20 subtrees), rerun and interrupted again in the
+    BIM layer (the second model's tiles), rerun to the end: the reference city, byte for byte,
+    the last run resuming the tiles the others made."""
     out = tmp_path / "resumed"
-    monkeypatch.setattr(mod, job, breaking)
-    with pytest.raises(KeyboardInterrupt):
-        cim.build(tiny_sources.recipe, out)
-    monkeypatch.setattr(mod, job, real)
-    assert calls[0] >= fail_at
+    with pytest.MonkeyPatch.context() as mp:
+        imagery_calls = breaking("cim.layers.imagery", "_render_subtree", 9, mp)
+        with pytest.raises(KeyboardInterrupt):
+            cim.build(tiny_sources.recipe, out)
+    assert imagery_calls[0] >= 9
     assert not (out / "city.json").exists()
     assert (out / "terrain" / "layer.json").exists()  # built before the interruption
-    assert not (out / layer / ("imagery.json" if layer == "imagery" else "tileset.json")).exists()
+    assert not (out / "imagery" / "imagery.json").exists()
+
+    with pytest.MonkeyPatch.context() as mp:
+        imagery_again = breaking("cim.layers.imagery", "_render_subtree", 0, mp)  # counts, never breaks
+        bim_calls = breaking("cim.layers.bim.model", "tile_job", 8, mp)
+        with pytest.raises(KeyboardInterrupt):
+            cim.build(tiny_sources.recipe, out)
+    assert bim_calls[0] >= 8
+    assert (out / "imagery" / "imagery.json").exists() and not (out / "bim" / "tileset.json").exists()
+    assert imagery_again[0] > 0  # the imagery was finished by this rerun
 
     report = cim.build(tiny_sources.recipe, out)
     resumed = {lr.id: lr.resumed_tiles for lr in report.layers}
     tiles = {lr.id: lr.tiles for lr in report.layers}
     assert resumed["terrain"] == tiles["terrain"] > 0
-    assert resumed[layer] > 0
+    assert resumed["bim"] > 0
     assert resumed["buildings"] == 0
     assert_same_city(reference, out)
