@@ -33,6 +33,15 @@ def layer_ids(vp: ViewerPage) -> set[str]:
     return set(vp.page.evaluate("Object.keys(window.cim.layers)"))
 
 
+def wait_layers(vp: ViewerPage) -> None:
+    """Wait until the viewer has read city.json and added its layers (not for their tiles: a
+    full ``wait_ready`` is kept for the signed-in view, whose restricted tiles must load)."""
+    vp.page.wait_for_function(
+        "() => window.cim && window.cim.city && Object.keys(window.cim.layers).length > 0", timeout=120_000, polling=100
+    )
+    assert vp.page.evaluate("window.cim.errors") == []
+
+
 def sign_in(vp: ViewerPage, user: str, password: str) -> None:
     page = vp.page
     if page.locator("#login-form").is_hidden():
@@ -47,7 +56,7 @@ def test_signing_in_shows_the_restricted_layer(browser: object, guarded: tuple[P
     vp = open_viewer(browser, server.base_url, tmp_path)
     try:
         page = vp.page
-        vp.wait_ready()
+        wait_layers(vp)
         assert "bim" not in layer_ids(vp) and "buildings" in layer_ids(vp)
         assert page.locator("#layer-bim").count() == 0
         assert page.is_visible("#account") and page.text_content("#account-user") == page.evaluate("window.cim.t('account.notSignedIn')")
@@ -66,7 +75,7 @@ def test_signing_in_shows_the_restricted_layer(browser: object, guarded: tuple[P
 
         with page.expect_navigation():
             page.click("#account-logout")
-        vp.wait_ready()
+        wait_layers(vp)
         assert "bim" not in layer_ids(vp)
         # nothing failed: the 401 of the wrong password is the only refused request
         assert vp.log.page_errors == []
