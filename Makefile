@@ -73,8 +73,8 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check cim tests benchmarks setup.py
 	$(VENV)/bin/mypy
 
-# three workers on the CI machine's two cores: the tests mostly wait (browser groups: tests/conftest.py)
-PYTEST_ARGS ?= -n 3 --dist loadgroup
+# two workers (the CI machine's cores); the browser tests stay together on one (tests/conftest.py)
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 test: test-deps viewer-check lint
 	$(VENV)/bin/pytest -q --durations=15 $(PYTEST_ARGS)
 

@@ -35,48 +35,37 @@ def tiny_city(tiny_sources, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-#: browser test modules -> their browser group (see pytest_collection_modifyitems); a module
-#: not named here joins group 1. Balanced by the modules' measured times (the whole suite with
-#: ``--durations=0``, 2026-12-06: about 680-720 s of tests a group on a loaded machine).
-_BROWSER_GROUPS = {
-    # group 1
-    "test_viewer": 1,
-    "test_workspace": 1,
-    "test_cityjson": 1,
-    "test_mesh": 1,
-    "test_i3s_cesium": 1,
-    # group 2
-    "test_colours": 2,
-    "test_access": 2,
-    "test_annotations": 2,
-    "test_massing": 2,
-    "test_shadows": 2,
-    # group 3
-    "test_compare": 3,
-    "test_analysis": 3,
-    "test_query_draw": 3,
-    "test_layers_of_a_kind": 3,
-    "test_diff_viewer": 3,
-    "test_implicit_buildings": 3,
-    "test_second_client": 3,
-}
+#: browser test modules of the second browser group (see pytest_collection_modifyitems)
+_SECOND_BROWSER = frozenset(
+    {
+        "test_workspace",
+        "test_colours",
+        "test_access",
+        "test_cityjson",
+        "test_layers_of_a_kind",
+        "test_implicit_buildings",
+        "test_mesh",
+        "test_i3s_cesium",
+        "test_second_client",
+        "test_massing",
+    }
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 3 --dist loadgroup``) the browser tests run in
-    three groups, each on its own worker with its own built city, server and Chromium, in their
-    order. A browser test mostly waits (for tiles, for frames, for a timer): a whole ``make test``
-    on 2 cores with two workers kept them 37 % busy (user + system CPU 890 s in 1,187 s), so three
-    workers on two cores take less wall time than two, and the suite's wall time is the browser
-    tests'. xdist hands out the largest groups first, so the three groups start on the three
-    workers; :data:`_BROWSER_GROUPS` keeps them about equal (a new module joins the first group).
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the browser tests run in
+    two groups, each on its own worker with its own built city, server and Chromium, in their
+    order: a browser test mostly waits (for tiles, for frames), so two of them at once take
+    little more than one, and the suite's wall time is the browser tests'. xdist hands out the
+    largest groups first, so the two groups start on the two workers; :data:`_SECOND_BROWSER`
+    keeps them about equal (by the modules' measured times; a new module joins the first group).
     (pytest is held below 9 in the test extra: pytest-xdist 3.8 groups by renaming a test's node
     id, which pytest 9 no longer reads, so its loadgroup would scatter the groups.)"""
     for item in items:
         if item.nodeid.startswith("tests/browser/"):
-            group = _BROWSER_GROUPS.get(item.path.stem, 1)
-            item.add_marker(pytest.mark.xdist_group(f"browser-{group}"))
+            second = item.path.stem in _SECOND_BROWSER
+            item.add_marker(pytest.mark.xdist_group("browser-2" if second else "browser-1"))
     # a Dask client leaves threads for the rest of the process (its IO loop, its offload pool),
     # and rightly no fork is allowed beside them: the Dask tests run last in their process, after
     # the tests of the fork policy (tests/test_engines.py, tests/test_runtime.py) and of the
