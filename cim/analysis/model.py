@@ -32,13 +32,15 @@ import shapely
 from pyproj import CRS
 
 from cim.crs import from_lonlat, parse_crs, to_lonlat
-from cim.kernels.raster import bilinear_sample
+from cim.kernels.raster import bilinear_sample, nan_median
 from cim.kernels.rays import block_max
 
-__all__ = ["BLOCK", "Prisms", "SurfaceModel", "model_from_polygons", "prisms_from_polygons"]
+__all__ = ["BLOCK", "BURN_CELLS", "Prisms", "SurfaceModel", "model_from_polygons", "prisms_from_polygons"]
 
 #: cells a side of the tiles whose highest point lets rays skip them
 BLOCK = 16
+#: cells of the grid the footprints are burnt into at a time (a strip of rows; 16 MB of int32)
+BURN_CELLS = 1 << 22
 
 
 @dataclass
@@ -188,6 +190,12 @@ class SurfaceModel:
         return float(lon[0]), float(lat[0])
 
     @cached_property
+    def median_ground(self) -> float:
+        """The median height of the terrain (no-data cells left out; 0 on an empty grid; NaN
+        when it has no data at all), counted strip by strip rather than copied."""
+        return nan_median(self.dem) if self.dem.size else 0.0
+
+    @cached_property
     def blocks(self) -> list[tuple[int, np.ndarray]]:
         """``(n, the highest DSM cell of each n × n tile)`` for n = BLOCK and 8 × BLOCK, for
         rays to skip what they pass above."""
@@ -259,29 +267,49 @@ class SurfaceModel:
         return replace(self, dsm=dsm, owner=owner, prisms=prisms, meta=dict(self.meta))
 
 
-def _burn(dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float) -> tuple[np.ndarray, np.ndarray]:
-    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell)."""
+def _burn(
+    dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float, *, block_cells: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell).
+
+    The footprints are rasterised strip by strip (``block_cells`` cells a strip, default
+    :data:`BURN_CELLS`), each strip straight into the owner raster, so that the working set
+    beyond the two rasters made is one strip's, whatever the grid's size. Every strip burns the
+    footprints it meets in the order the whole grid burns them (lowest roof first, the
+    tallest last), so the result is the whole grid's, cell for cell.
+    """
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
 
     owner = np.full(dem.shape, -1, dtype=np.int32)
     dsm = np.array(dem, dtype=np.float32, copy=True)
-    if len(prisms) and dem.size:
-        rows, cols = dem.shape
-        box = shapely.box(x0, y0 - rows * res, x0 + cols * res, y0)
-        near = prisms.tree.query(box, predicate="intersects")
-        if len(near):
-            near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
-            owner = rasterize(
-                ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in near),
-                out_shape=dem.shape,
-                transform=from_origin(x0, y0, res, res),
-                fill=-1,
-                dtype="int32",
-            )
-            built = owner >= 0
-            roofs = prisms.top[owner[built]].astype(np.float32)
-            dsm[built] = np.fmax(dsm[built], roofs)
+    if not len(prisms) or not dem.size:
+        return dsm, owner
+    rows, cols = dem.shape
+    box = shapely.box(x0, y0 - rows * res, x0 + cols * res, y0)
+    near = prisms.tree.query(box, predicate="intersects")
+    if not len(near):
+        return dsm, owner
+    near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
+    rank = np.full(len(prisms), -1, dtype=np.int64)
+    rank[near] = np.arange(len(near))
+    step = max(1, int(block_cells or BURN_CELLS) // cols)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        strip = prisms.tree.query(shapely.box(x0, y0 - r1 * res, x0 + cols * res, y0 - r0 * res), predicate="intersects")
+        strip = strip[rank[strip] >= 0]
+        if not len(strip):
+            continue
+        strip = strip[np.argsort(rank[strip])]
+        out = owner[r0:r1]
+        rasterize(
+            ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in strip),
+            out=out,
+            transform=from_origin(x0, y0 - r0 * res, res, res),
+        )
+        built = out >= 0
+        part = dsm[r0:r1]
+        part[built] = np.fmax(part[built], prisms.top[out[built]].astype(np.float32))
     return dsm, owner
 
 
@@ -305,6 +333,7 @@ def model_from_polygons(
     *,
     bases: np.ndarray | None = None,
     name: str = "",
+    block_cells: int | None = None,
 ) -> SurfaceModel:
     """A surface model from footprints and a terrain grid (the one way both the build and the
     tests make one).
@@ -318,6 +347,8 @@ def model_from_polygons(
     x0, y0, res : the grid's west and north edges and cell size
     bases : (n,) float, floor heights (default: the lowest terrain under each footprint's
         vertices, bilinear, as the buildings layer stands them)
+    block_cells : cells of the grid burnt at a time (default :data:`BURN_CELLS`; the result
+        does not depend on it)
     """
     crs = parse_crs(crs)
     dem = np.asarray(dem, dtype=np.float32)
@@ -327,7 +358,7 @@ def model_from_polygons(
         bases = _lowest_ground(polygons, dem, x0, y0, res)
     bases = np.asarray(bases, dtype=np.float64)
     prisms = prisms_from_polygons(polygons, bases, bases + heights, np.asarray(ids, dtype=object), uses)
-    dsm, owner = _burn(dem, prisms, x0, y0, res)
+    dsm, owner = _burn(dem, prisms, x0, y0, res, block_cells=block_cells)
     rows, cols = dem.shape
     return SurfaceModel(
         crs, float(x0), float(y0), float(res), dem, dsm, owner, prisms, _true_north(crs, x0 + cols * res / 2, y0 - rows * res / 2), name
@@ -342,6 +373,12 @@ def _lowest_ground(polygons: np.ndarray, dem: np.ndarray, x0: float, y0: float, 
     z = bilinear_sample(dem, x0, y0, res, res, xy[:, 0], xy[:, 1])
     base = np.full(n, np.inf)
     np.fmin.at(base, index, z)
-    fill = float(np.nanmedian(dem)) if np.isfinite(dem).any() else 0.0
-    base[~np.isfinite(base)] = fill  # off the terrain: the median ground
+    off = ~np.isfinite(base)
+    if off.any():
+        base[off] = _median_ground(dem)  # off the terrain: the median ground
     return base
+
+
+def _median_ground(dem: np.ndarray) -> float:
+    """The median of the terrain's heights (NaN: no data), 0 when it has none."""
+    return nan_median(dem) if np.isfinite(dem).any() else 0.0
