@@ -23,6 +23,7 @@ builds it from a recipe, writes and loads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -35,7 +36,7 @@ from cim.crs import from_lonlat, parse_crs, to_lonlat
 from cim.kernels.raster import bilinear_sample, nan_median
 from cim.kernels.rays import block_max
 
-__all__ = ["BLOCK", "BURN_CELLS", "Prisms", "SurfaceModel", "model_from_polygons", "prisms_from_polygons"]
+__all__ = ["BLOCK", "BURN_CELLS", "Prisms", "SurfaceModel", "burn_strips", "model_from_polygons", "prisms_from_polygons"]
 
 #: cells a side of the tiles whose highest point lets rays skip them
 BLOCK = 16
@@ -270,47 +271,66 @@ class SurfaceModel:
 def _burn(
     dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float, *, block_cells: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell).
+    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell): the
+    strips of :func:`burn_strips` put together."""
+    dsm = np.empty(dem.shape, dtype=np.float32)
+    owner = np.empty(dem.shape, dtype=np.int32)
+    for r0, dsm_strip, owner_strip in burn_strips(dem, prisms, x0, y0, res, block_cells=block_cells):
+        dsm[r0 : r0 + len(dsm_strip)] = dsm_strip
+        owner[r0 : r0 + len(owner_strip)] = owner_strip
+    return dsm, owner
 
-    The footprints are rasterised strip by strip (``block_cells`` cells a strip, default
-    :data:`BURN_CELLS`), each strip straight into the owner raster, so that the working set
-    beyond the two rasters made is one strip's, whatever the grid's size. Every strip burns the
-    footprints it meets in the order the whole grid burns them (lowest roof first, the
-    tallest last), so the result is the whole grid's, cell for cell.
+
+def burn_strips(
+    dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float, *, block_cells: int | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The DSM and owner rasters of ``prisms`` over a terrain grid, a strip of rows at a time
+    (tallest roof wins a cell; owner -1: ground).
+
+    Each strip's footprints are rasterised on their own, burnt in the order the whole grid
+    burns them (lowest roof first, the tallest last), so the strips put together are the
+    whole grid's rasters, cell for cell, whatever the strips' size; the working set is a
+    strip's, however large the grid.
+
+    Parameters
+    ----------
+    dem : (rows, cols) float, the terrain (NaN: no data)
+    prisms : the buildings
+    x0, y0, res : the grid's west and north edges and cell size
+    block_cells : cells a strip (default :data:`BURN_CELLS`)
+
+    Yields
+    ------
+    (first row, (h, cols) float32 DSM, (h, cols) int32 owners), top to bottom
     """
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
 
-    owner = np.full(dem.shape, -1, dtype=np.int32)
-    dsm = np.array(dem, dtype=np.float32, copy=True)
-    if not len(prisms) or not dem.size:
-        return dsm, owner
     rows, cols = dem.shape
-    box = shapely.box(x0, y0 - rows * res, x0 + cols * res, y0)
-    near = prisms.tree.query(box, predicate="intersects")
-    if not len(near):
-        return dsm, owner
-    near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
-    rank = np.full(len(prisms), -1, dtype=np.int64)
-    rank[near] = np.arange(len(near))
-    step = max(1, int(block_cells or BURN_CELLS) // cols)
+    rank = None
+    if len(prisms) and dem.size:
+        near = prisms.tree.query(shapely.box(x0, y0 - rows * res, x0 + cols * res, y0), predicate="intersects")
+        near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
+        rank = np.full(len(prisms), -1, dtype=np.int64)
+        rank[near] = np.arange(len(near))
+    step = max(1, int(block_cells or BURN_CELLS) // max(cols, 1))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        strip = prisms.tree.query(shapely.box(x0, y0 - r1 * res, x0 + cols * res, y0 - r0 * res), predicate="intersects")
-        strip = strip[rank[strip] >= 0]
-        if not len(strip):
-            continue
-        strip = strip[np.argsort(rank[strip])]
-        out = owner[r0:r1]
-        rasterize(
-            ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in strip),
-            out=out,
-            transform=from_origin(x0, y0 - r0 * res, res, res),
-        )
-        built = out >= 0
-        part = dsm[r0:r1]
-        part[built] = np.fmax(part[built], prisms.top[out[built]].astype(np.float32))
-    return dsm, owner
+        dsm = np.array(dem[r0:r1], dtype=np.float32, copy=True)
+        owner = np.full(dsm.shape, -1, dtype=np.int32)
+        if rank is not None:
+            strip = prisms.tree.query(shapely.box(x0, y0 - r1 * res, x0 + cols * res, y0 - r0 * res), predicate="intersects")
+            strip = strip[rank[strip] >= 0]
+            if len(strip):
+                strip = strip[np.argsort(rank[strip])]
+                rasterize(
+                    ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in strip),
+                    out=owner,
+                    transform=from_origin(x0, y0 - r0 * res, res, res),
+                )
+                built = owner >= 0
+                dsm[built] = np.fmax(dsm[built], prisms.top[owner[built]].astype(np.float32))
+        yield r0, dsm, owner
 
 
 def _true_north(crs: CRS, x: float, y: float) -> float:
@@ -334,6 +354,7 @@ def model_from_polygons(
     bases: np.ndarray | None = None,
     name: str = "",
     block_cells: int | None = None,
+    rasters: Callable[[Iterator[tuple[int, np.ndarray, np.ndarray]]], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> SurfaceModel:
     """A surface model from footprints and a terrain grid (the one way both the build and the
     tests make one).
@@ -349,6 +370,8 @@ def model_from_polygons(
         vertices, bilinear, as the buildings layer stands them)
     block_cells : cells of the grid burnt at a time (default :data:`BURN_CELLS`; the result
         does not depend on it)
+    rasters : what makes the DSM and owner rasters of the strips of :func:`burn_strips`
+        (default: two arrays in memory; the build writes them to files as they come)
     """
     crs = parse_crs(crs)
     dem = np.asarray(dem, dtype=np.float32)
@@ -358,7 +381,10 @@ def model_from_polygons(
         bases = _lowest_ground(polygons, dem, x0, y0, res)
     bases = np.asarray(bases, dtype=np.float64)
     prisms = prisms_from_polygons(polygons, bases, bases + heights, np.asarray(ids, dtype=object), uses)
-    dsm, owner = _burn(dem, prisms, x0, y0, res, block_cells=block_cells)
+    if rasters is None:
+        dsm, owner = _burn(dem, prisms, x0, y0, res, block_cells=block_cells)
+    else:
+        dsm, owner = rasters(burn_strips(dem, prisms, x0, y0, res, block_cells=block_cells))
     rows, cols = dem.shape
     return SurfaceModel(
         crs, float(x0), float(y0), float(res), dem, dsm, owner, prisms, _true_north(crs, x0 + cols * res / 2, y0 - rows * res / 2), name
