@@ -112,6 +112,7 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
     dem, x0, y0, res = _terrain_grid(dem_path, crs, all_polygons, resolution, block_cells)
     folder = Path(city_dir) / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder)
     streamed = _Streamed(folder, dem.shape)
     try:
         model = _build(rec, crs, all_polygons, heights, ids, uses, dem, x0, y0, res, block_cells, streamed)
@@ -363,6 +364,20 @@ class _Streamed:
         for path in self.tmp.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the temporary rasters a build killed midway left in ``folder`` (those of
+    processes no longer running)."""
+    for path in folder.glob(".*.npy.*.tmp"):
+        try:
+            pid = int(path.name.split(".")[3])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except PermissionError:
+            pass  # another user's process
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -39,8 +41,13 @@ def test_a_model_built_in_tiny_strips_is_the_model_built_whole(tiny_sources, tmp
 
 
 def test_a_rebuild_leaves_the_unchanged_rasters_alone(tiny_sources, tmp_path) -> None:
+    """A rebuild replaces no unchanged file, and removes the temporary rasters of a build
+    that was killed (its process gone)."""
     build_model(tiny_sources.recipe, tmp_path)
     before = {p.name: p.stat().st_ino for p in (tmp_path / MODEL_DIR).iterdir()}
+    dead = next(pid for pid in range(4_000_000, 4_100_000) if not Path(f"/proc/{pid}").exists())
+    stale = tmp_path / MODEL_DIR / f".dsm.npy.{dead}.1234.tmp"
+    stale.write_bytes(b"torn")
     build_model(tiny_sources.recipe, tmp_path, block_cells=1000)
     after = {p.name: p.stat().st_ino for p in (tmp_path / MODEL_DIR).iterdir()}
     assert after == before  # same files, not replaced; no temporary left
