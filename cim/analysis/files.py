@@ -8,10 +8,12 @@ disk and keeps one model per city folder while ``model.json`` is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ MODEL_KINDS = ("buildings", "terrain")
 _ARRAYS = ("dem", "dsm", "owner", "xy", "ring_offsets", "polygon_offsets", "polygon_feature", "base", "top")
 
 
-def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None = None) -> SurfaceModel:
+def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None = None, block_cells: int | None = None) -> SurfaceModel:
     """Build the surface model of a city from its recipe and write it to ``CITY/analysis/``.
 
     The buildings are every ``buildings`` layer of the recipe (footprints and heights as the
@@ -51,6 +53,9 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
     recipe : a ``city.toml`` path or a loaded :class:`cim.recipe.Recipe`
     city_dir : the built city's folder
     resolution : cell size in metres (default: the DEM's, kept within 1–2 m)
+    block_cells : cells of the grid read and burnt at a time (default
+        :data:`~cim.analysis.model.BURN_CELLS`): the working set beyond the model's three
+        rasters is a strip of this many cells; the model does not depend on it
     """
     from cim.layers import registry
     from cim.layers.buildings import building_heights
@@ -104,7 +109,38 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
     if crs is None:
         raise CimInputError(f"{rec.path or 'recipe'}: no CRS for the surface model (give [city] crs)")
     all_polygons = np.concatenate(polygons) if polygons else np.empty(0, dtype=object)
-    dem, x0, y0, res = _terrain_grid(dem_path, crs, all_polygons, resolution)
+    dem, x0, y0, res = _terrain_grid(dem_path, crs, all_polygons, resolution, block_cells)
+    folder = Path(city_dir) / MODEL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder)
+    streamed = _Streamed(folder, dem.shape)
+    try:
+        model = _build(rec, crs, all_polygons, heights, ids, uses, dem, x0, y0, res, block_cells, streamed)
+        # the DSM and owners are in their files: the model maps them from there
+        _write_model(model, city_dir, streamed.commit())
+    finally:
+        streamed.discard()
+    model.dsm = np.load(folder / "dsm.npy", mmap_mode="r")
+    model.owner = np.load(folder / "owner.npy", mmap_mode="r")
+    return model
+
+
+def _build(
+    rec: Any,
+    crs: CRS,
+    all_polygons: np.ndarray,
+    heights: list[np.ndarray],
+    ids: list[np.ndarray],
+    uses: list[np.ndarray],
+    dem: np.ndarray,
+    x0: float,
+    y0: float,
+    res: float,
+    block_cells: int | None,
+    streamed: _Streamed,
+) -> SurfaceModel:
+    """The model of :func:`build_model` with its DSM and owner rasters burnt strip by strip into
+    ``streamed``'s files (mapped read-write, for the BIM models' meshes)."""
     model = model_from_polygons(
         all_polygons,
         np.concatenate(heights) if heights else np.zeros(0),
@@ -116,9 +152,10 @@ def build_model(recipe: Any, city_dir: str | Path, *, resolution: float | None =
         res,
         crs,
         name=rec.name,
+        block_cells=block_cells,
+        rasters=streamed.write,
     )
     _burn_bim_layers(rec, model)
-    write_model(model, city_dir)
     return model
 
 
@@ -154,10 +191,11 @@ def _several(rec: Any, kind: str) -> bool:
 
 
 def _terrain_grid(
-    dem_path: Path | None, crs: CRS, polygons: np.ndarray, resolution: float | None
+    dem_path: Path | None, crs: CRS, polygons: np.ndarray, resolution: float | None, block_cells: int | None = None
 ) -> tuple[np.ndarray, float, float, float]:
     """The terrain on the model's grid: the DEM's own grid when it is in ``crs`` with cells of
-    1–2 m (or the cell size asked for), else resampled (bilinear) over its extent."""
+    1–2 m (or the cell size asked for), read strip by strip into the grid (no full-size
+    temporaries), else resampled (bilinear) over its extent."""
     import rasterio
     from rasterio.warp import Resampling, reproject, transform_bounds
 
@@ -182,8 +220,7 @@ def _terrain_grid(
         own = abs(t.a)
         res = float(resolution or min(max(own, 1.0), 2.0))
         if same and abs(t.a) == abs(t.e) == res:
-            grid = ds.read(1, masked=True).filled(np.nan).astype(np.float32)
-            return grid, float(t.c), float(t.f), res
+            return _read_grid(dem_path, ds, block_cells), float(t.c), float(t.f), res
         xmin, ymin, xmax, ymax = transform_bounds(ds.crs, crs.to_wkt(), *ds.bounds) if not same else tuple(ds.bounds)
         x0, y0 = float(np.floor(xmin / res) * res), float(np.ceil(ymax / res) * res)
         cols, rows = int(np.ceil((xmax - x0) / res)), int(np.ceil((y0 - ymin) / res))
@@ -201,15 +238,197 @@ def _terrain_grid(
         return grid, x0, y0, res
 
 
+def _read_grid(path: Path, ds: Any, block_cells: int | None) -> np.ndarray:
+    """Band 1 of the raster at ``path`` (open as ``ds``) as float32, no data as NaN, read a
+    strip of rows at a time (strips of whole blocks of the file) into the grid: the cells of
+    one strip are the only copy made. Each strip is read through a dataset of its own, closed
+    after it, so that GDAL's block cache (up to 5 % of the machine's memory) never holds more
+    than a strip of the file."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from cim.analysis.model import BURN_CELLS
+
+    rows, cols = ds.height, ds.width
+    grid = np.empty((rows, cols), dtype=np.float32)
+    step = max(1, int(block_cells or BURN_CELLS) // max(cols, 1))
+    block = ds.block_shapes[0][0] if block_cells is None else 1
+    step = max(block, step - step % block)
+    for r0 in range(0, rows, step):
+        h = min(step, rows - r0)
+        with rasterio.open(path) as part:
+            grid[r0 : r0 + h] = part.read(1, window=Window(0, r0, cols, h), masked=True).filled(np.nan)
+    return grid
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` to ``path`` the way ``np.save`` does, atomically, unless the
+    file already holds exactly those bytes; the bytes are streamed from the array (a large
+    raster is never copied into one ``bytes`` object)."""
+    array = np.ascontiguousarray(array)
+    same = _Compare(path)
+    np.save(same, array, allow_pickle=False)
+    if same.equal():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # as cim.store writes files
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+class _Compare:
+    """A write-only file that compares what is written with a file's bytes, chunk by chunk."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._file: Any = open(path, "rb")  # noqa: SIM115 - closed by equal()
+            self._size = os.fstat(self._file.fileno()).st_size
+        except FileNotFoundError:
+            self._file, self._size = None, -1
+        self._seen = 0
+        self._same = self._file is not None
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if self._same:
+            self._same = self._file.read(n) == data
+        self._seen += n
+        return n
+
+    def equal(self) -> bool:
+        """Whether every byte written is the file's and nothing more (closes the file)."""
+        if self._file is not None:
+            self._file.close()
+        return self._same and self._seen == self._size
+
+
+class _Streamed:
+    """The DSM and owner rasters of a model being built, written to temporary ``.npy`` files
+    beside their final names strip by strip as they are burnt (the process never holds them
+    whole), mapped read-write for the BIM meshes, then renamed into place (or dropped where
+    the file there already holds the same bytes)."""
+
+    def __init__(self, folder: Path, shape: tuple[int, int]) -> None:
+        self.folder = folder
+        self.shape = (int(shape[0]), int(shape[1]))
+        tag = f"{os.getpid()}.{threading.get_ident()}"
+        self.tmp = {name: folder / f".{name}.npy.{tag}.tmp" for name in ("dsm", "owner")}
+        self.maps: list[np.memmap] = []
+
+    def write(self, strips: Iterator[tuple[int, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Write the strips ``(first row, DSM, owners)`` of :func:`~cim.analysis.model.burn_strips`
+        to the two files, as ``np.save`` would write the whole rasters; the rasters mapped
+        read-write from them."""
+        dtypes = {"dsm": np.dtype(np.float32), "owner": np.dtype(np.int32)}
+        files: dict[str, Any] = {}
+        try:
+            for name, path in self.tmp.items():
+                files[name] = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb")
+                files[name].write(_npy_header(dtypes[name], self.shape))
+            done = 0
+            for r0, dsm, owner in strips:
+                if r0 != done or dsm.shape[1:] != self.shape[1:]:
+                    raise ValueError(f"strip at row {r0} of shape {dsm.shape} does not follow row {done} of {self.shape}")
+                files["dsm"].write(np.ascontiguousarray(dsm, dtype=np.float32).data)
+                files["owner"].write(np.ascontiguousarray(owner, dtype=np.int32).data)
+                done += len(dsm)
+            if done != self.shape[0]:
+                raise ValueError(f"strips end at row {done} of {self.shape[0]}")
+        except OSError as exc:
+            raise CimIOError(f"{self.folder}: cannot write the surface model ({exc.strerror or exc})") from exc
+        finally:
+            for f in files.values():
+                f.close()
+        self.maps = [np.lib.format.open_memmap(self.tmp[name], mode="r+") for name in ("dsm", "owner")]
+        return self.maps[0], self.maps[1]
+
+    def commit(self) -> dict[str, Path]:
+        """Flush the mapped rasters and let them go; the files to put in place, by name."""
+        for m in self.maps:
+            m.flush()
+        self.maps = []
+        return dict(self.tmp)
+
+    def discard(self) -> None:
+        """Remove whichever temporary file is left (the build failed, or a file was unchanged)."""
+        self.maps = []
+        for path in self.tmp.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the temporary rasters a build killed midway left in ``folder`` (those of
+    processes no longer running)."""
+    for path in folder.glob(".*.npy.*.tmp"):
+        try:
+            pid = int(path.name.split(".")[3])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except PermissionError:
+            pass  # another user's process
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The header ``np.save`` writes before a C-ordered array of ``dtype`` and ``shape``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    )
+    return buffer.getvalue()
+
+
+def _put_file(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` unless ``path`` already holds exactly its bytes (then ``tmp``
+    is removed): an unchanged file is left alone, as :func:`cim.store.write_if_changed` does."""
+    try:
+        if _same_bytes(tmp, path):
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise CimIOError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def _same_bytes(a: Path, b: Path, chunk: int = 1 << 24) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            if os.fstat(fa.fileno()).st_size != os.fstat(fb.fileno()).st_size:
+                return False
+            while block := fa.read(chunk):
+                if block != fb.read(chunk):
+                    return False
+            return True
+    except FileNotFoundError:
+        return False
+
+
 def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
     """Write ``model`` to ``CITY/analysis/`` (each file atomically, ``model.json`` last)."""
+    return _write_model(model, city_dir, {})
+
+
+def _write_model(model: SurfaceModel, city_dir: str | Path, written: dict[str, Path]) -> Path:
+    """:func:`write_model`, but the arrays named in ``written`` are already in files of theirs
+    (temporary names in the folder, put in place here)."""
     folder = Path(city_dir) / MODEL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     p = model.prisms
     arrays = {
-        "dem": model.dem.astype(np.float32),
-        "dsm": model.dsm.astype(np.float32),
-        "owner": model.owner.astype(np.int32),
+        "dem": np.asarray(model.dem, dtype=np.float32),
+        "dsm": np.asarray(model.dsm, dtype=np.float32),
+        "owner": np.asarray(model.owner, dtype=np.int32),
         "xy": p.xy,
         "ring_offsets": p.ring_offsets,
         "polygon_offsets": p.polygon_offsets,
@@ -221,9 +440,10 @@ def write_model(model: SurfaceModel, city_dir: str | Path) -> Path:
     # a file whose bytes are those already there is left alone (an incremental rebuild of the
     # city rewrites nothing the model did not change)
     for name, array in arrays.items():
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        write_if_changed(folder / f"{name}.npy", buffer.getvalue())
+        if name in written:
+            _put_file(written[name], folder / f"{name}.npy")
+        else:
+            _write_array(folder / f"{name}.npy", array)
     write_if_changed(
         folder / "buildings.json",
         json_bytes_of({"ids": [str(i) for i in p.ids], "uses": [None if u is None else str(u) for u in p.uses]}),

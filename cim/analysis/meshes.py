@@ -173,7 +173,7 @@ def ifc_triangles(
         except CimError as exc:
             raise CimInputError(f"{name}: not a readable IFC file ({exc})") from None
         lon0, lat0 = model.centre_lonlat
-        frame = LocalFrame(lon0, lat0, float(np.nanmedian(np.asarray(model.dem))) if np.asarray(model.dem).size else 0.0)
+        frame = LocalFrame(lon0, lat0, model.median_ground)
         geo = read_georeference(f)
         try:
             crs, origin, turn = placing if placing is not None else (None, None, None)

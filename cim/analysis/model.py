@@ -23,6 +23,7 @@ builds it from a recipe, writes and loads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -32,13 +33,15 @@ import shapely
 from pyproj import CRS
 
 from cim.crs import from_lonlat, parse_crs, to_lonlat
-from cim.kernels.raster import bilinear_sample
+from cim.kernels.raster import bilinear_sample, nan_median
 from cim.kernels.rays import block_max
 
-__all__ = ["BLOCK", "Prisms", "SurfaceModel", "model_from_polygons", "prisms_from_polygons"]
+__all__ = ["BLOCK", "BURN_CELLS", "Prisms", "SurfaceModel", "burn_strips", "model_from_polygons", "prisms_from_polygons"]
 
 #: cells a side of the tiles whose highest point lets rays skip them
 BLOCK = 16
+#: cells of the grid the footprints are burnt into at a time (a strip of rows; 16 MB of int32)
+BURN_CELLS = 1 << 22
 
 
 @dataclass
@@ -188,6 +191,12 @@ class SurfaceModel:
         return float(lon[0]), float(lat[0])
 
     @cached_property
+    def median_ground(self) -> float:
+        """The median height of the terrain (no-data cells left out; 0 on an empty grid; NaN
+        when it has no data at all), counted strip by strip rather than copied."""
+        return nan_median(self.dem) if self.dem.size else 0.0
+
+    @cached_property
     def blocks(self) -> list[tuple[int, np.ndarray]]:
         """``(n, the highest DSM cell of each n × n tile)`` for n = BLOCK and 8 × BLOCK, for
         rays to skip what they pass above."""
@@ -259,30 +268,69 @@ class SurfaceModel:
         return replace(self, dsm=dsm, owner=owner, prisms=prisms, meta=dict(self.meta))
 
 
-def _burn(dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float) -> tuple[np.ndarray, np.ndarray]:
-    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell)."""
+def _burn(
+    dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float, *, block_cells: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """DSM and owner rasters of ``prisms`` over a terrain grid (tallest roof wins a cell): the
+    strips of :func:`burn_strips` put together."""
+    dsm = np.empty(dem.shape, dtype=np.float32)
+    owner = np.empty(dem.shape, dtype=np.int32)
+    for r0, dsm_strip, owner_strip in burn_strips(dem, prisms, x0, y0, res, block_cells=block_cells):
+        dsm[r0 : r0 + len(dsm_strip)] = dsm_strip
+        owner[r0 : r0 + len(owner_strip)] = owner_strip
+    return dsm, owner
+
+
+def burn_strips(
+    dem: np.ndarray, prisms: Prisms, x0: float, y0: float, res: float, *, block_cells: int | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The DSM and owner rasters of ``prisms`` over a terrain grid, a strip of rows at a time
+    (tallest roof wins a cell; owner -1: ground).
+
+    Each strip's footprints are rasterised on their own, burnt in the order the whole grid
+    burns them (lowest roof first, the tallest last), so the strips put together are the
+    whole grid's rasters, cell for cell, whatever the strips' size; the working set is a
+    strip's, however large the grid.
+
+    Parameters
+    ----------
+    dem : (rows, cols) float, the terrain (NaN: no data)
+    prisms : the buildings
+    x0, y0, res : the grid's west and north edges and cell size
+    block_cells : cells a strip (default :data:`BURN_CELLS`)
+
+    Yields
+    ------
+    (first row, (h, cols) float32 DSM, (h, cols) int32 owners), top to bottom
+    """
     from rasterio.features import rasterize
     from rasterio.transform import from_origin
 
-    owner = np.full(dem.shape, -1, dtype=np.int32)
-    dsm = np.array(dem, dtype=np.float32, copy=True)
+    rows, cols = dem.shape
+    rank = None
     if len(prisms) and dem.size:
-        rows, cols = dem.shape
-        box = shapely.box(x0, y0 - rows * res, x0 + cols * res, y0)
-        near = prisms.tree.query(box, predicate="intersects")
-        if len(near):
-            near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
-            owner = rasterize(
-                ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in near),
-                out_shape=dem.shape,
-                transform=from_origin(x0, y0, res, res),
-                fill=-1,
-                dtype="int32",
-            )
-            built = owner >= 0
-            roofs = prisms.top[owner[built]].astype(np.float32)
-            dsm[built] = np.fmax(dsm[built], roofs)
-    return dsm, owner
+        near = prisms.tree.query(shapely.box(x0, y0 - rows * res, x0 + cols * res, y0), predicate="intersects")
+        near = near[np.argsort(prisms.top[near], kind="stable")]  # later shapes overwrite: tallest last
+        rank = np.full(len(prisms), -1, dtype=np.int64)
+        rank[near] = np.arange(len(near))
+    step = max(1, int(block_cells or BURN_CELLS) // max(cols, 1))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        dsm = np.array(dem[r0:r1], dtype=np.float32, copy=True)
+        owner = np.full(dsm.shape, -1, dtype=np.int32)
+        if rank is not None:
+            strip = prisms.tree.query(shapely.box(x0, y0 - r1 * res, x0 + cols * res, y0 - r0 * res), predicate="intersects")
+            strip = strip[rank[strip] >= 0]
+            if len(strip):
+                strip = strip[np.argsort(rank[strip])]
+                rasterize(
+                    ((shapely.geometry.mapping(prisms.footprints[i]), int(i)) for i in strip),
+                    out=owner,
+                    transform=from_origin(x0, y0 - r0 * res, res, res),
+                )
+                built = owner >= 0
+                dsm[built] = np.fmax(dsm[built], prisms.top[owner[built]].astype(np.float32))
+        yield r0, dsm, owner
 
 
 def _true_north(crs: CRS, x: float, y: float) -> float:
@@ -305,6 +353,8 @@ def model_from_polygons(
     *,
     bases: np.ndarray | None = None,
     name: str = "",
+    block_cells: int | None = None,
+    rasters: Callable[[Iterator[tuple[int, np.ndarray, np.ndarray]]], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> SurfaceModel:
     """A surface model from footprints and a terrain grid (the one way both the build and the
     tests make one).
@@ -318,6 +368,10 @@ def model_from_polygons(
     x0, y0, res : the grid's west and north edges and cell size
     bases : (n,) float, floor heights (default: the lowest terrain under each footprint's
         vertices, bilinear, as the buildings layer stands them)
+    block_cells : cells of the grid burnt at a time (default :data:`BURN_CELLS`; the result
+        does not depend on it)
+    rasters : what makes the DSM and owner rasters of the strips of :func:`burn_strips`
+        (default: two arrays in memory; the build writes them to files as they come)
     """
     crs = parse_crs(crs)
     dem = np.asarray(dem, dtype=np.float32)
@@ -327,7 +381,10 @@ def model_from_polygons(
         bases = _lowest_ground(polygons, dem, x0, y0, res)
     bases = np.asarray(bases, dtype=np.float64)
     prisms = prisms_from_polygons(polygons, bases, bases + heights, np.asarray(ids, dtype=object), uses)
-    dsm, owner = _burn(dem, prisms, x0, y0, res)
+    if rasters is None:
+        dsm, owner = _burn(dem, prisms, x0, y0, res, block_cells=block_cells)
+    else:
+        dsm, owner = rasters(burn_strips(dem, prisms, x0, y0, res, block_cells=block_cells))
     rows, cols = dem.shape
     return SurfaceModel(
         crs, float(x0), float(y0), float(res), dem, dsm, owner, prisms, _true_north(crs, x0 + cols * res / 2, y0 - rows * res / 2), name
@@ -342,6 +399,12 @@ def _lowest_ground(polygons: np.ndarray, dem: np.ndarray, x0: float, y0: float, 
     z = bilinear_sample(dem, x0, y0, res, res, xy[:, 0], xy[:, 1])
     base = np.full(n, np.inf)
     np.fmin.at(base, index, z)
-    fill = float(np.nanmedian(dem)) if np.isfinite(dem).any() else 0.0
-    base[~np.isfinite(base)] = fill  # off the terrain: the median ground
+    off = ~np.isfinite(base)
+    if off.any():
+        base[off] = _median_ground(dem)  # off the terrain: the median ground
     return base
+
+
+def _median_ground(dem: np.ndarray) -> float:
+    """The median of the terrain's heights (NaN: no data), 0 when it has none."""
+    return nan_median(dem) if np.isfinite(dem).any() else 0.0
