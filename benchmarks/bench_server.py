@@ -189,20 +189,8 @@ def _tree(root_pid: int) -> list[int]:
 
 def tree_rss(root_pid: int) -> int:
     """Resident bytes of a process and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root_pid]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    total = 0
+    for pid in _tree(root_pid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
