@@ -394,15 +394,15 @@ def test_point_cloud_renders_upright_in_colour(viewer: ViewerPage, built_city: B
             const scene = window.cim.viewer.scene;
             const w = scene.canvas.clientWidth, h = scene.canvas.clientHeight;
             const out = [];
-            // each pickPosition renders a depth pass (seconds under SwiftShader): a 5 x 5 grid
-            for (let i = 1; i < 6; i++) for (let j = 1; j < 6; j++) {
-                const p = scene.pickPosition(new Cesium.Cartesian2(w * i / 6, h * j / 6));
+            // each pickPosition renders a depth pass (seconds under SwiftShader): a 4 x 3 grid
+            for (let i = 1; i < 5; i++) for (let j = 1; j < 4; j++) {
+                const p = scene.pickPosition(new Cesium.Cartesian2(w * i / 5, h * j / 4));
                 if (p) out.push(Cesium.Cartographic.fromCartesian(p).height);
             }
             return out;
         }"""
     )
-    assert len(heights) >= 10, f"only {len(heights)} of 25 screen points hit the cloud"
+    assert len(heights) >= 5, f"only {len(heights)} of 12 screen points hit the cloud"
     lo, hi = b["min_height"] - 1.0, b["max_height"] + 1.0
     outside = [h for h in heights if not lo <= h <= hi]
     assert not outside, f"picked heights outside {lo:.1f}..{hi:.1f}: {outside[:5]}"
