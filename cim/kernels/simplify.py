@@ -28,8 +28,10 @@ __all__ = ["weld_vertices", "simplify_mesh", "TriangleLocator", "distance_to_sur
 #: simplified, then read back in three calls): two threads at once would mix their meshes
 _SIMPLIFY_LOCK = threading.Lock()
 
-#: cells of a locator's grid a piece (at most): the grid is dense, most of its cells empty off the surface
-PER = 16.0
+#: cells of a locator's grid a piece, at most: the grid is dense (most cells, off the surface, are
+#: empty), so its index costs up to 64 bytes a piece, less than the piece's corners (72); finer
+#: grids measured no faster on the sample mesh (4 to 64 a piece within 20 %)
+PER = 8.0
 
 
 def weld_vertices(positions: np.ndarray, triangles: np.ndarray, tolerance: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
