@@ -66,7 +66,7 @@ def _closest(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, out: np
     out[0], out[1], out[2] = 1.0 - v - w, v, w
 
 
-@njit(**JIT, inline="always")
+@njit(**JIT)
 def _closest_scalar(
     px: float, py: float, pz: float, ax: float, ay: float, az: float, bx: float, by: float, bz: float, cx: float, cy: float, cz: float
 ) -> tuple[float, float, float]:  # pragma: no cover - compiled

@@ -65,7 +65,7 @@ def build_grid(
     return starts, order
 
 
-@njit(**JIT, inline="always")
+@njit(**JIT)
 def _clamp(c: int, n: int) -> int:  # pragma: no cover - compiled
     return 0 if c < 0 else (n - 1 if c >= n else c)
 
@@ -84,7 +84,7 @@ def by_cell(points: np.ndarray, origin: np.ndarray, cell: float, dims: np.ndarra
     return np.argsort(key, kind="mergesort")
 
 
-@njit(**JIT, inline="always")
+@njit(**JIT)
 def _bound(
     q: np.ndarray, origin: np.ndarray, cell: float, dims: np.ndarray, centre: np.ndarray, r: int
 ) -> float:  # pragma: no cover - compiled
