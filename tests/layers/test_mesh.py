@@ -90,22 +90,27 @@ def corners_enu(glb: Path) -> tuple[np.ndarray, list]:
 
 def exact_within(points: np.ndarray, corners: np.ndarray, bound: float) -> np.ndarray:
     """For each point: is some triangle within ``bound``? Exact: a triangle within ``bound`` of a
-    point has its box, grown by ``bound``, around the point; those are tried one by one."""
+    point has its box, grown by ``bound``, around the point; every such (point, triangle) pair is
+    tried (trimesh's closest point, not the library's). The pairs are found with a k-d tree of
+    the points (those within each grown box's circumscribed sphere), then the box itself."""
+    from scipy.spatial import cKDTree
     from trimesh.triangles import closest_point
 
     lo = corners.min(axis=1) - bound
     hi = corners.max(axis=1) + bound
+    found = cKDTree(points).query_ball_point((lo + hi) / 2.0, np.linalg.norm(hi - lo, axis=1) / 2.0 * (1 + 1e-9) + 1e-9)
+    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+    pi = np.fromiter(itertools.chain.from_iterable(found), dtype=np.int64, count=int(counts.sum()))
+    ti = np.repeat(np.arange(len(corners)), counts)
+    inside = np.all((points[pi] >= lo[ti]) & (points[pi] <= hi[ti]), axis=1)
+    pi, ti = pi[inside], ti[inside]
     ok = np.zeros(len(points), dtype=bool)
-    for s in range(0, len(points), 250):
-        q = points[s : s + 250]
-        inside = np.all((q[:, None, :] >= lo[None]) & (q[:, None, :] <= hi[None]), axis=2)
-        pi, ti = np.nonzero(inside)
-        if len(pi) == 0:
-            continue
-        d = np.linalg.norm(closest_point(corners[ti], q[pi]) - q[pi], axis=1)
-        hit = np.zeros(len(q), dtype=bool)
-        hit[pi[d <= bound]] = True
-        ok[s : s + 250] = hit
+    for s in range(0, len(pi), 200_000):
+        p, t = pi[s : s + 200_000], ti[s : s + 200_000]
+        todo = ~ok[p]  # a point with a triangle within the bound needs no other
+        p, t = p[todo], t[todo]
+        d = np.linalg.norm(closest_point(corners[t], points[p]) - points[p], axis=1)
+        ok[p[d <= bound]] = True
     return ok
 
 
