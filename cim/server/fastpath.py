@@ -31,8 +31,8 @@ Access control stays exact. In a city with accounts, the reader is the anonymous
 city admits anonymous readers) or a bearer token this worker has already verified against the
 current rules (:class:`cim.server.security._TokenMemo`), remembered by the bytes of its
 ``Authorization`` header with what it may read by folder (:class:`_Reader`) until the rules or
-``city.json`` change (checked once a turn of the event loop, as :func:`cim.access.file_stamp`
-does: a revoked token is refused from the next turn on); a request whose reader may not read
+``city.json`` change (checked every :data:`RULES_CHECK_S` seconds: a revoked token is refused
+by the fast path within 50 ms, by the slow path from the next turn of the event loop on); a request whose reader may not read
 the file's layer, ``search.sqlite`` while layers are restricted, an unknown or unverified token,
 a session cookie, or a city needing a login all go to the slow path, which answers them (401,
 403) and audits them. A permitted read of a restricted layer is answered here and audited from
@@ -82,7 +82,7 @@ from cim.server.filecache import CachedFile, CacheKey, FileCache
 from cim.server.guard import HEAD_TIMEOUT, HeadDeadline
 from cim.server.state import ACCESS, AUDIT, CITY_DIR, FILE_CACHE
 
-__all__ = ["MAX_HEAD", "FastPath", "FastTable", "connection_factory"]
+__all__ = ["MAX_HEAD", "RULES_CHECK_S", "FastPath", "FastTable", "connection_factory"]
 
 log = logging.getLogger("cim.server")
 
@@ -138,7 +138,7 @@ class FastTable:
         self._date = b""
         #: Authorization header (None: absent) -> what this reader may read (see _reader)
         self._readers: dict[bytes | None, _Reader] = {}
-        self._turn_seen = False
+        self._check_at = 0.0
         self._rules_seen: tuple[Any, ...] | None = None
         self._readers_until = 0.0
 
@@ -246,8 +246,9 @@ class FastTable:
     def _reader(self, headers: dict[bytes, bytes]) -> _Reader | None:
         """The reader of a request, remembered by its ``Authorization`` header's bytes (see
         :class:`_Reader`); None when the slow path must decide."""
-        if not self._turn_seen:
-            self._new_turn()
+        now = time.monotonic()
+        if now >= self._check_at:
+            self._check_rules(now)
         authorization = headers.get(b"authorization")
         reader = self._readers.get(authorization)
         if reader is None:
@@ -259,23 +260,18 @@ class FastTable:
             reader = self._readers[authorization] = _Reader(principal)
         return reader
 
-    def _new_turn(self) -> None:
-        """Once a turn of the event loop: forget every reader when the access rules or
-        ``city.json`` changed on disk (one ``stat`` each a turn: :func:`cim.access.file_stamp`),
-        and every :data:`~cim.server.security.TOKEN_MEMO_S` seconds as the token memo does."""
+    def _check_rules(self, now: float) -> None:
+        """At most every :data:`RULES_CHECK_S` seconds: forget every reader when the access
+        rules or ``city.json`` changed on disk (one ``stat`` each), and every
+        :data:`~cim.server.security.TOKEN_MEMO_S` seconds as the token memo does."""
         from cim.server.security import TOKEN_MEMO_S
 
-        self._turn_seen = True
-        asyncio.get_running_loop().call_soon(self._end_turn)
+        self._check_at = now + RULES_CHECK_S
         self.layers.refresh()
         seen = (self.memo._db_stamp() if self.memo is not None else None, self.layers._stamp)
-        now = time.monotonic()
         if seen != self._rules_seen or now >= self._readers_until:
             self._readers.clear()
             self._rules_seen, self._readers_until = seen, now + TOKEN_MEMO_S
-
-    def _end_turn(self) -> None:
-        self._turn_seen = False
 
     def _principal(self, headers: dict[bytes, bytes]) -> Any:
         """The reader of a request when it can be decided here, else None (see the module)."""
@@ -293,6 +289,11 @@ class FastTable:
 #: a folder's verdict for a reader: answered here, not audited / the slow path decides
 _OPEN = "\x00open"
 _SLOW = "\x00slow"
+#: seconds between two checks of the access rules' and ``city.json``'s files by the fast path
+#: (a revoked token or a newly restricted layer is refused by it at most this long after; the
+#: slow path checks at every turn of the event loop). Checking at every turn instead cost the
+#: fast path about 3 us a request of its ~30 (``benchmarks/README.md``, "Serving under load").
+RULES_CHECK_S = 0.05
 #: most readers remembered (each a verified token, or the anonymous one)
 MAX_READERS = 10_000
 

@@ -25,7 +25,7 @@ from cim.access import AccessControl
 from cim.audit import AuditLog
 from cim.server import create_app
 from cim.server.app import _loop_factory
-from cim.server.fastpath import FastPath, connection_factory
+from cim.server.fastpath import RULES_CHECK_S, FastPath, connection_factory
 from cim.server.workers import listening_socket
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -429,7 +429,8 @@ def test_a_restricted_layer_is_never_answered_to_who_may_not_read_it(restricted)
 
 def test_a_kept_alive_reader_loses_its_rights_at_the_next_rule_change(restricted):
     """Readers are remembered by their Authorization header on a connection kept alive: a
-    revocation or a newly restricted layer still applies to the very next request."""
+    revocation or a newly restricted layer applies to the next request once the fast path has
+    looked at the rules again (every RULES_CHECK_S seconds)."""
     city, _ = restricted  # the module's city: users of this test's own, the rules put back after
     acl = AccessControl.open(city)
     acl.add_user("zhao", role="planner")
@@ -449,6 +450,7 @@ def test_a_kept_alive_reader_loses_its_rights_at_the_next_rule_change(restricted
         time.sleep(0.05)
         acl.revoke("zhao")
         acl.restrict("terrain", ["planner"])
+        time.sleep(RULES_CHECK_S)  # the fast path looks at the rules this often
         try:
             assert _status(ask(w_conn, "GET", restricted_tile, planner)) == 401
             assert _status(ask(l_conn, "GET", public_tile, clerk)) == 403
