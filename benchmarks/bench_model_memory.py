@@ -15,21 +15,13 @@ paths made absolute) measures the 1 m, 120 M-cell grid::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
 import time
 from pathlib import Path
 
 from cim.analysis.files import MODEL_DIR, build_model
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+from cim.versions import _file_digest as _digest
 
 
 def main() -> None:

@@ -102,9 +102,12 @@ def _bound(
 
 
 @njit(**JIT)
-def _shell(centre: np.ndarray, dims: np.ndarray, r: int, out: np.ndarray) -> int:  # pragma: no cover - compiled
+def _shell(centre: np.ndarray, dims: np.ndarray, r: int, out: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover - compiled
     """The cells at Chebyshev distance exactly ``r`` from ``centre`` (within the grid) into
-    ``out`` (grown by the caller: at least (2r + 1)³ long); returns how many."""
+    ``out``, a buffer replaced by a larger one when shorter than (2r + 1)³; returns the buffer
+    and how many cells it holds."""
+    if out.shape[0] < (2 * r + 1) ** 3:
+        out = np.empty((2 * r + 1) ** 3, dtype=np.int64)
     m = 0
     x0, x1 = max(centre[0] - r, 0), min(centre[0] + r, dims[0] - 1)
     y0, y1 = max(centre[1] - r, 0), min(centre[1] + r, dims[1] - 1)
@@ -121,7 +124,7 @@ def _shell(centre: np.ndarray, dims: np.ndarray, r: int, out: np.ndarray) -> int
                     if 0 <= x < dims[0]:
                         out[m] = (z * dims[1] + y) * dims[0] + x
                         m += 1
-    return m
+    return out, m
 
 
 @njit(**JIT)
@@ -165,9 +168,7 @@ def nearest_exact(
             bt = last
         r = 0
         while True:
-            if cells.shape[0] < (2 * r + 1) ** 3:
-                cells = np.empty((2 * r + 1) ** 3, dtype=np.int64)
-            m = _shell(centre, dims, r, cells)
+            cells, m = _shell(centre, dims, r, cells)
             for s in range(m):
                 c = cells[s]
                 for n in range(starts[c], starts[c + 1]):
@@ -230,9 +231,7 @@ def nearest_centroids(
         count = 0
         r = 0
         while True:
-            if cells.shape[0] < (2 * r + 1) ** 3:
-                cells = np.empty((2 * r + 1) ** 3, dtype=np.int64)
-            m = _shell(centre, dims, r, cells)
+            cells, m = _shell(centre, dims, r, cells)
             for s in range(m):
                 c = cells[s]
                 for n in range(starts[c], starts[c + 1]):
